@@ -1,0 +1,44 @@
+/* Private to the cpu-blas backend: its context and the op functions its vtable points to.
+ * Buffers are plain host memory. */
+#ifndef SM_CPU_BLAS_INTERNAL_H
+#define SM_CPU_BLAS_INTERNAL_H
+
+#include "backend.h"
+
+typedef struct cpu_ctx {
+    int threads; /* 0 = all cores */
+} cpu_ctx;
+
+size_t sm__cpu_conv_workspace(void *ctx, const sm_conv_shape *s);
+sm_status sm__cpu_conv_fwd(void *ctx, const sm_conv_shape *s, const float *x, const float *w,
+                           const float *b, float *y, void *ws);
+sm_status sm__cpu_conv_bwd_data(void *ctx, const sm_conv_shape *s, const float *dy,
+                                const float *w, float *dx, void *ws);
+sm_status sm__cpu_conv_bwd_filter(void *ctx, const sm_conv_shape *s, const float *x,
+                                  const float *dy, float *dw, float *db, void *ws);
+
+sm_status sm__cpu_maxpool_fwd(void *ctx, const sm_pool_shape *s, const float *x, float *y,
+                              int32_t *argmax);
+sm_status sm__cpu_maxpool_bwd(void *ctx, const sm_pool_shape *s, const float *dy,
+                              const int32_t *argmax, float *dx);
+
+sm_status sm__cpu_relu_fwd(void *ctx, size_t n, const float *x, float *y);
+sm_status sm__cpu_relu_bwd(void *ctx, size_t n, const float *y, const float *dy, float *dx);
+sm_status sm__cpu_sigmoid_fwd(void *ctx, size_t n, const float *x, float *y);
+sm_status sm__cpu_sigmoid_bwd(void *ctx, size_t n, const float *y, const float *dy, float *dx);
+sm_status sm__cpu_gemm(void *ctx, bool trans_a, bool trans_b, int m, int n, int k, float alpha,
+                       const float *a, int lda, const float *b, int ldb, float beta, float *c,
+                       int ldc);
+sm_status sm__cpu_bias_add(void *ctx, int rows, int cols, const float *bias, float *y);
+sm_status sm__cpu_bias_grad(void *ctx, int rows, int cols, const float *dy, float *db);
+sm_status sm__cpu_adam_update(void *ctx, size_t n, float *p, const float *g, float *m, float *v,
+                              float step, float b1, float b2, float eps);
+sm_status sm__cpu_all_finite(void *ctx, size_t n, const float *x, bool *finite);
+
+sm_status sm__cpu_absdiff_fwd(void *ctx, size_t n, const float *a, const float *b, float *d);
+sm_status sm__cpu_absdiff_bwd(void *ctx, size_t n, const float *a, const float *b,
+                              const float *dd, float *da, float *db);
+sm_status sm__cpu_bce_fwd_bwd(void *ctx, int n, const float *logits, const float *labels,
+                              float scale, float *scores, float *loss_sum, float *dlogits);
+
+#endif

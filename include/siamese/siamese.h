@@ -1,0 +1,341 @@
+/* libsiamese: train and run Siamese convolutional networks from C.
+ *
+ * The whole public API. Conventions, everywhere:
+ *  - Every fallible call returns sm_status (SM_OK == 0). Outputs go through pointers that are
+ *    only written on success. sm_last_error() then gives a human-readable detail.
+ *  - Handles are opaque. Each *_create/_open has a *_destroy that accepts NULL.
+ *  - The library never prints, exits or aborts; it reports through statuses, sm_last_error()
+ *    and the log / progress callbacks.
+ *  - Caller-owned buffers are never kept after a call returns.
+ *  - Images at the API are float32, row-major C x H x W per image (C = 1 for greyscale), values
+ *    in [0, 1] (Omniglot: 1 = white background, 0 = ink); N images lie contiguously.
+ *
+ * Thread safety: unless a call says otherwise, a handle may be used by one thread at a time.
+ * Calls that take only const handles (sm_predict_*, sm_embed, sm_dataset_get_*) may run
+ * concurrently on the same handles as long as no thread modifies them at the same time
+ * (training, loading). Different handles are independent. sm_last_error() is per thread.
+ */
+#ifndef SIAMESE_SIAMESE_H
+#define SIAMESE_SIAMESE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "siamese/status.h"
+#include "siamese/version.h"
+
+#if defined(_WIN32)
+#  define SM_API __declspec(dllimport)
+#elif defined(__GNUC__)
+#  define SM_API __attribute__((visibility("default")))
+#else
+#  define SM_API
+#endif
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---------------------------------------------------------------------------------------------
+ * Versions, statuses, errors, logging
+ * ------------------------------------------------------------------------------------------- */
+
+/** SM_VERSION_NUMBER of the library actually loaded (compare with the header's macro). */
+SM_API int sm_version_number(void);
+/** "MAJOR.MINOR.PATCH" of the loaded library. Static storage. */
+SM_API const char *sm_version_string(void);
+/** SM_ABI_MAJOR of the loaded library. */
+SM_API int sm_abi_version(void);
+
+/** The enum name of a status ("SM_ERR_IO"); "SM_ERR_UNKNOWN" for values not in the enum. */
+SM_API const char *sm_status_name(sm_status status);
+/** A short fixed description of a status ("input/output error"). Static storage. */
+SM_API const char *sm_status_str(sm_status status);
+/** The detail of the last call on this thread that failed ("image 'a/b.png' is 64x64, expected
+ *  105x105"); "" if none failed yet. Valid until the next failing call on this thread. */
+SM_API const char *sm_last_error(void);
+
+typedef enum sm_log_level {
+    SM_LOG_DEBUG = 0,
+    SM_LOG_INFO = 1,
+    SM_LOG_WARN = 2,
+    SM_LOG_ERROR = 3
+} sm_log_level;
+
+/** Receives the library's log messages. `message` is valid only during the call. May be called
+ *  from any thread that calls into the library. */
+typedef void (*sm_log_fn)(void *user, sm_log_level level, const char *message);
+
+/** Installs a process-wide log callback (NULL: discard messages, the default). Messages below
+ *  `min_level` are not formatted. Not thread-safe against concurrent library calls: install it
+ *  before using the library from several threads. */
+SM_API void sm_set_log_callback(sm_log_fn fn, void *user, sm_log_level min_level);
+
+/* ---------------------------------------------------------------------------------------------
+ * Backends
+ * ------------------------------------------------------------------------------------------- */
+
+typedef enum sm_backend_kind {
+    SM_BACKEND_AUTO = 0, /* the best usable backend: CUDA when usable, else the CPU */
+    SM_BACKEND_CPU = 1,  /* cpu-blas: OpenBLAS GEMMs and the library's own loops */
+    SM_BACKEND_CUDA = 2  /* cuda: cuDNN + cuBLAS (a separately built module) */
+} sm_backend_kind;
+
+/** A compute backend: owns the device context, threads and vendor handles. */
+typedef struct sm_backend sm_backend;
+
+/** Reports whether `kind` can be used here: SM_OK, or SM_ERR_BACKEND_UNAVAILABLE with the
+ *  reason in sm_last_error() (not built, no module, no device), or SM_ERR_INVALID_ARG. */
+SM_API sm_status sm_backend_probe(sm_backend_kind kind);
+
+/** Creates a backend. Returns SM_ERR_BACKEND_UNAVAILABLE (with the reason) when `kind` cannot
+ *  be used here, SM_ERR_INVALID_ARG for an unknown kind or NULL `out`, SM_ERR_NOMEM. */
+SM_API sm_status sm_backend_create(sm_backend_kind kind, sm_backend **out);
+/** Destroys a backend. Every subnet and head created on it must be destroyed first. NULL: no-op. */
+SM_API void sm_backend_destroy(sm_backend *backend);
+/** The backend's name ("cpu-blas", "cuda"); "" for NULL. Static storage. */
+SM_API const char *sm_backend_name(const sm_backend *backend);
+/** The concrete kind (never SM_BACKEND_AUTO); SM_BACKEND_AUTO for NULL. */
+SM_API sm_backend_kind sm_backend_get_kind(const sm_backend *backend);
+/** Sets the number of worker threads (BLAS included); 0 = all cores (the default).
+ *  The setting is process-wide for OpenBLAS. SM_ERR_INVALID_ARG for a negative count or > 1024. */
+SM_API sm_status sm_backend_set_threads(sm_backend *backend, int threads);
+/** The thread count in effect, or 0 for NULL. */
+SM_API int sm_backend_get_threads(const sm_backend *backend);
+
+/* ---------------------------------------------------------------------------------------------
+ * Architectures: the twin subnetwork as data (a list of layers)
+ * ------------------------------------------------------------------------------------------- */
+
+typedef struct sm_arch sm_arch;
+
+typedef enum sm_layer_kind {
+    SM_LAYER_CONV = 1,    /* a = out channels, b = kernel size; stride 1, no padding, with bias */
+    SM_LAYER_RELU = 2,
+    SM_LAYER_MAXPOOL = 3, /* a = window = stride; a trailing odd row/column is dropped */
+    SM_LAYER_FLATTEN = 4, /* C x H x W -> C*H*W (no data movement) */
+    SM_LAYER_FC = 5       /* a = out features, with bias; input must be flat */
+} sm_layer_kind;
+
+/** An empty architecture for `channels` x `height` x `width` inputs (each 1..4096, channels
+ *  1..64). */
+SM_API sm_status sm_arch_create(int channels, int height, int width, sm_arch **out);
+/** The reference (Koch et al. 2015, SPEC.md): 1x105x105, conv 64@10 / relu / pool 2,
+ *  conv 128@7 / relu / pool 2, conv 128@4 / relu / pool 2, conv 256@5 / relu, flatten, fc 4096. */
+SM_API sm_status sm_arch_create_koch(sm_arch **out);
+/** Parses the textual form that sm_arch_to_string writes, e.g.
+ *  "1x105x105:conv64k10,relu,pool2,conv128k7,relu,pool2,conv128k4,relu,pool2,conv256k5,relu,flatten,fc4096",
+ *  or the preset name "koch". SM_ERR_INVALID_ARG (with the offending token) otherwise. */
+SM_API sm_status sm_arch_from_string(const char *text, sm_arch **out);
+/** Writes the textual form into `buf` (capacity `cap`, NUL-terminated). `*needed` (optional)
+ *  receives the length without NUL; SM_ERR_LIMIT when cap is too small. */
+SM_API sm_status sm_arch_to_string(const sm_arch *arch, char *buf, size_t cap, size_t *needed);
+/** Appends a layer. Each checks its parameters against the current output shape and returns
+ *  SM_ERR_SHAPE when the layer cannot follow (kernel larger than the input, fc on an unflattened
+ *  input, ...), SM_ERR_INVALID_ARG for values out of range. The arch is unchanged on error. */
+SM_API sm_status sm_arch_add_conv(sm_arch *arch, int out_channels, int kernel_size);
+SM_API sm_status sm_arch_add_relu(sm_arch *arch);
+SM_API sm_status sm_arch_add_maxpool(sm_arch *arch, int size);
+SM_API sm_status sm_arch_add_flatten(sm_arch *arch);
+SM_API sm_status sm_arch_add_fc(sm_arch *arch, int out_features);
+/** Number of layers, 0 for NULL. */
+SM_API size_t sm_arch_num_layers(const sm_arch *arch);
+/** Layer `index`: its kind and parameters (a, b as in sm_layer_kind; 0 where unused). */
+SM_API sm_status sm_arch_get_layer(const sm_arch *arch, size_t index, sm_layer_kind *kind,
+                                   int *a, int *b);
+/** Input shape. Any output pointer may be NULL. */
+SM_API sm_status sm_arch_input_shape(const sm_arch *arch, int *channels, int *height, int *width);
+/** Output size per image (the feature dimension once the arch ends in fc). */
+SM_API size_t sm_arch_output_size(const sm_arch *arch);
+/** Total number of trainable parameters. */
+SM_API size_t sm_arch_num_params(const sm_arch *arch);
+SM_API void sm_arch_destroy(sm_arch *arch);
+
+/* ---------------------------------------------------------------------------------------------
+ * Datasets: labelled greyscale images, decoded once
+ * ------------------------------------------------------------------------------------------- */
+
+typedef struct sm_dataset sm_dataset;
+
+/** Opens a dataset laid out as Omniglot ships: ROOT/<Alphabet>/<character>/<image>.png, from a
+ *  folder or directly from a .zip (with or without directory entries; ROOT may be absent or
+ *  nested one level). The class of an image is "<Alphabet>/<character>". Every image must be a
+ *  PNG of exactly `height` x `width` (0, 0 = 105 x 105) greyscale pixels; colour is refused.
+ *  `alphabets` (may be NULL when `n_alphabets` is 0) selects alphabets by name; an unknown name
+ *  is SM_ERR_DATASET. Classes are sorted by name and images by path, so the order does not
+ *  depend on the file system or the zip. Pixels are kept as 8-bit (value / 255).
+ *  Statuses: SM_ERR_IO (missing or unreadable path), SM_ERR_FORMAT (corrupt PNG or zip, naming
+ *  the file), SM_ERR_SHAPE (wrong image size, naming the file), SM_ERR_DATASET (no images,
+ *  fewer than two classes), SM_ERR_INVALID_ARG, SM_ERR_NOMEM. */
+SM_API sm_status sm_dataset_open(const char *path, int height, int width,
+                                 const char *const *alphabets, size_t n_alphabets,
+                                 sm_dataset **out);
+/** An empty in-memory dataset of `height` x `width` greyscale images (1..4096 each). */
+SM_API sm_status sm_dataset_create(int height, int width, sm_dataset **out);
+/** Adds one image with its class label (any non-empty string; "Alphabet/character" makes the
+ *  alphabet "Alphabet"). `pixels`: height*width values in [0, 1], stored as round(v * 255).
+ *  SM_ERR_INVALID_ARG for NaN or out-of-range values. The dataset copies what it needs. */
+SM_API sm_status sm_dataset_add_image(sm_dataset *ds, const char *label, const float *pixels);
+/** A generated dataset of handwriting-like glyphs: `n_classes` random stroke figures, each drawn
+ *  `per_class` times with random jitter, on white with black ink. The same arguments give the
+ *  same images. Classes are grouped into alphabets of 10 ("synthNN"). Used by the examples when
+ *  no data is given, and by the tests. */
+SM_API sm_status sm_dataset_create_synthetic(int n_classes, int per_class, int height, int width,
+                                             uint64_t seed, sm_dataset **out);
+SM_API void sm_dataset_destroy(sm_dataset *ds);
+
+/** Counts; 0 for NULL. */
+SM_API size_t sm_dataset_num_images(const sm_dataset *ds);
+SM_API size_t sm_dataset_num_classes(const sm_dataset *ds);
+SM_API size_t sm_dataset_num_alphabets(const sm_dataset *ds);
+/** Image size; either pointer may be NULL. */
+SM_API sm_status sm_dataset_image_size(const sm_dataset *ds, int *height, int *width);
+/** Copies image `index` as floats in [0, 1] into `pixels` (height*width values). */
+SM_API sm_status sm_dataset_get_image(const sm_dataset *ds, size_t index, float *pixels);
+/** Class index of image `index`; SIZE_MAX when out of range. */
+SM_API size_t sm_dataset_image_class(const sm_dataset *ds, size_t index);
+/** Names, owned by the dataset (valid until it is destroyed); NULL when out of range. */
+SM_API const char *sm_dataset_class_name(const sm_dataset *ds, size_t class_index);
+SM_API const char *sm_dataset_alphabet_name(const sm_dataset *ds, size_t alphabet_index);
+/** Where image `index` came from ("zipfile.zip:inner/path.png", a file path, or "" for images
+ *  added in memory). */
+SM_API const char *sm_dataset_image_source(const sm_dataset *ds, size_t index);
+
+/** Reads one greyscale PNG file of exactly `height` x `width` into `pixels` (floats in [0, 1]).
+ *  Statuses as sm_dataset_open. */
+SM_API sm_status sm_image_read_png(const char *path, int height, int width, float *pixels);
+
+/* ---------------------------------------------------------------------------------------------
+ * Pair sampling (SPEC.md): with probability 1/2 a similar pair (a uniformly chosen class with at
+ * least two images, two different images of it; label 1), otherwise a dissimilar pair (two
+ * different uniformly chosen classes, one uniformly chosen image of each; label 0).
+ * ------------------------------------------------------------------------------------------- */
+
+typedef struct sm_sampler sm_sampler;
+
+/** A seeded sampler over `ds` (borrowed: it must outlive the sampler). SM_ERR_DATASET when the
+ *  dataset has fewer than two classes or no class with two images. */
+SM_API sm_status sm_sampler_create(const sm_dataset *ds, uint64_t seed, sm_sampler **out);
+/** Draws `n` pairs. `left` and `right` receive n images each (n*height*width floats), `labels` n
+ *  values (1 similar, 0 dissimilar). `left_index`, `right_index` (optional, may be NULL) receive
+ *  the dataset indices of the images. */
+SM_API sm_status sm_sampler_next(sm_sampler *s, size_t n, float *left, float *right,
+                                 float *labels, size_t *left_index, size_t *right_index);
+SM_API void sm_sampler_destroy(sm_sampler *s);
+
+/* ---------------------------------------------------------------------------------------------
+ * Models: the twin subnetwork and the FC head
+ * ------------------------------------------------------------------------------------------- */
+
+typedef struct sm_subnet sm_subnet;
+typedef struct sm_head sm_head;
+
+/** Creates the twin subnetwork for `arch` (copied) on `backend` (borrowed: it must outlive the
+ *  subnet), every weight and bias drawn from N(0, 0.01^2) with the library's RNG seeded by
+ *  `seed` (the same on every backend). The arch must end in an fc layer. */
+SM_API sm_status sm_subnet_create(sm_backend *backend, const sm_arch *arch, uint64_t seed,
+                                  sm_subnet **out);
+SM_API void sm_subnet_destroy(sm_subnet *subnet);
+/** A copy of the subnet's architecture (destroy it with sm_arch_destroy). */
+SM_API sm_status sm_subnet_get_arch(const sm_subnet *subnet, sm_arch **out);
+SM_API size_t sm_subnet_num_params(const sm_subnet *subnet);
+/** Length of the feature vector (the last fc's size; 4096 for the reference). */
+SM_API size_t sm_subnet_feature_dim(const sm_subnet *subnet);
+
+/** Creates the head: score = sigmoid(w . |F1 - F2| + b), w and b from N(0, 0.01^2). */
+SM_API sm_status sm_head_create(sm_backend *backend, size_t feature_dim, uint64_t seed,
+                                sm_head **out);
+SM_API void sm_head_destroy(sm_head *head);
+SM_API size_t sm_head_feature_dim(const sm_head *head);
+
+/** Embeddings: F = sigmoid(subnet(x)) for `n` images, feature_dim floats each into `features`. */
+SM_API sm_status sm_embed(const sm_subnet *subnet, size_t n, const float *images, float *features);
+/** The similarity score in [0, 1] of two images (1 = same class). */
+SM_API sm_status sm_predict_pair(const sm_subnet *subnet, const sm_head *head, const float *a,
+                                 const float *b, float *score);
+/** Scores of `n` pairs (a[i], b[i]) into scores[i]. Works in chunks, so any n is fine. */
+SM_API sm_status sm_predict_pairs(const sm_subnet *subnet, const sm_head *head, size_t n,
+                                  const float *a, const float *b, float *scores);
+
+/** Saves subnet + head (architecture included) as a safetensors file, atomically. */
+SM_API sm_status sm_model_save(const sm_subnet *subnet, const sm_head *head, const char *path);
+/** Creates a subnet and head on `backend` from a file written by sm_model_save or
+ *  sm_trainer_save. SM_ERR_IO, SM_ERR_FORMAT (damaged, truncated, checksum), SM_ERR_VERSION. */
+SM_API sm_status sm_model_load(sm_backend *backend, const char *path, sm_subnet **subnet,
+                               sm_head **head);
+
+/* ---------------------------------------------------------------------------------------------
+ * Adam (SPEC.md): m = b1 m + (1-b1) g; v = b2 v + (1-b2) g^2;
+ * p -= lr sqrt(1 - b2^t) / (1 - b1^t) * m / (sqrt(v) + eps)
+ * ------------------------------------------------------------------------------------------- */
+
+typedef struct sm_adam sm_adam;
+
+typedef enum sm_adam_param {
+    SM_ADAM_LEARNING_RATE = 1, /* default 6e-5, range (0, 1] */
+    SM_ADAM_BETA1 = 2,         /* default 0.9,  range [0, 1) */
+    SM_ADAM_BETA2 = 3,         /* default 0.99, range [0, 1) */
+    SM_ADAM_EPSILON = 4        /* default 1e-8, range (0, 1] */
+} sm_adam_param;
+
+/** Adam state (moments, step count) for the parameters of `subnet` and `head` (borrowed). */
+SM_API sm_status sm_adam_create(sm_subnet *subnet, sm_head *head, sm_adam **out);
+SM_API void sm_adam_destroy(sm_adam *adam);
+/** Sets / gets a hyperparameter; SM_ERR_INVALID_ARG for unknown keys or values out of range. */
+SM_API sm_status sm_adam_set(sm_adam *adam, sm_adam_param key, double value);
+SM_API sm_status sm_adam_get(const sm_adam *adam, sm_adam_param key, double *value);
+/** Number of updates applied (t of the last update); -1 for NULL. */
+SM_API int64_t sm_adam_steps(const sm_adam *adam);
+
+/* ---------------------------------------------------------------------------------------------
+ * Training
+ * ------------------------------------------------------------------------------------------- */
+
+typedef struct sm_trainer sm_trainer;
+
+typedef enum sm_trainer_param {
+    SM_TRAINER_BATCH_SIZE = 1,  /* pairs per step, default 180, range 1..65536 */
+    SM_TRAINER_MICRO_BATCH = 2  /* pairs per forward/backward chunk, default 32, 1..65536;
+                                   changes memory, not the result (beyond float rounding) */
+} sm_trainer_param;
+
+/** Called after every successful step. */
+typedef void (*sm_progress_fn)(void *user, int64_t iteration, float loss);
+
+/** Ties a subnet, head, Adam state and dataset (all borrowed: they must outlive the trainer)
+ *  with a pair sampler seeded by `seed`. `dataset` may be NULL if only sm_train_step_batch is
+ *  used. SM_ERR_SHAPE if the dataset's images or the head do not fit the subnet,
+ *  SM_ERR_INVALID_ARG if the Adam state belongs to another subnet/head. */
+SM_API sm_status sm_trainer_create(sm_subnet *subnet, sm_head *head, sm_adam *adam,
+                                   const sm_dataset *dataset, uint64_t seed, sm_trainer **out);
+SM_API void sm_trainer_destroy(sm_trainer *trainer);
+SM_API sm_status sm_trainer_set_param(sm_trainer *trainer, sm_trainer_param key, int64_t value);
+SM_API sm_status sm_trainer_get_param(const sm_trainer *trainer, sm_trainer_param key,
+                                      int64_t *value);
+SM_API sm_status sm_trainer_set_progress(sm_trainer *trainer, sm_progress_fn fn, void *user);
+/** Completed iterations (0 before the first step); -1 for NULL. */
+SM_API int64_t sm_trainer_iteration(const sm_trainer *trainer);
+
+/** One iteration: samples a batch of pairs, forward, clipped BCE (mean over the batch),
+ *  backward, one Adam update. `loss` (optional) receives the batch loss.
+ *  SM_ERR_NUMERIC if the loss or a gradient is not finite: then no parameter, moment or step
+ *  count changed. SM_ERR_STATE without a dataset. */
+SM_API sm_status sm_train_step(sm_trainer *trainer, float *loss);
+/** One iteration on pairs the caller provides (left[i], right[i], labels[i] in {0, 1}).
+ *  Does not advance the sampler. */
+SM_API sm_status sm_train_step_batch(sm_trainer *trainer, size_t n_pairs, const float *left,
+                                     const float *right, const float *labels, float *loss);
+
+/** Saves everything needed to resume exactly (subnet, head, Adam moments and hyperparameters,
+ *  iteration, sampler RNG state, batch sizes) as one safetensors file, atomically (temporary
+ *  file, fsync, rename): a failure leaves any existing file untouched. */
+SM_API sm_status sm_trainer_save(const sm_trainer *trainer, const char *path);
+/** Restores a file written by sm_trainer_save into this trainer. The file must match the
+ *  subnet's architecture (SM_ERR_SHAPE otherwise). On any error nothing in memory changed. */
+SM_API sm_status sm_trainer_load(sm_trainer *trainer, const char *path);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

@@ -1,0 +1,119 @@
+/* Private: the backend vtable and the dispatch layer's view of a backend.
+ *
+ * The core owns the graph (forward/backward order, buffer sizing); a backend only runs ops on
+ * buffers it allocated. Pointers passed to ops are backend buffers ("device pointers") that the
+ * core never dereferences; data crosses with upload/download. Tensors are NCHW float32,
+ * conv weights K x C x kh x kw, fc weights out x in (PyTorch's layouts). Every op returns
+ * sm_status and never aborts. Ops run in order; download waits for what came before it.
+ *
+ * A backend built as a module exports `sm_backend_module_entry`, returning its ops table; the
+ * loader refuses a table whose abi_version differs from SM_BACKEND_ABI_VERSION. */
+#ifndef SM_LIB_BACKEND_H
+#define SM_LIB_BACKEND_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "siamese/siamese.h"
+
+#define SM_BACKEND_ABI_VERSION 1
+
+/* One convolution's shapes: stride 1, no padding (what the architecture language offers). */
+typedef struct sm_conv_shape {
+    int n, c, h, w;   /* input */
+    int k, kh, kw;    /* filters */
+    int oh, ow;       /* output: h - kh + 1, w - kw + 1 */
+} sm_conv_shape;
+
+typedef struct sm_pool_shape {
+    int n, c, h, w; /* input */
+    int size;       /* window = stride */
+    int oh, ow;     /* h / size, w / size */
+} sm_pool_shape;
+
+typedef struct sm_backend_ops {
+    int abi_version;
+    const char *name;
+    sm_backend_kind kind;
+
+    /* lifecycle */
+    sm_status (*probe)(void);                       /* SM_OK when usable here (reason set if not) */
+    sm_status (*init)(void **ctx);
+    void (*destroy)(void *ctx);
+    sm_status (*set_threads)(void *ctx, int threads); /* 0 = all cores */
+    int (*get_threads)(void *ctx);
+
+    /* memory: buffers are 64-byte aligned */
+    sm_status (*alloc)(void *ctx, size_t bytes, void **ptr);
+    void (*free)(void *ctx, void *ptr);
+    sm_status (*upload)(void *ctx, void *dst, const void *src, size_t bytes);
+    sm_status (*download)(void *ctx, void *dst, const void *src, size_t bytes);
+    sm_status (*zero)(void *ctx, void *dst, size_t bytes);
+    sm_status (*copy)(void *ctx, void *dst, const void *src, size_t bytes);
+
+    /* convolution (+bias). Workspace bytes for one shape; the core allocates the largest. */
+    size_t (*conv_workspace)(void *ctx, const sm_conv_shape *s);
+    /* y = conv(x, w) + b */
+    sm_status (*conv_fwd)(void *ctx, const sm_conv_shape *s, const float *x, const float *w,
+                          const float *b, float *y, void *ws);
+    /* dx = conv_transpose(dy, w) (overwrites dx) */
+    sm_status (*conv_bwd_data)(void *ctx, const sm_conv_shape *s, const float *dy,
+                               const float *w, float *dx, void *ws);
+    /* dw += corr(x, dy), db += sum(dy) (accumulate, for micro-batches) */
+    sm_status (*conv_bwd_filter)(void *ctx, const sm_conv_shape *s, const float *x,
+                                 const float *dy, float *dw, float *db, void *ws);
+
+    /* max pooling; argmax receives, per output, the input offset within its (n, c) plane */
+    sm_status (*maxpool_fwd)(void *ctx, const sm_pool_shape *s, const float *x, float *y,
+                             int32_t *argmax);
+    /* dx = scatter(dy) (overwrites dx, which may not alias dy) */
+    sm_status (*maxpool_bwd)(void *ctx, const sm_pool_shape *s, const float *dy,
+                             const int32_t *argmax, float *dx);
+
+    /* element-wise; x and y (dy and dx) may alias */
+    sm_status (*relu_fwd)(void *ctx, size_t n, const float *x, float *y);
+    sm_status (*relu_bwd)(void *ctx, size_t n, const float *y, const float *dy, float *dx);
+    sm_status (*sigmoid_fwd)(void *ctx, size_t n, const float *x, float *y);
+    sm_status (*sigmoid_bwd)(void *ctx, size_t n, const float *y, const float *dy, float *dx);
+
+    /* dense: row-major C = alpha op(A) op(B) + beta C, op(A) m x k, op(B) k x n */
+    sm_status (*gemm)(void *ctx, bool trans_a, bool trans_b, int m, int n, int k, float alpha,
+                      const float *a, int lda, const float *b, int ldb, float beta, float *c,
+                      int ldc);
+    /* y[r, c] += bias[c] */
+    sm_status (*bias_add)(void *ctx, int rows, int cols, const float *bias, float *y);
+    /* db[c] += sum_r dy[r, c] */
+    sm_status (*bias_grad)(void *ctx, int rows, int cols, const float *dy, float *db);
+
+    /* head: d = |a - b|; da = sign(a - b) dd, db = -da (overwrite) */
+    sm_status (*absdiff_fwd)(void *ctx, size_t n, const float *a, const float *b, float *d);
+    sm_status (*absdiff_bwd)(void *ctx, size_t n, const float *a, const float *b,
+                             const float *dd, float *da, float *db);
+    /* Fused sigmoid + clipped BCE for n logits: scores[i] = sigmoid(z), clipped to
+     * [eps, 1 - eps] (eps = 2^-23); loss_sum[0] = sum of the per-pair losses (one float);
+     * dlogits[i] = scale * dL_i/dz_i (0 where the clip is active). dlogits may be NULL. */
+    sm_status (*bce_fwd_bwd)(void *ctx, int n, const float *logits, const float *labels,
+                             float scale, float *scores, float *loss_sum, float *dlogits);
+
+    /* Adam (SPEC.md form): m = b1 m + (1-b1) g; v = b2 v + (1-b2) g^2;
+     * p -= step * m / (sqrt(v) + eps), step = lr sqrt(1-b2^t) / (1-b1^t) from the core. */
+    sm_status (*adam_update)(void *ctx, size_t n, float *p, const float *g, float *m, float *v,
+                             float step, float b1, float b2, float eps);
+    /* *finite = every x[i] is finite */
+    sm_status (*all_finite)(void *ctx, size_t n, const float *x, bool *finite);
+} sm_backend_ops;
+
+struct sm_backend {
+    const sm_backend_ops *ops;
+    void *ctx;
+};
+
+/* The built-in backends (linked into the core). */
+const sm_backend_ops *sm__cpu_blas_ops(void);
+
+/* Convenience wrappers for the core: allocate n floats (or bytes) on the backend. */
+sm_status sm__be_alloc_floats(sm_backend *be, size_t n, float **out);
+void sm__be_free(sm_backend *be, void *p);
+
+#endif

@@ -1,0 +1,68 @@
+/* Private: the dataset's storage, and the readers that fill it (PNG decoding, zip entries).
+ *
+ * Images keep the order in which they were added (for sm_dataset_open: sorted by class, then by
+ * file name), their pixels as 8-bit values in one contiguous block. Classes and alphabets are
+ * kept sorted by name, so indices never depend on the order of a file system or a zip. */
+#ifndef SM_LIB_DATASET_H
+#define SM_LIB_DATASET_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "siamese/siamese.h"
+
+/* The largest file or zip entry the readers accept; Omniglot images are a few hundred bytes. */
+#define SM__MAX_FILE_BYTES ((size_t)64 << 20)
+/* The largest side sm_dataset_* accepts, as documented for sm_dataset_create. */
+#define SM__MAX_IMAGE_SIDE 4096
+
+typedef struct sm__class {
+    char *name;      /* "Alphabet/character" or any label */
+    size_t alphabet; /* index into sm_dataset.alphabets */
+    size_t *images;  /* indices of its images, increasing */
+    size_t n_images, cap_images;
+} sm__class;
+
+struct sm_dataset {
+    int height, width;
+    size_t pixels_per_image; /* height * width */
+
+    size_t n_images, cap_images;
+    uint8_t *pixels;      /* n_images * pixels_per_image, value = round(v * 255) */
+    size_t *image_class;  /* per image */
+    char **image_source;  /* per image; NULL for images added in memory */
+
+    size_t n_classes, cap_classes;
+    sm__class *classes; /* sorted by name */
+
+    size_t n_alphabets, cap_alphabets;
+    char **alphabets; /* sorted by name */
+};
+
+/* Appends one image of `label` whose pixels are already 8-bit; `source` (may be NULL) is
+ * copied. The dataset is unchanged on failure. */
+sm_status sm__dataset_add_u8(sm_dataset *ds, const char *label, const uint8_t *pixels,
+                             const char *source);
+/* Makes room for `n` more images, so that bulk loaders allocate once. */
+sm_status sm__dataset_reserve(sm_dataset *ds, size_t n);
+
+/* Decodes the greyscale PNG in `data` (`size` bytes) into `out` (height*width bytes, 0..255).
+ * `name` is only used in messages. SM_ERR_FORMAT (damaged, colour, alpha), SM_ERR_SHAPE,
+ * SM_ERR_NOMEM. */
+sm_status sm__png_decode(const void *data, size_t size, const char *name, int height, int width,
+                         uint8_t *out);
+
+/* A zip archive opened read-only. */
+typedef struct sm__zip sm__zip;
+
+/* SM_ERR_IO (cannot open or read), SM_ERR_FORMAT (not a zip or damaged), SM_ERR_NOMEM. */
+sm_status sm__zip_open(const char *path, sm__zip **out);
+void sm__zip_close(sm__zip *zip);
+size_t sm__zip_num_entries(const sm__zip *zip);
+/* The entry's name inside the archive, or NULL if it has none. Valid until the zip is closed. */
+const char *sm__zip_entry_name(sm__zip *zip, size_t index);
+/* Reads a whole entry into a new buffer (free with sm__free). SM_ERR_LIMIT above
+ * SM__MAX_FILE_BYTES, SM_ERR_FORMAT when damaged (bad checksum, wrong size), SM_ERR_NOMEM. */
+sm_status sm__zip_read(sm__zip *zip, size_t index, uint8_t **data, size_t *size);
+
+#endif

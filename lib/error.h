@@ -1,0 +1,32 @@
+/* Private: error reporting and propagation (modelled on zstd's RETURN_ERROR_IF/FORWARD_IF_ERROR).
+ * Nothing here prints or exits: a failure sets the thread's detail string and returns. */
+#ifndef SM_LIB_ERROR_H
+#define SM_LIB_ERROR_H
+
+#include "siamese/siamese.h"
+
+#if defined(__GNUC__)
+#  define SM__PRINTF(f, a) __attribute__((format(printf, f, a)))
+#else
+#  define SM__PRINTF(f, a)
+#endif
+
+/* Records a detail message for sm_last_error() and returns `status`. */
+sm_status sm__fail(sm_status status, const char *fmt, ...) SM__PRINTF(2, 3);
+/* Sends a message to the host's log callback, if any. */
+void sm__log(sm_log_level level, const char *fmt, ...) SM__PRINTF(2, 3);
+
+#define SM_TRY(expr)                                                                               \
+    do {                                                                                           \
+        sm_status sm__s = (expr);                                                                  \
+        if (sm__s != SM_OK) return sm__s;                                                          \
+    } while (0)
+
+#define SM_RETURN_IF(cond, status, ...)                                                            \
+    do {                                                                                           \
+        if (cond) return sm__fail((status), __VA_ARGS__);                                          \
+    } while (0)
+
+#define SM_CHECK_ARG(cond, ...) SM_RETURN_IF(!(cond), SM_ERR_INVALID_ARG, __VA_ARGS__)
+
+#endif

@@ -1,0 +1,143 @@
+/* Private: the architecture, subnet, head, Adam state and trainer as the core sees them.
+ *
+ * Parameters live in one flat backend buffer per model (llm.c style), in PyTorch state_dict
+ * order: for each layer with parameters, its weight then its bias. Gradients mirror them, and
+ * Adam's m and v mirror (subnet params ++ head params). */
+#ifndef SM_LIB_MODEL_H
+#define SM_LIB_MODEL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "backend.h"
+#include "siamese/siamese.h"
+
+typedef struct sm__layer {
+    sm_layer_kind kind;
+    int a, b;                  /* as sm_layer_kind documents */
+    int in_c, in_h, in_w;      /* input shape (flat inputs: in_c = size, in_h = in_w = 1) */
+    int out_c, out_h, out_w;   /* output shape */
+    size_t w_off, n_w;         /* weight offset and count in the flat parameter buffer */
+    size_t b_off, n_b;         /* bias offset and count */
+} sm__layer;
+
+struct sm_arch {
+    int in_c, in_h, in_w;
+    size_t n_layers, cap;
+    sm__layer *layers;
+    size_t n_params;
+};
+
+/* Deep copy of an arch into `dst` (which owns its layer array afterwards). */
+sm_status sm__arch_copy(sm_arch *dst, const sm_arch *src);
+void sm__arch_clear(sm_arch *a);
+/* Output size (floats per image) of layer i; input size of layer 0 for i = -1. */
+size_t sm__layer_out_size(const sm__layer *l);
+size_t sm__arch_in_size(const sm_arch *a);
+
+struct sm_subnet {
+    sm_backend *be;
+    sm_arch arch;
+    size_t n_params;
+    float *params; /* backend buffer */
+    float *grads;  /* backend buffer, allocated by the first trainer; NULL before */
+};
+
+struct sm_head {
+    sm_backend *be;
+    size_t dim;
+    size_t n_params; /* dim weights then one bias */
+    float *params;
+    float *grads;
+};
+
+struct sm_adam {
+    sm_subnet *subnet;
+    sm_head *head;
+    double lr, beta1, beta2, eps;
+    int64_t t;     /* updates applied */
+    float *m_sub, *v_sub, *m_head, *v_head; /* backend buffers, zero-initialised */
+};
+
+/* One Adam update of subnet and head from their gradients; t advances on success. */
+sm_status sm__adam_apply(sm_adam *a);
+
+/* Activations and gradient scratch for forward/backward over up to `cap` images. */
+typedef struct sm__workspace {
+    size_t cap;          /* images */
+    float **act;         /* act[i] = input of layer i (act[0] is the batch input), act[n] out */
+    int32_t **argmax;    /* per maxpool layer, else NULL */
+    float *grad_a, *grad_b; /* ping-pong gradient buffers, each the largest activation */
+    void *conv_ws;
+    size_t conv_ws_bytes;
+    bool training;          /* training keeps each layer's output; inference reuses two */
+    float *ping[2];         /* inference: the two alternating output buffers */
+    int32_t *shared_argmax; /* inference: one argmax buffer for every pool layer */
+} sm__workspace;
+
+sm_status sm__workspace_create(const sm_subnet *s, size_t cap, bool for_training,
+                               sm__workspace *ws);
+void sm__workspace_destroy(const sm_subnet *s, sm__workspace *ws);
+
+/* Forward n <= ws->cap images already in ws->act[0]; the raw output (pre-sigmoid) ends in
+ * ws->act[n_layers]. */
+sm_status sm__subnet_forward(const sm_subnet *s, sm__workspace *ws, size_t n);
+/* Backward from d(output), which the caller leaves in ws->grad_a (n x output size):
+ * accumulates parameter gradients into s->grads; clobbers grad_a and grad_b. */
+sm_status sm__subnet_backward(sm_subnet *s, sm__workspace *ws, size_t n);
+
+/* Backend buffers for one micro-batch of P pairs (2P images). */
+typedef struct sm__step_buffers {
+    size_t pairs;
+    sm__workspace ws;
+    float *feat;    /* 2P x D sigmoid features: lefts, then rights */
+    float *diff;    /* P x D */
+    float *ddiff;   /* P x D */
+    float *dfeat;   /* 2P x D */
+    float *logits, *scores, *dlogits, *labels; /* P each */
+    float *loss_sum; /* 1 */
+} sm__step_buffers;
+
+struct sm_trainer {
+    sm_subnet *subnet;
+    sm_head *head;
+    sm_adam *adam;
+    const sm_dataset *dataset;
+    sm_sampler *sampler; /* NULL without a dataset */
+    int64_t iteration;
+    int64_t batch_size, micro_batch;
+    uint64_t seed;
+    sm_progress_fn progress;
+    void *progress_user;
+
+    sm__step_buffers buf;  /* sized for micro_batch pairs; rebuilt when it changes */
+    float *batch_left, *batch_right, *batch_labels; /* host: one sampled batch */
+    size_t batch_cap;      /* pairs the batch buffers hold */
+};
+
+/* Head forward for `pairs` pairs: feat holds 2*pairs sigmoid features (lefts, then rights);
+ * diff (pairs x dim) and logits (pairs) receive the results. */
+sm_status sm__head_logits(const sm_head *h, size_t pairs, const float *feat, float *diff,
+                          float *logits);
+/* Head backward: accumulates into h->grads; dfeat (2*pairs x dim) receives dL/dfeat. */
+sm_status sm__head_backward(sm_head *h, size_t pairs, const float *feat, const float *diff,
+                            const float *dlogits, float *ddiff, float *dfeat);
+
+struct sm__rng;
+/* Fills n parameters at `dst` (a backend buffer) with N(0, std^2) drawn from `rng`. */
+sm_status sm__init_normal(sm_backend *be, float *dst, size_t n, double std, struct sm__rng *rng);
+
+/* Debug/test access (tests link the internal static library). */
+sm_status sm__subnet_read_params(const sm_subnet *s, float *host);
+sm_status sm__subnet_write_params(sm_subnet *s, const float *host);
+sm_status sm__head_read_params(const sm_head *h, float *host);
+sm_status sm__head_write_params(sm_head *h, const float *host);
+/* Runs forward + backward on given pairs without the Adam update: gradients are left in
+ * subnet->grads / head->grads (zeroed first). `loss` receives the mean loss. */
+sm_status sm__trainer_compute_grads(sm_trainer *t, size_t n_pairs, const float *left,
+                                    const float *right, const float *labels, float *loss);
+sm_status sm__subnet_read_grads(const sm_subnet *s, float *host);
+sm_status sm__head_read_grads(const sm_head *h, float *host);
+
+#endif

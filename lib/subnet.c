@@ -1,0 +1,295 @@
+/* The twin subnetwork: parameters, initialisation, and the layer-list forward and backward.
+ * The core owns the order of ops; the backend only runs them. */
+#include <string.h>
+
+#include "alloc.h"
+#include "error.h"
+#include "model.h"
+#include "rng.h"
+
+sm_status sm__init_normal(sm_backend *be, float *dst, size_t n, double std, sm__rng *rng)
+{
+    enum { CHUNK = 1 << 16 };
+    float *tmp = sm__malloc(CHUNK * sizeof *tmp);
+    if (!tmp) return sm__fail(SM_ERR_NOMEM, "out of memory initialising weights");
+    sm_status s = SM_OK;
+    for (size_t done = 0; done < n && s == SM_OK; done += CHUNK) {
+        size_t m = n - done < CHUNK ? n - done : CHUNK;
+        for (size_t i = 0; i < m; i++) tmp[i] = (float)(std * sm__rng_normal(rng));
+        s = be->ops->upload(be->ctx, dst + done, tmp, m * sizeof *tmp);
+    }
+    sm__free(tmp);
+    return s;
+}
+
+SM_API sm_status sm_subnet_create(sm_backend *be, const sm_arch *arch, uint64_t seed,
+                                  sm_subnet **out)
+{
+    SM_CHECK_ARG(be && arch && out, "sm_subnet_create: NULL argument");
+    SM_RETURN_IF(arch->n_layers == 0 || arch->n_params == 0, SM_ERR_SHAPE,
+                 "sm_subnet_create: the arch has no layers with parameters");
+    const sm__layer *last = &arch->layers[arch->n_layers - 1];
+    SM_RETURN_IF(last->out_h != 1 || last->out_w != 1 ||
+                     (last->kind != SM_LAYER_FC && last->kind != SM_LAYER_FLATTEN &&
+                      last->kind != SM_LAYER_RELU),
+                 SM_ERR_SHAPE, "sm_subnet_create: the arch must end in a flat layer (fc)");
+    sm_subnet *s = sm__calloc(1, sizeof *s);
+    if (!s) return sm__fail(SM_ERR_NOMEM, "out of memory creating a subnet");
+    s->be = be;
+    sm_status st = sm__arch_copy(&s->arch, arch);
+    if (st == SM_OK) {
+        s->n_params = arch->n_params;
+        st = sm__be_alloc_floats(be, s->n_params, &s->params);
+    }
+    if (st == SM_OK) {
+        /* One stream over all tensors in state_dict order: the same seed gives the same
+         * weights on every backend. */
+        sm__rng rng;
+        sm__rng_seed(&rng, seed);
+        st = sm__init_normal(be, s->params, s->n_params, 0.01, &rng);
+    }
+    if (st != SM_OK) {
+        sm_subnet_destroy(s);
+        return st;
+    }
+    *out = s;
+    return SM_OK;
+}
+
+SM_API void sm_subnet_destroy(sm_subnet *s)
+{
+    if (!s) return;
+    sm__be_free(s->be, s->params);
+    sm__be_free(s->be, s->grads);
+    sm__arch_clear(&s->arch);
+    sm__free(s);
+}
+
+SM_API sm_status sm_subnet_get_arch(const sm_subnet *s, sm_arch **out)
+{
+    SM_CHECK_ARG(s && out, "sm_subnet_get_arch: NULL argument");
+    sm_arch *a = sm__calloc(1, sizeof *a);
+    if (!a) return sm__fail(SM_ERR_NOMEM, "out of memory copying an arch");
+    sm_status st = sm__arch_copy(a, &s->arch);
+    if (st != SM_OK) {
+        sm__free(a);
+        return st;
+    }
+    *out = a;
+    return SM_OK;
+}
+
+SM_API size_t sm_subnet_num_params(const sm_subnet *s) { return s ? s->n_params : 0; }
+
+SM_API size_t sm_subnet_feature_dim(const sm_subnet *s)
+{
+    return s ? sm_arch_output_size(&s->arch) : 0;
+}
+
+/* ---- workspace ---- */
+
+static sm_conv_shape conv_shape(const sm__layer *l, size_t n)
+{
+    sm_conv_shape cs = {(int)n, l->in_c, l->in_h, l->in_w, l->out_c, l->b, l->b, l->out_h, l->out_w};
+    return cs;
+}
+
+static sm_pool_shape pool_shape(const sm__layer *l, size_t n)
+{
+    sm_pool_shape ps = {(int)n, l->in_c, l->in_h, l->in_w, l->a, l->out_h, l->out_w};
+    return ps;
+}
+
+static int aliases_input(sm_layer_kind k) { return k == SM_LAYER_RELU || k == SM_LAYER_FLATTEN; }
+
+void sm__workspace_destroy(const sm_subnet *s, sm__workspace *ws)
+{
+    sm_backend *be = s->be;
+    if (ws->act) {
+        sm__be_free(be, ws->act[0]);
+        /* layers that alias their input repeat the previous pointer: free each buffer once */
+        for (size_t i = 1; ws->training && i <= s->arch.n_layers; i++)
+            if (ws->act[i] != ws->act[i - 1]) sm__be_free(be, ws->act[i]);
+    }
+    for (size_t i = 0; ws->argmax && ws->training && i < s->arch.n_layers; i++)
+        sm__be_free(be, ws->argmax[i]);
+    sm__be_free(be, ws->ping[0]);
+    sm__be_free(be, ws->ping[1]);
+    sm__be_free(be, ws->shared_argmax);
+    sm__free(ws->act);
+    sm__free(ws->argmax);
+    sm__be_free(be, ws->grad_a);
+    sm__be_free(be, ws->grad_b);
+    sm__be_free(be, ws->conv_ws);
+    memset(ws, 0, sizeof *ws);
+}
+
+/* Allocates `per_image` floats (or int32s) times `cap` images on the backend. */
+static sm_status alloc_images(sm_backend *be, size_t per_image, size_t cap, void **out)
+{
+    size_t n;
+    SM_RETURN_IF(!sm__mul_size(per_image, cap, &n) || !sm__mul_size(n, sizeof(float), &n),
+                 SM_ERR_LIMIT, "activation buffer size overflows");
+    return be->ops->alloc(be->ctx, n, out);
+}
+
+sm_status sm__workspace_create(const sm_subnet *s, size_t cap, bool for_training,
+                               sm__workspace *ws)
+{
+    const sm_arch *a = &s->arch;
+    sm_backend *be = s->be;
+    memset(ws, 0, sizeof *ws);
+    ws->cap = cap;
+    ws->training = for_training;
+    ws->act = sm__calloc(a->n_layers + 1, sizeof *ws->act);
+    ws->argmax = sm__calloc(a->n_layers, sizeof *ws->argmax);
+    if (!ws->act || !ws->argmax) {
+        sm__workspace_destroy(s, ws);
+        return sm__fail(SM_ERR_NOMEM, "out of memory creating a workspace");
+    }
+    sm_status st = alloc_images(be, sm__arch_in_size(a), cap, (void **)&ws->act[0]);
+
+    size_t max_act = sm__arch_in_size(a), max_pool = 0, max_ws = 0;
+    for (size_t i = 0; i < a->n_layers; i++) {
+        const sm__layer *l = &a->layers[i];
+        size_t o = sm__layer_out_size(l);
+        if (o > max_act) max_act = o;
+        if (l->kind == SM_LAYER_MAXPOOL && o > max_pool) max_pool = o;
+        if (l->kind == SM_LAYER_CONV) {
+            sm_conv_shape cs = conv_shape(l, cap);
+            size_t b = be->ops->conv_workspace(be->ctx, &cs);
+            if (b > max_ws) max_ws = b;
+        }
+    }
+    /* Inference keeps no activations: outputs alternate between two buffers sized for the
+     * largest layer. Training keeps every layer's output for the backward pass. */
+    if (st == SM_OK && !for_training) {
+        st = alloc_images(be, max_act, cap, (void **)&ws->ping[0]);
+        if (st == SM_OK) st = alloc_images(be, max_act, cap, (void **)&ws->ping[1]);
+        if (st == SM_OK && max_pool) st = alloc_images(be, max_pool, cap, (void **)&ws->shared_argmax);
+    }
+    int cur = 1;
+    for (size_t i = 0; i < a->n_layers && st == SM_OK; i++) {
+        const sm__layer *l = &a->layers[i];
+        if (aliases_input(l->kind)) {
+            ws->act[i + 1] = ws->act[i];
+        } else if (for_training) {
+            st = alloc_images(be, sm__layer_out_size(l), cap, (void **)&ws->act[i + 1]);
+        } else {
+            cur ^= 1;
+            ws->act[i + 1] = ws->ping[cur];
+        }
+        if (st == SM_OK && l->kind == SM_LAYER_MAXPOOL) {
+            if (for_training)
+                st = alloc_images(be, sm__layer_out_size(l), cap, (void **)&ws->argmax[i]);
+            else
+                ws->argmax[i] = ws->shared_argmax;
+        }
+    }
+    if (st == SM_OK && for_training) st = alloc_images(be, max_act, cap, (void **)&ws->grad_a);
+    if (st == SM_OK && for_training) st = alloc_images(be, max_act, cap, (void **)&ws->grad_b);
+    if (st == SM_OK && max_ws) st = be->ops->alloc(be->ctx, max_ws, &ws->conv_ws);
+    ws->conv_ws_bytes = max_ws;
+    if (st != SM_OK) {
+        sm__workspace_destroy(s, ws);
+        return st;
+    }
+    return SM_OK;
+}
+
+/* ---- forward / backward ---- */
+
+sm_status sm__subnet_forward(const sm_subnet *s, sm__workspace *ws, size_t n)
+{
+    const sm_backend_ops *ops = s->be->ops;
+    void *ctx = s->be->ctx;
+    for (size_t i = 0; i < s->arch.n_layers; i++) {
+        const sm__layer *l = &s->arch.layers[i];
+        const float *x = ws->act[i];
+        float *y = ws->act[i + 1];
+        const float *w = s->params + l->w_off, *b = s->params + l->b_off;
+        size_t out = sm__layer_out_size(l);
+        switch (l->kind) {
+        case SM_LAYER_CONV: {
+            sm_conv_shape cs = conv_shape(l, n);
+            SM_TRY(ops->conv_fwd(ctx, &cs, x, w, b, y, ws->conv_ws));
+            break;
+        }
+        case SM_LAYER_RELU: SM_TRY(ops->relu_fwd(ctx, n * out, x, y)); break;
+        case SM_LAYER_MAXPOOL: {
+            sm_pool_shape ps = pool_shape(l, n);
+            SM_TRY(ops->maxpool_fwd(ctx, &ps, x, y, ws->argmax[i]));
+            break;
+        }
+        case SM_LAYER_FLATTEN: break;
+        case SM_LAYER_FC:
+            SM_TRY(ops->gemm(ctx, false, true, (int)n, l->out_c, l->in_c, 1.0f, x, l->in_c, w,
+                             l->in_c, 0.0f, y, l->out_c));
+            SM_TRY(ops->bias_add(ctx, (int)n, l->out_c, b, y));
+            break;
+        }
+    }
+    return SM_OK;
+}
+
+sm_status sm__subnet_backward(sm_subnet *s, sm__workspace *ws, size_t n)
+{
+    const sm_backend_ops *ops = s->be->ops;
+    void *ctx = s->be->ctx;
+    float *g = ws->grad_a, *other = ws->grad_b;
+    for (size_t i = s->arch.n_layers; i-- > 0;) {
+        const sm__layer *l = &s->arch.layers[i];
+        const float *x = ws->act[i];
+        const float *w = s->params + l->w_off;
+        float *dw = s->grads + l->w_off, *db = s->grads + l->b_off;
+        int need_dx = i > 0; /* nobody wants the gradient of the input images */
+        switch (l->kind) {
+        case SM_LAYER_CONV: {
+            sm_conv_shape cs = conv_shape(l, n);
+            SM_TRY(ops->conv_bwd_filter(ctx, &cs, x, g, dw, db, ws->conv_ws));
+            if (need_dx) SM_TRY(ops->conv_bwd_data(ctx, &cs, g, w, other, ws->conv_ws));
+            break;
+        }
+        case SM_LAYER_RELU:
+            /* the output aliases the input, and output > 0 exactly where input > 0 */
+            SM_TRY(ops->relu_bwd(ctx, n * sm__layer_out_size(l), ws->act[i + 1], g, g));
+            continue;
+        case SM_LAYER_MAXPOOL: {
+            if (!need_dx) continue;
+            sm_pool_shape ps = pool_shape(l, n);
+            SM_TRY(ops->maxpool_bwd(ctx, &ps, g, ws->argmax[i], other));
+            break;
+        }
+        case SM_LAYER_FLATTEN: continue;
+        case SM_LAYER_FC:
+            /* dW += g^T x; db += colsum(g); dx = g W */
+            SM_TRY(ops->gemm(ctx, true, false, l->out_c, l->in_c, (int)n, 1.0f, g, l->out_c, x,
+                             l->in_c, 1.0f, dw, l->in_c));
+            SM_TRY(ops->bias_grad(ctx, (int)n, l->out_c, g, db));
+            if (need_dx)
+                SM_TRY(ops->gemm(ctx, false, false, (int)n, l->in_c, l->out_c, 1.0f, g, l->out_c,
+                                 w, l->in_c, 0.0f, other, l->in_c));
+            break;
+        }
+        float *t = g;
+        g = other;
+        other = t;
+    }
+    return SM_OK;
+}
+
+sm_status sm__subnet_read_params(const sm_subnet *s, float *host)
+{
+    return s->be->ops->download(s->be->ctx, host, s->params, s->n_params * sizeof(float));
+}
+
+sm_status sm__subnet_write_params(sm_subnet *s, const float *host)
+{
+    return s->be->ops->upload(s->be->ctx, s->params, host, s->n_params * sizeof(float));
+}
+
+sm_status sm__subnet_read_grads(const sm_subnet *s, float *host)
+{
+    SM_RETURN_IF(!s->grads, SM_ERR_STATE, "the subnet has no gradients (no trainer yet)");
+    return s->be->ops->download(s->be->ctx, host, s->grads, s->n_params * sizeof(float));
+}

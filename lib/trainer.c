@@ -1,0 +1,269 @@
+/* The trainer: one iteration = sample a batch of pairs, forward and backward in micro-batches
+ * (gradients summed; the loss of a pair depends only on that pair, so the result is the whole
+ * batch's to float rounding), one Adam update. Buffers are allocated when the trainer is
+ * created or resized, never per step. */
+#include <math.h>
+#include <string.h>
+
+#include "alloc.h"
+#include "error.h"
+#include "model.h"
+#include "sampler.h"
+
+#define SM_MAX_BATCH 65536
+
+static void step_buffers_destroy(const sm_trainer *t, sm__step_buffers *b)
+{
+    sm_backend *be = t->subnet->be;
+    if (b->ws.act) sm__workspace_destroy(t->subnet, &b->ws);
+    float **bufs[] = {&b->feat, &b->diff, &b->ddiff, &b->dfeat, &b->logits,
+                      &b->scores, &b->dlogits, &b->labels, &b->loss_sum};
+    for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++) {
+        sm__be_free(be, *bufs[i]);
+        *bufs[i] = NULL;
+    }
+    b->pairs = 0;
+}
+
+static sm_status step_buffers_create(const sm_trainer *t, size_t pairs, sm__step_buffers *b)
+{
+    sm_backend *be = t->subnet->be;
+    const size_t d = t->head->dim;
+    memset(b, 0, sizeof *b);
+    b->pairs = pairs;
+    sm_status st = sm__workspace_create(t->subnet, 2 * pairs, true, &b->ws);
+    if (st == SM_OK) st = sm__be_alloc_floats(be, 2 * pairs * d, &b->feat);
+    if (st == SM_OK) st = sm__be_alloc_floats(be, 2 * pairs * d, &b->dfeat);
+    if (st == SM_OK) st = sm__be_alloc_floats(be, pairs * d, &b->diff);
+    if (st == SM_OK) st = sm__be_alloc_floats(be, pairs * d, &b->ddiff);
+    if (st == SM_OK) st = sm__be_alloc_floats(be, pairs, &b->logits);
+    if (st == SM_OK) st = sm__be_alloc_floats(be, pairs, &b->scores);
+    if (st == SM_OK) st = sm__be_alloc_floats(be, pairs, &b->dlogits);
+    if (st == SM_OK) st = sm__be_alloc_floats(be, pairs, &b->labels);
+    if (st == SM_OK) st = sm__be_alloc_floats(be, 1, &b->loss_sum);
+    if (st != SM_OK) step_buffers_destroy(t, b);
+    return st;
+}
+
+/* Resizes what depends on batch_size and micro_batch; on failure the trainer keeps its old
+ * buffers and sizes. */
+static sm_status resize(sm_trainer *t, int64_t batch, int64_t micro)
+{
+    size_t in = sm__arch_in_size(&t->subnet->arch);
+    size_t pairs = (size_t)(micro < batch ? micro : batch);
+    sm__step_buffers nb = t->buf;
+    int new_step = t->buf.pairs != pairs;
+    if (new_step) SM_TRY(step_buffers_create(t, pairs, &nb));
+
+    float *l = t->batch_left, *r = t->batch_right, *lab = t->batch_labels;
+    int new_batch = t->dataset && t->batch_cap != (size_t)batch;
+    if (new_batch) {
+        size_t n;
+        if (!sm__mul_size((size_t)batch, in, &n) || !sm__mul_size(n, sizeof(float), &n)) {
+            if (new_step) step_buffers_destroy(t, &nb);
+            return sm__fail(SM_ERR_LIMIT, "a batch of %lld pairs is too large", (long long)batch);
+        }
+        l = sm__malloc(n);
+        r = sm__malloc(n);
+        lab = sm__malloc((size_t)batch * sizeof(float));
+        if (!l || !r || !lab) {
+            sm__free(l), sm__free(r), sm__free(lab);
+            if (new_step) step_buffers_destroy(t, &nb);
+            return sm__fail(SM_ERR_NOMEM, "out of memory for a batch of %lld pairs",
+                            (long long)batch);
+        }
+    }
+    if (new_step) {
+        step_buffers_destroy(t, &t->buf);
+        t->buf = nb;
+    }
+    if (new_batch) {
+        sm__free(t->batch_left), sm__free(t->batch_right), sm__free(t->batch_labels);
+        t->batch_left = l, t->batch_right = r, t->batch_labels = lab;
+        t->batch_cap = (size_t)batch;
+    }
+    t->batch_size = batch;
+    t->micro_batch = micro;
+    return SM_OK;
+}
+
+static sm_status ensure_grads(sm_backend *be, float **grads, size_t n)
+{
+    if (*grads) return SM_OK;
+    return sm__be_alloc_floats(be, n, grads);
+}
+
+SM_API sm_status sm_trainer_create(sm_subnet *subnet, sm_head *head, sm_adam *adam,
+                                   const sm_dataset *dataset, uint64_t seed, sm_trainer **out)
+{
+    SM_CHECK_ARG(subnet && head && adam && out, "sm_trainer_create: NULL argument");
+    SM_CHECK_ARG(adam->subnet == subnet && adam->head == head,
+                 "sm_trainer_create: the Adam state belongs to another subnet or head");
+    SM_RETURN_IF(head->dim != sm_subnet_feature_dim(subnet), SM_ERR_SHAPE,
+                 "head takes %zu features, the subnet gives %zu", head->dim,
+                 sm_subnet_feature_dim(subnet));
+    if (dataset) {
+        int h, w;
+        SM_TRY(sm_dataset_image_size(dataset, &h, &w));
+        const sm_arch *a = &subnet->arch;
+        SM_RETURN_IF(a->in_c != 1 || a->in_h != h || a->in_w != w, SM_ERR_SHAPE,
+                     "dataset images are 1x%dx%d, the subnet takes %dx%dx%d", h, w, a->in_c,
+                     a->in_h, a->in_w);
+    }
+    SM_TRY(ensure_grads(subnet->be, &subnet->grads, subnet->n_params));
+    SM_TRY(ensure_grads(head->be, &head->grads, head->n_params));
+
+    sm_trainer *t = sm__calloc(1, sizeof *t);
+    if (!t) return sm__fail(SM_ERR_NOMEM, "out of memory creating a trainer");
+    t->subnet = subnet, t->head = head, t->adam = adam, t->dataset = dataset, t->seed = seed;
+    sm_status st = SM_OK;
+    if (dataset) st = sm_sampler_create(dataset, seed, &t->sampler);
+    if (st == SM_OK) st = resize(t, 180, 32);
+    if (st != SM_OK) {
+        sm_trainer_destroy(t);
+        return st;
+    }
+    *out = t;
+    return SM_OK;
+}
+
+SM_API void sm_trainer_destroy(sm_trainer *t)
+{
+    if (!t) return;
+    step_buffers_destroy(t, &t->buf);
+    sm__free(t->batch_left);
+    sm__free(t->batch_right);
+    sm__free(t->batch_labels);
+    sm_sampler_destroy(t->sampler);
+    sm__free(t);
+}
+
+SM_API sm_status sm_trainer_set_param(sm_trainer *t, sm_trainer_param key, int64_t value)
+{
+    SM_CHECK_ARG(t, "sm_trainer_set_param: trainer is NULL");
+    switch (key) {
+    case SM_TRAINER_BATCH_SIZE:
+        SM_CHECK_ARG(value >= 1 && value <= SM_MAX_BATCH, "batch size %lld out of range 1..%d",
+                     (long long)value, SM_MAX_BATCH);
+        return resize(t, value, t->micro_batch);
+    case SM_TRAINER_MICRO_BATCH:
+        SM_CHECK_ARG(value >= 1 && value <= SM_MAX_BATCH, "micro-batch %lld out of range 1..%d",
+                     (long long)value, SM_MAX_BATCH);
+        return resize(t, t->batch_size, value);
+    }
+    return sm__fail(SM_ERR_INVALID_ARG, "unknown trainer parameter %d", (int)key);
+}
+
+SM_API sm_status sm_trainer_get_param(const sm_trainer *t, sm_trainer_param key, int64_t *value)
+{
+    SM_CHECK_ARG(t && value, "sm_trainer_get_param: NULL argument");
+    switch (key) {
+    case SM_TRAINER_BATCH_SIZE: *value = t->batch_size; return SM_OK;
+    case SM_TRAINER_MICRO_BATCH: *value = t->micro_batch; return SM_OK;
+    }
+    return sm__fail(SM_ERR_INVALID_ARG, "unknown trainer parameter %d", (int)key);
+}
+
+SM_API sm_status sm_trainer_set_progress(sm_trainer *t, sm_progress_fn fn, void *user)
+{
+    SM_CHECK_ARG(t, "sm_trainer_set_progress: trainer is NULL");
+    t->progress = fn;
+    t->progress_user = user;
+    return SM_OK;
+}
+
+SM_API int64_t sm_trainer_iteration(const sm_trainer *t) { return t ? t->iteration : -1; }
+
+/* Forward + backward over n pairs in micro-batches; gradients end in subnet/head grads. */
+static sm_status compute_grads(sm_trainer *t, size_t n, const float *left, const float *right,
+                               const float *labels, float *loss)
+{
+    sm_subnet *s = t->subnet;
+    sm_head *h = t->head;
+    sm_backend *be = s->be;
+    const sm_backend_ops *ops = be->ops;
+    void *ctx = be->ctx;
+    sm__step_buffers *b = &t->buf;
+    const size_t in = sm__arch_in_size(&s->arch), d = h->dim;
+    const size_t nl = s->arch.n_layers;
+
+    SM_TRY(ops->zero(ctx, s->grads, s->n_params * sizeof(float)));
+    SM_TRY(ops->zero(ctx, h->grads, h->n_params * sizeof(float)));
+    double total = 0.0;
+    for (size_t off = 0; off < n; off += b->pairs) {
+        size_t p = n - off < b->pairs ? n - off : b->pairs;
+        float *x = b->ws.act[0];
+        SM_TRY(ops->upload(ctx, x, left + off * in, p * in * sizeof(float)));
+        SM_TRY(ops->upload(ctx, x + p * in, right + off * in, p * in * sizeof(float)));
+        SM_TRY(ops->upload(ctx, b->labels, labels + off, p * sizeof(float)));
+
+        SM_TRY(sm__subnet_forward(s, &b->ws, 2 * p));
+        SM_TRY(ops->sigmoid_fwd(ctx, 2 * p * d, b->ws.act[nl], b->feat));
+        SM_TRY(sm__head_logits(h, p, b->feat, b->diff, b->logits));
+        SM_TRY(ops->bce_fwd_bwd(ctx, (int)p, b->logits, b->labels, (float)(1.0 / (double)n),
+                                b->scores, b->loss_sum, b->dlogits));
+        float part;
+        SM_TRY(ops->download(ctx, &part, b->loss_sum, sizeof part));
+        total += part;
+
+        SM_TRY(sm__head_backward(h, p, b->feat, b->diff, b->dlogits, b->ddiff, b->dfeat));
+        SM_TRY(ops->sigmoid_bwd(ctx, 2 * p * d, b->feat, b->dfeat, b->ws.grad_a));
+        SM_TRY(sm__subnet_backward(s, &b->ws, 2 * p));
+    }
+    *loss = (float)(total / (double)n);
+    SM_RETURN_IF(!isfinite(*loss), SM_ERR_NUMERIC,
+                 "the loss is not finite (%g): the step was not applied", (double)*loss);
+    bool ok_s, ok_h;
+    SM_TRY(ops->all_finite(ctx, s->n_params, s->grads, &ok_s));
+    SM_TRY(ops->all_finite(ctx, h->n_params, h->grads, &ok_h));
+    SM_RETURN_IF(!ok_s || !ok_h, SM_ERR_NUMERIC,
+                 "a %s gradient is not finite: the step was not applied", ok_s ? "head" : "subnet");
+    return SM_OK;
+}
+
+sm_status sm__trainer_compute_grads(sm_trainer *t, size_t n, const float *left,
+                                    const float *right, const float *labels, float *loss)
+{
+    return compute_grads(t, n, left, right, labels, loss);
+}
+
+static sm_status step(sm_trainer *t, size_t n, const float *left, const float *right,
+                      const float *labels, float *loss)
+{
+    float l;
+    SM_TRY(compute_grads(t, n, left, right, labels, &l));
+    SM_TRY(sm__adam_apply(t->adam));
+    t->iteration++;
+    if (loss) *loss = l;
+    if (t->progress) t->progress(t->progress_user, t->iteration, l);
+    return SM_OK;
+}
+
+SM_API sm_status sm_train_step(sm_trainer *t, float *loss)
+{
+    SM_CHECK_ARG(t, "sm_train_step: trainer is NULL");
+    SM_RETURN_IF(!t->sampler, SM_ERR_STATE,
+                 "sm_train_step: the trainer has no dataset (use sm_train_step_batch)");
+    uint64_t saved[4];
+    sm__sampler_get_state(t->sampler, saved);
+    size_t n = (size_t)t->batch_size;
+    sm_status st = sm_sampler_next(t->sampler, n, t->batch_left, t->batch_right, t->batch_labels,
+                                   NULL, NULL);
+    if (st == SM_OK) st = step(t, n, t->batch_left, t->batch_right, t->batch_labels, loss);
+    /* a step that failed had no effect at all, the sampler included */
+    if (st != SM_OK) sm__sampler_set_state(t->sampler, saved);
+    return st;
+}
+
+SM_API sm_status sm_train_step_batch(sm_trainer *t, size_t n, const float *left,
+                                     const float *right, const float *labels, float *loss)
+{
+    SM_CHECK_ARG(t && left && right && labels, "sm_train_step_batch: NULL argument");
+    SM_CHECK_ARG(n >= 1 && n <= SM_MAX_BATCH, "sm_train_step_batch: %zu pairs out of range 1..%d",
+                 n, SM_MAX_BATCH);
+    for (size_t i = 0; i < n; i++)
+        SM_CHECK_ARG(labels[i] >= 0.0f && labels[i] <= 1.0f,
+                     "sm_train_step_batch: label %zu is %g, expected a value in [0, 1]", i,
+                     (double)labels[i]);
+    return step(t, n, left, right, labels, loss);
+}
