@@ -86,7 +86,7 @@ static sm_status resolve(sm_backend_kind kind, const sm_backend_ops **out)
         return SM_OK;
     }
     case SM_BACKEND_AUTO: {
-        const sm_backend_ops *ops;
+        const sm_backend_ops *ops = NULL;
         if (load_cuda_ops(&ops) == SM_OK && ops->probe() == SM_OK) {
             *out = ops;
             return SM_OK;

@@ -1,0 +1,505 @@
+/* Every backend op against the double-precision oracle (ref_ops.c), and every backward op
+ * against central finite differences of that oracle in double precision. Runs on each
+ * backend that is usable here (the data crosses with upload/download, so the same checks
+ * serve a device backend). */
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include "backend.h"
+#include "ref_ops.h"
+
+static sm_backend *be;
+static unsigned seed_state = 12345;
+
+/* ---- helpers: host double <-> backend float ---- */
+
+static float *to_dev(const double *h, size_t n)
+{
+    float *tmp = malloc((n ? n : 1) * sizeof *tmp);
+    void *d = NULL;
+    assert_non_null(tmp);
+    for (size_t i = 0; i < n; i++) tmp[i] = (float)h[i];
+    assert_int_equal(be->ops->alloc(be->ctx, (n ? n : 1) * sizeof(float), &d), SM_OK);
+    assert_int_equal(be->ops->upload(be->ctx, d, tmp, n * sizeof(float)), SM_OK);
+    free(tmp);
+    return d;
+}
+
+static void from_dev(const float *d, size_t n, double *h)
+{
+    float *tmp = malloc((n ? n : 1) * sizeof *tmp);
+    assert_non_null(tmp);
+    assert_int_equal(be->ops->download(be->ctx, tmp, d, n * sizeof(float)), SM_OK);
+    for (size_t i = 0; i < n; i++) h[i] = tmp[i];
+    free(tmp);
+}
+
+static double *rnd(size_t n, double lo, double hi)
+{
+    double *p = malloc((n ? n : 1) * sizeof *p);
+    assert_non_null(p);
+    ref_fill_uniform(&seed_state, lo, hi, n, p);
+    return p;
+}
+
+/* max |a - b| / max |b|: scale-free, and not fooled by entries near zero */
+static double rel_err(const double *a, const double *b, size_t n)
+{
+    double num = 0, den = 1e-30;
+    for (size_t i = 0; i < n; i++) {
+        num = fmax(num, fabs(a[i] - b[i]));
+        den = fmax(den, fabs(b[i]));
+    }
+    return num / den;
+}
+
+static void expect_close(const char *what, const double *got, const double *want, size_t n,
+                         double tol)
+{
+    double e = rel_err(got, want, n);
+    if (e > tol) fail_msg("%s [%s]: relative error %.3g > %.3g", what, be->ops->name, e, tol);
+}
+
+/* A scalar function of one array, for finite differences. */
+typedef double (*scalar_fn)(void *ctx, const double *x);
+
+/* Central differences in double with step h for every element of x. */
+static void numeric_grad(scalar_fn f, void *fctx, double *x, size_t n, double h, double *g)
+{
+    for (size_t i = 0; i < n; i++) {
+        double keep = x[i];
+        x[i] = keep + h;
+        double up = f(fctx, x);
+        x[i] = keep - h;
+        double dn = f(fctx, x);
+        x[i] = keep;
+        g[i] = (up - dn) / (2 * h);
+    }
+}
+
+static double dot(const double *a, const double *b, size_t n)
+{
+    double s = 0;
+    for (size_t i = 0; i < n; i++) s += a[i] * b[i];
+    return s;
+}
+
+/* ---- convolution ---- */
+
+typedef struct conv_case {
+    int n, c, h, w, k, kh, kw;
+    double *x, *wt, *b, *dy;
+    int wrt; /* 0 x, 1 w, 2 b */
+} conv_case;
+
+static size_t conv_out(const conv_case *cc)
+{
+    return (size_t)cc->n * cc->k * (cc->h - cc->kh + 1) * (cc->w - cc->kw + 1);
+}
+
+static double conv_loss(void *p, const double *unused)
+{
+    (void)unused;
+    conv_case *cc = p;
+    size_t no = conv_out(cc);
+    double *y = malloc(no * sizeof *y);
+    ref_conv(cc->n, cc->c, cc->h, cc->w, cc->k, cc->kh, cc->kw, cc->x, cc->wt, cc->b, y);
+    double l = dot(y, cc->dy, no);
+    free(y);
+    return l;
+}
+
+static void check_conv(int n, int c, int h, int w, int k, int kh, int kw)
+{
+    conv_case cc = {n, c, h, w, k, kh, kw, NULL, NULL, NULL, NULL, 0};
+    size_t nx = (size_t)n * c * h * w, nw = (size_t)k * c * kh * kw, no = conv_out(&cc);
+    cc.x = rnd(nx, -1, 1), cc.wt = rnd(nw, -0.5, 0.5), cc.b = rnd(k, -0.5, 0.5);
+    cc.dy = rnd(no, -1, 1);
+    sm_conv_shape s = {n, c, h, w, k, kh, kw, h - kh + 1, w - kw + 1};
+
+    float *dx = to_dev(cc.x, nx), *dw = to_dev(cc.wt, nw), *db = to_dev(cc.b, k);
+    float *ddy = to_dev(cc.dy, no), *dout = to_dev(cc.dy, no);
+    void *ws = NULL;
+    size_t wsb = be->ops->conv_workspace(be->ctx, &s);
+    assert_int_equal(be->ops->alloc(be->ctx, wsb ? wsb : 4, &ws), SM_OK);
+
+    /* forward */
+    double *want = malloc(no * sizeof *want), *got = malloc(no * sizeof *got);
+    ref_conv(n, c, h, w, k, kh, kw, cc.x, cc.wt, cc.b, want);
+    assert_int_equal(be->ops->conv_fwd(be->ctx, &s, dx, dw, db, dout, ws), SM_OK);
+    from_dev(dout, no, got);
+    expect_close("conv forward", got, want, no, 1e-5);
+
+    /* backward data: dL/dx of L = <dy, conv(x)> */
+    double *num = malloc(nx * sizeof *num), *ana = malloc(nx * sizeof *ana);
+    float *ddx = to_dev(cc.x, nx);
+    assert_int_equal(be->ops->conv_bwd_data(be->ctx, &s, ddy, dw, ddx, ws), SM_OK);
+    from_dev(ddx, nx, ana);
+    numeric_grad(conv_loss, &cc, cc.x, nx, 1e-6, num);
+    expect_close("conv backward-data", ana, num, nx, 1e-4);
+
+    /* backward filter + bias, accumulating onto what is already there */
+    double *w0 = rnd(nw, -1, 1), *b0 = rnd(k, -1, 1);
+    float *ddw = to_dev(w0, nw), *ddb = to_dev(b0, k);
+    assert_int_equal(be->ops->conv_bwd_filter(be->ctx, &s, dx, ddy, ddw, ddb, ws), SM_OK);
+    double *anaw = malloc(nw * sizeof *anaw), *numw = malloc(nw * sizeof *numw);
+    double anab[64], numb[64];
+    from_dev(ddw, nw, anaw);
+    from_dev(ddb, k, anab);
+    for (size_t i = 0; i < nw; i++) anaw[i] -= w0[i];
+    for (int i = 0; i < k; i++) anab[i] -= b0[i];
+    numeric_grad(conv_loss, &cc, cc.wt, nw, 1e-6, numw);
+    numeric_grad(conv_loss, &cc, cc.b, (size_t)k, 1e-6, numb);
+    expect_close("conv backward-filter", anaw, numw, nw, 1e-4);
+    expect_close("conv backward-bias", anab, numb, (size_t)k, 1e-4);
+
+    void *devs[] = {dx, dw, db, ddy, dout, ddx, ddw, ddb, ws};
+    for (size_t i = 0; i < sizeof devs / sizeof *devs; i++) be->ops->free(be->ctx, devs[i]);
+    free(cc.x), free(cc.wt), free(cc.b), free(cc.dy), free(want), free(got), free(num);
+    free(ana), free(w0), free(b0), free(anaw), free(numw);
+}
+
+static void test_conv(void **state)
+{
+    (void)state;
+    check_conv(2, 3, 7, 6, 4, 3, 2);  /* rectangular kernel and input */
+    check_conv(3, 1, 9, 9, 5, 4, 4);  /* one input channel, as the first layer */
+    check_conv(1, 4, 5, 5, 2, 5, 5);  /* kernel covers the input: 1x1 output */
+    check_conv(2, 2, 6, 8, 3, 1, 1);  /* 1x1 kernel */
+}
+
+/* ---- max pooling ---- */
+
+typedef struct pool_case {
+    int n, c, h, w, s;
+    double *x, *dy;
+} pool_case;
+
+static double pool_loss(void *p, const double *unused)
+{
+    (void)unused;
+    pool_case *pc = p;
+    size_t no = (size_t)pc->n * pc->c * (pc->h / pc->s) * (pc->w / pc->s);
+    double *y = malloc(no * sizeof *y);
+    ref_maxpool(pc->n, pc->c, pc->h, pc->w, pc->s, pc->x, y);
+    double l = dot(y, pc->dy, no);
+    free(y);
+    return l;
+}
+
+static void check_pool(int n, int c, int h, int w, int sz)
+{
+    pool_case pc = {n, c, h, w, sz, NULL, NULL};
+    size_t nx = (size_t)n * c * h * w, no = (size_t)n * c * (h / sz) * (w / sz);
+    /* a shuffled ramp: distinct values with gaps far above the FD step, so no ties or kinks */
+    pc.x = malloc(nx * sizeof *pc.x);
+    for (size_t i = 0; i < nx; i++) pc.x[i] = (double)((i * 7919) % nx) / nx - 0.5;
+    pc.dy = rnd(no, -1, 1);
+    sm_pool_shape s = {n, c, h, w, sz, h / sz, w / sz};
+    float *dx = to_dev(pc.x, nx), *dy = to_dev(pc.dy, no), *dout = to_dev(pc.dy, no);
+    float *ddx = to_dev(pc.x, nx);
+    void *am = NULL;
+    assert_int_equal(be->ops->alloc(be->ctx, no * sizeof(int32_t), &am), SM_OK);
+
+    double *want = malloc(no * sizeof *want), *got = malloc(no * sizeof *got);
+    ref_maxpool(n, c, h, w, sz, pc.x, want);
+    assert_int_equal(be->ops->maxpool_fwd(be->ctx, &s, dx, dout, am), SM_OK);
+    from_dev(dout, no, got);
+    expect_close("maxpool forward", got, want, no, 1e-7);
+
+    double *ana = malloc(nx * sizeof *ana), *num = malloc(nx * sizeof *num);
+    assert_int_equal(be->ops->maxpool_bwd(be->ctx, &s, dy, am, ddx), SM_OK);
+    from_dev(ddx, nx, ana);
+    numeric_grad(pool_loss, &pc, pc.x, nx, 1e-6, num);
+    expect_close("maxpool backward", ana, num, nx, 1e-5);
+
+    void *devs[] = {dx, dy, dout, ddx, am};
+    for (size_t i = 0; i < sizeof devs / sizeof *devs; i++) be->ops->free(be->ctx, devs[i]);
+    free(pc.x), free(pc.dy), free(want), free(got), free(ana), free(num);
+}
+
+static void test_maxpool(void **state)
+{
+    (void)state;
+    check_pool(2, 3, 8, 6, 2);
+    check_pool(1, 2, 7, 9, 2); /* odd sizes: the last row and column are dropped */
+    check_pool(2, 1, 9, 9, 3);
+}
+
+/* ---- element-wise ops ---- */
+
+typedef struct elt_case {
+    size_t n;
+    double *x, *dy;
+    void (*f)(size_t, const double *, double *);
+} elt_case;
+
+static double elt_loss(void *p, const double *unused)
+{
+    (void)unused;
+    elt_case *e = p;
+    double *y = malloc(e->n * sizeof *y);
+    e->f(e->n, e->x, y);
+    double l = dot(y, e->dy, e->n);
+    free(y);
+    return l;
+}
+
+static void test_relu_sigmoid(void **state)
+{
+    (void)state;
+    const size_t n = 300;
+    for (int which = 0; which < 2; which++) {
+        elt_case e = {n, rnd(n, -4, 4), rnd(n, -1, 1), which ? ref_sigmoid : ref_relu};
+        /* keep ReLU's inputs off its kink */
+        for (size_t i = 0; i < n && !which; i++)
+            if (fabs(e.x[i]) < 1e-3) e.x[i] = 0.5;
+        float *dx = to_dev(e.x, n), *ddy = to_dev(e.dy, n), *dy_out = to_dev(e.x, n);
+        float *ddx = to_dev(e.x, n);
+        double *want = malloc(n * sizeof *want), *got = malloc(n * sizeof *got);
+        double *num = malloc(n * sizeof *num);
+        e.f(n, e.x, want);
+        if (which)
+            assert_int_equal(be->ops->sigmoid_fwd(be->ctx, n, dx, dy_out), SM_OK);
+        else
+            assert_int_equal(be->ops->relu_fwd(be->ctx, n, dx, dy_out), SM_OK);
+        from_dev(dy_out, n, got);
+        expect_close(which ? "sigmoid forward" : "relu forward", got, want, n, 1e-6);
+        /* backward takes the forward's output, as the core calls it */
+        if (which)
+            assert_int_equal(be->ops->sigmoid_bwd(be->ctx, n, dy_out, ddy, ddx), SM_OK);
+        else
+            assert_int_equal(be->ops->relu_bwd(be->ctx, n, dy_out, ddy, ddx), SM_OK);
+        from_dev(ddx, n, got);
+        numeric_grad(elt_loss, &e, e.x, n, 1e-6, num);
+        expect_close(which ? "sigmoid backward" : "relu backward", got, num, n, 1e-5);
+        /* in place, as the core runs ReLU */
+        if (!which) {
+            assert_int_equal(be->ops->relu_fwd(be->ctx, n, dx, dx), SM_OK);
+            from_dev(dx, n, got);
+            e.f(n, e.x, want);
+            expect_close("relu in place", got, want, n, 1e-7);
+        }
+        void *devs[] = {dx, ddy, dy_out, ddx};
+        for (size_t i = 0; i < 4; i++) be->ops->free(be->ctx, devs[i]);
+        free(e.x), free(e.dy), free(want), free(got), free(num);
+    }
+}
+
+/* ---- dense ---- */
+
+static void test_gemm_bias(void **state)
+{
+    (void)state;
+    const int m = 5, n = 7, k = 9;
+    for (int ta = 0; ta < 2; ta++)
+        for (int tb = 0; tb < 2; tb++) {
+            double *a = rnd((size_t)m * k, -1, 1), *b = rnd((size_t)k * n, -1, 1);
+            double *c0 = rnd((size_t)m * n, -1, 1), want[35], got[35];
+            int lda = ta ? m : k, ldb = tb ? k : n;
+            ref_gemm(ta, tb, m, n, k, a, lda, b, ldb, want, n);
+            for (int i = 0; i < m * n; i++) want[i] = 0.5 * want[i] + 2.0 * c0[i];
+            float *da = to_dev(a, (size_t)m * k), *db = to_dev(b, (size_t)k * n);
+            float *dc = to_dev(c0, (size_t)m * n);
+            assert_int_equal(be->ops->gemm(be->ctx, ta, tb, m, n, k, 0.5f, da, lda, db, ldb, 2.0f,
+                                           dc, n),
+                             SM_OK);
+            from_dev(dc, (size_t)m * n, got);
+            expect_close("gemm", got, want, (size_t)m * n, 1e-6);
+            be->ops->free(be->ctx, da), be->ops->free(be->ctx, db), be->ops->free(be->ctx, dc);
+            free(a), free(b), free(c0);
+        }
+    /* bias_add and its adjoint bias_grad */
+    double *y = rnd(35, -1, 1), *bias = rnd(7, -1, 1), want[35], got[35], g0[7], gw[7], gg[7];
+    for (int r = 0; r < 5; r++)
+        for (int c = 0; c < 7; c++) want[r * 7 + c] = y[r * 7 + c] + bias[c];
+    float *dy = to_dev(y, 35), *dbias = to_dev(bias, 7);
+    assert_int_equal(be->ops->bias_add(be->ctx, 5, 7, dbias, dy), SM_OK);
+    from_dev(dy, 35, got);
+    expect_close("bias_add", got, want, 35, 1e-7);
+    ref_fill_uniform(&seed_state, -1, 1, 7, g0);
+    for (int c = 0; c < 7; c++) {
+        gw[c] = g0[c];
+        for (int r = 0; r < 5; r++) gw[c] += y[r * 7 + c];
+    }
+    float *dg = to_dev(g0, 7), *dyy = to_dev(y, 35);
+    assert_int_equal(be->ops->bias_grad(be->ctx, 5, 7, dyy, dg), SM_OK);
+    from_dev(dg, 7, gg);
+    expect_close("bias_grad", gg, gw, 7, 1e-6);
+    void *devs[] = {dy, dbias, dg, dyy};
+    for (size_t i = 0; i < 4; i++) be->ops->free(be->ctx, devs[i]);
+    free(y), free(bias);
+}
+
+/* ---- head ops ---- */
+
+typedef struct absdiff_case {
+    size_t n;
+    double *a, *b, *dd;
+} absdiff_case;
+
+static double absdiff_loss(void *p, const double *unused)
+{
+    (void)unused;
+    absdiff_case *c = p;
+    double *d = malloc(c->n * sizeof *d);
+    ref_absdiff(c->n, c->a, c->b, d);
+    double l = dot(d, c->dd, c->n);
+    free(d);
+    return l;
+}
+
+static void test_absdiff(void **state)
+{
+    (void)state;
+    const size_t n = 200;
+    absdiff_case c = {n, rnd(n, 0, 1), rnd(n, 0, 1), rnd(n, -1, 1)};
+    for (size_t i = 0; i < n; i++)
+        if (fabs(c.a[i] - c.b[i]) < 1e-3) c.a[i] = c.b[i] + 0.01; /* off the kink */
+    float *da = to_dev(c.a, n), *db = to_dev(c.b, n), *ddd = to_dev(c.dd, n);
+    float *dout = to_dev(c.a, n), *ga = to_dev(c.a, n), *gb = to_dev(c.a, n);
+    double *want = malloc(n * sizeof *want), *got = malloc(n * sizeof *got);
+    double *num = malloc(n * sizeof *num);
+    ref_absdiff(n, c.a, c.b, want);
+    assert_int_equal(be->ops->absdiff_fwd(be->ctx, n, da, db, dout), SM_OK);
+    from_dev(dout, n, got);
+    expect_close("absdiff forward", got, want, n, 1e-6);
+    assert_int_equal(be->ops->absdiff_bwd(be->ctx, n, da, db, ddd, ga, gb), SM_OK);
+    from_dev(ga, n, got);
+    numeric_grad(absdiff_loss, &c, c.a, n, 1e-6, num);
+    expect_close("absdiff backward (a)", got, num, n, 1e-5);
+    from_dev(gb, n, got);
+    numeric_grad(absdiff_loss, &c, c.b, n, 1e-6, num);
+    expect_close("absdiff backward (b)", got, num, n, 1e-5);
+    void *devs[] = {da, db, ddd, dout, ga, gb};
+    for (size_t i = 0; i < 6; i++) be->ops->free(be->ctx, devs[i]);
+    free(c.a), free(c.b), free(c.dd), free(want), free(got), free(num);
+}
+
+typedef struct bce_case {
+    int n;
+    double *z, *y;
+} bce_case;
+
+static double bce_loss(void *p, const double *unused)
+{
+    (void)unused;
+    bce_case *c = p;
+    return ref_bce_mean(c->n, c->z, c->y);
+}
+
+static void test_bce(void **state)
+{
+    (void)state;
+    enum { N = 40 };
+    bce_case c = {N, rnd(N, -6, 6), rnd(N, 0, 1)};
+    for (int i = 0; i < N; i++) c.y[i] = c.y[i] < 0.5 ? 0 : 1;
+    float *dz = to_dev(c.z, N), *dy = to_dev(c.y, N), *ds = to_dev(c.z, N);
+    float *dl = to_dev(c.z, 1), *dg = to_dev(c.z, N);
+    double got[N], num[N], sc[N], loss;
+    assert_int_equal(be->ops->bce_fwd_bwd(be->ctx, N, dz, dy, 1.0f / N, ds, dl, dg), SM_OK);
+    from_dev(dl, 1, &loss);
+    double want = ref_bce_mean(N, c.z, c.y);
+    double lm = loss / N;
+    expect_close("bce loss", &lm, &want, 1, 1e-6);
+    from_dev(dg, N, got);
+    numeric_grad(bce_loss, &c, c.z, N, 1e-6, num);
+    expect_close("bce dlogits", got, num, N, 1e-5);
+    from_dev(ds, N, sc);
+    for (int i = 0; i < N; i++) assert_true(fabs(sc[i] - 1.0 / (1.0 + exp(-c.z[i]))) < 1e-6);
+
+    /* saturated logits: the clip holds the loss at -log(2^-23) and passes no gradient */
+    double zs[2] = {40, -40}, ys[2] = {0, 1};
+    float *dzs = to_dev(zs, 2), *dys = to_dev(ys, 2);
+    assert_int_equal(be->ops->bce_fwd_bwd(be->ctx, 2, dzs, dys, 0.5f, ds, dl, dg), SM_OK);
+    from_dev(dl, 1, &loss);
+    from_dev(dg, 2, got);
+    assert_true(fabs(loss - 2 * 23 * log(2.0)) < 1e-4);
+    assert_true(got[0] == 0.0 && got[1] == 0.0);
+    void *devs[] = {dz, dy, ds, dl, dg, dzs, dys};
+    for (size_t i = 0; i < 7; i++) be->ops->free(be->ctx, devs[i]);
+    free(c.z), free(c.y);
+}
+
+/* ---- Adam and the finiteness check ---- */
+
+static void test_adam_update(void **state)
+{
+    (void)state;
+    enum { N = 100 };
+    double *p = rnd(N, -1, 1), *g = rnd(N, -1, 1), *m = rnd(N, -0.1, 0.1), *v = rnd(N, 0, 0.01);
+    double wp[N], wm[N], wv[N], got[N];
+    const double step = 1e-3, b1 = 0.9, b2 = 0.99, eps = 1e-8;
+    for (int i = 0; i < N; i++) {
+        wm[i] = b1 * m[i] + (1 - b1) * g[i];
+        wv[i] = b2 * v[i] + (1 - b2) * g[i] * g[i];
+        wp[i] = p[i] - step * wm[i] / (sqrt(wv[i]) + eps);
+    }
+    float *dp = to_dev(p, N), *dg = to_dev(g, N), *dm = to_dev(m, N), *dv = to_dev(v, N);
+    assert_int_equal(be->ops->adam_update(be->ctx, N, dp, dg, dm, dv, (float)step, (float)b1,
+                                          (float)b2, (float)eps),
+                     SM_OK);
+    from_dev(dp, N, got);
+    expect_close("adam params", got, wp, N, 1e-6);
+    from_dev(dm, N, got);
+    expect_close("adam m", got, wm, N, 1e-6);
+    from_dev(dv, N, got);
+    expect_close("adam v", got, wv, N, 1e-6);
+    void *devs[] = {dp, dg, dm, dv};
+    for (size_t i = 0; i < 4; i++) be->ops->free(be->ctx, devs[i]);
+    free(p), free(g), free(m), free(v);
+}
+
+static void test_all_finite(void **state)
+{
+    (void)state;
+    double x[50];
+    ref_fill_uniform(&seed_state, -1e30, 1e30, 50, x);
+    float *d = to_dev(x, 50);
+    bool ok = false;
+    assert_int_equal(be->ops->all_finite(be->ctx, 50, d, &ok), SM_OK);
+    assert_true(ok);
+    const float bad[3] = {NAN, INFINITY, -INFINITY};
+    for (int i = 0; i < 3; i++) {
+        float keep;
+        assert_int_equal(be->ops->download(be->ctx, &keep, d + 17, sizeof keep), SM_OK);
+        assert_int_equal(be->ops->upload(be->ctx, d + 17, &bad[i], sizeof bad[i]), SM_OK);
+        assert_int_equal(be->ops->all_finite(be->ctx, 50, d, &ok), SM_OK);
+        assert_false(ok);
+        assert_int_equal(be->ops->upload(be->ctx, d + 17, &keep, sizeof keep), SM_OK);
+    }
+    be->ops->free(be->ctx, d);
+}
+
+static int run_on(sm_backend_kind kind)
+{
+    if (sm_backend_create(kind, &be) != SM_OK) {
+        printf("backend %d not usable here (%s): its op checks are skipped\n", (int)kind,
+               sm_last_error());
+        return -1;
+    }
+    printf("checking the ops of backend %s\n", sm_backend_name(be));
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_conv),       cmocka_unit_test(test_maxpool),
+        cmocka_unit_test(test_relu_sigmoid), cmocka_unit_test(test_gemm_bias),
+        cmocka_unit_test(test_absdiff),    cmocka_unit_test(test_bce),
+        cmocka_unit_test(test_adam_update), cmocka_unit_test(test_all_finite),
+    };
+    int failed = cmocka_run_group_tests_name(sm_backend_name(be), tests, NULL, NULL);
+    sm_backend_destroy(be);
+    return failed;
+}
+
+int main(void)
+{
+    int failed = run_on(SM_BACKEND_CPU);
+    int cuda = run_on(SM_BACKEND_CUDA);
+    if (cuda > 0) failed += cuda;
+    return failed;
+}
