@@ -101,14 +101,14 @@ static sm_status resolve(sm_backend_kind kind, const sm_backend_ops **out)
 
 SM_API sm_status sm_backend_probe(sm_backend_kind kind)
 {
-    const sm_backend_ops *ops;
+    const sm_backend_ops *ops = NULL;
     return resolve(kind, &ops);
 }
 
 SM_API sm_status sm_backend_create(sm_backend_kind kind, sm_backend **out)
 {
     SM_CHECK_ARG(out, "sm_backend_create: out is NULL");
-    const sm_backend_ops *ops;
+    const sm_backend_ops *ops = NULL;
     SM_TRY(resolve(kind, &ops));
     sm_backend *be = sm__calloc(1, sizeof *be);
     if (!be) return sm__fail(SM_ERR_NOMEM, "out of memory creating a backend");

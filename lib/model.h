@@ -128,6 +128,9 @@ struct sm__rng;
 /* Fills n parameters at `dst` (a backend buffer) with N(0, std^2) drawn from `rng`. */
 sm_status sm__init_normal(sm_backend *be, float *dst, size_t n, double std, struct sm__rng *rng);
 
+/* Sets batch size and micro-batch together, all or nothing (for checkpoint loading). */
+sm_status sm__trainer_resize(sm_trainer *t, int64_t batch, int64_t micro);
+
 /* Debug/test access (tests link the internal static library). */
 sm_status sm__subnet_read_params(const sm_subnet *s, float *host);
 sm_status sm__subnet_write_params(sm_subnet *s, const float *host);

@@ -19,6 +19,8 @@
 #define SM__ST_MAX_HEADER ((uint64_t)100 << 20)
 /* Tensors of higher rank are refused with SM_ERR_LIMIT; ours have rank <= 4. */
 #define SM__ST_MAX_RANK 8
+/* A model has a few tensors per layer; far more is a malformed or hostile header. */
+#define SM__ST_MAX_TENSORS 65536
 
 typedef enum sm__st_dtype {
     SM__ST_BOOL, SM__ST_U8, SM__ST_I8, SM__ST_F8_E5M2, SM__ST_F8_E4M3,

@@ -87,6 +87,14 @@ static sm_status resize(sm_trainer *t, int64_t batch, int64_t micro)
     return SM_OK;
 }
 
+sm_status sm__trainer_resize(sm_trainer *t, int64_t batch, int64_t micro)
+{
+    SM_RETURN_IF(batch < 1 || batch > SM_MAX_BATCH || micro < 1 || micro > SM_MAX_BATCH,
+                 SM_ERR_INVALID_ARG, "batch %lld / micro-batch %lld out of range 1..%d",
+                 (long long)batch, (long long)micro, SM_MAX_BATCH);
+    return resize(t, batch, micro);
+}
+
 static sm_status ensure_grads(sm_backend *be, float **grads, size_t n)
 {
     if (*grads) return SM_OK;

@@ -257,10 +257,15 @@ SM_API sm_status sm_predict_pair(const sm_subnet *subnet, const sm_head *head, c
 SM_API sm_status sm_predict_pairs(const sm_subnet *subnet, const sm_head *head, size_t n,
                                   const float *a, const float *b, float *scores);
 
-/** Saves subnet + head (architecture included) as a safetensors file, atomically. */
+/** Saves subnet + head (architecture included) as a safetensors file, atomically: a failure
+ *  (SM_ERR_IO naming the path, SM_ERR_NOMEM) leaves any existing file untouched. */
 SM_API sm_status sm_model_save(const sm_subnet *subnet, const sm_head *head, const char *path);
 /** Creates a subnet and head on `backend` from a file written by sm_model_save or
- *  sm_trainer_save. SM_ERR_IO, SM_ERR_FORMAT (damaged, truncated, checksum), SM_ERR_VERSION. */
+ *  sm_trainer_save (format: docs/checkpoint-format.md). Statuses: SM_ERR_IO (missing or
+ *  unreadable), SM_ERR_FORMAT (damaged, truncated, checksum mismatch, non-finite values),
+ *  SM_ERR_VERSION (a newer format), SM_ERR_SHAPE (a tensor that does not fit the architecture),
+ *  SM_ERR_LIMIT (a header or file beyond the size limits), SM_ERR_NOMEM, SM_ERR_INVALID_ARG.
+ *  On failure *subnet and *head are not written. */
 SM_API sm_status sm_model_load(sm_backend *backend, const char *path, sm_subnet **subnet,
                                sm_head **head);
 
@@ -331,7 +336,8 @@ SM_API sm_status sm_train_step_batch(sm_trainer *trainer, size_t n_pairs, const 
  *  file, fsync, rename): a failure leaves any existing file untouched. */
 SM_API sm_status sm_trainer_save(const sm_trainer *trainer, const char *path);
 /** Restores a file written by sm_trainer_save into this trainer. The file must match the
- *  subnet's architecture (SM_ERR_SHAPE otherwise). On any error nothing in memory changed. */
+ *  subnet's architecture (SM_ERR_SHAPE otherwise); a model-only file is SM_ERR_FORMAT. Other
+ *  statuses as sm_model_load. On any error nothing in memory changed. */
 SM_API sm_status sm_trainer_load(sm_trainer *trainer, const char *path);
 
 #ifdef __cplusplus

@@ -1,0 +1,742 @@
+/* Checkpoints: model and trainer state as safetensors files a PyTorch user can load as is
+ * (docs/checkpoint-format.md). Tensor data crosses between backend buffers and the file in
+ * bounded chunks, so saving or loading never needs a second host copy of the model.
+ *
+ * Loading validates the whole file (structure, checksum, metadata, every tensor's presence,
+ * shape and finiteness) before it touches anything in memory, so a refused file changes
+ * nothing. The checksum covers the whole file, header included, with its own eight hex digits
+ * counted as '0': the header carries the iteration, Adam's hyperparameters and the RNG state,
+ * which a data-only checksum would leave unprotected. */
+#include <inttypes.h>
+#include <locale.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <zlib.h>
+
+#include "alloc.h"
+#include "error.h"
+#include "file_atomic.h"
+#include "model.h"
+#include "safetensors.h"
+#include "sampler.h"
+
+#define CK_FORMAT "libsiamese-checkpoint"
+#define CK_VERSION 1
+#define CK_VERSION_TEXT "1"
+#define CK_MAX_BATCH 65536
+/* Larger files are refused with SM_ERR_LIMIT: the reference model with Adam state is ~330 MB. */
+#define CK_MAX_FILE ((uint64_t)16 << 30)
+#define CK_CHUNK ((size_t)1 << 20) /* bytes per download/upload; a multiple of 4 */
+
+/* The backend buffers a checkpoint tensor lives in. */
+enum ck_buf { BUF_SUB_P, BUF_HEAD_P, BUF_M_SUB, BUF_M_HEAD, BUF_V_SUB, BUF_V_HEAD, BUF_COUNT };
+
+typedef struct ck_tensor {
+    char name[96];
+    size_t rank;
+    uint64_t shape[4];
+    enum ck_buf buf;
+    size_t off, count; /* floats within the buffer */
+} ck_tensor;
+
+typedef struct ck_list {
+    ck_tensor *t;
+    size_t n;
+} ck_list;
+
+typedef struct ck_bufs {
+    sm_backend *be[BUF_COUNT];
+    float *p[BUF_COUNT];
+} ck_bufs;
+
+/* Everything a trainer file says beyond its tensors. */
+typedef struct ck_state {
+    int64_t iteration, adam_t, batch_size, micro_batch;
+    double lr, beta1, beta2, eps;
+    uint64_t seed;
+    uint64_t sampler[4];
+    int has_sampler;
+} ck_state;
+
+typedef struct ck_file {
+    uint8_t *buf;
+    size_t size;
+    sm__st_file st;
+    int is_trainer;
+    const char *arch; /* metadata value, owned by st */
+    ck_state state;   /* trainer files only */
+} ck_file;
+
+/* ------------------------------------------------------------------ helpers */
+
+static int host_is_le(void)
+{
+    const uint32_t one = 1;
+    uint8_t b;
+    memcpy(&b, &one, 1);
+    return b == 1;
+}
+
+/* Converts 4-byte words between host order and the file's little-endian order (the same
+ * operation both ways). */
+static void words_to_from_le(uint8_t *p, size_t bytes)
+{
+    if (host_is_le()) return;
+    for (size_t i = 0; i + 4 <= bytes; i += 4) {
+        uint8_t a = p[i], b = p[i + 1];
+        p[i] = p[i + 3], p[i + 1] = p[i + 2], p[i + 2] = b, p[i + 3] = a;
+    }
+}
+
+/* zlib takes 32-bit lengths. */
+static uint32_t crc_update(uint32_t crc, const uint8_t *p, size_t n)
+{
+    uLong c = crc;
+    while (n > 0) {
+        uInt k = n > ((size_t)1 << 30) ? (uInt)1 << 30 : (uInt)n;
+        c = crc32(c, p, k);
+        p += k;
+        n -= k;
+    }
+    return (uint32_t)c;
+}
+
+static void fmt_shape(char *out, size_t cap, const uint64_t *shape, size_t rank)
+{
+    size_t len = 0;
+    out[0] = 0;
+    len += (size_t)snprintf(out, cap, "[");
+    for (size_t i = 0; i < rank && len < cap; i++)
+        len += (size_t)snprintf(out + len, cap - len, "%s%" PRIu64, i ? ", " : "", shape[i]);
+    if (len < cap) snprintf(out + len, cap - len, "]");
+}
+
+/* The architecture as text, in a fresh buffer. */
+static sm_status arch_text(const sm_arch *a, char **out)
+{
+    size_t need = 0;
+    sm_arch_to_string(a, NULL, 0, &need);
+    char *s = sm__malloc(need + 1);
+    if (!s) return sm__fail(SM_ERR_NOMEM, "out of memory formatting an architecture");
+    sm_status st = sm_arch_to_string(a, s, need + 1, NULL);
+    if (st != SM_OK) {
+        sm__free(s);
+        return st;
+    }
+    *out = s;
+    return SM_OK;
+}
+
+/* ------------------------------------------------------------------ tensor list */
+
+static void add_tensor(ck_list *l, const char *name, enum ck_buf buf, size_t off, size_t count,
+                       size_t rank, const uint64_t *shape)
+{
+    ck_tensor *t = &l->t[l->n++];
+    memset(t, 0, sizeof *t);
+    snprintf(t->name, sizeof t->name, "%s", name);
+    t->buf = buf;
+    t->off = off;
+    t->count = count;
+    t->rank = rank;
+    memcpy(t->shape, shape, rank * sizeof *shape);
+}
+
+/* The tensors of a checkpoint for `arch` (+ a head of `dim` features), in PyTorch state_dict
+ * order: "subnet.<layer>.weight/bias" with <layer> the index in the arch (= the nn.Sequential
+ * index), then "head.weight/bias"; with Adam, "adam.m.<name>" for each, then "adam.v.<name>". */
+static sm_status build_list(const sm_arch *arch, size_t dim, int with_adam, ck_list *out)
+{
+    size_t n_param_layers = 0;
+    for (size_t i = 0; i < arch->n_layers; i++)
+        if (arch->layers[i].n_w) n_param_layers++;
+    size_t per = 2 * n_param_layers + 2, total = with_adam ? 3 * per : per;
+    ck_list l = {sm__calloc(total, sizeof(ck_tensor)), 0};
+    if (!l.t) return sm__fail(SM_ERR_NOMEM, "out of memory listing checkpoint tensors");
+
+    for (size_t i = 0; i < arch->n_layers; i++) {
+        const sm__layer *ly = &arch->layers[i];
+        if (!ly->n_w) continue;
+        uint64_t ws[4], bs[1] = {(uint64_t)ly->a};
+        size_t wr;
+        if (ly->kind == SM_LAYER_CONV) {
+            ws[0] = (uint64_t)ly->a, ws[1] = (uint64_t)ly->in_c;
+            ws[2] = ws[3] = (uint64_t)ly->b;
+            wr = 4;
+        } else {
+            ws[0] = (uint64_t)ly->a, ws[1] = (uint64_t)ly->in_c;
+            wr = 2;
+        }
+        uint64_t prod = 1;
+        for (size_t d = 0; d < wr; d++) prod *= ws[d];
+        if ((ly->kind != SM_LAYER_CONV && ly->kind != SM_LAYER_FC) || prod != ly->n_w ||
+            ly->n_b != (size_t)ly->a) {
+            sm__free(l.t);
+            return sm__fail(SM_ERR_INTERNAL, "layer %zu's parameter counts do not match its "
+                                             "shape", i);
+        }
+        char name[64];
+        snprintf(name, sizeof name, "subnet.%zu.weight", i);
+        add_tensor(&l, name, BUF_SUB_P, ly->w_off, ly->n_w, wr, ws);
+        snprintf(name, sizeof name, "subnet.%zu.bias", i);
+        add_tensor(&l, name, BUF_SUB_P, ly->b_off, ly->n_b, 1, bs);
+    }
+    uint64_t hw[2] = {1, dim}, hb[1] = {1};
+    add_tensor(&l, "head.weight", BUF_HEAD_P, 0, dim, 2, hw);
+    add_tensor(&l, "head.bias", BUF_HEAD_P, dim, 1, 1, hb);
+    for (int v = 0; with_adam && v < 2; v++) {
+        for (size_t i = 0; i < per; i++) {
+            const ck_tensor src = l.t[i];
+            ck_tensor *t = &l.t[l.n++];
+            *t = src;
+            /* parameter names are at most "subnet.<20 digits>.weight": the prefix fits */
+            size_t len = strlen(src.name);
+            memcpy(t->name, v ? "adam.v." : "adam.m.", 7);
+            memcpy(t->name + 7, src.name, len + 1);
+            t->buf = src.buf == BUF_SUB_P ? (v ? BUF_V_SUB : BUF_M_SUB)
+                                          : (v ? BUF_V_HEAD : BUF_M_HEAD);
+        }
+    }
+    *out = l;
+    return SM_OK;
+}
+
+static void bufs_for(const sm_subnet *s, const sm_head *h, const sm_adam *a, ck_bufs *b)
+{
+    memset(b, 0, sizeof *b);
+    b->be[BUF_SUB_P] = s->be, b->p[BUF_SUB_P] = s->params;
+    b->be[BUF_HEAD_P] = h->be, b->p[BUF_HEAD_P] = h->params;
+    if (a) {
+        /* Adam allocates all four moment buffers on the subnet's backend. */
+        b->be[BUF_M_SUB] = b->be[BUF_V_SUB] = s->be;
+        b->be[BUF_M_HEAD] = b->be[BUF_V_HEAD] = s->be;
+        b->p[BUF_M_SUB] = a->m_sub, b->p[BUF_V_SUB] = a->v_sub;
+        b->p[BUF_M_HEAD] = a->m_head, b->p[BUF_V_HEAD] = a->v_head;
+    }
+}
+
+/* ------------------------------------------------------------------ saving */
+
+/* Tensor bytes stream through one host chunk: first to checksum them, then to write them. */
+typedef struct ck_stream {
+    uint8_t *chunk;
+    size_t fill;
+    uint32_t crc;
+    sm__afile *out; /* NULL on the checksum pass */
+} ck_stream;
+
+static sm_status stream_flush(ck_stream *s)
+{
+    s->crc = crc_update(s->crc, s->chunk, s->fill);
+    sm_status st = s->out ? sm__afile_write(s->out, s->chunk, s->fill) : SM_OK;
+    s->fill = 0;
+    return st;
+}
+
+static sm_status stream_tensors(const ck_list *l, const ck_bufs *b, ck_stream *s)
+{
+    for (size_t i = 0; i < l->n; i++) {
+        const ck_tensor *t = &l->t[i];
+        sm_backend *be = b->be[t->buf];
+        const uint8_t *dev = (const uint8_t *)(b->p[t->buf] + t->off);
+        size_t bytes = t->count * sizeof(float), done = 0;
+        while (done < bytes) {
+            size_t take = bytes - done < CK_CHUNK - s->fill ? bytes - done : CK_CHUNK - s->fill;
+            SM_TRY(be->ops->download(be->ctx, s->chunk + s->fill, dev + done, take));
+            words_to_from_le(s->chunk + s->fill, take);
+            s->fill += take;
+            done += take;
+            if (s->fill == CK_CHUNK) SM_TRY(stream_flush(s));
+        }
+    }
+    return s->fill ? stream_flush(s) : SM_OK;
+}
+
+typedef struct ck_meta_store {
+    sm__st_out_meta kv[20];
+    size_t n;
+    char text[20][96]; /* values that are numbers */
+} ck_meta_store;
+
+static void meta_add(ck_meta_store *m, const char *key, const char *value)
+{
+    m->kv[m->n].key = key;
+    m->kv[m->n].value = value;
+    m->n++;
+}
+
+/* printf is locale-dependent ("6,0e-05" under some LC_NUMERIC); files must not be. */
+static void meta_addf_double(ck_meta_store *m, const char *key, double v, locale_t c_loc)
+{
+    locale_t old = uselocale(c_loc);
+    snprintf(m->text[m->n], sizeof m->text[0], "%.17g", v);
+    uselocale(old);
+    meta_add(m, key, m->text[m->n]);
+}
+
+static void meta_addf_u64(ck_meta_store *m, const char *key, uint64_t v)
+{
+    snprintf(m->text[m->n], sizeof m->text[0], "%" PRIu64, v);
+    meta_add(m, key, m->text[m->n]);
+}
+
+static sm_status save(const sm_subnet *s, const sm_head *h, const sm_trainer *tr,
+                      const char *path)
+{
+    const sm_adam *a = tr ? tr->adam : NULL;
+    SM_RETURN_IF(h->dim != sm_subnet_feature_dim(s), SM_ERR_SHAPE,
+                 "the head takes %zu features, the subnet gives %zu", h->dim,
+                 sm_subnet_feature_dim(s));
+    ck_list l = {0};
+    ck_meta_store m = {.n = 0};
+    char *arch = NULL;
+    uint8_t *hdr = NULL, *chunk = NULL;
+    size_t hdr_len = 0;
+    uint64_t data_size = 0;
+    sm__st_out_tensor *ot = NULL;
+    locale_t c_loc = (locale_t)0;
+    sm__afile af = {.fd = -1};
+    int af_open = 0;
+
+    sm_status st = build_list(&s->arch, h->dim, a != NULL, &l);
+    if (st == SM_OK) st = arch_text(&s->arch, &arch);
+    if (st == SM_OK) {
+        ot = sm__calloc(l.n, sizeof *ot);
+        chunk = sm__malloc_aligned(CK_CHUNK);
+        c_loc = newlocale(LC_NUMERIC_MASK, "C", (locale_t)0);
+        if (!ot || !chunk || !c_loc) st = sm__fail(SM_ERR_NOMEM, "out of memory saving '%s'", path);
+    }
+    if (st == SM_OK) {
+        for (size_t i = 0; i < l.n; i++) {
+            ot[i].name = l.t[i].name;
+            ot[i].dtype = SM__ST_F32;
+            ot[i].rank = l.t[i].rank;
+            memcpy(ot[i].shape, l.t[i].shape, sizeof l.t[i].shape);
+        }
+        meta_add(&m, "format", CK_FORMAT);
+        meta_add(&m, "format_version", CK_VERSION_TEXT);
+        meta_add(&m, "kind", tr ? "trainer" : "model");
+        meta_add(&m, "arch", arch);
+        if (tr) {
+            uint64_t ss[4] = {0, 0, 0, 0};
+            if (tr->sampler) sm__sampler_get_state(tr->sampler, ss);
+            meta_addf_u64(&m, "iteration", (uint64_t)tr->iteration);
+            meta_addf_u64(&m, "adam_t", (uint64_t)a->t);
+            meta_addf_double(&m, "adam_lr", a->lr, c_loc);
+            meta_addf_double(&m, "adam_beta1", a->beta1, c_loc);
+            meta_addf_double(&m, "adam_beta2", a->beta2, c_loc);
+            meta_addf_double(&m, "adam_eps", a->eps, c_loc);
+            meta_addf_u64(&m, "batch_size", (uint64_t)tr->batch_size);
+            meta_addf_u64(&m, "micro_batch", (uint64_t)tr->micro_batch);
+            meta_addf_u64(&m, "seed", tr->seed);
+            snprintf(m.text[m.n], sizeof m.text[0],
+                     "%016" PRIx64 ":%016" PRIx64 ":%016" PRIx64 ":%016" PRIx64, ss[0], ss[1],
+                     ss[2], ss[3]);
+            meta_add(&m, "sampler_state", m.text[m.n]);
+            meta_add(&m, "has_sampler", tr->sampler ? "1" : "0");
+        }
+        meta_add(&m, "crc32", "00000000"); /* patched once the checksum is known */
+        st = sm__st_build_header(ot, l.n, m.kv, m.n, &hdr, &hdr_len, &data_size);
+    }
+    ck_bufs b;
+    bufs_for(s, h, a, &b);
+    uint32_t crc = 0;
+    if (st == SM_OK) {
+        ck_stream cs = {chunk, 0, crc_update(0, hdr, hdr_len), NULL};
+        st = stream_tensors(&l, &b, &cs);
+        crc = cs.crc;
+        char hex[9];
+        snprintf(hex, sizeof hex, "%08" PRIx32, crc);
+        memcpy(hdr + m.kv[m.n - 1].value_pos, hex, 8);
+    }
+    if (st == SM_OK) st = sm__afile_open(&af, path);
+    if (st == SM_OK) {
+        af_open = 1;
+        st = sm__afile_write(&af, hdr, hdr_len);
+    }
+    if (st == SM_OK) {
+        /* The checksum of what is written must be what the header says: re-derive it. */
+        char zero[8];
+        memset(zero, '0', 8);
+        size_t pos = m.kv[m.n - 1].value_pos;
+        uint32_t c2 = crc_update(0, hdr, pos);
+        c2 = crc_update(c2, (const uint8_t *)zero, 8);
+        c2 = crc_update(c2, hdr + pos + 8, hdr_len - pos - 8);
+        ck_stream ws = {chunk, 0, c2, &af};
+        st = stream_tensors(&l, &b, &ws);
+        if (st == SM_OK && ws.crc != crc)
+            st = sm__fail(SM_ERR_DEVICE, "saving '%s': the parameters read back differently on "
+                                         "the second pass", path);
+    }
+    if (st == SM_OK) {
+        af_open = 0;
+        st = sm__afile_commit(&af);
+    }
+    if (af_open) sm__afile_abort(&af);
+    if (c_loc) freelocale(c_loc);
+    sm__free_aligned(chunk);
+    sm__free(ot);
+    sm__free(hdr);
+    sm__free(arch);
+    sm__free(l.t);
+    return st;
+}
+
+SM_API sm_status sm_model_save(const sm_subnet *subnet, const sm_head *head, const char *path)
+{
+    SM_CHECK_ARG(subnet && head && path && *path, "sm_model_save: NULL argument or empty path");
+    return save(subnet, head, NULL, path);
+}
+
+SM_API sm_status sm_trainer_save(const sm_trainer *trainer, const char *path)
+{
+    SM_CHECK_ARG(trainer && path && *path, "sm_trainer_save: NULL argument or empty path");
+    SM_CHECK_ARG(trainer->adam, "sm_trainer_save: the trainer has no Adam state");
+    return save(trainer->subnet, trainer->head, trainer, path);
+}
+
+/* ------------------------------------------------------------------ reading */
+
+static const char *meta_value(const ck_file *f, const char *key)
+{
+    const sm__st_kv *kv = sm__st_meta(&f->st, key);
+    return kv ? kv->value : NULL;
+}
+
+static sm_status need_meta(const ck_file *f, const char *path, const char *key, const char **v)
+{
+    *v = meta_value(f, key);
+    SM_RETURN_IF(!*v, SM_ERR_FORMAT, "checkpoint '%s' lacks the metadata key '%s'", path, key);
+    return SM_OK;
+}
+
+/* Strict decimal: digits only, no sign, no leading zeros, no overflow. 0 when malformed. */
+static int parse_dec_u64(const char *s, uint64_t *out)
+{
+    uint64_t v = 0;
+    if (!*s || (s[0] == '0' && s[1])) return 0;
+    for (; *s; s++) {
+        if (*s < '0' || *s > '9') return 0;
+        unsigned d = (unsigned)(*s - '0');
+        if (v > (UINT64_MAX - d) / 10) return 0;
+        v = v * 10 + d;
+    }
+    *out = v;
+    return 1;
+}
+
+static sm_status meta_int(const ck_file *f, const char *path, const char *key, uint64_t lo,
+                          uint64_t hi, int64_t *out)
+{
+    const char *v;
+    uint64_t x;
+    SM_TRY(need_meta(f, path, key, &v));
+    SM_RETURN_IF(!parse_dec_u64(v, &x) || x < lo || x > hi, SM_ERR_FORMAT,
+                 "checkpoint '%s': %s '%.40s' is not an integer in %" PRIu64 "..%" PRIu64, path,
+                 key, v, lo, hi);
+    *out = (int64_t)x;
+    return SM_OK;
+}
+
+static sm_status meta_double(const ck_file *f, const char *path, const char *key, double lo,
+                             int lo_open, double hi, int hi_open, locale_t c_loc, double *out)
+{
+    const char *v;
+    SM_TRY(need_meta(f, path, key, &v));
+    char *end = NULL;
+    locale_t old = uselocale(c_loc);
+    double x = strtod(v, &end);
+    uselocale(old);
+    int ok = *v >= '0' && *v <= '9' && end && *end == 0 && isfinite(x) && (lo_open ? x > lo : x >= lo) &&
+             (hi_open ? x < hi : x <= hi);
+    SM_RETURN_IF(!ok, SM_ERR_FORMAT, "checkpoint '%s': %s '%.40s' is not a number in %c%g, %g%c",
+                 path, key, v, lo_open ? '(' : '[', lo, hi, hi_open ? ')' : ']');
+    *out = x;
+    return SM_OK;
+}
+
+static int parse_hex_word(const char *s, size_t digits, uint64_t *out)
+{
+    uint64_t v = 0;
+    for (size_t i = 0; i < digits; i++) {
+        char c = s[i];
+        v <<= 4;
+        if (c >= '0' && c <= '9') v |= (uint64_t)(c - '0');
+        else if (c >= 'a' && c <= 'f') v |= (uint64_t)(c - 'a' + 10);
+        else return 0;
+    }
+    *out = v;
+    return 1;
+}
+
+static sm_status read_state(ck_file *f, const char *path)
+{
+    ck_state *s = &f->state;
+    const char *v;
+    int64_t x;
+    locale_t c_loc = newlocale(LC_NUMERIC_MASK, "C", (locale_t)0);
+    if (!c_loc) return sm__fail(SM_ERR_NOMEM, "out of memory reading '%s'", path);
+    sm_status st = meta_int(f, path, "iteration", 0, INT64_MAX, &s->iteration);
+    if (st == SM_OK) st = meta_int(f, path, "adam_t", 0, INT64_MAX, &s->adam_t);
+    if (st == SM_OK) st = meta_int(f, path, "batch_size", 1, CK_MAX_BATCH, &s->batch_size);
+    if (st == SM_OK) st = meta_int(f, path, "micro_batch", 1, CK_MAX_BATCH, &s->micro_batch);
+    if (st == SM_OK) st = meta_int(f, path, "has_sampler", 0, 1, &x);
+    if (st == SM_OK) s->has_sampler = (int)x;
+    /* the ranges sm_adam_set accepts */
+    if (st == SM_OK) st = meta_double(f, path, "adam_lr", 0, 1, 1, 0, c_loc, &s->lr);
+    if (st == SM_OK) st = meta_double(f, path, "adam_beta1", 0, 0, 1, 1, c_loc, &s->beta1);
+    if (st == SM_OK) st = meta_double(f, path, "adam_beta2", 0, 0, 1, 1, c_loc, &s->beta2);
+    if (st == SM_OK) st = meta_double(f, path, "adam_eps", 0, 1, 1, 0, c_loc, &s->eps);
+    freelocale(c_loc);
+    if (st == SM_OK) st = need_meta(f, path, "seed", &v);
+    if (st == SM_OK && !parse_dec_u64(v, &s->seed))
+        st = sm__fail(SM_ERR_FORMAT, "checkpoint '%s': seed '%.40s' is not a 64-bit integer",
+                      path, v);
+    if (st == SM_OK) st = need_meta(f, path, "sampler_state", &v);
+    if (st == SM_OK) {
+        int ok = strlen(v) == 4 * 16 + 3;
+        for (size_t i = 0; ok && i < 4; i++)
+            ok = parse_hex_word(v + 17 * i, 16, &s->sampler[i]) && (i == 3 || v[17 * i + 16] == ':');
+        /* xoshiro's all-zero state is a fixed point: no valid sampler has it */
+        if (ok && s->has_sampler)
+            ok = (s->sampler[0] | s->sampler[1] | s->sampler[2] | s->sampler[3]) != 0;
+        if (!ok)
+            st = sm__fail(SM_ERR_FORMAT, "checkpoint '%s': sampler_state '%.80s' is not four "
+                                         "16-digit hex words joined by ':' (not all zero)",
+                          path, v);
+    }
+    return st;
+}
+
+static sm_status check_crc(const ck_file *f, const char *path)
+{
+    const sm__st_kv *kv = sm__st_meta(&f->st, "crc32");
+    SM_RETURN_IF(!kv, SM_ERR_FORMAT, "checkpoint '%s' lacks the metadata key 'crc32'", path);
+    uint64_t want;
+    /* raw length 8 and decoded length 8: no escapes, so the raw bytes are the digits */
+    SM_RETURN_IF(kv->value_rawlen != 8 || strlen(kv->value) != 8 ||
+                     !parse_hex_word(kv->value, 8, &want),
+                 SM_ERR_FORMAT, "checkpoint '%s': crc32 '%.20s' is not 8 lowercase hex digits",
+                 path, kv->value);
+    static const uint8_t zero[8] = {'0', '0', '0', '0', '0', '0', '0', '0'};
+    size_t pos = kv->value_pos;
+    uint32_t c = crc_update(0, f->buf, pos);
+    c = crc_update(c, zero, 8);
+    c = crc_update(c, f->buf + pos + 8, f->size - pos - 8);
+    SM_RETURN_IF(c != (uint32_t)want, SM_ERR_FORMAT,
+                 "checkpoint '%s': checksum mismatch (file says %08" PRIx32 ", contents give "
+                 "%08" PRIx32 "): the file is damaged",
+                 path, (uint32_t)want, c);
+    return SM_OK;
+}
+
+static void file_free(ck_file *f)
+{
+    sm__st_file_free(&f->st);
+    sm__free(f->buf);
+    memset(f, 0, sizeof *f);
+}
+
+/* Reads, parses and checks everything that does not depend on what the file is loaded into. */
+static sm_status file_read(const char *path, ck_file *f)
+{
+    memset(f, 0, sizeof *f);
+    size_t max = CK_MAX_FILE > SIZE_MAX ? SIZE_MAX : (size_t)CK_MAX_FILE;
+    SM_TRY(sm__file_read_all(path, max, &f->buf, &f->size));
+    sm_status st = sm__st_parse(f->buf, f->size, &f->st);
+    if (st != SM_OK) {
+        /* prefix the path: the parser's detail knows only bytes */
+        char detail[512];
+        snprintf(detail, sizeof detail, "%s", sm_last_error());
+        sm__free(f->buf);
+        memset(f, 0, sizeof *f);
+        return sm__fail(st, "checkpoint '%s': %s", path, detail);
+    }
+    const char *fmt = meta_value(f, "format"), *ver = meta_value(f, "format_version"), *kind;
+    uint64_t v = 0;
+    if (!fmt || strcmp(fmt, CK_FORMAT) != 0)
+        st = sm__fail(SM_ERR_FORMAT, "'%s' is a safetensors file but not a libsiamese "
+                                     "checkpoint (metadata 'format' is not '" CK_FORMAT "')",
+                      path);
+    else if (!ver || !*ver || strspn(ver, "0123456789") != strlen(ver) ||
+             (ver[0] == '0' && ver[1]) || strcmp(ver, "0") == 0)
+        st = sm__fail(SM_ERR_FORMAT, "checkpoint '%s': bad format_version '%.20s'", path,
+                      ver ? ver : "");
+    else if (!parse_dec_u64(ver, &v) || v > CK_VERSION) /* overflow: newer all the same */
+        st = sm__fail(SM_ERR_VERSION, "checkpoint '%s' has format version %.20s; this "
+                                      "libsiamese reads version %d: upgrade the library",
+                      path, ver, CK_VERSION);
+    if (st == SM_OK) st = check_crc(f, path);
+    if (st == SM_OK) st = need_meta(f, path, "kind", &kind);
+    if (st == SM_OK) {
+        f->is_trainer = strcmp(kind, "trainer") == 0;
+        if (!f->is_trainer && strcmp(kind, "model") != 0)
+            st = sm__fail(SM_ERR_FORMAT, "checkpoint '%s': unknown kind '%.20s'", path, kind);
+    }
+    if (st == SM_OK) st = need_meta(f, path, "arch", &f->arch);
+    if (st == SM_OK && f->is_trainer) st = read_state(f, path);
+    if (st != SM_OK) file_free(f);
+    return st;
+}
+
+/* Every expected tensor present as F32 with its exact shape, no other tensor, every value
+ * finite. A shape that differs from what the architecture needs is SM_ERR_SHAPE. */
+static sm_status check_tensors(const ck_file *f, const char *path, const ck_list *l)
+{
+    for (size_t i = 0; i < l->n; i++) {
+        const ck_tensor *e = &l->t[i];
+        const sm__st_tensor *t = sm__st_find(&f->st, e->name);
+        SM_RETURN_IF(!t, SM_ERR_FORMAT, "checkpoint '%s' lacks the tensor '%s'", path, e->name);
+        SM_RETURN_IF(t->dtype != SM__ST_F32, SM_ERR_FORMAT,
+                     "checkpoint '%s': tensor '%s' is %s, expected F32", path, e->name,
+                     sm__st_dtype_name(t->dtype));
+        if (t->rank != e->rank || memcmp(t->shape, e->shape, e->rank * sizeof *e->shape) != 0) {
+            char got[160], want[160];
+            fmt_shape(got, sizeof got, t->shape, t->rank);
+            fmt_shape(want, sizeof want, e->shape, e->rank);
+            return sm__fail(SM_ERR_SHAPE, "checkpoint '%s': tensor '%s' has shape %s, the "
+                                          "architecture needs %s",
+                            path, e->name, got, want);
+        }
+    }
+    if (f->st.n_tensors != l->n) {
+        /* names are unique on both sides and all expected ones are present: find the extra */
+        for (size_t j = 0; j < f->st.n_tensors; j++) {
+            size_t i = 0;
+            while (i < l->n && strcmp(l->t[i].name, f->st.tensors[j].name) != 0) i++;
+            SM_RETURN_IF(i == l->n, SM_ERR_FORMAT,
+                         "checkpoint '%s' holds an unexpected tensor '%.200s'", path,
+                         f->st.tensors[j].name);
+        }
+    }
+    for (size_t i = 0; i < l->n; i++) {
+        const sm__st_tensor *t = sm__st_find(&f->st, l->t[i].name);
+        const uint8_t *p = f->buf + f->st.data_off + t->begin;
+        for (size_t k = 0; k < l->t[i].count; k++, p += 4) {
+            uint32_t bits = (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
+                            (uint32_t)p[3] << 24;
+            SM_RETURN_IF((bits & 0x7F800000u) == 0x7F800000u, SM_ERR_FORMAT,
+                         "checkpoint '%s': tensor '%s' holds a non-finite value at index %zu",
+                         path, l->t[i].name, k);
+        }
+    }
+    return SM_OK;
+}
+
+/* Copies checked tensors into backend buffers (all of them, or only the parameters). */
+static sm_status upload_tensors(const ck_file *f, const ck_list *l, const ck_bufs *b,
+                                int params_only)
+{
+    uint8_t *chunk = sm__malloc_aligned(CK_CHUNK);
+    if (!chunk) return sm__fail(SM_ERR_NOMEM, "out of memory loading a checkpoint");
+    sm_status st = SM_OK;
+    for (size_t i = 0; i < l->n && st == SM_OK; i++) {
+        const ck_tensor *e = &l->t[i];
+        if (params_only && e->buf != BUF_SUB_P && e->buf != BUF_HEAD_P) continue;
+        const sm__st_tensor *t = sm__st_find(&f->st, e->name);
+        const uint8_t *src = f->buf + f->st.data_off + t->begin;
+        sm_backend *be = b->be[e->buf];
+        uint8_t *dev = (uint8_t *)(b->p[e->buf] + e->off);
+        size_t bytes = e->count * sizeof(float);
+        for (size_t done = 0; done < bytes && st == SM_OK;) {
+            size_t take = bytes - done < CK_CHUNK ? bytes - done : CK_CHUNK;
+            memcpy(chunk, src + done, take);
+            words_to_from_le(chunk, take);
+            st = be->ops->upload(be->ctx, dev + done, chunk, take);
+            done += take;
+        }
+    }
+    sm__free_aligned(chunk);
+    return st;
+}
+
+/* ------------------------------------------------------------------ loading */
+
+SM_API sm_status sm_model_load(sm_backend *backend, const char *path, sm_subnet **subnet,
+                               sm_head **head)
+{
+    SM_CHECK_ARG(backend && path && subnet && head, "sm_model_load: NULL argument");
+    ck_file f;
+    SM_TRY(file_read(path, &f));
+    sm_arch *arch = NULL;
+    sm_subnet *s = NULL;
+    sm_head *h = NULL;
+    ck_list l = {0};
+    sm_status st = sm_arch_from_string(f.arch, &arch);
+    if (st != SM_OK && st != SM_ERR_NOMEM) {
+        char detail[512];
+        snprintf(detail, sizeof detail, "%s", sm_last_error());
+        st = sm__fail(SM_ERR_FORMAT, "checkpoint '%s': its architecture is not valid: %s", path,
+                      detail);
+    }
+    if (st == SM_OK && (arch->n_layers == 0 || arch->layers[arch->n_layers - 1].kind != SM_LAYER_FC))
+        st = sm__fail(SM_ERR_FORMAT, "checkpoint '%s': its architecture '%.200s' does not end "
+                                     "in an fc layer", path, f.arch);
+    if (st == SM_OK) st = build_list(arch, sm_arch_output_size(arch), f.is_trainer, &l);
+    if (st == SM_OK) st = check_tensors(&f, path, &l);
+    /* any seed: every parameter is overwritten */
+    if (st == SM_OK) st = sm_subnet_create(backend, arch, 0, &s);
+    if (st == SM_OK) st = sm_head_create(backend, sm_subnet_feature_dim(s), 0, &h);
+    if (st == SM_OK) {
+        ck_bufs b;
+        bufs_for(s, h, NULL, &b);
+        st = upload_tensors(&f, &l, &b, 1);
+    }
+    sm__free(l.t);
+    sm_arch_destroy(arch);
+    file_free(&f);
+    if (st != SM_OK) {
+        sm_head_destroy(h);
+        sm_subnet_destroy(s);
+        return st;
+    }
+    *subnet = s;
+    *head = h;
+    return SM_OK;
+}
+
+SM_API sm_status sm_trainer_load(sm_trainer *t, const char *path)
+{
+    SM_CHECK_ARG(t && path, "sm_trainer_load: NULL argument");
+    SM_CHECK_ARG(t->adam, "sm_trainer_load: the trainer has no Adam state");
+    ck_file f;
+    SM_TRY(file_read(path, &f));
+    char *mine = NULL;
+    ck_list l = {0};
+    sm_status st = SM_OK;
+    if (!f.is_trainer)
+        st = sm__fail(SM_ERR_FORMAT, "checkpoint '%s' holds a model, not a trainer state "
+                                     "(load it with sm_model_load)", path);
+    if (st == SM_OK) st = arch_text(&t->subnet->arch, &mine);
+    if (st == SM_OK && strcmp(mine, f.arch) != 0)
+        st = sm__fail(SM_ERR_SHAPE, "checkpoint '%s' is for the architecture '%.300s', the "
+                                    "trainer's subnet is '%.300s'", path, f.arch, mine);
+    if (st == SM_OK) st = build_list(&t->subnet->arch, t->head->dim, 1, &l);
+    if (st == SM_OK) st = check_tensors(&f, path, &l);
+
+    /* Validated: now change the trainer. Sizes first, since only they can fail for want of
+     * memory (the resize is all-or-nothing). */
+    const ck_state *s = &f.state;
+    if (st == SM_OK && (s->batch_size != t->batch_size || s->micro_batch != t->micro_batch))
+        st = sm__trainer_resize(t, s->batch_size, s->micro_batch);
+    if (st == SM_OK) {
+        /* Only a device failure can stop this part midway. */
+        ck_bufs b;
+        bufs_for(t->subnet, t->head, t->adam, &b);
+        st = upload_tensors(&f, &l, &b, 0);
+    }
+    if (st == SM_OK) {
+        sm_adam *a = t->adam;
+        a->t = s->adam_t;
+        a->lr = s->lr, a->beta1 = s->beta1, a->beta2 = s->beta2, a->eps = s->eps;
+        t->iteration = s->iteration;
+        t->seed = s->seed;
+        if (t->sampler && s->has_sampler) sm__sampler_set_state(t->sampler, s->sampler);
+    }
+    sm__free(l.t);
+    sm__free(mine);
+    file_free(&f);
+    return st;
+}

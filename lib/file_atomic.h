@@ -1,0 +1,37 @@
+/* Private: whole-file I/O with the guarantees checkpoints need. A file written through
+ * sm__afile either appears complete under its name or not at all (the previous file, if any,
+ * stays as it was), and survives a crash once commit returns. Every failure is SM_ERR_IO naming
+ * the path and the system's reason. */
+#ifndef SM_LIB_FILE_ATOMIC_H
+#define SM_LIB_FILE_ATOMIC_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "siamese/siamese.h"
+
+typedef struct sm__afile {
+    int fd;     /* the temporary file, -1 when closed */
+    char *path; /* target */
+    char *tmp;  /* "<path>.tmp.XXXXXX" in the same directory, so rename cannot cross devices */
+    char *dir;  /* the directory, to sync after the rename (found up front: nothing may fail
+                   for want of memory once the target is replaced) */
+} sm__afile;
+
+/* Creates the temporary file beside `path`. On failure nothing is left behind. */
+sm_status sm__afile_open(sm__afile *f, const char *path);
+/* Appends bytes. On failure the caller still calls sm__afile_abort. */
+sm_status sm__afile_write(sm__afile *f, const void *buf, size_t n);
+/* Flushes to disk, renames over the target and syncs the directory. Releases `f` whether or not
+ * it succeeds; on failure the temporary file is removed. */
+sm_status sm__afile_commit(sm__afile *f);
+/* Closes and removes the temporary file; the target is untouched. Safe after a failed open or
+ * commit (then a no-op). */
+void sm__afile_abort(sm__afile *f);
+
+/* Reads a whole regular file into a fresh sm__malloc'd buffer (free with sm__free).
+ * SM_ERR_IO (missing, unreadable, not a regular file), SM_ERR_LIMIT (larger than `max_size`),
+ * SM_ERR_NOMEM. */
+sm_status sm__file_read_all(const char *path, size_t max_size, uint8_t **out, size_t *size);
+
+#endif
