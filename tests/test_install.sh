@@ -1,0 +1,65 @@
+#!/bin/sh
+# Installs the build into a temporary DESTDIR, then checks what a user gets from it:
+#  - tests/pkgconfig/consumer.c compiles with -Werror against the installed header and links
+#    through `pkg-config --cflags --libs siamese`, and runs against the installed library;
+#  - libsiamese.so exports exactly the sm_* names of lib/libsiamese.map, nothing else;
+#  - its soname is libsiamese.so.<SM_ABI_MAJOR>;
+#  - the installed example programs start.
+# Usage (from tests/meson.build): test_install.sh MESON BUILD_ROOT SOURCE_ROOT PREFIX LIBDIR
+set -eu
+
+meson_cmd=$1 build_root=$2 source_root=$3 prefix=$4 libdir=$5
+case $libdir in /*) ;; *) libdir=$prefix/$libdir ;; esac
+
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/siamese-install.XXXXXX")
+trap 'rm -rf "$tmp"' EXIT
+dest=$tmp/dest
+fail() { echo "FAIL: $*" >&2; exit 1; }
+
+"$meson_cmd" install -C "$build_root" --no-rebuild --quiet --destdir "$dest" >"$tmp/install.log" 2>&1 ||
+    { cat "$tmp/install.log" >&2; fail "meson install --destdir failed"; }
+
+ilib=$dest$libdir
+iprefix=$dest$prefix
+[ -f "$ilib/pkgconfig/siamese.pc" ] || fail "no siamese.pc in $ilib/pkgconfig"
+[ -f "$iprefix/include/siamese/siamese.h" ] || fail "no siamese/siamese.h in $iprefix/include"
+
+# pkg-config, pointed at the installed copy (prefix redefined: the .pc derives every path from it).
+export PKG_CONFIG_PATH="$ilib/pkgconfig"
+pc() { pkg-config --define-variable=prefix="$iprefix" "$@" siamese; }
+cflags=$(pc --cflags) || fail "pkg-config --cflags siamese"
+libs=$(pc --libs) || fail "pkg-config --libs siamese"
+hdr_version=$(sed -n 's/^#define SM_VERSION_\(MAJOR\|MINOR\|PATCH\) \([0-9]*\).*/\2/p' \
+    "$iprefix/include/siamese/version.h" | paste -sd. -)
+abi=$(sed -n 's/^#define SM_ABI_MAJOR \([0-9]*\).*/\1/p' "$iprefix/include/siamese/version.h")
+[ "$(pc --modversion)" = "$hdr_version" ] ||
+    fail "siamese.pc says version $(pc --modversion), the header $hdr_version"
+echo "pkg-config: siamese $hdr_version: $cflags $libs"
+
+# A consumer built as a user would, against the installed files only.
+${CC:-cc} -std=c11 -Wall -Wextra -Werror -pedantic -o "$tmp/consumer" \
+    "$source_root/tests/pkgconfig/consumer.c" $cflags $libs || fail "the consumer does not build"
+LD_LIBRARY_PATH=$ilib "$tmp/consumer" || fail "the consumer failed"
+LD_LIBRARY_PATH=$ilib ldd "$tmp/consumer" | grep -q "libsiamese.so.$abi => $ilib/" ||
+    fail "the consumer did not load the installed libsiamese.so.$abi"
+
+# Exports: exactly the names in the version script, all sm_*.
+so=$ilib/libsiamese.so.$abi
+[ -e "$so" ] || fail "no $so"
+soname=$(readelf -d "$so" | sed -n 's/.*Library soname: \[\(.*\)\].*/\1/p')
+[ "$soname" = "libsiamese.so.$abi" ] || fail "soname is '$soname', expected libsiamese.so.$abi"
+nm -D --defined-only "$so" | awk '$2 != "A" { sub(/@.*/, "", $3); print $3 }' | sort >"$tmp/exported"
+bad=$(grep -v '^sm_' "$tmp/exported" || true)
+[ -z "$bad" ] || fail "libsiamese.so exports names outside sm_*: $(echo $bad)"
+sed -n 's/^[[:space:]]*\(sm_[A-Za-z0-9_]*\);.*/\1/p' "$source_root/lib/libsiamese.map" | sort >"$tmp/mapped"
+diff -u "$tmp/mapped" "$tmp/exported" >"$tmp/diff" ||
+    { cat "$tmp/diff" >&2; fail "exported symbols differ from lib/libsiamese.map (- map, + exported)"; }
+echo "exports: $(wc -l <"$tmp/exported") sm_* symbols, soname $soname"
+
+# The installed example programs run against the installed library.
+for prog in siamese-train siamese-compare; do
+    if [ -x "$iprefix/bin/$prog" ]; then
+        LD_LIBRARY_PATH=$ilib "$iprefix/bin/$prog" --help >/dev/null || fail "$prog --help"
+    fi
+done
+echo "install: OK"
