@@ -94,3 +94,13 @@ void ref_fill_uniform(unsigned *state, double lo, double hi, size_t n, double *o
         out[i] = lo + (hi - lo) * ((*state >> 8) / 16777216.0);
     }
 }
+
+double ref_rel_err(const double *a, const double *b, size_t n)
+{
+    double num = 0, den = 1e-30;
+    for (size_t i = 0; i < n; i++) {
+        num = fmax(num, fabs(a[i] - b[i]));
+        den = fmax(den, fabs(b[i]));
+    }
+    return num / den;
+}

@@ -22,6 +22,9 @@ void ref_absdiff(size_t n, const double *a, const double *b, double *d);
 /* mean clipped BCE of sigmoid(z) against labels (eps = 2^-23) */
 double ref_bce_mean(int n, const double *z, const double *labels);
 
+/* max |a - b| / max |b|: scale-free, and not fooled by entries near zero. */
+double ref_rel_err(const double *a, const double *b, size_t n);
+
 /* Deterministic test data: uniform in [lo, hi). */
 void ref_fill_uniform(unsigned *state, double lo, double hi, size_t n, double *out);
 

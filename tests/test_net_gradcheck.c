@@ -73,15 +73,6 @@ static double ref_loss(void *ctx, const double *unused)
     return l;
 }
 
-static double rel_err(const double *a, const double *b, size_t n)
-{
-    double num = 0, den = 1e-30;
-    for (size_t i = 0; i < n; i++) {
-        num = fmax(num, fabs(a[i] - b[i]));
-        den = fmax(den, fabs(b[i]));
-    }
-    return num / den;
-}
 
 static void check_net(const char *arch_text, size_t pairs, int micro, unsigned seed)
 {
@@ -152,13 +143,13 @@ static void check_net(const char *arch_text, size_t pairs, int micro, unsigned s
     for (size_t i = 0; i < arch->n_layers; i++) {
         const sm__layer *l = &arch->layers[i];
         if (!l->n_w) continue;
-        double ew = rel_err(ana + l->w_off, num + l->w_off, l->n_w);
-        double eb = rel_err(ana + l->b_off, num + l->b_off, l->n_b);
+        double ew = ref_rel_err(ana + l->w_off, num + l->w_off, l->n_w);
+        double eb = ref_rel_err(ana + l->b_off, num + l->b_off, l->n_b);
         printf("  layer %zu (%s): weight %.2e, bias %.2e\n", i,
                l->kind == SM_LAYER_CONV ? "conv" : "fc", ew, eb);
         worst = fmax(worst, fmax(ew, eb));
     }
-    double eh = rel_err(ana + c.n_sub, num + c.n_sub, c.n_head);
+    double eh = ref_rel_err(ana + c.n_sub, num + c.n_sub, c.n_head);
     printf("  head: %.2e\n", eh);
     worst = fmax(worst, eh);
     assert_true(worst < 1e-4);

@@ -48,21 +48,11 @@ static double *rnd(size_t n, double lo, double hi)
     return p;
 }
 
-/* max |a - b| / max |b|: scale-free, and not fooled by entries near zero */
-static double rel_err(const double *a, const double *b, size_t n)
-{
-    double num = 0, den = 1e-30;
-    for (size_t i = 0; i < n; i++) {
-        num = fmax(num, fabs(a[i] - b[i]));
-        den = fmax(den, fabs(b[i]));
-    }
-    return num / den;
-}
 
 static void expect_close(const char *what, const double *got, const double *want, size_t n,
                          double tol)
 {
-    double e = rel_err(got, want, n);
+    double e = ref_rel_err(got, want, n);
     if (e > tol) fail_msg("%s [%s]: relative error %.3g > %.3g", what, be->ops->name, e, tol);
 }
 

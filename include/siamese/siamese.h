@@ -232,7 +232,9 @@ typedef struct sm_head sm_head;
 
 /** Creates the twin subnetwork for `arch` (copied) on `backend` (borrowed: it must outlive the
  *  subnet), every weight and bias drawn from N(0, 0.01^2) with the library's RNG seeded by
- *  `seed` (the same on every backend). The arch must end in an fc layer. */
+ *  `seed` (the same on every backend). The arch must end in a flat layer (fc).
+ *  Statuses: SM_ERR_INVALID_ARG (NULL), SM_ERR_SHAPE (no parameters, output not flat),
+ *  SM_ERR_NOMEM. */
 SM_API sm_status sm_subnet_create(sm_backend *backend, const sm_arch *arch, uint64_t seed,
                                   sm_subnet **out);
 SM_API void sm_subnet_destroy(sm_subnet *subnet);
@@ -242,18 +244,25 @@ SM_API size_t sm_subnet_num_params(const sm_subnet *subnet);
 /** Length of the feature vector (the last fc's size; 4096 for the reference). */
 SM_API size_t sm_subnet_feature_dim(const sm_subnet *subnet);
 
-/** Creates the head: score = sigmoid(w . |F1 - F2| + b), w and b from N(0, 0.01^2). */
+/** Creates the head: score = sigmoid(w . |F1 - F2| + b), w and b from N(0, 0.01^2) seeded by
+ *  `seed`. `backend` is borrowed. SM_ERR_INVALID_ARG (NULL, dim outside 1..2^24), SM_ERR_NOMEM. */
 SM_API sm_status sm_head_create(sm_backend *backend, size_t feature_dim, uint64_t seed,
                                 sm_head **out);
 SM_API void sm_head_destroy(sm_head *head);
 SM_API size_t sm_head_feature_dim(const sm_head *head);
 
-/** Embeddings: F = sigmoid(subnet(x)) for `n` images, feature_dim floats each into `features`. */
+/** Embeddings: F = sigmoid(subnet(x)) for `n` images, feature_dim floats each into `features`.
+ *  Thread-safe on a const subnet (each call has its own scratch memory). Statuses:
+ *  SM_ERR_INVALID_ARG (NULL pointers), SM_ERR_NOMEM, SM_ERR_DEVICE. */
 SM_API sm_status sm_embed(const sm_subnet *subnet, size_t n, const float *images, float *features);
-/** The similarity score in [0, 1] of two images (1 = same class). */
+/** The similarity score in [0, 1] of two images (1 = same class): sigmoid(w . |F1 - F2| + b),
+ *  without the training loss's clip. Each image is C*H*W floats of the subnet's input shape.
+ *  Thread-safe on const handles. Statuses: SM_ERR_INVALID_ARG, SM_ERR_SHAPE (a head of another
+ *  width), SM_ERR_NOMEM, SM_ERR_DEVICE. */
 SM_API sm_status sm_predict_pair(const sm_subnet *subnet, const sm_head *head, const float *a,
                                  const float *b, float *score);
-/** Scores of `n` pairs (a[i], b[i]) into scores[i]. Works in chunks, so any n is fine. */
+/** Scores of `n` pairs (a[i], b[i]) into scores[i]. Works in chunks of 32 pairs, so memory does
+ *  not grow with n. Statuses as sm_predict_pair. */
 SM_API sm_status sm_predict_pairs(const sm_subnet *subnet, const sm_head *head, size_t n,
                                   const float *a, const float *b, float *scores);
 
@@ -283,7 +292,9 @@ typedef enum sm_adam_param {
     SM_ADAM_EPSILON = 4        /* default 1e-8, range (0, 1] */
 } sm_adam_param;
 
-/** Adam state (moments, step count) for the parameters of `subnet` and `head` (borrowed). */
+/** Adam state (moments, step count) for the parameters of `subnet` and `head` (borrowed: they
+ *  must outlive it), with SPEC.md's hyperparameters. SM_ERR_INVALID_ARG (NULL, or subnet and head
+ *  on different backends), SM_ERR_NOMEM. */
 SM_API sm_status sm_adam_create(sm_subnet *subnet, sm_head *head, sm_adam **out);
 SM_API void sm_adam_destroy(sm_adam *adam);
 /** Sets / gets a hyperparameter; SM_ERR_INVALID_ARG for unknown keys or values out of range. */
@@ -322,12 +333,15 @@ SM_API sm_status sm_trainer_set_progress(sm_trainer *trainer, sm_progress_fn fn,
 SM_API int64_t sm_trainer_iteration(const sm_trainer *trainer);
 
 /** One iteration: samples a batch of pairs, forward, clipped BCE (mean over the batch),
- *  backward, one Adam update. `loss` (optional) receives the batch loss.
- *  SM_ERR_NUMERIC if the loss or a gradient is not finite: then no parameter, moment or step
- *  count changed. SM_ERR_STATE without a dataset. */
+ *  backward, one Adam update. `loss` (optional) receives the batch loss. Calls the progress
+ *  callback on success. Statuses: SM_ERR_NUMERIC if the loss or a gradient is not finite;
+ *  SM_ERR_STATE without a dataset; SM_ERR_INVALID_ARG (NULL trainer); SM_ERR_DEVICE. A step
+ *  that fails changes nothing: parameters, moments, step count and sampler are as before. */
 SM_API sm_status sm_train_step(sm_trainer *trainer, float *loss);
-/** One iteration on pairs the caller provides (left[i], right[i], labels[i] in {0, 1}).
- *  Does not advance the sampler. */
+/** One iteration on pairs the caller provides (left[i], right[i], labels[i] in [0, 1], 1 =
+ *  similar), each image of the subnet's input shape. Does not advance the sampler.
+ *  SM_ERR_INVALID_ARG for NULL buffers, n outside 1..65536 or a label outside [0, 1]; otherwise
+ *  as sm_train_step. */
 SM_API sm_status sm_train_step_batch(sm_trainer *trainer, size_t n_pairs, const float *left,
                                      const float *right, const float *labels, float *loss);
 
