@@ -607,6 +607,7 @@ int main(int argc, char **argv)
         it = sm_trainer_iteration(trainer);
         double t = now_s(), run = t - t_start, elapsed = elapsed_before + run;
         fprintf(csv, "%lld,%.6f,%.3f\n", (long long)it, (double)loss, elapsed);
+        fflush(csv); /* one line per step, so the curve can be watched (tail -f) while it runs */
         if (isnan(first_loss)) first_loss = loss;
         smooth = isnan(smooth) ? loss : 0.95 * smooth + 0.05 * loss;
 
@@ -625,7 +626,6 @@ int main(int argc, char **argv)
             t_shown = t;
         }
         if (o.save_every > 0 && it % o.save_every == 0 && it < total) {
-            fflush(csv);
             if ((st = sm_trainer_save(trainer, model_path))) {
                 rc = fail(st, "cannot save '%s'", model_path);
                 goto done;
