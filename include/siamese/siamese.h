@@ -72,6 +72,24 @@ typedef void (*sm_log_fn)(void *user, sm_log_level level, const char *message);
 SM_API void sm_set_log_callback(sm_log_fn fn, void *user, sm_log_level min_level);
 
 /* ---------------------------------------------------------------------------------------------
+ * Resource limits: every reader checks sizes against these before it allocates, so a damaged or
+ * hostile file (a zip bomb, a header that claims terabytes) is refused with SM_ERR_LIMIT instead
+ * of exhausting memory. Process-wide; setting and reading them is thread-safe.
+ * ------------------------------------------------------------------------------------------- */
+
+typedef enum sm_limit {
+    SM_LIMIT_FILE_BYTES = 1,    /* largest checkpoint file read; default 16 GiB */
+    SM_LIMIT_ENTRY_BYTES = 2,   /* largest single PNG file or zip entry read; default 64 MiB */
+    SM_LIMIT_DATASET_BYTES = 3, /* decoded pixels one dataset may hold; default 16 GiB */
+    SM_LIMIT_IMAGE_SIDE = 4     /* largest PNG width or height decoded; default 4096 */
+} sm_limit;
+
+/** Sets a limit. SM_ERR_INVALID_ARG for an unknown key or 0. */
+SM_API sm_status sm_set_limit(sm_limit key, uint64_t value);
+/** The limit in force; 0 for an unknown key. */
+SM_API uint64_t sm_get_limit(sm_limit key);
+
+/* ---------------------------------------------------------------------------------------------
  * Backends
  * ------------------------------------------------------------------------------------------- */
 
