@@ -98,6 +98,9 @@ static void usage(FILE *f)
 /* Set while a \r progress line is on the terminal, so that a message starts on a new line. */
 static int progress_open = 0;
 
+#if defined(__GNUC__)
+__attribute__((format(printf, 2, 3)))
+#endif
 static int fail(sm_status st, const char *fmt, ...)
 {
     va_list ap;

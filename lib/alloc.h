@@ -19,5 +19,10 @@ int sm__mul_size(size_t a, size_t b, size_t *out);
 
 /* Test hook: after `n` more successful allocations, every allocation fails (n < 0: never). */
 void sm__alloc_fail_after(long n);
+/* Test hooks: allocations attempted since the process started (failed ones included), and
+ * allocations made through this file and not yet freed. Only the library's own allocations
+ * count: libspng, libzip, OpenBLAS and libc (newlocale, ...) allocate on their own. */
+long sm__alloc_count(void);
+long sm__alloc_live(void);
 
 #endif

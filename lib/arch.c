@@ -284,7 +284,10 @@ SM_API sm_status sm_arch_from_string(const char *text, sm_arch **out)
             return s;
         }
         p += len;
-        if (*p == ',') p++;
+        if (*p == ',' && *++p == '\0') {
+            sm_arch_destroy(a);
+            return sm__fail(SM_ERR_INVALID_ARG, "arch text '%.80s' ends in a comma", text);
+        }
     }
     *out = a;
     return SM_OK;

@@ -3,6 +3,7 @@
  * CUDA. */
 #define _GNU_SOURCE /* dladdr */
 #include <dlfcn.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,9 +40,11 @@ static void cuda_module_path(char *buf, size_t cap)
  * runtime while its threads may live is not safe). */
 static sm_status load_cuda_ops(const sm_backend_ops **out)
 {
-    static const sm_backend_ops *cached;
-    if (cached) {
-        *out = cached;
+    /* atomic: backends may be created from several threads at once */
+    static _Atomic(const sm_backend_ops *) cached;
+    const sm_backend_ops *seen = atomic_load(&cached);
+    if (seen) {
+        *out = seen;
         return SM_OK;
     }
     char path[4096];
@@ -67,7 +70,7 @@ static sm_status load_cuda_ops(const sm_backend_ops **out)
                         "cuda module '%s' has backend ABI %d, this library needs %d", path, v,
                         SM_BACKEND_ABI_VERSION);
     }
-    cached = ops;
+    atomic_store(&cached, ops);
     *out = ops;
     return SM_OK;
 }

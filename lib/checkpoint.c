@@ -18,6 +18,7 @@
 #include "alloc.h"
 #include "error.h"
 #include "file_atomic.h"
+#include "limits.h"
 #include "model.h"
 #include "safetensors.h"
 #include "sampler.h"
@@ -26,8 +27,6 @@
 #define CK_VERSION 1
 #define CK_VERSION_TEXT "1"
 #define CK_MAX_BATCH 65536
-/* Larger files are refused with SM_ERR_LIMIT: the reference model with Adam state is ~330 MB. */
-#define CK_MAX_FILE ((uint64_t)16 << 30)
 #define CK_CHUNK ((size_t)1 << 20) /* bytes per download/upload; a multiple of 4 */
 
 /* The backend buffers a checkpoint tensor lives in. */
@@ -387,6 +386,9 @@ static sm_status save(const sm_subnet *s, const sm_head *h, const sm_trainer *tr
 SM_API sm_status sm_model_save(const sm_subnet *subnet, const sm_head *head, const char *path)
 {
     SM_CHECK_ARG(subnet && head && path && *path, "sm_model_save: NULL argument or empty path");
+    SM_RETURN_IF(head->dim != sm_subnet_feature_dim(subnet), SM_ERR_SHAPE,
+                 "sm_model_save: the head takes %zu features, the subnet gives %zu", head->dim,
+                 sm_subnet_feature_dim(subnet));
     return save(subnet, head, NULL, path);
 }
 
@@ -543,9 +545,19 @@ static void file_free(ck_file *f)
 static sm_status file_read(const char *path, ck_file *f)
 {
     memset(f, 0, sizeof *f);
-    size_t max = CK_MAX_FILE > SIZE_MAX ? SIZE_MAX : (size_t)CK_MAX_FILE;
-    SM_TRY(sm__file_read_all(path, max, &f->buf, &f->size));
-    sm_status st = sm__st_parse(f->buf, f->size, &f->st);
+    /* Larger files are refused before anything is allocated (the reference model with Adam
+     * state is ~330 MB, the default limit 16 GiB). */
+    uint64_t limit = sm__limit(SM_LIMIT_FILE_BYTES);
+    sm_status st = sm__file_read_all(path, limit > SIZE_MAX ? SIZE_MAX : (size_t)limit, &f->buf,
+                                     &f->size);
+    if (st == SM_ERR_LIMIT) {
+        char detail[512]; /* it names the file, its size and the limit */
+        snprintf(detail, sizeof detail, "%s", sm_last_error());
+        return sm__fail(st, "checkpoint %s (SM_LIMIT_FILE_BYTES); raise it with "
+                            "sm_set_limit(SM_LIMIT_FILE_BYTES)", detail);
+    }
+    if (st != SM_OK) return st;
+    st = sm__st_parse(f->buf, f->size, &f->st);
     if (st != SM_OK) {
         /* prefix the path: the parser's detail knows only bytes */
         char detail[512];
@@ -625,11 +637,12 @@ static sm_status check_tensors(const ck_file *f, const char *path, const ck_list
     return SM_OK;
 }
 
-/* Copies checked tensors into backend buffers (all of them, or only the parameters). */
+/* Copies checked tensors into backend buffers (all of them, or only the parameters), through
+ * `chunk` (CK_CHUNK bytes, from sm__malloc_aligned; NULL: allocated here). */
 static sm_status upload_tensors(const ck_file *f, const ck_list *l, const ck_bufs *b,
-                                int params_only)
+                                int params_only, uint8_t *chunk_in)
 {
-    uint8_t *chunk = sm__malloc_aligned(CK_CHUNK);
+    uint8_t *chunk = chunk_in ? chunk_in : sm__malloc_aligned(CK_CHUNK);
     if (!chunk) return sm__fail(SM_ERR_NOMEM, "out of memory loading a checkpoint");
     sm_status st = SM_OK;
     for (size_t i = 0; i < l->n && st == SM_OK; i++) {
@@ -648,7 +661,7 @@ static sm_status upload_tensors(const ck_file *f, const ck_list *l, const ck_buf
             done += take;
         }
     }
-    sm__free_aligned(chunk);
+    if (!chunk_in) sm__free_aligned(chunk);
     return st;
 }
 
@@ -682,7 +695,7 @@ SM_API sm_status sm_model_load(sm_backend *backend, const char *path, sm_subnet 
     if (st == SM_OK) {
         ck_bufs b;
         bufs_for(s, h, NULL, &b);
-        st = upload_tensors(&f, &l, &b, 1);
+        st = upload_tensors(&f, &l, &b, 1, NULL);
     }
     sm__free(l.t);
     sm_arch_destroy(arch);
@@ -716,17 +729,21 @@ SM_API sm_status sm_trainer_load(sm_trainer *t, const char *path)
     if (st == SM_OK) st = build_list(&t->subnet->arch, t->head->dim, 1, &l);
     if (st == SM_OK) st = check_tensors(&f, path, &l);
 
-    /* Validated: now change the trainer. Sizes first, since only they can fail for want of
-     * memory (the resize is all-or-nothing). */
+    /* Validated: now change the trainer. The upload's buffer first, then the sizes (the resize
+     * is all-or-nothing): after them nothing can fail for want of memory. */
     const ck_state *s = &f.state;
+    uint8_t *chunk = NULL;
+    if (st == SM_OK && !(chunk = sm__malloc_aligned(CK_CHUNK)))
+        st = sm__fail(SM_ERR_NOMEM, "out of memory loading '%s'", path);
     if (st == SM_OK && (s->batch_size != t->batch_size || s->micro_batch != t->micro_batch))
         st = sm__trainer_resize(t, s->batch_size, s->micro_batch);
     if (st == SM_OK) {
         /* Only a device failure can stop this part midway. */
         ck_bufs b;
         bufs_for(t->subnet, t->head, t->adam, &b);
-        st = upload_tensors(&f, &l, &b, 0);
+        st = upload_tensors(&f, &l, &b, 0, chunk);
     }
+    sm__free_aligned(chunk);
     if (st == SM_OK) {
         sm_adam *a = t->adam;
         a->t = s->adam_t;

@@ -4,6 +4,7 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <inttypes.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,6 +14,7 @@
 
 #include "alloc.h"
 #include "error.h"
+#include "limits.h"
 
 /* ---------------------------------------------------------------------------------------------
  * Storage
@@ -71,10 +73,36 @@ static size_t grown(size_t cap, size_t need)
     return c;
 }
 
+/* How many images of `pixels_per_image` bytes SM_LIMIT_DATASET_BYTES allows. */
+static size_t max_images(size_t pixels_per_image, uint64_t limit)
+{
+    uint64_t n = limit / pixels_per_image;
+    return n > SIZE_MAX ? SIZE_MAX : (size_t)n;
+}
+
+/* `n` images (at least, when `at_least`) would not fit in SM_LIMIT_DATASET_BYTES. */
+static sm_status too_many_images(const char *what, size_t n, int at_least, int height, int width,
+                                 uint64_t limit)
+{
+    uint64_t per = (uint64_t)height * (uint64_t)width;
+    uint64_t bytes = n > UINT64_MAX / per ? UINT64_MAX : (uint64_t)n * per;
+    return sm__fail(SM_ERR_LIMIT,
+                    "%s needs room for %s%zu images of %dx%d, %s%" PRIu64 " bytes of pixels, more "
+                    "than SM_LIMIT_DATASET_BYTES (%" PRIu64 "); raise it with "
+                    "sm_set_limit(SM_LIMIT_DATASET_BYTES)",
+                    what, at_least ? "at least " : "", n, width, height,
+                    at_least ? "at least " : "", bytes, limit);
+}
+
 static sm_status reserve_images(sm_dataset *ds, size_t need)
 {
     if (need <= ds->cap_images) return SM_OK;
+    uint64_t limit = sm__limit(SM_LIMIT_DATASET_BYTES);
+    size_t most = max_images(ds->pixels_per_image, limit);
+    if (need > most)
+        return too_many_images("the dataset", need, 0, ds->height, ds->width, limit);
     size_t cap = grown(ds->cap_images, need);
+    if (cap > most) cap = most; /* >= need: growing never oversteps the limit */
     size_t bytes;
     if (!sm__mul_size(cap, ds->pixels_per_image, &bytes))
         return sm__fail(SM_ERR_LIMIT, "dataset too large: %zu images of %dx%d", need, ds->width,
@@ -329,6 +357,13 @@ typedef struct entry {
 typedef struct entry_list {
     entry *items;
     size_t n, cap;
+    /* what to list: the selected alphabets (all when n_alphabets is 0), and at most
+     * max_entries images (what SM_LIMIT_DATASET_BYTES allows), so that a zip or folder that
+     * claims millions of images is refused before an entry is allocated for each */
+    const char *const *alphabets;
+    size_t n_alphabets, max_entries;
+    const char *path; /* the dataset, for messages */
+    int height, width;
 } entry_list;
 
 static void entries_free(entry_list *l)
@@ -375,6 +410,19 @@ static sm_status add_entry(entry_list *l, const char *rel, const char *source, s
         p += n + (e ? 1 : 0);
     }
     if (count < 3 || !png_name(start[2]) || len[0] == 0) return SM_OK;
+    if (l->n_alphabets > 0) {
+        size_t k = 0;
+        while (k < l->n_alphabets && !(strlen(l->alphabets[k]) == len[0] &&
+                                       memcmp(l->alphabets[k], start[0], len[0]) == 0))
+            k++;
+        if (k == l->n_alphabets) return SM_OK; /* not selected */
+    }
+    if (l->n >= l->max_entries) {
+        char what[300];
+        snprintf(what, sizeof what, "dataset '%.250s'", l->path);
+        return too_many_images(what, l->n + 1, 1, l->height, l->width,
+                               sm__limit(SM_LIMIT_DATASET_BYTES));
+    }
 
     if (l->n == l->cap) {
         size_t cap = grown(l->cap, l->n + 1);
@@ -495,9 +543,9 @@ static int entry_cmp(const void *pa, const void *pb)
     return c;
 }
 
-/* Keeps only the entries of the requested alphabets; each must exist. */
-static sm_status filter_alphabets(entry_list *l, const char *path, const char *const *alphabets,
-                                  size_t n_alphabets)
+/* Each requested alphabet must exist (add_entry listed only those). */
+static sm_status check_alphabets(const entry_list *l, const char *path,
+                                 const char *const *alphabets, size_t n_alphabets)
 {
     for (size_t k = 0; k < n_alphabets; k++) {
         const char *want = alphabets[k];
@@ -507,21 +555,6 @@ static sm_status filter_alphabets(entry_list *l, const char *path, const char *c
             found = strncmp(l->items[i].cls, want, wl) == 0 && l->items[i].cls[wl] == '/';
         if (!found) return sm__fail(SM_ERR_DATASET, "alphabet '%s' not found in '%s'", want, path);
     }
-    size_t kept = 0;
-    for (size_t i = 0; i < l->n; i++) {
-        entry *e = &l->items[i];
-        size_t al = alphabet_len(e->cls);
-        int keep = 0;
-        for (size_t k = 0; k < n_alphabets && !keep; k++)
-            keep = strlen(alphabets[k]) == al && strncmp(alphabets[k], e->cls, al) == 0;
-        if (keep) {
-            l->items[kept++] = *e;
-        } else {
-            sm__free(e->cls);
-            sm__free(e->source);
-        }
-    }
-    l->n = kept;
     return SM_OK;
 }
 
@@ -534,13 +567,16 @@ static sm_status read_file(const char *path, uint8_t **data, size_t *size)
         fclose(f);
         return sm__fail(SM_ERR_IO, "'%s' is not a readable file", path);
     }
-    if ((uintmax_t)sb.st_size > SM__MAX_FILE_BYTES) {
+    uint64_t limit = sm__limit(SM_LIMIT_ENTRY_BYTES);
+    if (sb.st_size < 0 || (uintmax_t)sb.st_size > limit || (uintmax_t)sb.st_size > SIZE_MAX) {
         fclose(f);
-        return sm__fail(SM_ERR_LIMIT, "'%s' is %jd bytes, more than the %zu allowed", path,
-                        (intmax_t)sb.st_size, SM__MAX_FILE_BYTES);
+        return sm__fail(SM_ERR_LIMIT,
+                        "'%s' is %jd bytes, more than SM_LIMIT_ENTRY_BYTES (%" PRIu64 "); raise "
+                        "it with sm_set_limit(SM_LIMIT_ENTRY_BYTES)",
+                        path, (intmax_t)sb.st_size, limit);
     }
-    size_t n = (size_t)sb.st_size;
-    uint8_t *buf = sm__malloc(n);
+    size_t n = (size_t)sb.st_size; /* no more is read, even if the file grew since */
+    uint8_t *buf = sm__malloc(n ? n : 1);
     if (!buf) {
         fclose(f);
         return sm__fail(SM_ERR_NOMEM, "out of memory reading '%s'", path);
@@ -597,7 +633,8 @@ static sm_status check_entries(const entry_list *l, const char *path)
                     path, l->items[0].cls);
 }
 
-SM_API sm_status sm_dataset_open(const char *path, int height, int width,
+/* Checks the arguments of sm_dataset_open; 0x0 becomes 105x105. */
+static sm_status check_open_args(const char *path, int *height, int *width,
                                  const char *const *alphabets, size_t n_alphabets,
                                  sm_dataset **out)
 {
@@ -605,18 +642,49 @@ SM_API sm_status sm_dataset_open(const char *path, int height, int width,
     SM_CHECK_ARG(n_alphabets == 0 || alphabets, "sm_dataset_open: alphabets is NULL");
     for (size_t k = 0; k < n_alphabets; k++)
         SM_CHECK_ARG(alphabets[k] && alphabets[k][0], "sm_dataset_open: alphabet %zu is empty", k);
-    if (height == 0 && width == 0) height = width = 105;
-    SM_CHECK_ARG(side_ok(height) && side_ok(width),
-                 "sm_dataset_open: image size %dx%d out of range (1..%d each, or 0x0)", width,
-                 height, SM__MAX_IMAGE_SIDE);
+    if (*height == 0 && *width == 0) *height = *width = 105;
+    SM_CHECK_ARG(side_ok(*height) && side_ok(*width),
+                 "sm_dataset_open: image size %dx%d out of range (1..%d each, or 0x0)", *width,
+                 *height, SM__MAX_IMAGE_SIDE);
+    return SM_OK;
+}
 
+static entry_list new_list(const char *path, int height, int width, const char *const *alphabets,
+                           size_t n_alphabets)
+{
+    size_t per = (size_t)height * (size_t)width;
+    return (entry_list){NULL, 0, 0, alphabets, n_alphabets,
+                        max_images(per, sm__limit(SM_LIMIT_DATASET_BYTES)), path, height, width};
+}
+
+/* The second half of sm_dataset_open, once the images are listed (or listing failed). */
+static sm_status finish_open(sm_status st, entry_list *l, sm__zip *zip, const char *path,
+                             int height, int width, const char *const *alphabets,
+                             size_t n_alphabets, sm_dataset **out)
+{
+    if (st == SM_OK && n_alphabets > 0) st = check_alphabets(l, path, alphabets, n_alphabets);
+    if (st == SM_OK) {
+        if (l->n > 1) qsort(l->items, l->n, sizeof *l->items, entry_cmp);
+        st = check_entries(l, path);
+    }
+    if (st == SM_OK) st = load_entries(l, zip, height, width, out);
+    sm__zip_close(zip);
+    entries_free(l);
+    return st;
+}
+
+SM_API sm_status sm_dataset_open(const char *path, int height, int width,
+                                 const char *const *alphabets, size_t n_alphabets,
+                                 sm_dataset **out)
+{
+    SM_TRY(check_open_args(path, &height, &width, alphabets, n_alphabets, out));
     struct stat sb;
     if (stat(path, &sb) != 0)
         return sm__fail(SM_ERR_IO, "cannot open dataset '%s': %s", path, strerror(errno));
     if (!S_ISDIR(sb.st_mode) && !S_ISREG(sb.st_mode))
         return sm__fail(SM_ERR_IO, "dataset '%s' is neither a folder nor a file", path);
 
-    entry_list l = {NULL, 0, 0};
+    entry_list l = new_list(path, height, width, alphabets, n_alphabets);
     sm__zip *zip = NULL;
     sm_status st;
     if (S_ISDIR(sb.st_mode)) {
@@ -625,15 +693,19 @@ SM_API sm_status sm_dataset_open(const char *path, int height, int width,
         st = sm__zip_open(path, &zip);
         if (st == SM_OK) st = list_zip(&l, zip, path);
     }
-    if (st == SM_OK && n_alphabets > 0) st = filter_alphabets(&l, path, alphabets, n_alphabets);
-    if (st == SM_OK) {
-        if (l.n > 1) qsort(l.items, l.n, sizeof *l.items, entry_cmp);
-        st = check_entries(&l, path);
-    }
-    if (st == SM_OK) st = load_entries(&l, zip, height, width, out);
-    sm__zip_close(zip);
-    entries_free(&l);
-    return st;
+    return finish_open(st, &l, zip, path, height, width, alphabets, n_alphabets, out);
+}
+
+sm_status sm__dataset_open_zip_buffer(const void *data, size_t size, const char *name,
+                                      int height, int width, const char *const *alphabets,
+                                      size_t n_alphabets, sm_dataset **out)
+{
+    SM_TRY(check_open_args(name, &height, &width, alphabets, n_alphabets, out));
+    entry_list l = new_list(name, height, width, alphabets, n_alphabets);
+    sm__zip *zip = NULL;
+    sm_status st = sm__zip_open_buffer(data, size, name, &zip);
+    if (st == SM_OK) st = list_zip(&l, zip, name);
+    return finish_open(st, &l, zip, name, height, width, alphabets, n_alphabets, out);
 }
 
 SM_API sm_status sm_image_read_png(const char *path, int height, int width, float *pixels)

@@ -11,9 +11,8 @@
 
 #include "siamese/siamese.h"
 
-/* The largest file or zip entry the readers accept; Omniglot images are a few hundred bytes. */
-#define SM__MAX_FILE_BYTES ((size_t)64 << 20)
-/* The largest side sm_dataset_* accepts, as documented for sm_dataset_create. */
+/* The largest side sm_dataset_* accepts, as documented for sm_dataset_create. (The sizes the
+ * readers accept from files are the public limits: lib/limits.h.) */
 #define SM__MAX_IMAGE_SIDE 4096
 
 typedef struct sm__class {
@@ -48,7 +47,7 @@ sm_status sm__dataset_reserve(sm_dataset *ds, size_t n);
 
 /* Decodes the greyscale PNG in `data` (`size` bytes) into `out` (height*width bytes, 0..255).
  * `name` is only used in messages. SM_ERR_FORMAT (damaged, colour, alpha), SM_ERR_SHAPE,
- * SM_ERR_NOMEM. */
+ * SM_ERR_LIMIT (a side over SM_LIMIT_IMAGE_SIDE, checked from the header), SM_ERR_NOMEM. */
 sm_status sm__png_decode(const void *data, size_t size, const char *name, int height, int width,
                          uint8_t *out);
 
@@ -57,12 +56,22 @@ typedef struct sm__zip sm__zip;
 
 /* SM_ERR_IO (cannot open or read), SM_ERR_FORMAT (not a zip or damaged), SM_ERR_NOMEM. */
 sm_status sm__zip_open(const char *path, sm__zip **out);
+/* The same for a zip held in memory (borrowed: it must outlive the handle); `name` is used in
+ * messages. */
+sm_status sm__zip_open_buffer(const void *data, size_t size, const char *name, sm__zip **out);
 void sm__zip_close(sm__zip *zip);
 size_t sm__zip_num_entries(const sm__zip *zip);
 /* The entry's name inside the archive, or NULL if it has none. Valid until the zip is closed. */
 const char *sm__zip_entry_name(sm__zip *zip, size_t index);
-/* Reads a whole entry into a new buffer (free with sm__free). SM_ERR_LIMIT above
- * SM__MAX_FILE_BYTES, SM_ERR_FORMAT when damaged (bad checksum, wrong size), SM_ERR_NOMEM. */
+/* Reads a whole entry into a new buffer (free with sm__free). SM_ERR_LIMIT when its declared
+ * size is over SM_LIMIT_ENTRY_BYTES (checked before allocating; no more than the declared size
+ * is ever read), SM_ERR_FORMAT when damaged (bad checksum, wrong size), SM_ERR_NOMEM. */
 sm_status sm__zip_read(sm__zip *zip, size_t index, uint8_t **data, size_t *size);
+
+/* sm_dataset_open on a zip held in memory (`name` stands for its path in messages and
+ * sources). For the fuzzers: the same listing, limits and decoding as a zip file. */
+sm_status sm__dataset_open_zip_buffer(const void *data, size_t size, const char *name,
+                                      int height, int width, const char *const *alphabets,
+                                      size_t n_alphabets, sm_dataset **out);
 
 #endif

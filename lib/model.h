@@ -143,4 +143,12 @@ sm_status sm__trainer_compute_grads(sm_trainer *t, size_t n_pairs, const float *
 sm_status sm__subnet_read_grads(const sm_subnet *s, float *host);
 sm_status sm__head_read_grads(const sm_head *h, float *host);
 
+/* TEST ONLY: numerical fault injection (tests/test_numeric.c). 0 = off (the default; costs one
+ * relaxed atomic load per step). Otherwise the next forward/backward pass, once its gradients
+ * are complete and before they are checked, plants a fault and resets this to 0:
+ * SM__INJECT_SUBNET_NAN = a NaN in one subnet gradient, SM__INJECT_HEAD_INF = +Inf in one head
+ * gradient, SM__INJECT_LOSS_NAN = a NaN loss. Never set by the library itself. */
+enum { SM__INJECT_SUBNET_NAN = 1, SM__INJECT_HEAD_INF = 2, SM__INJECT_LOSS_NAN = 3 };
+extern _Atomic int sm__inject_nonfinite;
+
 #endif

@@ -1,16 +1,20 @@
 /* Greyscale PNG decoding with libspng, into 8-bit pixels. */
 #include "dataset.h"
 
+#include <inttypes.h>
 #include <spng.h>
 #include <stdint.h>
 #include <string.h>
 
 #include "alloc.h"
 #include "error.h"
+#include "limits.h"
 
-/* A header may claim any size up to 2^31; beyond this one we refuse without looking further
- * (the expected size is at most SM__MAX_IMAGE_SIDE anyway). */
+/* The largest expected size sm__png_decode takes (the API allows at most SM__MAX_IMAGE_SIDE). */
 #define PNG_SIDE_LIMIT 65535u
+/* libspng's own bound on what a header may claim (its maximum): the library checks the
+ * header against SM_LIMIT_IMAGE_SIDE itself, so it can name the size claimed. */
+#define PNG_SPNG_SIDE_MAX 0x7fffffffu
 /* Ancillary chunks (text, ICC profiles) are cached by libspng: cap what a file can make it keep. */
 #define PNG_CHUNK_LIMIT ((size_t)16 << 20)
 #define PNG_CACHE_LIMIT ((size_t)16 << 20)
@@ -35,8 +39,8 @@ static sm_status spng_failure(int err, const char *name)
     if (err == SPNG_EMEM || png_alloc_failed)
         return sm__fail(SM_ERR_NOMEM, "out of memory decoding image '%s'", name);
     if (err == SPNG_EUSER_WIDTH || err == SPNG_EUSER_HEIGHT)
-        return sm__fail(SM_ERR_SHAPE, "image '%s' is larger than %ux%u", name, PNG_SIDE_LIMIT,
-                        PNG_SIDE_LIMIT);
+        return sm__fail(SM_ERR_LIMIT, "image '%s' is larger than %ux%u", name, PNG_SPNG_SIDE_MAX,
+                        PNG_SPNG_SIDE_MAX);
     return sm__fail(SM_ERR_FORMAT, "image '%s' is not a valid PNG: %s", name, spng_strerror(err));
 }
 
@@ -45,6 +49,13 @@ static sm_status check_header(spng_ctx *ctx, const char *name, int height, int w
 {
     int err = spng_get_ihdr(ctx, ihdr);
     if (err) return spng_failure(err, name);
+    uint64_t side = sm__limit(SM_LIMIT_IMAGE_SIDE);
+    if (ihdr->width > side || ihdr->height > side)
+        return sm__fail(SM_ERR_LIMIT,
+                        "image '%s' claims %" PRIu32 "x%" PRIu32 " pixels, more than "
+                        "SM_LIMIT_IMAGE_SIDE (%" PRIu64 ") on a side; raise it with "
+                        "sm_set_limit(SM_LIMIT_IMAGE_SIDE)",
+                        name, ihdr->width, ihdr->height, side);
     switch (ihdr->color_type) {
     case SPNG_COLOR_TYPE_GRAYSCALE: break;
     case SPNG_COLOR_TYPE_GRAYSCALE_ALPHA:
@@ -111,7 +122,7 @@ sm_status sm__png_decode(const void *data, size_t size, const char *name, int he
     if (!ctx) return sm__fail(SM_ERR_NOMEM, "out of memory decoding image '%s'", name);
 
     sm_status st;
-    int err = spng_set_image_limits(ctx, PNG_SIDE_LIMIT, PNG_SIDE_LIMIT);
+    int err = spng_set_image_limits(ctx, PNG_SPNG_SIDE_MAX, PNG_SPNG_SIDE_MAX);
     if (!err) err = spng_set_chunk_limits(ctx, PNG_CHUNK_LIMIT, PNG_CACHE_LIMIT);
     if (!err) err = spng_set_png_buffer(ctx, data, size);
     if (err)

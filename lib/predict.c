@@ -21,6 +21,18 @@ static void bufs_destroy(const sm_subnet *s, predict_bufs *b)
     sm__be_free(s->be, b->scores);
 }
 
+/* Refuses an n whose buffers (n images of `in` floats, n results of `out` floats) could not
+ * even exist: n * size * sizeof(float) must fit in size_t, or the pointer arithmetic over the
+ * caller's buffers would wrap. */
+static sm_status check_count(const char *fn, size_t n, size_t in, size_t out)
+{
+    size_t bytes;
+    SM_RETURN_IF(!sm__mul_size(n, in, &bytes) || !sm__mul_size(bytes, sizeof(float), &bytes) ||
+                     !sm__mul_size(n, out, &bytes) || !sm__mul_size(bytes, sizeof(float), &bytes),
+                 SM_ERR_INVALID_ARG, "%s: %zu images is more than any buffer can hold", fn, n);
+    return SM_OK;
+}
+
 static sm_status bufs_create(const sm_subnet *s, size_t images, size_t pairs, predict_bufs *b)
 {
     *b = (predict_bufs){0};
@@ -41,6 +53,7 @@ SM_API sm_status sm_embed(const sm_subnet *s, size_t n, const float *images, flo
     const sm_backend_ops *ops = s->be->ops;
     void *ctx = s->be->ctx;
     const size_t in = sm__arch_in_size(&s->arch), d = sm_subnet_feature_dim(s);
+    SM_TRY(check_count("sm_embed", n, in, d));
     const size_t chunk = n < 2 * SM_PREDICT_CHUNK ? n : 2 * SM_PREDICT_CHUNK;
     predict_bufs b;
     SM_TRY(bufs_create(s, chunk, 0, &b));
@@ -67,6 +80,7 @@ SM_API sm_status sm_predict_pairs(const sm_subnet *s, const sm_head *h, size_t n
     const sm_backend_ops *ops = s->be->ops;
     void *ctx = s->be->ctx;
     const size_t in = sm__arch_in_size(&s->arch), d = h->dim;
+    SM_TRY(check_count("sm_predict_pairs", n, in, 1));
     const size_t chunk = n < SM_PREDICT_CHUNK ? n : SM_PREDICT_CHUNK;
     predict_bufs b;
     SM_TRY(bufs_create(s, 2 * chunk, chunk, &b));

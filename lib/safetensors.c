@@ -210,7 +210,7 @@ sm_status sm__st_build_header(const sm__st_out_tensor *tensors, size_t n_tensors
     }
     gb_puts(&b, "}");
     /* Pad so the data region starts 8-aligned in the file (and in a buffer read whole). */
-    while (b.len % 8 != 0) gb_puts(&b, " ");
+    while (!b.nomem && b.len % 8 != 0) gb_puts(&b, " "); /* a failed put adds nothing */
     if (st == SM_OK && b.nomem) st = sm__fail(SM_ERR_NOMEM, "out of memory building a header");
     if (st == SM_OK && (uint64_t)(b.len - 8) > SM__ST_MAX_HEADER)
         st = sm__fail(SM_ERR_LIMIT, "safetensors header of %zu bytes exceeds the limit", b.len);

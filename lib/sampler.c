@@ -108,8 +108,10 @@ SM_API sm_status sm_sampler_next(sm_sampler *s, size_t n, float *left, float *ri
     if (n == 0) return SM_OK;
     SM_CHECK_ARG(left && right && labels, "sm_sampler_next: NULL output buffer");
     size_t total;
-    SM_CHECK_ARG(sm__mul_size(n, s->ds->pixels_per_image, &total),
-                 "sm_sampler_next: %zu pairs is too many", n);
+    SM_CHECK_ARG(sm__mul_size(n, s->ds->pixels_per_image, &total) &&
+                     sm__mul_size(total, sizeof(float), &total) &&
+                     sm__mul_size(n, sizeof(size_t), &total),
+                 "sm_sampler_next: %zu pairs is more than any buffer can hold", n);
     if (s->ds->n_images != s->seen_images) SM_TRY(index_classes(s));
 
     size_t hw = s->ds->pixels_per_image;

@@ -3,6 +3,7 @@
  * batch's to float rounding), one Adam update. Buffers are allocated when the trainer is
  * created or resized, never per step. */
 #include <math.h>
+#include <stdatomic.h>
 #include <string.h>
 
 #include "alloc.h"
@@ -118,17 +119,25 @@ SM_API sm_status sm_trainer_create(sm_subnet *subnet, sm_head *head, sm_adam *ad
                      "dataset images are 1x%dx%d, the subnet takes %dx%dx%d", h, w, a->in_c,
                      a->in_h, a->in_w);
     }
-    SM_TRY(ensure_grads(subnet->be, &subnet->grads, subnet->n_params));
-    SM_TRY(ensure_grads(head->be, &head->grads, head->n_params));
-
-    sm_trainer *t = sm__calloc(1, sizeof *t);
-    if (!t) return sm__fail(SM_ERR_NOMEM, "out of memory creating a trainer");
-    t->subnet = subnet, t->head = head, t->adam = adam, t->dataset = dataset, t->seed = seed;
-    sm_status st = SM_OK;
-    if (dataset) st = sm_sampler_create(dataset, seed, &t->sampler);
-    if (st == SM_OK) st = resize(t, 180, 32);
+    /* A failed create leaves the subnet and head as it found them: gradient buffers it made
+     * are freed again (a trainer that existed before keeps the ones it uses). */
+    const bool own_sg = !subnet->grads, own_hg = !head->grads;
+    sm_trainer *t = NULL;
+    sm_status st = ensure_grads(subnet->be, &subnet->grads, subnet->n_params);
+    if (st == SM_OK) st = ensure_grads(head->be, &head->grads, head->n_params);
+    if (st == SM_OK) {
+        t = sm__calloc(1, sizeof *t);
+        if (!t) st = sm__fail(SM_ERR_NOMEM, "out of memory creating a trainer");
+    }
+    if (t) {
+        t->subnet = subnet, t->head = head, t->adam = adam, t->dataset = dataset, t->seed = seed;
+        if (dataset) st = sm_sampler_create(dataset, seed, &t->sampler);
+        if (st == SM_OK) st = resize(t, 180, 32);
+    }
     if (st != SM_OK) {
         sm_trainer_destroy(t);
+        if (own_sg) sm__be_free(subnet->be, subnet->grads), subnet->grads = NULL;
+        if (own_hg) sm__be_free(head->be, head->grads), head->grads = NULL;
         return st;
     }
     *out = t;
@@ -182,6 +191,25 @@ SM_API sm_status sm_trainer_set_progress(sm_trainer *t, sm_progress_fn fn, void 
 
 SM_API int64_t sm_trainer_iteration(const sm_trainer *t) { return t ? t->iteration : -1; }
 
+_Atomic int sm__inject_nonfinite; /* test only: see model.h */
+
+/* Plants the fault sm__inject_nonfinite asks for (test only) into the finished gradients or
+ * the loss total. */
+static sm_status inject_fault(sm_trainer *t, int kind, double *total)
+{
+    const sm_backend_ops *ops = t->subnet->be->ops;
+    void *ctx = t->subnet->be->ctx;
+    float bad = kind == SM__INJECT_HEAD_INF ? INFINITY : NAN;
+    switch (kind) {
+    case SM__INJECT_SUBNET_NAN:
+        return ops->upload(ctx, t->subnet->grads + t->subnet->n_params / 2, &bad, sizeof bad);
+    case SM__INJECT_HEAD_INF:
+        return ops->upload(ctx, t->head->grads + t->head->n_params / 2, &bad, sizeof bad);
+    case SM__INJECT_LOSS_NAN: *total = NAN; return SM_OK;
+    }
+    return SM_OK;
+}
+
 /* Forward + backward over n pairs in micro-batches; gradients end in subnet/head grads. */
 static sm_status compute_grads(sm_trainer *t, size_t n, const float *left, const float *right,
                                const float *labels, float *loss)
@@ -218,6 +246,8 @@ static sm_status compute_grads(sm_trainer *t, size_t n, const float *left, const
         SM_TRY(ops->sigmoid_bwd(ctx, 2 * p * d, b->feat, b->dfeat, b->ws.grad_a));
         SM_TRY(sm__subnet_backward(s, &b->ws, 2 * p));
     }
+    if (atomic_load_explicit(&sm__inject_nonfinite, memory_order_relaxed))
+        SM_TRY(inject_fault(t, atomic_exchange(&sm__inject_nonfinite, 0), &total));
     *loss = (float)(total / (double)n);
     SM_RETURN_IF(!isfinite(*loss), SM_ERR_NUMERIC,
                  "the loss is not finite (%g): the step was not applied", (double)*loss);

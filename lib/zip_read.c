@@ -1,11 +1,14 @@
 /* Reading entries of a zip archive with libzip, read-only, with size and checksum checks. */
 #include "dataset.h"
 
+#include <inttypes.h>
 #include <string.h>
+#include <unistd.h>
 #include <zip.h>
 
 #include "alloc.h"
 #include "error.h"
+#include "limits.h"
 
 struct sm__zip {
     zip_t *archive;
@@ -13,7 +16,8 @@ struct sm__zip {
     char *path; /* for messages */
 };
 
-static sm_status open_failure(int code, const char *path)
+/* `in_memory`: the zip is a buffer, so no failure is the file system's. */
+static sm_status open_failure(int code, const char *path, int in_memory)
 {
     zip_error_t ze;
     zip_error_init_with_code(&ze, code);
@@ -21,36 +25,59 @@ static sm_status open_failure(int code, const char *path)
     switch (code) {
     case ZIP_ER_MEMORY: st = SM_ERR_NOMEM; break;
     case ZIP_ER_NOENT:
+        /* libzip 1.7 also says "No such file" for a central directory whose zip64 sizes are
+         * missing: a file that is there is damaged */
+        st = in_memory || access(path, F_OK) == 0 ? SM_ERR_FORMAT : SM_ERR_IO;
+        break;
     case ZIP_ER_OPEN:
     case ZIP_ER_READ:
-    case ZIP_ER_SEEK: st = SM_ERR_IO; break;
+    case ZIP_ER_SEEK: st = in_memory ? SM_ERR_FORMAT : SM_ERR_IO; break;
     default: st = SM_ERR_FORMAT; break; /* not a zip, inconsistent, compressed data invalid */
     }
-    st = sm__fail(st, "cannot open zip '%s': %s", path, zip_error_strerror(&ze));
+    if (st == SM_ERR_FORMAT)
+        st = sm__fail(st, "zip '%s' is damaged or not a zip (libzip: %s)", path,
+                      zip_error_strerror(&ze));
+    else
+        st = sm__fail(st, "cannot open zip '%s': %s", path, zip_error_strerror(&ze));
     zip_error_fini(&ze);
     return st;
 }
 
-sm_status sm__zip_open(const char *path, sm__zip **out)
+/* Takes a zip_t, or an error code when opening failed (then `archive` is NULL). */
+static sm_status wrap(zip_t *archive, int code, const char *path, int in_memory, sm__zip **out)
 {
+    if (!archive) return open_failure(code, path, in_memory);
     sm__zip *z = sm__calloc(1, sizeof *z);
-    if (!z) return sm__fail(SM_ERR_NOMEM, "out of memory opening zip '%s'", path);
-    z->path = sm__strdup(path);
-    if (!z->path) {
+    if (z) z->path = sm__strdup(path);
+    if (!z || !z->path) {
         sm__free(z);
+        zip_discard(archive);
         return sm__fail(SM_ERR_NOMEM, "out of memory opening zip '%s'", path);
     }
-    int code = 0;
-    z->archive = zip_open(path, ZIP_RDONLY, &code);
-    if (!z->archive) {
-        sm__free(z->path);
-        sm__free(z);
-        return open_failure(code, path);
-    }
-    zip_int64_t n = zip_get_num_entries(z->archive, 0);
+    z->archive = archive;
+    zip_int64_t n = zip_get_num_entries(archive, 0);
     z->n_entries = n > 0 ? (size_t)n : 0;
     *out = z;
     return SM_OK;
+}
+
+sm_status sm__zip_open(const char *path, sm__zip **out)
+{
+    int code = 0;
+    zip_t *archive = zip_open(path, ZIP_RDONLY, &code);
+    return wrap(archive, code, path, 0, out);
+}
+
+sm_status sm__zip_open_buffer(const void *data, size_t size, const char *name, sm__zip **out)
+{
+    zip_error_t ze;
+    zip_error_init(&ze);
+    zip_source_t *src = zip_source_buffer_create(size ? data : "", (zip_uint64_t)size, 0, &ze);
+    zip_t *archive = src ? zip_open_from_source(src, ZIP_RDONLY, &ze) : NULL;
+    int code = zip_error_code_zip(&ze);
+    zip_error_fini(&ze);
+    if (src && !archive) zip_source_free(src); /* the archive owns it once opened */
+    return wrap(archive, archive ? 0 : code ? code : ZIP_ER_MEMORY, name, 1, out);
 }
 
 void sm__zip_close(sm__zip *zip)
@@ -103,13 +130,18 @@ sm_status sm__zip_read(sm__zip *zip, size_t index, uint8_t **data, size_t *size)
     if (zip_stat_index(zip->archive, (zip_uint64_t)index, 0, &zs) != 0 ||
         !(zs.valid & ZIP_STAT_SIZE))
         return sm__fail(SM_ERR_FORMAT, "zip '%s': entry '%s' has no size", zip->path, name);
-    if (zs.size > SM__MAX_FILE_BYTES)
+    /* Checked before allocating; read_all then reads no more than this (a bomb whose header
+     * lies about its size is "longer than its header says" one byte later). */
+    uint64_t limit = sm__limit(SM_LIMIT_ENTRY_BYTES);
+    if ((uint64_t)zs.size > limit || (uint64_t)zs.size > SIZE_MAX)
         return sm__fail(SM_ERR_LIMIT,
-                        "zip '%s': entry '%s' is %llu bytes, more than the %zu allowed", zip->path,
-                        name, (unsigned long long)zs.size, SM__MAX_FILE_BYTES);
+                        "zip '%s': entry '%s' claims %" PRIu64 " bytes, more than "
+                        "SM_LIMIT_ENTRY_BYTES (%" PRIu64 "); raise it with "
+                        "sm_set_limit(SM_LIMIT_ENTRY_BYTES)",
+                        zip->path, name, (uint64_t)zs.size, limit);
     size_t n = (size_t)zs.size;
 
-    uint8_t *buf = sm__malloc(n);
+    uint8_t *buf = sm__malloc(n ? n : 1);
     if (!buf) return sm__fail(SM_ERR_NOMEM, "out of memory reading '%s:%s'", zip->path, name);
     zip_file_t *f = zip_fopen_index(zip->archive, (zip_uint64_t)index, 0);
     if (!f) {

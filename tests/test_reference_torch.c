@@ -163,6 +163,9 @@ typedef struct worst {
     char what[64];
 } worst;
 
+#if defined(__GNUC__)
+__attribute__((format(printf, 3, 4)))
+#endif
 static void note(worst *w, double err, const char *fmt, ...)
 {
     if (!(err <= w->err)) { /* also keeps a NaN */

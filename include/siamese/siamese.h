@@ -3,17 +3,39 @@
  * The whole public API. Conventions, everywhere:
  *  - Every fallible call returns sm_status (SM_OK == 0). Outputs go through pointers that are
  *    only written on success. sm_last_error() then gives a human-readable detail.
- *  - Handles are opaque. Each *_create/_open has a *_destroy that accepts NULL.
+ *  - Handles are opaque. Each *_create/_open has a *_destroy that accepts NULL. Destroy a
+ *    handle before anything it borrows: trainer, then Adam state, head and subnet, then
+ *    dataset and backend (a sampler before its dataset; an arch any time, subnets copy it).
+ *    A handle destroyed twice, or used after its destroy, cannot be detected: don't.
  *  - The library never prints, exits or aborts; it reports through statuses, sm_last_error()
  *    and the log / progress callbacks.
  *  - Caller-owned buffers are never kept after a call returns.
  *  - Images at the API are float32, row-major C x H x W per image (C = 1 for greyscale), values
  *    in [0, 1] (Omniglot: 1 = white background, 0 = ink); N images lie contiguously.
  *
- * Thread safety: unless a call says otherwise, a handle may be used by one thread at a time.
- * Calls that take only const handles (sm_predict_*, sm_embed, sm_dataset_get_*) may run
- * concurrently on the same handles as long as no thread modifies them at the same time
- * (training, loading). Different handles are independent. sm_last_error() is per thread.
+ * Threads. Handles are not locked; the rules are those of plain data:
+ *  - A call that takes a handle by non-const pointer modifies it, or what it borrows: no other
+ *    thread may use that handle (or what it borrows) during the call. sm_train_step,
+ *    sm_train_step_batch and sm_trainer_load change the trainer's subnet, head and Adam state:
+ *    predicting with a model while it trains is a data race. Trainers that share a subnet share
+ *    its gradient buffers: they must not step at the same time either.
+ *  - Calls that take only const handles only read them, each with its own scratch memory: any
+ *    number of threads may run them at once on the same handles, as long as no thread modifies
+ *    those handles meanwhile. Many threads predicting or embedding with one trained model
+ *    (sm_predict_pair, sm_predict_pairs, sm_embed on the same subnet and head), saving it
+ *    (sm_model_save) or reading one dataset (sm_dataset_get_image, sm_dataset_num_*, names):
+ *    yes. Training and predicting on the same model at once: no.
+ *  - Different handles are independent, even on one backend: threads may each build and train
+ *    their own model on a shared backend, reading a shared dataset, as long as no thread adds
+ *    images to it meanwhile (sm_dataset_add_image modifies the dataset, and so what every sampler
+ *    and trainer over it reads).
+ *  - Backends may be created and destroyed from any thread. sm_backend_set_threads changes a
+ *    process-wide setting: call it while no other thread is computing.
+ *  - sm_set_log_callback: call it before other threads use the library (it is not
+ *    synchronised); the callback may then be called from several threads at once.
+ *  - sm_set_limit / sm_get_limit are atomic: any thread, any time.
+ *  - sm_last_error() is per thread; the version and status functions are pure.
+ * tests/test_threads.c exercises these rules under ThreadSanitizer (tests/test_tsan.sh).
  */
 #ifndef SIAMESE_SIAMESE_H
 #define SIAMESE_SIAMESE_H
@@ -116,7 +138,8 @@ SM_API const char *sm_backend_name(const sm_backend *backend);
 /** The concrete kind (never SM_BACKEND_AUTO); SM_BACKEND_AUTO for NULL. */
 SM_API sm_backend_kind sm_backend_get_kind(const sm_backend *backend);
 /** Sets the number of worker threads (BLAS included); 0 = all cores (the default).
- *  The setting is process-wide for OpenBLAS. SM_ERR_INVALID_ARG for a negative count or > 1024. */
+ *  The setting is process-wide for OpenBLAS: call it while no other thread is computing.
+ *  SM_ERR_INVALID_ARG for a negative count or > 1024. */
 SM_API sm_status sm_backend_set_threads(sm_backend *backend, int threads);
 /** The thread count in effect, or 0 for NULL. */
 SM_API int sm_backend_get_threads(const sm_backend *backend);
@@ -184,7 +207,9 @@ typedef struct sm_dataset sm_dataset;
  *  depend on the file system or the zip. Pixels are kept as 8-bit (value / 255).
  *  Statuses: SM_ERR_IO (missing or unreadable path), SM_ERR_FORMAT (corrupt PNG or zip, naming
  *  the file), SM_ERR_SHAPE (wrong image size, naming the file), SM_ERR_DATASET (no images,
- *  fewer than two classes), SM_ERR_INVALID_ARG, SM_ERR_NOMEM. */
+ *  fewer than two classes), SM_ERR_LIMIT (a file or zip entry over SM_LIMIT_ENTRY_BYTES, a
+ *  PNG side over SM_LIMIT_IMAGE_SIDE, more pixels than SM_LIMIT_DATASET_BYTES: refused before
+ *  they are allocated), SM_ERR_INVALID_ARG, SM_ERR_NOMEM. */
 SM_API sm_status sm_dataset_open(const char *path, int height, int width,
                                  const char *const *alphabets, size_t n_alphabets,
                                  sm_dataset **out);
@@ -192,7 +217,9 @@ SM_API sm_status sm_dataset_open(const char *path, int height, int width,
 SM_API sm_status sm_dataset_create(int height, int width, sm_dataset **out);
 /** Adds one image with its class label (any non-empty string; "Alphabet/character" makes the
  *  alphabet "Alphabet"). `pixels`: height*width values in [0, 1], stored as round(v * 255).
- *  SM_ERR_INVALID_ARG for NaN or out-of-range values. The dataset copies what it needs. */
+ *  SM_ERR_INVALID_ARG for NaN or out-of-range values. The dataset copies what it needs.
+ *  Modifies the dataset: no other thread may read it (directly, or through a sampler or trainer)
+ *  during the call. Samplers and trainers over it see the new image from their next draw. */
 SM_API sm_status sm_dataset_add_image(sm_dataset *ds, const char *label, const float *pixels);
 /** A generated dataset of handwriting-like glyphs: `n_classes` random stroke figures, each drawn
  *  `per_class` times with random jitter, on white with black ink. The same arguments give the
@@ -236,7 +263,9 @@ typedef struct sm_sampler sm_sampler;
 SM_API sm_status sm_sampler_create(const sm_dataset *ds, uint64_t seed, sm_sampler **out);
 /** Draws `n` pairs. `left` and `right` receive n images each (n*height*width floats), `labels` n
  *  values (1 similar, 0 dissimilar). `left_index`, `right_index` (optional, may be NULL) receive
- *  the dataset indices of the images. */
+ *  the dataset indices of the images. n = 0 does nothing; an n whose buffers could not exist
+ *  (n*height*width*sizeof(float) overflows) is SM_ERR_INVALID_ARG. Advances the sampler (one
+ *  thread at a time per sampler); only reads the dataset. */
 SM_API sm_status sm_sampler_next(sm_sampler *s, size_t n, float *left, float *right,
                                  float *labels, size_t *left_index, size_t *right_index);
 SM_API void sm_sampler_destroy(sm_sampler *s);
@@ -270,22 +299,27 @@ SM_API void sm_head_destroy(sm_head *head);
 SM_API size_t sm_head_feature_dim(const sm_head *head);
 
 /** Embeddings: F = sigmoid(subnet(x)) for `n` images, feature_dim floats each into `features`.
- *  Thread-safe on a const subnet (each call has its own scratch memory). Statuses:
- *  SM_ERR_INVALID_ARG (NULL pointers), SM_ERR_NOMEM, SM_ERR_DEVICE. */
+ *  Thread-safe on a const subnet (each call has its own scratch memory), but not while the
+ *  subnet trains or loads. Statuses: SM_ERR_INVALID_ARG (NULL pointers, or an n whose buffers
+ *  could not exist: n * C*H*W floats overflows size_t), SM_ERR_NOMEM, SM_ERR_DEVICE. */
 SM_API sm_status sm_embed(const sm_subnet *subnet, size_t n, const float *images, float *features);
 /** The similarity score in [0, 1] of two images (1 = same class): sigmoid(w . |F1 - F2| + b),
  *  without the training loss's clip. Each image is C*H*W floats of the subnet's input shape.
- *  Thread-safe on const handles. Statuses: SM_ERR_INVALID_ARG, SM_ERR_SHAPE (a head of another
- *  width), SM_ERR_NOMEM, SM_ERR_DEVICE. */
+ *  Thread-safe on const handles (not while they train or load). Statuses: SM_ERR_INVALID_ARG
+ *  (NULL, subnet and head on different backends), SM_ERR_SHAPE (a head of another width),
+ *  SM_ERR_NOMEM, SM_ERR_DEVICE. */
 SM_API sm_status sm_predict_pair(const sm_subnet *subnet, const sm_head *head, const float *a,
                                  const float *b, float *score);
 /** Scores of `n` pairs (a[i], b[i]) into scores[i]. Works in chunks of 32 pairs, so memory does
- *  not grow with n. Statuses as sm_predict_pair. */
+ *  not grow with n. Statuses as sm_predict_pair; an n whose buffers could not exist (n * C*H*W
+ *  floats overflows size_t) is SM_ERR_INVALID_ARG. */
 SM_API sm_status sm_predict_pairs(const sm_subnet *subnet, const sm_head *head, size_t n,
                                   const float *a, const float *b, float *scores);
 
 /** Saves subnet + head (architecture included) as a safetensors file, atomically: a failure
- *  (SM_ERR_IO naming the path, SM_ERR_NOMEM) leaves any existing file untouched. */
+ *  (SM_ERR_IO naming the path, SM_ERR_NOMEM) leaves any existing file untouched. SM_ERR_SHAPE
+ *  when the head does not fit the subnet. Only reads the model: other threads may predict
+ *  with it meanwhile (not train it). */
 SM_API sm_status sm_model_save(const sm_subnet *subnet, const sm_head *head, const char *path);
 /** Creates a subnet and head on `backend` from a file written by sm_model_save or
  *  sm_trainer_save (format: docs/checkpoint-format.md). Statuses: SM_ERR_IO (missing or
@@ -351,7 +385,9 @@ SM_API sm_status sm_trainer_set_progress(sm_trainer *trainer, sm_progress_fn fn,
 SM_API int64_t sm_trainer_iteration(const sm_trainer *trainer);
 
 /** One iteration: samples a batch of pairs, forward, clipped BCE (mean over the batch),
- *  backward, one Adam update. `loss` (optional) receives the batch loss. Calls the progress
+ *  backward, one Adam update. Modifies the trainer, its subnet, head and Adam state: no other
+ *  thread may use any of them (predict with the model, step another trainer of the same
+ *  subnet) during the call. `loss` (optional) receives the batch loss. Calls the progress
  *  callback on success. Statuses: SM_ERR_NUMERIC if the loss or a gradient is not finite;
  *  SM_ERR_STATE without a dataset; SM_ERR_INVALID_ARG (NULL trainer); SM_ERR_DEVICE. A step
  *  that fails changes nothing: parameters, moments, step count and sampler are as before. */
@@ -369,7 +405,8 @@ SM_API sm_status sm_train_step_batch(sm_trainer *trainer, size_t n_pairs, const 
 SM_API sm_status sm_trainer_save(const sm_trainer *trainer, const char *path);
 /** Restores a file written by sm_trainer_save into this trainer. The file must match the
  *  subnet's architecture (SM_ERR_SHAPE otherwise); a model-only file is SM_ERR_FORMAT. Other
- *  statuses as sm_model_load. On any error nothing in memory changed. */
+ *  statuses as sm_model_load. On any error nothing in memory changed. Modifies the subnet,
+ *  head and Adam state as sm_train_step does (same threading rules). */
 SM_API sm_status sm_trainer_load(sm_trainer *trainer, const char *path);
 
 #ifdef __cplusplus
