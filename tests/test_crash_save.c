@@ -35,6 +35,7 @@
 #include "model.h"
 #include "sampler.h"
 #include "siamese/siamese.h"
+#include "train_state.h"
 
 /* 4x5x5 = 100 features into fc 6000: ~0.6M parameters, a ~7 MB trainer file with Adam */
 #define ARCH "1x12x12:conv4k3,relu,pool2,flatten,fc6000"
@@ -53,14 +54,6 @@ typedef struct model {
     sm_adam *a;
     sm_trainer *t;
 } model;
-
-/* Everything a trainer checkpoint holds. */
-typedef struct snapshot {
-    size_t ns, nh;
-    float *params, *m, *v; /* subnet ++ head */
-    int64_t adam_t, iteration;
-    uint64_t sampler[4];
-} snapshot;
 
 static double now_s(void)
 {
@@ -88,48 +81,6 @@ static void model_free(model *m)
     sm_adam_destroy(m->a);
     sm_head_destroy(m->h);
     sm_subnet_destroy(m->s);
-}
-
-static void download(sm_backend *be, float *dst, const float *src, size_t n)
-{
-    assert_int_equal(be->ops->download(be->ctx, dst, src, n * sizeof *dst), SM_OK);
-}
-
-static void snap(const model *m, snapshot *out)
-{
-    sm_backend *be = m->s->be;
-    out->ns = m->s->n_params;
-    out->nh = m->h->n_params;
-    size_t n = out->ns + out->nh;
-    out->params = malloc(n * sizeof(float));
-    out->m = malloc(n * sizeof(float));
-    out->v = malloc(n * sizeof(float));
-    assert_true(out->params && out->m && out->v);
-    download(be, out->params, m->s->params, out->ns);
-    download(be, out->params + out->ns, m->h->params, out->nh);
-    download(be, out->m, m->a->m_sub, out->ns);
-    download(be, out->m + out->ns, m->a->m_head, out->nh);
-    download(be, out->v, m->a->v_sub, out->ns);
-    download(be, out->v + out->ns, m->a->v_head, out->nh);
-    out->adam_t = sm_adam_steps(m->a);
-    out->iteration = sm_trainer_iteration(m->t);
-    sm__sampler_get_state(m->t->sampler, out->sampler);
-}
-
-static void snap_free(snapshot *s)
-{
-    free(s->params);
-    free(s->m);
-    free(s->v);
-}
-
-static int same(const snapshot *a, const snapshot *b)
-{
-    size_t n = (a->ns + a->nh) * sizeof(float);
-    return a->ns == b->ns && a->nh == b->nh && memcmp(a->params, b->params, n) == 0 &&
-           memcmp(a->m, b->m, n) == 0 && memcmp(a->v, b->v, n) == 0 &&
-           a->adam_t == b->adam_t && a->iteration == b->iteration &&
-           memcmp(a->sampler, b->sampler, sizeof a->sampler) == 0;
 }
 
 static uint8_t *read_all(const char *path, size_t *n)
@@ -255,11 +206,11 @@ static void test_kill_during_save(void **state)
     size_t n_a;
     uint8_t *file_a = read_all(e->path, &n_a);
     assert_non_null(file_a);
-    snapshot A, B, got;
-    snap(&m, &A);
+    train_state A, B, got;
+    train_state_take(m.t, &A);
     train(&m, 1);
-    snap(&m, &B);
-    assert_false(same(&A, &B));
+    train_state_take(m.t, &B);
+    assert_false(train_state_equal(&A, &B));
 
     /* how long one save of B takes here (the slowest of three) */
     char calib[400];
@@ -328,11 +279,11 @@ static void test_kill_during_save(void **state)
         if (st != SM_OK)
             fail_msg("trial %d (killed after %.1f ms): the checkpoint does not load: %s (%s)",
                      trial, delay * 1e3, sm_status_name(st), sm_last_error());
-        snap(&check, &got);
-        if (same(&got, &A)) got_a++;
-        else if (same(&got, &B)) got_b++;
+        train_state_take(check.t, &got);
+        if (train_state_equal(&got, &A)) got_a++;
+        else if (train_state_equal(&got, &B)) got_b++;
         else fail_msg("trial %d: the checkpoint loads but is neither state A nor state B", trial);
-        snap_free(&got);
+        train_state_free(&got);
         left_temps += remove_temps(e->dir);
     }
     print_message("[ info     ] a save takes %.1f ms (%.1f ms from a fork); %d kills in %.1f s: "
@@ -351,13 +302,13 @@ static void test_kill_during_save(void **state)
     waitpid(pid, NULL, 0);
     assert_int_equal(sm_trainer_save(m.t, e->path), SM_OK);
     assert_int_equal(sm_trainer_load(check.t, e->path), SM_OK);
-    snap(&check, &got);
-    assert_true(same(&got, &B));
-    snap_free(&got);
+    train_state_take(check.t, &got);
+    assert_true(train_state_equal(&got, &B));
+    train_state_free(&got);
     remove_temps(e->dir);
 
-    snap_free(&A);
-    snap_free(&B);
+    train_state_free(&A);
+    train_state_free(&B);
     free(file_a);
     model_free(&check);
     model_free(&m);

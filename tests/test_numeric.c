@@ -19,6 +19,7 @@
 #include "model.h"
 #include "sampler.h"
 #include "siamese/siamese.h"
+#include "train_state.h"
 
 #define ARCH "1x12x12:conv4k3,relu,pool2,conv4k3,relu,flatten,fc8"
 #define PIX (12 * 12)
@@ -67,62 +68,6 @@ static void model_free(model *m)
     sm_subnet_destroy(m->s);
 }
 
-/* Everything a step may change. */
-typedef struct snapshot {
-    size_t ns, nh;
-    float *params;          /* subnet ++ head */
-    float *m, *v;           /* Adam: subnet ++ head */
-    int64_t adam_t, iteration;
-    uint64_t sampler[4];
-} snapshot;
-
-static void download(sm_backend *be, float *dst, const float *src, size_t n)
-{
-    assert_int_equal(be->ops->download(be->ctx, dst, src, n * sizeof *dst), SM_OK);
-}
-
-static void snap(const model *m, snapshot *out)
-{
-    sm_backend *be = m->s->be;
-    out->ns = m->s->n_params;
-    out->nh = m->h->n_params;
-    size_t n = out->ns + out->nh;
-    out->params = malloc(n * sizeof(float));
-    out->m = malloc(n * sizeof(float));
-    out->v = malloc(n * sizeof(float));
-    assert_true(out->params && out->m && out->v);
-    download(be, out->params, m->s->params, out->ns);
-    download(be, out->params + out->ns, m->h->params, out->nh);
-    download(be, out->m, m->a->m_sub, out->ns);
-    download(be, out->m + out->ns, m->a->m_head, out->nh);
-    download(be, out->v, m->a->v_sub, out->ns);
-    download(be, out->v + out->ns, m->a->v_head, out->nh);
-    out->adam_t = sm_adam_steps(m->a);
-    out->iteration = sm_trainer_iteration(m->t);
-    memset(out->sampler, 0, sizeof out->sampler);
-    if (m->t->sampler) sm__sampler_get_state(m->t->sampler, out->sampler);
-}
-
-static void snap_free(snapshot *s)
-{
-    free(s->params);
-    free(s->m);
-    free(s->v);
-}
-
-static void assert_same(const snapshot *a, const snapshot *b)
-{
-    size_t n = a->ns + a->nh;
-    assert_int_equal(a->ns, b->ns);
-    assert_int_equal(a->nh, b->nh);
-    assert_memory_equal(a->params, b->params, n * sizeof(float));
-    assert_memory_equal(a->m, b->m, n * sizeof(float));
-    assert_memory_equal(a->v, b->v, n * sizeof(float));
-    assert_int_equal(a->adam_t, b->adam_t);
-    assert_int_equal(a->iteration, b->iteration);
-    assert_memory_equal(a->sampler, b->sampler, sizeof a->sampler);
-}
-
 static int setup(void **state)
 {
     env *e = calloc(1, sizeof *e);
@@ -169,8 +114,8 @@ static void test_faulty_step_changes_nothing(void **state)
     model_make(e, &ref);
     float ref_loss[STEPS];
     for (int i = 0; i < STEPS; i++) assert_int_equal(sm_train_step(ref.t, &ref_loss[i]), SM_OK);
-    snapshot ref_end;
-    snap(&ref, &ref_end);
+    train_state ref_end;
+    train_state_take(ref.t, &ref_end);
     model_free(&ref);
 
     for (size_t f = 0; f < sizeof faults / sizeof *faults; f++) {
@@ -181,17 +126,17 @@ static void test_faulty_step_changes_nothing(void **state)
             assert_int_equal(sm_train_step(m.t, &loss), SM_OK);
             assert_memory_equal(&loss, &ref_loss[i], sizeof loss);
         }
-        snapshot before, after;
-        snap(&m, &before);
+        train_state before, after;
+        train_state_take(m.t, &before);
         /* twice in a row: a failed step is repeatable and still changes nothing */
         for (int rep = 0; rep < 2; rep++) {
             atomic_store(&sm__inject_nonfinite, faults[f].kind);
             loss = 12345.0f;
             sm_status st = sm_train_step(m.t, &loss);
             check_failed(st, faults[f].needle, loss);
-            snap(&m, &after);
-            assert_same(&before, &after);
-            snap_free(&after);
+            train_state_take(m.t, &after);
+            assert_true(train_state_equal(&before, &after));
+            train_state_free(&after);
             assert_int_equal(m.progress_calls, FAULT_AT);
         }
         /* the run goes on as if nothing had happened */
@@ -202,13 +147,13 @@ static void test_faulty_step_changes_nothing(void **state)
                          faults[f].kind, i + 1, (double)loss, (double)ref_loss[i]);
         }
         assert_int_equal(m.progress_calls, STEPS);
-        snap(&m, &after);
-        assert_same(&ref_end, &after);
-        snap_free(&after);
-        snap_free(&before);
+        train_state_take(m.t, &after);
+        assert_true(train_state_equal(&ref_end, &after));
+        train_state_free(&after);
+        train_state_free(&before);
         model_free(&m);
     }
-    snap_free(&ref_end);
+    train_state_free(&ref_end);
 }
 
 /* The same through sm_train_step_batch (caller-provided pairs, no sampler involved). */
@@ -228,8 +173,8 @@ static void test_faulty_batch_step_changes_nothing(void **state)
     float ref_loss[2];
     for (int i = 0; i < 2; i++)
         assert_int_equal(sm_train_step_batch(ref.t, N, left, right, labels, &ref_loss[i]), SM_OK);
-    snapshot ref_end;
-    snap(&ref, &ref_end);
+    train_state ref_end;
+    train_state_take(ref.t, &ref_end);
     model_free(&ref);
 
     for (size_t f = 0; f < sizeof faults / sizeof *faults; f++) {
@@ -237,24 +182,24 @@ static void test_faulty_batch_step_changes_nothing(void **state)
         model_make(e, &m);
         float loss;
         assert_int_equal(sm_train_step_batch(m.t, N, left, right, labels, &loss), SM_OK);
-        snapshot before, after;
-        snap(&m, &before);
+        train_state before, after;
+        train_state_take(m.t, &before);
         atomic_store(&sm__inject_nonfinite, faults[f].kind);
         loss = 12345.0f;
         check_failed(sm_train_step_batch(m.t, N, left, right, labels, &loss), faults[f].needle,
                      loss);
-        snap(&m, &after);
-        assert_same(&before, &after);
-        snap_free(&after);
+        train_state_take(m.t, &after);
+        assert_true(train_state_equal(&before, &after));
+        train_state_free(&after);
         assert_int_equal(sm_train_step_batch(m.t, N, left, right, labels, &loss), SM_OK);
         assert_memory_equal(&loss, &ref_loss[1], sizeof loss);
-        snap(&m, &after);
-        assert_same(&ref_end, &after);
-        snap_free(&after);
-        snap_free(&before);
+        train_state_take(m.t, &after);
+        assert_true(train_state_equal(&ref_end, &after));
+        train_state_free(&after);
+        train_state_free(&before);
         model_free(&m);
     }
-    snap_free(&ref_end);
+    train_state_free(&ref_end);
 }
 
 int main(void)
