@@ -102,6 +102,16 @@ static sm_status resolve(sm_backend_kind kind, const sm_backend_ops **out)
     return sm__fail(SM_ERR_INVALID_ARG, "unknown backend kind %d", (int)kind);
 }
 
+SM_API const char *sm_backend_kind_name(sm_backend_kind kind)
+{
+    switch (kind) {
+    case SM_BACKEND_AUTO: return "auto";
+    case SM_BACKEND_CPU: return "cpu";
+    case SM_BACKEND_CUDA: return "cuda";
+    }
+    return "unknown";
+}
+
 SM_API sm_status sm_backend_probe(sm_backend_kind kind)
 {
     const sm_backend_ops *ops = NULL;

@@ -55,6 +55,9 @@ static void test_destroy_null_is_noop(void **state)
     assert_int_equal(sm_adam_steps(NULL), -1);
     assert_int_equal(sm_subnet_num_params(NULL), 0);
     assert_string_equal(sm_backend_name(NULL), "");
+    assert_string_equal(sm_backend_kind_name(SM_BACKEND_CPU), "cpu");
+    assert_string_equal(sm_backend_kind_name(SM_BACKEND_CUDA), "cuda");
+    assert_string_equal(sm_backend_kind_name((sm_backend_kind)99), "unknown");
 }
 
 static void test_null_arguments(void **state)

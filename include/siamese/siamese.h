@@ -124,6 +124,10 @@ typedef enum sm_backend_kind {
 /** A compute backend: owns the device context, threads and vendor handles. */
 typedef struct sm_backend sm_backend;
 
+/** "auto", "cpu", "cuda" (the names the examples' --backend option takes); "unknown" for values
+ *  not in the enum. Static storage. Since 0.2. */
+SM_API const char *sm_backend_kind_name(sm_backend_kind kind);
+
 /** Reports whether `kind` can be used here: SM_OK, or SM_ERR_BACKEND_UNAVAILABLE with the
  *  reason in sm_last_error() (not built, no module, no device), or SM_ERR_INVALID_ARG. */
 SM_API sm_status sm_backend_probe(sm_backend_kind kind);
