@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "alloc.h"
 #include "backend.h"
@@ -14,7 +15,11 @@
 
 #define SM_CUDA_MODULE "libsiamese-cuda.so"
 
-typedef const sm_backend_ops *(*module_entry_fn)(void);
+static const sm_backend_host host_for_modules = {
+    .abi_version = SM_BACKEND_ABI_VERSION,
+    .fail = sm__fail,
+    .log = sm__log,
+};
 
 /* Where the cuda module would be: SIAMESE_BACKEND_DIR, else "<dir of libsiamese.so>/libsiamese/". */
 static void cuda_module_path(char *buf, size_t cap)
@@ -36,6 +41,27 @@ static void cuda_module_path(char *buf, size_t cap)
     snprintf(buf, cap, "%s", SM_CUDA_MODULE);
 }
 
+/* dlopen's message names the first library that was missing; a host program should be told
+ * whether that is the module itself or one of the vendor libraries it needs. */
+static sm_status module_load_failure(const char *path, const char *why)
+{
+    if (access(path, F_OK) != 0)
+        return sm__fail(SM_ERR_BACKEND_UNAVAILABLE,
+                        "no cuda module at '%s' (this build may not include it: meson option "
+                        "-Dcuda=enabled; or set SIAMESE_BACKEND_DIR)",
+                        path);
+    const char *vendor = strstr(why, "libcudnn") ? "cuDNN"
+                         : strstr(why, "libcublas") ? "cuBLAS"
+                                                     : NULL;
+    if (vendor)
+        return sm__fail(SM_ERR_BACKEND_UNAVAILABLE,
+                        "cuda module '%s' could not be loaded: %s is missing (%s); put its "
+                        "library folder on LD_LIBRARY_PATH",
+                        path, vendor, why);
+    return sm__fail(SM_ERR_BACKEND_UNAVAILABLE, "cuda module '%s' could not be loaded: %s", path,
+                    why);
+}
+
 /* Loads the cuda module; the handle stays open for the life of the process (unloading a CUDA
  * runtime while its threads may live is not safe). */
 static sm_status load_cuda_ops(const sm_backend_ops **out)
@@ -50,14 +76,13 @@ static sm_status load_cuda_ops(const sm_backend_ops **out)
     char path[4096];
     cuda_module_path(path, sizeof path);
     void *h = dlopen(path, RTLD_NOW | RTLD_LOCAL);
-    if (!h)
-        return sm__fail(SM_ERR_BACKEND_UNAVAILABLE,
-                        "cuda backend not available: module '%s' could not be loaded (%s); "
-                        "this build may not include it (meson option -Dcuda=enabled)",
-                        path, dlerror());
-    module_entry_fn entry;
+    if (!h) {
+        const char *why = dlerror();
+        return module_load_failure(path, why ? why : "unknown dlopen error");
+    }
+    sm_backend_module_entry_fn entry;
     *(void **)&entry = dlsym(h, "sm_backend_module_entry");
-    const sm_backend_ops *ops = entry ? entry() : NULL;
+    const sm_backend_ops *ops = entry ? entry(&host_for_modules) : NULL;
     if (!ops) {
         dlclose(h);
         return sm__fail(SM_ERR_BACKEND_UNAVAILABLE,
@@ -75,7 +100,9 @@ static sm_status load_cuda_ops(const sm_backend_ops **out)
     return SM_OK;
 }
 
-static sm_status resolve(sm_backend_kind kind, const sm_backend_ops **out)
+/* `fallback` (may be NULL) receives, for AUTO landing on the CPU, why CUDA was not taken. */
+static sm_status resolve(sm_backend_kind kind, const sm_backend_ops **out, char *fallback,
+                         size_t cap)
 {
     switch (kind) {
     case SM_BACKEND_CPU:
@@ -94,6 +121,7 @@ static sm_status resolve(sm_backend_kind kind, const sm_backend_ops **out)
             *out = ops;
             return SM_OK;
         }
+        if (fallback) snprintf(fallback, cap, "%s", sm_last_error());
         sm__log(SM_LOG_INFO, "auto backend: using cpu-blas (%s)", sm_last_error());
         *out = sm__cpu_blas_ops();
         return SM_OK;
@@ -115,16 +143,18 @@ SM_API const char *sm_backend_kind_name(sm_backend_kind kind)
 SM_API sm_status sm_backend_probe(sm_backend_kind kind)
 {
     const sm_backend_ops *ops = NULL;
-    return resolve(kind, &ops);
+    return resolve(kind, &ops, NULL, 0);
 }
 
 SM_API sm_status sm_backend_create(sm_backend_kind kind, sm_backend **out)
 {
     SM_CHECK_ARG(out, "sm_backend_create: out is NULL");
     const sm_backend_ops *ops = NULL;
-    SM_TRY(resolve(kind, &ops));
+    char fallback[sizeof ((sm_backend *)0)->fallback_reason] = "";
+    SM_TRY(resolve(kind, &ops, fallback, sizeof fallback));
     sm_backend *be = sm__calloc(1, sizeof *be);
     if (!be) return sm__fail(SM_ERR_NOMEM, "out of memory creating a backend");
+    memcpy(be->fallback_reason, fallback, sizeof fallback);
     be->ops = ops;
     sm_status s = ops->init(&be->ctx);
     if (s != SM_OK) {
@@ -160,6 +190,35 @@ SM_API sm_status sm_backend_set_threads(sm_backend *be, int threads)
 SM_API int sm_backend_get_threads(const sm_backend *be)
 {
     return be ? be->ops->get_threads(be->ctx) : 0;
+}
+
+SM_API const char *sm_backend_fallback_reason(const sm_backend *be)
+{
+    return be ? be->fallback_reason : "";
+}
+
+SM_API sm_status sm_backend_set_option(sm_backend *be, sm_backend_option key, int64_t value)
+{
+    SM_CHECK_ARG(be, "sm_backend_set_option: backend is NULL");
+    switch (key) {
+    case SM_BACKEND_OPT_TF32:
+        SM_CHECK_ARG(value == 0 || value == 1,
+                     "sm_backend_set_option: TF32 takes 0 or 1, got %lld", (long long)value);
+        return be->ops->set_option(be->ctx, key, value);
+    }
+    return sm__fail(SM_ERR_INVALID_ARG, "sm_backend_set_option: unknown option %d", (int)key);
+}
+
+SM_API sm_status sm_backend_get_option(const sm_backend *be, sm_backend_option key,
+                                       int64_t *value)
+{
+    SM_CHECK_ARG(be && value, "sm_backend_get_option: backend or value is NULL");
+    switch (key) {
+    case SM_BACKEND_OPT_TF32:
+        *value = be->ops->get_option(be->ctx, key);
+        return SM_OK;
+    }
+    return sm__fail(SM_ERR_INVALID_ARG, "sm_backend_get_option: unknown option %d", (int)key);
 }
 
 sm_status sm__be_alloc_floats(sm_backend *be, size_t n, float **out)

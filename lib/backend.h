@@ -6,8 +6,11 @@
  * conv weights K x C x kh x kw, fc weights out x in (PyTorch's layouts). Every op returns
  * sm_status and never aborts. Ops run in order; download waits for what came before it.
  *
- * A backend built as a module exports `sm_backend_module_entry`, returning its ops table; the
- * loader refuses a table whose abi_version differs from SM_BACKEND_ABI_VERSION. */
+ * A backend built as a module exports `sm_backend_module_entry` (sm_backend_module_entry_fn):
+ * the core hands it an sm_backend_host (its error and log functions, which a separate .so
+ * cannot link against because they are hidden), and the module returns its ops table. The
+ * loader refuses a table whose abi_version differs from SM_BACKEND_ABI_VERSION; a module must
+ * not call through a host whose abi_version differs from its own. */
 #ifndef SM_LIB_BACKEND_H
 #define SM_LIB_BACKEND_H
 
@@ -17,7 +20,9 @@
 
 #include "siamese/siamese.h"
 
-#define SM_BACKEND_ABI_VERSION 1
+/* 2: the module entry takes an sm_backend_host; set_option/get_option slots; conv ops take
+ * the workspace's size. */
+#define SM_BACKEND_ABI_VERSION 2
 
 /* One convolution's shapes: stride 1, no padding (what the architecture language offers). */
 typedef struct sm_conv_shape {
@@ -43,6 +48,10 @@ typedef struct sm_backend_ops {
     void (*destroy)(void *ctx);
     sm_status (*set_threads)(void *ctx, int threads); /* 0 = all cores */
     int (*get_threads)(void *ctx);
+    /* sm_backend_option keys; the dispatch layer has checked the key and the value's range.
+     * A key that does not apply to the backend is accepted and has no effect (get: 0). */
+    sm_status (*set_option)(void *ctx, sm_backend_option key, int64_t value);
+    int64_t (*get_option)(void *ctx, sm_backend_option key);
 
     /* memory: buffers are 64-byte aligned */
     sm_status (*alloc)(void *ctx, size_t bytes, void **ptr);
@@ -52,17 +61,21 @@ typedef struct sm_backend_ops {
     sm_status (*zero)(void *ctx, void *dst, size_t bytes);
     sm_status (*copy)(void *ctx, void *dst, const void *src, size_t bytes);
 
-    /* convolution (+bias). Workspace bytes for one shape; the core allocates the largest. */
+    /* convolution (+bias). Workspace bytes for one shape; the core allocates the largest over
+     * its layers at the largest batch, then runs the ops on batches up to that size and passes
+     * the workspace's size (`ws_bytes`), so a backend whose algorithm choice depends on the
+     * batch (cuDNN) can pick one that fits. */
     size_t (*conv_workspace)(void *ctx, const sm_conv_shape *s);
     /* y = conv(x, w) + b */
     sm_status (*conv_fwd)(void *ctx, const sm_conv_shape *s, const float *x, const float *w,
-                          const float *b, float *y, void *ws);
+                          const float *b, float *y, void *ws, size_t ws_bytes);
     /* dx = conv_transpose(dy, w) (overwrites dx) */
     sm_status (*conv_bwd_data)(void *ctx, const sm_conv_shape *s, const float *dy,
-                               const float *w, float *dx, void *ws);
+                               const float *w, float *dx, void *ws, size_t ws_bytes);
     /* dw += corr(x, dy), db += sum(dy) (accumulate, for micro-batches) */
     sm_status (*conv_bwd_filter)(void *ctx, const sm_conv_shape *s, const float *x,
-                                 const float *dy, float *dw, float *db, void *ws);
+                                 const float *dy, float *dw, float *db, void *ws,
+                                 size_t ws_bytes);
 
     /* max pooling; argmax receives, per output, the input offset within its (n, c) plane */
     sm_status (*maxpool_fwd)(void *ctx, const sm_pool_shape *s, const float *x, float *y,
@@ -104,9 +117,22 @@ typedef struct sm_backend_ops {
     sm_status (*all_finite)(void *ctx, size_t n, const float *x, bool *finite);
 } sm_backend_ops;
 
+/* What the core lends a module at entry. `fail` records sm_last_error()'s detail on the calling
+ * thread and returns `status`, exactly as the core's sm__fail; `log` goes to the host's log
+ * callback. Both may be called from any thread. */
+typedef struct sm_backend_host {
+    int abi_version;
+    sm_status (*fail)(sm_status status, const char *fmt, ...);
+    void (*log)(sm_log_level level, const char *fmt, ...);
+} sm_backend_host;
+
+typedef const sm_backend_ops *(*sm_backend_module_entry_fn)(const sm_backend_host *host);
+
 struct sm_backend {
     const sm_backend_ops *ops;
     void *ctx;
+    /* SM_BACKEND_AUTO that fell back to the CPU: why the accelerator was not taken; else "". */
+    char fallback_reason[512];
 };
 
 /* The built-in backends (linked into the core). */

@@ -212,7 +212,7 @@ sm_status sm__subnet_forward(const sm_subnet *s, sm__workspace *ws, size_t n)
         switch (l->kind) {
         case SM_LAYER_CONV: {
             sm_conv_shape cs = conv_shape(l, n);
-            SM_TRY(ops->conv_fwd(ctx, &cs, x, w, b, y, ws->conv_ws));
+            SM_TRY(ops->conv_fwd(ctx, &cs, x, w, b, y, ws->conv_ws, ws->conv_ws_bytes));
             break;
         }
         case SM_LAYER_RELU: SM_TRY(ops->relu_fwd(ctx, n * out, x, y)); break;
@@ -246,8 +246,10 @@ sm_status sm__subnet_backward(sm_subnet *s, sm__workspace *ws, size_t n)
         switch (l->kind) {
         case SM_LAYER_CONV: {
             sm_conv_shape cs = conv_shape(l, n);
-            SM_TRY(ops->conv_bwd_filter(ctx, &cs, x, g, dw, db, ws->conv_ws));
-            if (need_dx) SM_TRY(ops->conv_bwd_data(ctx, &cs, g, w, other, ws->conv_ws));
+            SM_TRY(ops->conv_bwd_filter(ctx, &cs, x, g, dw, db, ws->conv_ws,
+                                         ws->conv_ws_bytes));
+            if (need_dx)
+                SM_TRY(ops->conv_bwd_data(ctx, &cs, g, w, other, ws->conv_ws, ws->conv_ws_bytes));
             break;
         }
         case SM_LAYER_RELU:

@@ -31,7 +31,7 @@ clang -fsanitize=fuzzer,address,undefined "$probe.c" -o "$probe" >"$probe.log" 2
 # Its own configuration, whatever the outer build's compiler and options.
 if [ ! -f "$dir/build/build.ninja" ]; then
     CC=clang "$meson_cmd" setup "$dir/build" "$source_root" -Dfuzz=true -Dtests=false \
-        -Dexamples=false -Db_sanitize=address,undefined -Db_lundef=false \
+        -Dexamples=false -Db_sanitize=address,undefined -Db_lundef=false -Dcuda=disabled \
         >"$dir/setup.log" 2>&1 ||
         { cat "$dir/setup.log" >&2; fail "meson setup of the fuzz build"; }
 fi

@@ -56,6 +56,19 @@ diff -u "$tmp/mapped" "$tmp/exported" >"$tmp/diff" ||
     { cat "$tmp/diff" >&2; fail "exported symbols differ from lib/libsiamese.map (- map, + exported)"; }
 echo "exports: $(wc -l <"$tmp/exported") sm_* symbols, soname $soname"
 
+# No link-time CUDA in the core (the cuda backend is a module it dlopens, docs/cuda.md); the
+# module, when this build has it, sits in <libdir>/libsiamese/ and exports only its entry point.
+needed=$(readelf -d "$so" | sed -n 's/.*(NEEDED).*\[\(.*\)\].*/\1/p')
+cuda_needed=$(echo "$needed" | grep -Ei 'cuda|cudnn|cublas|nvidia' || true)
+[ -z "$cuda_needed" ] || fail "libsiamese.so needs CUDA libraries at link time: $(echo $cuda_needed)"
+mod=$ilib/libsiamese/libsiamese-cuda.so
+if [ -e "$mod" ]; then
+    mod_exports=$(nm -D --defined-only "$mod" | awk '$2 != "A" { sub(/@.*/, "", $3); print $3 }')
+    [ "$mod_exports" = sm_backend_module_entry ] ||
+        fail "libsiamese-cuda.so exports more than sm_backend_module_entry: $(echo $mod_exports)"
+    echo "cuda module: $mod (exports sm_backend_module_entry only)"
+fi
+
 # The installed example programs run against the installed library.
 for prog in siamese-train siamese-compare; do
     if [ -x "$iprefix/bin/$prog" ]; then

@@ -122,14 +122,14 @@ static void check_conv(int n, int c, int h, int w, int k, int kh, int kw)
     /* forward */
     double *want = malloc(no * sizeof *want), *got = malloc(no * sizeof *got);
     ref_conv(n, c, h, w, k, kh, kw, cc.x, cc.wt, cc.b, want);
-    assert_int_equal(be->ops->conv_fwd(be->ctx, &s, dx, dw, db, dout, ws), SM_OK);
+    assert_int_equal(be->ops->conv_fwd(be->ctx, &s, dx, dw, db, dout, ws, wsb), SM_OK);
     from_dev(dout, no, got);
     expect_close("conv forward", got, want, no, 1e-5);
 
     /* backward data: dL/dx of L = <dy, conv(x)> */
     double *num = malloc(nx * sizeof *num), *ana = malloc(nx * sizeof *ana);
     float *ddx = to_dev(cc.x, nx);
-    assert_int_equal(be->ops->conv_bwd_data(be->ctx, &s, ddy, dw, ddx, ws), SM_OK);
+    assert_int_equal(be->ops->conv_bwd_data(be->ctx, &s, ddy, dw, ddx, ws, wsb), SM_OK);
     from_dev(ddx, nx, ana);
     numeric_grad(conv_loss, &cc, cc.x, nx, 1e-6, num);
     expect_close("conv backward-data", ana, num, nx, 1e-4);
@@ -137,7 +137,7 @@ static void check_conv(int n, int c, int h, int w, int k, int kh, int kw)
     /* backward filter + bias, accumulating onto what is already there */
     double *w0 = rnd(nw, -1, 1), *b0 = rnd(k, -1, 1);
     float *ddw = to_dev(w0, nw), *ddb = to_dev(b0, k);
-    assert_int_equal(be->ops->conv_bwd_filter(be->ctx, &s, dx, ddy, ddw, ddb, ws), SM_OK);
+    assert_int_equal(be->ops->conv_bwd_filter(be->ctx, &s, dx, ddy, ddw, ddb, ws, wsb), SM_OK);
     double *anaw = malloc(nw * sizeof *anaw), *numw = malloc(nw * sizeof *numw);
     double anab[64], numb[64];
     from_dev(ddw, nw, anaw);

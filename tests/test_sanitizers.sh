@@ -28,7 +28,7 @@ export SIAMESE_SANITIZE_INNER=1
 if [ ! -f "$dir/build.ninja" ]; then
     echo "== configuring $dir"
     "$meson_cmd" setup "$dir" "$source_root" -Db_sanitize=address,undefined \
-        -Dbuildtype=debugoptimized -Dexamples=false
+        -Dbuildtype=debugoptimized -Dexamples=false -Dcuda=disabled
 fi
 echo "== building $dir"
 "$meson_cmd" compile -C "$dir"

@@ -45,9 +45,10 @@ size_t sm__cpu_conv_workspace(void *ctx, const sm_conv_shape *s)
 }
 
 sm_status sm__cpu_conv_fwd(void *ctx, const sm_conv_shape *s, const float *x, const float *w,
-                           const float *b, float *y, void *ws)
+                           const float *b, float *y, void *ws, size_t ws_bytes)
 {
     (void)ctx;
+    (void)ws_bytes; /* one image's columns: what conv_workspace asked for at any batch */
     const int ckk = s->c * s->kh * s->kw;
     const int ohw = s->oh * s->ow;
     float *col = ws;
@@ -64,9 +65,10 @@ sm_status sm__cpu_conv_fwd(void *ctx, const sm_conv_shape *s, const float *x, co
 }
 
 sm_status sm__cpu_conv_bwd_data(void *ctx, const sm_conv_shape *s, const float *dy,
-                                const float *w, float *dx, void *ws)
+                                const float *w, float *dx, void *ws, size_t ws_bytes)
 {
     (void)ctx;
+    (void)ws_bytes;
     const int ckk = s->c * s->kh * s->kw;
     const int ohw = s->oh * s->ow;
     float *col = ws;
@@ -82,9 +84,11 @@ sm_status sm__cpu_conv_bwd_data(void *ctx, const sm_conv_shape *s, const float *
 }
 
 sm_status sm__cpu_conv_bwd_filter(void *ctx, const sm_conv_shape *s, const float *x,
-                                  const float *dy, float *dw, float *db, void *ws)
+                                  const float *dy, float *dw, float *db, void *ws,
+                                  size_t ws_bytes)
 {
     (void)ctx;
+    (void)ws_bytes;
     const int ckk = s->c * s->kh * s->kw;
     const int ohw = s->oh * s->ow;
     float *col = ws;

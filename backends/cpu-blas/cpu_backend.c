@@ -34,6 +34,23 @@ static int cpu_get_threads(void *ctx)
     return openblas_get_num_threads();
 }
 
+/* TF32 is a GPU number format: accepted so that host code can set it whatever the backend,
+ * with no effect here (and reads back 0, which is what is in force). */
+static sm_status cpu_set_option(void *ctx, sm_backend_option key, int64_t value)
+{
+    (void)ctx;
+    (void)key;
+    (void)value;
+    return SM_OK;
+}
+
+static int64_t cpu_get_option(void *ctx, sm_backend_option key)
+{
+    (void)ctx;
+    (void)key;
+    return 0;
+}
+
 static sm_status cpu_alloc(void *ctx, size_t bytes, void **ptr)
 {
     (void)ctx;
@@ -72,6 +89,8 @@ static const sm_backend_ops cpu_blas_ops = {
     .destroy = cpu_destroy,
     .set_threads = cpu_set_threads,
     .get_threads = cpu_get_threads,
+    .set_option = cpu_set_option,
+    .get_option = cpu_get_option,
     .alloc = cpu_alloc,
     .free = cpu_free,
     .upload = cpu_copy,   /* host memory: a copy */

@@ -11,11 +11,12 @@ typedef struct cpu_ctx {
 
 size_t sm__cpu_conv_workspace(void *ctx, const sm_conv_shape *s);
 sm_status sm__cpu_conv_fwd(void *ctx, const sm_conv_shape *s, const float *x, const float *w,
-                           const float *b, float *y, void *ws);
+                           const float *b, float *y, void *ws, size_t ws_bytes);
 sm_status sm__cpu_conv_bwd_data(void *ctx, const sm_conv_shape *s, const float *dy,
-                                const float *w, float *dx, void *ws);
+                                const float *w, float *dx, void *ws, size_t ws_bytes);
 sm_status sm__cpu_conv_bwd_filter(void *ctx, const sm_conv_shape *s, const float *x,
-                                  const float *dy, float *dw, float *db, void *ws);
+                                  const float *dy, float *dw, float *db, void *ws,
+                                  size_t ws_bytes);
 
 sm_status sm__cpu_maxpool_fwd(void *ctx, const sm_pool_shape *s, const float *x, float *y,
                               int32_t *argmax);

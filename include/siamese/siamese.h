@@ -148,6 +148,28 @@ SM_API sm_status sm_backend_set_threads(sm_backend *backend, int threads);
 /** The thread count in effect, or 0 for NULL. */
 SM_API int sm_backend_get_threads(const sm_backend *backend);
 
+/** A backend created with SM_BACKEND_AUTO that is not the CUDA backend: why CUDA was not
+ *  taken ("no cuda module at '...'", "module '...' could not be loaded: libcudnn.so.9: ...",
+ *  "no NVIDIA driver: ...", "no CUDA device: ..."). "" when the backend was created with an
+ *  explicit kind, when AUTO chose CUDA, or for NULL. Valid as long as the backend. Since 0.2. */
+SM_API const char *sm_backend_fallback_reason(const sm_backend *backend);
+
+typedef enum sm_backend_option {
+    /* 0 (default): float32 matrix products and convolutions are exact float32 (cuDNN
+     * CUDNN_FMA_MATH, cuBLAS default math). 1: TensorFloat-32 tensor cores may be used (faster,
+     * about 10 bits of mantissa in products; docs/cuda.md). No effect on cpu-blas (reads 0). */
+    SM_BACKEND_OPT_TF32 = 1
+} sm_backend_option;
+
+/** Sets a backend option; SM_ERR_INVALID_ARG for NULL, an unknown key or a value out of range
+ *  (TF32: 0 or 1). Takes effect from the next op. Modifies the backend: call it while no other
+ *  thread computes on it. Since 0.2. */
+SM_API sm_status sm_backend_set_option(sm_backend *backend, sm_backend_option key,
+                                       int64_t value);
+/** Reads an option into `*value`; SM_ERR_INVALID_ARG for NULL or an unknown key. Since 0.2. */
+SM_API sm_status sm_backend_get_option(const sm_backend *backend, sm_backend_option key,
+                                       int64_t *value);
+
 /* ---------------------------------------------------------------------------------------------
  * Architectures: the twin subnetwork as data (a list of layers)
  * ------------------------------------------------------------------------------------------- */

@@ -1,0 +1,29 @@
+/* Vendor statuses to sm_status, with the vendor's own name and text in the message, through the
+ * core's error function (the module cannot link the core's hidden sm__fail). */
+#include "cuda_internal.h"
+
+const sm_backend_host *smc_host;
+
+sm_status smc_cuda_fail(cudaError_t e, const char *what)
+{
+    sm_status s = e == cudaErrorMemoryAllocation ? SM_ERR_NOMEM : SM_ERR_DEVICE;
+    return smc_host->fail(s, "cuda backend: %s failed: %s (%s)", what, cudaGetErrorName(e),
+                          cudaGetErrorString(e));
+}
+
+sm_status smc_cudnn_fail(cudnnStatus_t e, const char *what)
+{
+    /* cuDNN 9 keeps a detail string per thread for the last failure */
+    char detail[256] = "";
+    cudnnGetLastErrorString(detail, sizeof detail);
+    sm_status s = e == CUDNN_STATUS_ALLOC_FAILED ? SM_ERR_NOMEM : SM_ERR_DEVICE;
+    return smc_host->fail(s, "cuda backend: %s failed: %s%s%s", what, cudnnGetErrorString(e),
+                          detail[0] ? ": " : "", detail);
+}
+
+sm_status smc_cublas_fail(cublasStatus_t e, const char *what)
+{
+    sm_status s = e == CUBLAS_STATUS_ALLOC_FAILED ? SM_ERR_NOMEM : SM_ERR_DEVICE;
+    return smc_host->fail(s, "cuda backend: %s failed: %s (%s)", what, cublasGetStatusName(e),
+                          cublasGetStatusString(e));
+}

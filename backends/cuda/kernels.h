@@ -1,0 +1,42 @@
+/* Private to the cuda backend: the launchers of its own kernels (kernels.cu), callable from C.
+ * Each enqueues on `stream` and returns the launch status (cudaGetLastError), never waits. */
+#ifndef SM_CUDA_KERNELS_H
+#define SM_CUDA_KERNELS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cuda_runtime_api.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+cudaError_t smk_relu_fwd(cudaStream_t st, size_t n, const float *x, float *y);
+cudaError_t smk_relu_bwd(cudaStream_t st, size_t n, const float *y, const float *dy, float *dx);
+cudaError_t smk_sigmoid_fwd(cudaStream_t st, size_t n, const float *x, float *y);
+cudaError_t smk_sigmoid_bwd(cudaStream_t st, size_t n, const float *y, const float *dy,
+                            float *dx);
+cudaError_t smk_bias_add(cudaStream_t st, int rows, int cols, const float *bias, float *y);
+cudaError_t smk_bias_grad(cudaStream_t st, int rows, int cols, const float *dy, float *db);
+cudaError_t smk_absdiff_fwd(cudaStream_t st, size_t n, const float *a, const float *b, float *d);
+cudaError_t smk_absdiff_bwd(cudaStream_t st, size_t n, const float *a, const float *b,
+                            const float *dd, float *da, float *db);
+cudaError_t smk_bce_fwd_bwd(cudaStream_t st, int n, const float *logits, const float *labels,
+                            float scale, float *scores, float *loss_sum, float *dlogits);
+cudaError_t smk_adam(cudaStream_t st, size_t n, float *p, const float *g, float *m, float *v,
+                     float step, float b1, float b2, float eps);
+/* *flag (device int, zeroed by the caller) becomes 1 if some x[i] is NaN or infinite. */
+cudaError_t smk_any_nonfinite(cudaStream_t st, size_t n, const float *x, int *flag);
+/* Pooling with window = stride over planes = n * c planes. */
+cudaError_t smk_maxpool_fwd(cudaStream_t st, int planes, int h, int w, int size, int oh, int ow,
+                            const float *x, float *y, int32_t *argmax);
+/* dx must be zeroed by the caller: windows do not overlap, so each output writes one input. */
+cudaError_t smk_maxpool_bwd(cudaStream_t st, int planes, int h, int w, int oh, int ow,
+                            const float *dy, const int32_t *argmax, float *dx);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif
