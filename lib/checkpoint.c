@@ -57,6 +57,10 @@ typedef struct ck_state {
     uint64_t seed;
     uint64_t sampler[4];
     int has_sampler;
+    /* since 0.2; files without them are from before augmentation existed: it was off */
+    int has_augment;
+    int64_t augment;
+    uint64_t augment_state[4];
 } ck_state;
 
 typedef struct ck_file {
@@ -254,9 +258,9 @@ static sm_status stream_tensors(const ck_list *l, const ck_bufs *b, ck_stream *s
 }
 
 typedef struct ck_meta_store {
-    sm__st_out_meta kv[20];
+    sm__st_out_meta kv[24];
     size_t n;
-    char text[20][96]; /* values that are numbers */
+    char text[24][96]; /* values that are numbers */
 } ck_meta_store;
 
 static void meta_add(ck_meta_store *m, const char *key, const char *value)
@@ -335,6 +339,12 @@ static sm_status save(const sm_subnet *s, const sm_head *h, const sm_trainer *tr
                      ss[2], ss[3]);
             meta_add(&m, "sampler_state", m.text[m.n]);
             meta_add(&m, "has_sampler", tr->sampler ? "1" : "0");
+            meta_addf_u64(&m, "augment", tr->augment);
+            const uint64_t *as = tr->aug_rng.s;
+            snprintf(m.text[m.n], sizeof m.text[0],
+                     "%016" PRIx64 ":%016" PRIx64 ":%016" PRIx64 ":%016" PRIx64, as[0], as[1],
+                     as[2], as[3]);
+            meta_add(&m, "augment_state", m.text[m.n]);
         }
         meta_add(&m, "crc32", "00000000"); /* patched once the checksum is known */
         st = sm__st_build_header(ot, l.n, m.kv, m.n, &hdr, &hdr_len, &data_size);
@@ -473,6 +483,21 @@ static int parse_hex_word(const char *s, size_t digits, uint64_t *out)
     return 1;
 }
 
+/* Four 16-digit hex words joined by ':'; all zero only where `nonzero` is 0 (xoshiro's
+ * all-zero state is a fixed point: no live generator has it). */
+static sm_status rng_state(const char *path, const char *key, const char *v, int nonzero,
+                           uint64_t out[4])
+{
+    int ok = strlen(v) == 4 * 16 + 3;
+    for (size_t i = 0; ok && i < 4; i++)
+        ok = parse_hex_word(v + 17 * i, 16, &out[i]) && (i == 3 || v[17 * i + 16] == ':');
+    if (ok && nonzero) ok = (out[0] | out[1] | out[2] | out[3]) != 0;
+    SM_RETURN_IF(!ok, SM_ERR_FORMAT, "checkpoint '%s': %s '%.80s' is not four 16-digit hex "
+                                     "words joined by ':' (not all zero)",
+                 path, key, v);
+    return SM_OK;
+}
+
 static sm_status read_state(ck_file *f, const char *path)
 {
     ck_state *s = &f->state;
@@ -497,17 +522,16 @@ static sm_status read_state(ck_file *f, const char *path)
         st = sm__fail(SM_ERR_FORMAT, "checkpoint '%s': seed '%.40s' is not a 64-bit integer",
                       path, v);
     if (st == SM_OK) st = need_meta(f, path, "sampler_state", &v);
-    if (st == SM_OK) {
-        int ok = strlen(v) == 4 * 16 + 3;
-        for (size_t i = 0; ok && i < 4; i++)
-            ok = parse_hex_word(v + 17 * i, 16, &s->sampler[i]) && (i == 3 || v[17 * i + 16] == ':');
-        /* xoshiro's all-zero state is a fixed point: no valid sampler has it */
-        if (ok && s->has_sampler)
-            ok = (s->sampler[0] | s->sampler[1] | s->sampler[2] | s->sampler[3]) != 0;
-        if (!ok)
-            st = sm__fail(SM_ERR_FORMAT, "checkpoint '%s': sampler_state '%.80s' is not four "
-                                         "16-digit hex words joined by ':' (not all zero)",
-                          path, v);
+    if (st == SM_OK) st = rng_state(path, "sampler_state", v, s->has_sampler, s->sampler);
+    /* augmentation (0.2): both keys or neither */
+    const char *aug = meta_value(f, "augment"), *aug_st = meta_value(f, "augment_state");
+    if (st == SM_OK && (aug || aug_st)) {
+        s->has_augment = 1;
+        if (!aug || !aug_st)
+            st = sm__fail(SM_ERR_FORMAT, "checkpoint '%s' has only one of 'augment' and "
+                                         "'augment_state'", path);
+        if (st == SM_OK) st = meta_int(f, path, "augment", 0, SM_DISTORT_ALL, &s->augment);
+        if (st == SM_OK) st = rng_state(path, "augment_state", aug_st, 1, s->augment_state);
     }
     return st;
 }
@@ -751,6 +775,13 @@ SM_API sm_status sm_trainer_load(sm_trainer *t, const char *path)
         t->iteration = s->iteration;
         t->seed = s->seed;
         if (t->sampler && s->has_sampler) sm__sampler_set_state(t->sampler, s->sampler);
+        if (s->has_augment) {
+            t->augment = (unsigned)s->augment;
+            memcpy(t->aug_rng.s, s->augment_state, sizeof t->aug_rng.s);
+        } else {
+            t->augment = 0;
+            sm__rng_seed(&t->aug_rng, sm__augment_seed(s->seed));
+        }
     }
     sm__free(l.t);
     sm__free(mine);

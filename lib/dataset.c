@@ -558,7 +558,7 @@ static sm_status check_alphabets(const entry_list *l, const char *path,
     return SM_OK;
 }
 
-static sm_status read_file(const char *path, uint8_t **data, size_t *size)
+sm_status sm__read_file(const char *path, uint8_t **data, size_t *size)
 {
     FILE *f = fopen(path, "rb");
     if (!f) return sm__fail(SM_ERR_IO, "cannot open '%s': %s", path, strerror(errno));
@@ -607,7 +607,7 @@ static sm_status load_entries(const entry_list *l, sm__zip *zip, int height, int
         uint8_t *data = NULL;
         size_t size = 0;
         st = zip ? sm__zip_read(zip, e->zip_index, &data, &size)
-                 : read_file(e->source, &data, &size);
+                 : sm__read_file(e->source, &data, &size);
         if (st == SM_OK) st = sm__png_decode(data, size, e->source, height, width, pixels);
         if (st == SM_OK) st = sm__dataset_add_u8(ds, e->cls, pixels, e->source);
         sm__free(data);
@@ -717,7 +717,7 @@ SM_API sm_status sm_image_read_png(const char *path, int height, int width, floa
     size_t n = (size_t)height * (size_t)width;
     uint8_t *data = NULL, *bytes = NULL;
     size_t size = 0;
-    SM_TRY(read_file(path, &data, &size));
+    SM_TRY(sm__read_file(path, &data, &size));
     bytes = sm__malloc(n);
     sm_status st = bytes ? sm__png_decode(data, size, path, height, width, bytes)
                          : sm__fail(SM_ERR_NOMEM, "out of memory reading '%s'", path);

@@ -45,11 +45,17 @@ sm_status sm__dataset_add_u8(sm_dataset *ds, const char *label, const uint8_t *p
 /* Makes room for `n` more images, so that bulk loaders allocate once. */
 sm_status sm__dataset_reserve(sm_dataset *ds, size_t n);
 
-/* Decodes the greyscale PNG in `data` (`size` bytes) into `out` (height*width bytes, 0..255).
- * `name` is only used in messages. SM_ERR_FORMAT (damaged, colour, alpha), SM_ERR_SHAPE,
+/* Decodes the PNG in `data` (`size` bytes) into `out` (height*width bytes, 0..255), colour by
+ * the grey rule. `name` is only used in messages. SM_ERR_FORMAT (damaged), SM_ERR_SHAPE,
  * SM_ERR_LIMIT (a side over SM_LIMIT_IMAGE_SIDE, checked from the header), SM_ERR_NOMEM. */
 sm_status sm__png_decode(const void *data, size_t size, const char *name, int height, int width,
                          uint8_t *out);
+/* The same for a PNG of any size: *out (free with sm__free) receives *height x *width bytes. */
+sm_status sm__png_decode_any(const void *data, size_t size, const char *name, int *height,
+                             int *width, uint8_t **out);
+/* Reads a whole file of at most SM_LIMIT_ENTRY_BYTES into a new buffer (free with sm__free).
+ * SM_ERR_IO, SM_ERR_LIMIT, SM_ERR_NOMEM. */
+sm_status sm__read_file(const char *path, uint8_t **data, size_t *size);
 
 /* A zip archive opened read-only. */
 typedef struct sm__zip sm__zip;

@@ -11,6 +11,7 @@
 #include <stdint.h>
 
 #include "backend.h"
+#include "rng.h"
 #include "siamese/siamese.h"
 
 typedef struct sm__layer {
@@ -114,7 +115,28 @@ struct sm_trainer {
     sm__step_buffers buf;  /* sized for micro_batch pairs; rebuilt when it changes */
     float *batch_left, *batch_right, *batch_labels; /* host: one sampled batch */
     size_t batch_cap;      /* pairs the batch buffers hold */
+
+    /* augmentation (since 0.2): its own RNG, so the sampler's pairs do not depend on it */
+    unsigned augment;      /* an OR of sm_distort_part; 0 = off */
+    sm__rng aug_rng;
+    float *aug_scratch;    /* one image; allocated with the sampler */
+
+    /* health reports and validation (since 0.2); none of it touches the training RNGs */
+    sm_health_fn health;
+    void *health_user;
+    int64_t health_every;
+    const sm_dataset *val;
+    size_t val_pairs;
+    uint64_t val_seed;
+    double smoothed_loss;  /* EMA of batch losses; NAN before the first step */
+    char health_msg[1024];
 };
+
+/* The augmentation RNG's seed for a trainer seed (a stream apart from the sampler's). */
+uint64_t sm__augment_seed(uint64_t trainer_seed);
+/* After a successful step: updates the smoothed loss and sends a health report when one is
+ * due (lib/health.c). */
+void sm__health_after_step(sm_trainer *t, float loss);
 
 /* Head forward for `pairs` pairs: feat holds 2*pairs sigmoid features (lefts, then rights);
  * diff (pairs x dim) and logits (pairs) receive the results. */

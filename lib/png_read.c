@@ -1,4 +1,6 @@
-/* Greyscale PNG decoding with libspng, into 8-bit pixels. */
+/* PNG decoding with libspng, into 8-bit grey pixels. Greyscale files keep their stored levels;
+ * colour, palette and alpha files follow the grey rule of siamese.h (composite over white,
+ * then BT.601 luma). */
 #include "dataset.h"
 
 #include <inttypes.h>
@@ -44,6 +46,7 @@ static sm_status spng_failure(int err, const char *name)
     return sm__fail(SM_ERR_FORMAT, "image '%s' is not a valid PNG: %s", name, spng_strerror(err));
 }
 
+/* height, width <= 0: any size (the header's). */
 static sm_status check_header(spng_ctx *ctx, const char *name, int height, int width,
                               struct spng_ihdr *ihdr)
 {
@@ -56,15 +59,7 @@ static sm_status check_header(spng_ctx *ctx, const char *name, int height, int w
                         "SM_LIMIT_IMAGE_SIDE (%" PRIu64 ") on a side; raise it with "
                         "sm_set_limit(SM_LIMIT_IMAGE_SIDE)",
                         name, ihdr->width, ihdr->height, side);
-    switch (ihdr->color_type) {
-    case SPNG_COLOR_TYPE_GRAYSCALE: break;
-    case SPNG_COLOR_TYPE_GRAYSCALE_ALPHA:
-        return sm__fail(SM_ERR_FORMAT,
-                        "image '%s' has an alpha channel: PNG with alpha not supported yet", name);
-    default:
-        return sm__fail(SM_ERR_FORMAT, "image '%s': colour PNG not supported yet", name);
-    }
-    if (ihdr->width != (uint32_t)width || ihdr->height != (uint32_t)height)
+    if (height > 0 && (ihdr->width != (uint32_t)width || ihdr->height != (uint32_t)height))
         return sm__fail(SM_ERR_SHAPE, "image '%s' is %ux%u, expected %dx%d", name,
                         (unsigned)ihdr->width, (unsigned)ihdr->height, width, height);
     return SM_OK;
@@ -90,12 +85,52 @@ static sm_status decode_16(spng_ctx *ctx, const char *name, size_t n, uint8_t *o
     return SM_OK;
 }
 
-static sm_status decode(spng_ctx *ctx, const char *name, int height, int width, uint8_t *out)
+/* Composites one pixel over white and takes its BT.601 luma; channels scaled to [0, 1]. */
+static uint8_t grey_of(double r, double g, double b, double a)
 {
-    struct spng_ihdr ihdr;
-    SM_TRY(check_header(ctx, name, height, width, &ihdr));
-    size_t n = (size_t)height * (size_t)width; /* both <= 65535: no overflow */
-    if (ihdr.bit_depth == 16) return decode_16(ctx, name, n, out);
+    double y = 0.299 * r + 0.587 * g + 0.114 * b;
+    double v = a * y + (1.0 - a);
+    long q = (long)(v * 255.0 + 0.5);
+    return (uint8_t)(q < 0 ? 0 : q > 255 ? 255 : q);
+}
+
+/* Colour, palette and alpha files: decoded as RGBA (transparency applied), then the grey
+ * rule. 16-bit files keep their precision until the final rounding. */
+static sm_status decode_colour(spng_ctx *ctx, const char *name, size_t n, int wide, uint8_t *out)
+{
+    int fmt = wide ? SPNG_FMT_RGBA16 : SPNG_FMT_RGBA8;
+    size_t len, want;
+    int err = spng_decoded_image_size(ctx, fmt, &len);
+    if (err) return spng_failure(err, name);
+    if (!sm__mul_size(n, wide ? 8 : 4, &want) || len != want)
+        return sm__fail(SM_ERR_INTERNAL, "image '%s': unexpected decoded size %zu", name, len);
+    void *buf = sm__malloc(len);
+    if (!buf) return sm__fail(SM_ERR_NOMEM, "out of memory decoding image '%s'", name);
+    err = spng_decode_image(ctx, buf, len, fmt, SPNG_DECODE_TRNS);
+    if (err) {
+        sm__free(buf);
+        return spng_failure(err, name);
+    }
+    if (wide) {
+        const uint16_t *p = buf;
+        for (size_t i = 0; i < n; i++, p += 4)
+            out[i] = grey_of(p[0] / 65535.0, p[1] / 65535.0, p[2] / 65535.0, p[3] / 65535.0);
+    } else {
+        const uint8_t *p = buf;
+        for (size_t i = 0; i < n; i++, p += 4)
+            out[i] = grey_of(p[0] / 255.0, p[1] / 255.0, p[2] / 255.0, p[3] / 255.0);
+    }
+    sm__free(buf);
+    return SM_OK;
+}
+
+static sm_status decode_pixels(spng_ctx *ctx, const char *name, const struct spng_ihdr *ihdr,
+                               uint8_t *out)
+{
+    size_t n = (size_t)ihdr->height * (size_t)ihdr->width; /* both <= the side limit */
+    if (ihdr->color_type != SPNG_COLOR_TYPE_GRAYSCALE)
+        return decode_colour(ctx, name, n, ihdr->bit_depth == 16, out);
+    if (ihdr->bit_depth == 16) return decode_16(ctx, name, n, out);
 
     size_t len;
     int err = spng_decoded_image_size(ctx, SPNG_FMT_G8, &len);
@@ -108,13 +143,32 @@ static sm_status decode(spng_ctx *ctx, const char *name, int height, int width, 
     return SM_OK;
 }
 
-sm_status sm__png_decode(const void *data, size_t size, const char *name, int height, int width,
-                         uint8_t *out)
+/* Exact size (height, width > 0) into `out`, or any size (both 0) into a new buffer. */
+static sm_status decode(spng_ctx *ctx, const char *name, int height, int width, uint8_t *out,
+                        uint8_t **alloc_out, int *got_h, int *got_w)
 {
-    if (height <= 0 || width <= 0 || (unsigned)height > PNG_SIDE_LIMIT ||
-        (unsigned)width > PNG_SIDE_LIMIT)
-        return sm__fail(SM_ERR_INVALID_ARG, "image size %dx%d out of range", width, height);
-    /* libspng's allocations go through the library's allocator, so failure injection covers
+    struct spng_ihdr ihdr;
+    SM_TRY(check_header(ctx, name, height, width, &ihdr));
+    if (out) return decode_pixels(ctx, name, &ihdr, out);
+    size_t n;
+    if (!sm__mul_size(ihdr.width, ihdr.height, &n) || n == 0)
+        return sm__fail(SM_ERR_FORMAT, "image '%s' has no pixels", name);
+    uint8_t *buf = sm__malloc(n);
+    if (!buf) return sm__fail(SM_ERR_NOMEM, "out of memory decoding image '%s'", name);
+    sm_status st = decode_pixels(ctx, name, &ihdr, buf);
+    if (st != SM_OK) {
+        sm__free(buf);
+        return st;
+    }
+    *alloc_out = buf;
+    *got_h = (int)ihdr.height;
+    *got_w = (int)ihdr.width;
+    return SM_OK;
+}
+
+static sm_status run_decoder(const void *data, size_t size, const char *name, int height,
+                             int width, uint8_t *out, uint8_t **alloc_out, int *got_h, int *got_w)
+{    /* libspng's allocations go through the library's allocator, so failure injection covers
      * them too. */
     struct spng_alloc alloc = {png_malloc, png_realloc, png_calloc, png_free};
     png_alloc_failed = 0;
@@ -128,7 +182,22 @@ sm_status sm__png_decode(const void *data, size_t size, const char *name, int he
     if (err)
         st = spng_failure(err, name);
     else
-        st = decode(ctx, name, height, width, out);
+        st = decode(ctx, name, height, width, out, alloc_out, got_h, got_w);
     spng_ctx_free(ctx);
     return st;
+}
+
+sm_status sm__png_decode(const void *data, size_t size, const char *name, int height, int width,
+                         uint8_t *out)
+{
+    if (height <= 0 || width <= 0 || (unsigned)height > PNG_SIDE_LIMIT ||
+        (unsigned)width > PNG_SIDE_LIMIT)
+        return sm__fail(SM_ERR_INVALID_ARG, "image size %dx%d out of range", width, height);
+    return run_decoder(data, size, name, height, width, out, NULL, NULL, NULL);
+}
+
+sm_status sm__png_decode_any(const void *data, size_t size, const char *name, int *height,
+                             int *width, uint8_t **out)
+{
+    return run_decoder(data, size, name, 0, 0, NULL, out, height, width);
 }

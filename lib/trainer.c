@@ -8,6 +8,7 @@
 
 #include "alloc.h"
 #include "error.h"
+#include "image.h"
 #include "model.h"
 #include "sampler.h"
 
@@ -131,7 +132,12 @@ SM_API sm_status sm_trainer_create(sm_subnet *subnet, sm_head *head, sm_adam *ad
     }
     if (t) {
         t->subnet = subnet, t->head = head, t->adam = adam, t->dataset = dataset, t->seed = seed;
+        t->smoothed_loss = NAN;
+        sm__rng_seed(&t->aug_rng, sm__augment_seed(seed));
         if (dataset) st = sm_sampler_create(dataset, seed, &t->sampler);
+        if (st == SM_OK && dataset &&
+            !(t->aug_scratch = sm__malloc(sm__arch_in_size(&subnet->arch) * sizeof(float))))
+            st = sm__fail(SM_ERR_NOMEM, "out of memory creating a trainer");
         if (st == SM_OK) st = resize(t, 180, 32);
     }
     if (st != SM_OK) {
@@ -151,6 +157,7 @@ SM_API void sm_trainer_destroy(sm_trainer *t)
     sm__free(t->batch_left);
     sm__free(t->batch_right);
     sm__free(t->batch_labels);
+    sm__free(t->aug_scratch);
     sm_sampler_destroy(t->sampler);
     sm__free(t);
 }
@@ -167,6 +174,12 @@ SM_API sm_status sm_trainer_set_param(sm_trainer *t, sm_trainer_param key, int64
         SM_CHECK_ARG(value >= 1 && value <= SM_MAX_BATCH, "micro-batch %lld out of range 1..%d",
                      (long long)value, SM_MAX_BATCH);
         return resize(t, t->batch_size, value);
+    case SM_TRAINER_AUGMENT:
+        SM_CHECK_ARG(value >= 0 && value <= SM_DISTORT_ALL,
+                     "augmentation %lld is not an OR of sm_distort_part (0..%d)", (long long)value,
+                     SM_DISTORT_ALL);
+        t->augment = (unsigned)value;
+        return SM_OK;
     }
     return sm__fail(SM_ERR_INVALID_ARG, "unknown trainer parameter %d", (int)key);
 }
@@ -177,6 +190,7 @@ SM_API sm_status sm_trainer_get_param(const sm_trainer *t, sm_trainer_param key,
     switch (key) {
     case SM_TRAINER_BATCH_SIZE: *value = t->batch_size; return SM_OK;
     case SM_TRAINER_MICRO_BATCH: *value = t->micro_batch; return SM_OK;
+    case SM_TRAINER_AUGMENT: *value = (int64_t)t->augment; return SM_OK;
     }
     return sm__fail(SM_ERR_INVALID_ARG, "unknown trainer parameter %d", (int)key);
 }
@@ -274,7 +288,25 @@ static sm_status step(sm_trainer *t, size_t n, const float *left, const float *r
     t->iteration++;
     if (loss) *loss = l;
     if (t->progress) t->progress(t->progress_user, t->iteration, l);
+    sm__health_after_step(t, l);
     return SM_OK;
+}
+
+uint64_t sm__augment_seed(uint64_t trainer_seed) { return trainer_seed ^ 0x6175676d656e7473ULL; }
+
+/* Distorts every image of the sampled batch, each with its own draw: left then right, pair by
+ * pair. */
+static void augment_batch(sm_trainer *t, size_t n)
+{
+    const sm_arch *a = &t->subnet->arch;
+    const size_t in = sm__arch_in_size(a);
+    for (size_t k = 0; k < n; k++) {
+        float *imgs[2] = {t->batch_left + k * in, t->batch_right + k * in};
+        for (int j = 0; j < 2; j++) {
+            sm__distort(&t->aug_rng, t->augment, imgs[j], a->in_h, a->in_w, t->aug_scratch);
+            memcpy(imgs[j], t->aug_scratch, in * sizeof(float));
+        }
+    }
 }
 
 SM_API sm_status sm_train_step(sm_trainer *t, float *loss)
@@ -284,12 +316,17 @@ SM_API sm_status sm_train_step(sm_trainer *t, float *loss)
                  "sm_train_step: the trainer has no dataset (use sm_train_step_batch)");
     uint64_t saved[4];
     sm__sampler_get_state(t->sampler, saved);
+    const sm__rng aug_saved = t->aug_rng;
     size_t n = (size_t)t->batch_size;
     sm_status st = sm_sampler_next(t->sampler, n, t->batch_left, t->batch_right, t->batch_labels,
                                    NULL, NULL);
+    if (st == SM_OK && t->augment) augment_batch(t, n);
     if (st == SM_OK) st = step(t, n, t->batch_left, t->batch_right, t->batch_labels, loss);
-    /* a step that failed had no effect at all, the sampler included */
-    if (st != SM_OK) sm__sampler_set_state(t->sampler, saved);
+    /* a step that failed had no effect at all, the sampler and the augmentation included */
+    if (st != SM_OK) {
+        sm__sampler_set_state(t->sampler, saved);
+        t->aug_rng = aug_saved;
+    }
     return st;
 }
 

@@ -192,7 +192,8 @@ SM_API sm_status sm_arch_create(int channels, int height, int width, sm_arch **o
 SM_API sm_status sm_arch_create_koch(sm_arch **out);
 /** Parses the textual form that sm_arch_to_string writes, e.g.
  *  "1x105x105:conv64k10,relu,pool2,conv128k7,relu,pool2,conv128k4,relu,pool2,conv256k5,relu,flatten,fc4096",
- *  or the preset name "koch". SM_ERR_INVALID_ARG (with the offending token) otherwise. */
+ *  or a preset name: "koch", "laptop" (since 0.2). SM_ERR_INVALID_ARG (with the offending
+ *  token) otherwise. */
 SM_API sm_status sm_arch_from_string(const char *text, sm_arch **out);
 /** Writes the textual form into `buf` (capacity `cap`, NUL-terminated). `*needed` (optional)
  *  receives the length without NUL; SM_ERR_LIMIT when cap is too small. */
@@ -224,10 +225,13 @@ SM_API void sm_arch_destroy(sm_arch *arch);
 
 typedef struct sm_dataset sm_dataset;
 
-/** Opens a dataset laid out as Omniglot ships: ROOT/<Alphabet>/<character>/<image>.png, from a
+/** Opens a dataset laid out as Omniglot ships: `ROOT/<Alphabet>/<character>/<image>.png`, from a
  *  folder or directly from a .zip (with or without directory entries; ROOT may be absent or
- *  nested one level). The class of an image is "<Alphabet>/<character>". Every image must be a
- *  PNG of exactly `height` x `width` (0, 0 = 105 x 105) greyscale pixels; colour is refused.
+ *  nested one level). The class of an image is `<Alphabet>/<character>`. Every image must be a
+ *  PNG of exactly `height` x `width` (0, 0 = 105 x 105) pixels (any size 1..4096: build the
+ *  architecture for it); colour and alpha PNGs are converted to grey by the grey rule of
+ *  "Images" below (since 0.2; 0.1 refused them). Classes may hold any number of images (one
+ *  is fine; similar pairs come from the classes with two or more).
  *  `alphabets` (may be NULL when `n_alphabets` is 0) selects alphabets by name; an unknown name
  *  is SM_ERR_DATASET. Classes are sorted by name and images by path, so the order does not
  *  depend on the file system or the zip. Pixels are kept as 8-bit (value / 255).
@@ -272,8 +276,9 @@ SM_API const char *sm_dataset_alphabet_name(const sm_dataset *ds, size_t alphabe
  *  added in memory). */
 SM_API const char *sm_dataset_image_source(const sm_dataset *ds, size_t index);
 
-/** Reads one greyscale PNG file of exactly `height` x `width` into `pixels` (floats in [0, 1]).
- *  Statuses as sm_dataset_open. */
+/** Reads one PNG file of exactly `height` x `width` into `pixels` (floats in [0, 1]); colour
+ *  and alpha by the grey rule (since 0.2). sm_image_load_png takes any size. Statuses as
+ *  sm_dataset_open. */
 SM_API sm_status sm_image_read_png(const char *path, int height, int width, float *pixels);
 
 /* ---------------------------------------------------------------------------------------------
@@ -389,8 +394,14 @@ typedef struct sm_trainer sm_trainer;
 
 typedef enum sm_trainer_param {
     SM_TRAINER_BATCH_SIZE = 1,  /* pairs per step, default 180, range 1..65536 */
-    SM_TRAINER_MICRO_BATCH = 2  /* pairs per forward/backward chunk, default 32, 1..65536;
+    SM_TRAINER_MICRO_BATCH = 2, /* pairs per forward/backward chunk, default 32, 1..65536;
                                    changes memory, not the result (beyond float rounding) */
+    SM_TRAINER_AUGMENT = 3      /* since 0.2: the distortions (an OR of sm_distort_part, below)
+                                   sm_train_step applies to each sampled image, each image its
+                                   own; 0 = none, the default (the reference); SM_DISTORT_ALL =
+                                   Koch et al.'s. Drawn from the trainer's own augmentation RNG
+                                   (seeded from the trainer's seed, saved in checkpoints), so
+                                   the pairs drawn do not change with it */
 } sm_trainer_param;
 
 /** Called after every successful step. */
@@ -410,30 +421,262 @@ SM_API sm_status sm_trainer_set_progress(sm_trainer *trainer, sm_progress_fn fn,
 /** Completed iterations (0 before the first step); -1 for NULL. */
 SM_API int64_t sm_trainer_iteration(const sm_trainer *trainer);
 
-/** One iteration: samples a batch of pairs, forward, clipped BCE (mean over the batch),
- *  backward, one Adam update. Modifies the trainer, its subnet, head and Adam state: no other
- *  thread may use any of them (predict with the model, step another trainer of the same
- *  subnet) during the call. `loss` (optional) receives the batch loss. Calls the progress
- *  callback on success. Statuses: SM_ERR_NUMERIC if the loss or a gradient is not finite;
- *  SM_ERR_STATE without a dataset; SM_ERR_INVALID_ARG (NULL trainer); SM_ERR_DEVICE. A step
+/** One iteration: samples a batch of pairs (distorted when SM_TRAINER_AUGMENT is set), forward,
+ *  clipped BCE (mean over the batch), backward, one Adam update. Modifies the trainer, its subnet,
+ *  head and Adam state: no other thread may use any of them (predict with the model, step another
+ *  trainer of the same subnet) during the call. `loss` (optional) receives the batch loss. Calls
+ *  the progress callback on success. Statuses: SM_ERR_NUMERIC if the loss or a gradient is not
+ *  finite; SM_ERR_STATE without a dataset; SM_ERR_INVALID_ARG (NULL trainer); SM_ERR_DEVICE. A step
  *  that fails changes nothing: parameters, moments, step count and sampler are as before. */
 SM_API sm_status sm_train_step(sm_trainer *trainer, float *loss);
 /** One iteration on pairs the caller provides (left[i], right[i], labels[i] in [0, 1], 1 =
  *  similar), each image of the subnet's input shape. Does not advance the sampler.
  *  SM_ERR_INVALID_ARG for NULL buffers, n outside 1..65536 or a label outside [0, 1]; otherwise
- *  as sm_train_step. */
+ *  as sm_train_step. Never augments (distort them first with sm_image_distort). */
 SM_API sm_status sm_train_step_batch(sm_trainer *trainer, size_t n_pairs, const float *left,
                                      const float *right, const float *labels, float *loss);
 
 /** Saves everything needed to resume exactly (subnet, head, Adam moments and hyperparameters,
- *  iteration, sampler RNG state, batch sizes) as one safetensors file, atomically (temporary
- *  file, fsync, rename): a failure leaves any existing file untouched. */
+ *  iteration, sampler RNG state, batch sizes; since 0.2 the augmentation setting and its RNG
+ *  state) as one safetensors file, atomically (temporary file, fsync, rename): a failure
+ *  leaves any existing file untouched. Health reports' smoothed loss is not saved: it starts
+ *  afresh after a load. */
 SM_API sm_status sm_trainer_save(const sm_trainer *trainer, const char *path);
 /** Restores a file written by sm_trainer_save into this trainer. The file must match the
  *  subnet's architecture (SM_ERR_SHAPE otherwise); a model-only file is SM_ERR_FORMAT. Other
  *  statuses as sm_model_load. On any error nothing in memory changed. Modifies the subnet,
  *  head and Adam state as sm_train_step does (same threading rules). */
 SM_API sm_status sm_trainer_load(sm_trainer *trainer, const char *path);
+
+/* ---------------------------------------------------------------------------------------------
+ * Images: any PNG, any size (since 0.2)
+ *
+ * The grey rule. Every PNG the library reads (sm_dataset_open, sm_image_read_png,
+ * sm_image_load_png, one-shot run files) becomes one grey level per pixel:
+ *  - greyscale PNGs (any bit depth) keep their stored levels exactly, as in 0.1;
+ *  - colour, palette and alpha PNGs are composited over white (Omniglot is ink on white):
+ *    c' = a c + (1 - a) for each channel c and alpha a in [0, 1] (a = 1 without alpha; the
+ *    transparency of a palette or of a colour image's tRNS chunk counts as alpha; greyscale
+ *    images ignore tRNS, as in 0.1), then reduced to grey with the
+ *    ITU-R BT.601 luma weights on the stored (gamma-encoded) values:
+ *    grey = 0.299 R' + 0.587 G' + 0.114 B', and rounded to 8 bits.
+ * ------------------------------------------------------------------------------------------- */
+
+/** Reads any PNG (greyscale, colour, palette, with or without alpha, any bit depth, any size up
+ *  to SM_LIMIT_IMAGE_SIDE on a side), converts it to grey by the grey rule above and resizes it
+ *  to `height` x `width` (1..4096 each) with sm_image_resize, into `pixels` (height*width floats
+ *  in [0, 1]). For comparing a user's own images with a model built for that size. `pixels` is
+ *  written only on success. Statuses: SM_ERR_IO (missing, unreadable), SM_ERR_FORMAT (not a
+ *  valid PNG, naming the file), SM_ERR_LIMIT (a side over SM_LIMIT_IMAGE_SIDE, a file over
+ *  SM_LIMIT_ENTRY_BYTES), SM_ERR_INVALID_ARG, SM_ERR_NOMEM. Thread-safe. Since 0.2. */
+SM_API sm_status sm_image_load_png(const char *path, int height, int width, float *pixels);
+
+/** Resizes one grey image `src` (src_height x src_width floats) to `dst` (dst_height x
+ *  dst_width floats), each axis on its own: an axis that shrinks is area-averaged (each output
+ *  pixel is the mean of the source pixels its footprint covers, weighted by the overlap); an
+ *  axis that grows or keeps its size is interpolated linearly between pixel centres (centres
+ *  aligned, edges clamped), so an unchanged size is an exact copy. `src` and `dst` must not
+ *  overlap. Sides 1..4096. SM_ERR_INVALID_ARG, SM_ERR_NOMEM. Thread-safe. Since 0.2. */
+SM_API sm_status sm_image_resize(const float *src, int src_height, int src_width, float *dst,
+                                 int dst_height, int dst_width);
+
+/* ---------------------------------------------------------------------------------------------
+ * Augmentation: Koch et al.'s affine distortions (SPEC.md) (since 0.2)
+ *
+ * One distortion of an image: each part allowed by the `parts` mask is switched on with
+ * probability 1/2, independently: rotation by an angle uniform in +-10 degrees, shear
+ * [[1, sx], [sy, 1]] with sx, sy uniform in +-0.3, scale diag(kx, ky) with kx, ky uniform in
+ * 0.8..1.2, shift (tx, ty) uniform in +-2 pixels. The map is x' = R Sh Sc (x - c) + c + t about
+ * the image centre c; the output is resampled bilinearly from the source, with white (1.0)
+ * where it falls outside. Every distortion draws the same 11 random numbers whichever parts
+ * are on, so the stream of a seed does not depend on the mask.
+ * ------------------------------------------------------------------------------------------- */
+
+typedef enum sm_distort_part {
+    SM_DISTORT_ROTATE = 1,
+    SM_DISTORT_SHEAR = 2,
+    SM_DISTORT_SCALE = 4,
+    SM_DISTORT_SHIFT = 8,
+    SM_DISTORT_ALL = 15 /* Koch et al.'s distortions */
+} sm_distort_part;
+
+/** Applies one random distortion (the parts of `parts`, an OR of sm_distort_part; 0 = an exact
+ *  copy) drawn from the library's RNG seeded by `seed`, to `src` (height x width floats) into
+ *  `dst` (must not overlap `src`). The same seed gives the same distortion on every machine.
+ *  SM_ERR_INVALID_ARG (NULL, sides outside 1..4096, unknown bits in `parts`). Thread-safe.
+ *  Since 0.2. */
+SM_API sm_status sm_image_distort(const float *src, int height, int width, unsigned parts,
+                                  uint64_t seed, float *dst);
+
+/* ---------------------------------------------------------------------------------------------
+ * Architecture presets (since 0.2)
+ * ------------------------------------------------------------------------------------------- */
+
+/** The CPU-friendly preset "laptop": 1x105x105:conv32k10,relu,pool4,conv64k5,relu,pool2,
+ *  flatten,fc128 (0.87 M parameters against koch's 27.7 M, about 1/18 of its compute per image),
+ *  also reachable as sm_arch_from_string("laptop"). The reference ("koch") stays the default of the
+ *  examples. Since 0.2. */
+SM_API sm_status sm_arch_create_laptop(sm_arch **out);
+
+/* ---------------------------------------------------------------------------------------------
+ * Evaluation: the three numbers of SPEC.md, never mixed (since 0.2)
+ *
+ * Every evaluation fills an sm_eval_result that says which kind of number it holds. In N-way
+ * trials a query is given to the candidate class with the highest score; when several share
+ * the highest score the trial earns 1/(number tied) if the correct class is among them, else
+ * 0. So a model whose scores are all equal scores exactly chance (1/N), whatever the order of
+ * the candidates. Verification: a pair is right when round(score) equals its label (a score
+ * of exactly 0.5 rounds up to "same"). docs/evaluation.md gives the protocols.
+ * ------------------------------------------------------------------------------------------- */
+
+typedef enum sm_eval_kind {
+    SM_EVAL_VERIFICATION = 1,     /* random pairs, same/different; chance 50 % */
+    SM_EVAL_ONESHOT_RUNS = 2,     /* the official 20-way within-alphabet runs; chance 5 % */
+    SM_EVAL_EPISODES_WITHIN = 3,  /* N-way k-shot episodes, classes of one alphabet */
+    SM_EVAL_EPISODES_BETWEEN = 4  /* N-way k-shot episodes, classes from any alphabets */
+} sm_eval_kind;
+
+/** What an evaluation reports. The caller sets `struct_size` to sizeof(sm_eval_result) before
+ *  the call (SM_EVAL_RESULT_INIT does it); the library writes only the fields that fit in it,
+ *  so later versions can append fields without breaking older callers. Fields are only ever
+ *  appended. */
+typedef struct sm_eval_result {
+    size_t struct_size;   /* set by the caller */
+    sm_eval_kind kind;    /* which of the three numbers this is */
+    int n_way;            /* candidate classes per trial (2 for verification: same/different) */
+    int k_shot;           /* support images per candidate class (1 for runs, 0 verification) */
+    uint64_t trials;      /* queries classified (pairs judged for verification) */
+    uint64_t episodes;    /* episodes or runs the trials came from (batches: 1) */
+    double correct;       /* credit earned: ties give fractions (see above) */
+    double accuracy;      /* correct / trials, in [0, 1] */
+    double chance;        /* what a model with constant output scores: 1/n_way */
+    uint64_t tied;        /* trials whose highest score was shared */
+    double score_mean;    /* mean of every score computed */
+    double score_std;     /* their standard deviation (0: the model's output is constant) */
+} sm_eval_result;
+
+#define SM_EVAL_RESULT_INIT {sizeof(sm_eval_result), (sm_eval_kind)0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}
+
+/** A short fixed description ("random-pair verification", "20-way one-shot runs",
+ *  "N-way episodes within alphabets", ...); "unknown" otherwise. Static storage. Since 0.2. */
+SM_API const char *sm_eval_kind_name(sm_eval_kind kind);
+
+/** Verification accuracy, SPEC.md's protocol: `n_pairs` random pairs drawn by a pair sampler
+ *  over `ds` seeded by `seed` (the pairs of sm_sampler_create(ds, seed) + sm_sampler_next, so
+ *  5 batches of 150 are the first 750 pairs), accuracy = fraction where round(score) == label.
+ *  Memory is bounded whatever n_pairs. Only reads its handles (thread rules of
+ *  sm_predict_pairs). Statuses: SM_ERR_INVALID_ARG (NULL, n_pairs 0 or over 2^32, result's
+ *  struct_size too small), SM_ERR_SHAPE (images do not fit the subnet), SM_ERR_DATASET (the
+ *  dataset cannot give pairs), SM_ERR_NOMEM, SM_ERR_DEVICE. `result` is written only on
+ *  success. Since 0.2. */
+SM_API sm_status sm_verification_accuracy(const sm_subnet *subnet, const sm_head *head,
+                                          const sm_dataset *ds, size_t n_pairs, uint64_t seed,
+                                          sm_eval_result *result);
+
+/** N-way k-shot episodes drawn from `ds`, seeded: each episode picks `n_way` different classes
+ *  (within_alphabet != 0: all from one alphabet, chosen uniformly among the alphabets that have
+ *  n_way usable classes; else from all usable classes), a class being usable when it has at
+ *  least k_shot + 1 images; from each class it picks k_shot + 1 different images: k_shot
+ *  support images and one query. Each query is scored against every support image; a class's
+ *  score is the mean of its k_shot scores; the query goes to the highest (ties as above). So an
+ *  episode is n_way trials. n_way 2..1000, k_shot 1..100, n_episodes 1..1e6. Only reads its
+ *  handles. Statuses: SM_ERR_INVALID_ARG, SM_ERR_SHAPE, SM_ERR_DATASET (fewer than n_way usable
+ *  classes, in any one alphabet when within_alphabet: the message says how many there are),
+ *  SM_ERR_NOMEM, SM_ERR_DEVICE. `result` is written only on success. Since 0.2. */
+SM_API sm_status sm_oneshot_episodes(const sm_subnet *subnet, const sm_head *head,
+                                     const sm_dataset *ds, int n_way, int k_shot,
+                                     size_t n_episodes, int within_alphabet, uint64_t seed,
+                                     sm_eval_result *result);
+
+/** The official one-shot runs (Lake et al.), decoded once. */
+typedef struct sm_oneshot_runs sm_oneshot_runs;
+
+/** Opens runs laid out as the official all_runs: `runNN/training/<name>.png` (the candidates, one
+ *  per class), `runNN/test/<name>.png` (the queries) and `runNN/class_labels.txt`, whose lines read
+ *  `runNN/test/itemAA.png runNN/training/classBB.png` (query, its correct candidate; one space, LF
+ *  or CRLF line ends, the last line end optional). `path` is a folder or a .zip holding the runNN
+ *  folders directly or inside one folder (all_runs/runNN/...), or a single run folder. Runs are
+ *  sorted by name; a run's candidates by file name; its queries in the file's order. Images must be
+ *  PNGs of `height` x `width` (0, 0 = 105 x 105), grey rule above. The parser is strict: a line
+ *  that is not two such paths, a path into another run, a file that does not exist, a query listed
+ *  twice, a run with fewer than two candidates or no query, ... are SM_ERR_FORMAT naming the file
+ *  and line. Other statuses as sm_dataset_open (SM_ERR_IO, SM_ERR_SHAPE, SM_ERR_LIMIT,
+ *  SM_ERR_DATASET when no run is found, SM_ERR_NOMEM). Since 0.2. */
+SM_API sm_status sm_oneshot_runs_open(const char *path, int height, int width,
+                                      sm_oneshot_runs **out);
+SM_API void sm_oneshot_runs_destroy(sm_oneshot_runs *runs);
+/** Number of runs; 0 for NULL. */
+SM_API size_t sm_oneshot_runs_count(const sm_oneshot_runs *runs);
+/** Total queries over all runs; 0 for NULL. */
+SM_API size_t sm_oneshot_runs_num_trials(const sm_oneshot_runs *runs);
+/** Run `run`'s name ("run01", owned by the runs) and sizes (either pointer may be NULL).
+ *  SM_ERR_INVALID_ARG for NULL runs or an index out of range. */
+SM_API sm_status sm_oneshot_run_info(const sm_oneshot_runs *runs, size_t run, const char **name,
+                                     size_t *n_candidates, size_t *n_queries);
+/** Copies one image of run `run` into `pixels` (height*width floats): candidate `index` when
+ *  `query` is 0, else query `index`. `answer` (optional, queries only, else SIZE_MAX) receives
+ *  the index of the query's correct candidate. SM_ERR_INVALID_ARG out of range. */
+SM_API sm_status sm_oneshot_run_image(const sm_oneshot_runs *runs, size_t run, int query,
+                                      size_t index, float *pixels, size_t *answer);
+/** Classifies every query of every run against its run's candidates (one-shot, ties as above).
+ *  `n_way` in the result is the largest run's candidate count. Only reads its handles.
+ *  Statuses: SM_ERR_INVALID_ARG, SM_ERR_SHAPE (the runs' images do not fit the subnet),
+ *  SM_ERR_NOMEM, SM_ERR_DEVICE. Since 0.2. */
+SM_API sm_status sm_oneshot_evaluate_runs(const sm_subnet *subnet, const sm_head *head,
+                                          const sm_oneshot_runs *runs, sm_eval_result *result);
+
+/* ---------------------------------------------------------------------------------------------
+ * Training health (since 0.2): every so often the trainer measures itself and warns in plain
+ * words about the classic failures. Thresholds (docs/evaluation.md):
+ *  - SM_HEALTH_STUCK: from iteration 500 on, the smoothed loss (an exponential moving average
+ *    of the batch losses with weight 0.02 per step) is within 0.02 of ln 2 = 0.693: the network
+ *    still answers 50/50 for every pair ("stuck at 50 %").
+ *  - SM_HEALTH_COLLAPSED: from iteration 500 on, the validation scores' standard deviation is
+ *    below 1e-3: the scores collapsed to a constant (the accuracy then is chance). (A freshly
+ *    initialised network gives nearly equal scores too, hence the wait.)
+ *  - SM_HEALTH_VALIDATION_FAILED: measuring the validation set failed (the status is in the
+ *    report); the training step itself had succeeded and stays applied.
+ * ------------------------------------------------------------------------------------------- */
+
+typedef enum sm_health_flag {
+    SM_HEALTH_HAS_VALIDATION = 1,     /* the val_* fields hold a fresh measurement */
+    SM_HEALTH_STUCK = 2,
+    SM_HEALTH_COLLAPSED = 4,
+    SM_HEALTH_VALIDATION_FAILED = 8
+} sm_health_flag;
+
+/** One health report, valid only during the callback. Fields are only ever appended;
+ *  `struct_size` says how many bytes the library filled. */
+typedef struct sm_health {
+    size_t struct_size;
+    int64_t iteration;       /* completed iterations */
+    float loss;              /* this iteration's batch loss */
+    float smoothed_loss;     /* the moving average described above */
+    double val_accuracy;     /* verification accuracy on the validation pairs (with the flag) */
+    double val_score_mean;   /* mean and std of their scores */
+    double val_score_std;
+    uint64_t val_pairs;      /* pairs measured (0 without validation) */
+    unsigned flags;          /* an OR of sm_health_flag */
+    sm_status val_status;    /* SM_OK, or why validation failed */
+    const char *message;     /* plain-words warnings and advice, "" when all is well */
+} sm_health;
+
+/** Receives health reports, on the thread that called sm_train_step. It must not call back
+ *  into the trainer. */
+typedef void (*sm_health_fn)(void *user, const sm_health *health);
+
+/** Asks for a health report after every `every` successful iterations (1..2^31; fn NULL: no
+ *  reports, the default). Reports come from sm_train_step and sm_train_step_batch. Since 0.2. */
+SM_API sm_status sm_trainer_set_health(sm_trainer *trainer, int64_t every, sm_health_fn fn,
+                                       void *user);
+/** Measures verification accuracy on `n_pairs` (1..65536) random pairs of `dataset` (borrowed:
+ *  it must outlive the trainer or be replaced; NULL: no validation) for each health report,
+ *  the same pairs each time (a sampler seeded by `seed` each time), with sm_verification_accuracy.
+ *  Validation has its own sampler and never touches the training RNG streams: training with
+ *  and without it gives bit-identical parameters. SM_ERR_SHAPE if the images do not fit the
+ *  subnet, SM_ERR_DATASET if the dataset cannot give pairs, SM_ERR_INVALID_ARG. Since 0.2. */
+SM_API sm_status sm_trainer_set_validation(sm_trainer *trainer, const sm_dataset *dataset,
+                                           size_t n_pairs, uint64_t seed);
 
 #ifdef __cplusplus
 }
