@@ -1,0 +1,107 @@
+/* Evaluation reports (eval_report.h). */
+#include "eval_report.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "cli.h"
+
+eval_plan eval_plan_default(void)
+{
+    eval_plan p = {NULL, 5, 150, NULL, 0, 20, 1, 1, 1};
+    return p;
+}
+
+int eval_plan_option(eval_plan *p, const char *opt, const char *value)
+{
+    long long v;
+    if (!strcmp(opt, "eval-batches")) {
+        if (!cli_parse_ll(opt, value, 0, 100000, &v)) return -1;
+        p->verify_batches = (int)v;
+    } else if (!strcmp(opt, "eval-pairs")) {
+        if (!cli_parse_ll(opt, value, 1, 65536, &v)) return -1;
+        p->verify_pairs = (int)v;
+    } else if (!strcmp(opt, "oneshot-runs")) {
+        p->runs = value;
+    } else if (!strcmp(opt, "episodes")) {
+        if (!cli_parse_ll(opt, value, 0, 1000000, &p->episodes)) return -1;
+    } else if (!strcmp(opt, "way")) {
+        if (!cli_parse_int(opt, value, 2, 1000, &p->way)) return -1;
+    } else if (!strcmp(opt, "shot")) {
+        if (!cli_parse_int(opt, value, 1, 100, &p->shot)) return -1;
+    } else if (!strcmp(opt, "within-alphabet")) {
+        p->within_alphabet = 1;
+    } else if (!strcmp(opt, "between-alphabets")) {
+        p->within_alphabet = 0;
+    } else {
+        return 0;
+    }
+    return 1;
+}
+
+static void print_result(const char *label, const char *title, const sm_eval_result *r,
+                         const char *what)
+{
+    printf("%s %s: %.2f %% (%.1f of %llu %s; chance %.1f %%)\n", label, title,
+           100.0 * r->accuracy, r->correct,
+           (unsigned long long)r->trials, what, 100.0 * r->chance);
+    if (r->tied)
+        printf("    %llu trials had tied top scores (each counted as 1/number tied)\n",
+               (unsigned long long)r->tied);
+    if (r->score_std < 1e-3)
+        printf("    warning: every score is %.4f: the model gives the same answer to every "
+               "pair, so this is chance\n", r->score_mean);
+}
+
+int eval_report(const sm_subnet *subnet, const sm_head *head, const sm_dataset *ds,
+                const eval_plan *p)
+{
+    sm_status st;
+    const char *split = p->split ? p->split : "the evaluation set";
+    if (ds && p->verify_batches > 0) {
+        sm_eval_result r = SM_EVAL_RESULT_INIT;
+        size_t n = (size_t)p->verify_batches * (size_t)p->verify_pairs;
+        if ((st = sm_verification_accuracy(subnet, head, ds, n, p->seed + 0x5eedULL, &r)))
+            return cli_fail(st, "verification on %s", split);
+        char what[256];
+        snprintf(what, sizeof what, "random pairs (%d x %d) of %s", p->verify_batches,
+                 p->verify_pairs, split);
+        print_result("(i)  ", "random-pair verification", &r, what);
+    }
+    if (p->runs) {
+        sm_oneshot_runs *runs = NULL;
+        int h = 0, w = 0;
+        sm_arch *arch = NULL;
+        if ((st = sm_subnet_get_arch(subnet, &arch)) ||
+            (st = sm_arch_input_shape(arch, NULL, &h, &w))) {
+            sm_arch_destroy(arch);
+            return cli_fail(st, "cannot read the model's input size");
+        }
+        sm_arch_destroy(arch);
+        if ((st = sm_oneshot_runs_open(p->runs, h, w, &runs)))
+            return cli_fail(st, "cannot open the one-shot runs '%s'", p->runs);
+        sm_eval_result r = SM_EVAL_RESULT_INIT;
+        st = sm_oneshot_evaluate_runs(subnet, head, runs, &r);
+        size_t n_runs = sm_oneshot_runs_count(runs);
+        sm_oneshot_runs_destroy(runs);
+        if (st) return cli_fail(st, "one-shot runs '%s'", p->runs);
+        char what[4300];
+        snprintf(what, sizeof what, "queries in %zu runs of %s", n_runs, p->runs);
+        char title[64];
+        snprintf(title, sizeof title, "%d-way one-shot, official runs", r.n_way);
+        print_result("(ii) ", title, &r, what);
+    }
+    if (ds && p->episodes > 0) {
+        sm_eval_result r = SM_EVAL_RESULT_INIT;
+        if ((st = sm_oneshot_episodes(subnet, head, ds, p->way, p->shot, (size_t)p->episodes,
+                                      p->within_alphabet, p->seed + 0xe915ULL, &r)))
+            return cli_fail(st, "%d-way %d-shot episodes on %s", p->way, p->shot, split);
+        char what[320], title[96];
+        snprintf(what, sizeof what, "queries in %lld episodes of %s, seeded", p->episodes,
+                 split);
+        snprintf(title, sizeof title, "%d-way %d-shot episodes %s alphabets", p->way, p->shot,
+                 p->within_alphabet ? "within" : "between");
+        print_result("(iii)", title, &r, what);
+    }
+    return 0;
+}

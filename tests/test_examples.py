@@ -1,0 +1,231 @@
+#!/usr/bin/env python3
+"""The example programs as a user runs them (suite "examples").
+
+siamese-train on a tiny synthetic setup with figures, validation and every kind of evaluation;
+each figure exists and has the size examples/figures.h gives it; the loss log's rows;
+siamese-compare on generated PNGs of other sizes, in colour and with alpha; siamese-eval on a
+generated dataset folder and generated one-shot runs; and bad arguments: a clear message and
+a nonzero exit, never a crash.
+
+Usage (tests/meson.build): test_examples.py BUILD_EXAMPLES_DIR FIGURES(0|1) GRID_WxH PAIRS_WxH
+LOSS_WxH
+"""
+import os
+import re
+import struct
+import subprocess
+import sys
+import tempfile
+import zlib
+
+bindir, with_figures = sys.argv[1], sys.argv[2] == "1"
+sizes = {name: tuple(int(v) for v in arg.split("x"))
+         for name, arg in zip(("grid", "pairs", "loss"), sys.argv[3:6])}
+failures = []
+
+
+def check(cond, what):
+    print(("ok   " if cond else "FAIL ") + what)
+    if not cond:
+        failures.append(what)
+
+
+def run(prog, *args):
+    p = subprocess.run([os.path.join(bindir, prog), *args], capture_output=True, text=True,
+                       timeout=120)
+    return p.returncode, p.stdout, p.stderr
+
+
+def png_size(path):
+    with open(path, "rb") as f:
+        head = f.read(24)
+    if head[:8] != b"\x89PNG\r\n\x1a\n" or head[12:16] != b"IHDR":
+        return None
+    return struct.unpack(">II", head[16:24])
+
+
+def write_png(path, width, height, channels, pixel):
+    """A PNG of 8-bit grey (1), grey+alpha (2), RGB (3) or RGBA (4) pixels pixel(x, y)."""
+    colour_type = {1: 0, 2: 4, 3: 2, 4: 6}[channels]
+    raw = b"".join(b"\0" + bytes(v for x in range(width) for v in pixel(x, y))
+                   for y in range(height))
+
+    def chunk(kind, data):
+        return (struct.pack(">I", len(data)) + kind + data +
+                struct.pack(">I", zlib.crc32(kind + data) & 0xffffffff))
+    with open(path, "wb") as f:
+        f.write(b"\x89PNG\r\n\x1a\n" +
+                chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, colour_type, 0, 0, 0)) +
+                chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
+
+
+def glyph(size, k, jitter):
+    """A grey glyph: class k's strokes, shifted by `jitter` pixels (ink 0 on white 255)."""
+    def pixel(x, y):
+        xs, ys = x - jitter, y
+        ink = (abs(xs - (k * 7) % size) < 2 or abs(ys - (k * 11) % size) < 2 or
+               abs(xs - ys - (k * 5) % size + size // 2) < 2)
+        return (0,) if ink else (255,)
+    return pixel
+
+
+def no_crash(rc):
+    return 0 <= rc < 128
+
+
+with tempfile.TemporaryDirectory(prefix="siamese-examples.") as tmp:
+    out = os.path.join(tmp, "out")
+    arch = "1x32x32:conv4k5,relu,pool2,conv8k3,relu,pool2,flatten,fc16"
+    train_args = ["--arch", arch, "--lr", "1e-3", "--batch", "8", "--iterations", "12",
+                  "--synthetic-classes", "30", "--synthetic-images", "4", "--threads", "1",
+                  "--figure-every", "5", "--validate-every", "5", "--validation-pairs", "20",
+                  "--eval-batches", "2", "--eval-pairs", "20", "--episodes", "3", "--way", "5",
+                  "--between-alphabets", "--out", out]
+
+    # --- siamese-train: figures, log, evaluation ------------------------------------------
+    rc, so, se = run("siamese-train", *train_args)
+    check(rc == 0, f"siamese-train on synthetic glyphs exits 0 (rc {rc}) {se[-400:]}")
+    check(re.search(r"^\(i\) +random-pair verification: [0-9.]+ %", so, re.M) is not None,
+          "reports (i) verification on its own line")
+    check(re.search(r"^\(iii\) 5-way 1-shot episodes between alphabets: [0-9.]+ %.*of 15 .*chance 20\.0 %",
+                    so, re.M) is not None, "reports (iii) 5-way episodes with trials and chance")
+    check("validation at step 5:" in se and "validation at step 10:" in se,
+          "prints a validation line every 5 steps")
+    check("augmentation off" in so, "says augmentation is off by default")
+    with open(os.path.join(out, "loss.csv")) as f:
+        rows = f.read().splitlines()
+    check(rows[0] == "iteration,loss,elapsed_s,val_accuracy", "loss.csv header")
+    check(len(rows) == 13, f"loss.csv has 12 rows (has {len(rows) - 1})")
+    check(all(len(r.split(",")) == 4 for r in rows[1:]), "loss.csv rows have 4 columns")
+    check(rows[5].split(",")[3] != "" and rows[4].split(",")[3] == "",
+          "val_accuracy only on validation rows")
+    check(os.path.isfile(os.path.join(out, "model.safetensors")), "writes model.safetensors")
+    figures = {"training-images.png": "grid", "training-pairs.png": "pairs",
+               "training-loss.png": "loss", "test-pairs.png": "pairs"}
+    if with_figures:
+        for name, kind in figures.items():
+            path = os.path.join(out, "figures", name)
+            size = png_size(path) if os.path.isfile(path) else None
+            check(size == sizes[kind], f"{name}: {size}, expected {sizes[kind]}")
+        leftovers = [n for n in os.listdir(os.path.join(out, "figures")) if n.endswith(".tmp")]
+        check(not leftovers, f"no temporary figure files left ({leftovers})")
+    else:
+        check("note: no figures" in so, "says that it was built without figures")
+
+    # --augment, --resume and --no-figures, a second short run in another folder.
+    out2 = os.path.join(tmp, "out2")
+    base = train_args[:train_args.index("--out")]
+    rc, so, se = run("siamese-train", *base, "--iterations", "4", "--augment", "--no-figures",
+                     "--validate-every", "0", "--episodes", "0", "--out", out2)
+    check(rc == 0 and "augmentation on" in so, f"--augment trains (rc {rc}) {se[-300:]}")
+    check(not os.path.exists(os.path.join(out2, "figures")), "--no-figures draws nothing")
+    rc, so, se = run("siamese-train", *base, "--iterations", "6", "--augment", "--no-figures",
+                     "--validate-every", "0", "--episodes", "0", "--resume", "--out", out2)
+    with open(os.path.join(out2, "loss.csv")) as f:
+        iters = [r.split(",")[0] for r in f.read().splitlines()[1:]]
+    check(rc == 0 and "resumed from" in so and iters == [str(i) for i in range(1, 7)],
+          f"--resume continues the log at step 5 ({iters})")
+
+    out3 = os.path.join(tmp, "out3")
+    rc, so, se = run("siamese-train", *base, "--iterations", "1000000", "--time-limit", "1s",
+                     "--no-figures", "--validate-every", "0", "--episodes", "0", "--out", out3)
+    check(rc == 0 and "time limit of 1 s reached after" in so and "(i)" in so,
+          f"--time-limit stops training, saves and evaluates (rc {rc})")
+
+    # --- siamese-compare on any PNG ---------------------------------------------------------
+    model = os.path.join(out, "model.safetensors")
+    pngs = {
+        "grey32.png": (32, 32, 1, lambda x, y: glyph(32, 3, 0)(x, y)),
+        "grey64x48.png": (64, 48, 1, lambda x, y: glyph(64, 3, 1)(x, y)),
+        "rgb50.png": (50, 50, 3, lambda x, y: (200, 30, 30) if (x + y) % 9 < 3 else (255, 255, 255)),
+        "rgba20x30.png": (20, 30, 4, lambda x, y: (0, 0, 0, 255 if x < 10 else 0)),
+        "greyalpha.png": (40, 40, 2, lambda x, y: (0, (x * 6) % 256)),
+    }
+    for name, (w, h, ch, px) in pngs.items():
+        write_png(os.path.join(tmp, name), w, h, ch, px)
+    answer = re.compile(r"^[01]\.[0-9]{4} (same|different)\n$")
+    for a, b in [("grey32.png", "grey64x48.png"), ("rgb50.png", "rgba20x30.png"),
+                 ("greyalpha.png", "grey32.png")]:
+        rc, so, se = run("siamese-compare", model, os.path.join(tmp, a), os.path.join(tmp, b))
+        check(rc == 0 and answer.match(so) is not None,
+              f"siamese-compare {a} {b}: rc {rc}, '{so.strip()}' {se.strip()}")
+
+    # --- siamese-eval on a generated dataset and generated runs -------------------------------
+    data = os.path.join(tmp, "data")
+    for a in range(2):
+        for c in range(6):
+            d = os.path.join(data, f"Alpha{a}", f"character{c + 1:02d}")
+            os.makedirs(d)
+            for i in range(3):
+                write_png(os.path.join(d, f"{i}.png"), 32, 32, 1, glyph(32, a * 6 + c, i))
+    runs = os.path.join(tmp, "all_runs")
+    for r in (1, 2):
+        run_dir = os.path.join(runs, f"run{r:02d}")
+        os.makedirs(os.path.join(run_dir, "training"))
+        os.makedirs(os.path.join(run_dir, "test"))
+        lines = []
+        for k in range(5):
+            write_png(os.path.join(run_dir, "training", f"class{k + 1:02d}.png"), 32, 32, 1,
+                      glyph(32, k + r, 0))
+            q = (k + 2) % 5
+            write_png(os.path.join(run_dir, "test", f"item{k + 1:02d}.png"), 32, 32, 1,
+                      glyph(32, q + r, 1))
+            lines.append(f"run{r:02d}/test/item{k + 1:02d}.png run{r:02d}/training/class{q + 1:02d}.png")
+        with open(os.path.join(run_dir, "class_labels.txt"), "w") as f:
+            f.write("\n".join(lines) + "\n")
+    rc, so, se = run("siamese-eval", model, "--data", data, "--eval-batches", "1",
+                     "--eval-pairs", "30", "--oneshot-runs", runs, "--episodes", "4", "--way",
+                     "5", "--within-alphabet")
+    check(rc == 0, f"siamese-eval exits 0 (rc {rc}) {se.strip()}")
+    check(re.search(r"^\(i\) .*30 random pairs", so, re.M) is not None, "siamese-eval (i)")
+    check(re.search(r"^\(ii\) +5-way one-shot, official runs:.*of 10 queries in 2 runs", so, re.M) is not None,
+          "siamese-eval (ii) official-run format: 10 queries in 2 runs")
+    check(re.search(r"^\(iii\) 5-way 1-shot episodes within alphabets:.*of 20 queries", so, re.M)
+          is not None, "siamese-eval (iii) within alphabets: 20 queries")
+
+    # --- bad arguments: a message naming the problem, a nonzero exit, no crash ---------------
+    not_png = os.path.join(tmp, "not-a-png.png")
+    with open(not_png, "w") as f:
+        f.write("hello\n")
+    bad = [
+        ("siamese-train", ["--batch", "0"], "--batch wants a whole number"),
+        ("siamese-train", ["--lr", "fast"], "--lr wants a number"),
+        ("siamese-train", ["--lr", "nan"], "--lr wants a number"),
+        ("siamese-train", ["--iterations"], "needs a value"),
+        ("siamese-train", ["--bogus"], "unknown option '--bogus'"),
+        ("siamese-train", ["stray"], "unexpected argument 'stray'"),
+        ("siamese-train", ["--arch", "1x32x32:conv4k99", "--iterations", "1"], "bad --arch"),
+        ("siamese-train", ["--data", os.path.join(tmp, "missing.zip"), "--arch", arch],
+         "cannot open the training set"),
+        ("siamese-train", ["--backend", "gpu"], "--backend wants auto, cpu or cuda"),
+        ("siamese-train", ["--way", "1"], "--way wants a whole number in [2, 1000]"),
+        ("siamese-train", ["--time-limit", "-1m"], "--time-limit wants a duration"),
+        ("siamese-compare", [], "expected 3 arguments"),
+        ("siamese-compare", [model, not_png], "expected 3 arguments"),
+        ("siamese-compare", [os.path.join(tmp, "none.safetensors"), not_png, not_png],
+         "cannot load the model"),
+        ("siamese-compare", [not_png, not_png, not_png], "cannot load the model"),
+        ("siamese-compare", [model, not_png, os.path.join(tmp, "grey32.png")],
+         "cannot read the image"),
+        ("siamese-compare", [model, os.path.join(tmp, "none.png"), not_png],
+         "cannot read the image"),
+        ("siamese-eval", [], "no MODEL given"),
+        ("siamese-eval", [model], "nothing to evaluate"),
+        ("siamese-eval", [model, "--data", os.path.join(tmp, "nowhere")], "cannot open"),
+        ("siamese-eval", [model, "--oneshot-runs", data], "cannot open the one-shot runs"),
+        ("siamese-eval", [model, "--data", data, "--episodes", "2", "--way", "7",
+                          "--within-alphabet"], "episodes"),
+        ("siamese-eval", [model, "--shot", "0"], "--shot wants"),
+    ]
+    for prog, args, message in bad:
+        rc, so, se = run(prog, *args)
+        check(rc != 0 and no_crash(rc) and message in se and se.startswith(prog + ": "),
+              f"{prog} {' '.join(os.path.basename(a) for a in args)}: rc {rc}, "
+              f"says '{message}' ({se.strip()[:200]})")
+    for prog in ("siamese-train", "siamese-compare", "siamese-eval"):
+        rc, so, se = run(prog, "--help")
+        check(rc == 0 and so.startswith("Usage: " + prog), f"{prog} --help")
+
+if failures:
+    print(f"{len(failures)} check(s) failed", file=sys.stderr)
+    sys.exit(1)
