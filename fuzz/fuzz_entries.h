@@ -21,5 +21,9 @@ int sm_fuzz_zip_dataset(const uint8_t *data, size_t size);
 int sm_fuzz_checkpoint(const uint8_t *data, size_t size);
 /* sm_arch_from_string; when it parses, sm_arch_to_string's text must parse to the same text. */
 int sm_fuzz_arch_text(const uint8_t *data, size_t size);
+/* The one-shot run reader (listing, class_labels.txt parser, lookups, limits, PNG decoding) on
+ * a zip held in memory, 8x8 images, small limits; whatever opens is read back whole. An input
+ * starting with 'L' is instead a class_labels.txt for a fixed 3-way run (the parser alone). */
+int sm_fuzz_oneshot_runs(const uint8_t *data, size_t size);
 
 #endif

@@ -167,7 +167,27 @@ def hostile():
         "arch_text": {
             "fc-claims-2pow48-weights.txt": b"1x4096x4096:flatten,fc16777216",
         },
+        "oneshot_runs": {
+            "labels-2MiB-one-line.zip": runs_zip(1, labels=b"a" * (2 << 20)),
+            "sizes-claim-4GiB.zip": patch_sizes(runs_zip(1), 0xFFFFFFFF),
+        },
     }
+
+
+def runs_zip(runs, prefix="", n=3, labels=None):
+    """One-shot runs: <prefix>runNN/training/classKK.png, test/itemKK.png, class_labels.txt."""
+    files = []
+    for r in range(1, runs + 1):
+        name = "run%02d" % r
+        lines = []
+        for k in range(1, n + 1):
+            files.append(("%s%s/training/class%02d.png" % (prefix, name, k), png(8, 8, depth=8)))
+            files.append(("%s%s/test/item%02d.png" % (prefix, name, k), png(8, 8, depth=4)))
+            lines.append("%s/test/item%02d.png %s/training/class%02d.png" % (name, k, name,
+                                                                            n + 1 - k))
+        text = labels if labels is not None else ("\n".join(lines) + "\n").encode()
+        files.append(("%s%s/class_labels.txt" % (prefix, name), text))
+    return dataset_zip(files)
 
 
 def fix_ihdr_crc(data):
@@ -212,6 +232,16 @@ def main(root):
             "model-conv-fc.safetensors": checkpoint("1x6x6:conv2k3,relu,pool2,flatten,fc3"),
             "trainer-fc.safetensors": checkpoint("1x2x2:flatten,fc2", trainer=True),
             "model-two-conv.safetensors": checkpoint("2x5x5:conv2k2,relu,conv1k2,flatten,fc2"),
+        },
+        "oneshot_runs": {
+            "two-runs.zip": runs_zip(2),
+            "nested-all-runs.zip": runs_zip(1, prefix="all_runs/", n=4),
+            "crlf.zip": runs_zip(1, n=2, labels=b"run01/test/item01.png run01/training/class02.png"
+                                 b"\r\nrun01/test/item02.png run01/training/class01.png"),
+            "labels-3.txt": b"Lrun01/test/item01.png run01/training/class03.png\n"
+                            b"run01/test/item02.png run01/training/class01.png\r\n"
+                            b"run01/test/item03.png run01/training/class02.png",
+            "labels-empty-line.txt": b"Lrun01/test/item01.png run01/training/class03.png\n\n",
         },
         "arch_text": {
             "koch.txt": b"koch",

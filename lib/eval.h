@@ -32,4 +32,12 @@ sm_status sm__check_model(const char *fn, const sm_subnet *s, const sm_head *h, 
  * `head_params`: dim weights then the bias (sm__head_read_params). */
 double sm__host_score(const float *head_params, size_t dim, const float *f1, const float *f2);
 
+/* The class_labels.txt parser alone, on `text`, for a run01 of three candidates
+ * (training/class01..03.png) and three queries (test/item01..03.png). For the fuzzer. */
+sm_status sm__oneshot_labels_parse(const uint8_t *text, size_t size, size_t *n_queries);
+/* sm_oneshot_runs_open on a zip held in memory (`name` stands for its path in messages). For
+ * the fuzzer: the same listing, parser, limits and decoding as a zip file. */
+sm_status sm__oneshot_runs_open_zip_buffer(const void *data, size_t size, const char *name,
+                                           int height, int width, sm_oneshot_runs **out);
+
 #endif

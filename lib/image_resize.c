@@ -18,6 +18,7 @@ typedef struct taps {
 static void taps_free(taps *t)
 {
     sm__free(t->first), sm__free(t->count), sm__free(t->off), sm__free(t->weight);
+    *t = (taps){0};
 }
 
 static sm_status taps_build(size_t in, size_t out, taps *t)

@@ -272,8 +272,10 @@ static sm_status parse_labels(const source *s, run_plan *p, const char *where, c
     return SM_OK;
 }
 
-/* Fills a plan for the run whose labels file is files[i] (a path ending in class_labels.txt). */
-static sm_status plan_run(const source *s, const file_ent *labels, run_plan *p)
+/* Fills a plan for the run whose labels file is `labels` (a path ending in class_labels.txt).
+ * `text` (may be NULL: read the file) stands in for the file's bytes, for the fuzzer. */
+static sm_status plan_run(const source *s, const file_ent *labels, run_plan *p,
+                          const uint8_t *text, size_t text_size)
 {
     const char *rel = labels->rel;
     size_t dir_len = strlen(rel) - strlen(LABELS);
@@ -335,11 +337,31 @@ static sm_status plan_run(const source *s, const file_ent *labels, run_plan *p)
     SM_RETURN_IF(n < 2, SM_ERR_FORMAT, "%s: the run has %zu candidate image%s in %straining/, "
                                        "at least 2 are needed",
                  where, n, n == 1 ? "" : "s", p->dir);
+    if (text) return parse_labels(s, p, where, text, text_size);
     uint8_t *data = NULL;
     size_t size = 0;
     SM_TRY(read_entry(s, labels, &data, &size));
     sm_status st = parse_labels(s, p, where, data, size);
     sm__free(data);
+    return st;
+}
+
+sm_status sm__oneshot_labels_parse(const uint8_t *text, size_t size, size_t *n_queries)
+{
+    /* a run of three candidates and three queries, listed but never read */
+    static const char *const names[] = {
+        "run01/class_labels.txt",     "run01/test/item01.png",      "run01/test/item02.png",
+        "run01/test/item03.png",      "run01/training/class01.png", "run01/training/class02.png",
+        "run01/training/class03.png",
+    };
+    file_ent files[sizeof names / sizeof *names];
+    for (size_t i = 0; i < sizeof names / sizeof *names; i++)
+        files[i] = (file_ent){(char *)names[i], i};
+    source s = {.path = "labels", .files = files, .n = sizeof names / sizeof *names};
+    run_plan p;
+    sm_status st = plan_run(&s, &files[0], &p, text, size);
+    if (st == SM_OK) *n_queries = p.n_query;
+    plan_free(&p);
     return st;
 }
 
@@ -405,7 +427,7 @@ static sm_status build_runs(source *s, int h, int w, sm_oneshot_runs **out)
                                       : sm__fail(SM_ERR_NOMEM, "out of memory reading runs");
     size_t k = 0;
     for (size_t i = 0; i < s->n && st == SM_OK; i++)
-        if (is_labels(s->files[i].rel)) st = plan_run(s, &s->files[i], &plans[k++]);
+        if (is_labels(s->files[i].rel)) st = plan_run(s, &s->files[i], &plans[k++], NULL, 0);
     /* refuse more pixels than a dataset may hold, before decoding any */
     size_t px = (size_t)h * (size_t)w;
     uint64_t images = 0, limit = sm__limit(SM_LIMIT_DATASET_BYTES);
@@ -484,8 +506,6 @@ SM_API sm_status sm_oneshot_runs_open(const char *path, int height, int width,
     return st;
 }
 
-sm_status sm__oneshot_runs_open_zip_buffer(const void *data, size_t size, const char *name,
-                                           int height, int width, sm_oneshot_runs **out);
 sm_status sm__oneshot_runs_open_zip_buffer(const void *data, size_t size, const char *name,
                                            int height, int width, sm_oneshot_runs **out)
 {

@@ -78,6 +78,12 @@ static void test_arch_text(void **state)
     replay("arch_text", sm_fuzz_arch_text);
 }
 
+static void test_oneshot_runs(void **state)
+{
+    (void)state;
+    replay("oneshot_runs", sm_fuzz_oneshot_runs);
+}
+
 /* The entries themselves on edge inputs no corpus holds. */
 static void test_empty_inputs(void **state)
 {
@@ -88,6 +94,7 @@ static void test_empty_inputs(void **state)
     assert_int_equal(sm_fuzz_checkpoint(nothing, 0), 0);
     assert_int_equal(sm_fuzz_arch_text(nothing, 0), 0);
     assert_int_equal(sm_fuzz_arch_text(nothing, 1), 0);
+    assert_int_equal(sm_fuzz_oneshot_runs(nothing, 0), 0);
 }
 
 int main(void)
@@ -95,6 +102,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_png),        cmocka_unit_test(test_zip_dataset),
         cmocka_unit_test(test_checkpoint), cmocka_unit_test(test_arch_text),
+        cmocka_unit_test(test_oneshot_runs),
         cmocka_unit_test(test_empty_inputs),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -11,6 +11,7 @@
 #include <string.h>
 #include <cmocka.h>
 
+#include "alloc.h"
 #include "fixtures.h"
 #include "model.h"
 #include "siamese/siamese.h"
@@ -410,12 +411,113 @@ static void test_runs_bad_files(void **state)
     free(dir);
 }
 
+/* Every allocation of each call failing in turn: SM_ERR_NOMEM with a message, or success,
+ * never a crash, a leak or a written output. */
+typedef sm_status (*call_fn)(void *ctx);
+
+static void each_allocation_fails(const char *what, call_fn fn, void *ctx, void (*undo)(void *))
+{
+    long live = sm__alloc_live();
+    long base = sm__alloc_count();
+    assert_int_equal(fn(ctx), SM_OK);
+    undo(ctx);
+    long total = sm__alloc_count() - base;
+    assert_int_equal(sm__alloc_live(), live);
+    for (long n = 0; n < total; n++) {
+        sm__alloc_fail_after(n);
+        sm_status st = fn(ctx);
+        sm__alloc_fail_after(-1);
+        if (st != SM_OK && st != SM_ERR_NOMEM)
+            fail_msg("%s, allocation %ld failing: %s (%s)", what, n, sm_status_name(st),
+                     sm_last_error());
+        if (st == SM_ERR_NOMEM) assert_true(sm_last_error()[0] != '\0');
+        undo(ctx);
+        if (sm__alloc_live() != live) fail_msg("%s, allocation %ld failing: a leak", what, n);
+    }
+}
+
+typedef struct alloc_ctx {
+    const char *path;
+    sm_oneshot_runs *runs;
+    model *m;
+    sm_dataset *ds;
+    sm_eval_result r;
+    float px[S * S];
+} alloc_ctx;
+
+static sm_status open_runs(void *p)
+{
+    alloc_ctx *c = p;
+    return sm_oneshot_runs_open(c->path, S, S, &c->runs);
+}
+static void close_runs(void *p)
+{
+    alloc_ctx *c = p;
+    sm_oneshot_runs_destroy(c->runs);
+    c->runs = NULL;
+}
+static sm_status eval_runs(void *p)
+{
+    alloc_ctx *c = p;
+    return sm_oneshot_evaluate_runs(c->m->sub, c->m->head, c->runs, &c->r);
+}
+static sm_status episodes(void *p)
+{
+    alloc_ctx *c = p;
+    return sm_oneshot_episodes(c->m->sub, c->m->head, c->ds, 3, 2, 2, 1, 1, &c->r);
+}
+static sm_status verification(void *p)
+{
+    alloc_ctx *c = p;
+    return sm_verification_accuracy(c->m->sub, c->m->head, c->ds, 40, 1, &c->r);
+}
+static sm_status load_png(void *p)
+{
+    alloc_ctx *c = p;
+    return sm_image_load_png(c->path, S, S, c->px);
+}
+static void nothing(void *p) { (void)p; }
+
+static void test_allocation_failures(void **state)
+{
+    (void)state;
+    model m;
+    model_open(&m, 0);
+    char *dir = fx_tempdir();
+    char *runs_dir = fx_join(dir, "runs"), *zip = fx_join(dir, "runs.zip");
+    write_run(runs_dir, "run01", 3, 1, "\n");
+    write_run(runs_dir, "run02", 3, 9, "\n");
+    assert_int_equal(fx_zip_tree(runs_dir, zip, "", 1, 0), 0);
+    alloc_ctx c = {.m = &m, .r = SM_EVAL_RESULT_INIT};
+    c.path = runs_dir;
+    each_allocation_fails("sm_oneshot_runs_open (folder)", open_runs, &c, close_runs);
+    c.path = zip;
+    each_allocation_fails("sm_oneshot_runs_open (zip)", open_runs, &c, close_runs);
+    assert_int_equal(open_runs(&c), SM_OK);
+    each_allocation_fails("sm_oneshot_evaluate_runs", eval_runs, &c, nothing);
+    close_runs(&c);
+    c.ds = make_set(2, 4, 3);
+    each_allocation_fails("sm_oneshot_episodes", episodes, &c, nothing);
+    each_allocation_fails("sm_verification_accuracy", verification, &c, nothing);
+    sm_dataset_destroy(c.ds);
+    char *png = fx_join(dir, "a.png");
+    uint8_t g[20 * 30];
+    fx_pattern(g, 30, 20, 4);
+    assert_int_equal(fx_write_png(png, 30, 20, FX_GREY, 8, g), 0);
+    c.path = png;
+    each_allocation_fails("sm_image_load_png", load_png, &c, nothing);
+    free(png), free(runs_dir), free(zip);
+    fx_rmtree(dir);
+    free(dir);
+    model_close(&m);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_verification),  cmocka_unit_test(test_episodes),
         cmocka_unit_test(test_runs_read),     cmocka_unit_test(test_runs_malformed),
-        cmocka_unit_test(test_runs_bad_files),
+        cmocka_unit_test(test_runs_bad_files), cmocka_unit_test(test_allocation_failures),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

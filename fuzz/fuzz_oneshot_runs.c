@@ -1,0 +1,12 @@
+/* libFuzzer target: see sm_fuzz_oneshot_runs in fuzz_entries.h. */
+#include <stdlib.h>
+
+#include "fuzz_entries.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    if (sm_fuzz_oneshot_runs(data, size) != 0) abort(); /* a broken invariant: keep the input */
+    return 0;
+}
