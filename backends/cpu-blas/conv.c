@@ -1,65 +1,171 @@
-/* Convolution as im2col + SGEMM, one image at a time (after darknet/Caffe's
- * convolutional_layer.c): the column buffer of one image is the workspace, so memory does not
- * grow with the batch while each GEMM stays large enough to keep OpenBLAS busy. */
+/* Convolution as im2col + SGEMM (after darknet/Caffe's convolutional_layer.c), with several
+ * images per GEMM: the columns of g images sit side by side ([C*kh*kw][g*oh*ow]), so the late
+ * layers, whose images give only 36 or 324 columns each, still hand OpenBLAS products wide
+ * enough for its kernels. g is chosen per layer within a fixed column budget, so the workspace
+ * does not grow with the batch. The copies around the GEMM (im2col, col2im, the reshuffle
+ * between [K][g][oh*ow] and NCHW) run on all threads while OpenBLAS's workers are idle. */
 #include <cblas.h>
 #include <string.h>
 
 #include "cpu_internal.h"
+#include "parallel.h"
 
-/* col[(c*kh + i)*kw + j][y*ow + x] = x[c][y + i][x + j] (stride 1, no padding) */
-static void im2col(const sm_conv_shape *s, const float *x, float *col)
+/* Columns per GEMM worth reaching, and the most column floats worth holding to reach them. */
+enum { TARGET_COLS = 4096 };
+#define COL_BUDGET ((size_t)8 << 20)
+
+typedef struct conv_dims {
+    size_t ckk, ohw, in_img, out_img; /* floats: one image's columns per row, input, output */
+    int g;                            /* images per GEMM */
+} conv_dims;
+
+static conv_dims dims_of(const sm_conv_shape *s)
 {
-    const size_t plane = (size_t)s->oh * s->ow;
-    for (int c = 0; c < s->c; c++)
-        for (int i = 0; i < s->kh; i++)
-            for (int j = 0; j < s->kw; j++) {
-                float *dst = col + ((size_t)(c * s->kh + i) * s->kw + j) * plane;
-                const float *src = x + ((size_t)c * s->h + i) * s->w + j;
-                for (int y = 0; y < s->oh; y++)
-                    memcpy(dst + (size_t)y * s->ow, src + (size_t)y * s->w,
-                           (size_t)s->ow * sizeof(float));
-            }
+    conv_dims d;
+    d.ckk = (size_t)s->c * s->kh * s->kw;
+    d.ohw = (size_t)s->oh * s->ow;
+    d.in_img = (size_t)s->c * s->h * s->w;
+    d.out_img = (size_t)s->k * d.ohw;
+    size_t g = (TARGET_COLS + d.ohw - 1) / d.ohw;
+    while (g > 1 && g * d.ckk * d.ohw > COL_BUDGET) g--;
+    if (g > (size_t)s->n) g = (size_t)s->n;
+    d.g = g < 1 ? 1 : (int)g;
+    return d;
 }
 
-/* The adjoint of im2col: dx[c][y + i][x + j] += col[...] (dx zeroed by the caller). */
-static void col2im(const sm_conv_shape *s, const float *col, float *dx)
+/* ---- the copies, one work unit per (image, channel[, kernel row]) ---- */
+
+typedef struct copy_job {
+    const sm_conv_shape *s;
+    conv_dims d;
+    int g;           /* images in this group */
+    const float *in; /* the group's first image (NCHW) or the GEMM's [K][g*ohw] result */
+    float *out;
+    const float *bias;
+} copy_job;
+
+/* col[(c*kh + i)*kw + j][img*ohw + y*ow + x] = x[img][c][y + i][x + j]; unit = (img, c, i) */
+static void im2col_range(void *p, size_t begin, size_t end)
 {
-    const size_t plane = (size_t)s->oh * s->ow;
-    for (int c = 0; c < s->c; c++)
+    const copy_job *j = p;
+    const sm_conv_shape *s = j->s;
+    const size_t ld = (size_t)j->g * j->d.ohw;
+    for (size_t u = begin; u < end; u++) {
+        size_t img = u / ((size_t)s->c * s->kh), rest = u % ((size_t)s->c * s->kh);
+        size_t c = rest / s->kh, i = rest % s->kh;
+        const float *x = j->in + img * j->d.in_img + (c * s->h + i) * s->w;
+        for (int jj = 0; jj < s->kw; jj++) {
+            float *dst = j->out + ((c * s->kh + i) * s->kw + jj) * ld + img * j->d.ohw;
+            for (int y = 0; y < s->oh; y++)
+                memcpy(dst + (size_t)y * s->ow, x + (size_t)y * s->w + jj,
+                       (size_t)s->ow * sizeof(float));
+        }
+    }
+}
+
+static void im2col(const sm_conv_shape *s, conv_dims d, int g, const float *x, float *col)
+{
+    copy_job j = {s, d, g, x, col, NULL};
+    sm__cpu_parallel_for((size_t)g * s->c * s->kh, 4, im2col_range, &j);
+}
+
+/* The adjoint of im2col, one (img, c) plane per unit; the plane is cleared here, in cache,
+ * instead of by a separate pass over dx. */
+static void col2im_range(void *p, size_t begin, size_t end)
+{
+    const copy_job *j = p;
+    const sm_conv_shape *s = j->s;
+    const size_t ld = (size_t)j->g * j->d.ohw;
+    for (size_t u = begin; u < end; u++) {
+        size_t img = u / s->c, c = u % s->c;
+        float *dx = j->out + img * j->d.in_img + c * (size_t)s->h * s->w;
+        memset(dx, 0, (size_t)s->h * s->w * sizeof(float));
         for (int i = 0; i < s->kh; i++)
-            for (int j = 0; j < s->kw; j++) {
-                const float *src = col + ((size_t)(c * s->kh + i) * s->kw + j) * plane;
-                float *dst = dx + ((size_t)c * s->h + i) * s->w + j;
+            for (int jj = 0; jj < s->kw; jj++) {
+                const float *src =
+                    j->in + ((c * s->kh + i) * s->kw + jj) * ld + img * j->d.ohw;
+                float *dst = dx + (size_t)i * s->w + jj;
                 for (int y = 0; y < s->oh; y++) {
                     const float *srow = src + (size_t)y * s->ow;
                     float *drow = dst + (size_t)y * s->w;
                     for (int x = 0; x < s->ow; x++) drow[x] += srow[x];
                 }
             }
+    }
 }
+
+/* y[img][k][p] = r[k][img*ohw + p] + b[k]; unit = (img, k). With g = 1, in == out. */
+static void scatter_bias_range(void *p, size_t begin, size_t end)
+{
+    const copy_job *j = p;
+    const size_t ohw = j->d.ohw, ld = (size_t)j->g * ohw, K = (size_t)j->s->k;
+    for (size_t u = begin; u < end; u++) {
+        size_t img = u / K, k = u % K;
+        const float *src = j->in + k * ld + img * ohw;
+        float *dst = j->out + img * j->d.out_img + k * ohw;
+        const float b = j->bias[k];
+        for (size_t q = 0; q < ohw; q++) dst[q] = src[q] + b;
+    }
+}
+
+/* r[k][img*ohw + p] = dy[img][k][p]; unit = (img, k) */
+static void gather_range(void *p, size_t begin, size_t end)
+{
+    const copy_job *j = p;
+    const size_t ohw = j->d.ohw, ld = (size_t)j->g * ohw, K = (size_t)j->s->k;
+    for (size_t u = begin; u < end; u++) {
+        size_t img = u / K, k = u % K;
+        memcpy(j->out + k * ld + img * ohw, j->in + img * j->d.out_img + k * ohw,
+               ohw * sizeof(float));
+    }
+}
+
+/* db[k] += sum of row k of r ([K][g*ohw]); unit = k */
+typedef struct rowsum_job {
+    const float *r;
+    size_t len;
+    float *db;
+} rowsum_job;
+
+static void rowsum_range(void *p, size_t begin, size_t end)
+{
+    const rowsum_job *j = p;
+    for (size_t k = begin; k < end; k++) {
+        const float *row = j->r + k * j->len;
+        float acc = 0.0f;
+        for (size_t q = 0; q < j->len; q++) acc += row[q];
+        j->db[k] += acc;
+    }
+}
+
+/* ---- the ops ---- */
 
 size_t sm__cpu_conv_workspace(void *ctx, const sm_conv_shape *s)
 {
     (void)ctx;
-    return (size_t)s->c * s->kh * s->kw * (size_t)s->oh * s->ow * sizeof(float);
+    conv_dims d = dims_of(s);
+    /* the columns, then the GEMM's [K][g*ohw] side (none needed for one image) */
+    size_t floats = (size_t)d.g * d.ckk * d.ohw + (d.g > 1 ? (size_t)d.g * d.out_img : 0);
+    return floats * sizeof(float);
 }
 
 sm_status sm__cpu_conv_fwd(void *ctx, const sm_conv_shape *s, const float *x, const float *w,
                            const float *b, float *y, void *ws, size_t ws_bytes)
 {
     (void)ctx;
-    (void)ws_bytes; /* one image's columns: what conv_workspace asked for at any batch */
-    const int ckk = s->c * s->kh * s->kw;
-    const int ohw = s->oh * s->ow;
-    float *col = ws;
-    for (int n = 0; n < s->n; n++) {
-        const float *xn = x + (size_t)n * s->c * s->h * s->w;
-        float *yn = y + (size_t)n * s->k * ohw;
-        for (int k = 0; k < s->k; k++)
-            for (int p = 0; p < ohw; p++) yn[(size_t)k * ohw + p] = b[k];
-        im2col(s, xn, col);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, s->k, ohw, ckk, 1.0f, w, ckk,
-                    col, ohw, 1.0f, yn, ohw);
+    (void)ws_bytes; /* g at this batch never exceeds g at the batch the workspace was sized for */
+    conv_dims d = dims_of(s);
+    float *col = ws, *r = col + (size_t)d.g * d.ckk * d.ohw;
+    for (int n0 = 0; n0 < s->n; n0 += d.g) {
+        int g = s->n - n0 < d.g ? s->n - n0 : d.g;
+        float *yn = y + (size_t)n0 * d.out_img;
+        float *res = g > 1 ? r : yn;
+        im2col(s, d, g, x + (size_t)n0 * d.in_img, col);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, s->k, g * (int)d.ohw,
+                    (int)d.ckk, 1.0f, w, (int)d.ckk, col, g * (int)d.ohw, 0.0f, res,
+                    g * (int)d.ohw);
+        copy_job j = {s, d, g, res, yn, b};
+        sm__cpu_parallel_for((size_t)g * s->k, 8, scatter_bias_range, &j);
     }
     return SM_OK;
 }
@@ -69,16 +175,20 @@ sm_status sm__cpu_conv_bwd_data(void *ctx, const sm_conv_shape *s, const float *
 {
     (void)ctx;
     (void)ws_bytes;
-    const int ckk = s->c * s->kh * s->kw;
-    const int ohw = s->oh * s->ow;
-    float *col = ws;
-    for (int n = 0; n < s->n; n++) {
-        const float *dyn = dy + (size_t)n * s->k * ohw;
-        float *dxn = dx + (size_t)n * s->c * s->h * s->w;
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, ckk, ohw, s->k, 1.0f, w, ckk, dyn,
-                    ohw, 0.0f, col, ohw);
-        memset(dxn, 0, (size_t)s->c * s->h * s->w * sizeof(float));
-        col2im(s, col, dxn);
+    conv_dims d = dims_of(s);
+    float *col = ws, *r = col + (size_t)d.g * d.ckk * d.ohw;
+    for (int n0 = 0; n0 < s->n; n0 += d.g) {
+        int g = s->n - n0 < d.g ? s->n - n0 : d.g;
+        const float *dyn = dy + (size_t)n0 * d.out_img;
+        if (g > 1) {
+            copy_job j = {s, d, g, dyn, r, NULL};
+            sm__cpu_parallel_for((size_t)g * s->k, 16, gather_range, &j);
+            dyn = r;
+        }
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)d.ckk, g * (int)d.ohw, s->k,
+                    1.0f, w, (int)d.ckk, dyn, g * (int)d.ohw, 0.0f, col, g * (int)d.ohw);
+        copy_job j = {s, d, g, col, dx + (size_t)n0 * d.in_img, NULL};
+        sm__cpu_parallel_for((size_t)g * s->c, 1, col2im_range, &j);
     }
     return SM_OK;
 }
@@ -89,21 +199,21 @@ sm_status sm__cpu_conv_bwd_filter(void *ctx, const sm_conv_shape *s, const float
 {
     (void)ctx;
     (void)ws_bytes;
-    const int ckk = s->c * s->kh * s->kw;
-    const int ohw = s->oh * s->ow;
-    float *col = ws;
-    for (int n = 0; n < s->n; n++) {
-        const float *xn = x + (size_t)n * s->c * s->h * s->w;
-        const float *dyn = dy + (size_t)n * s->k * ohw;
-        im2col(s, xn, col);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, s->k, ckk, ohw, 1.0f, dyn, ohw,
-                    col, ohw, 1.0f, dw, ckk);
-        for (int k = 0; k < s->k; k++) {
-            const float *row = dyn + (size_t)k * ohw;
-            float acc = 0.0f;
-            for (int p = 0; p < ohw; p++) acc += row[p];
-            db[k] += acc;
+    conv_dims d = dims_of(s);
+    float *col = ws, *r = col + (size_t)d.g * d.ckk * d.ohw;
+    for (int n0 = 0; n0 < s->n; n0 += d.g) {
+        int g = s->n - n0 < d.g ? s->n - n0 : d.g;
+        const float *dyn = dy + (size_t)n0 * d.out_img;
+        im2col(s, d, g, x + (size_t)n0 * d.in_img, col);
+        if (g > 1) {
+            copy_job j = {s, d, g, dyn, r, NULL};
+            sm__cpu_parallel_for((size_t)g * s->k, 16, gather_range, &j);
+            dyn = r;
         }
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, s->k, (int)d.ckk, g * (int)d.ohw,
+                    1.0f, dyn, g * (int)d.ohw, col, g * (int)d.ohw, 1.0f, dw, (int)d.ckk);
+        rowsum_job rj = {dyn, (size_t)g * d.ohw, db};
+        sm__cpu_parallel_for((size_t)s->k, 8, rowsum_range, &rj);
     }
     return SM_OK;
 }

@@ -1,20 +1,45 @@
-/* Element-wise ops, dense GEMM wrappers and the Adam update. */
-#include <cblas.h>
+/* Element-wise ops and the Adam update, split over the backend's threads in contiguous ranges
+ * (each element is computed by exactly one thread, so the bits do not depend on the count). */
 #include <math.h>
+#include <stdatomic.h>
 
 #include "cpu_internal.h"
+#include "parallel.h"
+
+/* below this many elements a loop is not worth a thread */
+enum { GRAIN = 1 << 15 };
+
+typedef struct elt_job {
+    const float *a, *b, *c;
+    float *x, *y, *z;
+    float s0, s1, s2, s3;
+} elt_job;
+
+static void relu_fwd_range(void *p, size_t i0, size_t i1)
+{
+    const elt_job *j = p;
+    for (size_t i = i0; i < i1; i++) j->x[i] = j->a[i] > 0.0f ? j->a[i] : 0.0f;
+}
 
 sm_status sm__cpu_relu_fwd(void *ctx, size_t n, const float *x, float *y)
 {
     (void)ctx;
-    for (size_t i = 0; i < n; i++) y[i] = x[i] > 0.0f ? x[i] : 0.0f;
+    elt_job j = {.a = x, .x = y};
+    sm__cpu_parallel_for(n, GRAIN, relu_fwd_range, &j);
     return SM_OK;
+}
+
+static void relu_bwd_range(void *p, size_t i0, size_t i1)
+{
+    const elt_job *j = p;
+    for (size_t i = i0; i < i1; i++) j->x[i] = j->a[i] > 0.0f ? j->b[i] : 0.0f;
 }
 
 sm_status sm__cpu_relu_bwd(void *ctx, size_t n, const float *y, const float *dy, float *dx)
 {
     (void)ctx;
-    for (size_t i = 0; i < n; i++) dx[i] = y[i] > 0.0f ? dy[i] : 0.0f;
+    elt_job j = {.a = y, .b = dy, .x = dx};
+    sm__cpu_parallel_for(n, GRAIN, relu_bwd_range, &j);
     return SM_OK;
 }
 
@@ -26,27 +51,31 @@ static float sigmoidf_stable(float x)
     return e / (1.0f + e);
 }
 
+static void sigmoid_fwd_range(void *p, size_t i0, size_t i1)
+{
+    const elt_job *j = p;
+    for (size_t i = i0; i < i1; i++) j->x[i] = sigmoidf_stable(j->a[i]);
+}
+
 sm_status sm__cpu_sigmoid_fwd(void *ctx, size_t n, const float *x, float *y)
 {
     (void)ctx;
-    for (size_t i = 0; i < n; i++) y[i] = sigmoidf_stable(x[i]);
+    elt_job j = {.a = x, .x = y};
+    sm__cpu_parallel_for(n, GRAIN, sigmoid_fwd_range, &j);
     return SM_OK;
+}
+
+static void sigmoid_bwd_range(void *p, size_t i0, size_t i1)
+{
+    const elt_job *j = p;
+    for (size_t i = i0; i < i1; i++) j->x[i] = j->b[i] * j->a[i] * (1.0f - j->a[i]);
 }
 
 sm_status sm__cpu_sigmoid_bwd(void *ctx, size_t n, const float *y, const float *dy, float *dx)
 {
     (void)ctx;
-    for (size_t i = 0; i < n; i++) dx[i] = dy[i] * y[i] * (1.0f - y[i]);
-    return SM_OK;
-}
-
-sm_status sm__cpu_gemm(void *ctx, bool trans_a, bool trans_b, int m, int n, int k, float alpha,
-                       const float *a, int lda, const float *b, int ldb, float beta, float *c,
-                       int ldc)
-{
-    (void)ctx;
-    cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans,
-                trans_b ? CblasTrans : CblasNoTrans, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+    elt_job j = {.a = y, .b = dy, .x = dx};
+    sm__cpu_parallel_for(n, GRAIN, sigmoid_bwd_range, &j);
     return SM_OK;
 }
 
@@ -70,24 +99,49 @@ sm_status sm__cpu_bias_grad(void *ctx, int rows, int cols, const float *dy, floa
     return SM_OK;
 }
 
+/* x = p, y = m, z = v, a = g; s0..s3 = step, b1, b2, eps */
+static void adam_range(void *p, size_t i0, size_t i1)
+{
+    const elt_job *j = p;
+    const float step = j->s0, b1 = j->s1, b2 = j->s2, eps = j->s3;
+    float *pp = j->x, *m = j->y, *v = j->z;
+    const float *g = j->a;
+    for (size_t i = i0; i < i1; i++) {
+        m[i] = b1 * m[i] + (1.0f - b1) * g[i];
+        v[i] = b2 * v[i] + (1.0f - b2) * g[i] * g[i];
+        pp[i] -= step * m[i] / (sqrtf(v[i]) + eps);
+    }
+}
+
 sm_status sm__cpu_adam_update(void *ctx, size_t n, float *p, const float *g, float *m, float *v,
                               float step, float b1, float b2, float eps)
 {
     (void)ctx;
-    for (size_t i = 0; i < n; i++) {
-        m[i] = b1 * m[i] + (1.0f - b1) * g[i];
-        v[i] = b2 * v[i] + (1.0f - b2) * g[i] * g[i];
-        p[i] -= step * m[i] / (sqrtf(v[i]) + eps);
-    }
+    elt_job j = {.a = g, .x = p, .y = m, .z = v, .s0 = step, .s1 = b1, .s2 = b2, .s3 = eps};
+    sm__cpu_parallel_for(n, GRAIN, adam_range, &j);
     return SM_OK;
+}
+
+/* x * 0 is NaN exactly when x is NaN or infinite; summing keeps the loop branch-free. A range
+ * that saw one sets the shared flag; none ever clears it. */
+typedef struct finite_job {
+    const float *x;
+    _Atomic int bad;
+} finite_job;
+
+static void finite_range(void *p, size_t i0, size_t i1)
+{
+    finite_job *j = p;
+    float acc = 0.0f;
+    for (size_t i = i0; i < i1; i++) acc += j->x[i] * 0.0f;
+    if (acc != 0.0f) atomic_store_explicit(&j->bad, 1, memory_order_relaxed);
 }
 
 sm_status sm__cpu_all_finite(void *ctx, size_t n, const float *x, bool *finite)
 {
     (void)ctx;
-    /* x * 0 is NaN exactly when x is NaN or infinite; summing keeps the loop branch-free */
-    float acc = 0.0f;
-    for (size_t i = 0; i < n; i++) acc += x[i] * 0.0f;
-    *finite = acc == 0.0f;
+    finite_job j = {x, 0};
+    sm__cpu_parallel_for(n, GRAIN, finite_range, &j);
+    *finite = !atomic_load_explicit(&j.bad, memory_order_relaxed);
     return SM_OK;
 }

@@ -1,26 +1,35 @@
 /* Max pooling, window = stride; the argmax of each window is kept for the backward scatter
- * (darknet's maxpool_layer.c). Ties go to the first element in row-major order, as PyTorch. */
+ * (darknet's maxpool_layer.c). Ties go to the first element in row-major order, as PyTorch.
+ * One (n, c) plane per work unit, so the planes run on all threads. */
 #include <string.h>
 
 #include "cpu_internal.h"
+#include "parallel.h"
 
-sm_status sm__cpu_maxpool_fwd(void *ctx, const sm_pool_shape *s, const float *x, float *y,
-                              int32_t *argmax)
+typedef struct pool_job {
+    const sm_pool_shape *s;
+    const float *in;
+    float *out;
+    int32_t *argmax;
+    const int32_t *argmax_in;
+} pool_job;
+
+static void fwd_range(void *p, size_t begin, size_t end)
 {
-    (void)ctx;
+    const pool_job *j = p;
+    const sm_pool_shape *s = j->s;
     const int k = s->size;
-    const size_t planes = (size_t)s->n * s->c;
-    for (size_t pl = 0; pl < planes; pl++) {
-        const float *xp = x + pl * s->h * s->w;
-        float *yp = y + pl * s->oh * s->ow;
-        int32_t *ap = argmax + pl * s->oh * s->ow;
+    for (size_t pl = begin; pl < end; pl++) {
+        const float *xp = j->in + pl * s->h * s->w;
+        float *yp = j->out + pl * s->oh * s->ow;
+        int32_t *ap = j->argmax + pl * s->oh * s->ow;
         for (int oy = 0; oy < s->oh; oy++)
             for (int ox = 0; ox < s->ow; ox++) {
                 int best = (oy * k) * s->w + ox * k;
                 float bv = xp[best];
                 for (int i = 0; i < k; i++)
-                    for (int j = 0; j < k; j++) {
-                        int idx = (oy * k + i) * s->w + ox * k + j;
+                    for (int jj = 0; jj < k; jj++) {
+                        int idx = (oy * k + i) * s->w + ox * k + jj;
                         /* NaN propagates, as in PyTorch, so a bad value is not hidden */
                         if (xp[idx] > bv || xp[idx] != xp[idx]) {
                             bv = xp[idx];
@@ -31,21 +40,36 @@ sm_status sm__cpu_maxpool_fwd(void *ctx, const sm_pool_shape *s, const float *x,
                 ap[oy * s->ow + ox] = best;
             }
     }
+}
+
+sm_status sm__cpu_maxpool_fwd(void *ctx, const sm_pool_shape *s, const float *x, float *y,
+                              int32_t *argmax)
+{
+    (void)ctx;
+    pool_job j = {s, x, y, argmax, NULL};
+    sm__cpu_parallel_for((size_t)s->n * s->c, 4, fwd_range, &j);
     return SM_OK;
+}
+
+static void bwd_range(void *p, size_t begin, size_t end)
+{
+    const pool_job *j = p;
+    const sm_pool_shape *s = j->s;
+    const size_t in_plane = (size_t)s->h * s->w, out_plane = (size_t)s->oh * s->ow;
+    for (size_t pl = begin; pl < end; pl++) {
+        const float *dyp = j->in + pl * out_plane;
+        const int32_t *ap = j->argmax_in + pl * out_plane;
+        float *dxp = j->out + pl * in_plane;
+        memset(dxp, 0, in_plane * sizeof(float));
+        for (size_t o = 0; o < out_plane; o++) dxp[ap[o]] += dyp[o];
+    }
 }
 
 sm_status sm__cpu_maxpool_bwd(void *ctx, const sm_pool_shape *s, const float *dy,
                               const int32_t *argmax, float *dx)
 {
     (void)ctx;
-    const size_t planes = (size_t)s->n * s->c;
-    const size_t in_plane = (size_t)s->h * s->w, out_plane = (size_t)s->oh * s->ow;
-    memset(dx, 0, planes * in_plane * sizeof(float));
-    for (size_t pl = 0; pl < planes; pl++) {
-        const float *dyp = dy + pl * out_plane;
-        const int32_t *ap = argmax + pl * out_plane;
-        float *dxp = dx + pl * in_plane;
-        for (size_t o = 0; o < out_plane; o++) dxp[ap[o]] += dyp[o];
-    }
+    pool_job j = {s, dy, dx, NULL, argmax};
+    sm__cpu_parallel_for((size_t)s->n * s->c, 4, bwd_range, &j);
     return SM_OK;
 }
