@@ -1,6 +1,9 @@
 /* Benchmark (not a test): ms per training step of the reference architecture at batch 180 and
  * 32, prediction throughput for 150 pairs, and the process's peak memory. Synthetic 105x105
- * data, so it runs anywhere. Usage: bench_step [steps=3] [batches=180,32]. Medians reported. */
+ * data, so it runs anywhere. Usage: bench_step [steps=3] [batches=180,32] [backend=auto]
+ * [tf32=0] [micro=0]; backend is auto, cpu or cuda; micro is the micro-batch (0: the library's
+ * default; a GPU wants the whole batch at once). Medians reported; each figure is also printed as a
+ * "RESULT key=value ..." line for scripts (scripts/device/run-all.sh). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,7 +38,17 @@ int main(int argc, char **argv)
 {
     int steps = argc > 1 ? atoi(argv[1]) : 3;
     const char *batches = argc > 2 ? argv[2] : "180,32";
+    const char *backend = argc > 3 ? argv[3] : "auto";
+    int tf32 = argc > 4 ? atoi(argv[4]) : 0;
+    int micro = argc > 5 ? atoi(argv[5]) : 0;
     if (steps < 1 || steps > 1000) steps = 3;
+    sm_backend_kind kind = SM_BACKEND_AUTO;
+    if (!strcmp(backend, "cpu")) kind = SM_BACKEND_CPU;
+    else if (!strcmp(backend, "cuda")) kind = SM_BACKEND_CUDA;
+    else if (strcmp(backend, "auto")) {
+        fprintf(stderr, "bench_step: backend is auto, cpu or cuda, not '%s'\n", backend);
+        return 2;
+    }
     sm_backend *be;
     sm_arch *arch;
     sm_subnet *sub;
@@ -43,21 +56,27 @@ int main(int argc, char **argv)
     sm_adam *adam;
     sm_trainer *tr;
     sm_dataset *ds;
-    CHECK(sm_backend_create(SM_BACKEND_AUTO, &be));
+    CHECK(sm_backend_create(kind, &be));
+    CHECK(sm_backend_set_option(be, SM_BACKEND_OPT_TF32, tf32 != 0));
+    if (*sm_backend_fallback_reason(be))
+        printf("auto backend fell back: %s\n", sm_backend_fallback_reason(be));
     CHECK(sm_arch_create_koch(&arch));
     CHECK(sm_subnet_create(be, arch, 1, &sub));
     CHECK(sm_head_create(be, sm_subnet_feature_dim(sub), 2, &head));
     CHECK(sm_adam_create(sub, head, &adam));
     CHECK(sm_dataset_create_synthetic(50, 20, 105, 105, 3, &ds));
     CHECK(sm_trainer_create(sub, head, adam, ds, 4, &tr));
-    printf("backend %s, %d threads, koch architecture (%zu parameters)\n", sm_backend_name(be),
-           sm_backend_get_threads(be), sm_subnet_num_params(sub));
+    printf("backend %s (TF32 %s), %d threads, koch architecture (%zu parameters)\n",
+           sm_backend_name(be), tf32 ? "on" : "off", sm_backend_get_threads(be),
+           sm_subnet_num_params(sub));
 
     char list[64];
     snprintf(list, sizeof list, "%s", batches);
     for (char *tok = strtok(list, ","); tok; tok = strtok(NULL, ",")) {
         int b = atoi(tok);
         CHECK(sm_trainer_set_param(tr, SM_TRAINER_BATCH_SIZE, b));
+        if (micro > 0)
+            CHECK(sm_trainer_set_param(tr, SM_TRAINER_MICRO_BATCH, micro < b ? micro : b));
         double t[1000];
         float loss = 0;
         CHECK(sm_train_step(tr, &loss)); /* warm-up: first touch of every buffer */
@@ -72,6 +91,8 @@ int main(int argc, char **argv)
         double gflop = 2.0 * b * 1.8 * 3.0;
         printf("train step, batch %3d: median %8.1f ms over %d steps (%.0f GFLOP/s), loss %.4f\n",
                b, med * 1e3, steps, gflop / med, (double)loss);
+        printf("RESULT backend=%s tf32=%d what=step batch=%d ms=%.3f\n", sm_backend_name(be),
+               tf32 != 0, b, med * 1e3);
     }
 
     enum { P = 150 };
@@ -86,6 +107,8 @@ int main(int argc, char **argv)
     CHECK(sm_predict_pairs(sub, head, P, a, bb, scores));
     double dt = now() - t0;
     printf("predict %d pairs: %.1f ms (%.1f pairs/s)\n", P, dt * 1e3, P / dt);
+    printf("RESULT backend=%s tf32=%d what=predict pairs=%d per_s=%.1f\n", sm_backend_name(be),
+           tf32 != 0, P, P / dt);
 
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);

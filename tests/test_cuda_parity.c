@@ -521,7 +521,6 @@ static void koch_network(void **state)
 int main(void)
 {
     if (sm_backend_probe(SM_BACKEND_CUDA) != SM_OK) {
-        printf("SKIPPED: cuda backend not usable here: %s\n", sm_last_error());
         fprintf(stderr, "SKIPPED: cuda backend not usable here: %s\n", sm_last_error());
         return 77;
     }

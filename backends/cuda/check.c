@@ -16,7 +16,10 @@ sm_status smc_cudnn_fail(cudnnStatus_t e, const char *what)
     /* cuDNN 9 keeps a detail string per thread for the last failure */
     char detail[256] = "";
     cudnnGetLastErrorString(detail, sizeof detail);
-    sm_status s = e == CUDNN_STATUS_ALLOC_FAILED ? SM_ERR_NOMEM : SM_ERR_DEVICE;
+    sm_status s = e == CUDNN_STATUS_INTERNAL_ERROR_HOST_ALLOCATION_FAILED ||
+                          e == CUDNN_STATUS_INTERNAL_ERROR_DEVICE_ALLOCATION_FAILED
+                      ? SM_ERR_NOMEM
+                      : SM_ERR_DEVICE;
     return smc_host->fail(s, "cuda backend: %s failed: %s%s%s", what, cudnnGetErrorString(e),
                           detail[0] ? ": " : "", detail);
 }

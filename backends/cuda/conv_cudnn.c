@@ -177,16 +177,12 @@ static sm_status get_plan(cuda_ctx *c, const sm_conv_shape *s, conv_plan **out)
     return SM_OK;
 }
 
-/* The best-ranked algorithm that fits `ws_bytes`, with its math type set on the descriptor. */
-static sm_status pick(const ranked *r, cudnnConvolutionDescriptor_t cd, size_t ws_bytes,
-                      const char *op, int *algo)
+/* cuDNN 9's "not supported" family (3000..3999): the algorithm declined this case before
+ * launching anything, so the next candidate may be tried (PyTorch's AlgoIterator does the same). */
+static bool declined(cudnnStatus_t e) { return e >= CUDNN_STATUS_NOT_SUPPORTED && e < 4000; }
+
+static sm_status no_fit(const char *op, size_t ws_bytes)
 {
-    for (int i = 0; i < r->n; i++)
-        if (r->bytes[i] <= ws_bytes) {
-            SMC_CUDNN(cudnnSetConvolutionMathType(cd, r->math[i]));
-            *algo = r->algo[i];
-            return SM_OK;
-        }
     return smc_host->fail(SM_ERR_INTERNAL,
                           "cuda backend: no cuDNN %s algorithm fits the %zu-byte workspace "
                           "(conv_workspace was not asked for this batch's layer?)",
@@ -220,12 +216,21 @@ static sm_status conv_fwd_locked(cuda_ctx *c, const sm_conv_shape *s, const floa
     conv_plan *p;
     sm_status st = get_plan(c, s, &p);
     if (st != SM_OK) return st;
-    int m = c->tf32, algo = 0;
-    st = pick(&p->fwd[m], p->conv[m], ws_bytes, "forward", &algo);
-    if (st != SM_OK) return st;
-    SMC_CUDNN(cudnnConvolutionForward(c->dnn, &one, p->x, x, p->w, w, p->conv[m],
-                                      (cudnnConvolutionFwdAlgo_t)algo, ws, ws_bytes, &zero, p->y,
-                                      y));
+    const int m = c->tf32;
+    const ranked *r = &p->fwd[m];
+    cudnnStatus_t e = CUDNN_STATUS_NOT_SUPPORTED;
+    int tried = 0;
+    for (int i = 0; i < r->n; i++) {
+        if (r->bytes[i] > ws_bytes) continue;
+        tried++;
+        SMC_CUDNN(cudnnSetConvolutionMathType(p->conv[m], r->math[i]));
+        e = cudnnConvolutionForward(c->dnn, &one, p->x, x, p->w, w, p->conv[m],
+                                    (cudnnConvolutionFwdAlgo_t)r->algo[i], ws, ws_bytes, &zero,
+                                    p->y, y);
+        if (!declined(e)) break;
+    }
+    if (!tried) return no_fit("forward", ws_bytes);
+    if (e != CUDNN_STATUS_SUCCESS) return smc_cudnn_fail(e, "cudnnConvolutionForward");
     /* the bias broadcast over N, H, W: y = 1 * bias + 1 * y */
     SMC_CUDNN(cudnnAddTensor(c->dnn, &one, p->bias, b, &one, p->y, y));
     return SM_OK;
@@ -247,13 +252,22 @@ static sm_status conv_bwd_data_locked(cuda_ctx *c, const sm_conv_shape *s, const
     conv_plan *p;
     sm_status st = get_plan(c, s, &p);
     if (st != SM_OK) return st;
-    int m = c->tf32, algo = 0;
-    st = pick(&p->bwd_data[m], p->conv[m], ws_bytes, "backward-data", &algo);
-    if (st != SM_OK) return st;
-    /* beta = 0: dx is overwritten */
-    SMC_CUDNN(cudnnConvolutionBackwardData(c->dnn, &one, p->w, w, p->y, dy, p->conv[m],
-                                           (cudnnConvolutionBwdDataAlgo_t)algo, ws, ws_bytes,
-                                           &zero, p->x, dx));
+    const int m = c->tf32;
+    const ranked *r = &p->bwd_data[m];
+    cudnnStatus_t e = CUDNN_STATUS_NOT_SUPPORTED;
+    int tried = 0;
+    for (int i = 0; i < r->n; i++) {
+        if (r->bytes[i] > ws_bytes) continue;
+        tried++;
+        SMC_CUDNN(cudnnSetConvolutionMathType(p->conv[m], r->math[i]));
+        /* beta = 0: dx is overwritten */
+        e = cudnnConvolutionBackwardData(c->dnn, &one, p->w, w, p->y, dy, p->conv[m],
+                                         (cudnnConvolutionBwdDataAlgo_t)r->algo[i], ws, ws_bytes,
+                                         &zero, p->x, dx);
+        if (!declined(e)) break;
+    }
+    if (!tried) return no_fit("backward-data", ws_bytes);
+    if (e != CUDNN_STATUS_SUCCESS) return smc_cudnn_fail(e, "cudnnConvolutionBackwardData");
     return SM_OK;
 }
 
@@ -274,13 +288,22 @@ static sm_status conv_bwd_filter_locked(cuda_ctx *c, const sm_conv_shape *s, con
     conv_plan *p;
     sm_status st = get_plan(c, s, &p);
     if (st != SM_OK) return st;
-    int m = c->tf32, algo = 0;
-    st = pick(&p->bwd_filter[m], p->conv[m], ws_bytes, "backward-filter", &algo);
-    if (st != SM_OK) return st;
-    /* beta = 1: gradients accumulate over micro-batches */
-    SMC_CUDNN(cudnnConvolutionBackwardFilter(c->dnn, &one, p->x, x, p->y, dy, p->conv[m],
-                                             (cudnnConvolutionBwdFilterAlgo_t)algo, ws, ws_bytes,
-                                             &one, p->w, dw));
+    const int m = c->tf32;
+    const ranked *r = &p->bwd_filter[m];
+    cudnnStatus_t e = CUDNN_STATUS_NOT_SUPPORTED;
+    int tried = 0;
+    for (int i = 0; i < r->n; i++) {
+        if (r->bytes[i] > ws_bytes) continue;
+        tried++;
+        SMC_CUDNN(cudnnSetConvolutionMathType(p->conv[m], r->math[i]));
+        /* beta = 1: gradients accumulate over micro-batches */
+        e = cudnnConvolutionBackwardFilter(c->dnn, &one, p->x, x, p->y, dy, p->conv[m],
+                                           (cudnnConvolutionBwdFilterAlgo_t)r->algo[i], ws,
+                                           ws_bytes, &one, p->w, dw);
+        if (!declined(e)) break;
+    }
+    if (!tried) return no_fit("backward-filter", ws_bytes);
+    if (e != CUDNN_STATUS_SUCCESS) return smc_cudnn_fail(e, "cudnnConvolutionBackwardFilter");
     SMC_CUDNN(cudnnConvolutionBackwardBias(c->dnn, &one, p->y, dy, &one, p->bias, db));
     return SM_OK;
 }
