@@ -415,7 +415,12 @@ static double compare_model_arrays(const sm_subnet *s, const float *g, const flo
     return fmax(worst, fmax(hw, hb));
 }
 
-static void network_case(const char *arch_text, size_t pairs, int64_t micro, double tol)
+/* `tol_adam` bounds the parameters after the Adam steps: Adam divides each gradient by its own
+ * magnitude, so a parameter whose gradient is almost zero moves by about +-lr on either backend,
+ * in whichever direction rounding gives it; among millions of parameters a few such flips are
+ * expected, worth 2 lr per step against weights of N(0, 0.01^2). */
+static void network_case(const char *arch_text, size_t pairs, int64_t micro, double tol,
+                         double tol_adam)
 {
     sm_arch *arch = NULL;
     assert_int_equal(sm_arch_from_string(arch_text, &arch), SM_OK);
@@ -474,7 +479,8 @@ static void network_case(const char *arch_text, size_t pairs, int64_t micro, dou
     assert_int_equal(sm__head_read_params(mc.head, hc), SM_OK);
     assert_int_equal(sm__head_read_params(mg.head, hg), SM_OK);
     double ep = compare_model_arrays(mc.sub, sg, sc, dim, hg, hc, "params after 3 Adam steps");
-    if (!(ep <= tol)) fail_msg("parameters after Adam: relative error %g above %g", ep, tol);
+    if (!(ep <= tol_adam))
+        fail_msg("parameters after Adam: relative error %g above %g", ep, tol_adam);
 
     /* checkpoints: cuda -> cpu and cpu -> cuda, predictions agree */
     char path[] = "/tmp/sm-cuda-parity-XXXXXX";
@@ -509,13 +515,14 @@ static void network_case(const char *arch_text, size_t pairs, int64_t micro, dou
 static void small_network(void **state)
 {
     (void)state;
-    network_case("1x28x28:conv8k5,relu,pool2,conv16k3,relu,pool2,flatten,fc32", 10, 4, 1e-4);
+    network_case("1x28x28:conv8k5,relu,pool2,conv16k3,relu,pool2,flatten,fc32", 10, 4, 1e-4,
+                 1e-3);
 }
 
 static void koch_network(void **state)
 {
     (void)state;
-    network_case("koch", 6, 4, 1e-4); /* chunks of 4 and 2 pairs */
+    network_case("koch", 6, 4, 1e-4, 1e-2); /* chunks of 4 and 2 pairs */
 }
 
 int main(void)

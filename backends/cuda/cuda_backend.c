@@ -74,6 +74,7 @@ static sm_status cuda_probe(void)
 static void ctx_release(cuda_ctx *c)
 {
     smc_conv_plans_destroy(c);
+    smc_cache_release(c);
     if (c->flag) cudaFree(c->flag);
     if (c->dnn) cudnnDestroy(c->dnn);
     if (c->blas) cublasDestroy(c->blas);
@@ -160,28 +161,12 @@ static int64_t cuda_get_option(void *ctx, sm_backend_option key)
 
 static sm_status cuda_alloc(void *ctx, size_t bytes, void **ptr)
 {
-    (void)ctx;
-    void *p = NULL;
-    /* cudaMalloc returns 256-byte aligned memory (the vtable asks for 64); never a NULL
-     * buffer for 0 bytes, which the core would take for "not allocated" */
-    cudaError_t e = cudaMalloc(&p, bytes ? bytes : 1);
-    if (e != cudaSuccess) {
-        cudaGetLastError(); /* an allocation failure is not sticky: clear it */
-        if (e == cudaErrorMemoryAllocation)
-            return smc_host->fail(SM_ERR_NOMEM, "cuda backend: out of device memory allocating "
-                                                "%zu bytes",
-                                  bytes);
-        return smc_cuda_fail(e, "cudaMalloc");
-    }
-    *ptr = p;
-    return SM_OK;
+    /* cudaMalloc's blocks are 256-byte aligned (the vtable asks for 64), and never NULL for 0
+     * bytes, which the core would take for "not allocated" */
+    return smc_alloc(ctx, bytes, ptr);
 }
 
-static void cuda_free(void *ctx, void *ptr)
-{
-    (void)ctx;
-    if (ptr) cudaFree(ptr);
-}
+static void cuda_free(void *ctx, void *ptr) { smc_free(ctx, ptr); }
 
 static sm_status cuda_upload(void *ctx, void *dst, const void *src, size_t bytes)
 {

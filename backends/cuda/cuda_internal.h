@@ -13,6 +13,14 @@
 
 struct conv_plan;
 
+/* A device allocation, kept for reuse after free (cache.c). */
+typedef struct smc_block {
+    struct smc_block *next;
+    void *ptr;
+    size_t bytes;
+    bool used;
+} smc_block;
+
 typedef struct cuda_ctx {
     int device;
     cudaStream_t stream;   /* every op runs on it, in submission order */
@@ -24,6 +32,7 @@ typedef struct cuda_ctx {
     int tf32;              /* SM_BACKEND_OPT_TF32 */
     int *flag;             /* device int for all_finite */
     struct conv_plan *plans; /* one per conv shape seen, never freed before destroy */
+    smc_block *blocks;       /* every allocation, in use or cached (under lock) */
 } cuda_ctx;
 
 /* The core's error and log functions (set once by sm_backend_module_entry). */
@@ -50,6 +59,11 @@ sm_status smc_cublas_fail(cublasStatus_t e, const char *what);
         cublasStatus_t smc_e_ = (call);                                                            \
         if (smc_e_ != CUBLAS_STATUS_SUCCESS) return smc_cublas_fail(smc_e_, #call);                \
     } while (0)
+
+/* cache.c: cudaMalloc/cudaFree behind a per-backend cache of freed blocks */
+sm_status smc_alloc(cuda_ctx *c, size_t bytes, void **ptr);
+void smc_free(cuda_ctx *c, void *ptr);
+void smc_cache_release(cuda_ctx *c);
 
 /* conv_cudnn.c */
 size_t smc_conv_workspace(void *ctx, const sm_conv_shape *s);

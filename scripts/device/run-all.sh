@@ -73,6 +73,9 @@ while read -r lib; do
         missing="$missing $lib"
     fi
 done <"$needed"
+# Python keeps the machine's own libraries: the staged ones (Debian's libz, libcrypto, ...) are
+# older than what its modules may need.
+python_ldp=${LD_LIBRARY_PATH:-}
 export LD_LIBRARY_PATH="$(realpath "$dev/lib")$vendor_dirs${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 export SIAMESE_BACKEND_DIR=$(realpath "$dev/lib")
 say "LD_LIBRARY_PATH=$LD_LIBRARY_PATH"
@@ -105,7 +108,7 @@ if [ $usable = 1 ]; then
         timeout 150 "$dev/bin/bench_step" "$bench_steps" "$batches" "$backend" "$tf" "$b_big" 2>&1 | tee -a "$out/bench.log"
     done
     say "== PyTorch, same network"
-    PYTHONUNBUFFERED=1 timeout 200 python3 scripts/device/bench_torch.py --steps "$bench_steps" \
+    LD_LIBRARY_PATH=$python_ldp PYTHONUNBUFFERED=1 timeout 200 python3 scripts/device/bench_torch.py --steps "$bench_steps" \
         --batches "$batches" 2>&1 | tee -a "$out/bench.log"
 fi
 res() { # backend tf32 what key -> value of the first matching RESULT line
