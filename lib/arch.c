@@ -222,8 +222,8 @@ SM_API size_t sm_arch_num_params(const sm_arch *a) { return a ? a->n_params : 0;
 
 static const char koch_text[] = "1x105x105:conv64k10,relu,pool2,conv128k7,relu,pool2,"
                                 "conv128k4,relu,pool2,conv256k5,relu,flatten,fc4096";
-/* Measured on a 2-core CPU: 87.7 % verification after 8000 steps of 32 pairs, 0.28 s a step
- * (docs/evaluation.md); the wide first pool is what makes it cheap. */
+/* On a 2-core CPU: 87.7 % verification after 8000 steps of 32 pairs at lr 1e-3 (docs/results.md);
+ * the 4x4 first pool is what makes it cheap (conv2 sees 24x24 instead of 48x48 maps). */
 static const char laptop_text[] = "1x105x105:conv32k10,relu,pool4,conv64k5,relu,pool2,flatten,"
                                   "fc128";
 

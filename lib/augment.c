@@ -8,7 +8,10 @@
 #include "error.h"
 #include "image.h"
 
-static double in_range(sm__rng *r, double lo, double hi) { return lo + (hi - lo) * sm__rng_uniform(r); }
+static double in_range(sm__rng *r, double lo, double hi)
+{
+    return lo + (hi - lo) * sm__rng_uniform(r);
+}
 
 /* Bilinear sample at (x, y) in pixel-centre coordinates; white outside the image, so borders
  * fade into the paper rather than smearing the edge pixels. */
@@ -74,8 +77,8 @@ SM_API sm_status sm_image_distort(const float *src, int height, int width, unsig
                      width <= SM__MAX_IMAGE_SIDE,
                  "sm_image_distort: image size %dx%d out of range (1..%d each)", width, height,
                  SM__MAX_IMAGE_SIDE);
-    SM_CHECK_ARG((parts & ~(unsigned)SM_DISTORT_ALL) == 0,
-                 "sm_image_distort: unknown distortion bits 0x%x", parts & ~(unsigned)SM_DISTORT_ALL);
+    const unsigned unknown = parts & ~(unsigned)SM_DISTORT_ALL;
+    SM_CHECK_ARG(unknown == 0, "sm_image_distort: unknown distortion bits 0x%x", unknown);
     sm__rng rng;
     sm__rng_seed(&rng, seed);
     sm__distort(&rng, parts, src, height, width, dst);

@@ -25,7 +25,8 @@ enum { S = 21 };
 static void glyph(float *img)
 {
     for (int y = 0; y < S; y++)
-        for (int x = 0; x < S; x++) img[y * S + x] = (x == 10 || y == 6 || x + y == 30) ? 0.0f : 1.0f;
+        for (int x = 0; x < S; x++)
+            img[y * S + x] = (x == 10 || y == 6 || x + y == 30) ? 0.0f : 1.0f;
 }
 
 static void test_distort_basics(void **state)

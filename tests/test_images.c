@@ -83,10 +83,12 @@ static void test_grey_rule(void **state)
                          luma(rgba[4 * i], rgba[4 * i + 1], rgba[4 * i + 2], rgba[4 * i + 3]));
     assert_int_equal(sm_image_read_png(p_rgb, H, W, px), SM_OK);
     for (int i = 0; i < W * H; i++)
-        assert_int_equal(lroundf(px[i] * 255.0f), luma(rgb[3 * i], rgb[3 * i + 1], rgb[3 * i + 2], 255));
+        assert_int_equal(lroundf(px[i] * 255.0f),
+                         luma(rgb[3 * i], rgb[3 * i + 1], rgb[3 * i + 2], 255));
     assert_int_equal(sm_image_read_png(p_ga, H, W, px), SM_OK);
     for (int i = 0; i < W * H; i++)
-        assert_int_equal(lroundf(px[i] * 255.0f), luma(ga[2 * i], ga[2 * i], ga[2 * i], ga[2 * i + 1]));
+        assert_int_equal(lroundf(px[i] * 255.0f),
+                         luma(ga[2 * i], ga[2 * i], ga[2 * i], ga[2 * i + 1]));
     /* palette: entry 0 opaque red, entry 1 transparent (white whatever its colour) */
     assert_int_equal(sm_image_read_png(p_pal, H, W, px), SM_OK);
     for (int i = 0; i < W * H; i++)

@@ -518,6 +518,71 @@ static void test_destroy_order(void **state)
     sm_backend_destroy(be);
 }
 
+/* The 0.2 calls (evaluation, augmentation, images, health) on NULL, mismatched and absurd
+ * arguments: a status with a message, no output written, the handles still usable. */
+static void test_v02_calls(void **state)
+{
+    (void)state;
+    model m, other;
+    model_open(&m, TINY, 12, 1);
+    model_open(&other, TINY16, 16, 2);
+    sm_eval_result r = SM_EVAL_RESULT_INIT, keep;
+    r.trials = 1234;
+    keep = r;
+    /* a dataset of another size, a head of another model's backend, a NULL dataset */
+    expect_status(sm_verification_accuracy(m.sub, m.head, other.ds, 10, 1, &r), SM_ERR_SHAPE,
+                  "16");
+    expect_status(sm_verification_accuracy(m.sub, other.head, m.ds, 10, 1, &r),
+                  SM_ERR_INVALID_ARG, "different backends");
+    expect_status(sm_oneshot_episodes(m.sub, m.head, other.ds, 2, 1, 1, 0, 1, &r), SM_ERR_SHAPE,
+                  NULL);
+    expect_status(sm_oneshot_episodes(m.sub, m.head, m.ds, 7, 1, 1, 0, 1, &r), SM_ERR_DATASET,
+                  "6");
+    expect_status(sm_oneshot_episodes(m.sub, m.head, m.ds, 2, 3, 1, 0, 1, &r), SM_ERR_DATASET,
+                  "4 images");
+    expect_status(sm_oneshot_episodes(m.sub, m.head, m.ds, 2, 1, 1, 0, 1, NULL),
+                  SM_ERR_INVALID_ARG, NULL);
+    expect_status(sm_oneshot_episodes(m.sub, m.head, m.ds, INT32_MAX, INT32_MAX, SIZE_MAX, 0, 1,
+                                      &r), SM_ERR_INVALID_ARG, NULL);
+    assert_memory_equal(&r, &keep, sizeof r);
+    /* runs */
+    sm_oneshot_runs *runs = SENTINEL;
+    expect_status(sm_oneshot_runs_open("/nonexistent/runs", 0, 0, &runs), SM_ERR_IO, "runs");
+    expect_status(sm_oneshot_runs_open("/", -3, 0, &runs), SM_ERR_INVALID_ARG, NULL);
+    assert_ptr_equal(runs, SENTINEL);
+    const char *name = SENTINEL;
+    expect_status(sm_oneshot_run_info(NULL, 0, &name, NULL, NULL), SM_ERR_INVALID_ARG, NULL);
+    assert_ptr_equal(name, SENTINEL);
+    /* images and augmentation */
+    float px[IN], out[IN];
+    for (int i = 0; i < IN; i++) px[i] = 0.5f, out[i] = -2.0f;
+    expect_status(sm_image_distort(px, 12, 12, 0x100, 1, out), SM_ERR_INVALID_ARG, "bits");
+    expect_status(sm_image_distort(px, -12, 12, 1, 1, out), SM_ERR_INVALID_ARG, NULL);
+    expect_status(sm_image_resize(px, 12, 12, out, 0, 12), SM_ERR_INVALID_ARG, NULL);
+    expect_status(sm_image_load_png("/nonexistent.png", 12, 12, out), SM_ERR_IO, NULL);
+    expect_status(sm_image_load_png("/", 12, 12, out), SM_ERR_IO, NULL);
+    assert_float_equal(out[0], -2.0f, 0);
+    sm_arch *arch = SENTINEL;
+    expect_status(sm_arch_create_laptop(NULL), SM_ERR_INVALID_ARG, NULL);
+    expect_status(sm_arch_from_string("Laptop", &arch), SM_ERR_INVALID_ARG, "laptop");
+    assert_ptr_equal(arch, SENTINEL);
+    /* trainer parameters and health */
+    int64_t v = 77;
+    expect_status(sm_trainer_set_param(m.tr, SM_TRAINER_AUGMENT, 1 << 20), SM_ERR_INVALID_ARG,
+                  "augmentation");
+    expect_status(sm_trainer_get_param(NULL, SM_TRAINER_AUGMENT, &v), SM_ERR_INVALID_ARG, NULL);
+    assert_int_equal(v, 77);
+    expect_status(sm_trainer_set_health(m.tr, INT64_MAX, (sm_health_fn)1, NULL),
+                  SM_ERR_INVALID_ARG, NULL);
+    expect_status(sm_trainer_set_validation(m.tr, other.ds, 10, 1), SM_ERR_SHAPE, NULL);
+    /* still usable */
+    float loss;
+    expect_status(sm_train_step(m.tr, &loss), SM_OK, NULL);
+    expect_status(sm_verification_accuracy(m.sub, m.head, m.ds, 10, 1, &r), SM_OK, NULL);
+    model_close(&m);
+    model_close(&other);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -530,6 +595,7 @@ int main(void)
         cmocka_unit_test(test_trainer_wrong_order),
         cmocka_unit_test(test_trainer_load_other_size),
         cmocka_unit_test(test_destroy_order),
+        cmocka_unit_test(test_v02_calls),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -174,7 +174,8 @@ static void test_episodes(void **state)
     assert_non_null(strstr(sm_last_error(), "at least 5 images"));
     assert_int_equal(sm_oneshot_episodes(m.sub, m.head, ds, 1, 1, 3, 0, 1, &a), SM_ERR_INVALID_ARG);
     assert_int_equal(sm_oneshot_episodes(m.sub, m.head, ds, 5, 0, 3, 0, 1, &a), SM_ERR_INVALID_ARG);
-    assert_int_equal(sm_oneshot_episodes(m.sub, m.head, ds, 5, 101, 3, 0, 1, &a), SM_ERR_INVALID_ARG);
+    assert_int_equal(sm_oneshot_episodes(m.sub, m.head, ds, 5, 101, 3, 0, 1, &a),
+                     SM_ERR_INVALID_ARG);
     assert_int_equal(sm_oneshot_episodes(m.sub, m.head, ds, 5, 1, 0, 0, 1, &a), SM_ERR_INVALID_ARG);
     assert_int_equal(sm_oneshot_episodes(m.sub, m.head, ds, 5, 1, SIZE_MAX, 0, 1, &a),
                      SM_ERR_INVALID_ARG);
@@ -326,9 +327,11 @@ static void test_runs_malformed(void **state)
     expect_bad_labels(OK1 "\n", SM_ERR_FORMAT, "line 2: empty line");
     expect_bad_labels(OK1 "run01/test/item02.png  run01/training/class02.png\n", SM_ERR_FORMAT,
                       "line 2");
-    expect_bad_labels("run01/test/item01.png\trun01/training/class01.png\n", SM_ERR_FORMAT, "line 1");
+    expect_bad_labels("run01/test/item01.png\trun01/training/class01.png\n", SM_ERR_FORMAT,
+                      "line 1");
     expect_bad_labels("run01/test/item01.png\n", SM_ERR_FORMAT, "line 1");
-    expect_bad_labels("run01/training/class01.png run01/test/item01.png\n", SM_ERR_FORMAT, "line 1");
+    expect_bad_labels("run01/training/class01.png run01/test/item01.png\n", SM_ERR_FORMAT,
+                      "line 1");
     expect_bad_labels("run02/test/item01.png run02/training/class01.png\n", SM_ERR_FORMAT,
                       "line 1");
     expect_bad_labels("run01/test/../test/item01.png run01/training/class01.png\n", SM_ERR_FORMAT,
@@ -338,7 +341,8 @@ static void test_runs_malformed(void **state)
     expect_bad_labels("run01/test/item01.png run01/training/class09.png\n", SM_ERR_FORMAT,
                       "does not exist");
     expect_bad_labels(OK1 OK1, SM_ERR_FORMAT, "listed twice");
-    expect_bad_labels("run01/test/item01.txt run01/training/class01.png\n", SM_ERR_FORMAT, "line 1");
+    expect_bad_labels("run01/test/item01.txt run01/training/class01.png\n", SM_ERR_FORMAT,
+                      "line 1");
     expect_bad_labels(OK1 "run01/test/item02.png run01/training/class02.png\r\r\n", SM_ERR_FORMAT,
                       "line 2");
     const char nul[] = "run01/test/item01.png run01/training/class01.png";
