@@ -132,7 +132,8 @@ int cli_open_backend(const char *name, int threads, sm_backend **out)
     if (!strcmp(name, "auto")) kind = SM_BACKEND_AUTO;
     else if (!strcmp(name, "cpu")) kind = SM_BACKEND_CPU;
     else if (!strcmp(name, "cuda")) kind = SM_BACKEND_CUDA;
-    else return cli_error(0, "--backend wants auto, cpu or cuda, got '%s'", name), 0;
+    else if (!strcmp(name, "cpu-dnnl")) kind = SM_BACKEND_CPU_DNNL;
+    else return cli_error(0, "--backend wants auto, cpu, cpu-dnnl or cuda, got '%s'", name), 0;
     sm_status st = sm_backend_create(kind, out);
     if (st) return cli_fail(st, "cannot create the %s backend", name), 0;
     if ((st = sm_backend_set_threads(*out, threads))) {

@@ -26,7 +26,7 @@ static void usage(FILE *f)
         "                       and (iii); images are made grey and must be the model's size\n"
         EVAL_OPTIONS_HELP
         "  --seed N             seed of the pairs and episodes (default 1)\n"
-        "  --backend NAME       auto (default), cpu or cuda\n"
+        "  --backend NAME       auto (default), cpu, cpu-dnnl or cuda\n"
         "  --threads N          worker threads, 0 = all cores (default 0)\n"
         "  -h, --help           this text\n");
 }

@@ -58,7 +58,7 @@ static void usage(FILE *f)
         "  --arch TEXT          \"koch\" (default, the reference), \"laptop\" (a CPU-friendly\n"
         "                       preset: use it with --lr 1e-3 --batch 32) or a layer list,\n"
         "                       e.g. \"1x105x105:conv32k10,relu,pool4,conv64k5,relu,pool2,flatten,fc128\"\n"
-        "  --backend NAME       auto (default), cpu or cuda\n"
+        "  --backend NAME       auto (default), cpu, cpu-dnnl or cuda\n"
         "  --iterations N       training steps (default 10000)\n"
         "  --time-limit SECONDS stop training after this long (then save and evaluate as usual);\n"
         "                       \"15m\" and \"1h\" work too (default: none)\n"

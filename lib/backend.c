@@ -1,6 +1,6 @@
-/* The dispatch layer: picks a backend, loads the optional cuda module at run time, and wraps the
- * vtable's lifecycle. The core calls ops through be->ops; nothing here knows about OpenBLAS or
- * CUDA. */
+/* The dispatch layer: picks a backend, loads the optional modules (cuda, cpu-dnnl) at run time,
+ * and wraps the vtable's lifecycle. The core calls ops through be->ops; nothing here knows about
+ * OpenBLAS, oneDNN or CUDA. */
 #define _GNU_SOURCE /* dladdr */
 #include <dlfcn.h>
 #include <stdatomic.h>
@@ -13,7 +13,16 @@
 #include "backend.h"
 #include "error.h"
 
-#define SM_CUDA_MODULE "libsiamese-cuda.so"
+/* A backend built as a separate module: its file, and what to say when it is missing. */
+typedef struct module_info {
+    const char *name;   /* "cuda", "cpu-dnnl" */
+    const char *file;   /* libsiamese-cuda.so */
+    const char *option; /* the meson option that builds it */
+    _Atomic(const sm_backend_ops *) cached; /* atomic: backends may be created from any thread */
+} module_info;
+
+static module_info cuda_module = {"cuda", "libsiamese-cuda.so", "-Dcuda=enabled", NULL};
+static module_info dnnl_module = {"cpu-dnnl", "libsiamese-dnnl.so", "-Ddnnl=enabled", NULL};
 
 static const sm_backend_host host_for_modules = {
     .abi_version = SM_BACKEND_ABI_VERSION,
@@ -21,64 +30,75 @@ static const sm_backend_host host_for_modules = {
     .log = sm__log,
 };
 
-/* Where the cuda module would be: SIAMESE_BACKEND_DIR, else "<dir of libsiamese.so>/libsiamese/". */
-static void cuda_module_path(char *buf, size_t cap)
+/* Where a module would be: the first folder of SIAMESE_BACKEND_DIR (one folder, or several
+ * separated by ':') that has the file, else that list's first folder; without the variable,
+ * "<dir of libsiamese.so>/libsiamese/". */
+static void module_path(const module_info *m, char *buf, size_t cap)
 {
     const char *env = getenv("SIAMESE_BACKEND_DIR");
     if (env && *env) {
-        snprintf(buf, cap, "%s/%s", env, SM_CUDA_MODULE);
+        for (const char *dir = env; dir && *dir;) {
+            const char *colon = strchr(dir, ':');
+            int len = colon ? (int)(colon - dir) : (int)strlen(dir);
+            snprintf(buf, cap, "%.*s/%s", len, dir, m->file);
+            if (access(buf, F_OK) == 0) return;
+            dir = colon ? colon + 1 : NULL;
+        }
+        const char *colon = strchr(env, ':');
+        snprintf(buf, cap, "%.*s/%s", colon ? (int)(colon - env) : (int)strlen(env), env,
+                 m->file);
         return;
     }
     Dl_info info;
-    if (dladdr((void *)&cuda_module_path, &info) && info.dli_fname) {
+    if (dladdr((void *)&module_path, &info) && info.dli_fname) {
         const char *slash = strrchr(info.dli_fname, '/');
         if (slash) {
             snprintf(buf, cap, "%.*s/libsiamese/%s", (int)(slash - info.dli_fname),
-                     info.dli_fname, SM_CUDA_MODULE);
+                     info.dli_fname, m->file);
             return;
         }
     }
-    snprintf(buf, cap, "%s", SM_CUDA_MODULE);
+    snprintf(buf, cap, "%s", m->file);
 }
 
 /* dlopen's message names the first library that was missing; a host program should be told
  * whether that is the module itself or one of the vendor libraries it needs. */
-static sm_status module_load_failure(const char *path, const char *why)
+static sm_status module_load_failure(const module_info *m, const char *path, const char *why)
 {
     if (access(path, F_OK) != 0)
         return sm__fail(SM_ERR_BACKEND_UNAVAILABLE,
-                        "no cuda module at '%s' (this build may not include it: meson option "
-                        "-Dcuda=enabled; or set SIAMESE_BACKEND_DIR)",
-                        path);
-    const char *vendor = strstr(why, "libcudnn") ? "cuDNN"
+                        "no %s module at '%s' (this build may not include it: meson option "
+                        "%s; or set SIAMESE_BACKEND_DIR)",
+                        m->name, path, m->option);
+    const char *vendor = strstr(why, "libcudnn")    ? "cuDNN"
                          : strstr(why, "libcublas") ? "cuBLAS"
-                                                     : NULL;
+                         : strstr(why, "libdnnl")   ? "oneDNN"
+                         : strstr(why, "libgomp")   ? "OpenMP (libgomp)"
+                                                    : NULL;
     if (vendor)
         return sm__fail(SM_ERR_BACKEND_UNAVAILABLE,
-                        "cuda module '%s' could not be loaded: %s is missing (%s); put its "
+                        "%s module '%s' could not be loaded: %s is missing (%s); put its "
                         "library folder on LD_LIBRARY_PATH",
-                        path, vendor, why);
-    return sm__fail(SM_ERR_BACKEND_UNAVAILABLE, "cuda module '%s' could not be loaded: %s", path,
-                    why);
+                        m->name, path, vendor, why);
+    return sm__fail(SM_ERR_BACKEND_UNAVAILABLE, "%s module '%s' could not be loaded: %s",
+                    m->name, path, why);
 }
 
-/* Loads the cuda module; the handle stays open for the life of the process (unloading a CUDA
- * runtime while its threads may live is not safe). */
-static sm_status load_cuda_ops(const sm_backend_ops **out)
+/* Loads a module; the handle stays open for the life of the process (unloading a CUDA runtime
+ * or an OpenMP runtime while its threads may live is not safe). */
+static sm_status load_module_ops(module_info *m, const sm_backend_ops **out)
 {
-    /* atomic: backends may be created from several threads at once */
-    static _Atomic(const sm_backend_ops *) cached;
-    const sm_backend_ops *seen = atomic_load(&cached);
+    const sm_backend_ops *seen = atomic_load(&m->cached);
     if (seen) {
         *out = seen;
         return SM_OK;
     }
     char path[4096];
-    cuda_module_path(path, sizeof path);
+    module_path(m, path, sizeof path);
     void *h = dlopen(path, RTLD_NOW | RTLD_LOCAL);
     if (!h) {
         const char *why = dlerror();
-        return module_load_failure(path, why ? why : "unknown dlopen error");
+        return module_load_failure(m, path, why ? why : "unknown dlopen error");
     }
     sm_backend_module_entry_fn entry;
     *(void **)&entry = dlsym(h, "sm_backend_module_entry");
@@ -86,21 +106,32 @@ static sm_status load_cuda_ops(const sm_backend_ops **out)
     if (!ops) {
         dlclose(h);
         return sm__fail(SM_ERR_BACKEND_UNAVAILABLE,
-                        "cuda backend not available: '%s' has no sm_backend_module_entry", path);
+                        "%s backend not available: '%s' has no sm_backend_module_entry", m->name,
+                        path);
     }
     if (ops->abi_version != SM_BACKEND_ABI_VERSION) {
         int v = ops->abi_version;
         dlclose(h);
-        return sm__fail(SM_ERR_VERSION,
-                        "cuda module '%s' has backend ABI %d, this library needs %d", path, v,
-                        SM_BACKEND_ABI_VERSION);
+        return sm__fail(SM_ERR_VERSION, "%s module '%s' has backend ABI %d, this library needs %d",
+                        m->name, path, v, SM_BACKEND_ABI_VERSION);
     }
-    atomic_store(&cached, ops);
+    atomic_store(&m->cached, ops);
     *out = ops;
     return SM_OK;
 }
 
-/* `fallback` (may be NULL) receives, for AUTO landing on the CPU, why CUDA was not taken. */
+static sm_status load_usable(module_info *m, const sm_backend_ops **out)
+{
+    const sm_backend_ops *ops;
+    SM_TRY(load_module_ops(m, &ops));
+    SM_TRY(ops->probe());
+    *out = ops;
+    return SM_OK;
+}
+
+/* `fallback` (may be NULL) receives, for AUTO landing on a CPU backend, why CUDA was not taken
+ * (and, landing on cpu-blas, why cpu-dnnl was not). AUTO prefers cpu-dnnl to cpu-blas: where its
+ * module is built it is the faster CPU backend (docs/performance.md). */
 static sm_status resolve(sm_backend_kind kind, const sm_backend_ops **out, char *fallback,
                          size_t cap)
 {
@@ -108,21 +139,22 @@ static sm_status resolve(sm_backend_kind kind, const sm_backend_ops **out, char 
     case SM_BACKEND_CPU:
         *out = sm__cpu_blas_ops();
         return SM_OK;
-    case SM_BACKEND_CUDA: {
-        const sm_backend_ops *ops;
-        SM_TRY(load_cuda_ops(&ops));
-        SM_TRY(ops->probe());
-        *out = ops;
-        return SM_OK;
-    }
+    case SM_BACKEND_CUDA: return load_usable(&cuda_module, out);
+    case SM_BACKEND_CPU_DNNL: return load_usable(&dnnl_module, out);
     case SM_BACKEND_AUTO: {
-        const sm_backend_ops *ops = NULL;
-        if (load_cuda_ops(&ops) == SM_OK && ops->probe() == SM_OK) {
-            *out = ops;
+        if (load_usable(&cuda_module, out) == SM_OK) return SM_OK;
+        char why[sizeof ((sm_backend *)0)->fallback_reason];
+        snprintf(why, sizeof why, "%s", sm_last_error());
+        if (load_usable(&dnnl_module, out) == SM_OK) {
+            if (fallback) snprintf(fallback, cap, "%s", why);
+            sm__log(SM_LOG_INFO, "auto backend: using cpu-dnnl (%s)", why);
             return SM_OK;
         }
-        if (fallback) snprintf(fallback, cap, "%s", sm_last_error());
-        sm__log(SM_LOG_INFO, "auto backend: using cpu-blas (%s)", sm_last_error());
+        /* a reason cut at the buffer's end still starts with what matters */
+        if (fallback && snprintf(fallback, cap, "%s; cpu-dnnl: %s", why, sm_last_error()) < 0)
+            fallback[0] = '\0';
+        sm__log(SM_LOG_INFO, "auto backend: using cpu-blas (%s; cpu-dnnl: %s)", why,
+                sm_last_error());
         *out = sm__cpu_blas_ops();
         return SM_OK;
     }
@@ -136,6 +168,7 @@ SM_API const char *sm_backend_kind_name(sm_backend_kind kind)
     case SM_BACKEND_AUTO: return "auto";
     case SM_BACKEND_CPU: return "cpu";
     case SM_BACKEND_CUDA: return "cuda";
+    case SM_BACKEND_CPU_DNNL: return "cpu-dnnl";
     }
     return "unknown";
 }

@@ -21,7 +21,7 @@ fi
 
 if [ ! -f "$dir/build.ninja" ]; then
     "$meson_cmd" setup "$dir" "$source_root" -Dbuildtype=debugoptimized -Dtests=false \
-        -Dexamples=false -Dcuda=disabled >"$build_root/abi-check-setup.log" 2>&1 ||
+        -Dexamples=false -Dcuda=disabled -Ddnnl=disabled >"$build_root/abi-check-setup.log" 2>&1 ||
         { cat "$build_root/abi-check-setup.log" >&2; echo "FAIL: meson setup $dir" >&2; exit 1; }
 fi
 "$meson_cmd" compile -C "$dir" siamese >"$build_root/abi-check-build.log" 2>&1 ||

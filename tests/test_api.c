@@ -112,8 +112,27 @@ static void test_backend_selection(void **state)
         expect_status(sm_backend_create(SM_BACKEND_CUDA, &be), SM_ERR_BACKEND_UNAVAILABLE, "cuda");
         assert_null(be);
         assert_int_equal(sm_backend_create(SM_BACKEND_AUTO, &be), SM_OK);
-        assert_string_equal(sm_backend_name(be), "cpu-blas");
+        /* the fastest CPU backend there is: cpu-dnnl where its module loads */
+        assert_string_equal(sm_backend_name(be), sm_backend_probe(SM_BACKEND_CPU_DNNL) == SM_OK
+                                                     ? "cpu-dnnl"
+                                                     : "cpu-blas");
+        assert_non_null(strstr(sm_backend_fallback_reason(be), "cuda"));
         sm_backend_destroy(be);
+    }
+    assert_string_equal(sm_backend_kind_name(SM_BACKEND_CPU_DNNL), "cpu-dnnl");
+    if (sm_backend_probe(SM_BACKEND_CPU_DNNL) == SM_OK) {
+        assert_int_equal(sm_backend_create(SM_BACKEND_CPU_DNNL, &be), SM_OK);
+        assert_string_equal(sm_backend_name(be), "cpu-dnnl");
+        assert_int_equal(sm_backend_get_kind(be), SM_BACKEND_CPU_DNNL);
+        assert_string_equal(sm_backend_fallback_reason(be), ""); /* forced: no fallback */
+        assert_int_equal(sm_backend_set_threads(be, 1), SM_OK);
+        assert_int_equal(sm_backend_get_threads(be), 1);
+        assert_int_equal(sm_backend_set_threads(be, 0), SM_OK);
+        assert_true(sm_backend_get_threads(be) >= 1);
+        sm_backend_destroy(be);
+    } else {
+        expect_status(sm_backend_create(SM_BACKEND_CPU_DNNL, &be), SM_ERR_BACKEND_UNAVAILABLE,
+                      "cpu-dnnl");
     }
 }
 

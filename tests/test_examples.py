@@ -197,7 +197,7 @@ with tempfile.TemporaryDirectory(prefix="siamese-examples.") as tmp:
         ("siamese-train", ["--arch", "1x32x32:conv4k99", "--iterations", "1"], "bad --arch"),
         ("siamese-train", ["--data", os.path.join(tmp, "missing.zip"), "--arch", arch],
          "cannot open the training set"),
-        ("siamese-train", ["--backend", "gpu"], "--backend wants auto, cpu or cuda"),
+        ("siamese-train", ["--backend", "gpu"], "--backend wants auto, cpu, cpu-dnnl or cuda"),
         ("siamese-train", ["--way", "1"], "--way wants a whole number in [2, 1000]"),
         ("siamese-train", ["--time-limit", "-1m"], "--time-limit wants a duration"),
         ("siamese-compare", [], "expected 3 arguments"),

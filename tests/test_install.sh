@@ -69,6 +69,16 @@ if [ -e "$mod" ]; then
     echo "cuda module: $mod (exports sm_backend_module_entry only)"
 fi
 
+dnnl_needed=$(echo "$needed" | grep -Ei 'dnnl|gomp' || true)
+[ -z "$dnnl_needed" ] || fail "libsiamese.so needs oneDNN at link time: $(echo $dnnl_needed)"
+mod=$ilib/libsiamese/libsiamese-dnnl.so
+if [ -e "$mod" ]; then
+    mod_exports=$(nm -D --defined-only "$mod" | awk '$2 != "A" { sub(/@.*/, "", $3); print $3 }')
+    [ "$mod_exports" = sm_backend_module_entry ] ||
+        fail "libsiamese-dnnl.so exports more than sm_backend_module_entry: $(echo $mod_exports)"
+    echo "cpu-dnnl module: $mod (exports sm_backend_module_entry only)"
+fi
+
 # The installed example programs run against the installed library.
 for prog in siamese-train siamese-compare; do
     if [ -x "$iprefix/bin/$prog" ]; then

@@ -13,6 +13,7 @@
 
 #include "backend.h"
 #include "ref_ops.h"
+#include "test_backend.h"
 
 static sm_backend *be;
 static unsigned seed_state = 12345;
@@ -162,6 +163,69 @@ static void test_conv(void **state)
     check_conv(3, 1, 9, 9, 5, 4, 4);  /* one input channel, as the first layer */
     check_conv(1, 4, 5, 5, 2, 5, 5);  /* kernel covers the input: 1x1 output */
     check_conv(2, 2, 6, 8, 3, 1, 1);  /* 1x1 kernel */
+}
+
+/* Batches larger than a backend's internal grouping (cpu-blas: several images per GEMM;
+ * cpu-dnnl: chunks of 16 images), with a tail, run in a workspace sized for a larger batch, as
+ * the trainer's last micro-batch does: every op against direct double loops. */
+static void check_conv_batched(int n, int cap, int c, int h, int w, int k, int kh)
+{
+    const int oh = h - kh + 1, ow = w - kh + 1;
+    const size_t nx = (size_t)n * c * h * w, nw = (size_t)k * c * kh * kh;
+    const size_t no = (size_t)n * k * oh * ow;
+    double *x = rnd(nx, -1, 1), *wt = rnd(nw, -0.5, 0.5), *b = rnd(k, -0.5, 0.5);
+    double *dy = rnd(no, -1, 1), *w0 = rnd(nw, -1, 1), *b0 = rnd(k, -1, 1);
+    double *y = malloc(no * sizeof *y), *dx = calloc(nx, sizeof *dx);
+    double *dw = malloc(nw * sizeof *dw), *db = malloc(k * sizeof *db);
+    ref_conv(n, c, h, w, k, kh, kh, x, wt, b, y);
+    memcpy(dw, w0, nw * sizeof *dw);
+    memcpy(db, b0, k * sizeof *db);
+    for (int in = 0; in < n; in++)
+        for (int ko = 0; ko < k; ko++)
+            for (int yy = 0; yy < oh; yy++)
+                for (int xx = 0; xx < ow; xx++) {
+                    double g = dy[(((size_t)in * k + ko) * oh + yy) * ow + xx];
+                    db[ko] += g;
+                    for (int ci = 0; ci < c; ci++)
+                        for (int i = 0; i < kh; i++)
+                            for (int j = 0; j < kh; j++) {
+                                size_t xi = (((size_t)in * c + ci) * h + yy + i) * w + xx + j;
+                                size_t wi = (((size_t)ko * c + ci) * kh + i) * kh + j;
+                                dx[xi] += wt[wi] * g;
+                                dw[wi] += x[xi] * g;
+                            }
+                }
+    sm_conv_shape big = {cap, c, h, w, k, kh, kh, oh, ow}, s = big;
+    s.n = n;
+    size_t wsb = be->ops->conv_workspace(be->ctx, &big);
+    void *ws = NULL;
+    assert_int_equal(be->ops->alloc(be->ctx, wsb ? wsb : 4, &ws), SM_OK);
+    float *dx_ = to_dev(x, nx), *dw_ = to_dev(wt, nw), *db_ = to_dev(b, k), *ddy = to_dev(dy, no);
+    float *dout = to_dev(dy, no), *ddx = to_dev(x, nx), *ddw = to_dev(w0, nw), *ddb = to_dev(b0, k);
+    double *got = malloc((no > nx ? no : nx) * sizeof *got);
+    assert_int_equal(be->ops->conv_fwd(be->ctx, &s, dx_, dw_, db_, dout, ws, wsb), SM_OK);
+    from_dev(dout, no, got);
+    expect_close("batched conv forward", got, y, no, 1e-5);
+    assert_int_equal(be->ops->conv_bwd_data(be->ctx, &s, ddy, dw_, ddx, ws, wsb), SM_OK);
+    from_dev(ddx, nx, got);
+    expect_close("batched conv backward-data", got, dx, nx, 1e-5);
+    assert_int_equal(be->ops->conv_bwd_filter(be->ctx, &s, dx_, ddy, ddw, ddb, ws, wsb), SM_OK);
+    from_dev(ddw, nw, got);
+    expect_close("batched conv backward-filter", got, dw, nw, 1e-5);
+    from_dev(ddb, k, got);
+    expect_close("batched conv backward-bias", got, db, (size_t)k, 1e-5);
+    void *devs[] = {dx_, dw_, db_, ddy, dout, ddx, ddw, ddb, ws};
+    for (size_t i = 0; i < sizeof devs / sizeof *devs; i++) be->ops->free(be->ctx, devs[i]);
+    free(x), free(wt), free(b), free(dy), free(w0), free(b0), free(y), free(dx), free(dw);
+    free(db), free(got);
+}
+
+static void test_conv_batched(void **state)
+{
+    (void)state;
+    check_conv_batched(30, 40, 3, 20, 20, 5, 3); /* 324 columns an image: groups and a tail */
+    check_conv_batched(19, 19, 1, 40, 40, 4, 7); /* one channel, as the first layer */
+    check_conv_batched(5, 64, 2, 70, 70, 3, 5);  /* one image per GEMM */
 }
 
 /* ---- max pooling ---- */
@@ -476,7 +540,8 @@ static int run_on(sm_backend_kind kind)
     }
     printf("checking the ops of backend %s\n", sm_backend_name(be));
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_conv),       cmocka_unit_test(test_maxpool),
+        cmocka_unit_test(test_conv),       cmocka_unit_test(test_conv_batched),
+        cmocka_unit_test(test_maxpool),
         cmocka_unit_test(test_relu_sigmoid), cmocka_unit_test(test_gemm_bias),
         cmocka_unit_test(test_absdiff),    cmocka_unit_test(test_bce),
         cmocka_unit_test(test_adam_update), cmocka_unit_test(test_all_finite),
@@ -488,7 +553,9 @@ static int run_on(sm_backend_kind kind)
 
 int main(void)
 {
-    int failed = run_on(SM_BACKEND_CPU);
+    sm_backend_kind cpu = test_cpu_backend(); /* SIAMESE_TEST_BACKEND; 77 when not built */
+    int failed = run_on(cpu);
+    if (cpu != SM_BACKEND_CPU) return failed; /* the cuda checks ride on the cpu-blas run */
     int cuda = run_on(SM_BACKEND_CUDA);
     if (cuda > 0) failed += cuda;
     return failed;

@@ -18,6 +18,7 @@
 #include <cmocka.h>
 
 #include "model.h"
+#include "test_backend.h"
 
 #ifndef SM_TEST_DATA_DIR
 #define SM_TEST_DATA_DIR "tests/data"
@@ -204,7 +205,7 @@ static void check_case(const char *name, int64_t micro)
     sm_head *head = NULL;
     sm_adam *adam = NULL;
     sm_trainer *tr = NULL;
-    assert_int_equal(sm_backend_create(SM_BACKEND_CPU, &be), SM_OK);
+    assert_int_equal(sm_backend_create(test_cpu_backend(), &be), SM_OK);
     assert_int_equal(sm_arch_from_string(d.arch, &arch), SM_OK);
     assert_int_equal(sm_subnet_create(be, arch, 1, &sub), SM_OK);
     if (sm_subnet_num_params(sub) != d.n_sub)

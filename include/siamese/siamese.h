@@ -116,16 +116,20 @@ SM_API uint64_t sm_get_limit(sm_limit key);
  * ------------------------------------------------------------------------------------------- */
 
 typedef enum sm_backend_kind {
-    SM_BACKEND_AUTO = 0, /* the best usable backend: CUDA when usable, else the CPU */
-    SM_BACKEND_CPU = 1,  /* cpu-blas: OpenBLAS GEMMs and the library's own loops */
-    SM_BACKEND_CUDA = 2  /* cuda: cuDNN + cuBLAS (a separately built module) */
+    SM_BACKEND_AUTO = 0,    /* the best usable backend: CUDA when usable, else cpu-dnnl when
+                               its module loads, else cpu-blas */
+    SM_BACKEND_CPU = 1,     /* cpu-blas: OpenBLAS GEMMs and the library's own loops */
+    SM_BACKEND_CUDA = 2,    /* cuda: cuDNN + cuBLAS (a separately built module) */
+    SM_BACKEND_CPU_DNNL = 3 /* since 0.2: cpu-dnnl: oneDNN convolutions and GEMM, cpu-blas's
+                               loops for the rest (a separately built module, meson option
+                               -Ddnnl; docs/performance.md) */
 } sm_backend_kind;
 
 /** A compute backend: owns the device context, threads and vendor handles. */
 typedef struct sm_backend sm_backend;
 
-/** "auto", "cpu", "cuda" (the names the examples' --backend option takes); "unknown" for values
- *  not in the enum. Static storage. Since 0.2. */
+/** "auto", "cpu", "cuda", "cpu-dnnl" (the names the examples' --backend option takes);
+ *  "unknown" for values not in the enum. Static storage. Since 0.2. */
 SM_API const char *sm_backend_kind_name(sm_backend_kind kind);
 
 /** Reports whether `kind` can be used here: SM_OK, or SM_ERR_BACKEND_UNAVAILABLE with the
@@ -137,12 +141,15 @@ SM_API sm_status sm_backend_probe(sm_backend_kind kind);
 SM_API sm_status sm_backend_create(sm_backend_kind kind, sm_backend **out);
 /** Destroys a backend. Every subnet and head created on it must be destroyed first. NULL: no-op. */
 SM_API void sm_backend_destroy(sm_backend *backend);
-/** The backend's name ("cpu-blas", "cuda"); "" for NULL. Static storage. */
+/** The backend's name ("cpu-blas", "cpu-dnnl", "cuda"); "" for NULL. Static storage. */
 SM_API const char *sm_backend_name(const sm_backend *backend);
 /** The concrete kind (never SM_BACKEND_AUTO); SM_BACKEND_AUTO for NULL. */
 SM_API sm_backend_kind sm_backend_get_kind(const sm_backend *backend);
-/** Sets the number of worker threads (BLAS included); 0 = all cores (the default).
- *  The setting is process-wide for OpenBLAS: call it while no other thread is computing.
+/** Sets the number of worker threads (BLAS, oneDNN and the library's own loops, which always
+ *  run on the same count as the library they sit between, so they never oversubscribe the
+ *  cores); 0 = all cores (the default; OPENBLAS_NUM_THREADS or OMP_NUM_THREADS, for cpu-blas
+ *  or cpu-dnnl, set the initial count). The setting is process-wide for each CPU backend
+ *  (OpenBLAS's and OpenMP's pools are): call it while no other thread is computing.
  *  SM_ERR_INVALID_ARG for a negative count or > 1024. */
 SM_API sm_status sm_backend_set_threads(sm_backend *backend, int threads);
 /** The thread count in effect, or 0 for NULL. */
@@ -150,7 +157,8 @@ SM_API int sm_backend_get_threads(const sm_backend *backend);
 
 /** A backend created with SM_BACKEND_AUTO that is not the CUDA backend: why CUDA was not
  *  taken ("no cuda module at '...'", "module '...' could not be loaded: libcudnn.so.9: ...",
- *  "no NVIDIA driver: ...", "no CUDA device: ..."). "" when the backend was created with an
+ *  "no NVIDIA driver: ...", "no CUDA device: ..."), followed, when AUTO landed on cpu-blas, by
+ *  "; cpu-dnnl: " and why cpu-dnnl was not taken either. "" when the backend was created with an
  *  explicit kind, when AUTO chose CUDA, or for NULL. Valid as long as the backend. Since 0.2. */
 SM_API const char *sm_backend_fallback_reason(const sm_backend *backend);
 

@@ -1,0 +1,202 @@
+/* The cpu-dnnl backend's entry point, context and vtable. Built as the module
+ * libsiamese-dnnl.so, which the core dlopens (lib/backend.c), so libsiamese.so keeps no
+ * link-time oneDNN dependency; only sm_backend_module_entry is exported (module.map).
+ * Convolutions and the dense GEMM are oneDNN's (its AVX-512 kernels, which the OpenBLAS build
+ * here does not use); pooling, the element-wise ops, the head and Adam are cpu-blas's loops,
+ * compiled into this module and run on oneDNN's OpenMP team (parallel_omp.c). One line per
+ * slot, so a new slot shows up in review. */
+#include <omp.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../cpu-blas/cpu_internal.h"
+#include "dnnl_internal.h"
+
+const sm_backend_host *smd_host;
+
+/* 0 until set: OpenMP's default (all cores, or OMP_NUM_THREADS), read at entry */
+static _Atomic int threads_set;
+static int threads_default = 1;
+
+int smd_threads(void)
+{
+    int t = atomic_load_explicit(&threads_set, memory_order_relaxed);
+    return t > 0 ? t : threads_default;
+}
+
+void smd_set_threads(int threads)
+{
+    atomic_store_explicit(&threads_set, threads > 0 ? threads : omp_get_num_procs(),
+                          memory_order_relaxed);
+}
+
+sm_status smd_fail(dnnl_status_t e, const char *what)
+{
+    static const char *const names[] = {
+        [dnnl_success] = "success", [dnnl_out_of_memory] = "out of memory",
+        [dnnl_invalid_arguments] = "invalid arguments", [dnnl_unimplemented] = "unimplemented",
+        [dnnl_iterator_ends] = "iterator ends", [dnnl_runtime_error] = "runtime error",
+        [dnnl_not_required] = "not required"};
+    const char *name = (unsigned)e < sizeof names / sizeof *names && names[e] ? names[e] : "?";
+    return smd_host->fail(e == dnnl_out_of_memory ? SM_ERR_NOMEM : SM_ERR_DEVICE,
+                          "cpu-dnnl backend: %s failed: oneDNN status %d (%s)", what, (int)e,
+                          name);
+}
+
+static sm_status be_probe(void)
+{
+    if (!smd_host || smd_host->abi_version != SM_BACKEND_ABI_VERSION) return SM_ERR_VERSION;
+    dnnl_engine_t e;
+    dnnl_status_t st = dnnl_engine_create(&e, dnnl_cpu, 0);
+    if (st != dnnl_success)
+        return smd_host->fail(SM_ERR_BACKEND_UNAVAILABLE,
+                              "cpu-dnnl backend: oneDNN cannot create a CPU engine (status %d)",
+                              (int)st);
+    dnnl_engine_destroy(e);
+    return SM_OK;
+}
+
+static sm_status be_init(void **ctx)
+{
+    dnnl_ctx *c = calloc(1, sizeof *c);
+    if (!c) return smd_host->fail(SM_ERR_NOMEM, "out of memory creating the cpu-dnnl backend");
+    dnnl_status_t st = dnnl_engine_create(&c->engine, dnnl_cpu, 0);
+    if (st != dnnl_success) {
+        free(c);
+        return smd_fail(st, "creating the CPU engine");
+    }
+    pthread_mutex_init(&c->lock, NULL);
+    *ctx = c;
+    return SM_OK;
+}
+
+static void be_destroy(void *ctx)
+{
+    dnnl_ctx *c = ctx;
+    smd_plans_destroy(c);
+    dnnl_engine_destroy(c->engine);
+    pthread_mutex_destroy(&c->lock);
+    free(c);
+}
+
+static sm_status be_set_threads(void *ctx, int threads)
+{
+    (void)ctx;
+    smd_set_threads(threads);
+    return SM_OK;
+}
+
+static int be_get_threads(void *ctx)
+{
+    (void)ctx;
+    return smd_threads();
+}
+
+/* TF32 is a GPU number format: accepted, no effect, reads back 0 (as on cpu-blas). */
+static sm_status be_set_option(void *ctx, sm_backend_option key, int64_t value)
+{
+    (void)ctx;
+    (void)key;
+    (void)value;
+    return SM_OK;
+}
+
+static int64_t be_get_option(void *ctx, sm_backend_option key)
+{
+    (void)ctx;
+    (void)key;
+    return 0;
+}
+
+static sm_status be_alloc(void *ctx, size_t bytes, void **ptr)
+{
+    (void)ctx;
+    /* aligned_alloc wants a non-zero multiple of the alignment */
+    size_t rounded = bytes ? (bytes + 63) / 64 * 64 : 64;
+    void *p = rounded >= bytes ? aligned_alloc(64, rounded) : NULL;
+    if (!p) return smd_host->fail(SM_ERR_NOMEM, "out of memory allocating %zu bytes", bytes);
+    *ptr = p;
+    return SM_OK;
+}
+
+static void be_free(void *ctx, void *ptr)
+{
+    (void)ctx;
+    free(ptr);
+}
+
+static sm_status be_copy(void *ctx, void *dst, const void *src, size_t bytes)
+{
+    (void)ctx;
+    if (bytes) memmove(dst, src, bytes);
+    return SM_OK;
+}
+
+static sm_status be_zero(void *ctx, void *dst, size_t bytes)
+{
+    (void)ctx;
+    if (bytes) memset(dst, 0, bytes);
+    return SM_OK;
+}
+
+/* oneDNN's sgemm is row-major, like the slot */
+static sm_status be_gemm(void *ctx, bool trans_a, bool trans_b, int m, int n, int k,
+                           float alpha, const float *a, int lda, const float *b, int ldb,
+                           float beta, float *c, int ldc)
+{
+    (void)ctx;
+    omp_set_num_threads(smd_threads());
+    dnnl_status_t st = dnnl_sgemm(trans_a ? 'T' : 'N', trans_b ? 'T' : 'N', m, n, k, alpha, a,
+                                  lda, b, ldb, beta, c, ldc);
+    return st == dnnl_success ? SM_OK : smd_fail(st, "sgemm");
+}
+
+static const sm_backend_ops be_ops = {
+    .abi_version = SM_BACKEND_ABI_VERSION,
+    .name = "cpu-dnnl",
+    .kind = SM_BACKEND_CPU_DNNL,
+    .probe = be_probe,
+    .init = be_init,
+    .destroy = be_destroy,
+    .set_threads = be_set_threads,
+    .get_threads = be_get_threads,
+    .set_option = be_set_option,
+    .get_option = be_get_option,
+    .alloc = be_alloc,
+    .free = be_free,
+    .upload = be_copy,   /* host memory: a copy */
+    .download = be_copy, /* host memory: a copy */
+    .zero = be_zero,
+    .copy = be_copy,
+    .conv_workspace = smd_conv_workspace,
+    .conv_fwd = smd_conv_fwd,
+    .conv_bwd_data = smd_conv_bwd_data,
+    .conv_bwd_filter = smd_conv_bwd_filter,
+    .maxpool_fwd = sm__cpu_maxpool_fwd,     /* cpu-blas's loops, from here on */
+    .maxpool_bwd = sm__cpu_maxpool_bwd,
+    .relu_fwd = sm__cpu_relu_fwd,
+    .relu_bwd = sm__cpu_relu_bwd,
+    .sigmoid_fwd = sm__cpu_sigmoid_fwd,
+    .sigmoid_bwd = sm__cpu_sigmoid_bwd,
+    .gemm = be_gemm,
+    .bias_add = sm__cpu_bias_add,
+    .bias_grad = sm__cpu_bias_grad,
+    .absdiff_fwd = sm__cpu_absdiff_fwd,
+    .absdiff_bwd = sm__cpu_absdiff_bwd,
+    .bce_fwd_bwd = sm__cpu_bce_fwd_bwd,
+    .adam_update = sm__cpu_adam_update,
+    .all_finite = sm__cpu_all_finite,
+};
+
+__attribute__((visibility("default"))) const sm_backend_ops *
+sm_backend_module_entry(const sm_backend_host *host);
+
+/* Does not read `host`: a core of another ABI may pass something else. The loader compares our
+ * abi_version and refuses us; probe checks the host's before it is ever called. */
+const sm_backend_ops *sm_backend_module_entry(const sm_backend_host *host)
+{
+    smd_host = host;
+    threads_default = omp_get_max_threads();
+    return &be_ops;
+}

@@ -1,0 +1,45 @@
+/* Private to the cpu-dnnl module: its context, the host's error functions (the module cannot
+ * link the core's hidden sm__fail), and the oneDNN convolution ops. Buffers are plain host
+ * memory, NCHW at the vtable, so every op not in conv_dnnl.c is cpu-blas's own loop. */
+#ifndef SM_CPU_DNNL_INTERNAL_H
+#define SM_CPU_DNNL_INTERNAL_H
+
+#include <oneapi/dnnl/dnnl.h>
+#include <pthread.h>
+
+#include "backend.h"
+
+extern const sm_backend_host *smd_host;
+
+/* the core's SM_TRY, which a module cannot take from lib/error.h (its other macros call the
+ * core's hidden sm__fail) */
+#define SMD_TRY(expr)                                                                              \
+    do {                                                                                           \
+        sm_status smd_s_ = (expr);                                                                 \
+        if (smd_s_ != SM_OK) return smd_s_;                                                        \
+    } while (0)
+
+typedef struct conv_plan conv_plan;
+
+typedef struct dnnl_ctx {
+    dnnl_engine_t engine;
+    pthread_mutex_t lock; /* guards `plans`; a plan, once listed, is immutable */
+    conv_plan *plans;
+} dnnl_ctx;
+
+/* The thread count for oneDNN and our loops (OpenMP, process-wide like OpenBLAS's). */
+int smd_threads(void);
+void smd_set_threads(int threads); /* 0 = all cores */
+
+sm_status smd_fail(dnnl_status_t e, const char *what);
+
+void smd_plans_destroy(dnnl_ctx *c);
+size_t smd_conv_workspace(void *ctx, const sm_conv_shape *s);
+sm_status smd_conv_fwd(void *ctx, const sm_conv_shape *s, const float *x, const float *w,
+                       const float *b, float *y, void *ws, size_t ws_bytes);
+sm_status smd_conv_bwd_data(void *ctx, const sm_conv_shape *s, const float *dy, const float *w,
+                            float *dx, void *ws, size_t ws_bytes);
+sm_status smd_conv_bwd_filter(void *ctx, const sm_conv_shape *s, const float *x, const float *dy,
+                              float *dw, float *db, void *ws, size_t ws_bytes);
+
+#endif

@@ -1,0 +1,32 @@
+/* The CPU backend a parametrised test runs on: SIAMESE_TEST_BACKEND = "cpu" (cpu-blas, the
+ * default) or "cpu-dnnl", so tests/meson.build runs the op, network and PyTorch-agreement
+ * tests once per CPU backend. A backend this build lacks ends the program with exit status 77
+ * (meson's SKIP) and says so loudly, rather than passing quietly on another backend. */
+#ifndef SM_TEST_BACKEND_H
+#define SM_TEST_BACKEND_H
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "siamese/siamese.h"
+
+static inline sm_backend_kind test_cpu_backend(void)
+{
+    const char *name = getenv("SIAMESE_TEST_BACKEND");
+    if (!name || !*name || !strcmp(name, "cpu") || !strcmp(name, "cpu-blas"))
+        return SM_BACKEND_CPU;
+    if (strcmp(name, "cpu-dnnl") != 0) {
+        fprintf(stderr, "SIAMESE_TEST_BACKEND='%s': expected cpu or cpu-dnnl\n", name);
+        exit(1);
+    }
+    if (sm_backend_probe(SM_BACKEND_CPU_DNNL) != SM_OK) {
+        printf("SKIPPED: *** the cpu-dnnl backend is not available, so its checks did NOT run: "
+               "%s (meson summary, 'Backends'; Debian package libdnnl-dev) ***\n",
+               sm_last_error());
+        exit(77);
+    }
+    return SM_BACKEND_CPU_DNNL;
+}
+
+#endif
