@@ -254,12 +254,69 @@ static void test_backends_from_threads(void **state)
     for (int i = 0; i < 4; i++) assert_int_equal(bad[i], 0);
 }
 
+/* Evaluations only read their handles: threads evaluating one model on one dataset at once
+ * get the single-threaded results exactly. */
+typedef struct eval_job {
+    const sm_subnet *sub;
+    const sm_head *head;
+    const sm_dataset *ds;
+    sm_eval_result ver, shot;
+    sm_status st;
+} eval_job;
+
+static void *evaluator(void *arg)
+{
+    eval_job *j = arg;
+    j->st = sm_verification_accuracy(j->sub, j->head, j->ds, 60, 3, &j->ver);
+    if (j->st == SM_OK)
+        j->st = sm_oneshot_episodes(j->sub, j->head, j->ds, 4, 1, 5, 1, 3, &j->shot);
+    return NULL;
+}
+
+static void test_concurrent_evaluation(void **state)
+{
+    (void)state;
+    sm_backend *be;
+    sm_arch *arch;
+    sm_subnet *sub;
+    sm_head *head;
+    sm_dataset *ds;
+    assert_int_equal(sm_backend_create(SM_BACKEND_CPU, &be), SM_OK);
+    assert_int_equal(sm_arch_from_string(TINY, &arch), SM_OK);
+    assert_int_equal(sm_subnet_create(be, arch, 5, &sub), SM_OK);
+    assert_int_equal(sm_head_create(be, DIM, 6, &head), SM_OK);
+    assert_int_equal(sm_dataset_create_synthetic(12, 3, 12, 12, 8, &ds), SM_OK);
+    eval_job ref = {sub, head, ds, SM_EVAL_RESULT_INIT, SM_EVAL_RESULT_INIT, SM_OK};
+    evaluator(&ref);
+    assert_int_equal(ref.st, SM_OK);
+    enum { N = 3 };
+    eval_job jobs[N];
+    pthread_t th[N];
+    for (int i = 0; i < N; i++) {
+        jobs[i] = ref;
+        memset(&jobs[i].ver.kind, 0, sizeof jobs[i].ver - sizeof jobs[i].ver.struct_size);
+        assert_int_equal(pthread_create(&th[i], NULL, evaluator, &jobs[i]), 0);
+    }
+    for (int i = 0; i < N; i++) assert_int_equal(pthread_join(th[i], NULL), 0);
+    for (int i = 0; i < N; i++) {
+        assert_int_equal(jobs[i].st, SM_OK);
+        assert_memory_equal(&jobs[i].ver, &ref.ver, sizeof ref.ver);
+        assert_memory_equal(&jobs[i].shot, &ref.shot, sizeof ref.shot);
+    }
+    sm_dataset_destroy(ds);
+    sm_head_destroy(head);
+    sm_subnet_destroy(sub);
+    sm_arch_destroy(arch);
+    sm_backend_destroy(be);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_concurrent_predict_and_train),
         cmocka_unit_test(test_limits_from_threads),
         cmocka_unit_test(test_backends_from_threads),
+        cmocka_unit_test(test_concurrent_evaluation),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
