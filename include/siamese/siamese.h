@@ -557,7 +557,7 @@ typedef struct sm_eval_result {
     uint64_t episodes;    /* episodes or runs the trials came from (batches: 1) */
     double correct;       /* credit earned: ties give fractions (see above) */
     double accuracy;      /* correct / trials, in [0, 1] */
-    double chance;        /* what a model with constant output scores: 1/n_way */
+    double chance;        /* what a constant model scores: the mean of 1/candidates per trial */
     uint64_t tied;        /* trials whose highest score was shared */
     double score_mean;    /* mean of every score computed */
     double score_std;     /* their standard deviation (0: the model's output is constant) */
