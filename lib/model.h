@@ -69,7 +69,7 @@ typedef struct sm__workspace {
     size_t cap;          /* images */
     float **act;         /* act[i] = input of layer i (act[0] is the batch input), act[n] out */
     int32_t **argmax;    /* per maxpool layer, else NULL */
-    float *grad_a, *grad_b; /* ping-pong gradient buffers, each the largest activation */
+    float *grad_a, *grad_b; /* ping-pong gradient buffers, each sized for what lands in it */
     void *conv_ws;
     size_t conv_ws_bytes;
     bool training;          /* training keeps each layer's output; inference reuses two */

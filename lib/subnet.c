@@ -133,6 +133,26 @@ static sm_status alloc_images(sm_backend *be, size_t per_image, size_t cap, void
     return be->ops->alloc(be->ctx, n, out);
 }
 
+/* Floats per image each gradient buffer must hold, from the walk sm__subnet_backward makes:
+ * grad_a starts with d(output) and the two swap after every conv and fc layer (and after a pool
+ * layer that passes a gradient on). Sizing each for what lands in it, rather than both for the
+ * largest activation, keeps the biggest gradient (conv1's output, for Koch) in one buffer only. */
+static void grad_sizes(const sm_arch *a, size_t need[2])
+{
+    int cur = 0;
+    need[0] = a->n_layers ? sm__layer_out_size(&a->layers[a->n_layers - 1]) : 0;
+    need[1] = 0;
+    for (size_t i = a->n_layers; i-- > 0;) {
+        const sm__layer *l = &a->layers[i];
+        size_t in = i > 0 ? sm__layer_out_size(&a->layers[i - 1]) : sm__arch_in_size(a);
+        if (l->kind == SM_LAYER_RELU || l->kind == SM_LAYER_FLATTEN) continue;
+        if (l->kind == SM_LAYER_MAXPOOL && i == 0) continue;
+        if (i > 0 && in > need[cur ^ 1]) need[cur ^ 1] = in;
+        cur ^= 1;
+    }
+    if (!need[1]) need[1] = 1;
+}
+
 sm_status sm__workspace_create(const sm_subnet *s, size_t cap, bool for_training,
                                sm__workspace *ws)
 {
@@ -186,8 +206,12 @@ sm_status sm__workspace_create(const sm_subnet *s, size_t cap, bool for_training
                 ws->argmax[i] = ws->shared_argmax;
         }
     }
-    if (st == SM_OK && for_training) st = alloc_images(be, max_act, cap, (void **)&ws->grad_a);
-    if (st == SM_OK && for_training) st = alloc_images(be, max_act, cap, (void **)&ws->grad_b);
+    size_t grad_need[2];
+    grad_sizes(a, grad_need);
+    if (st == SM_OK && for_training)
+        st = alloc_images(be, grad_need[0], cap, (void **)&ws->grad_a);
+    if (st == SM_OK && for_training)
+        st = alloc_images(be, grad_need[1], cap, (void **)&ws->grad_b);
     if (st == SM_OK && max_ws) st = be->ops->alloc(be->ctx, max_ws, &ws->conv_ws);
     ws->conv_ws_bytes = max_ws;
     if (st != SM_OK) {

@@ -103,6 +103,14 @@ static sm_status ensure_grads(sm_backend *be, float **grads, size_t n)
     return sm__be_alloc_floats(be, n, grads);
 }
 
+/* 8 pairs on the CPU backends keep a batch-180 step of the reference network well under a
+ * quarter of PyTorch's peak memory (docs/performance.md measures both, and the step at 8 and 32
+ * pairs); the GPU wants large chunks and keeps 32. */
+static int64_t default_micro_batch(const sm_backend *be)
+{
+    return be->ops->kind == SM_BACKEND_CUDA ? 32 : 8;
+}
+
 SM_API sm_status sm_trainer_create(sm_subnet *subnet, sm_head *head, sm_adam *adam,
                                    const sm_dataset *dataset, uint64_t seed, sm_trainer **out)
 {
@@ -138,7 +146,7 @@ SM_API sm_status sm_trainer_create(sm_subnet *subnet, sm_head *head, sm_adam *ad
         if (st == SM_OK && dataset &&
             !(t->aug_scratch = sm__malloc(sm__arch_in_size(&subnet->arch) * sizeof(float))))
             st = sm__fail(SM_ERR_NOMEM, "out of memory creating a trainer");
-        if (st == SM_OK) st = resize(t, 180, 32);
+        if (st == SM_OK) st = resize(t, 180, default_micro_batch(subnet->be));
     }
     if (st != SM_OK) {
         sm_trainer_destroy(t);

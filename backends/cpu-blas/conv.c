@@ -33,6 +33,8 @@ static conv_dims dims_of(const sm_conv_shape *s)
     return d;
 }
 
+int sm__cpu_conv_group(const sm_conv_shape *s) { return dims_of(s).g; }
+
 /* ---- the copies, one work unit per (image, channel[, kernel row]) ---- */
 
 typedef struct copy_job {

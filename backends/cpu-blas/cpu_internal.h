@@ -10,6 +10,8 @@ typedef struct cpu_ctx {
 } cpu_ctx;
 
 size_t sm__cpu_conv_workspace(void *ctx, const sm_conv_shape *s);
+/* Images per SGEMM that conv.c uses for this shape (tests/bench_cpu.c times those products). */
+int sm__cpu_conv_group(const sm_conv_shape *s);
 sm_status sm__cpu_conv_fwd(void *ctx, const sm_conv_shape *s, const float *x, const float *w,
                            const float *b, float *y, void *ws, size_t ws_bytes);
 sm_status sm__cpu_conv_bwd_data(void *ctx, const sm_conv_shape *s, const float *dy,
