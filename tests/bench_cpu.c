@@ -170,13 +170,17 @@ static void run_train(const opts *o)
     CHECK(sm_sampler_next(smp, P, a, bb, labels, NULL, NULL));
     CHECK(sm_predict_pairs(sub, head, P, a, bb, scores)); /* warm-up */
     double t[MAX_STEPS];
+    getrusage(RUSAGE_SELF, &ru);
+    long faults = ru.ru_minflt;
     for (int i = 0; i < o->steps; i++) {
         double t0 = now();
         CHECK(sm_predict_pairs(sub, head, P, a, bb, scores));
         t[i] = now() - t0;
     }
+    getrusage(RUSAGE_SELF, &ru);
     double med = median(t, o->steps);
-    printf("predict %d pairs: median %.1f ms (%.1f pairs/s)\n", P, med * 1e3, P / med);
+    printf("predict %d pairs: median %.1f ms (%.1f pairs/s), %ld page faults per call\n", P,
+           med * 1e3, P / med, (ru.ru_minflt - faults) / o->steps);
     printf("RESULT backend=%s what=predict pairs=%d ms=%.3f\n", name, P, med * 1e3);
 
     getrusage(RUSAGE_SELF, &ru);

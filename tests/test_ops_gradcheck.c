@@ -284,6 +284,28 @@ static void test_maxpool(void **state)
     check_pool(2, 3, 8, 6, 2);
     check_pool(1, 2, 7, 9, 2); /* odd sizes: the last row and column are dropped */
     check_pool(2, 1, 9, 9, 3);
+
+    /* ties go to the first element in row-major order, a NaN wins (as PyTorch): the gradient
+     * lands where the argmax says */
+    const float x[8] = {1, 1, 2, 2, 0, 1, NAN, 2}, dy[2] = {10, 20};
+    sm_pool_shape ps = {1, 1, 2, 4, 2, 1, 2};
+    void *dx_, *dy_, *y_, *am;
+    assert_int_equal(be->ops->alloc(be->ctx, sizeof x, &dx_), SM_OK);
+    assert_int_equal(be->ops->alloc(be->ctx, sizeof dy, &dy_), SM_OK);
+    assert_int_equal(be->ops->alloc(be->ctx, sizeof dy, &y_), SM_OK);
+    assert_int_equal(be->ops->alloc(be->ctx, 2 * sizeof(int32_t), &am), SM_OK);
+    assert_int_equal(be->ops->upload(be->ctx, dx_, x, sizeof x), SM_OK);
+    assert_int_equal(be->ops->upload(be->ctx, dy_, dy, sizeof dy), SM_OK);
+    assert_int_equal(be->ops->maxpool_fwd(be->ctx, &ps, dx_, y_, am), SM_OK);
+    float y[2], g[8];
+    assert_int_equal(be->ops->download(be->ctx, y, y_, sizeof y), SM_OK);
+    assert_true(y[0] == 1.0f && isnan(y[1]));
+    assert_int_equal(be->ops->maxpool_bwd(be->ctx, &ps, dy_, am, dx_), SM_OK);
+    assert_int_equal(be->ops->download(be->ctx, g, dx_, sizeof g), SM_OK);
+    const float want[8] = {10, 0, 0, 0, 0, 0, 20, 0};
+    for (int i = 0; i < 8; i++) assert_true(g[i] == want[i]);
+    void *bufs[] = {dx_, dy_, y_, am};
+    for (int i = 0; i < 4; i++) be->ops->free(be->ctx, bufs[i]);
 }
 
 /* ---- element-wise ops ---- */

@@ -18,7 +18,9 @@ typedef struct elt_job {
 static void relu_fwd_range(void *p, size_t i0, size_t i1)
 {
     const elt_job *j = p;
-    for (size_t i = i0; i < i1; i++) j->x[i] = j->a[i] > 0.0f ? j->a[i] : 0.0f;
+    const float *a = j->a;
+    float *x = j->x; /* may alias a (in place) */
+    for (size_t i = i0; i < i1; i++) x[i] = a[i] > 0.0f ? a[i] : 0.0f;
 }
 
 sm_status sm__cpu_relu_fwd(void *ctx, size_t n, const float *x, float *y)
@@ -32,7 +34,9 @@ sm_status sm__cpu_relu_fwd(void *ctx, size_t n, const float *x, float *y)
 static void relu_bwd_range(void *p, size_t i0, size_t i1)
 {
     const elt_job *j = p;
-    for (size_t i = i0; i < i1; i++) j->x[i] = j->a[i] > 0.0f ? j->b[i] : 0.0f;
+    const float *y = j->a, *dy = j->b;
+    float *dx = j->x; /* may alias dy: no restrict */
+    for (size_t i = i0; i < i1; i++) dx[i] = y[i] > 0.0f ? dy[i] : 0.0f;
 }
 
 sm_status sm__cpu_relu_bwd(void *ctx, size_t n, const float *y, const float *dy, float *dx)
@@ -54,7 +58,9 @@ static float sigmoidf_stable(float x)
 static void sigmoid_fwd_range(void *p, size_t i0, size_t i1)
 {
     const elt_job *j = p;
-    for (size_t i = i0; i < i1; i++) j->x[i] = sigmoidf_stable(j->a[i]);
+    const float *a = j->a;
+    float *x = j->x;
+    for (size_t i = i0; i < i1; i++) x[i] = sigmoidf_stable(a[i]);
 }
 
 sm_status sm__cpu_sigmoid_fwd(void *ctx, size_t n, const float *x, float *y)
@@ -68,7 +74,9 @@ sm_status sm__cpu_sigmoid_fwd(void *ctx, size_t n, const float *x, float *y)
 static void sigmoid_bwd_range(void *p, size_t i0, size_t i1)
 {
     const elt_job *j = p;
-    for (size_t i = i0; i < i1; i++) j->x[i] = j->b[i] * j->a[i] * (1.0f - j->a[i]);
+    const float *y = j->a, *dy = j->b;
+    float *dx = j->x;
+    for (size_t i = i0; i < i1; i++) dx[i] = dy[i] * y[i] * (1.0f - y[i]);
 }
 
 sm_status sm__cpu_sigmoid_bwd(void *ctx, size_t n, const float *y, const float *dy, float *dx)
@@ -133,7 +141,8 @@ static void finite_range(void *p, size_t i0, size_t i1)
 {
     finite_job *j = p;
     float acc = 0.0f;
-    for (size_t i = i0; i < i1; i++) acc += j->x[i] * 0.0f;
+    const float *x = j->x;
+    for (size_t i = i0; i < i1; i++) acc += x[i] * 0.0f;
     if (acc != 0.0f) atomic_store_explicit(&j->bad, 1, memory_order_relaxed);
 }
 

@@ -75,6 +75,7 @@ static void be_destroy(void *ctx)
 {
     dnnl_ctx *c = ctx;
     smd_plans_destroy(c);
+    for (int i = 0; i < SMD_CACHE_SLOTS; i++) free(c->cache[i].ptr);
     dnnl_engine_destroy(c->engine);
     pthread_mutex_destroy(&c->lock);
     free(c);
@@ -109,21 +110,58 @@ static int64_t be_get_option(void *ctx, sm_backend_option key)
     return 0;
 }
 
+/* Every buffer starts 64 bytes after its block, whose first word is the block's size. */
+enum { HEADER = 64 };
+#define CACHE_MIN ((size_t)1 << 20)
+
 static sm_status be_alloc(void *ctx, size_t bytes, void **ptr)
 {
-    (void)ctx;
+    dnnl_ctx *c = ctx;
     /* aligned_alloc wants a non-zero multiple of the alignment */
-    size_t rounded = bytes ? (bytes + 63) / 64 * 64 : 64;
-    void *p = rounded >= bytes ? aligned_alloc(64, rounded) : NULL;
-    if (!p) return smd_host->fail(SM_ERR_NOMEM, "out of memory allocating %zu bytes", bytes);
-    *ptr = p;
+    size_t rounded = (bytes + 63) / 64 * 64 + HEADER;
+    if (rounded < bytes) return smd_host->fail(SM_ERR_NOMEM, "%zu bytes is too large", bytes);
+    char *block = NULL;
+    if (rounded >= CACHE_MIN) {
+        /* the smallest cached block that fits without wasting more than the request */
+        pthread_mutex_lock(&c->lock);
+        int best = -1;
+        for (int i = 0; i < SMD_CACHE_SLOTS; i++)
+            if (c->cache[i].ptr && c->cache[i].bytes >= rounded &&
+                c->cache[i].bytes / 2 <= rounded &&
+                (best < 0 || c->cache[i].bytes < c->cache[best].bytes))
+                best = i;
+        if (best >= 0) {
+            block = c->cache[best].ptr;
+            c->cache[best].ptr = NULL;
+        }
+        pthread_mutex_unlock(&c->lock);
+    }
+    if (!block) {
+        block = aligned_alloc(64, rounded);
+        if (!block) return smd_host->fail(SM_ERR_NOMEM, "out of memory allocating %zu bytes", bytes);
+        memcpy(block, &rounded, sizeof rounded);
+    }
+    *ptr = block + HEADER;
     return SM_OK;
 }
 
 static void be_free(void *ctx, void *ptr)
 {
-    (void)ctx;
-    free(ptr);
+    dnnl_ctx *c = ctx;
+    if (!ptr) return;
+    char *block = (char *)ptr - HEADER;
+    size_t bytes;
+    memcpy(&bytes, block, sizeof bytes);
+    if (bytes >= CACHE_MIN) {
+        pthread_mutex_lock(&c->lock);
+        for (int i = 0; i < SMD_CACHE_SLOTS && block; i++)
+            if (!c->cache[i].ptr) {
+                c->cache[i] = (smd_block){block, bytes};
+                block = NULL;
+            }
+        pthread_mutex_unlock(&c->lock);
+    }
+    free(block);
 }
 
 static sm_status be_copy(void *ctx, void *dst, const void *src, size_t bytes)

@@ -21,10 +21,20 @@ extern const sm_backend_host *smd_host;
 
 typedef struct conv_plan conv_plan;
 
+/* Large freed buffers kept for the next alloc of about their size: sm_predict_pairs makes its
+ * workspace per call, and without this every call would fault in ~250 MB of fresh pages (the
+ * cost that makes PyTorch's default allocator slow). Training allocates nothing per step. */
+enum { SMD_CACHE_SLOTS = 8 };
+typedef struct smd_block {
+    void *ptr;
+    size_t bytes;
+} smd_block;
+
 typedef struct dnnl_ctx {
     dnnl_engine_t engine;
-    pthread_mutex_t lock; /* guards `plans`; a plan, once listed, is immutable */
+    pthread_mutex_t lock; /* guards `plans` and `cache`; a listed plan is immutable */
     conv_plan *plans;
+    smd_block cache[SMD_CACHE_SLOTS]; /* freed blocks (their headers), ptr NULL when empty */
 } dnnl_ctx;
 
 /* The thread count for oneDNN and our loops (OpenMP, process-wide like OpenBLAS's). */
