@@ -3,7 +3,8 @@
 # Configures a second build of this source tree in BUILD_ROOT/sanitize-asan
 # (-Db_sanitize=address,undefined, debugoptimized, no examples), builds it, and runs its
 # `meson test` for every suite except those that would recurse or take too long:
-#   sanitize (this script, valgrind, tsan), abi, install, fuzz, integration.
+#   sanitize (this script, valgrind, tsan), abi, install, fuzz, integration, and docs (its
+#   sample programs are built by plain cc, and an ASan library cannot be loaded by them).
 # Fails if any test fails or any sanitizer reports an error or a leak.
 # Usage (from tests/meson.build): test_sanitizers.sh MESON SOURCE_ROOT BUILD_ROOT
 set -euo pipefail
@@ -42,5 +43,6 @@ export UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
 unset SIAMESE_OMNIGLOT_DIR
 echo "== meson test (ASan + UBSan): ASAN_OPTIONS=$ASAN_OPTIONS UBSAN_OPTIONS=$UBSAN_OPTIONS"
 "$meson_cmd" test -C "$dir" --no-rebuild --print-errorlogs \
-    --no-suite sanitize --no-suite abi --no-suite install --no-suite fuzz --no-suite integration
+    --no-suite sanitize --no-suite abi --no-suite install --no-suite fuzz --no-suite integration \
+    --no-suite docs
 echo "sanitizers: OK"
