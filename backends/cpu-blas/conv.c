@@ -96,7 +96,7 @@ static void col2im_range(void *p, size_t begin, size_t end)
     }
 }
 
-/* y[img][k][p] = r[k][img*ohw + p] + b[k]; unit = (img, k). With g = 1, in == out. */
+/* y[img][k][p] = r[k][img*ohw + p] + b[k]; unit = (img, k) */
 static void scatter_bias_range(void *p, size_t begin, size_t end)
 {
     const copy_job *j = p;
@@ -107,6 +107,18 @@ static void scatter_bias_range(void *p, size_t begin, size_t end)
         float *dst = j->out + img * j->d.out_img + k * ohw;
         const float b = j->bias[k];
         for (size_t q = 0; q < ohw; q++) dst[q] = src[q] + b;
+    }
+}
+
+/* y[k][p] = b[k] for one image; unit = k */
+static void fill_bias_range(void *p, size_t begin, size_t end)
+{
+    const copy_job *j = p;
+    const size_t ohw = j->d.ohw;
+    for (size_t k = begin; k < end; k++) {
+        float *dst = j->out + k * ohw;
+        const float b = j->bias[k];
+        for (size_t q = 0; q < ohw; q++) dst[q] = b;
     }
 }
 
@@ -161,12 +173,20 @@ sm_status sm__cpu_conv_fwd(void *ctx, const sm_conv_shape *s, const float *x, co
     for (int n0 = 0; n0 < s->n; n0 += d.g) {
         int g = s->n - n0 < d.g ? s->n - n0 : d.g;
         float *yn = y + (size_t)n0 * d.out_img;
-        float *res = g > 1 ? r : yn;
         im2col(s, d, g, x + (size_t)n0 * d.in_img, col);
+        if (g == 1) {
+            /* the bias first and beta = 1: one pass over y (beta = 0 would have OpenBLAS clear
+             * it, and a bias pass after that would be a second) */
+            copy_job j = {s, d, 1, NULL, yn, b};
+            sm__cpu_parallel_for((size_t)s->k, 8, fill_bias_range, &j);
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, s->k, (int)d.ohw, (int)d.ckk,
+                        1.0f, w, (int)d.ckk, col, (int)d.ohw, 1.0f, yn, (int)d.ohw);
+            continue;
+        }
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, s->k, g * (int)d.ohw,
-                    (int)d.ckk, 1.0f, w, (int)d.ckk, col, g * (int)d.ohw, 0.0f, res,
+                    (int)d.ckk, 1.0f, w, (int)d.ckk, col, g * (int)d.ohw, 0.0f, r,
                     g * (int)d.ohw);
-        copy_job j = {s, d, g, res, yn, b};
+        copy_job j = {s, d, g, r, yn, b};
         sm__cpu_parallel_for((size_t)g * s->k, 8, scatter_bias_range, &j);
     }
     return SM_OK;
