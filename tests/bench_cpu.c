@@ -199,7 +199,7 @@ static void run_train(const opts *o)
 
 /* ---- per-layer breakdown ---- */
 
-enum { N_IMAGES = 64, OPS = 3 };
+enum { N_IMAGES = 16, OPS = 3 }; /* one micro-batch: 8 pairs, the CPU default */
 static const char *const op_names[OPS] = {"forward", "backward-data", "backward-filter"};
 
 static float *filled(size_t n, unsigned seed)
