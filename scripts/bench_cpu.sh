@@ -12,6 +12,7 @@
 #                tensors are not page-faulted in again every step
 # Usage: scripts/bench_cpu.sh [BUILD_DIR (default build)]
 # Environment: THREADS (default: all cores), STEPS (timed steps after one warm-up, default 3),
+# LAYER_REPS (repetitions of each op in the breakdown, default 7),
 # MICRO32=1 also times both backends at batch 180 with micro-batches of 32 pairs; BATCHES and
 # PAIRS (default 180,32 and 150) only to try the script itself quickly (the table wants those).
 # Takes ~10 minutes on 2 cores (PyTorch's default step at batch 180 alone is ~30 s). Measure on
@@ -42,7 +43,7 @@ run() { # name, command...: output to the screen and the log
     "$@" 2>&1 | tee "$logs/$name.log" | grep -v '^RESULT'
 }
 
-run layers "$bench" --layers --threads "$threads" --reps "$steps"
+run layers "$bench" --layers --threads "$threads" --reps "${LAYER_REPS:-7}"
 run cpu-blas "$bench" --backend cpu --threads "$threads" --steps "$steps" --batches "$batches" \
     --pairs "$pairs"
 if "$bench" --backend cpu-dnnl --steps 1 --batches 1 --pairs 1 >/dev/null 2>&1; then
