@@ -193,6 +193,8 @@ int fig_pairs(const char *path, const char *title, int h, int w, const fig_pair 
     if (!path || !pairs || h < 1 || w < 1 || n > FIG_PAIRS_MAX)
         return set_error("fig_pairs: bad arguments");
     enum { TOP = 60, CELL_W = FIG_PAIRS_W / 2, CELL_H = 174, BOX = 140 };
+    /* Images 126 px in a 140 px frame row: room for long class names beside them. */
+    const double img = 126;
     cairo_surface_t *s;
     cairo_t *cr = begin(FIG_PAIRS_W, FIG_PAIRS_H, &s);
     title_bar(cr, FIG_PAIRS_W, title);
@@ -203,9 +205,9 @@ int fig_pairs(const char *path, const char *title, int h, int w, const fig_pair 
         cairo_set_line_width(cr, 3);
         cairo_rectangle(cr, x, y, CELL_W - 24.0, BOX + 16.0);
         cairo_stroke(cr);
-        if (p->a) draw_image(cr, p->a, h, w, x + 8, y + 8, BOX);
-        if (p->b) draw_image(cr, p->b, h, w, x + 16 + BOX, y + 8, BOX);
-        double tx = x + 2 * BOX + 32, max_w = CELL_W - 24.0 - (2 * BOX + 40);
+        if (p->a) draw_image(cr, p->a, h, w, x + 8, y + 15, img);
+        if (p->b) draw_image(cr, p->b, h, w, x + 16 + img, y + 15, img);
+        double tx = x + 2 * img + 32, max_w = CELL_W - 24.0 - (2 * img + 40);
         for (int l = 0; l < 3; l++) {
             if (!p->text[l]) continue;
             char buf[256];
@@ -213,7 +215,7 @@ int fig_pairs(const char *path, const char *title, int h, int w, const fig_pair 
             else cairo_set_source_rgb(cr, 0.1, 0.1, 0.1);
             cairo_select_font_face(cr, FONT, CAIRO_FONT_SLANT_NORMAL,
                                    l == 0 ? CAIRO_FONT_WEIGHT_BOLD : CAIRO_FONT_WEIGHT_NORMAL);
-            cairo_set_font_size(cr, l == 0 ? 18 : 14);
+            cairo_set_font_size(cr, l == 0 ? 18 : 13);
             fit_text(cr, p->text[l], max_w, buf, sizeof buf);
             cairo_move_to(cr, tx, y + 40 + 30.0 * l);
             cairo_show_text(cr, buf);

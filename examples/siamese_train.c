@@ -71,7 +71,8 @@ static void usage(FILE *f)
         "  --threads N          worker threads, 0 = all cores (default 0)\n"
         "Training health:\n"
         "  --validate-every N   measure verification accuracy on held-out pairs every N steps and\n"
-        "                       warn when training is stuck (default: 20 times per run; 0 = never)\n"
+        "                       warn when training is stuck (default: 20 times per run, by\n"
+        "                       --iterations: give it with --time-limit; 0 = never)\n"
         "  --validation-pairs N pairs of the evaluation set measured each time (default 300)\n"
         "Output:\n"
         "  --out DIR            writes DIR/model.safetensors and DIR/loss.csv (default \"out\")\n"
@@ -486,7 +487,7 @@ static int train(run *r)
     const int64_t line_every = total / 20 > 0 ? total / 20 : 1; /* without a terminal */
     const double elapsed_before = loss_log_last_elapsed(&r->log);
     double first_loss = NAN, smooth = NAN, per_step = 0.0;
-    double t_start = cli_now(), t_shown = 0.0;
+    double t_start = cli_now(), t_shown = t_start;
     int64_t it = start;
     int timed_out = 0;
     while (it < total && !interrupted && !timed_out) {
@@ -507,7 +508,10 @@ static int train(run *r)
         int last = it == total || timed_out;
         double left = per_step * (double)(total - it);
         if (o->time_limit > 0 && o->time_limit - ran < left) left = o->time_limit - ran;
-        if ((tty && (t - t_shown >= 0.25 || last)) || (!tty && (it % line_every == 0 || last))) {
+        /* Without a terminal (a log file): 20 lines per run, and at least one a minute, which
+         * matters when --time-limit ends a run long before --iterations. */
+        if ((tty && (t - t_shown >= 0.25 || last)) ||
+            (!tty && (it % line_every == 0 || last || t - t_shown >= 60.0))) {
             char el[32], eta[32], val[48] = "";
             cli_duration(el, sizeof el, elapsed);
             cli_duration(eta, sizeof eta, left);
