@@ -225,6 +225,7 @@ SM_API sm_status sm_arch_input_shape(const sm_arch *arch, int *channels, int *he
 SM_API size_t sm_arch_output_size(const sm_arch *arch);
 /** Total number of trainable parameters. */
 SM_API size_t sm_arch_num_params(const sm_arch *arch);
+/** Frees an architecture. NULL: no-op. Subnets keep their own copy. */
 SM_API void sm_arch_destroy(sm_arch *arch);
 
 /* ---------------------------------------------------------------------------------------------
@@ -265,6 +266,7 @@ SM_API sm_status sm_dataset_add_image(sm_dataset *ds, const char *label, const f
  *  no data is given, and by the tests. */
 SM_API sm_status sm_dataset_create_synthetic(int n_classes, int per_class, int height, int width,
                                              uint64_t seed, sm_dataset **out);
+/** Frees a dataset and its images. Destroy samplers and trainers over it first. NULL: no-op. */
 SM_API void sm_dataset_destroy(sm_dataset *ds);
 
 /** Counts; 0 for NULL. */
@@ -307,6 +309,7 @@ SM_API sm_status sm_sampler_create(const sm_dataset *ds, uint64_t seed, sm_sampl
  *  thread at a time per sampler); only reads the dataset. */
 SM_API sm_status sm_sampler_next(sm_sampler *s, size_t n, float *left, float *right,
                                  float *labels, size_t *left_index, size_t *right_index);
+/** Frees a sampler (not its dataset). NULL: no-op. */
 SM_API void sm_sampler_destroy(sm_sampler *s);
 
 /* ---------------------------------------------------------------------------------------------
@@ -323,6 +326,8 @@ typedef struct sm_head sm_head;
  *  SM_ERR_NOMEM. */
 SM_API sm_status sm_subnet_create(sm_backend *backend, const sm_arch *arch, uint64_t seed,
                                   sm_subnet **out);
+/** Frees a subnet and its backend buffers. Destroy trainers and Adam states using it first.
+ *  NULL: no-op. */
 SM_API void sm_subnet_destroy(sm_subnet *subnet);
 /** A copy of the subnet's architecture (destroy it with sm_arch_destroy). */
 SM_API sm_status sm_subnet_get_arch(const sm_subnet *subnet, sm_arch **out);
@@ -334,6 +339,8 @@ SM_API size_t sm_subnet_feature_dim(const sm_subnet *subnet);
  *  `seed`. `backend` is borrowed. SM_ERR_INVALID_ARG (NULL, dim outside 1..2^24), SM_ERR_NOMEM. */
 SM_API sm_status sm_head_create(sm_backend *backend, size_t feature_dim, uint64_t seed,
                                 sm_head **out);
+/** Frees a head and its backend buffers. Destroy trainers and Adam states using it first.
+ *  NULL: no-op. */
 SM_API void sm_head_destroy(sm_head *head);
 SM_API size_t sm_head_feature_dim(const sm_head *head);
 
@@ -387,6 +394,7 @@ typedef enum sm_adam_param {
  *  must outlive it), with SPEC.md's hyperparameters. SM_ERR_INVALID_ARG (NULL, or subnet and head
  *  on different backends), SM_ERR_NOMEM. */
 SM_API sm_status sm_adam_create(sm_subnet *subnet, sm_head *head, sm_adam **out);
+/** Frees an Adam state (not the subnet and head it updates). NULL: no-op. */
 SM_API void sm_adam_destroy(sm_adam *adam);
 /** Sets / gets a hyperparameter; SM_ERR_INVALID_ARG for unknown keys or values out of range. */
 SM_API sm_status sm_adam_set(sm_adam *adam, sm_adam_param key, double value);
@@ -422,10 +430,18 @@ typedef void (*sm_progress_fn)(void *user, int64_t iteration, float loss);
  *  SM_ERR_INVALID_ARG if the Adam state belongs to another subnet/head. */
 SM_API sm_status sm_trainer_create(sm_subnet *subnet, sm_head *head, sm_adam *adam,
                                    const sm_dataset *dataset, uint64_t seed, sm_trainer **out);
+/** Frees a trainer and its workspaces; the subnet, head, Adam state and dataset it borrowed
+ *  stay. NULL: no-op. */
 SM_API void sm_trainer_destroy(sm_trainer *trainer);
+/** Sets a trainer parameter (sm_trainer_param gives ranges and defaults). SM_ERR_INVALID_ARG for
+ *  an unknown key or a value out of range; SM_ERR_NOMEM when new workspaces cannot be
+ *  allocated (the trainer keeps its old sizes). */
 SM_API sm_status sm_trainer_set_param(sm_trainer *trainer, sm_trainer_param key, int64_t value);
+/** Reads a trainer parameter into `*value`. SM_ERR_INVALID_ARG for NULL or an unknown key. */
 SM_API sm_status sm_trainer_get_param(const sm_trainer *trainer, sm_trainer_param key,
                                       int64_t *value);
+/** Installs the progress callback called after every successful step (NULL removes it).
+ *  It runs on the thread that calls sm_train_step. */
 SM_API sm_status sm_trainer_set_progress(sm_trainer *trainer, sm_progress_fn fn, void *user);
 /** Completed iterations (0 before the first step); -1 for NULL. */
 SM_API int64_t sm_trainer_iteration(const sm_trainer *trainer);
@@ -613,6 +629,7 @@ typedef struct sm_oneshot_runs sm_oneshot_runs;
  *  SM_ERR_DATASET when no run is found, SM_ERR_NOMEM). Since 0.2. */
 SM_API sm_status sm_oneshot_runs_open(const char *path, int height, int width,
                                       sm_oneshot_runs **out);
+/** Frees the runs and their images. NULL: no-op. Since 0.2. */
 SM_API void sm_oneshot_runs_destroy(sm_oneshot_runs *runs);
 /** Number of runs; 0 for NULL. */
 SM_API size_t sm_oneshot_runs_count(const sm_oneshot_runs *runs);
