@@ -272,7 +272,8 @@ static double time_op(sm_backend *be, const sm_conv_shape *s, int op, int reps)
     CHECK(sm__be_alloc_floats(be, ny, &y));
     CHECK(sm__be_alloc_floats(be, ny, &dy));
     CHECK(ops->alloc(be->ctx, wsb ? wsb : 64, &ws));
-    float *h = filled(nx > ny ? nx : ny, 5);
+    size_t most = nx > ny ? nx : ny;
+    float *h = filled(most > nw ? most : nw, 5);
     CHECK(ops->upload(be->ctx, x, h, nx * sizeof *h));
     CHECK(ops->upload(be->ctx, dy, h, ny * sizeof *h));
     CHECK(ops->upload(be->ctx, w, h, nw * sizeof *h));
