@@ -72,7 +72,7 @@ typedef struct sm__workspace {
     float *grad_a, *grad_b; /* ping-pong gradient buffers, each sized for what lands in it */
     void *conv_ws;
     size_t conv_ws_bytes;
-    bool training;          /* training keeps each layer's output; inference reuses two */
+    bool training;          /* training keeps the outputs backward needs; inference reuses two */
     float *ping[2];         /* inference: the two alternating output buffers */
     int32_t *shared_argmax; /* inference: one argmax buffer for every pool layer */
 } sm__workspace;

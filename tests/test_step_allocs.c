@@ -9,6 +9,7 @@
 #include <cmocka.h>
 
 #include "alloc.h"
+#include "model.h"
 #include "siamese/siamese.h"
 #include "test_backend.h"
 
@@ -48,8 +49,43 @@ static void steps_allocate_nothing(void **state)
     sm_backend_destroy(be);
 }
 
+/* A conv whose output only feeds relu -> pool keeps no buffer of its own in a training
+ * workspace: it lives in the larger gradient buffer during the forward pass (lib/subnet.c).
+ * A conv followed by relu -> flatten keeps its output (the ReLU mask needs it). The gradients
+ * through the shared path are checked by net_gradcheck and reference_torch. */
+static void pooled_conv_outputs_share_gradient_memory(void **state)
+{
+    (void)state;
+    sm_backend *be;
+    sm_arch *arch;
+    sm_subnet *sub;
+    assert_int_equal(sm_backend_create(test_cpu_backend(), &be), SM_OK);
+    assert_int_equal(sm_arch_from_string("1x24x24:conv8k5,relu,pool2,conv8k3,relu,pool2,"
+                                         "conv16k3,relu,flatten,fc32",
+                                         &arch),
+                     SM_OK);
+    assert_int_equal(sm_subnet_create(be, arch, 1, &sub), SM_OK);
+    sm__workspace ws;
+    assert_int_equal(sm__workspace_create(sub, 6, true, &ws), SM_OK);
+    float *larger = ws.act[1]; /* conv1 -> relu -> pool: transient, in a gradient buffer */
+    assert_true(larger == ws.grad_a || larger == ws.grad_b);
+    assert_ptr_equal(ws.act[2], larger);
+    assert_ptr_equal(ws.act[4], larger); /* conv2 -> relu -> pool: transient */
+    assert_ptr_not_equal(ws.act[3], larger); /* pool outputs are kept */
+    assert_ptr_not_equal(ws.act[7], ws.grad_a); /* conv3 -> relu -> flatten: kept */
+    assert_ptr_not_equal(ws.act[7], ws.grad_b);
+    sm__workspace_destroy(sub, &ws);
+    assert_int_equal(sm__workspace_create(sub, 6, false, &ws), SM_OK); /* inference: unchanged */
+    assert_null(ws.grad_a);
+    sm__workspace_destroy(sub, &ws);
+    sm_subnet_destroy(sub);
+    sm_arch_destroy(arch);
+    sm_backend_destroy(be);
+}
+
 int main(void)
 {
-    const struct CMUnitTest tests[] = {cmocka_unit_test(steps_allocate_nothing)};
+    const struct CMUnitTest tests[] = {cmocka_unit_test(steps_allocate_nothing),
+                                       cmocka_unit_test(pooled_conv_outputs_share_gradient_memory)};
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
