@@ -13,7 +13,8 @@
 # Usage: scripts/bench_cpu.sh [BUILD_DIR (default build)]
 # Environment: THREADS (default: all cores), STEPS (timed steps after one warm-up, default 3),
 # LAYER_REPS (repetitions of each op in the breakdown, default 7),
-# MICRO32=1 also times both backends at batch 180 with micro-batches of 32 pairs; BATCHES and
+# MICROS="8 32" also times both backends at batch 180 with micro-batches of those sizes (the
+# default is 16 pairs on the CPU; MICRO32=1 is MICROS=32); BATCHES and
 # PAIRS (default 180,32 and 150) only to try the script itself quickly (the table wants those).
 # Takes ~10 minutes on 2 cores (PyTorch's default step at batch 180 alone is ~30 s). Measure on
 # an idle machine: the script prints the load average before and after.
@@ -52,12 +53,14 @@ if "$bench" --backend cpu-dnnl --steps 1 --batches 1 --pairs 1 >/dev/null 2>&1; 
 else
     echo "== cpu-dnnl: not built here (meson summary, 'Backends'): its columns are left empty"
 fi
-if [ "${MICRO32:-0}" = 1 ]; then
-    run cpu-blas-micro32 "$bench" --backend cpu --threads "$threads" --steps "$steps" \
-        --batches 180 --pairs 1 --micro 32
-    run cpu-dnnl-micro32 "$bench" --backend cpu-dnnl --threads "$threads" --steps "$steps" \
-        --batches 180 --pairs 1 --micro 32
-fi
+micros=${MICROS:-}
+if [ "${MICRO32:-0}" = 1 ]; then micros="$micros 32"; fi
+for m in $micros; do
+    run "cpu-blas-micro$m" "$bench" --backend cpu --threads "$threads" --steps "$steps" \
+        --batches 180 --pairs 1 --micro "$m"
+    run "cpu-dnnl-micro$m" "$bench" --backend cpu-dnnl --threads "$threads" --steps "$steps" \
+        --batches 180 --pairs 1 --micro "$m"
+done
 arch=$(sed -n 's/^RESULT what=arch text=//p' "$logs/cpu-blas.log")
 torch=(/usr/bin/python3 "$root/scripts/bench_torch_cpu.py" --arch "$arch" --threads "$threads"
        --steps "$steps" --batches "$batches" --pairs "$pairs")
@@ -113,10 +116,13 @@ for o in ours:
     conv = get("layers", "conv_rate", "gflops", backend=o)
     if conv:
         print(f"{o}: all conv ops of one micro-batch at {conv:.1f} GFLOP/s")
+micros = sorted(int(r.split("-micro")[1]) for r in res if r.startswith("cpu-blas-micro"))
 for o in ours:
-    for m in ["micro32"]:
-        s = get(f"{o}-{m}", "step", "ms", batch=180)
+    for m in micros:
+        s = get(f"{o}-micro{m}", "step", "ms", batch=180)
         if s:
-            print(f"{o} at batch 180 with micro-batches of 32 pairs: {s * 1e-3:.2f} s, peak "
-                  f"{get(f'{o}-{m}', 'train_peak_rss', 'mib'):.0f} MiB")
+            extra = f" = {100 * gflop / (s * 1e-3) / sgemm:.0f} % of the SGEMM rate" \
+                if o == "cpu-blas" and sgemm and gflop else ""
+            print(f"{o} at batch 180 with micro-batches of {m} pairs: {s * 1e-3:.2f} s{extra}, "
+                  f"peak {get(f'{o}-micro{m}', 'train_peak_rss', 'mib'):.0f} MiB")
 EOF

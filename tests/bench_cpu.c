@@ -8,9 +8,9 @@
  *       (one warm-up, then N timed; the median), the library's own allocations per warm step,
  *       and the process's peak resident memory. Run one backend per process, so that the peak
  *       is that backend's.
- *   bench_cpu --layers [--reps N] [--threads N]
+ *   bench_cpu --layers [--reps N] [--threads N] [--micro N]
  *       where the time goes: each convolution op (forward, backward-data, backward-filter) of
- *       every conv layer at one micro-batch (64 images), on every CPU backend built here,
+ *       every conv layer at one micro-batch (--micro, default 16 pairs), on every CPU backend,
  *       against OpenBLAS SGEMM alone on exactly the products cpu-blas issues for it (same
  *       shapes, same images per product). The flop-weighted SGEMM rate over the ops a training
  *       step runs is "the SGEMM rate" that cpu-blas's step is measured against.
@@ -199,7 +199,9 @@ static void run_train(const opts *o)
 
 /* ---- per-layer breakdown ---- */
 
-enum { N_IMAGES = 16, OPS = 3 }; /* one micro-batch: 8 pairs, the CPU default */
+enum { OPS = 3 };
+/* the breakdown runs one micro-batch: --micro pairs, else the CPU backends' default (16) */
+enum { DEFAULT_CPU_MICRO = 16 };
 static const char *const op_names[OPS] = {"forward", "backward-data", "backward-filter"};
 
 static float *filled(size_t n, unsigned seed)
@@ -306,9 +308,10 @@ static void run_layers(const opts *o)
         if (be[i] && o->threads > 0) CHECK(sm_backend_set_threads(be[i], o->threads));
     sm_arch *arch;
     CHECK(sm_arch_create_koch(&arch));
+    const int n_images = 2 * (o->micro > 0 ? o->micro : DEFAULT_CPU_MICRO);
     printf("per-layer breakdown, %d images (one micro-batch of %d pairs), %d threads, median of "
            "%d\n",
-           N_IMAGES, N_IMAGES / 2, sm_backend_get_threads(be[0]), o->reps);
+           n_images, n_images / 2, sm_backend_get_threads(be[0]), o->reps);
     printf("%-6s %-16s %7s | %-22s | %-30s | %-30s\n", "layer", "op", "GFLOP",
            "OpenBLAS SGEMM alone", "cpu-blas (share of SGEMM rate)", "cpu-dnnl (vs SGEMM rate)");
     double sum_flop = 0, sum_gemm = 0, sum_op[2] = {0, 0};
@@ -317,7 +320,7 @@ static void run_layers(const opts *o)
         const sm__layer *l = &arch->layers[i];
         if (l->kind != SM_LAYER_CONV) continue;
         conv++;
-        sm_conv_shape s = {N_IMAGES, l->in_c, l->in_h, l->in_w, l->out_c, l->b, l->b,
+        sm_conv_shape s = {n_images, l->in_c, l->in_h, l->in_w, l->out_c, l->b, l->b,
                            l->out_h, l->out_w};
         for (int op = 0; op < OPS; op++) {
             if (op == 1 && i == 0) continue; /* training never asks for it */

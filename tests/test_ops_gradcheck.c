@@ -226,6 +226,9 @@ static void test_conv_batched(void **state)
     check_conv_batched(30, 40, 3, 20, 20, 5, 3); /* 324 columns an image: groups and a tail */
     check_conv_batched(19, 19, 1, 40, 40, 4, 7); /* one channel, as the first layer */
     check_conv_batched(5, 64, 2, 70, 70, 3, 5);  /* one image per GEMM */
+    /* one image's columns (7 x 7x7 x 104x104 floats, 14.8 MB) exceed cpu-blas's 8 MB slice:
+     * channels in slices of 3, 3 and 1, products accumulated over the slices */
+    check_conv_batched(2, 2, 7, 110, 110, 2, 7);
 }
 
 /* ---- max pooling ---- */

@@ -14,9 +14,18 @@
 enum { TARGET_COLS = 4096 };
 #define COL_BUDGET ((size_t)8 << 20)
 
+/* Bytes of columns per GEMM when a layer runs one image per GEMM (conv1, conv2 of Koch's net):
+ * the image's input channels are taken in slices whose columns stay in cache between im2col
+ * writing them and SGEMM reading them (conv2's 22 MB of columns per image would otherwise go
+ * to memory and back), and the products accumulate over the slices. */
+#ifndef SM_CONV_SLICE_BYTES
+#define SM_CONV_SLICE_BYTES ((size_t)8 << 20)
+#endif
+
 typedef struct conv_dims {
     size_t ckk, ohw, in_img, out_img; /* floats: one image's columns per row, input, output */
     int g;                            /* images per GEMM */
+    int cs;                           /* input channels per slice (g == 1), else all */
 } conv_dims;
 
 static conv_dims dims_of(const sm_conv_shape *s)
@@ -30,6 +39,16 @@ static conv_dims dims_of(const sm_conv_shape *s)
     while (g > 1 && g * d.ckk * d.ohw > COL_BUDGET) g--;
     if (g > (size_t)s->n) g = (size_t)s->n;
     d.g = g < 1 ? 1 : (int)g;
+    d.cs = s->c;
+    if (d.g == 1) {
+        size_t per_c = (size_t)s->kh * s->kw * d.ohw * sizeof(float);
+        size_t cs = per_c ? SM_CONV_SLICE_BYTES / per_c : (size_t)s->c;
+        if (cs < 1) cs = 1;
+        if (cs < (size_t)s->c) { /* equal slices: no short GEMM at the end */
+            size_t slices = ((size_t)s->c + cs - 1) / cs;
+            d.cs = (int)(((size_t)s->c + slices - 1) / slices);
+        }
+    }
     return d;
 }
 
@@ -41,23 +60,25 @@ typedef struct copy_job {
     const sm_conv_shape *s;
     conv_dims d;
     int g;           /* images in this group */
+    int c0, nc;      /* the input channels whose columns are in play */
     const float *in; /* the group's first image (NCHW) or the GEMM's [K][g*ohw] result */
     float *out;
     const float *bias;
 } copy_job;
 
-/* col[(c*kh + i)*kw + j][img*ohw + y*ow + x] = x[img][c][y + i][x + j]; unit = (img, c, i) */
+/* col[((c-c0)*kh + i)*kw + j][img*ohw + y*ow + x] = x[img][c][y + i][x + j] for the channels
+ * c0 .. c0+nc-1; unit = (img, c, i) */
 static void im2col_range(void *p, size_t begin, size_t end)
 {
     const copy_job *j = p;
     const sm_conv_shape *s = j->s;
-    const size_t ld = (size_t)j->g * j->d.ohw;
+    const size_t ld = (size_t)j->g * j->d.ohw, nc = (size_t)j->nc;
     for (size_t u = begin; u < end; u++) {
-        size_t img = u / ((size_t)s->c * s->kh), rest = u % ((size_t)s->c * s->kh);
-        size_t c = rest / s->kh, i = rest % s->kh;
+        size_t img = u / (nc * s->kh), rest = u % (nc * s->kh);
+        size_t cr = rest / s->kh, c = j->c0 + cr, i = rest % s->kh;
         const float *x = j->in + img * j->d.in_img + (c * s->h + i) * s->w;
         for (int jj = 0; jj < s->kw; jj++) {
-            float *dst = j->out + ((c * s->kh + i) * s->kw + jj) * ld + img * j->d.ohw;
+            float *dst = j->out + ((cr * s->kh + i) * s->kw + jj) * ld + img * j->d.ohw;
             for (int y = 0; y < s->oh; y++)
                 memcpy(dst + (size_t)y * s->ow, x + (size_t)y * s->w + jj,
                        (size_t)s->ow * sizeof(float));
@@ -65,27 +86,28 @@ static void im2col_range(void *p, size_t begin, size_t end)
     }
 }
 
-static void im2col(const sm_conv_shape *s, conv_dims d, int g, const float *x, float *col)
+static void im2col(const sm_conv_shape *s, conv_dims d, int g, int c0, int nc, const float *x,
+                   float *col)
 {
-    copy_job j = {s, d, g, x, col, NULL};
-    sm__cpu_parallel_for((size_t)g * s->c * s->kh, 4, im2col_range, &j);
+    copy_job j = {s, d, g, c0, nc, x, col, NULL};
+    sm__cpu_parallel_for((size_t)g * nc * s->kh, 4, im2col_range, &j);
 }
 
-/* The adjoint of im2col, one (img, c) plane per unit; the plane is cleared here, in cache,
- * instead of by a separate pass over dx. */
+/* The adjoint of im2col for the channels c0 .. c0+nc-1, one (img, c) plane per unit; the
+ * plane is cleared here, in cache, instead of by a separate pass over dx. */
 static void col2im_range(void *p, size_t begin, size_t end)
 {
     const copy_job *j = p;
     const sm_conv_shape *s = j->s;
-    const size_t ld = (size_t)j->g * j->d.ohw;
+    const size_t ld = (size_t)j->g * j->d.ohw, nc = (size_t)j->nc;
     for (size_t u = begin; u < end; u++) {
-        size_t img = u / s->c, c = u % s->c;
+        size_t img = u / nc, cr = u % nc, c = j->c0 + cr;
         float *dx = j->out + img * j->d.in_img + c * (size_t)s->h * s->w;
         memset(dx, 0, (size_t)s->h * s->w * sizeof(float));
         for (int i = 0; i < s->kh; i++)
             for (int jj = 0; jj < s->kw; jj++) {
                 const float *src =
-                    j->in + ((c * s->kh + i) * s->kw + jj) * ld + img * j->d.ohw;
+                    j->in + ((cr * s->kh + i) * s->kw + jj) * ld + img * j->d.ohw;
                 float *dst = dx + (size_t)i * s->w + jj;
                 for (int y = 0; y < s->oh; y++) {
                     const float *srow = src + (size_t)y * s->ow;
@@ -158,8 +180,10 @@ size_t sm__cpu_conv_workspace(void *ctx, const sm_conv_shape *s)
 {
     (void)ctx;
     conv_dims d = dims_of(s);
-    /* the columns, then the GEMM's [K][g*ohw] side (none needed for one image) */
-    size_t floats = (size_t)d.g * d.ckk * d.ohw + (d.g > 1 ? (size_t)d.g * d.out_img : 0);
+    /* the columns (of one channel slice for one image), then the GEMM's [K][g*ohw] side
+     * (none needed for one image) */
+    size_t floats = d.g == 1 ? (size_t)d.cs * s->kh * s->kw * d.ohw
+                             : (size_t)d.g * d.ckk * d.ohw + (size_t)d.g * d.out_img;
     return floats * sizeof(float);
 }
 
@@ -170,23 +194,31 @@ sm_status sm__cpu_conv_fwd(void *ctx, const sm_conv_shape *s, const float *x, co
     (void)ws_bytes; /* g at this batch never exceeds g at the batch the workspace was sized for */
     conv_dims d = dims_of(s);
     float *col = ws, *r = col + (size_t)d.g * d.ckk * d.ohw;
+    const size_t kk = (size_t)s->kh * s->kw;
     for (int n0 = 0; n0 < s->n; n0 += d.g) {
         int g = s->n - n0 < d.g ? s->n - n0 : d.g;
         float *yn = y + (size_t)n0 * d.out_img;
-        im2col(s, d, g, x + (size_t)n0 * d.in_img, col);
+        const float *xn = x + (size_t)n0 * d.in_img;
         if (g == 1) {
             /* the bias first and beta = 1: one pass over y (beta = 0 would have OpenBLAS clear
-             * it, and a bias pass after that would be a second) */
-            copy_job j = {s, d, 1, NULL, yn, b};
+             * it, and a bias pass after that would be a second); the channel slices then
+             * accumulate into it */
+            copy_job j = {s, d, 1, 0, 0, NULL, yn, b};
             sm__cpu_parallel_for((size_t)s->k, 8, fill_bias_range, &j);
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, s->k, (int)d.ohw, (int)d.ckk,
-                        1.0f, w, (int)d.ckk, col, (int)d.ohw, 1.0f, yn, (int)d.ohw);
+            for (int c0 = 0; c0 < s->c; c0 += d.cs) {
+                int nc = s->c - c0 < d.cs ? s->c - c0 : d.cs;
+                im2col(s, d, 1, c0, nc, xn, col);
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, s->k, (int)d.ohw,
+                            (int)(nc * kk), 1.0f, w + c0 * kk, (int)d.ckk, col, (int)d.ohw,
+                            1.0f, yn, (int)d.ohw);
+            }
             continue;
         }
+        im2col(s, d, g, 0, s->c, xn, col);
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, s->k, g * (int)d.ohw,
                     (int)d.ckk, 1.0f, w, (int)d.ckk, col, g * (int)d.ohw, 0.0f, r,
                     g * (int)d.ohw);
-        copy_job j = {s, d, g, r, yn, b};
+        copy_job j = {s, d, g, 0, 0, r, yn, b};
         sm__cpu_parallel_for((size_t)g * s->k, 8, scatter_bias_range, &j);
     }
     return SM_OK;
@@ -199,18 +231,25 @@ sm_status sm__cpu_conv_bwd_data(void *ctx, const sm_conv_shape *s, const float *
     (void)ws_bytes;
     conv_dims d = dims_of(s);
     float *col = ws, *r = col + (size_t)d.g * d.ckk * d.ohw;
+    const size_t kk = (size_t)s->kh * s->kw;
     for (int n0 = 0; n0 < s->n; n0 += d.g) {
         int g = s->n - n0 < d.g ? s->n - n0 : d.g;
         const float *dyn = dy + (size_t)n0 * d.out_img;
         if (g > 1) {
-            copy_job j = {s, d, g, dyn, r, NULL};
+            copy_job j = {s, d, g, 0, 0, dyn, r, NULL};
             sm__cpu_parallel_for((size_t)g * s->k, 16, gather_range, &j);
             dyn = r;
         }
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)d.ckk, g * (int)d.ohw, s->k,
-                    1.0f, w, (int)d.ckk, dyn, g * (int)d.ohw, 0.0f, col, g * (int)d.ohw);
-        copy_job j = {s, d, g, col, dx + (size_t)n0 * d.in_img, NULL};
-        sm__cpu_parallel_for((size_t)g * s->c, 1, col2im_range, &j);
+        /* one image: a slice of channels at a time, so the columns stay in cache */
+        int cs = g == 1 ? d.cs : s->c;
+        for (int c0 = 0; c0 < s->c; c0 += cs) {
+            int nc = s->c - c0 < cs ? s->c - c0 : cs;
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)(nc * kk), g * (int)d.ohw,
+                        s->k, 1.0f, w + c0 * kk, (int)d.ckk, dyn, g * (int)d.ohw, 0.0f, col,
+                        g * (int)d.ohw);
+            copy_job j = {s, d, g, c0, nc, col, dx + (size_t)n0 * d.in_img, NULL};
+            sm__cpu_parallel_for((size_t)g * nc, 1, col2im_range, &j);
+        }
     }
     return SM_OK;
 }
@@ -223,17 +262,25 @@ sm_status sm__cpu_conv_bwd_filter(void *ctx, const sm_conv_shape *s, const float
     (void)ws_bytes;
     conv_dims d = dims_of(s);
     float *col = ws, *r = col + (size_t)d.g * d.ckk * d.ohw;
+    const size_t kk = (size_t)s->kh * s->kw;
     for (int n0 = 0; n0 < s->n; n0 += d.g) {
         int g = s->n - n0 < d.g ? s->n - n0 : d.g;
         const float *dyn = dy + (size_t)n0 * d.out_img;
-        im2col(s, d, g, x + (size_t)n0 * d.in_img, col);
+        const float *xn = x + (size_t)n0 * d.in_img;
         if (g > 1) {
-            copy_job j = {s, d, g, dyn, r, NULL};
+            copy_job j = {s, d, g, 0, 0, dyn, r, NULL};
             sm__cpu_parallel_for((size_t)g * s->k, 16, gather_range, &j);
             dyn = r;
         }
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, s->k, (int)d.ckk, g * (int)d.ohw,
-                    1.0f, dyn, g * (int)d.ohw, col, g * (int)d.ohw, 1.0f, dw, (int)d.ckk);
+        /* one image: dW's columns of a slice of channels at a time, from cached columns */
+        int cs = g == 1 ? d.cs : s->c;
+        for (int c0 = 0; c0 < s->c; c0 += cs) {
+            int nc = s->c - c0 < cs ? s->c - c0 : cs;
+            im2col(s, d, g, c0, nc, xn, col);
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, s->k, (int)(nc * kk),
+                        g * (int)d.ohw, 1.0f, dyn, g * (int)d.ohw, col, g * (int)d.ohw, 1.0f,
+                        dw + c0 * kk, (int)d.ckk);
+        }
         rowsum_job rj = {dyn, (size_t)g * d.ohw, db};
         sm__cpu_parallel_for((size_t)s->k, 8, rowsum_range, &rj);
     }

@@ -410,7 +410,7 @@ typedef struct sm_trainer sm_trainer;
 
 typedef enum sm_trainer_param {
     SM_TRAINER_BATCH_SIZE = 1,  /* pairs per step, default 180, range 1..65536 */
-    SM_TRAINER_MICRO_BATCH = 2, /* pairs per forward/backward chunk, 1..65536; default 8 on
+    SM_TRAINER_MICRO_BATCH = 2, /* pairs per forward/backward chunk, 1..65536; default 16 on
                                    the CPU backends, 32 on cuda; changes memory, not the
                                    result (beyond float rounding) */
     SM_TRAINER_AUGMENT = 3      /* since 0.2: the distortions (an OR of sm_distort_part, below)
