@@ -6,7 +6,7 @@ whole batch's left and right images through the subnet in one pass, and a host-t
 each batch, as the library does. cuDNN picks algorithms by heuristics (benchmark off), as the
 library's cuda backend does. Prints "RESULT backend=torch ..." lines like bench_step."""
 import argparse
-import re
+import os
 import statistics
 import sys
 import time
@@ -16,30 +16,34 @@ KOCH = ("1x105x105:conv64k10,relu,pool2,conv128k7,relu,pool2,"
 
 
 def build(torch, arch):
+    # the one parser of the arch text (tests/gen/make_reference.py, also used by
+    # scripts/bench_torch_cpu.py); imported here because it needs torch, which main() checks
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..",
+                                    "tests", "gen"))
+    from make_reference import parse_arch
     nn = torch.nn
-    shape, layers = arch.split(":")
-    c, h, w = (int(v) for v in shape.split("x"))
+    try:
+        (c, h, w), layers = parse_arch(arch)
+    except ValueError as e:
+        raise SystemExit(f"bench_torch: unknown layer '{e}'")
+    shape = (c, h, w)
     mods, flat = [], None
-    for tok in layers.split(","):
-        if m := re.fullmatch(r"conv(\d+)k(\d+)", tok):
-            k, s = int(m[1]), int(m[2])
-            mods.append(nn.Conv2d(c, k, s))
-            c, h, w = k, h - s + 1, w - s + 1
-        elif tok == "relu":
+    for kind, a, b in layers:
+        if kind == "conv":
+            mods.append(nn.Conv2d(c, a, b))
+            c, h, w = a, h - b + 1, w - b + 1
+        elif kind == "relu":
             mods.append(nn.ReLU())
-        elif m := re.fullmatch(r"pool(\d+)", tok):
-            p = int(m[1])
-            mods.append(nn.MaxPool2d(p))
-            h, w = h // p, w // p
-        elif tok == "flatten":
+        elif kind == "pool":
+            mods.append(nn.MaxPool2d(a))
+            h, w = h // a, w // a
+        elif kind == "flatten":
             mods.append(nn.Flatten())
             flat = c * h * w
-        elif m := re.fullmatch(r"fc(\d+)", tok):
-            mods.append(nn.Linear(flat, int(m[1])))
-            flat = int(m[1])
-        else:
-            raise SystemExit(f"bench_torch: unknown layer '{tok}'")
-    return nn.Sequential(*mods), flat, (int(v) for v in shape.split("x"))
+        elif kind == "fc":
+            mods.append(nn.Linear(flat, a))
+            flat = a
+    return nn.Sequential(*mods), flat, shape
 
 
 def main():
