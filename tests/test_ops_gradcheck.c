@@ -231,6 +231,63 @@ static void test_conv_batched(void **state)
     check_conv_batched(2, 2, 7, 110, 110, 2, 7);
 }
 
+/* The conv ops give the same bits at 1 and 2 threads (cpu-blas runs whole images per thread
+ * where one image fills a product, and sums backward-filter's partials in a fixed order). */
+static void conv_bits(int threads, const sm_conv_shape *s, const double *x, const double *w,
+                      const double *b, const double *dy, float *out_y, float *out_dx,
+                      float *out_dw, float *out_db)
+{
+    const size_t nx = (size_t)s->n * s->c * s->h * s->w, nw = (size_t)s->k * s->c * s->kh * s->kw;
+    const size_t ny = (size_t)s->n * s->k * s->oh * s->ow;
+    assert_int_equal(sm_backend_set_threads(be, threads), SM_OK);
+    size_t wsb = be->ops->conv_workspace(be->ctx, s); /* sized at this thread count */
+    void *ws = NULL;
+    assert_int_equal(be->ops->alloc(be->ctx, wsb ? wsb : 4, &ws), SM_OK);
+    float *dx_ = to_dev(x, nx), *dw_ = to_dev(w, nw), *db_ = to_dev(b, s->k), *ddy = to_dev(dy, ny);
+    float *y = to_dev(dy, ny), *gx = to_dev(x, nx), *gw = to_dev(w, nw), *gb = to_dev(b, s->k);
+    assert_int_equal(be->ops->conv_fwd(be->ctx, s, dx_, dw_, db_, y, ws, wsb), SM_OK);
+    assert_int_equal(be->ops->conv_bwd_data(be->ctx, s, ddy, dw_, gx, ws, wsb), SM_OK);
+    assert_int_equal(be->ops->conv_bwd_filter(be->ctx, s, dx_, ddy, gw, gb, ws, wsb), SM_OK);
+    assert_int_equal(be->ops->download(be->ctx, out_y, y, ny * sizeof(float)), SM_OK);
+    assert_int_equal(be->ops->download(be->ctx, out_dx, gx, nx * sizeof(float)), SM_OK);
+    assert_int_equal(be->ops->download(be->ctx, out_dw, gw, nw * sizeof(float)), SM_OK);
+    assert_int_equal(be->ops->download(be->ctx, out_db, gb, (size_t)s->k * sizeof(float)), SM_OK);
+    void *devs[] = {dx_, dw_, db_, ddy, y, gx, gw, gb, ws};
+    for (size_t i = 0; i < sizeof devs / sizeof *devs; i++) be->ops->free(be->ctx, devs[i]);
+    assert_int_equal(sm_backend_set_threads(be, 0), SM_OK);
+}
+
+static void test_conv_thread_count(void **state)
+{
+    (void)state;
+    /* 66 x 66 = 4356 columns an image: one image per product; 9 images: partial runs 4, 4, 1 */
+    const sm_conv_shape shapes[] = {{9, 2, 70, 70, 3, 5, 5, 66, 66}, /* one image per product */
+                                    {9, 3, 12, 12, 4, 3, 3, 10, 10}}; /* several */
+    for (size_t c = 0; c < sizeof shapes / sizeof *shapes; c++) {
+        const sm_conv_shape *s = &shapes[c];
+        const size_t nx = (size_t)s->n * s->c * s->h * s->w;
+        const size_t nw = (size_t)s->k * s->c * s->kh * s->kw;
+        const size_t ny = (size_t)s->n * s->k * s->oh * s->ow;
+        double *x = rnd(nx, -1, 1), *w = rnd(nw, -0.5, 0.5), *b = rnd(s->k, -0.5, 0.5);
+        double *dy = rnd(ny, -1, 1);
+        float *r[2][4];
+        for (int t = 0; t < 2; t++) {
+            r[t][0] = malloc(ny * sizeof(float));
+            r[t][1] = malloc(nx * sizeof(float));
+            r[t][2] = malloc(nw * sizeof(float));
+            r[t][3] = malloc((size_t)s->k * sizeof(float));
+            conv_bits(t + 1, s, x, w, b, dy, r[t][0], r[t][1], r[t][2], r[t][3]);
+        }
+        assert_memory_equal(r[0][0], r[1][0], ny * sizeof(float));
+        assert_memory_equal(r[0][1], r[1][1], nx * sizeof(float));
+        assert_memory_equal(r[0][2], r[1][2], nw * sizeof(float));
+        assert_memory_equal(r[0][3], r[1][3], (size_t)s->k * sizeof(float));
+        for (int t = 0; t < 2; t++)
+            for (int i = 0; i < 4; i++) free(r[t][i]);
+        free(x), free(w), free(b), free(dy);
+    }
+}
+
 /* ---- max pooling ---- */
 
 typedef struct pool_case {
@@ -566,6 +623,7 @@ static int run_on(sm_backend_kind kind)
     printf("checking the ops of backend %s\n", sm_backend_name(be));
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_conv),       cmocka_unit_test(test_conv_batched),
+        cmocka_unit_test(test_conv_thread_count),
         cmocka_unit_test(test_maxpool),
         cmocka_unit_test(test_relu_sigmoid), cmocka_unit_test(test_gemm_bias),
         cmocka_unit_test(test_absdiff),    cmocka_unit_test(test_bce),

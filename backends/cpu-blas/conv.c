@@ -5,6 +5,7 @@
  * does not grow with the batch. The copies around the GEMM (im2col, col2im, the reshuffle
  * between [K][g][oh*ow] and NCHW) run on all threads while OpenBLAS's workers are idle. */
 #include <cblas.h>
+#include <pthread.h>
 #include <string.h>
 
 #include "cpu_internal.h"
@@ -176,23 +177,205 @@ static void rowsum_range(void *p, size_t begin, size_t end)
 
 /* ---- the ops ---- */
 
+/* ---- one image per product: whole images per thread ----
+ *
+ * With one image per product (conv1 and conv2 of Koch's net, 85 % of a step's arithmetic), the
+ * copy is the cost: columns that one core writes and OpenBLAS then packs on every core ran
+ * conv2 at ~75 % of its SGEMM time, against 95-101 % with the copy switched off
+ * (docs/performance.md). So each thread takes whole images and makes, multiplies and consumes
+ * their columns itself, with OpenBLAS set to one thread meanwhile (its setting is process-wide:
+ * a lock keeps two such regions from interleaving their changes, and the count is restored).
+ * Backward-filter sums each run of IMAGES_PER_PARTIAL images into a partial dW/db of its own,
+ * then the partials into dw/db in order: the same bits whatever the thread count. */
+enum { IMAGES_PER_PARTIAL = 4 };
+
+static int backend_threads(const void *ctx)
+{
+    const cpu_ctx *c = ctx;
+    int t = c && c->threads > 0 ? c->threads : openblas_get_num_threads();
+    return t < 1 ? 1 : t;
+}
+
+static size_t slice_floats(const sm_conv_shape *s, conv_dims d)
+{
+    return (size_t)d.cs * s->kh * s->kw * d.ohw;
+}
+
+static size_t partial_floats(const sm_conv_shape *s, conv_dims d)
+{
+    return (size_t)s->k * d.ckk + (size_t)s->k;
+}
+
+/* Layout for g == 1: `threads` column slices, then one partial per run of images. */
+static size_t per_image_floats(const sm_conv_shape *s, conv_dims d, size_t threads)
+{
+    size_t partials = ((size_t)s->n + IMAGES_PER_PARTIAL - 1) / IMAGES_PER_PARTIAL;
+    return threads * slice_floats(s, d) + partials * partial_floats(s, d);
+}
+
 size_t sm__cpu_conv_workspace(void *ctx, const sm_conv_shape *s)
 {
-    (void)ctx;
     conv_dims d = dims_of(s);
-    /* the columns (of one channel slice for one image), then the GEMM's [K][g*ohw] side
-     * (none needed for one image) */
-    size_t floats = d.g == 1 ? (size_t)d.cs * s->kh * s->kw * d.ohw
+    /* g == 1: per-thread column slices and the partial gradients; else the columns of g
+     * images, then the GEMM's [K][g*ohw] side */
+    size_t floats = d.g == 1 ? per_image_floats(s, d, (size_t)backend_threads(ctx))
                              : (size_t)d.g * d.ckk * d.ohw + (size_t)d.g * d.out_img;
     return floats * sizeof(float);
+}
+
+typedef enum { OP_FWD, OP_BWD_DATA, OP_BWD_FILTER } conv_op;
+
+typedef struct image_job {
+    const sm_conv_shape *s;
+    conv_dims d;
+    conv_op op;
+    const float *x, *w, *b, *dy;
+    float *y, *dx;
+    float *cols, *partials; /* per-thread column slices; per-run partial gradients */
+    size_t threads;
+} image_job;
+
+static void fwd_image(const sm_conv_shape *s, conv_dims d, const float *x, const float *w,
+                      const float *b, float *y, float *col)
+{
+    const size_t kk = (size_t)s->kh * s->kw;
+    copy_job fill = {s, d, 1, 0, 0, NULL, y, b};
+    fill_bias_range(&fill, 0, (size_t)s->k);
+    for (int c0 = 0; c0 < s->c; c0 += d.cs) {
+        int nc = s->c - c0 < d.cs ? s->c - c0 : d.cs;
+        copy_job j = {s, d, 1, c0, nc, x, col, NULL};
+        im2col_range(&j, 0, (size_t)nc * s->kh);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, s->k, (int)d.ohw, (int)(nc * kk),
+                    1.0f, w + c0 * kk, (int)d.ckk, col, (int)d.ohw, 1.0f, y, (int)d.ohw);
+    }
+}
+
+static void bwd_data_image(const sm_conv_shape *s, conv_dims d, const float *dy, const float *w,
+                           float *dx, float *col)
+{
+    const size_t kk = (size_t)s->kh * s->kw;
+    for (int c0 = 0; c0 < s->c; c0 += d.cs) {
+        int nc = s->c - c0 < d.cs ? s->c - c0 : d.cs;
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)(nc * kk), (int)d.ohw, s->k,
+                    1.0f, w + c0 * kk, (int)d.ckk, dy, (int)d.ohw, 0.0f, col, (int)d.ohw);
+        copy_job j = {s, d, 1, c0, nc, col, dx, NULL};
+        col2im_range(&j, 0, (size_t)nc);
+    }
+}
+
+/* dw (+)= dy x cols^T, db (+)= row sums of dy; `first` overwrites (beta = 0). */
+static void bwd_filter_image(const sm_conv_shape *s, conv_dims d, const float *x,
+                             const float *dy, float *dw, float *db, bool first, float *col)
+{
+    const size_t kk = (size_t)s->kh * s->kw;
+    for (int c0 = 0; c0 < s->c; c0 += d.cs) {
+        int nc = s->c - c0 < d.cs ? s->c - c0 : d.cs;
+        copy_job j = {s, d, 1, c0, nc, x, col, NULL};
+        im2col_range(&j, 0, (size_t)nc * s->kh);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, s->k, (int)(nc * kk), (int)d.ohw,
+                    1.0f, dy, (int)d.ohw, col, (int)d.ohw, first ? 0.0f : 1.0f, dw + c0 * kk,
+                    (int)d.ckk);
+    }
+    for (int k = 0; k < s->k; k++) {
+        const float *row = dy + (size_t)k * d.ohw;
+        float acc = 0.0f;
+        for (size_t q = 0; q < d.ohw; q++) acc += row[q];
+        db[k] = first ? acc : db[k] + acc;
+    }
+}
+
+/* Thread t: images t, t + T, ... (forward, backward-data) or runs of images t, t + T, ...
+ * (backward-filter), each with the thread's own column slice. */
+static void image_range(void *p, size_t begin, size_t end)
+{
+    const image_job *j = p;
+    const sm_conv_shape *s = j->s;
+    const conv_dims d = j->d;
+    const size_t n = (size_t)s->n, runs = (n + IMAGES_PER_PARTIAL - 1) / IMAGES_PER_PARTIAL;
+    for (size_t t = begin; t < end; t++) {
+        float *col = j->cols + t * slice_floats(s, d);
+        if (j->op == OP_BWD_FILTER) {
+            for (size_t r = t; r < runs; r += j->threads) {
+                float *pw = j->partials + r * partial_floats(s, d), *pb = pw + (size_t)s->k * d.ckk;
+                size_t i0 = r * IMAGES_PER_PARTIAL, i1 = i0 + IMAGES_PER_PARTIAL;
+                for (size_t i = i0; i < i1 && i < n; i++)
+                    bwd_filter_image(s, d, j->x + i * d.in_img, j->dy + i * d.out_img, pw, pb,
+                                     i == i0, col);
+            }
+            continue;
+        }
+        for (size_t i = t; i < n; i += j->threads) {
+            if (j->op == OP_FWD)
+                fwd_image(s, d, j->x + i * d.in_img, j->w, j->b, j->y + i * d.out_img, col);
+            else
+                bwd_data_image(s, d, j->dy + i * d.out_img, j->w, j->dx + i * d.in_img, col);
+        }
+    }
+}
+
+/* dw[q] += partial_0[q] + ... in order; unit = a range of dw's floats */
+typedef struct reduce_job {
+    const float *partials;
+    size_t runs, stride;
+    float *dst;
+} reduce_job;
+
+static void reduce_range(void *p, size_t begin, size_t end)
+{
+    const reduce_job *j = p;
+    for (size_t r = 0; r < j->runs; r++) {
+        const float *src = j->partials + r * j->stride;
+        for (size_t q = begin; q < end; q++) j->dst[q] += src[q];
+    }
+}
+
+static pthread_mutex_t openblas_threads_lock = PTHREAD_MUTEX_INITIALIZER;
+
+/* Whether the per-image path applies: one image per product and a workspace sized for it (the
+ * core's always is; a caller's smaller one gets the shared-product path below). */
+static bool per_image_fits(const sm_conv_shape *s, conv_dims d, size_t ws_bytes)
+{
+    return d.g == 1 && per_image_floats(s, d, 1) * sizeof(float) <= ws_bytes;
+}
+
+/* The op over every image of s, whole images per thread (see above). */
+static void run_per_image(void *ctx, image_job *j, void *ws, size_t ws_bytes, float *dw,
+                          float *db)
+{
+    const sm_conv_shape *s = j->s;
+    const conv_dims d = j->d;
+    /* as many threads as the backend has, within what the workspace was sized for */
+    size_t t = (size_t)backend_threads(ctx);
+    while (t > 1 && per_image_floats(s, d, t) * sizeof(float) > ws_bytes) t--;
+    if (t > (size_t)s->n) t = (size_t)s->n;
+    j->threads = t;
+    j->cols = ws;
+    j->partials = j->cols + t * slice_floats(s, d);
+    pthread_mutex_lock(&openblas_threads_lock);
+    int blas_threads = openblas_get_num_threads();
+    if (blas_threads != 1) openblas_set_num_threads(1);
+    sm__cpu_parallel_for_threads(t, t, 1, image_range, j);
+    if (j->op == OP_BWD_FILTER) {
+        size_t runs = ((size_t)s->n + IMAGES_PER_PARTIAL - 1) / IMAGES_PER_PARTIAL;
+        reduce_job rw = {j->partials, runs, partial_floats(s, d), dw};
+        sm__cpu_parallel_for_threads(t, (size_t)s->k * d.ckk, 4096, reduce_range, &rw);
+        reduce_job rb = {j->partials + (size_t)s->k * d.ckk, runs, partial_floats(s, d), db};
+        reduce_range(&rb, 0, (size_t)s->k);
+    }
+    if (blas_threads != 1) openblas_set_num_threads(blas_threads);
+    pthread_mutex_unlock(&openblas_threads_lock);
 }
 
 sm_status sm__cpu_conv_fwd(void *ctx, const sm_conv_shape *s, const float *x, const float *w,
                            const float *b, float *y, void *ws, size_t ws_bytes)
 {
-    (void)ctx;
-    (void)ws_bytes; /* g at this batch never exceeds g at the batch the workspace was sized for */
+    /* g at this batch never exceeds g at the batch the workspace was sized for */
     conv_dims d = dims_of(s);
+    if (per_image_fits(s, d, ws_bytes)) {
+        image_job j = {s, d, OP_FWD, x, w, b, NULL, y, NULL, NULL, NULL, 0};
+        run_per_image(ctx, &j, ws, ws_bytes, NULL, NULL);
+        return SM_OK;
+    }
     float *col = ws, *r = col + (size_t)d.g * d.ckk * d.ohw;
     const size_t kk = (size_t)s->kh * s->kw;
     for (int n0 = 0; n0 < s->n; n0 += d.g) {
@@ -227,9 +410,12 @@ sm_status sm__cpu_conv_fwd(void *ctx, const sm_conv_shape *s, const float *x, co
 sm_status sm__cpu_conv_bwd_data(void *ctx, const sm_conv_shape *s, const float *dy,
                                 const float *w, float *dx, void *ws, size_t ws_bytes)
 {
-    (void)ctx;
-    (void)ws_bytes;
     conv_dims d = dims_of(s);
+    if (per_image_fits(s, d, ws_bytes)) {
+        image_job j = {s, d, OP_BWD_DATA, NULL, w, NULL, dy, NULL, dx, NULL, NULL, 0};
+        run_per_image(ctx, &j, ws, ws_bytes, NULL, NULL);
+        return SM_OK;
+    }
     float *col = ws, *r = col + (size_t)d.g * d.ckk * d.ohw;
     const size_t kk = (size_t)s->kh * s->kw;
     for (int n0 = 0; n0 < s->n; n0 += d.g) {
@@ -258,9 +444,12 @@ sm_status sm__cpu_conv_bwd_filter(void *ctx, const sm_conv_shape *s, const float
                                   const float *dy, float *dw, float *db, void *ws,
                                   size_t ws_bytes)
 {
-    (void)ctx;
-    (void)ws_bytes;
     conv_dims d = dims_of(s);
+    if (per_image_fits(s, d, ws_bytes)) {
+        image_job j = {s, d, OP_BWD_FILTER, x, NULL, NULL, dy, NULL, NULL, NULL, NULL, 0};
+        run_per_image(ctx, &j, ws, ws_bytes, dw, db);
+        return SM_OK;
+    }
     float *col = ws, *r = col + (size_t)d.g * d.ckk * d.ohw;
     const size_t kk = (size_t)s->kh * s->kw;
     for (int n0 = 0; n0 < s->n; n0 += d.g) {

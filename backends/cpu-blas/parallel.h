@@ -13,5 +13,9 @@
  * so a loop whose units write disjoint outputs gives the same bits at any thread count. */
 typedef void (*sm__range_fn)(void *arg, size_t begin, size_t end);
 void sm__cpu_parallel_for(size_t n, size_t grain, sm__range_fn fn, void *arg);
+/* The same on exactly `threads` threads (cpu-blas only: conv.c runs whole images per thread
+ * while OpenBLAS is set to one thread). */
+void sm__cpu_parallel_for_threads(size_t threads, size_t n, size_t grain, sm__range_fn fn,
+                                  void *arg);
 
 #endif

@@ -24,8 +24,14 @@ static void *run_range(void *p)
 
 void sm__cpu_parallel_for(size_t n, size_t grain, sm__range_fn fn, void *arg)
 {
+    sm__cpu_parallel_for_threads((size_t)openblas_get_num_threads(), n, grain, fn, arg);
+}
+
+void sm__cpu_parallel_for_threads(size_t threads, size_t n, size_t grain, sm__range_fn fn,
+                                  void *arg)
+{
     if (grain < 1) grain = 1;
-    size_t t = (size_t)openblas_get_num_threads();
+    size_t t = threads;
     if (t > MAX_THREADS) t = MAX_THREADS;
     if (t > n / grain) t = n / grain;
     if (t < 2) {
