@@ -5,7 +5,13 @@
 #include "error.h"
 #include "model.h"
 
-#define SM_PREDICT_CHUNK 32 /* pairs per forward: bounds memory whatever n is */
+/* Pairs per forward, which bounds memory whatever n is: the GPU wants large chunks; on the CPU
+ * 16 pairs (32 images, as a training micro-batch) ran 150 predictions 5 % faster than 32 on
+ * cpu-dnnl, the same on cpu-blas, in 72 MB less. */
+static size_t predict_chunk(const sm_subnet *s)
+{
+    return s->be->ops->kind == SM_BACKEND_CUDA ? 32 : 16;
+}
 
 typedef struct predict_bufs {
     sm__workspace ws;
@@ -54,7 +60,7 @@ SM_API sm_status sm_embed(const sm_subnet *s, size_t n, const float *images, flo
     void *ctx = s->be->ctx;
     const size_t in = sm__arch_in_size(&s->arch), d = sm_subnet_feature_dim(s);
     SM_TRY(check_count("sm_embed", n, in, d));
-    const size_t chunk = n < 2 * SM_PREDICT_CHUNK ? n : 2 * SM_PREDICT_CHUNK;
+    const size_t chunk = n < 2 * predict_chunk(s) ? n : 2 * predict_chunk(s);
     predict_bufs b;
     SM_TRY(bufs_create(s, chunk, 0, &b));
     sm_status st = SM_OK;
@@ -81,7 +87,7 @@ SM_API sm_status sm_predict_pairs(const sm_subnet *s, const sm_head *h, size_t n
     void *ctx = s->be->ctx;
     const size_t in = sm__arch_in_size(&s->arch), d = h->dim;
     SM_TRY(check_count("sm_predict_pairs", n, in, 1));
-    const size_t chunk = n < SM_PREDICT_CHUNK ? n : SM_PREDICT_CHUNK;
+    const size_t chunk = n < predict_chunk(s) ? n : predict_chunk(s);
     predict_bufs b;
     SM_TRY(bufs_create(s, 2 * chunk, chunk, &b));
     sm_status st = SM_OK;

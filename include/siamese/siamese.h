@@ -356,8 +356,8 @@ SM_API sm_status sm_embed(const sm_subnet *subnet, size_t n, const float *images
  *  SM_ERR_NOMEM, SM_ERR_DEVICE. */
 SM_API sm_status sm_predict_pair(const sm_subnet *subnet, const sm_head *head, const float *a,
                                  const float *b, float *score);
-/** Scores of `n` pairs (a[i], b[i]) into scores[i]. Works in chunks of 32 pairs, so memory does
- *  not grow with n. Statuses as sm_predict_pair; an n whose buffers could not exist (n * C*H*W
+/** Scores of `n` pairs (a[i], b[i]) into scores[i]. Works in chunks (16 pairs on the CPU
+ *  backends, 32 on cuda), so memory does not grow with n. Statuses as sm_predict_pair; an n whose buffers could not exist (n * C*H*W
  *  floats overflows size_t) is SM_ERR_INVALID_ARG. */
 SM_API sm_status sm_predict_pairs(const sm_subnet *subnet, const sm_head *head, size_t n,
                                   const float *a, const float *b, float *scores);
