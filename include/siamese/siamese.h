@@ -149,7 +149,10 @@ SM_API sm_backend_kind sm_backend_get_kind(const sm_backend *backend);
  *  run on the same count as the library they sit between, so they never oversubscribe the
  *  cores); 0 = all cores (the default; OPENBLAS_NUM_THREADS or OMP_NUM_THREADS, for cpu-blas
  *  or cpu-dnnl, set the initial count). The setting is process-wide for each CPU backend
- *  (OpenBLAS's and OpenMP's pools are): call it while no other thread is computing.
+ *  (OpenBLAS's and OpenMP's pools are): call it while no other thread is computing. cpu-blas
+ *  runs some convolutions with whole images per thread, each on a single-threaded SGEMM: for
+ *  those ops it sets OpenBLAS's thread count to 1 and then restores it, so a host calling
+ *  OpenBLAS itself from another thread meanwhile gets one thread for that call.
  *  SM_ERR_INVALID_ARG for a negative count or > 1024. */
 SM_API sm_status sm_backend_set_threads(sm_backend *backend, int threads);
 /** The thread count in effect, or 0 for NULL. */
