@@ -276,12 +276,9 @@ static void bwd_filter_image(const sm_conv_shape *s, conv_dims d, const float *x
                     1.0f, dy, (int)d.ohw, col, (int)d.ohw, first ? 0.0f : 1.0f, dw + c0 * kk,
                     (int)d.ckk);
     }
-    for (int k = 0; k < s->k; k++) {
-        const float *row = dy + (size_t)k * d.ohw;
-        float acc = 0.0f;
-        for (size_t q = 0; q < d.ohw; q++) acc += row[q];
-        db[k] = first ? acc : db[k] + acc;
-    }
+    if (first) memset(db, 0, (size_t)s->k * sizeof *db);
+    rowsum_job rj = {dy, d.ohw, db};
+    rowsum_range(&rj, 0, (size_t)s->k);
 }
 
 /* Thread t: images t, t + T, ... (forward, backward-data) or runs of images t, t + T, ...
@@ -331,13 +328,6 @@ static void reduce_range(void *p, size_t begin, size_t end)
 
 static pthread_mutex_t openblas_threads_lock = PTHREAD_MUTEX_INITIALIZER;
 
-/* Whether the per-image path applies: one image per product and a workspace sized for it (the
- * core's always is; a caller's smaller one gets the shared-product path below). */
-static bool per_image_fits(const sm_conv_shape *s, conv_dims d, size_t ws_bytes)
-{
-    return d.g == 1 && per_image_floats(s, d, 1) * sizeof(float) <= ws_bytes;
-}
-
 /* The op over every image of s, whole images per thread (see above). */
 static void run_per_image(void *ctx, image_job *j, void *ws, size_t ws_bytes, float *dw,
                           float *db)
@@ -371,33 +361,17 @@ sm_status sm__cpu_conv_fwd(void *ctx, const sm_conv_shape *s, const float *x, co
 {
     /* g at this batch never exceeds g at the batch the workspace was sized for */
     conv_dims d = dims_of(s);
-    if (per_image_fits(s, d, ws_bytes)) {
+    if (d.g == 1) {
         image_job j = {s, d, OP_FWD, x, w, b, NULL, y, NULL, NULL, NULL, 0};
         run_per_image(ctx, &j, ws, ws_bytes, NULL, NULL);
         return SM_OK;
     }
+    /* several images per product: OpenBLAS threads each shared product */
     float *col = ws, *r = col + (size_t)d.g * d.ckk * d.ohw;
-    const size_t kk = (size_t)s->kh * s->kw;
     for (int n0 = 0; n0 < s->n; n0 += d.g) {
         int g = s->n - n0 < d.g ? s->n - n0 : d.g;
         float *yn = y + (size_t)n0 * d.out_img;
-        const float *xn = x + (size_t)n0 * d.in_img;
-        if (g == 1) {
-            /* the bias first and beta = 1: one pass over y (beta = 0 would have OpenBLAS clear
-             * it, and a bias pass after that would be a second); the channel slices then
-             * accumulate into it */
-            copy_job j = {s, d, 1, 0, 0, NULL, yn, b};
-            sm__cpu_parallel_for((size_t)s->k, 8, fill_bias_range, &j);
-            for (int c0 = 0; c0 < s->c; c0 += d.cs) {
-                int nc = s->c - c0 < d.cs ? s->c - c0 : d.cs;
-                im2col(s, d, 1, c0, nc, xn, col);
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, s->k, (int)d.ohw,
-                            (int)(nc * kk), 1.0f, w + c0 * kk, (int)d.ckk, col, (int)d.ohw,
-                            1.0f, yn, (int)d.ohw);
-            }
-            continue;
-        }
-        im2col(s, d, g, 0, s->c, xn, col);
+        im2col(s, d, g, 0, s->c, x + (size_t)n0 * d.in_img, col);
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, s->k, g * (int)d.ohw,
                     (int)d.ckk, 1.0f, w, (int)d.ckk, col, g * (int)d.ohw, 0.0f, r,
                     g * (int)d.ohw);
@@ -411,13 +385,12 @@ sm_status sm__cpu_conv_bwd_data(void *ctx, const sm_conv_shape *s, const float *
                                 const float *w, float *dx, void *ws, size_t ws_bytes)
 {
     conv_dims d = dims_of(s);
-    if (per_image_fits(s, d, ws_bytes)) {
+    if (d.g == 1) {
         image_job j = {s, d, OP_BWD_DATA, NULL, w, NULL, dy, NULL, dx, NULL, NULL, 0};
         run_per_image(ctx, &j, ws, ws_bytes, NULL, NULL);
         return SM_OK;
     }
     float *col = ws, *r = col + (size_t)d.g * d.ckk * d.ohw;
-    const size_t kk = (size_t)s->kh * s->kw;
     for (int n0 = 0; n0 < s->n; n0 += d.g) {
         int g = s->n - n0 < d.g ? s->n - n0 : d.g;
         const float *dyn = dy + (size_t)n0 * d.out_img;
@@ -426,16 +399,10 @@ sm_status sm__cpu_conv_bwd_data(void *ctx, const sm_conv_shape *s, const float *
             sm__cpu_parallel_for((size_t)g * s->k, 16, gather_range, &j);
             dyn = r;
         }
-        /* one image: a slice of channels at a time, so the columns stay in cache */
-        int cs = g == 1 ? d.cs : s->c;
-        for (int c0 = 0; c0 < s->c; c0 += cs) {
-            int nc = s->c - c0 < cs ? s->c - c0 : cs;
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)(nc * kk), g * (int)d.ohw,
-                        s->k, 1.0f, w + c0 * kk, (int)d.ckk, dyn, g * (int)d.ohw, 0.0f, col,
-                        g * (int)d.ohw);
-            copy_job j = {s, d, g, c0, nc, col, dx + (size_t)n0 * d.in_img, NULL};
-            sm__cpu_parallel_for((size_t)g * nc, 1, col2im_range, &j);
-        }
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)d.ckk, g * (int)d.ohw, s->k,
+                    1.0f, w, (int)d.ckk, dyn, g * (int)d.ohw, 0.0f, col, g * (int)d.ohw);
+        copy_job j = {s, d, g, 0, s->c, col, dx + (size_t)n0 * d.in_img, NULL};
+        sm__cpu_parallel_for((size_t)g * s->c, 1, col2im_range, &j);
     }
     return SM_OK;
 }
@@ -445,31 +412,23 @@ sm_status sm__cpu_conv_bwd_filter(void *ctx, const sm_conv_shape *s, const float
                                   size_t ws_bytes)
 {
     conv_dims d = dims_of(s);
-    if (per_image_fits(s, d, ws_bytes)) {
+    if (d.g == 1) {
         image_job j = {s, d, OP_BWD_FILTER, x, NULL, NULL, dy, NULL, NULL, NULL, NULL, 0};
         run_per_image(ctx, &j, ws, ws_bytes, dw, db);
         return SM_OK;
     }
     float *col = ws, *r = col + (size_t)d.g * d.ckk * d.ohw;
-    const size_t kk = (size_t)s->kh * s->kw;
     for (int n0 = 0; n0 < s->n; n0 += d.g) {
         int g = s->n - n0 < d.g ? s->n - n0 : d.g;
         const float *dyn = dy + (size_t)n0 * d.out_img;
-        const float *xn = x + (size_t)n0 * d.in_img;
+        im2col(s, d, g, 0, s->c, x + (size_t)n0 * d.in_img, col);
         if (g > 1) {
             copy_job j = {s, d, g, 0, 0, dyn, r, NULL};
             sm__cpu_parallel_for((size_t)g * s->k, 16, gather_range, &j);
             dyn = r;
         }
-        /* one image: dW's columns of a slice of channels at a time, from cached columns */
-        int cs = g == 1 ? d.cs : s->c;
-        for (int c0 = 0; c0 < s->c; c0 += cs) {
-            int nc = s->c - c0 < cs ? s->c - c0 : cs;
-            im2col(s, d, g, c0, nc, xn, col);
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, s->k, (int)(nc * kk),
-                        g * (int)d.ohw, 1.0f, dyn, g * (int)d.ohw, col, g * (int)d.ohw, 1.0f,
-                        dw + c0 * kk, (int)d.ckk);
-        }
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, s->k, (int)d.ckk, g * (int)d.ohw,
+                    1.0f, dyn, g * (int)d.ohw, col, g * (int)d.ohw, 1.0f, dw, (int)d.ckk);
         rowsum_job rj = {dyn, (size_t)g * d.ohw, db};
         sm__cpu_parallel_for((size_t)s->k, 8, rowsum_range, &rj);
     }
