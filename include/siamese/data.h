@@ -43,8 +43,9 @@ SM_API sm_status sm_dataset_create(int height, int width, sm_dataset **out);
 SM_API sm_status sm_dataset_add_image(sm_dataset *ds, const char *label, const float *pixels);
 /** A generated dataset of handwriting-like glyphs: `n_classes` random stroke figures, each drawn
  *  `per_class` times with random jitter, on white with black ink. The same arguments give the
- *  same images. Classes are grouped into alphabets of 10 ("synthNN"). Used by the examples when
- *  no data is given, and by the tests. */
+ *  same images, stored class by class (image i is of class i / per_class). Classes are grouped
+ *  into alphabets of 10 ("synthNN"). Used by the examples when no data is given, and by the
+ *  tests. */
 SM_API sm_status sm_dataset_create_synthetic(int n_classes, int per_class, int height, int width,
                                              uint64_t seed, sm_dataset **out);
 /** Frees a dataset and its images. Destroy samplers and trainers over it first. NULL: no-op. */
