@@ -35,6 +35,9 @@ static const sm_backend_host host_for_modules = {
  * "<dir of libsiamese.so>/libsiamese/". */
 static void module_path(const module_info *m, char *buf, size_t cap)
 {
+    /* Also tells GCC's -Wformat-truncation (with -fsanitize=address,undefined at -O3) that
+     * buf is not NULL; it warns of a null destination otherwise. */
+    if (!buf || cap == 0) return;
     const char *env = getenv("SIAMESE_BACKEND_DIR");
     if (env && *env) {
         for (const char *dir = env; dir && *dir;) {
