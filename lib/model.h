@@ -88,6 +88,10 @@ sm_status sm__subnet_forward(const sm_subnet *s, sm__workspace *ws, size_t n);
  * accumulates parameter gradients into s->grads; clobbers grad_a and grad_b. */
 sm_status sm__subnet_backward(sm_subnet *s, sm__workspace *ws, size_t n);
 
+/* Images per sm_embed call when the core embeds many (one-shot evaluation): the backend's
+ * preference. */
+size_t sm__subnet_embed_chunk(const sm_subnet *s);
+
 /* Backend buffers for one micro-batch of P pairs (2P images). */
 typedef struct sm__step_buffers {
     size_t pairs;
