@@ -16,7 +16,6 @@
 #include "rng.h"
 
 #define VERIFY_CHUNK 128    /* pairs scored per sm_predict_pairs call: bounds memory */
-#define EMBED_CHUNK 64      /* images embedded per sm_embed call */
 #define MAX_WAY 1000
 #define MAX_SHOT 100
 #define MAX_EPISODES 1000000
@@ -147,15 +146,17 @@ SM_API sm_status sm_verification_accuracy(const sm_subnet *subnet, const sm_head
 
 /* ------------------------------------------------------------------ embedding */
 
-/* Embeds `n` 8-bit images of `px` pixels into `feat` (n x dim), through `img` (EMBED_CHUNK
- * images of scratch): image i is pixels + idx[i] * px, or pixels + i * px when idx is NULL.
+/* Embeds `n` 8-bit images of `px` pixels into `feat` (n x dim), through `img` (scratch for
+ * sm__subnet_embed_chunk(s) images, the backend's preferred chunk): image i is
+ * pixels + idx[i] * px, or pixels + i * px when idx is NULL.
  * Datasets and runs both keep 8-bit pixels; v / 255 is the value sm_dataset_get_image gives. */
 static sm_status embed_u8(const sm_subnet *s, const uint8_t *pixels, const size_t *idx, size_t n,
                           size_t px, float *img, float *feat)
 {
     size_t d = sm_subnet_feature_dim(s);
-    for (size_t off = 0; off < n; off += EMBED_CHUNK) {
-        size_t m = n - off < EMBED_CHUNK ? n - off : EMBED_CHUNK;
+    size_t chunk = sm__subnet_embed_chunk(s);
+    for (size_t off = 0; off < n; off += chunk) {
+        size_t m = n - off < chunk ? n - off : chunk;
         for (size_t i = 0; i < m; i++) {
             const uint8_t *src = pixels + (idx ? idx[off + i] : off + i) * px;
             for (size_t k = 0; k < px; k++) img[i * px + k] = (float)src[k] / 255.0f;
@@ -284,7 +285,7 @@ SM_API sm_status sm_oneshot_episodes(const sm_subnet *subnet, const sm_head *hea
     double *cls = NULL;
     sm_status st = SM_OK;
     if (!sm__mul_size(per, d, &feat_n) || !sm__mul_size(feat_n, sizeof(float), &feat_n) ||
-        !sm__mul_size(EMBED_CHUNK * sizeof(float), px, &img_n))
+        !sm__mul_size(sm__subnet_embed_chunk(subnet) * sizeof(float), px, &img_n))
         st = sm__fail(SM_ERR_LIMIT, "sm_oneshot_episodes: an episode is too large");
     if (st == SM_OK) {
         hp = sm__malloc((d + 1) * sizeof *hp);
@@ -340,7 +341,7 @@ SM_API sm_status sm_oneshot_evaluate_runs(const sm_subnet *subnet, const sm_head
         if (u->n_query > most) most = u->n_query;
     }
     float *hp = sm__malloc((d + 1) * sizeof *hp);
-    float *img = sm__malloc(EMBED_CHUNK * runs->px * sizeof *img);
+    float *img = sm__malloc(sm__subnet_embed_chunk(subnet) * runs->px * sizeof *img);
     float *fc = sm__malloc(most * d * sizeof *fc), *fq = sm__malloc(most * d * sizeof *fq);
     double *cls = sm__malloc(most * sizeof *cls);
     sm_status st = hp && img && fc && fq && cls
