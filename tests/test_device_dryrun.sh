@@ -47,7 +47,7 @@ run clean parity-bench
 grep -q 'parity (test_cuda_backend) *passed' "$tmp/clean/summary.txt" || bad "clean: test_cuda_backend did not pass"
 # the fake's numbers mean nothing: parity fails, and the summary says where
 grep -q 'parity (test_cuda_parity) *FAILED' "$tmp/clean/summary.txt" || bad "clean: test_cuda_parity did not run or did not fail on the fake"
-grep -q 'first failure: .*FAILED' "$tmp/clean/summary.txt" || bad "clean: the parity failure is not in the summary"
+grep -qE 'first failure: .*(FAILED|ERROR)' "$tmp/clean/summary.txt" || bad "clean: the parity failure is not in the summary"
 grep -q 'bench_step cuda, TF32 off *passed' "$tmp/clean/summary.txt" || bad "clean: bench_step did not pass"
 grep -q 'train step, batch 2' "$tmp/clean/summary.txt" || bad "clean: no benchmark table"
 grep -q 'TF32 off: forward IMPLICIT_PRECOMP_GEMM' "$tmp/clean/bench.log" || bad "clean: bench.log does not show the chosen algorithms"
