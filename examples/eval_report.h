@@ -1,4 +1,4 @@
-/* Evaluation as siamese-train and siamese-eval report it: SPEC.md's three numbers, each on its
+/* Evaluation as siamese-train and siamese-eval report it: docs/reference.md's three numbers, each on its
  * own line with its kind, split, trials and chance, never mixed into one "accuracy":
  *   (i)   random-pair verification on the evaluation set (chance 50 %),
  *   (ii)  20-way within-alphabet one-shot on the official runs (chance 5 %),
@@ -33,7 +33,7 @@ typedef struct eval_plan {
     "  --within-alphabet    episodes draw their classes from one alphabet (the default)\n" \
     "  --between-alphabets  episodes draw their classes from all alphabets\n"
 
-/* Defaults of the plan (SPEC.md's 5 x 150 pairs; 20-way 1-shot within alphabets). */
+/* Defaults of the plan (docs/reference.md's 5 x 150 pairs; 20-way 1-shot within alphabets). */
 eval_plan eval_plan_default(void);
 /* Parses one of the options above (`opt` without "--"): 1 taken, 0 not one of them, -1 bad
  * value (message printed). */

@@ -1,4 +1,4 @@
-/* The figures SPEC.md's reference shows, drawn from the library's datasets and models: a grid
+/* The figures docs/reference.md's reference shows, drawn from the library's datasets and models: a grid
  * of random training images with their labels, ten random training pairs marked similar or
  * dissimilar, and ten test pairs with target, prediction and score (the loss curve is drawn
  * from the training log, loss_log.h). Each returns 0, or prints why it failed and returns -1;

@@ -3,7 +3,7 @@
  *   siamese-eval MODEL --data images_evaluation.zip [--oneshot-runs all_runs.zip]
  *                [--episodes 400 --way 20 --shot 1 --within-alphabet]
  *
- * Reports SPEC.md's three numbers separately (eval_report.h): random-pair verification on
+ * Reports docs/reference.md's three numbers separately (eval_report.h): random-pair verification on
  * --data, 20-way one-shot on the official runs, N-way k-shot episodes drawn from --data. */
 #include <getopt.h>
 #include <stdio.h>
@@ -13,6 +13,7 @@
 
 #include "cli.h"
 #include "eval_report.h"
+#include "omniglot_find.h"
 
 static void usage(FILE *f)
 {
@@ -23,7 +24,10 @@ static void usage(FILE *f)
         "(iii) N-way k-shot episodes.\n"
         "\n"
         "  --data PATH          evaluation set (folder or .zip laid out as Omniglot's) for (i)\n"
-        "                       and (iii); images are made grey and must be the model's size\n"
+        "                       and (iii), or a folder holding images_evaluation.zip; images\n"
+        "                       are made grey and resized to the model's size; default:\n"
+        "                       $SIAMESE_OMNIGLOT_DIR, then ./data/omniglot (unless only\n"
+        "                       --oneshot-runs is given)\n"
         EVAL_OPTIONS_HELP
         "  --seed N             seed of the pairs and episodes (default 1)\n"
         "  --backend NAME       auto (default), cpu, cpu-dnnl or cuda\n"
@@ -81,9 +85,20 @@ int main(int argc, char **argv)
         usage(stderr);
         return 2;
     }
-    if (!data && !plan.runs)
-        return cli_error(2, "nothing to evaluate: give --data (verification, episodes) and/or "
-                            "--oneshot-runs");
+    /* --data may name a folder holding images_evaluation.zip; without it (and without runs)
+     * the evaluation set is looked for as omniglot_find.h says. */
+    static char data_path[4200];
+    if (data || !plan.runs) {
+        char looked[9000];
+        int found = omniglot_find(data, "images_evaluation", data_path, sizeof data_path, looked,
+                                  sizeof looked);
+        if (found < 0) return cli_error(2, "the data path is too long");
+        if (found == 0)
+            return cli_error(2, "nothing to evaluate: no --data, no --oneshot-runs, and no "
+                                "Omniglot evaluation set found (%s)", looked);
+        if (!data) printf("Omniglot found: %s\n", data_path);
+        data = data_path;
+    }
     const char *model = argv[optind];
 
     int rc = 1;

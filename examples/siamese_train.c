@@ -1,12 +1,14 @@
-/* siamese-train: the reference pipeline (SPEC.md) end to end, using only <siamese/siamese.h>.
+/* siamese-train: the reference pipeline (docs/reference.md) end to end, using only
+ * <siamese/siamese.h>.
  *
- *   1. open the training set (Omniglot's images_background, a folder or the zip) or, without
- *      --data, generate a synthetic set of handwriting-like glyphs;
+ *   1. open the training set (Omniglot's images_background, a folder or the zip: --data, else
+ *      looked for as omniglot_find.h says) or, when there is none, generate a synthetic set of
+ *      handwriting-like glyphs;
  *   2. create the twin subnetwork (default: Koch et al. 2015), the head, Adam and a trainer;
  *   3. train for --iterations steps of --batch random pairs (optionally distorted, --augment),
  *      with a live progress line, a validation measurement and health warnings every so often,
  *      OUT/loss.csv, checkpoints to OUT/model.safetensors and the figures in OUT/figures;
- *   4. evaluate on the evaluation set (alphabets never seen in training): SPEC.md's three
+ *   4. evaluate on the evaluation set (alphabets never seen in training): docs/reference.md's three
  *      numbers, each on its own line (eval_report.h).
  *
  * Run `siamese-train --help` for the options. */
@@ -26,6 +28,7 @@
 #include "eval_report.h"
 #include "figures.h"
 #include "loss_log.h"
+#include "omniglot_find.h"
 #include "pipeline_figures.h"
 
 typedef struct options {
@@ -36,6 +39,7 @@ typedef struct options {
     double lr, time_limit;
     unsigned long long seed;
     int threads, synthetic_classes, synthetic_images, resume, augment, no_figures;
+    int synthetic_asked; /* a --synthetic-* option was given: no looking for Omniglot */
     eval_plan eval;
 } options;
 
@@ -47,8 +51,11 @@ static void usage(FILE *f)
         "synthetic glyph set, draws figures of it, then evaluates it on held-out classes.\n"
         "\n"
         "Data:\n"
-        "  --data PATH          training set: Omniglot images_background (folder or .zip);\n"
-        "                       default: a synthetic glyph set (sm_dataset_create_synthetic)\n"
+        "  --data PATH          training set: Omniglot images_background (folder or .zip),\n"
+        "                       or a folder holding images_background.zip, or \"synthetic\";\n"
+        "                       default: $SIAMESE_OMNIGLOT_DIR, then ./data/omniglot\n"
+        "                       (scripts/fetch-omniglot.sh fills it), else a synthetic\n"
+        "                       glyph set (sm_dataset_create_synthetic)\n"
         "  --eval-data PATH     evaluation set; default: images_evaluation.zip (or folder)\n"
         "                       beside --data, or a second synthetic set with other classes\n"
         "  --alphabets A,B,...  train on these alphabets of --data only\n"
@@ -204,10 +211,12 @@ static int parse_options(int argc, char **argv, options *o)
                 return 2;
             break;
         case O_SYN_CLASSES:
+            o->synthetic_asked = 1;
             if (!cli_parse_int("synthetic-classes", optarg, 2, 100000, &o->synthetic_classes))
                 return 2;
             break;
         case O_SYN_IMAGES:
+            o->synthetic_asked = 1;
             if (!cli_parse_int("synthetic-images", optarg, 2, 10000, &o->synthetic_images))
                 return 2;
             break;
@@ -271,9 +280,35 @@ static void on_sigint(int sig)
  * Data
  * ------------------------------------------------------------------------------------------- */
 
+/* Decides o->data: the Omniglot training set (given, or found as omniglot_find.h says), or NULL
+ * for the synthetic set, saying where it looked when it found nothing. */
+static int resolve_data(options *o)
+{
+    static char path[4200];
+    char looked[9000];
+    if (o->data && strcmp(o->data, "synthetic") == 0) {
+        o->data = NULL;
+        return 0;
+    }
+    if (!o->data && o->synthetic_asked) return 0;
+    int r = omniglot_find(o->data, "images_background", path, sizeof path, looked, sizeof looked);
+    if (r < 0) return cli_error(2, "the data path is too long");
+    if (r == 0) {
+        printf("no Omniglot data found (%s): training on the built-in synthetic glyph set; "
+               "scripts/fetch-omniglot.sh downloads Omniglot into ./%s\n", looked,
+               OMNIGLOT_DEFAULT_DIR);
+        return 0;
+    }
+    if (!o->data) printf("Omniglot found: %s\n", path);
+    o->data = path;
+    return 0;
+}
+
 static int open_data(options *o, int h, int w, sm_dataset **train, sm_dataset **eval)
 {
     sm_status st;
+    int rc = resolve_data(o);
+    if (rc) return rc;
     double t0 = cli_now();
     if (o->data) {
         const char *names[256];

@@ -12,6 +12,7 @@ LOSS_WxH
 """
 import os
 import re
+import shutil
 import struct
 import subprocess
 import sys
@@ -30,9 +31,14 @@ def check(cond, what):
         failures.append(what)
 
 
-def run(prog, *args):
+# Runs see no Omniglot unless a check puts it there: CI sets SIAMESE_OMNIGLOT_DIR, and the
+# programs look for data in it and in ./data/omniglot when --data is not given.
+quiet_env = {k: v for k, v in os.environ.items() if k != "SIAMESE_OMNIGLOT_DIR"}
+
+
+def run(prog, *args, cwd=None, env=None):
     p = subprocess.run([os.path.join(bindir, prog), *args], capture_output=True, text=True,
-                       timeout=120)
+                       timeout=120, cwd=cwd or scratch, env=env or quiet_env)
     return p.returncode, p.stdout, p.stderr
 
 
@@ -74,6 +80,8 @@ def no_crash(rc):
 
 
 with tempfile.TemporaryDirectory(prefix="siamese-examples.") as tmp:
+    scratch = os.path.join(tmp, "cwd")
+    os.makedirs(scratch)
     out = os.path.join(tmp, "out")
     arch = "1x32x32:conv4k5,relu,pool2,conv8k3,relu,pool2,flatten,fc16"
     train_args = ["--arch", arch, "--lr", "1e-3", "--batch", "8", "--iterations", "12",
@@ -182,6 +190,46 @@ with tempfile.TemporaryDirectory(prefix="siamese-examples.") as tmp:
           "siamese-eval (ii) official-run format: 10 queries in 2 runs")
     check(re.search(r"^\(iii\) 5-way 1-shot episodes within alphabets:.*of 20 queries", so, re.M)
           is not None, "siamese-eval (iii) within alphabets: 20 queries")
+
+    # --- where the programs look for Omniglot: --data, $SIAMESE_OMNIGLOT_DIR, ./data/omniglot ----
+    short = ["--arch", arch, "--iterations", "1", "--batch", "4", "--threads", "1", "--no-figures",
+             "--validate-every", "0", "--episodes", "0", "--eval-batches", "1", "--eval-pairs",
+             "10"]
+    home = os.path.join(tmp, "home")  # a working directory with ./data/omniglot filled
+    shutil.copytree(data, os.path.join(home, "data", "omniglot", "images_background"))
+    shutil.copytree(data, os.path.join(home, "data", "omniglot", "images_evaluation"))
+    rc, so, se = run("siamese-train", *short, "--out", os.path.join(tmp, "o4"), cwd=home)
+    check(rc == 0 and "Omniglot found: data/omniglot/images_background\n" in so and
+          re.search(r"^training set: data/omniglot/images_background: 2 alphabets, 12 classes",
+                    so, re.M) is not None and
+          "evaluation set: data/omniglot/images_evaluation:" in so,
+          f"siamese-train finds ./data/omniglot (rc {rc}) {so[-300:]} {se[-200:]}")
+    env = dict(quiet_env, SIAMESE_OMNIGLOT_DIR=os.path.join(home, "data", "omniglot"))
+    rc, so, se = run("siamese-train", *short, "--out", os.path.join(tmp, "o5"), env=env)
+    check(rc == 0 and f"Omniglot found: {env['SIAMESE_OMNIGLOT_DIR']}/images_background" in so,
+          f"siamese-train finds $SIAMESE_OMNIGLOT_DIR (rc {rc}) {so[-300:]}")
+    rc, so, se = run("siamese-train", *short, "--data", "synthetic", "--out",
+                     os.path.join(tmp, "o6"), env=env, cwd=home)
+    check(rc == 0 and "training set: synthetic glyphs" in so and "Omniglot found" not in so,
+          f"--data synthetic wins over the lookup (rc {rc})")
+    rc, so, se = run("siamese-train", *short, "--data", os.path.join(home, "data", "omniglot"),
+                     "--out", os.path.join(tmp, "o7"))
+    check(rc == 0 and re.search(r"^training set: .*/data/omniglot/images_background: 2 alphabets",
+                                so, re.M) is not None,
+          f"--data FOLDER holding images_background/ (rc {rc}) {so[-300:]}")
+    env_none = dict(quiet_env, SIAMESE_OMNIGLOT_DIR=os.path.join(tmp, "nowhere"))
+    rc, so, se = run("siamese-train", *short, "--out", os.path.join(tmp, "o8"), env=env_none)
+    check(rc == 0 and "no Omniglot data found ($SIAMESE_OMNIGLOT_DIR=" in so and
+          "./data/omniglot has no images_background.zip or images_background/" in so and
+          "training set: synthetic glyphs" in so,
+          f"says where it looked, then trains on synthetic glyphs (rc {rc}) {so[-400:]}")
+    rc, so, se = run("siamese-eval", model, "--eval-batches", "1", "--eval-pairs", "10",
+                     "--episodes", "0", cwd=home)
+    check(rc == 0 and "Omniglot found: data/omniglot/images_evaluation" in so,
+          f"siamese-eval finds ./data/omniglot (rc {rc}) {se[-200:]}")
+    rc, so, se = run("siamese-eval", model, env=env_none)
+    check(rc == 2 and "nothing to evaluate" in se and "$SIAMESE_OMNIGLOT_DIR=" in se,
+          f"siamese-eval says where it looked (rc {rc}) {se.strip()[:300]}")
 
     # --- bad arguments: a message naming the problem, a nonzero exit, no crash ---------------
     not_png = os.path.join(tmp, "not-a-png.png")

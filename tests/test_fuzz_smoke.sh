@@ -32,7 +32,7 @@ clang -fsanitize=fuzzer,address,undefined "$probe.c" -o "$probe" >"$probe.log" 2
 if [ ! -f "$dir/build/build.ninja" ]; then
     CC=clang "$meson_cmd" setup "$dir/build" "$source_root" -Dfuzz=true -Dtests=false \
         -Dexamples=false -Db_sanitize=address,undefined -Db_lundef=false -Dcuda=disabled \
-        >"$dir/setup.log" 2>&1 ||
+        -Dwerror="${SIAMESE_WERROR:-false}" >"$dir/setup.log" 2>&1 ||
         { cat "$dir/setup.log" >&2; fail "meson setup of the fuzz build"; }
 fi
 "$meson_cmd" compile -C "$dir/build" >"$dir/compile.log" 2>&1 ||

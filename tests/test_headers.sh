@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Every public header compiles on its own (included first and alone, twice for the include
-# guard), as C11 and as C++11, with warnings as errors.
+# Every public header (siamese.h and each topic header it includes) compiles on its own
+# (included first and alone, twice for the include guard), as C11 and as C++11, with warnings
+# as errors; and siamese.h includes every other header, so that it stays the one include a
+# user needs.
 # Usage (from tests/meson.build): test_headers.sh SOURCE_ROOT
 set -euo pipefail
 
@@ -22,6 +24,13 @@ if ! command -v "$cxx" >/dev/null 2>&1; then
 fi
 
 failed=0
+for h in "${headers[@]}"; do
+    [ "$h" = siamese/siamese.h ] && continue
+    if ! grep -q "^#include \"$h\"" "$inc/siamese/siamese.h"; then
+        echo "FAIL  siamese.h does not include $h"
+        failed=1
+    fi
+done
 for h in "${headers[@]}"; do
     tu=$tmp/$(basename "$h" .h)
     printf '#include "%s"\n#include "%s"\nint sm_header_test_dummy;\n' "$h" "$h" >"$tu.c"

@@ -1,6 +1,7 @@
 #!/bin/sh
 # Installs the build into a temporary DESTDIR, then checks what a user gets from it:
-#  - tests/pkgconfig/consumer.c compiles with -Werror against the installed header and links
+#  - every header of include/siamese/ is installed and compiles alone from the installed copy;
+#  - tests/pkgconfig/consumer.c compiles with -Werror against the installed headers and links
 #    through `pkg-config --cflags --libs siamese`, and runs against the installed library;
 #  - libsiamese.so exports exactly the sm_* names of lib/libsiamese.map, nothing else;
 #  - its soname is libsiamese.so.<SM_ABI_MAJOR>;
@@ -22,7 +23,17 @@ fail() { echo "FAIL: $*" >&2; exit 1; }
 ilib=$dest$libdir
 iprefix=$dest$prefix
 [ -f "$ilib/pkgconfig/siamese.pc" ] || fail "no siamese.pc in $ilib/pkgconfig"
-[ -f "$iprefix/include/siamese/siamese.h" ] || fail "no siamese/siamese.h in $iprefix/include"
+# Every public header is installed (include/meson.build lists them by name), and each compiles
+# alone from the installed copy: siamese.h includes the topic headers, so one left out of the
+# install breaks every user.
+for h in "$source_root"/include/siamese/*.h; do
+    name=siamese/$(basename "$h")
+    [ -f "$iprefix/include/$name" ] || fail "$name is not installed (include/meson.build)"
+    printf '#include <%s>\nint sm_install_header_test;\n' "$name" >"$tmp/header.c"
+    ${CC:-cc} -std=c11 -Wall -Wextra -Werror -pedantic -I"$iprefix/include" -fsyntax-only \
+        "$tmp/header.c" || fail "the installed $name does not compile alone"
+done
+echo "headers: $(ls "$iprefix"/include/siamese/*.h | wc -l) installed, each compiles alone"
 
 # pkg-config, pointed at the installed copy (prefix redefined: the .pc derives every path from it).
 export PKG_CONFIG_PATH="$ilib/pkgconfig"

@@ -30,8 +30,10 @@ if [ ! -f "$dir/build.ninja" ]; then
     echo "== configuring $dir"
     # No modules: cuda needs a GPU, and cpu-dnnl's JIT code and libgomp add nothing to check
     # but reports from uninstrumented code and minutes (its ops run in the main build's tests).
+    # Warnings are errors here when they are in the outer build (CI): SIAMESE_WERROR.
     "$meson_cmd" setup "$dir" "$source_root" -Db_sanitize=address,undefined \
-        -Dbuildtype=debugoptimized -Dexamples=false -Dcuda=disabled -Ddnnl=disabled
+        -Dbuildtype=debugoptimized -Dwerror="${SIAMESE_WERROR:-false}" -Dexamples=false \
+        -Dcuda=disabled -Ddnnl=disabled
 fi
 echo "== building $dir"
 "$meson_cmd" compile -C "$dir"

@@ -27,6 +27,7 @@ export SIAMESE_SANITIZE_INNER=1
 if [ ! -f "$dir/build.ninja" ]; then
     echo "== configuring $dir"
     "$meson_cmd" setup "$dir" "$source_root" -Db_sanitize=thread -Dbuildtype=debugoptimized \
+        -Dwerror="${SIAMESE_WERROR:-false}" \
         -Dexamples=false -Dcuda=disabled -Ddnnl=disabled
 fi
 echo "== building test_threads in $dir"

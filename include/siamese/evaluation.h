@@ -1,0 +1,128 @@
+/* libsiamese: evaluation: verification accuracy, N-way k-shot episodes and the official
+ * one-shot runs, each reported as its own kind of number. Part of the API <siamese/siamese.h>
+ * includes. */
+#ifndef SIAMESE_EVALUATION_H
+#define SIAMESE_EVALUATION_H
+
+#include "siamese/common.h"
+#include "siamese/data.h"
+#include "siamese/network.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---------------------------------------------------------------------------------------------
+ * Evaluation: three kinds of number (random-pair verification, the official one-shot runs,
+ * N-way k-shot episodes), never mixed (since 0.2)
+ *
+ * Every evaluation fills an sm_eval_result that says which kind of number it holds. In N-way
+ * trials a query is given to the candidate class with the highest score; when several share
+ * the highest score the trial earns 1/(number tied) if the correct class is among them, else
+ * 0. So a model whose scores are all equal scores exactly chance (1/N), whatever the order of
+ * the candidates. Verification: a pair is right when round(score) equals its label (a score
+ * of exactly 0.5 rounds up to "same"). docs/evaluation.md gives the protocols.
+ * ------------------------------------------------------------------------------------------- */
+
+typedef enum sm_eval_kind {
+    SM_EVAL_VERIFICATION = 1,     /* random pairs, same/different; chance 50 % */
+    SM_EVAL_ONESHOT_RUNS = 2,     /* the official 20-way within-alphabet runs; chance 5 % */
+    SM_EVAL_EPISODES_WITHIN = 3,  /* N-way k-shot episodes, classes of one alphabet */
+    SM_EVAL_EPISODES_BETWEEN = 4  /* N-way k-shot episodes, classes from any alphabets */
+} sm_eval_kind;
+
+/** What an evaluation reports. The caller sets `struct_size` to sizeof(sm_eval_result) before
+ *  the call (SM_EVAL_RESULT_INIT does it); the library writes only the fields that fit in it,
+ *  so later versions can append fields without breaking older callers. Fields are only ever
+ *  appended. */
+typedef struct sm_eval_result {
+    size_t struct_size;   /* set by the caller */
+    sm_eval_kind kind;    /* which of the three numbers this is */
+    int n_way;            /* candidate classes per trial (2 for verification: same/different) */
+    int k_shot;           /* support images per candidate class (1 for runs, 0 verification) */
+    uint64_t trials;      /* queries classified (pairs judged for verification) */
+    uint64_t episodes;    /* episodes or runs the trials came from (batches: 1) */
+    double correct;       /* credit earned: ties give fractions (see above) */
+    double accuracy;      /* correct / trials, in [0, 1] */
+    double chance;        /* what a constant model scores: the mean of 1/candidates per trial */
+    uint64_t tied;        /* trials whose highest score was shared */
+    double score_mean;    /* mean of every score computed */
+    double score_std;     /* their standard deviation (0: the model's output is constant) */
+} sm_eval_result;
+
+#define SM_EVAL_RESULT_INIT {sizeof(sm_eval_result), (sm_eval_kind)0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}
+
+/** A short fixed description ("random-pair verification", "20-way one-shot runs",
+ *  "N-way episodes within alphabets", ...); "unknown" otherwise. Static storage. Since 0.2. */
+SM_API const char *sm_eval_kind_name(sm_eval_kind kind);
+
+/** Verification accuracy, the reference's protocol (docs/reference.md in the source tree):
+ *  `n_pairs` random pairs drawn by a pair sampler over `ds` seeded by `seed` (the pairs of
+ *  sm_sampler_create(ds, seed) + sm_sampler_next, so 5 batches of 150 are the first 750
+ *  pairs), accuracy = fraction where round(score) == label. Memory is bounded whatever
+ *  n_pairs. Only reads its handles (thread rules of sm_predict_pairs). Statuses:
+ *  SM_ERR_INVALID_ARG (NULL, n_pairs 0 or over 2^32, result's struct_size too small),
+ *  SM_ERR_SHAPE (images do not fit the subnet), SM_ERR_DATASET (the dataset cannot give
+ *  pairs), SM_ERR_NOMEM, SM_ERR_DEVICE. `result` is written only on success. Since 0.2. */
+SM_API sm_status sm_verification_accuracy(const sm_subnet *subnet, const sm_head *head,
+                                          const sm_dataset *ds, size_t n_pairs, uint64_t seed,
+                                          sm_eval_result *result);
+
+/** N-way k-shot episodes drawn from `ds`, seeded: each episode picks `n_way` different classes
+ *  (within_alphabet != 0: all from one alphabet, chosen uniformly among the alphabets that have
+ *  n_way usable classes; else from all usable classes), a class being usable when it has at
+ *  least k_shot + 1 images; from each class it picks k_shot + 1 different images: k_shot
+ *  support images and one query. Each query is scored against every support image; a class's
+ *  score is the mean of its k_shot scores; the query goes to the highest (ties as above). So an
+ *  episode is n_way trials. n_way 2..1000, k_shot 1..100, n_episodes 1..1e6. Only reads its
+ *  handles. Statuses: SM_ERR_INVALID_ARG, SM_ERR_SHAPE, SM_ERR_DATASET (fewer than n_way usable
+ *  classes, in any one alphabet when within_alphabet: the message says how many there are),
+ *  SM_ERR_NOMEM, SM_ERR_DEVICE. `result` is written only on success. Since 0.2. */
+SM_API sm_status sm_oneshot_episodes(const sm_subnet *subnet, const sm_head *head,
+                                     const sm_dataset *ds, int n_way, int k_shot,
+                                     size_t n_episodes, int within_alphabet, uint64_t seed,
+                                     sm_eval_result *result);
+
+/** The official one-shot runs (Lake et al.), decoded once. */
+typedef struct sm_oneshot_runs sm_oneshot_runs;
+
+/** Opens runs laid out as the official all_runs: `runNN/training/<name>.png` (the candidates, one
+ *  per class), `runNN/test/<name>.png` (the queries) and `runNN/class_labels.txt`, whose lines read
+ *  `runNN/test/itemAA.png runNN/training/classBB.png` (query, its correct candidate; one space, LF
+ *  or CRLF line ends, the last line end optional). `path` is a folder or a .zip holding the runNN
+ *  folders directly or inside one folder (all_runs/runNN/...), or a single run folder. Runs are
+ *  sorted by name; a run's candidates by file name; its queries in the file's order. Images must be
+ *  PNGs of `height` x `width` (0, 0 = 105 x 105), grey rule above. The parser is strict: a line
+ *  that is not two such paths, a path into another run, a file that does not exist, a query listed
+ *  twice, a run with fewer than two candidates or no query, ... are SM_ERR_FORMAT naming the file
+ *  and line. Other statuses as sm_dataset_open (SM_ERR_IO, SM_ERR_SHAPE, SM_ERR_LIMIT,
+ *  SM_ERR_DATASET when no run is found, SM_ERR_NOMEM). Since 0.2. */
+SM_API sm_status sm_oneshot_runs_open(const char *path, int height, int width,
+                                      sm_oneshot_runs **out);
+/** Frees the runs and their images. NULL: no-op. Since 0.2. */
+SM_API void sm_oneshot_runs_destroy(sm_oneshot_runs *runs);
+/** Number of runs; 0 for NULL. */
+SM_API size_t sm_oneshot_runs_count(const sm_oneshot_runs *runs);
+/** Total queries over all runs; 0 for NULL. */
+SM_API size_t sm_oneshot_runs_num_trials(const sm_oneshot_runs *runs);
+/** Run `run`'s name ("run01", owned by the runs) and sizes (either pointer may be NULL).
+ *  SM_ERR_INVALID_ARG for NULL runs or an index out of range. */
+SM_API sm_status sm_oneshot_run_info(const sm_oneshot_runs *runs, size_t run, const char **name,
+                                     size_t *n_candidates, size_t *n_queries);
+/** Copies one image of run `run` into `pixels` (height*width floats): candidate `index` when
+ *  `query` is 0, else query `index`. `answer` (optional, queries only, else SIZE_MAX) receives
+ *  the index of the query's correct candidate. SM_ERR_INVALID_ARG out of range. */
+SM_API sm_status sm_oneshot_run_image(const sm_oneshot_runs *runs, size_t run, int query,
+                                      size_t index, float *pixels, size_t *answer);
+/** Classifies every query of every run against its run's candidates (one-shot, ties as above).
+ *  `n_way` in the result is the largest run's candidate count. Only reads its handles.
+ *  Statuses: SM_ERR_INVALID_ARG, SM_ERR_SHAPE (the runs' images do not fit the subnet),
+ *  SM_ERR_NOMEM, SM_ERR_DEVICE. Since 0.2. */
+SM_API sm_status sm_oneshot_evaluate_runs(const sm_subnet *subnet, const sm_head *head,
+                                          const sm_oneshot_runs *runs, sm_eval_result *result);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

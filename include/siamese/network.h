@@ -1,0 +1,83 @@
+/* libsiamese: the Siamese network: the twin subnetwork and the FC head, embeddings and
+ * similarity scores, saving and loading a model. Part of the API <siamese/siamese.h>
+ * includes. */
+#ifndef SIAMESE_NETWORK_H
+#define SIAMESE_NETWORK_H
+
+#include "siamese/arch.h"
+#include "siamese/backends.h"
+#include "siamese/common.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---------------------------------------------------------------------------------------------
+ * Models: the twin subnetwork and the FC head
+ * ------------------------------------------------------------------------------------------- */
+
+typedef struct sm_subnet sm_subnet;
+typedef struct sm_head sm_head;
+
+/** Creates the twin subnetwork for `arch` (copied) on `backend` (borrowed: it must outlive the
+ *  subnet), every weight and bias drawn from N(0, 0.01^2) with the library's RNG seeded by
+ *  `seed` (the same on every backend). The arch must end in a flat layer (fc).
+ *  Statuses: SM_ERR_INVALID_ARG (NULL), SM_ERR_SHAPE (no parameters, output not flat),
+ *  SM_ERR_NOMEM. */
+SM_API sm_status sm_subnet_create(sm_backend *backend, const sm_arch *arch, uint64_t seed,
+                                  sm_subnet **out);
+/** Frees a subnet and its backend buffers. Destroy trainers and Adam states using it first.
+ *  NULL: no-op. */
+SM_API void sm_subnet_destroy(sm_subnet *subnet);
+/** A copy of the subnet's architecture (destroy it with sm_arch_destroy). */
+SM_API sm_status sm_subnet_get_arch(const sm_subnet *subnet, sm_arch **out);
+SM_API size_t sm_subnet_num_params(const sm_subnet *subnet);
+/** Length of the feature vector (the last fc's size; 4096 for the reference). */
+SM_API size_t sm_subnet_feature_dim(const sm_subnet *subnet);
+
+/** Creates the head: score = sigmoid(w . |F1 - F2| + b), w and b from N(0, 0.01^2) seeded by
+ *  `seed`. `backend` is borrowed. SM_ERR_INVALID_ARG (NULL, dim outside 1..2^24), SM_ERR_NOMEM. */
+SM_API sm_status sm_head_create(sm_backend *backend, size_t feature_dim, uint64_t seed,
+                                sm_head **out);
+/** Frees a head and its backend buffers. Destroy trainers and Adam states using it first.
+ *  NULL: no-op. */
+SM_API void sm_head_destroy(sm_head *head);
+SM_API size_t sm_head_feature_dim(const sm_head *head);
+
+/** Embeddings: F = sigmoid(subnet(x)) for `n` images, feature_dim floats each into `features`.
+ *  Thread-safe on a const subnet (each call has its own scratch memory), but not while the
+ *  subnet trains or loads. Statuses: SM_ERR_INVALID_ARG (NULL pointers, or an n whose buffers
+ *  could not exist: n * C*H*W floats overflows size_t), SM_ERR_NOMEM, SM_ERR_DEVICE. */
+SM_API sm_status sm_embed(const sm_subnet *subnet, size_t n, const float *images, float *features);
+/** The similarity score in [0, 1] of two images (1 = same class): sigmoid(w . |F1 - F2| + b),
+ *  without the training loss's clip. Each image is C*H*W floats of the subnet's input shape.
+ *  Thread-safe on const handles (not while they train or load). Statuses: SM_ERR_INVALID_ARG
+ *  (NULL, subnet and head on different backends), SM_ERR_SHAPE (a head of another width),
+ *  SM_ERR_NOMEM, SM_ERR_DEVICE. */
+SM_API sm_status sm_predict_pair(const sm_subnet *subnet, const sm_head *head, const float *a,
+                                 const float *b, float *score);
+/** Scores of `n` pairs (a[i], b[i]) into scores[i]. Works in chunks (16 pairs on the CPU
+ *  backends, 32 on cuda), so memory does not grow with n. Statuses as sm_predict_pair; an n
+ *  whose buffers could not exist (n * C*H*W floats overflows size_t) is SM_ERR_INVALID_ARG. */
+SM_API sm_status sm_predict_pairs(const sm_subnet *subnet, const sm_head *head, size_t n,
+                                  const float *a, const float *b, float *scores);
+
+/** Saves subnet + head (architecture included) as a safetensors file, atomically: a failure
+ *  (SM_ERR_IO naming the path, SM_ERR_NOMEM) leaves any existing file untouched. SM_ERR_SHAPE
+ *  when the head does not fit the subnet. Only reads the model: other threads may predict
+ *  with it meanwhile (not train it). */
+SM_API sm_status sm_model_save(const sm_subnet *subnet, const sm_head *head, const char *path);
+/** Creates a subnet and head on `backend` from a file written by sm_model_save or
+ *  sm_trainer_save (format: docs/checkpoint-format.md). Statuses: SM_ERR_IO (missing or
+ *  unreadable), SM_ERR_FORMAT (damaged, truncated, checksum mismatch, non-finite values),
+ *  SM_ERR_VERSION (a newer format), SM_ERR_SHAPE (a tensor that does not fit the architecture),
+ *  SM_ERR_LIMIT (a header or file beyond the size limits), SM_ERR_NOMEM, SM_ERR_INVALID_ARG.
+ *  On failure *subnet and *head are not written. */
+SM_API sm_status sm_model_load(sm_backend *backend, const char *path, sm_subnet **subnet,
+                               sm_head **head);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

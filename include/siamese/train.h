@@ -1,0 +1,179 @@
+/* libsiamese: training: the Adam state, the trainer and its step, checkpoints to resume
+ * from, health reports with validation. Part of the API <siamese/siamese.h> includes. */
+#ifndef SIAMESE_TRAIN_H
+#define SIAMESE_TRAIN_H
+
+#include "siamese/common.h"
+#include "siamese/data.h"
+#include "siamese/network.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---------------------------------------------------------------------------------------------
+ * Adam, the reference's form (docs/reference.md in the source tree):
+ * m = b1 m + (1-b1) g; v = b2 v + (1-b2) g^2;
+ * p -= lr sqrt(1 - b2^t) / (1 - b1^t) * m / (sqrt(v) + eps)
+ * ------------------------------------------------------------------------------------------- */
+
+typedef struct sm_adam sm_adam;
+
+typedef enum sm_adam_param {
+    SM_ADAM_LEARNING_RATE = 1, /* default 6e-5, range (0, 1] */
+    SM_ADAM_BETA1 = 2,         /* default 0.9,  range [0, 1) */
+    SM_ADAM_BETA2 = 3,         /* default 0.99, range [0, 1) */
+    SM_ADAM_EPSILON = 4        /* default 1e-8, range (0, 1] */
+} sm_adam_param;
+
+/** Adam state (moments, step count) for the parameters of `subnet` and `head` (borrowed: they
+ *  must outlive it), with the reference's hyperparameters (the defaults of sm_adam_param:
+ *  learning rate 6e-5, beta1 0.9, beta2 0.99, epsilon 1e-8). SM_ERR_INVALID_ARG (NULL, or
+ *  subnet and head on different backends), SM_ERR_NOMEM. */
+SM_API sm_status sm_adam_create(sm_subnet *subnet, sm_head *head, sm_adam **out);
+/** Frees an Adam state (not the subnet and head it updates). NULL: no-op. */
+SM_API void sm_adam_destroy(sm_adam *adam);
+/** Sets / gets a hyperparameter; SM_ERR_INVALID_ARG for unknown keys or values out of range. */
+SM_API sm_status sm_adam_set(sm_adam *adam, sm_adam_param key, double value);
+SM_API sm_status sm_adam_get(const sm_adam *adam, sm_adam_param key, double *value);
+/** Number of updates applied (t of the last update); -1 for NULL. */
+SM_API int64_t sm_adam_steps(const sm_adam *adam);
+
+/* ---------------------------------------------------------------------------------------------
+ * Training
+ * ------------------------------------------------------------------------------------------- */
+
+typedef struct sm_trainer sm_trainer;
+
+typedef enum sm_trainer_param {
+    SM_TRAINER_BATCH_SIZE = 1,  /* pairs per step, default 180, range 1..65536 */
+    SM_TRAINER_MICRO_BATCH = 2, /* pairs per forward/backward chunk, 1..65536; default 16 on
+                                   the CPU backends, 32 on cuda; changes memory, not the
+                                   result (beyond float rounding) */
+    SM_TRAINER_AUGMENT = 3      /* since 0.2: the distortions (an OR of sm_distort_part,
+                                   siamese/data.h) sm_train_step applies to each sampled image,
+                                   each image its own; 0 = none, the default (the reference);
+                                   SM_DISTORT_ALL = Koch et al.'s. Drawn from the trainer's own
+                                   augmentation RNG (seeded from the trainer's seed, saved in
+                                   checkpoints), so the pairs drawn do not change with it */
+} sm_trainer_param;
+
+/** Called after every successful step. */
+typedef void (*sm_progress_fn)(void *user, int64_t iteration, float loss);
+
+/** Ties a subnet, head, Adam state and dataset (all borrowed: they must outlive the trainer)
+ *  with a pair sampler seeded by `seed`. `dataset` may be NULL if only sm_train_step_batch is
+ *  used. SM_ERR_SHAPE if the dataset's images or the head do not fit the subnet,
+ *  SM_ERR_INVALID_ARG if the Adam state belongs to another subnet/head. */
+SM_API sm_status sm_trainer_create(sm_subnet *subnet, sm_head *head, sm_adam *adam,
+                                   const sm_dataset *dataset, uint64_t seed, sm_trainer **out);
+/** Frees a trainer and its workspaces; the subnet, head, Adam state and dataset it borrowed
+ *  stay. NULL: no-op. */
+SM_API void sm_trainer_destroy(sm_trainer *trainer);
+/** Sets a trainer parameter (sm_trainer_param gives ranges and defaults). SM_ERR_INVALID_ARG for
+ *  an unknown key or a value out of range; SM_ERR_NOMEM when new workspaces cannot be
+ *  allocated (the trainer keeps its old sizes). */
+SM_API sm_status sm_trainer_set_param(sm_trainer *trainer, sm_trainer_param key, int64_t value);
+/** Reads a trainer parameter into `*value`. SM_ERR_INVALID_ARG for NULL or an unknown key. */
+SM_API sm_status sm_trainer_get_param(const sm_trainer *trainer, sm_trainer_param key,
+                                      int64_t *value);
+/** Installs the progress callback called after every successful step (NULL removes it).
+ *  It runs on the thread that calls sm_train_step. */
+SM_API sm_status sm_trainer_set_progress(sm_trainer *trainer, sm_progress_fn fn, void *user);
+/** Completed iterations (0 before the first step); -1 for NULL. */
+SM_API int64_t sm_trainer_iteration(const sm_trainer *trainer);
+
+/** One iteration: samples a batch of pairs (distorted when SM_TRAINER_AUGMENT is set), forward,
+ *  clipped BCE (mean over the batch), backward, one Adam update. Modifies the trainer, its subnet,
+ *  head and Adam state: no other thread may use any of them (predict with the model, step another
+ *  trainer of the same subnet) during the call. `loss` (optional) receives the batch loss. Calls
+ *  the progress callback on success. Statuses: SM_ERR_NUMERIC if the loss or a gradient is not
+ *  finite; SM_ERR_STATE without a dataset; SM_ERR_INVALID_ARG (NULL trainer); SM_ERR_DEVICE.
+ *  A step that fails before its Adam update changes nothing: parameters, moments, step count
+ *  and sampler are as before. The update itself is two backend calls, the subnet's and then the
+ *  head's; if the device fails between them (SM_ERR_DEVICE from the head's update; today only
+ *  the cuda backend's update can fail, the CPU backends' cannot), the step is half applied: the
+ *  subnet's parameters and Adam moments have taken this step's update, the head's have not,
+ *  and the step count, iteration and sampler are as before. The two SM_ERR_DEVICE cases look
+ *  the same to the caller, so after SM_ERR_DEVICE do not step on or save over the last good
+ *  checkpoint: reload it with sm_trainer_load (which restores subnet, head, Adam state and
+ *  sampler together), or, if the device keeps failing, into a model and trainer on a new
+ *  backend. */
+SM_API sm_status sm_train_step(sm_trainer *trainer, float *loss);
+/** One iteration on pairs the caller provides (left[i], right[i], labels[i] in [0, 1], 1 =
+ *  similar), each image of the subnet's input shape. Does not advance the sampler.
+ *  SM_ERR_INVALID_ARG for NULL buffers, n outside 1..65536 or a label outside [0, 1]; otherwise
+ *  as sm_train_step. Never augments (distort them first with sm_image_distort). */
+SM_API sm_status sm_train_step_batch(sm_trainer *trainer, size_t n_pairs, const float *left,
+                                     const float *right, const float *labels, float *loss);
+
+/** Saves everything needed to resume exactly (subnet, head, Adam moments and hyperparameters,
+ *  iteration, sampler RNG state, batch sizes; since 0.2 the augmentation setting and its RNG
+ *  state) as one safetensors file, atomically (temporary file, fsync, rename): a failure
+ *  leaves any existing file untouched. Health reports' smoothed loss is not saved: it starts
+ *  afresh after a load. */
+SM_API sm_status sm_trainer_save(const sm_trainer *trainer, const char *path);
+/** Restores a file written by sm_trainer_save into this trainer. The file must match the
+ *  subnet's architecture (SM_ERR_SHAPE otherwise); a model-only file is SM_ERR_FORMAT. Other
+ *  statuses as sm_model_load. On any error nothing in memory changed. Modifies the subnet,
+ *  head and Adam state as sm_train_step does (same threading rules). */
+SM_API sm_status sm_trainer_load(sm_trainer *trainer, const char *path);
+
+/* ---------------------------------------------------------------------------------------------
+ * Training health (since 0.2): every so often the trainer measures itself and warns in plain
+ * words about the classic failures. Thresholds (docs/evaluation.md):
+ *  - SM_HEALTH_STUCK: from iteration 500 on, the smoothed loss (an exponential moving average
+ *    of the batch losses with weight 0.02 per step) is within 0.02 of ln 2 = 0.693: the network
+ *    still answers 50/50 for every pair ("stuck at 50 %").
+ *  - SM_HEALTH_COLLAPSED: from iteration 500 on, the validation scores' standard deviation is
+ *    below 1e-3: the scores collapsed to a constant (the accuracy then is chance). (A freshly
+ *    initialised network gives nearly equal scores too, hence the wait.)
+ *  - SM_HEALTH_VALIDATION_FAILED: measuring the validation set failed (the status is in the
+ *    report); the training step itself had succeeded and stays applied.
+ * ------------------------------------------------------------------------------------------- */
+
+typedef enum sm_health_flag {
+    SM_HEALTH_HAS_VALIDATION = 1,     /* the val_* fields hold a fresh measurement */
+    SM_HEALTH_STUCK = 2,
+    SM_HEALTH_COLLAPSED = 4,
+    SM_HEALTH_VALIDATION_FAILED = 8
+} sm_health_flag;
+
+/** One health report, valid only during the callback. Fields are only ever appended;
+ *  `struct_size` says how many bytes the library filled. */
+typedef struct sm_health {
+    size_t struct_size;
+    int64_t iteration;       /* completed iterations */
+    float loss;              /* this iteration's batch loss */
+    float smoothed_loss;     /* the moving average described above */
+    double val_accuracy;     /* verification accuracy on the validation pairs (with the flag) */
+    double val_score_mean;   /* mean and std of their scores */
+    double val_score_std;
+    uint64_t val_pairs;      /* pairs measured (0 without validation) */
+    unsigned flags;          /* an OR of sm_health_flag */
+    sm_status val_status;    /* SM_OK, or why validation failed */
+    const char *message;     /* plain-words warnings and advice, "" when all is well */
+} sm_health;
+
+/** Receives health reports, on the thread that called sm_train_step. It must not call back
+ *  into the trainer. */
+typedef void (*sm_health_fn)(void *user, const sm_health *health);
+
+/** Asks for a health report after every `every` successful iterations (1..2^31; fn NULL: no
+ *  reports, the default). Reports come from sm_train_step and sm_train_step_batch. Since 0.2. */
+SM_API sm_status sm_trainer_set_health(sm_trainer *trainer, int64_t every, sm_health_fn fn,
+                                       void *user);
+/** Measures verification accuracy on `n_pairs` (1..65536) random pairs of `dataset` (borrowed:
+ *  it must outlive the trainer or be replaced; NULL: no validation) for each health report,
+ *  the same pairs each time (a sampler seeded by `seed` each time), with sm_verification_accuracy.
+ *  Validation has its own sampler and never touches the training RNG streams: training with
+ *  and without it gives bit-identical parameters. SM_ERR_SHAPE if the images do not fit the
+ *  subnet, SM_ERR_DATASET if the dataset cannot give pairs, SM_ERR_INVALID_ARG. Since 0.2. */
+SM_API sm_status sm_trainer_set_validation(sm_trainer *trainer, const sm_dataset *dataset,
+                                           size_t n_pairs, uint64_t seed);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif
