@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The cuda backend's algorithm ranking (backends/cuda/algo_select.c) on synthetic result lists,
  * compiled here directly against the cuDNN headers: no GPU, no CUDA call. */
 #include <setjmp.h>

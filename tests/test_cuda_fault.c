@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The cuda backend's error paths without a GPU: the module's own sources built against a fake
  * CUDA runtime, cuDNN and cuBLAS (tests/cuda_fake/), which can fail any call (fake_vendor.c).
  * Each case runs in a child process, so every run loads the module afresh and reads its own

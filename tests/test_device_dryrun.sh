@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # A dry run of the device check (scripts/device/run-all.sh, both phases) on this machine, against
 # the fake cuda module of tests/cuda_fake/ (a fake CUDA runtime, cuDNN and cuBLAS): the script's
 # control flow, its time budgets, its summary and its $OUT file count, first with nothing failing,

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Ranking cuDNN's convolution algorithm results (algo_select.h): what conv_cudnn.c keeps of
  * cudnnGetConvolution*Algorithm_v7's answer, in which order, and what it falls back to. No CUDA
  * runtime call here; tests/test_cuda_algo.c runs it on synthetic result lists.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Private to the cuda backend: ranking cuDNN's convolution algorithm results (algo_select.c).
  * Pure functions over plain records, with no CUDA runtime call, so the unit test
  * (tests/test_cuda_algo.c) runs on any machine with the cuDNN headers. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* A fake CUDA runtime, cuDNN and cuBLAS for the cuda backend's sources, so that its control flow
  * and error paths run on a machine without a GPU (tests/test_cuda_fault.c, tests/
  * test_device_dryrun.sh). Linked into a test-only build of the module, libsiamese-cuda.so in
