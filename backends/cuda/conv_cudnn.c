@@ -249,8 +249,9 @@ size_t smc_conv_workspace(void *ctx, const sm_conv_shape *s)
 {
     cuda_ctx *c = ctx;
     size_t most = 0;
-    pthread_mutex_lock(&c->lock);
     int chunk = chunk_images(s);
+    if (chunk <= 0) return 0; /* no images: nothing to plan */
+    pthread_mutex_lock(&c->lock);
     int pieces[2] = {chunk, s->n % chunk};
     for (int k = 0; k < 2; k++) {
         if (!pieces[k]) continue;
