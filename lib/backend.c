@@ -1,6 +1,8 @@
 /* The dispatch layer: picks a backend, loads the optional modules (cuda, cpu-dnnl) at run time,
- * and wraps the vtable's lifecycle. The core calls ops through be->ops; nothing here knows about
- * OpenBLAS, oneDNN or CUDA. */
+ * wraps the vtable's lifecycle and settings (supplying what a backend leaves out), and answers
+ * what the rest of the core asks about a backend (sm__backend_props). The core calls ops through
+ * be->ops; nothing here knows about OpenBLAS, oneDNN or CUDA, and no other file of the core
+ * names a backend kind. */
 #define _GNU_SOURCE /* dladdr */
 #include <dlfcn.h>
 #include <stdatomic.h>
@@ -35,6 +37,9 @@ static const sm_backend_host host_for_modules = {
  * "<dir of libsiamese.so>/libsiamese/". */
 static void module_path(const module_info *m, char *buf, size_t cap)
 {
+    /* Also tells GCC's -Wformat-truncation (with -fsanitize=address,undefined at -O3) that
+     * buf is not NULL; it warns of a null destination otherwise. */
+    if (!buf || cap == 0) return;
     const char *env = getenv("SIAMESE_BACKEND_DIR");
     if (env && *env) {
         for (const char *dir = env; dir && *dir;) {
@@ -179,6 +184,21 @@ SM_API sm_status sm_backend_probe(sm_backend_kind kind)
     return resolve(kind, &ops, NULL, 0);
 }
 
+/* Measured defaults (docs/performance.md): 16 pairs per training micro-batch and per inference
+ * forward keep the CPU backends' peak memory low at little cost in speed; 64 images per
+ * sm_embed call when embedding a dataset. */
+static sm_backend_props props_with_defaults(sm_backend_props p)
+{
+    if (p.train_pairs <= 0) p.train_pairs = 16;
+    if (p.predict_pairs <= 0) p.predict_pairs = 16;
+    if (p.embed_images <= 0) p.embed_images = 64;
+    return p;
+}
+
+const sm_backend_props *sm__backend_props(const sm_backend *be) { return &be->props; }
+
+static bool honours(const sm_backend *be, unsigned what) { return (be->props.honours & what) != 0; }
+
 SM_API sm_status sm_backend_create(sm_backend_kind kind, sm_backend **out)
 {
     SM_CHECK_ARG(out, "sm_backend_create: out is NULL");
@@ -189,6 +209,7 @@ SM_API sm_status sm_backend_create(sm_backend_kind kind, sm_backend **out)
     if (!be) return sm__fail(SM_ERR_NOMEM, "out of memory creating a backend");
     memcpy(be->fallback_reason, fallback, sizeof fallback);
     be->ops = ops;
+    be->props = props_with_defaults(ops->props);
     sm_status s = ops->init(&be->ctx);
     if (s != SM_OK) {
         sm__free(be);
@@ -217,12 +238,16 @@ SM_API sm_status sm_backend_set_threads(sm_backend *be, int threads)
     SM_CHECK_ARG(be, "sm_backend_set_threads: backend is NULL");
     SM_CHECK_ARG(threads >= 0 && threads <= 1024,
                  "sm_backend_set_threads: %d threads is out of range 0..1024", threads);
+    if (!honours(be, SM_BACKEND_HONOURS_THREADS) || !be->ops->set_threads) return SM_OK;
     return be->ops->set_threads(be->ctx, threads);
 }
 
+/* A backend whose work does not depend on host threads (the GPU) is driven by one. */
 SM_API int sm_backend_get_threads(const sm_backend *be)
 {
-    return be ? be->ops->get_threads(be->ctx) : 0;
+    if (!be) return 0;
+    if (!honours(be, SM_BACKEND_HONOURS_THREADS) || !be->ops->get_threads) return 1;
+    return be->ops->get_threads(be->ctx);
 }
 
 SM_API const char *sm_backend_fallback_reason(const sm_backend *be)
@@ -237,6 +262,8 @@ SM_API sm_status sm_backend_set_option(sm_backend *be, sm_backend_option key, in
     case SM_BACKEND_OPT_TF32:
         SM_CHECK_ARG(value == 0 || value == 1,
                      "sm_backend_set_option: TF32 takes 0 or 1, got %lld", (long long)value);
+        /* TF32 is a GPU number format: host code may set it whatever the backend */
+        if (!honours(be, SM_BACKEND_HONOURS_TF32) || !be->ops->set_option) return SM_OK;
         return be->ops->set_option(be->ctx, key, value);
     }
     return sm__fail(SM_ERR_INVALID_ARG, "sm_backend_set_option: unknown option %d", (int)key);
@@ -248,7 +275,9 @@ SM_API sm_status sm_backend_get_option(const sm_backend *be, sm_backend_option k
     SM_CHECK_ARG(be && value, "sm_backend_get_option: backend or value is NULL");
     switch (key) {
     case SM_BACKEND_OPT_TF32:
-        *value = be->ops->get_option(be->ctx, key);
+        *value = honours(be, SM_BACKEND_HONOURS_TF32) && be->ops->get_option
+                     ? be->ops->get_option(be->ctx, key)
+                     : 0; /* what is in force where it means nothing */
         return SM_OK;
     }
     return sm__fail(SM_ERR_INVALID_ARG, "sm_backend_get_option: unknown option %d", (int)key);

@@ -21,8 +21,29 @@
 #include "siamese/siamese.h"
 
 /* 2: the module entry takes an sm_backend_host; set_option/get_option slots; conv ops take
- * the workspace's size. */
-#define SM_BACKEND_ABI_VERSION 2
+ * the workspace's size.
+ * 3: the table carries sm_backend_props (chunk sizes, the settings the backend honours); the
+ * settings slots (set_threads, get_threads, set_option, get_option) may be NULL; the `copy`
+ * slot, which the core never called, is gone. */
+#define SM_BACKEND_ABI_VERSION 3
+
+/* What a backend tells the core about itself, so that no file outside the dispatch layer needs
+ * to know which backend it runs on. A zero field means "the default": sm__backend_props
+ * returns the table's values with the defaults filled in. */
+typedef struct sm_backend_props {
+    int train_pairs;   /* a trainer's default micro-batch, in pairs (default 16) */
+    int predict_pairs; /* pairs per inference forward (default 16; sm_embed runs twice as many
+                        * images) */
+    int embed_images;  /* images per sm_embed call when the core embeds a dataset (default 64) */
+    unsigned honours;  /* SM_BACKEND_HONOURS_* bits: the settings that change what it does */
+} sm_backend_props;
+
+/* A setting the backend does not honour is accepted by the dispatch layer and has no effect
+ * (threads read back 1, options 0); its slot is then never called and may be NULL. */
+enum {
+    SM_BACKEND_HONOURS_THREADS = 1u << 0, /* set_threads/get_threads */
+    SM_BACKEND_HONOURS_TF32 = 1u << 1,    /* set_option/get_option with SM_BACKEND_OPT_TF32 */
+};
 
 /* One convolution's shapes: stride 1, no padding (what the architecture language offers). */
 typedef struct sm_conv_shape {
@@ -41,15 +62,17 @@ typedef struct sm_backend_ops {
     int abi_version;
     const char *name;
     sm_backend_kind kind;
+    sm_backend_props props;
 
     /* lifecycle */
     sm_status (*probe)(void);                       /* SM_OK when usable here (reason set if not) */
     sm_status (*init)(void **ctx);
     void (*destroy)(void *ctx);
+
+    /* settings (optional): called only for what props.honours names, else NULL is fine */
     sm_status (*set_threads)(void *ctx, int threads); /* 0 = all cores */
     int (*get_threads)(void *ctx);
-    /* sm_backend_option keys; the dispatch layer has checked the key and the value's range.
-     * A key that does not apply to the backend is accepted and has no effect (get: 0). */
+    /* the dispatch layer has checked the key and the value's range */
     sm_status (*set_option)(void *ctx, sm_backend_option key, int64_t value);
     int64_t (*get_option)(void *ctx, sm_backend_option key);
 
@@ -59,7 +82,6 @@ typedef struct sm_backend_ops {
     sm_status (*upload)(void *ctx, void *dst, const void *src, size_t bytes);
     sm_status (*download)(void *ctx, void *dst, const void *src, size_t bytes);
     sm_status (*zero)(void *ctx, void *dst, size_t bytes);
-    sm_status (*copy)(void *ctx, void *dst, const void *src, size_t bytes);
 
     /* convolution (+bias). Workspace bytes for one shape; the core allocates the largest over
      * its layers at the largest batch, then runs the ops on batches up to that size and passes
@@ -131,12 +153,16 @@ typedef const sm_backend_ops *(*sm_backend_module_entry_fn)(const sm_backend_hos
 struct sm_backend {
     const sm_backend_ops *ops;
     void *ctx;
+    sm_backend_props props; /* ops->props with the defaults filled in */
     /* SM_BACKEND_AUTO that fell back to the CPU: why the accelerator was not taken; else "". */
     char fallback_reason[512];
 };
 
 /* The built-in backends (linked into the core). */
 const sm_backend_ops *sm__cpu_blas_ops(void);
+
+/* The backend's properties, every field set (zero fields of the table take the defaults). */
+const sm_backend_props *sm__backend_props(const sm_backend *be);
 
 /* Convenience wrappers for the core: allocate n floats (or bytes) on the backend. */
 sm_status sm__be_alloc_floats(sm_backend *be, size_t n, float **out);

@@ -29,6 +29,17 @@ void sm__log(sm_log_level level, const char *fmt, ...)
     log_fn(log_user, level, buf);
 }
 
+#ifdef NDEBUG
+const int sm__try_traces = 0;
+#else
+const int sm__try_traces = 1;
+#endif
+
+void sm__log_try_failed(const char *file, int line, const char *expr, sm_status status)
+{
+    sm__log(SM_LOG_DEBUG, "%s:%d: %s failed: %s", file, line, expr, sm_status_name(status));
+}
+
 SM_API const char *sm_last_error(void) { return last_error; }
 
 SM_API void sm_set_log_callback(sm_log_fn fn, void *user, sm_log_level min_level)

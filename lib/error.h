@@ -16,10 +16,27 @@ sm_status sm__fail(sm_status status, const char *fmt, ...) SM__PRINTF(2, 3);
 /* Sends a message to the host's log callback, if any. */
 void sm__log(sm_log_level level, const char *fmt, ...) SM__PRINTF(2, 3);
 
+/* Logs, at SM_LOG_DEBUG, one frame of a failure's way out: where SM_TRY saw `expr` fail. */
+void sm__log_try_failed(const char *file, int line, const char *expr, sm_status status);
+/* Whether the library itself was built with SM_TRY's debug trace (without NDEBUG). */
+extern const int sm__try_traces;
+
+/* Returns the status of `expr` when it fails. In debug builds (no NDEBUG) each SM_TRY a failure
+ * passes through also logs its file, line and expression, so a host that asks for debug
+ * messages sees the path from the failed op to the public call (zstd's FORWARD_IF_ERROR). */
+#ifdef NDEBUG
+#  define SM__TRACE_TRY(expr, status) ((void)0)
+#else
+#  define SM__TRACE_TRY(expr, status) sm__log_try_failed(__FILE__, __LINE__, expr, status)
+#endif
+
 #define SM_TRY(expr)                                                                               \
     do {                                                                                           \
         sm_status sm__s = (expr);                                                                  \
-        if (sm__s != SM_OK) return sm__s;                                                          \
+        if (sm__s != SM_OK) {                                                                      \
+            SM__TRACE_TRY(#expr, sm__s);                                                           \
+            return sm__s;                                                                          \
+        }                                                                                          \
     } while (0)
 
 #define SM_RETURN_IF(cond, status, ...)                                                            \

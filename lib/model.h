@@ -2,7 +2,8 @@
  *
  * Parameters live in one flat backend buffer per model (llm.c style), in PyTorch state_dict
  * order: for each layer with parameters, its weight then its bias. Gradients mirror them, and
- * Adam's m and v mirror (subnet params ++ head params). */
+ * so do Adam's moments: m_sub/v_sub the subnet's buffer, m_head/v_head the head's (one
+ * adam_update per model). */
 #ifndef SM_LIB_MODEL_H
 #define SM_LIB_MODEL_H
 
@@ -33,7 +34,7 @@ struct sm_arch {
 /* Deep copy of an arch into `dst` (which owns its layer array afterwards). */
 sm_status sm__arch_copy(sm_arch *dst, const sm_arch *src);
 void sm__arch_clear(sm_arch *a);
-/* Output size (floats per image) of layer i; input size of layer 0 for i = -1. */
+/* Floats per image: a layer's output; the arch's input (layer 0's input). */
 size_t sm__layer_out_size(const sm__layer *l);
 size_t sm__arch_in_size(const sm_arch *a);
 
@@ -49,8 +50,8 @@ struct sm_head {
     sm_backend *be;
     size_t dim;
     size_t n_params; /* dim weights then one bias */
-    float *params;
-    float *grads;
+    float *params;   /* backend buffer */
+    float *grads;    /* backend buffer, allocated by the first trainer; NULL before */
 };
 
 struct sm_adam {
@@ -64,19 +65,43 @@ struct sm_adam {
 /* One Adam update of subnet and head from their gradients; t advances on success. */
 sm_status sm__adam_apply(sm_adam *a);
 
+/* How one layer runs, decided once per workspace (sm__workspace_create) so that forward and
+ * backward read it instead of looking at the neighbouring layers. */
+typedef struct sm__layer_plan {
+    bool in_place;    /* relu, flatten: the output is the input's buffer */
+    bool keep_output; /* training: the output has a buffer of its own, which backward reads
+                       * (false for in-place layers and for every layer in inference) */
+    bool output_in_grad_buffer; /* training, a conv whose output only feeds relu then max-pool:
+                                 * backward does not need it, so it is not kept; it lives in
+                                 * the larger gradient buffer, idle until backward */
+    bool relu_folded_into_pool; /* a relu between such a conv and its max-pool: its backward
+                                 * is done by the pool's (pool_applies_relu) */
+    bool pool_applies_relu;     /* that max-pool: masks its gradient with (pooled value > 0)
+                                 * before the scatter. ReLU commutes with the max, and the
+                                 * windows do not overlap, so this is bit-identical to masking
+                                 * the scattered gradient with (conv output > 0) */
+    bool passes_grad; /* backward writes d(input) into the other gradient buffer, then the two
+                       * swap (conv, fc and pool layers other than the first) */
+} sm__layer_plan;
+
 /* Activations and gradient scratch for forward/backward over up to `cap` images. */
 typedef struct sm__workspace {
     size_t cap;          /* images */
-    float **act;         /* act[i] = input of layer i (act[0] is the batch input), act[n] out */
-    int32_t **argmax;    /* per maxpool layer, else NULL */
-    float *grad_a, *grad_b; /* ping-pong gradient buffers, each sized for what lands in it */
-    void *conv_ws;
+    sm__layer_plan *plan; /* per layer */
+    float **act;         /* act[i] = input of layer i (act[0] is the batch input), act[n] out;
+                          * act[i + 1] is act[i] for an in-place layer, a gradient buffer for
+                          * an output training does not keep, a ping buffer in inference */
+    int32_t **argmax;    /* per maxpool layer (inference: all shared_argmax), else NULL */
+    float *grad_a, *grad_b; /* training: ping-pong gradient buffers, each sized for what lands
+                             * in it (the larger one also for the outputs not kept); else NULL */
+    void *conv_ws;          /* the largest conv workspace over the layers at `cap` images */
     size_t conv_ws_bytes;
     bool training;          /* training keeps the outputs backward needs; inference reuses two */
     float *ping[2];         /* inference: the two alternating output buffers */
     int32_t *shared_argmax; /* inference: one argmax buffer for every pool layer */
 } sm__workspace;
 
+/* Plans the layers and allocates every buffer for `cap` images; nothing is allocated later. */
 sm_status sm__workspace_create(const sm_subnet *s, size_t cap, bool for_training,
                                sm__workspace *ws);
 void sm__workspace_destroy(const sm_subnet *s, sm__workspace *ws);
@@ -84,9 +109,14 @@ void sm__workspace_destroy(const sm_subnet *s, sm__workspace *ws);
 /* Forward n <= ws->cap images already in ws->act[0]; the raw output (pre-sigmoid) ends in
  * ws->act[n_layers]. */
 sm_status sm__subnet_forward(const sm_subnet *s, sm__workspace *ws, size_t n);
-/* Backward from d(output), which the caller leaves in ws->grad_a (n x output size):
- * accumulates parameter gradients into s->grads; clobbers grad_a and grad_b. */
+/* Backward (training workspace) from d(output), which the caller leaves in ws->grad_a
+ * (n x output size), after sm__subnet_forward on the same n images: accumulates parameter
+ * gradients into s->grads; clobbers grad_a and grad_b (and so the outputs not kept). */
 sm_status sm__subnet_backward(sm_subnet *s, sm__workspace *ws, size_t n);
+
+/* Images per sm_embed call when the core embeds many (one-shot evaluation): the backend's
+ * preference. */
+size_t sm__subnet_embed_chunk(const sm_subnet *s);
 
 /* Backend buffers for one micro-batch of P pairs (2P images). */
 typedef struct sm__step_buffers {
@@ -112,7 +142,8 @@ struct sm_trainer {
     sm_progress_fn progress;
     void *progress_user;
 
-    sm__step_buffers buf;  /* sized for micro_batch pairs; rebuilt when it changes */
+    sm__step_buffers buf;  /* sized for min(micro_batch, batch_size) pairs; rebuilt when that
+                            * changes */
     float *batch_left, *batch_right, *batch_labels; /* host: one sampled batch */
     size_t batch_cap;      /* pairs the batch buffers hold */
 
@@ -146,9 +177,8 @@ sm_status sm__head_logits(const sm_head *h, size_t pairs, const float *feat, flo
 sm_status sm__head_backward(sm_head *h, size_t pairs, const float *feat, const float *diff,
                             const float *dlogits, float *ddiff, float *dfeat);
 
-struct sm__rng;
 /* Fills n parameters at `dst` (a backend buffer) with N(0, std^2) drawn from `rng`. */
-sm_status sm__init_normal(sm_backend *be, float *dst, size_t n, double std, struct sm__rng *rng);
+sm_status sm__init_normal(sm_backend *be, float *dst, size_t n, double std, sm__rng *rng);
 
 /* Sets batch size and micro-batch together, all or nothing (for checkpoint loading). */
 sm_status sm__trainer_resize(sm_trainer *t, int64_t batch, int64_t micro);
@@ -166,8 +196,8 @@ sm_status sm__subnet_read_grads(const sm_subnet *s, float *host);
 sm_status sm__head_read_grads(const sm_head *h, float *host);
 
 /* TEST ONLY: numerical fault injection (tests/test_numeric.c). 0 = off (the default; costs one
- * relaxed atomic load per step). Otherwise the next forward/backward pass, once its gradients
- * are complete and before they are checked, plants a fault and resets this to 0:
+ * relaxed atomic load per step). Otherwise the next gradient computation, once every
+ * micro-batch's gradients are in and before they are checked, plants a fault and resets this to 0:
  * SM__INJECT_SUBNET_NAN = a NaN in one subnet gradient, SM__INJECT_HEAD_INF = +Inf in one head
  * gradient, SM__INJECT_LOSS_NAN = a NaN loss. Never set by the library itself. */
 enum { SM__INJECT_SUBNET_NAN = 1, SM__INJECT_HEAD_INF = 2, SM__INJECT_LOSS_NAN = 3 };

@@ -5,12 +5,17 @@
 #include "error.h"
 #include "model.h"
 
-/* Pairs per forward, which bounds memory whatever n is: the GPU wants large chunks; on the CPU
- * 16 pairs (32 images, as a training micro-batch) ran 150 predictions 5 % faster than 32 on
- * cpu-dnnl, the same on cpu-blas, in 72 MB less. */
+/* Pairs per forward, which bounds memory whatever n is: the backend's preference (the GPU wants
+ * large chunks; on the CPU 16 pairs, 32 images as a training micro-batch, ran 150 predictions
+ * 5 % faster than 32 on cpu-dnnl, the same on cpu-blas, in 72 MB less). */
 static size_t predict_chunk(const sm_subnet *s)
 {
-    return s->be->ops->kind == SM_BACKEND_CUDA ? 32 : 16;
+    return (size_t)sm__backend_props(s->be)->predict_pairs;
+}
+
+size_t sm__subnet_embed_chunk(const sm_subnet *s)
+{
+    return (size_t)sm__backend_props(s->be)->embed_images;
 }
 
 typedef struct predict_bufs {

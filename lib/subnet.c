@@ -100,18 +100,31 @@ static sm_pool_shape pool_shape(const sm__layer *l, size_t n)
     return ps;
 }
 
-static int aliases_input(sm_layer_kind k) { return k == SM_LAYER_RELU || k == SM_LAYER_FLATTEN; }
-
 /* Whether layer i is a conv whose output only feeds ReLU then max-pool. The backward pass needs
  * nothing of that output: ReLU commutes with the max, so the ReLU mask at a window's argmax is
- * (pooled value > 0) and is applied to the pooled gradient before the scatter (bit-identical to
- * masking after it: windows do not overlap). Training then keeps such an output only while the
- * forward pass runs, in gradient memory that is idle until the backward pass; for Koch's net
- * that drops conv1-3's outputs, ~3.4 MB of ~5.2 MB of saved activations per image. */
-static bool output_is_transient(const sm_arch *a, size_t i)
+ * (pooled value > 0) and the pool can apply it (sm__layer_plan). Training then keeps such an
+ * output only while the forward pass runs, in gradient memory that is idle until the backward
+ * pass; for Koch's net that drops conv1-3's outputs, ~3.4 MB of ~5.2 MB of saved activations
+ * per image. */
+static bool feeds_relu_then_pool(const sm_arch *a, size_t i)
 {
     return i + 2 < a->n_layers && a->layers[i].kind == SM_LAYER_CONV &&
            a->layers[i + 1].kind == SM_LAYER_RELU && a->layers[i + 2].kind == SM_LAYER_MAXPOOL;
+}
+
+static void plan_layers(const sm_arch *a, bool for_training, sm__layer_plan *plan)
+{
+    for (size_t i = 0; i < a->n_layers; i++) {
+        sm_layer_kind k = a->layers[i].kind;
+        bool dropped = feeds_relu_then_pool(a, i);
+        sm__layer_plan *p = &plan[i];
+        p->in_place = k == SM_LAYER_RELU || k == SM_LAYER_FLATTEN;
+        p->output_in_grad_buffer = for_training && dropped;
+        p->keep_output = for_training && !p->in_place && !dropped;
+        p->relu_folded_into_pool = i >= 1 && feeds_relu_then_pool(a, i - 1);
+        p->pool_applies_relu = i >= 2 && feeds_relu_then_pool(a, i - 2);
+        p->passes_grad = i > 0 && !p->in_place; /* nobody wants d(input images) */
+    }
 }
 
 void sm__workspace_destroy(const sm_subnet *s, sm__workspace *ws)
@@ -119,12 +132,9 @@ void sm__workspace_destroy(const sm_subnet *s, sm__workspace *ws)
     sm_backend *be = s->be;
     if (ws->act) {
         sm__be_free(be, ws->act[0]);
-        /* layers that alias their input repeat the previous pointer, and transient outputs
-         * live in a gradient buffer: free each buffer once */
-        for (size_t i = 1; ws->training && i <= s->arch.n_layers; i++)
-            if (ws->act[i] != ws->act[i - 1] && ws->act[i] != ws->grad_a &&
-                ws->act[i] != ws->grad_b)
-                sm__be_free(be, ws->act[i]);
+        /* the other outputs are the input's buffer, a gradient buffer or a ping-pong buffer */
+        for (size_t i = 0; ws->plan && i < s->arch.n_layers; i++)
+            if (ws->plan[i].keep_output) sm__be_free(be, ws->act[i + 1]);
     }
     for (size_t i = 0; ws->argmax && ws->training && i < s->arch.n_layers; i++)
         sm__be_free(be, ws->argmax[i]);
@@ -133,6 +143,7 @@ void sm__workspace_destroy(const sm_subnet *s, sm__workspace *ws)
     sm__be_free(be, ws->shared_argmax);
     sm__free(ws->act);
     sm__free(ws->argmax);
+    sm__free(ws->plan);
     sm__be_free(be, ws->grad_a);
     sm__be_free(be, ws->grad_b);
     sm__be_free(be, ws->conv_ws);
@@ -149,20 +160,18 @@ static sm_status alloc_images(sm_backend *be, size_t per_image, size_t cap, void
 }
 
 /* Floats per image each gradient buffer must hold, from the walk sm__subnet_backward makes:
- * grad_a starts with d(output) and the two swap after every conv and fc layer (and after a pool
- * layer that passes a gradient on). Sizing each for what lands in it, rather than both for the
- * largest activation, keeps the biggest gradient (conv1's output, for Koch) in one buffer only. */
-static void grad_sizes(const sm_arch *a, size_t need[2])
+ * grad_a starts with d(output) and the two swap after every layer that passes a gradient on.
+ * Sizing each for what lands in it, rather than both for the largest activation, keeps the
+ * biggest gradient (conv1's output, for Koch) in one buffer only. */
+static void grad_sizes(const sm_arch *a, const sm__layer_plan *plan, size_t need[2])
 {
     int cur = 0;
     need[0] = a->n_layers ? sm__layer_out_size(&a->layers[a->n_layers - 1]) : 0;
     need[1] = 0;
     for (size_t i = a->n_layers; i-- > 0;) {
-        const sm__layer *l = &a->layers[i];
-        size_t in = i > 0 ? sm__layer_out_size(&a->layers[i - 1]) : sm__arch_in_size(a);
-        if (l->kind == SM_LAYER_RELU || l->kind == SM_LAYER_FLATTEN) continue;
-        if (l->kind == SM_LAYER_MAXPOOL && i == 0) continue;
-        if (i > 0 && in > need[cur ^ 1]) need[cur ^ 1] = in;
+        if (!plan[i].passes_grad) continue;
+        size_t in = sm__layer_out_size(&a->layers[i - 1]);
+        if (in > need[cur ^ 1]) need[cur ^ 1] = in;
         cur ^= 1;
     }
     if (!need[1]) need[1] = 1;
@@ -178,17 +187,19 @@ sm_status sm__workspace_create(const sm_subnet *s, size_t cap, bool for_training
     ws->training = for_training;
     ws->act = sm__calloc(a->n_layers + 1, sizeof *ws->act);
     ws->argmax = sm__calloc(a->n_layers, sizeof *ws->argmax);
-    if (!ws->act || !ws->argmax) {
+    ws->plan = sm__calloc(a->n_layers, sizeof *ws->plan);
+    if (!ws->act || !ws->argmax || !ws->plan) {
         sm__workspace_destroy(s, ws);
         return sm__fail(SM_ERR_NOMEM, "out of memory creating a workspace");
     }
+    plan_layers(a, for_training, ws->plan);
     sm_status st = alloc_images(be, sm__arch_in_size(a), cap, (void **)&ws->act[0]);
 
     size_t max_pool = 0, max_ws = 0, max_transient = 0;
     for (size_t i = 0; i < a->n_layers; i++) {
         const sm__layer *l = &a->layers[i];
         size_t o = sm__layer_out_size(l);
-        if (output_is_transient(a, i) && o > max_transient) max_transient = o;
+        if (ws->plan[i].output_in_grad_buffer && o > max_transient) max_transient = o;
         if (l->kind == SM_LAYER_MAXPOOL && o > max_pool) max_pool = o;
         if (l->kind == SM_LAYER_CONV) {
             sm_conv_shape cs = conv_shape(l, cap);
@@ -202,7 +213,7 @@ sm_status sm__workspace_create(const sm_subnet *s, size_t cap, bool for_training
      * pass reads. */
     size_t ping_need[2] = {0, 0};
     for (size_t i = 0, p = 1; i < a->n_layers; i++) {
-        if (aliases_input(a->layers[i].kind)) continue;
+        if (ws->plan[i].in_place) continue;
         p ^= 1;
         size_t o = sm__layer_out_size(&a->layers[i]);
         if (o > ping_need[p]) ping_need[p] = o;
@@ -216,7 +227,7 @@ sm_status sm__workspace_create(const sm_subnet *s, size_t cap, bool for_training
     /* Gradient buffers first: the larger one also holds the transient conv outputs during the
      * forward pass (it is idle until the backward pass starts). */
     size_t grad_need[2];
-    grad_sizes(a, grad_need);
+    grad_sizes(a, ws->plan, grad_need);
     int big = grad_need[1] > grad_need[0];
     if (grad_need[big] < max_transient) grad_need[big] = max_transient;
     if (st == SM_OK && for_training)
@@ -228,13 +239,14 @@ sm_status sm__workspace_create(const sm_subnet *s, size_t cap, bool for_training
     int cur = 1;
     for (size_t i = 0; i < a->n_layers && st == SM_OK; i++) {
         const sm__layer *l = &a->layers[i];
-        if (aliases_input(l->kind)) {
+        const sm__layer_plan *p = &ws->plan[i];
+        if (p->in_place) {
             ws->act[i + 1] = ws->act[i];
-        } else if (for_training && output_is_transient(a, i)) {
-            ws->act[i + 1] = transient;
-        } else if (for_training) {
+        } else if (p->keep_output) {
             st = alloc_images(be, sm__layer_out_size(l), cap, (void **)&ws->act[i + 1]);
-        } else {
+        } else if (p->output_in_grad_buffer) {
+            ws->act[i + 1] = transient;
+        } else { /* inference */
             cur ^= 1;
             ws->act[i + 1] = ws->ping[cur];
         }
@@ -297,42 +309,43 @@ sm_status sm__subnet_backward(sm_subnet *s, sm__workspace *ws, size_t n)
     for (size_t i = s->arch.n_layers; i-- > 0;) {
         const sm__layer *l = &s->arch.layers[i];
         const float *x = ws->act[i];
+        const sm__layer_plan *p = &ws->plan[i];
         const float *w = s->params + l->w_off;
         float *dw = s->grads + l->w_off, *db = s->grads + l->b_off;
-        int need_dx = i > 0; /* nobody wants the gradient of the input images */
         switch (l->kind) {
         case SM_LAYER_CONV: {
             sm_conv_shape cs = conv_shape(l, n);
             SM_TRY(ops->conv_bwd_filter(ctx, &cs, x, g, dw, db, ws->conv_ws,
                                          ws->conv_ws_bytes));
-            if (need_dx)
+            if (p->passes_grad)
                 SM_TRY(ops->conv_bwd_data(ctx, &cs, g, w, other, ws->conv_ws, ws->conv_ws_bytes));
             break;
         }
         case SM_LAYER_RELU:
-            if (i > 0 && output_is_transient(&s->arch, i - 1)) continue; /* done by the pool */
-            /* the output aliases the input, and output > 0 exactly where input > 0 */
-            SM_TRY(ops->relu_bwd(ctx, n * sm__layer_out_size(l), ws->act[i + 1], g, g));
-            continue;
+            /* in place, and the output > 0 exactly where the input > 0 */
+            if (!p->relu_folded_into_pool)
+                SM_TRY(ops->relu_bwd(ctx, n * sm__layer_out_size(l), ws->act[i + 1], g, g));
+            break;
         case SM_LAYER_MAXPOOL: {
-            if (!need_dx) continue;
-            if (i >= 2 && output_is_transient(&s->arch, i - 2))
+            if (!p->passes_grad) break;
+            if (p->pool_applies_relu)
                 SM_TRY(ops->relu_bwd(ctx, n * sm__layer_out_size(l), ws->act[i + 1], g, g));
             sm_pool_shape ps = pool_shape(l, n);
             SM_TRY(ops->maxpool_bwd(ctx, &ps, g, ws->argmax[i], other));
             break;
         }
-        case SM_LAYER_FLATTEN: continue;
+        case SM_LAYER_FLATTEN: break;
         case SM_LAYER_FC:
             /* dW += g^T x; db += colsum(g); dx = g W */
             SM_TRY(ops->gemm(ctx, true, false, l->out_c, l->in_c, (int)n, 1.0f, g, l->out_c, x,
                              l->in_c, 1.0f, dw, l->in_c));
             SM_TRY(ops->bias_grad(ctx, (int)n, l->out_c, g, db));
-            if (need_dx)
+            if (p->passes_grad)
                 SM_TRY(ops->gemm(ctx, false, false, (int)n, l->in_c, l->out_c, 1.0f, g, l->out_c,
                                  w, l->in_c, 0.0f, other, l->in_c));
             break;
         }
+        if (!p->passes_grad) continue; /* the gradient stays where it is */
         float *t = g;
         g = other;
         other = t;

@@ -34,23 +34,6 @@ static int cpu_get_threads(void *ctx)
     return openblas_get_num_threads();
 }
 
-/* TF32 is a GPU number format: accepted so that host code can set it whatever the backend,
- * with no effect here (and reads back 0, which is what is in force). */
-static sm_status cpu_set_option(void *ctx, sm_backend_option key, int64_t value)
-{
-    (void)ctx;
-    (void)key;
-    (void)value;
-    return SM_OK;
-}
-
-static int64_t cpu_get_option(void *ctx, sm_backend_option key)
-{
-    (void)ctx;
-    (void)key;
-    return 0;
-}
-
 static sm_status cpu_alloc(void *ctx, size_t bytes, void **ptr)
 {
     (void)ctx;
@@ -84,19 +67,20 @@ static const sm_backend_ops cpu_blas_ops = {
     .abi_version = SM_BACKEND_ABI_VERSION,
     .name = "cpu-blas",
     .kind = SM_BACKEND_CPU,
+    /* chunk sizes: the dispatch defaults (16 pairs, 64 images), measured on this backend */
+    .props = {.honours = SM_BACKEND_HONOURS_THREADS},
     .probe = cpu_probe,
     .init = cpu_init,
     .destroy = cpu_destroy,
     .set_threads = cpu_set_threads,
     .get_threads = cpu_get_threads,
-    .set_option = cpu_set_option,
-    .get_option = cpu_get_option,
+    .set_option = NULL, /* TF32 is a GPU number format */
+    .get_option = NULL,
     .alloc = cpu_alloc,
     .free = cpu_free,
     .upload = cpu_copy,   /* host memory: a copy */
     .download = cpu_copy, /* host memory: a copy */
     .zero = cpu_zero,
-    .copy = cpu_copy,
     .conv_workspace = sm__cpu_conv_workspace,
     .conv_fwd = sm__cpu_conv_fwd,
     .conv_bwd_data = sm__cpu_conv_bwd_data,

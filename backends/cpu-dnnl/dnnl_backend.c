@@ -94,22 +94,6 @@ static int be_get_threads(void *ctx)
     return smd_threads();
 }
 
-/* TF32 is a GPU number format: accepted, no effect, reads back 0 (as on cpu-blas). */
-static sm_status be_set_option(void *ctx, sm_backend_option key, int64_t value)
-{
-    (void)ctx;
-    (void)key;
-    (void)value;
-    return SM_OK;
-}
-
-static int64_t be_get_option(void *ctx, sm_backend_option key)
-{
-    (void)ctx;
-    (void)key;
-    return 0;
-}
-
 /* Every buffer starts 64 bytes after its block, whose first word is the block's size. */
 enum { HEADER = 64 };
 #define CACHE_MIN ((size_t)1 << 20)
@@ -194,19 +178,20 @@ static const sm_backend_ops be_ops = {
     .abi_version = SM_BACKEND_ABI_VERSION,
     .name = "cpu-dnnl",
     .kind = SM_BACKEND_CPU_DNNL,
+    /* chunk sizes: the dispatch defaults (16 pairs, 64 images), measured on this backend */
+    .props = {.honours = SM_BACKEND_HONOURS_THREADS},
     .probe = be_probe,
     .init = be_init,
     .destroy = be_destroy,
     .set_threads = be_set_threads,
     .get_threads = be_get_threads,
-    .set_option = be_set_option,
-    .get_option = be_get_option,
+    .set_option = NULL, /* TF32 is a GPU number format */
+    .get_option = NULL,
     .alloc = be_alloc,
     .free = be_free,
     .upload = be_copy,   /* host memory: a copy */
     .download = be_copy, /* host memory: a copy */
     .zero = be_zero,
-    .copy = be_copy,
     .conv_workspace = smd_conv_workspace,
     .conv_fwd = smd_conv_fwd,
     .conv_bwd_data = smd_conv_bwd_data,

@@ -123,20 +123,6 @@ static void cuda_destroy(void *ctx)
     ctx_release(c);
 }
 
-/* Host threads do not change GPU work; the setting is kept so that it reads back. */
-static sm_status cuda_set_threads(void *ctx, int threads)
-{
-    (void)ctx;
-    (void)threads;
-    return SM_OK;
-}
-
-static int cuda_get_threads(void *ctx)
-{
-    (void)ctx;
-    return 1;
-}
-
 static sm_status cuda_set_option(void *ctx, sm_backend_option key, int64_t value)
 {
     cuda_ctx *c = ctx;
@@ -195,23 +181,17 @@ static sm_status cuda_zero(void *ctx, void *dst, size_t bytes)
     return SM_OK;
 }
 
-static sm_status cuda_copy(void *ctx, void *dst, const void *src, size_t bytes)
-{
-    cuda_ctx *c = ctx;
-    if (bytes && dst != src)
-        SMC_CUDA(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, c->stream));
-    return SM_OK;
-}
-
 static const sm_backend_ops cuda_ops = {
     .abi_version = SM_BACKEND_ABI_VERSION,
     .name = "cuda",
     .kind = SM_BACKEND_CUDA,
+    /* the GPU wants large chunks; embedding: the dispatch default */
+    .props = {.train_pairs = 32, .predict_pairs = 32, .honours = SM_BACKEND_HONOURS_TF32},
     .probe = cuda_probe,
     .init = cuda_init,
     .destroy = cuda_destroy,
-    .set_threads = cuda_set_threads,
-    .get_threads = cuda_get_threads,
+    .set_threads = NULL, /* host threads do not change GPU work */
+    .get_threads = NULL,
     .set_option = cuda_set_option,
     .get_option = cuda_get_option,
     .alloc = cuda_alloc,
@@ -219,7 +199,6 @@ static const sm_backend_ops cuda_ops = {
     .upload = cuda_upload,
     .download = cuda_download,
     .zero = cuda_zero,
-    .copy = cuda_copy,
     .conv_workspace = smc_conv_workspace,   /* cuDNN (conv_cudnn.c) */
     .conv_fwd = smc_conv_fwd,               /* cuDNN */
     .conv_bwd_data = smc_conv_bwd_data,     /* cuDNN */
