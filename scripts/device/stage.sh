@@ -61,4 +61,4 @@ total_k=$(du -sk "$stage" | cut -f1)
 tree_k=$(git ls-files -co --exclude-standard -z | du -ck --files0-from=- 2>/dev/null | tail -1 | cut -f1)
 echo "total: $((total_k / 1024)) MiB staged + $((tree_k / 1024)) MiB working tree (limit 64 MiB)"
 [ $((total_k / 1024)) -le "$limit_mib" ] || die "staged $((total_k / 1024)) MiB, more than $limit_mib MiB"
-echo "carry: [\".device\"]   command: bash scripts/device/run-all.sh"
+echo "carry: [\".device\"]   commands (two calls, the second optional): bash scripts/device/run-all.sh parity-bench; bash scripts/device/run-all.sh reference"
