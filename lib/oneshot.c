@@ -1,5 +1,5 @@
 /* Evaluation: random-pair verification, N-way k-shot episodes and the official one-shot runs
- * (SPEC.md, "Three numbers, never mixed"; the runs are read by oneshot_runs.c), and the
+ * (docs/reference.md, "Three numbers, never mixed"; the runs are read by oneshot_runs.c), and the
  * bookkeeping they share.
  *
  * N-way trials embed each image once and score pairs on the host with the head's weights: a

@@ -29,7 +29,7 @@
 #   SIAMESE_DEVICE_BUDGET_S  seconds this call may take (default 540)
 #   SIAMESE_BENCH_STEPS      timed steps per benchmark figure (default 10)
 #   SIAMESE_BENCH_BATCHES    batch sizes timed (default 180,32)
-#   SIAMESE_REF_ITERATIONS   the reference run's --iterations (default SPEC.md's 10000; the time
+#   SIAMESE_REF_ITERATIONS   the reference run's --iterations (default the reference's 10000; the time
 #                            limit ends it sooner if need be, and the summary says after how many)
 #   SIAMESE_REF_BATCH        its batch (default 180)
 #   SIAMESE_REF_ARGS         replaces its data arguments (default: the staged Omniglot zips);
@@ -195,7 +195,7 @@ if [ "$phase" = parity-bench ]; then
         echo "(reference ms/step for call 2: $(cell "$(res cuda 0 step ms "$b_big")") at batch $b_big)"
     } >>"$summary"
 else
-    # ---- the reference run: SPEC.md's 10,000 iterations x 180 pairs, stopped by the time limit ----
+    # ---- the reference run: the reference's 10,000 iterations x 180 pairs, stopped by the time limit ----
     if [ -n "${SIAMESE_REF_ARGS:-}" ]; then
         read -r -a data_args <<<"$SIAMESE_REF_ARGS"
     elif [ -f "$data/images_background.zip" ]; then

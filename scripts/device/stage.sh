@@ -7,11 +7,11 @@
 # run-all.sh finds them there. Then: device run with carry [".device"] (docs/cuda.md).
 #
 # Layout: .device/payload.tar.xz (bin/, lib/), .device/data/*.zip, .device/needed-vendor-libs.txt.
-# Usage: scripts/device/stage.sh [BUILD_DIR=build-cuda] [DATA_DIR=../shared/data/omniglot]
+# Usage: scripts/device/stage.sh [BUILD_DIR=build-cuda] [DATA_DIR=$SIAMESE_OMNIGLOT_DIR, else data/omniglot]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 build=${1:-build-cuda}
-data=${2:-../shared/data/omniglot}
+data=${2:-${SIAMESE_OMNIGLOT_DIR:-data/omniglot}}
 stage=.device
 limit_mib=${SIAMESE_STAGE_LIMIT_MIB:-56} # the device tool carries 64 MiB with the tree
 
