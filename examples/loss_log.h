@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The training log of siamese-train: OUT/loss.csv (iteration,loss,elapsed_s,val_accuracy; the
  * last column only on rows where validation ran), flushed every step so that it can be followed
  * while training runs, and the same rows kept in memory for the loss figure. */

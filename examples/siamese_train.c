@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* siamese-train: the reference pipeline (docs/reference.md) end to end, using only
  * <siamese/siamese.h>.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Adam state: first and second moments for the subnet's and the head's parameters. */
 #include <math.h>
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Private: the backend vtable and the dispatch layer's view of a backend.
  *
  * The core owns the graph (forward/backward order, buffer sizing); a backend only runs ops on

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Checkpoints: model and trainer state as safetensors files a PyTorch user can load as is
  * (docs/checkpoint-format.md). Tensor data crosses between backend buffers and the file in
  * bounded chunks, so saving or loading never needs a second host copy of the model.

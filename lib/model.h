@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Private: the architecture, subnet, head, Adam state and trainer as the core sees them.
  *
  * Parameters live in one flat backend buffer per model (llm.c style), in PyTorch state_dict

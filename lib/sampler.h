@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Private: what the trainer and the checkpoint code need of a pair sampler beyond the public
  * API: its RNG state, so a resumed run draws exactly the batches an uninterrupted one would. */
 #ifndef SM_LIB_SAMPLER_H

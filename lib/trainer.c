@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The trainer: one iteration = sample a batch of pairs, forward and backward in micro-batches
  * (gradients summed; the loss of a pair depends only on that pair, so the result is the whole
  * batch's to float rounding), one Adam update. Buffers are allocated when the trainer is

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The public API's contract: versions, statuses, NULL handles, out-of-range options, calls in
  * the wrong order, backend selection, determinism, and what a non-finite step leaves behind. */
 #include <math.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Checkpoints: bit-exact round trips, exact resumption of training, atomic saves, and refusal
  * of damaged or mismatched files without touching anything in memory. Also the safetensors
  * codec on its own: hand-made edge cases and random mutations that must never crash it. */

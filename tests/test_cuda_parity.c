@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The cuda backend against cpu-blas (the reference), on a GPU: every vtable op on random inputs,
  * then whole networks (loss and every gradient at the same weights and batch, a small
  * architecture and Koch's at a small batch, with micro-batches so that a smaller last chunk

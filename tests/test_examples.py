@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
 """The example programs as a user runs them (suite "examples").
 
 siamese-train on a tiny synthetic setup with figures, validation and every kind of evaluation;

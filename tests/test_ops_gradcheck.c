@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Every backend op against the double-precision oracle (ref_ops.c), and every backward op
  * against central finite differences of that oracle in double precision. Runs on each
  * backend that is usable here (the data crosses with upload/download, so the same checks

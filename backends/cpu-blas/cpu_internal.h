@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Private to the cpu-blas backend: its context and the op functions its vtable points to.
  * Buffers are plain host memory. */
 #ifndef SM_CPU_BLAS_INTERNAL_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Element-wise ops and the Adam update, split over the backend's threads in contiguous ranges
  * (each element is computed by exactly one thread, so the bits do not depend on the count). */
 #include <math.h>

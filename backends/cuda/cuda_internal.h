@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Private to the cuda backend: its context, the host callbacks it reports errors through, and
  * the vendor-status converters. Buffers are device memory (cudaMalloc) on device 0. */
 #ifndef SM_CUDA_INTERNAL_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 // The cuda backend's own kernels: what neither cuDNN nor cuBLAS offers in the exact form the
 // vtable specifies (backends/cpu-blas is the reference for every formula here). Plain float
 // arithmetic, no fast-math intrinsics, so results track the CPU to rounding. One file, so that

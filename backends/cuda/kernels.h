@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Private to the cuda backend: the launchers of its own kernels (kernels.cu), callable from C.
  * Each enqueues on `stream` and returns the launch status (cudaGetLastError), never waits. */
 #ifndef SM_CUDA_KERNELS_H

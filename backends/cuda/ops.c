@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The vtable's dense and element-wise ops: GEMM on cuBLAS, the rest on kernels.cu. */
 #include "cuda_internal.h"
 #include "kernels.h"

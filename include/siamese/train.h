@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* libsiamese: training: the Adam state, the trainer and its step, checkpoints to resume
  * from, health reports with validation. Part of the API <siamese/siamese.h> includes. */
 #ifndef SIAMESE_TRAIN_H
