@@ -91,7 +91,9 @@ static void usage(FILE *f)
         "                       trains the head on all P*K*(P*K-1)/2 pairs of them (P >= 2,\n"
         "                       K >= 2, P*K <= 4096); --micro-batch sets the chunks\n"
         "  --pk-loss MODE       P x K loss: bce (default: similar and dissimilar pairs each\n"
-        "                       half the loss) or bce-unweighted (the mean over all pairs)\n"
+        "                       half the loss), bce-unweighted (the mean over all pairs) or\n"
+        "                       softmax (each image against all others, a cross-entropy whose\n"
+        "                       target is its K-1 similar images)\n"
         "  --seed N             seed for weights, pairs and evaluation (default 1)\n"
         "  --threads N          worker threads, 0 = all cores (default 0)\n"
         "Training health:\n"
@@ -222,7 +224,9 @@ static int parse_options(int argc, char **argv, options *o)
         case O_PK_LOSS:
             if (strcmp(optarg, "bce") == 0) o->pk_loss = SM_PK_LOSS_BCE_BALANCED;
             else if (strcmp(optarg, "bce-unweighted") == 0) o->pk_loss = SM_PK_LOSS_BCE;
-            else return cli_error(2, "--pk-loss wants bce or bce-unweighted, got '%s'", optarg);
+            else if (strcmp(optarg, "softmax") == 0) o->pk_loss = SM_PK_LOSS_SOFTMAX;
+            else return cli_error(2, "--pk-loss wants bce, bce-unweighted or softmax, got '%s'",
+                                  optarg);
             break;
         case O_ITER:
             if (!cli_parse_ll("iterations", optarg, 0, INT64_MAX / 2, &o->iterations)) return 2;
@@ -571,7 +575,9 @@ static int train(run *r)
                "(not --batch), loss %s\n", o->pk_classes, o->pk_images,
                o->pk_classes * o->pk_images,
                o->pk_classes * o->pk_images * (o->pk_classes * o->pk_images - 1) / 2,
-               o->pk_loss == SM_PK_LOSS_BCE ? "bce-unweighted" : "bce (balanced)");
+               o->pk_loss == SM_PK_LOSS_BCE       ? "bce-unweighted"
+               : o->pk_loss == SM_PK_LOSS_SOFTMAX ? "softmax"
+                                                  : "bce (balanced)");
     if (o->neg_same_alphabet > 0 || o->alphabet_balanced)
         printf("  sampling: %g of the negatives within the alphabet, alphabet-balanced %s\n",
                o->neg_same_alphabet, o->alphabet_balanced ? "on" : "off");

@@ -537,7 +537,7 @@ static sm_status read_state(ck_file *f, const char *path)
     if (st == SM_OK && meta_value(f, "pk_images"))
         st = meta_int(f, path, "pk_images", 2, 4096, &s->pk_images);
     if (st == SM_OK && meta_value(f, "pk_loss"))
-        st = meta_int(f, path, "pk_loss", 0, SM_PK_LOSS_BCE, &s->pk_loss);
+        st = meta_int(f, path, "pk_loss", 0, SM_PK_LOSS_SOFTMAX, &s->pk_loss);
     if (st == SM_OK && (s->pk_classes == 1 || s->pk_classes * s->pk_images > 4096))
         st = sm__fail(SM_ERR_FORMAT, "checkpoint '%s': P x K = %lld x %lld is out of range",
                       path, (long long)s->pk_classes, (long long)s->pk_images);

@@ -164,7 +164,9 @@ struct sm_trainer {
     float *pk_pair;             /* 2 x pairs x D: one chunk's features, then its dfeat */
     float *pk_labels;           /* pairs */
     size_t *pk_pi, *pk_pj;      /* pairs: the chunk's two image indices */
-    size_t pk_cap_img, pk_cap_chunk;
+    double *pk_query;           /* 2 x P*K: softmax mode's per-query max and sum */
+    float *pk_z;                /* all pairs: softmax mode's logits, then dL/dlogit */
+    size_t pk_cap_img, pk_cap_chunk, pk_cap_z;
 
     /* health reports and validation (since 0.2); none of it touches the training RNGs */
     sm_health_fn health;

@@ -174,6 +174,8 @@ SM_API void sm_trainer_destroy(sm_trainer *t)
     for (size_t i = 0; i < sizeof pk / sizeof *pk; i++) sm__free(pk[i]);
     sm__free(t->pk_pi);
     sm__free(t->pk_pj);
+    sm__free(t->pk_query);
+    sm__free(t->pk_z);
     sm_sampler_destroy(t->sampler);
     sm__free(t);
 }
@@ -222,7 +224,8 @@ SM_API sm_status sm_trainer_set_param(sm_trainer *t, sm_trainer_param key, int64
         t->pk_images = value;
         return SM_OK;
     case SM_TRAINER_PK_LOSS:
-        SM_CHECK_ARG(value == SM_PK_LOSS_BCE_BALANCED || value == SM_PK_LOSS_BCE,
+        SM_CHECK_ARG(value == SM_PK_LOSS_BCE_BALANCED || value == SM_PK_LOSS_BCE ||
+                         value == SM_PK_LOSS_SOFTMAX,
                      "P x K loss %lld is not an sm_pk_loss", (long long)value);
         t->pk_loss = value;
         return SM_OK;
@@ -433,6 +436,9 @@ static sm_status pk_reserve(sm_trainer *t, size_t n, size_t chunk)
         SM_TRY(pk_grow(&t->pk_img, n * in));
         SM_TRY(pk_grow(&t->pk_feat, n * d));
         SM_TRY(pk_grow(&t->pk_dfeat, n * d));
+        double *q = sm__realloc(t->pk_query, 2 * n * sizeof *q);
+        if (!q) return sm__fail(SM_ERR_NOMEM, "out of memory for a P x K batch");
+        t->pk_query = q;
         t->pk_cap_img = n;
     }
     if (chunk > t->pk_cap_chunk) {
@@ -446,6 +452,39 @@ static sm_status pk_reserve(sm_trainer *t, size_t n, size_t chunk)
         t->pk_cap_chunk = chunk;
     }
     return SM_OK;
+}
+
+/* The softmax loss from all logits z (in pair order), on the host in double: per query i,
+ * L_i = -(1/(K-1)) sum over its similar j of log softmax_j(z_i.) over all j != i; the loss is
+ * the mean over the queries. z_ij = z_ji serves queries i and j, so its gradient is
+ * (1/N) [(s_ij - t_ij) + (s_ji - t_ji)], s the softmax, t = 1/(K-1) on similar pairs. Replaces
+ * z by that gradient; returns the loss. */
+static double pk_softmax(sm_trainer *t, size_t n, size_t k, float *z)
+{
+    double *mx = t->pk_query, *sum = t->pk_query + n;
+    for (size_t i = 0; i < n; i++) mx[i] = -INFINITY, sum[i] = 0.0;
+    pk_iter it;
+    size_t r = 0;
+    for (pk_begin(&it, n, k); !it.done; it.j++, pk_settle(&it), r++) {
+        mx[it.i] = fmax(mx[it.i], (double)z[r]);
+        mx[it.j] = fmax(mx[it.j], (double)z[r]);
+    }
+    r = 0;
+    for (pk_begin(&it, n, k); !it.done; it.j++, pk_settle(&it), r++) {
+        sum[it.i] += exp((double)z[r] - mx[it.i]);
+        sum[it.j] += exp((double)z[r] - mx[it.j]);
+    }
+    const double tgt = 1.0 / (double)(k - 1);
+    double total = 0.0;
+    r = 0;
+    for (pk_begin(&it, n, k); !it.done; it.j++, pk_settle(&it), r++) {
+        double li = (double)z[r] - mx[it.i] - log(sum[it.i]);
+        double lj = (double)z[r] - mx[it.j] - log(sum[it.j]);
+        double ty = it.similar ? tgt : 0.0;
+        if (it.similar) total -= tgt * (li + lj);
+        z[r] = (float)(((exp(li) - ty) + (exp(lj) - ty)) / (double)n);
+    }
+    return total / (double)n;
 }
 
 static sm_status compute_grads_pk(sm_trainer *t, size_t p, size_t k, const float *images,
@@ -474,47 +513,69 @@ static sm_status compute_grads_pk(sm_trainer *t, size_t p, size_t k, const float
         SM_TRY(ops->sigmoid_fwd(ctx, c * d, b->ws.act[nl], b->feat));
         SM_TRY(ops->download(ctx, t->pk_feat + off * d, b->feat, c * d * sizeof(float)));
     }
-    /* 2. the head over all pairs, in chunks; dL/dfeature summed per image on the host */
+    /* 2. the head over all pairs, in chunks; dL/dfeature summed per image on the host. The
+     * softmax loss needs every logit first: a pass that only collects them, then the host
+     * computes each pair's dL/dlogit, then the backward pass (the head's forward recomputed). */
+    const size_t n_pairs = n * (n - 1) / 2;
+    const bool softmax = mode == SM_PK_LOSS_SOFTMAX;
+    if (softmax && n_pairs > t->pk_cap_z) {
+        SM_TRY(pk_grow(&t->pk_z, n_pairs));
+        t->pk_cap_z = n_pairs;
+    }
     memset(t->pk_dfeat, 0, n * d * sizeof(float));
     double total = 0.0;
-    pk_iter it;
-    pk_begin(&it, n, k);
-    while (!it.done) {
-        size_t q = 0, q_sim = 0;
-        for (; q < chunk && !it.done; q++) {
-            t->pk_pi[q] = it.i, t->pk_pj[q] = it.j;
-            t->pk_labels[q] = it.similar ? 1.0f : 0.0f;
-            q_sim += (size_t)it.similar;
-            it.j++;
-            pk_settle(&it);
+    for (int pass = softmax ? 0 : 1; pass < 2; pass++) {
+        pk_iter it;
+        size_t done = 0;
+        for (pk_begin(&it, n, k); !it.done;) {
+            size_t q = 0, q_sim = 0;
+            for (; q < chunk && !it.done; q++) {
+                t->pk_pi[q] = it.i, t->pk_pj[q] = it.j;
+                t->pk_labels[q] = it.similar ? 1.0f : 0.0f;
+                q_sim += (size_t)it.similar;
+                it.j++;
+                pk_settle(&it);
+            }
+            for (size_t r = 0; r < q; r++) {
+                memcpy(t->pk_pair + r * d, t->pk_feat + t->pk_pi[r] * d, d * sizeof(float));
+                memcpy(t->pk_pair + (q + r) * d, t->pk_feat + t->pk_pj[r] * d,
+                       d * sizeof(float));
+            }
+            SM_TRY(ops->upload(ctx, b->feat, t->pk_pair, 2 * q * d * sizeof(float)));
+            SM_TRY(sm__head_logits(h, q, b->feat, b->diff, b->logits));
+            if (softmax && pass == 0) {
+                SM_TRY(ops->download(ctx, t->pk_z + done, b->logits, q * sizeof(float)));
+                done += q;
+                continue;
+            }
+            if (softmax) {
+                SM_TRY(ops->upload(ctx, b->dlogits, t->pk_z + done, q * sizeof(float)));
+            } else {
+                SM_TRY(ops->upload(ctx, b->labels, t->pk_labels, q * sizeof(float)));
+                /* similar pairs lead the chunk: one BCE call per weight */
+                const size_t part_off[2] = {0, q_sim}, part_n[2] = {q_sim, q - q_sim};
+                const double part_w[2] = {w_sim, w_dis};
+                for (int g = 0; g < 2; g++) {
+                    if (!part_n[g]) continue;
+                    size_t o = part_off[g];
+                    SM_TRY(ops->bce_fwd_bwd(ctx, (int)part_n[g], b->logits + o, b->labels + o,
+                                            (float)part_w[g], b->scores + o, b->loss_sum,
+                                            b->dlogits + o));
+                    float part;
+                    SM_TRY(ops->download(ctx, &part, b->loss_sum, sizeof part));
+                    total += (double)part * part_w[g];
+                }
+            }
+            done += q;
+            SM_TRY(sm__head_backward(h, q, b->feat, b->diff, b->dlogits, b->ddiff, b->dfeat));
+            SM_TRY(ops->download(ctx, t->pk_pair, b->dfeat, 2 * q * d * sizeof(float)));
+            for (size_t r = 0; r < q; r++) {
+                float *di = t->pk_dfeat + t->pk_pi[r] * d, *dj = t->pk_dfeat + t->pk_pj[r] * d;
+                const float *gi = t->pk_pair + r * d, *gj = t->pk_pair + (q + r) * d;
+                for (size_t e = 0; e < d; e++) di[e] += gi[e], dj[e] += gj[e];
+            }
         }
-        for (size_t r = 0; r < q; r++) {
-            memcpy(t->pk_pair + r * d, t->pk_feat + t->pk_pi[r] * d, d * sizeof(float));
-            memcpy(t->pk_pair + (q + r) * d, t->pk_feat + t->pk_pj[r] * d, d * sizeof(float));
-        }
-        SM_TRY(ops->upload(ctx, b->feat, t->pk_pair, 2 * q * d * sizeof(float)));
-        SM_TRY(ops->upload(ctx, b->labels, t->pk_labels, q * sizeof(float)));
-        SM_TRY(sm__head_logits(h, q, b->feat, b->diff, b->logits));
-        /* similar pairs lead the chunk: one BCE call per weight */
-        const size_t part_off[2] = {0, q_sim}, part_n[2] = {q_sim, q - q_sim};
-        const double part_w[2] = {w_sim, w_dis};
-        for (int g = 0; g < 2; g++) {
-            if (!part_n[g]) continue;
-            size_t o = part_off[g];
-            SM_TRY(ops->bce_fwd_bwd(ctx, (int)part_n[g], b->logits + o, b->labels + o,
-                                    (float)part_w[g], b->scores + o, b->loss_sum,
-                                    b->dlogits + o));
-            float part;
-            SM_TRY(ops->download(ctx, &part, b->loss_sum, sizeof part));
-            total += (double)part * part_w[g];
-        }
-        SM_TRY(sm__head_backward(h, q, b->feat, b->diff, b->dlogits, b->ddiff, b->dfeat));
-        SM_TRY(ops->download(ctx, t->pk_pair, b->dfeat, 2 * q * d * sizeof(float)));
-        for (size_t r = 0; r < q; r++) {
-            float *di = t->pk_dfeat + t->pk_pi[r] * d, *dj = t->pk_dfeat + t->pk_pj[r] * d;
-            const float *gi = t->pk_pair + r * d, *gj = t->pk_pair + (q + r) * d;
-            for (size_t e = 0; e < d; e++) di[e] += gi[e], dj[e] += gj[e];
-        }
+        if (softmax && pass == 0) total = pk_softmax(t, n, k, t->pk_z);
     }
     /* 3. backpropagate each image's dL/dfeature through the twin */
     for (size_t off = 0; off < n; off += cap) {

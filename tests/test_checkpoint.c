@@ -350,7 +350,7 @@ static void test_trainer_resume_pk(void **state)
         if (pk) {
             assert_int_equal(sm_trainer_set_param(a.t, SM_TRAINER_PK_IMAGES, 3), SM_OK);
             assert_int_equal(sm_trainer_set_param(a.t, SM_TRAINER_PK_CLASSES, 3), SM_OK);
-            assert_int_equal(sm_trainer_set_param(a.t, SM_TRAINER_PK_LOSS, SM_PK_LOSS_BCE),
+            assert_int_equal(sm_trainer_set_param(a.t, SM_TRAINER_PK_LOSS, SM_PK_LOSS_SOFTMAX),
                              SM_OK);
             assert_int_equal(sm_trainer_set_param(a.t, SM_TRAINER_AUGMENT, SM_DISTORT_ALL),
                              SM_OK);
@@ -375,7 +375,7 @@ static void test_trainer_resume_pk(void **state)
         assert_int_equal(sm_trainer_get_param(b.t, SM_TRAINER_PK_IMAGES, &v), SM_OK);
         assert_int_equal(v, pk ? 3 : 4);
         assert_int_equal(sm_trainer_get_param(b.t, SM_TRAINER_PK_LOSS, &v), SM_OK);
-        assert_int_equal(v, pk ? SM_PK_LOSS_BCE : SM_PK_LOSS_BCE_BALANCED);
+        assert_int_equal(v, pk ? SM_PK_LOSS_SOFTMAX : SM_PK_LOSS_BCE_BALANCED);
         assert_int_equal(sm_trainer_get_param(b.t, SM_TRAINER_ALPHABET_BALANCED, &v), SM_OK);
         assert_int_equal(v, 1);
         assert_int_equal(sm_trainer_get_real(b.t, SM_TRAINER_NEG_SAME_ALPHABET, &f), SM_OK);

@@ -152,7 +152,7 @@ with tempfile.TemporaryDirectory(prefix="siamese-examples.") as tmp:
     with open(os.path.join(out4, "loss.csv")) as f:
         iters = [r.split(",")[0] for r in f.read().splitlines()[1:]]
     check(rc == 0 and iters == [str(i) for i in range(1, 6)], f"--pk --resume ({iters})")
-    for bad in (["--pk", "1,4"], ["--pk", "4"], ["--pk", "4,1"], ["--pk-loss", "softmax"],
+    for bad in (["--pk", "1,4"], ["--pk", "4"], ["--pk", "4,1"], ["--pk-loss", "hinge"],
                 ["--neg-same-alphabet", "1.5"]):
         rc, so, se = run("siamese-train", *base, *bad, "--out", os.path.join(tmp, "bad"))
         check(rc == 2 and bad[0] in se, f"{bad} is refused (rc {rc}) {se[-200:]}")

@@ -80,7 +80,12 @@ typedef enum sm_trainer_param {
 typedef enum sm_pk_loss {
     SM_PK_LOSS_BCE_BALANCED = 0, /* BCE, similar and dissimilar pairs each weighted to half the
                                     loss: 0.5 mean(similar) + 0.5 mean(dissimilar) */
-    SM_PK_LOSS_BCE = 1           /* BCE, the plain mean over all pairs */
+    SM_PK_LOSS_BCE = 1,          /* BCE, the plain mean over all pairs */
+    SM_PK_LOSS_SOFTMAX = 2       /* each image a query against all the others: a softmax over
+                                    the head's logits, cross-entropy against the uniform
+                                    distribution over its K-1 similar images; the mean over the
+                                    P*K queries. Ignores the head's bias (a shift of every
+                                    logit). Costs a second head pass */
 } sm_pk_loss;
 
 /** Real-valued trainer parameters (since 0.3), set with sm_trainer_set_real. */
