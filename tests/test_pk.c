@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The 0.3 training-recipe options (issue 11): negatives within the alphabet and alphabet-balanced
  * draws (statistical checks of the sampler's draws with fixed seeds), P x K batches (the
  * gradient equals the pair path's on the explicit list of all pairs, the loss goes down, bad
