@@ -6,7 +6,8 @@
  *      looked for as omniglot_find.h says) or, when there is none, generate a synthetic set of
  *      handwriting-like glyphs;
  *   2. create the twin subnetwork (default: Koch et al. 2015), the head, Adam and a trainer;
- *   3. train for --iterations steps of --batch random pairs (optionally distorted, --augment),
+ *   3. train for --iterations steps of --batch random pairs (optionally distorted, --augment;
+ *      or P x K batches, --pk; sampling options --neg-same-alphabet, --alphabet-balanced),
  *      with a live progress line, a validation measurement and health warnings every so often,
  *      OUT/loss.csv, checkpoints to OUT/model.safetensors and the figures in OUT/figures;
  *   4. evaluate on the evaluation set (alphabets never seen in training): docs/reference.md's three
@@ -40,6 +41,11 @@ typedef struct options {
     double lr, time_limit;
     unsigned long long seed;
     int threads, synthetic_classes, synthetic_images, resume, augment, no_figures;
+    /* 0.3 training recipe options (issue 11) */
+    double neg_same_alphabet;
+    int alphabet_balanced;
+    long long pk_classes, pk_images; /* 0: random pairs */
+    int pk_loss;                     /* sm_pk_loss */
     int synthetic_asked; /* a --synthetic-* option was given: no looking for Omniglot */
     eval_plan eval;
 } options;
@@ -75,6 +81,20 @@ static void usage(FILE *f)
         "  --lr X               Adam learning rate (default 6e-5)\n"
         "  --augment            distort every training image with Koch et al.'s random affine\n"
         "                       transforms (off by default: the reference trains without)\n"
+        "  --neg-same-alphabet F  draw this fraction (0..1) of the dissimilar pairs' second\n"
+        "                       class from the first class's alphabet (harder negatives; a\n"
+        "                       class alone in its alphabet falls back to any; default 0)\n"
+        "  --alphabet-balanced  draw each class (of a pair or a P x K batch) by first choosing\n"
+        "                       an alphabet uniformly, then a class in it (default: classes\n"
+        "                       uniformly, so big alphabets dominate)\n"
+        "  --pk P,K             instead of --batch random pairs, each step takes K images of\n"
+        "                       each of P classes, runs each image through the twin once and\n"
+        "                       trains the head on all P*K*(P*K-1)/2 pairs of them (P >= 2,\n"
+        "                       K >= 2, P*K <= 4096); --micro-batch sets the chunks\n"
+        "  --pk-loss MODE       P x K loss: bce (default: similar and dissimilar pairs each\n"
+        "                       half the loss), bce-unweighted (the mean over all pairs) or\n"
+        "                       softmax (each image against all others, a cross-entropy whose\n"
+        "                       target is its K-1 similar images)\n"
         "  --seed N             seed for weights, pairs and evaluation (default 1)\n"
         "  --threads N          worker threads, 0 = all cores (default 0)\n"
         "Training health:\n"
@@ -127,7 +147,7 @@ static int parse_options(int argc, char **argv, options *o)
         O_DATA = 256, O_EVAL_DATA, O_ALPHABETS, O_ARCH, O_BACKEND, O_ITER, O_BATCH, O_MICRO, O_LR,
         O_SEED, O_THREADS, O_OUT, O_SAVE_EVERY, O_SYN_CLASSES, O_SYN_IMAGES, O_RESUME, O_AUGMENT,
         O_FIGURES, O_NO_FIGURES, O_FIGURE_EVERY, O_VALIDATE_EVERY, O_VALIDATION_PAIRS, O_EVAL,
-        O_TIME_LIMIT
+        O_TIME_LIMIT, O_NEG_SAME_ALPHABET, O_ALPHABET_BALANCED, O_PK, O_PK_LOSS
     };
     static const struct option longopts[] = {
         {"data", required_argument, NULL, O_DATA},
@@ -148,6 +168,10 @@ static int parse_options(int argc, char **argv, options *o)
         {"synthetic-images", required_argument, NULL, O_SYN_IMAGES},
         {"resume", no_argument, NULL, O_RESUME},
         {"augment", no_argument, NULL, O_AUGMENT},
+        {"neg-same-alphabet", required_argument, NULL, O_NEG_SAME_ALPHABET},
+        {"alphabet-balanced", no_argument, NULL, O_ALPHABET_BALANCED},
+        {"pk", required_argument, NULL, O_PK},
+        {"pk-loss", required_argument, NULL, O_PK_LOSS},
         {"figures", required_argument, NULL, O_FIGURES},
         {"no-figures", no_argument, NULL, O_NO_FIGURES},
         {"figure-every", required_argument, NULL, O_FIGURE_EVERY},
@@ -179,6 +203,32 @@ static int parse_options(int argc, char **argv, options *o)
         case O_NO_FIGURES: o->no_figures = 1; break;
         case O_RESUME: o->resume = 1; break;
         case O_AUGMENT: o->augment = 1; break;
+        case O_ALPHABET_BALANCED: o->alphabet_balanced = 1; break;
+        case O_NEG_SAME_ALPHABET:
+            if (!cli_parse_double("neg-same-alphabet", optarg, 0.0, 0, 1.0,
+                                  &o->neg_same_alphabet))
+                return 2;
+            break;
+        case O_PK: {
+            char *comma = strchr(optarg, ',');
+            if (!comma) return cli_error(2, "--pk wants P,K (e.g. 32,4), got '%s'", optarg);
+            *comma = '\0';
+            int ok = cli_parse_ll("pk (P)", optarg, 2, 4096, &o->pk_classes) &&
+                     cli_parse_ll("pk (K)", comma + 1, 2, 4096, &o->pk_images);
+            *comma = ',';
+            if (!ok) return 2;
+            if (o->pk_classes * o->pk_images > 4096)
+                return cli_error(2, "--pk %s: P x K = %lld images, at most 4096", optarg,
+                                 o->pk_classes * o->pk_images);
+            break;
+        }
+        case O_PK_LOSS:
+            if (strcmp(optarg, "bce") == 0) o->pk_loss = SM_PK_LOSS_BCE_BALANCED;
+            else if (strcmp(optarg, "bce-unweighted") == 0) o->pk_loss = SM_PK_LOSS_BCE;
+            else if (strcmp(optarg, "softmax") == 0) o->pk_loss = SM_PK_LOSS_SOFTMAX;
+            else return cli_error(2, "--pk-loss wants bce, bce-unweighted or softmax, got '%s'",
+                                  optarg);
+            break;
         case O_ITER:
             if (!cli_parse_ll("iterations", optarg, 0, INT64_MAX / 2, &o->iterations)) return 2;
             break;
@@ -451,6 +501,16 @@ static int set_trainer_params(run *r)
     if ((st = sm_trainer_set_param(r->trainer, SM_TRAINER_AUGMENT,
                                    o->augment ? SM_DISTORT_ALL : 0)))
         return cli_fail(st, "cannot set augmentation");
+    if ((st = sm_trainer_set_real(r->trainer, SM_TRAINER_NEG_SAME_ALPHABET, o->neg_same_alphabet)) ||
+        (st = sm_trainer_set_param(r->trainer, SM_TRAINER_ALPHABET_BALANCED, o->alphabet_balanced)))
+        return cli_fail(st, "cannot set the sampling options");
+    /* K before P: P x K is checked against the current other value */
+    if ((st = sm_trainer_set_param(r->trainer, SM_TRAINER_PK_CLASSES, 0)) ||
+        (o->pk_classes &&
+         ((st = sm_trainer_set_param(r->trainer, SM_TRAINER_PK_IMAGES, o->pk_images)) ||
+          (st = sm_trainer_set_param(r->trainer, SM_TRAINER_PK_CLASSES, o->pk_classes)))) ||
+        (st = sm_trainer_set_param(r->trainer, SM_TRAINER_PK_LOSS, o->pk_loss)))
+        return cli_fail(st, "cannot set the P x K batches");
     return 0;
 }
 
@@ -511,6 +571,17 @@ static int train(run *r)
     printf("training: %lld iterations of %lld pairs (micro-batch %lld), lr %g, augmentation %s, "
            "seed %llu -> %s\n", (long long)o->iterations, (long long)o->batch, (long long)micro,
            o->lr, o->augment ? "on (Koch et al.'s affine distortions)" : "off", o->seed, o->out);
+    if (o->pk_classes)
+        printf("  P x K batches: %lld classes x %lld images = %lld images, %lld pairs per step "
+               "(not --batch), loss %s\n", o->pk_classes, o->pk_images,
+               o->pk_classes * o->pk_images,
+               o->pk_classes * o->pk_images * (o->pk_classes * o->pk_images - 1) / 2,
+               o->pk_loss == SM_PK_LOSS_BCE       ? "bce-unweighted"
+               : o->pk_loss == SM_PK_LOSS_SOFTMAX ? "softmax"
+                                                  : "bce (balanced)");
+    if (o->neg_same_alphabet > 0 || o->alphabet_balanced)
+        printf("  sampling: %g of the negatives within the alphabet, alphabet-balanced %s\n",
+               o->neg_same_alphabet, o->alphabet_balanced ? "on" : "off");
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_sigint;

@@ -62,6 +62,9 @@ typedef struct ck_state {
     int has_augment;
     int64_t augment;
     uint64_t augment_state[4];
+    /* since 0.3 (sampling options, P x K batches); absent: all off, as before they existed */
+    int64_t alphabet_balanced, pk_classes, pk_images, pk_loss;
+    double neg_same_alphabet;
 } ck_state;
 
 typedef struct ck_file {
@@ -259,9 +262,9 @@ static sm_status stream_tensors(const ck_list *l, const ck_bufs *b, ck_stream *s
 }
 
 typedef struct ck_meta_store {
-    sm__st_out_meta kv[24];
+    sm__st_out_meta kv[32];
     size_t n;
-    char text[24][96]; /* values that are numbers */
+    char text[32][96]; /* values that are numbers */
 } ck_meta_store;
 
 static void meta_add(ck_meta_store *m, const char *key, const char *value)
@@ -346,6 +349,12 @@ static sm_status save(const sm_subnet *s, const sm_head *h, const sm_trainer *tr
                      "%016" PRIx64 ":%016" PRIx64 ":%016" PRIx64 ":%016" PRIx64, as[0], as[1],
                      as[2], as[3]);
             meta_add(&m, "augment_state", m.text[m.n]);
+            /* 0.3 */
+            meta_addf_u64(&m, "alphabet_balanced", tr->alphabet_balanced);
+            meta_addf_double(&m, "neg_same_alphabet", tr->neg_same_alphabet, c_loc);
+            meta_addf_u64(&m, "pk_classes", (uint64_t)tr->pk_classes);
+            meta_addf_u64(&m, "pk_images", (uint64_t)tr->pk_images);
+            meta_addf_u64(&m, "pk_loss", (uint64_t)tr->pk_loss);
         }
         meta_add(&m, "crc32", "00000000"); /* patched once the checksum is known */
         st = sm__st_build_header(ot, l.n, m.kv, m.n, &hdr, &hdr_len, &data_size);
@@ -517,7 +526,22 @@ static sm_status read_state(ck_file *f, const char *path)
     if (st == SM_OK) st = meta_double(f, path, "adam_beta1", 0, 0, 1, 1, c_loc, &s->beta1);
     if (st == SM_OK) st = meta_double(f, path, "adam_beta2", 0, 0, 1, 1, c_loc, &s->beta2);
     if (st == SM_OK) st = meta_double(f, path, "adam_eps", 0, 1, 1, 0, c_loc, &s->eps);
+    /* 0.3: sampling options and P x K batches, each key optional (absent = off) */
+    s->pk_images = 4;
+    if (st == SM_OK && meta_value(f, "neg_same_alphabet"))
+        st = meta_double(f, path, "neg_same_alphabet", 0, 0, 1, 0, c_loc, &s->neg_same_alphabet);
     freelocale(c_loc);
+    if (st == SM_OK && meta_value(f, "alphabet_balanced"))
+        st = meta_int(f, path, "alphabet_balanced", 0, 1, &s->alphabet_balanced);
+    if (st == SM_OK && meta_value(f, "pk_classes"))
+        st = meta_int(f, path, "pk_classes", 0, 4096, &s->pk_classes);
+    if (st == SM_OK && meta_value(f, "pk_images"))
+        st = meta_int(f, path, "pk_images", 2, 4096, &s->pk_images);
+    if (st == SM_OK && meta_value(f, "pk_loss"))
+        st = meta_int(f, path, "pk_loss", 0, SM_PK_LOSS_SOFTMAX, &s->pk_loss);
+    if (st == SM_OK && (s->pk_classes == 1 || s->pk_classes * s->pk_images > 4096))
+        st = sm__fail(SM_ERR_FORMAT, "checkpoint '%s': P x K = %lld x %lld is out of range",
+                      path, (long long)s->pk_classes, (long long)s->pk_images);
     if (st == SM_OK) st = need_meta(f, path, "seed", &v);
     if (st == SM_OK && !parse_dec_u64(v, &s->seed))
         st = sm__fail(SM_ERR_FORMAT, "checkpoint '%s': seed '%.40s' is not a 64-bit integer",
@@ -783,6 +807,13 @@ SM_API sm_status sm_trainer_load(sm_trainer *t, const char *path)
             t->augment = 0;
             sm__rng_seed(&t->aug_rng, sm__augment_seed(s->seed));
         }
+        t->alphabet_balanced = s->alphabet_balanced == 1;
+        t->neg_same_alphabet = s->neg_same_alphabet;
+        t->pk_classes = s->pk_classes;
+        t->pk_images = s->pk_images;
+        t->pk_loss = s->pk_loss;
+        if (t->sampler)
+            sm__sampler_set_options(t->sampler, t->neg_same_alphabet, t->alphabet_balanced);
     }
     sm__free(l.t);
     sm__free(mine);

@@ -153,6 +153,22 @@ struct sm_trainer {
     sm__rng aug_rng;
     float *aug_scratch;    /* one image; allocated with the sampler */
 
+    /* sampling options and P x K batches (since 0.3; all off by default) */
+    double neg_same_alphabet;   /* fraction of negatives within the alphabet, 0 = off */
+    bool alphabet_balanced;
+    int64_t pk_classes;         /* P; 0 = random pairs */
+    int64_t pk_images;          /* K */
+    int64_t pk_loss;            /* sm_pk_loss */
+    /* host buffers of a P x K step, grown on demand (the device side reuses `buf`) */
+    float *pk_img;              /* P*K images */
+    float *pk_feat, *pk_dfeat;  /* P*K x D: sigmoid features, dL/dfeature */
+    float *pk_pair;             /* 2 x pairs x D: one chunk's features, then its dfeat */
+    float *pk_labels;           /* pairs */
+    size_t *pk_pi, *pk_pj;      /* pairs: the chunk's two image indices */
+    double *pk_query;           /* 2 x P*K: softmax mode's per-query max and sum */
+    float *pk_z;                /* all pairs: softmax mode's logits, then dL/dlogit */
+    size_t pk_cap_img, pk_cap_chunk, pk_cap_z;
+
     /* health reports and validation (since 0.2); none of it touches the training RNGs */
     sm_health_fn health;
     void *health_user;
@@ -193,6 +209,10 @@ sm_status sm__head_write_params(sm_head *h, const float *host);
  * subnet->grads / head->grads (zeroed first). `loss` receives the mean loss. */
 sm_status sm__trainer_compute_grads(sm_trainer *t, size_t n_pairs, const float *left,
                                     const float *right, const float *labels, float *loss);
+/* The P x K step's gradient on given images (P*K, class by class: image q*K + i is of class
+ * q), without the Adam update, as sm__trainer_compute_grads; `loss_mode` an sm_pk_loss. */
+sm_status sm__trainer_compute_grads_pk(sm_trainer *t, size_t p, size_t k, const float *images,
+                                       int loss_mode, float *loss);
 sm_status sm__subnet_read_grads(const sm_subnet *s, float *host);
 sm_status sm__head_read_grads(const sm_head *h, float *host);
 

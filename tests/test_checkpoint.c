@@ -336,6 +336,60 @@ static void test_trainer_resume(void **state)
     model_free(&b);
 }
 
+/* The same for a P x K run with the 0.3 sampling options and augmentation: the settings and
+ * both RNG streams come from the file, and the continued run is bit-identical. Then a pair
+ * run with negatives within the alphabet, whose draws depend on the restored fraction. */
+static void test_trainer_resume_pk(void **state)
+{
+    env *e = *state;
+    enum { N = 3, M = 4 };
+    for (int pk = 1; pk >= 0; pk--) {
+        model a, b;
+        model_make(e, ARCH, 21, 1, e->ds, 77, &a);
+        assert_int_equal(sm_trainer_set_param(a.t, SM_TRAINER_MICRO_BATCH, 2), SM_OK);
+        assert_int_equal(sm_adam_set(a.a, SM_ADAM_LEARNING_RATE, 1e-3), SM_OK);
+        if (pk) {
+            assert_int_equal(sm_trainer_set_param(a.t, SM_TRAINER_PK_IMAGES, 3), SM_OK);
+            assert_int_equal(sm_trainer_set_param(a.t, SM_TRAINER_PK_CLASSES, 3), SM_OK);
+            assert_int_equal(sm_trainer_set_param(a.t, SM_TRAINER_PK_LOSS, SM_PK_LOSS_SOFTMAX),
+                             SM_OK);
+            assert_int_equal(sm_trainer_set_param(a.t, SM_TRAINER_AUGMENT, SM_DISTORT_ALL),
+                             SM_OK);
+        }
+        assert_int_equal(sm_trainer_set_param(a.t, SM_TRAINER_ALPHABET_BALANCED, 1), SM_OK);
+        assert_int_equal(sm_trainer_set_real(a.t, SM_TRAINER_NEG_SAME_ALPHABET, 0.375), SM_OK);
+        train(&a, N, NULL);
+        const char *p = path_in(e, "trainer-pk.safetensors");
+        assert_int_equal(sm_trainer_save(a.t, p), SM_OK);
+        size_t n;
+        float la[M], lb[M];
+        train(&a, M, la);
+        float *after = params_of(a.s, a.h, &n);
+
+        model_make(e, ARCH, 99, 1, e->ds, 12345, &b);
+        assert_int_equal(sm_trainer_set_param(b.t, SM_TRAINER_PK_CLASSES, 2), SM_OK);
+        assert_int_equal(sm_trainer_load(b.t, p), SM_OK);
+        int64_t v;
+        double f;
+        assert_int_equal(sm_trainer_get_param(b.t, SM_TRAINER_PK_CLASSES, &v), SM_OK);
+        assert_int_equal(v, pk ? 3 : 0);
+        assert_int_equal(sm_trainer_get_param(b.t, SM_TRAINER_PK_IMAGES, &v), SM_OK);
+        assert_int_equal(v, pk ? 3 : 4);
+        assert_int_equal(sm_trainer_get_param(b.t, SM_TRAINER_PK_LOSS, &v), SM_OK);
+        assert_int_equal(v, pk ? SM_PK_LOSS_SOFTMAX : SM_PK_LOSS_BCE_BALANCED);
+        assert_int_equal(sm_trainer_get_param(b.t, SM_TRAINER_ALPHABET_BALANCED, &v), SM_OK);
+        assert_int_equal(v, 1);
+        assert_int_equal(sm_trainer_get_real(b.t, SM_TRAINER_NEG_SAME_ALPHABET, &f), SM_OK);
+        assert_true(f == 0.375);
+        train(&b, M, lb);
+        assert_memory_equal(la, lb, sizeof la);
+        assert_params_equal(after, n, b.s, b.h);
+        free(after);
+        model_free(&a);
+        model_free(&b);
+    }
+}
+
 /* A trainer fed by sm_train_step_batch has no sampler: its files say so and load anywhere. */
 static void test_trainer_without_dataset(void **state)
 {
@@ -984,6 +1038,7 @@ int main(void)
         cmocka_unit_test(test_safetensors_writer),
         cmocka_unit_test_setup_teardown(test_model_roundtrip, setup, teardown),
         cmocka_unit_test_setup_teardown(test_trainer_resume, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_trainer_resume_pk, setup, teardown),
         cmocka_unit_test_setup_teardown(test_trainer_without_dataset, setup, teardown),
         cmocka_unit_test_setup_teardown(test_atomic_save, setup, teardown),
         cmocka_unit_test_setup_teardown(test_damaged_model_files, setup, teardown),

@@ -141,6 +141,26 @@ with tempfile.TemporaryDirectory(prefix="siamese-examples.") as tmp:
     check(rc == 0 and "time limit of 1 s reached after" in so and "(i)" in so,
           f"--time-limit stops training, saves and evaluates (rc {rc})")
 
+    # --pk, --pk-loss, --neg-same-alphabet, --alphabet-balanced (0.3), and a resume of them
+    out4 = os.path.join(tmp, "out4")
+    pk = ["--pk", "4,3", "--pk-loss", "bce-unweighted", "--neg-same-alphabet", "0.5",
+          "--alphabet-balanced", "--no-figures", "--validate-every", "0", "--episodes", "0",
+          "--out", out4]
+    rc, so, se = run("siamese-train", *base, "--iterations", "3", *pk)
+    check(rc == 0 and "P x K batches: 4 classes x 3 images = 12 images, 66 pairs" in so
+          and "alphabet-balanced on" in so, f"--pk trains (rc {rc}) {so[-300:]} {se[-300:]}")
+    rc, so, se = run("siamese-train", *base, "--iterations", "5", "--resume", *pk)
+    with open(os.path.join(out4, "loss.csv")) as f:
+        iters = [r.split(",")[0] for r in f.read().splitlines()[1:]]
+    check(rc == 0 and iters == [str(i) for i in range(1, 6)], f"--pk --resume ({iters})")
+    for bad in (["--pk", "1,4"], ["--pk", "4"], ["--pk", "4,1"], ["--pk-loss", "hinge"],
+                ["--neg-same-alphabet", "1.5"]):
+        rc, so, se = run("siamese-train", *base, *bad, "--out", os.path.join(tmp, "bad"))
+        check(rc == 2 and bad[0] in se, f"{bad} is refused (rc {rc}) {se[-200:]}")
+    rc, so, se = run("siamese-train", *base, "--iterations", "2", "--pk", "4,5", "--no-figures",
+                     "--validate-every", "0", "--episodes", "0", "--out", os.path.join(tmp, "o5"))
+    check(rc != 0 and "largest class has 4" in se, f"--pk 4,5 on 4-image classes: {se[-300:]}")
+
     # --- siamese-compare on any PNG ---------------------------------------------------------
     model = os.path.join(out, "model.safetensors")
     pngs = {
