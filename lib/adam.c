@@ -175,44 +175,54 @@ SM_API sm_status sm_adam_current_lr(const sm_adam *a, double *lr)
 /* Weight decay by kind: the subnet's buffer is updated in runs of consecutive parameters that
  * share a coefficient (layer weights with their kind's, biases with 0). The update is element
  * by element, so splitting it changes no value; without decay it is one call, as before. */
+typedef struct adam_run {
+    sm_adam *a;
+    float step;
+    size_t start, end; /* the pending run [start, end) of the subnet's buffer */
+    float wd;
+} adam_run;
+
+static sm_status run_flush(adam_run *r)
+{
+    sm_adam *a = r->a;
+    sm_backend *be = a->subnet->be;
+    const size_t o = r->start, n = r->end - r->start;
+    r->start = r->end;
+    if (n == 0) return SM_OK;
+    return be->ops->adam_update(be->ctx, n, a->subnet->params + o, a->subnet->grads + o,
+                                a->m_sub + o, a->v_sub + o, r->step, (float)a->beta1,
+                                (float)a->beta2, (float)a->eps, r->wd);
+}
+
+/* Appends [off, off + n) with coefficient wd: extends the pending run or starts a new one. */
+static sm_status run_add(adam_run *r, size_t off, size_t n, float wd)
+{
+    if (n == 0) return SM_OK;
+    if (off != r->end || wd != r->wd) {
+        SM_TRY(run_flush(r));
+        r->start = off, r->wd = wd;
+    }
+    r->end = off + n;
+    return SM_OK;
+}
+
 static sm_status update_subnet(sm_adam *a, float step)
 {
-    sm_backend *be = a->subnet->be;
     const sm_subnet *sn = a->subnet;
-    float *p = sn->params, *g = sn->grads, *m = a->m_sub, *v = a->v_sub;
-    const float b1 = (float)a->beta1, b2 = (float)a->beta2, eps = (float)a->eps;
-    if (a->wd_conv == 0 && a->wd_fc == 0)
-        return be->ops->adam_update(be->ctx, sn->n_params, p, g, m, v, step, b1, b2, eps, 0.0f);
-    size_t run_start = 0, pos = 0;
-    float run_wd = 0.0f;
-    for (size_t i = 0; i <= sn->arch.n_layers; i++) {
-        /* the next two pieces (weight, bias) of a layer with parameters; a sentinel at the end */
-        size_t off[2], len[2];
-        float wd[2];
-        int pieces = 0;
-        if (i == sn->arch.n_layers) {
-            off[0] = sn->n_params, len[0] = 0, wd[0] = -1.0f, pieces = 1;
-        } else {
-            const sm__layer *l = &sn->arch.layers[i];
-            if (l->n_w == 0 && l->n_b == 0) continue;
-            double lw = l->kind == SM_LAYER_CONV ? a->wd_conv : l->kind == SM_LAYER_FC ? a->wd_fc : 0;
-            off[0] = l->w_off, len[0] = l->n_w, wd[0] = (float)lw;
-            off[1] = l->b_off, len[1] = l->n_b, wd[1] = 0.0f;
-            pieces = 2;
-        }
-        for (int k = 0; k < pieces; k++) {
-            if (len[k] == 0 && i < sn->arch.n_layers) continue;
-            if (off[k] != pos || wd[k] != run_wd) {
-                if (pos > run_start)
-                    SM_TRY(be->ops->adam_update(be->ctx, pos - run_start, p + run_start,
-                                                g + run_start, m + run_start, v + run_start,
-                                                step, b1, b2, eps, run_wd));
-                run_start = off[k], run_wd = wd[k];
-            }
-            pos = off[k] + len[k];
-        }
+    adam_run r = {a, step, 0, 0, 0.0f};
+    if (a->wd_conv == 0 && a->wd_fc == 0) {
+        r.end = sn->n_params;
+        return run_flush(&r);
     }
-    return SM_OK;
+    for (size_t i = 0; i < sn->arch.n_layers; i++) {
+        const sm__layer *l = &sn->arch.layers[i];
+        const double wd = l->kind == SM_LAYER_CONV ? a->wd_conv
+                          : l->kind == SM_LAYER_FC ? a->wd_fc
+                                                   : 0.0;
+        SM_TRY(run_add(&r, l->w_off, l->n_w, (float)wd));
+        SM_TRY(run_add(&r, l->b_off, l->n_b, 0.0f));
+    }
+    return run_flush(&r);
 }
 
 sm_status sm__adam_apply(sm_adam *a)

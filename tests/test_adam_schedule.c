@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Adam's learning-rate schedule and per-layer-kind L2 weight decay (0.3), against values
  * computed here independently of the library:
  *  - the schedule's rate at chosen steps against the closed forms of include/siamese/train.h
