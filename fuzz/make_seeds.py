@@ -141,6 +141,37 @@ def patch_sizes(zip_bytes, size):
     return bytes(b)
 
 
+def png_chunks(data):
+    """The chunks of a PNG as [kind, payload] pairs (signature dropped)."""
+    out, i = [], 8
+    while i + 12 <= len(data):
+        n = struct.unpack(">I", data[i:i + 4])[0]
+        out.append([data[i + 4:i + 8], data[i + 8:i + 8 + n]])
+        i += 12 + n
+    return out
+
+
+def png_join(chunks, bad_crc=None):
+    """A PNG from [kind, payload] pairs; the CRC of the chunk at index bad_crc is wrong."""
+    out = b"\x89PNG\r\n\x1a\n"
+    for k, (kind, data) in enumerate(chunks):
+        crc = zlib.crc32(kind + data) & 0xFFFFFFFF
+        out += struct.pack(">I", len(data)) + kind + data
+        out += struct.pack(">I", crc ^ 0x5A5A5A5A if k == bad_crc else crc)
+    return out
+
+
+def damaged_pngs():
+    """Files whose pixels decode but which are damaged: each must be refused."""
+    c = png_chunks(png(8, 8))  # IHDR, IDAT, IEND
+    text_after = c[:2] + [[b"tEXt", b"Comment\0after the pixels"]] + c[2:]
+    return {
+        "damaged-idat-crc.png": png_join(c, bad_crc=1),
+        "damaged-text-after-idat-crc.png": png_join(text_after, bad_crc=2),
+        "damaged-truncated-before-iend.png": png_join(c)[:-12],
+    }
+
+
 def hostile():
     """Inputs that claim more than the limits allow: each must be refused, not allocated."""
     ok = png(8, 8)
@@ -152,12 +183,15 @@ def hostile():
         "png": {
             "ihdr-claims-100000x100000.png": png(1, 1)[:16] + struct.pack(">II", 100000, 100000)
             + png(1, 1)[24:],
+            **damaged_pngs(),
         },
         "zip_dataset": {
             "bomb-2MiB-of-zeros.zip": bomb,
             "sizes-claim-4GiB.zip": patch_sizes(dataset_zip([("A/c1/a.png", ok),
                                                              ("A/c2/b.png", ok)]), 0xFFFFFFFF),
             "sizes-lie-small.zip": patch_sizes(bomb, 100),
+            "damaged-idat-crc-entry.zip": dataset_zip(
+                [("A/c1/a.png", ok), ("A/c2/b.png", damaged_pngs()["damaged-idat-crc.png"])]),
         },
         "checkpoint": {
             "header-claims-4TiB.safetensors": huge_header,

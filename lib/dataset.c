@@ -1,16 +1,11 @@
-/* Datasets: storage, getters and in-memory construction. Loading from folders and zips is in
- * the second half of this file, below the getters. */
+/* Datasets: storage, getters and in-memory construction. Loading from folders and zips is
+ * dataset_open.c. */
 #include "dataset.h"
 
-#include <dirent.h>
-#include <errno.h>
 #include <inttypes.h>
 #include <math.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
-#include <sys/stat.h>
 
 #include "alloc.h"
 #include "error.h"
@@ -20,12 +15,10 @@
  * Storage
  * ------------------------------------------------------------------------------------------- */
 
-static int side_ok(int v) { return v >= 1 && v <= SM__MAX_IMAGE_SIDE; }
-
 SM_API sm_status sm_dataset_create(int height, int width, sm_dataset **out)
 {
     SM_CHECK_ARG(out, "sm_dataset_create: out is NULL");
-    SM_CHECK_ARG(side_ok(height) && side_ok(width),
+    SM_CHECK_ARG(sm__side_ok(height) && sm__side_ok(width),
                  "sm_dataset_create: image size %dx%d out of range (1..%d each)", width, height,
                  SM__MAX_IMAGE_SIDE);
     sm_dataset *ds = sm__calloc(1, sizeof *ds);
@@ -73,17 +66,15 @@ static size_t grown(size_t cap, size_t need)
     return c;
 }
 
-/* How many images of `pixels_per_image` bytes SM_LIMIT_DATASET_BYTES allows. */
-static size_t max_images(size_t pixels_per_image, uint64_t limit)
+size_t sm__dataset_max_images(size_t pixels_per_image)
 {
-    uint64_t n = limit / pixels_per_image;
+    uint64_t n = sm__limit(SM_LIMIT_DATASET_BYTES) / pixels_per_image;
     return n > SIZE_MAX ? SIZE_MAX : (size_t)n;
 }
 
-/* `n` images (at least, when `at_least`) would not fit in SM_LIMIT_DATASET_BYTES. */
-static sm_status too_many_images(const char *what, size_t n, int at_least, int height, int width,
-                                 uint64_t limit)
+sm_status sm__dataset_too_many(const char *what, size_t n, int at_least, int height, int width)
 {
+    uint64_t limit = sm__limit(SM_LIMIT_DATASET_BYTES);
     uint64_t per = (uint64_t)height * (uint64_t)width;
     uint64_t bytes = n > UINT64_MAX / per ? UINT64_MAX : (uint64_t)n * per;
     return sm__fail(SM_ERR_LIMIT,
@@ -97,10 +88,8 @@ static sm_status too_many_images(const char *what, size_t n, int at_least, int h
 static sm_status reserve_images(sm_dataset *ds, size_t need)
 {
     if (need <= ds->cap_images) return SM_OK;
-    uint64_t limit = sm__limit(SM_LIMIT_DATASET_BYTES);
-    size_t most = max_images(ds->pixels_per_image, limit);
-    if (need > most)
-        return too_many_images("the dataset", need, 0, ds->height, ds->width, limit);
+    size_t most = sm__dataset_max_images(ds->pixels_per_image);
+    if (need > most) return sm__dataset_too_many("the dataset", need, 0, ds->height, ds->width);
     size_t cap = grown(ds->cap_images, need);
     if (cap > most) cap = most; /* >= need: growing never oversteps the limit */
     size_t bytes;
@@ -337,393 +326,4 @@ SM_API const char *sm_dataset_image_source(const sm_dataset *ds, size_t index)
 {
     if (!ds || index >= ds->n_images) return NULL;
     return ds->image_source[index] ? ds->image_source[index] : "";
-}
-
-/* ---------------------------------------------------------------------------------------------
- * Loading: find ROOT/<Alphabet>/<character>/<image>.png in a folder or a zip, sort, decode
- * ------------------------------------------------------------------------------------------- */
-
-/* Folders deeper than this are not searched: the layout needs 3 levels (4 with ROOT), and the
- * bound stops symbolic-link loops. */
-#define MAX_DEPTH 8
-
-typedef struct entry {
-    char *cls;          /* "Alphabet/character", followed in the same block by the file name */
-    const char *file;   /* points into cls's block */
-    char *source;       /* file path, or "zipfile.zip:inner/path.png" */
-    size_t zip_index;
-} entry;
-
-typedef struct entry_list {
-    entry *items;
-    size_t n, cap;
-    /* what to list: the selected alphabets (all when n_alphabets is 0), and at most
-     * max_entries images (what SM_LIMIT_DATASET_BYTES allows), so that a zip or folder that
-     * claims millions of images is refused before an entry is allocated for each */
-    const char *const *alphabets;
-    size_t n_alphabets, max_entries;
-    const char *path; /* the dataset, for messages */
-    int height, width;
-} entry_list;
-
-static void entries_free(entry_list *l)
-{
-    for (size_t i = 0; i < l->n; i++) {
-        sm__free(l->items[i].cls);
-        sm__free(l->items[i].source);
-    }
-    sm__free(l->items);
-}
-
-/* Folders and files that are never data: hidden ones and macOS resource forks. */
-static int ignored_name(const char *name, size_t len)
-{
-    if (len == 0) return 0;
-    if (name[0] == '.') return 1;
-    return len == 8 && memcmp(name, "__MACOSX", 8) == 0;
-}
-
-static int png_name(const char *name)
-{
-    size_t n = strlen(name);
-    return n > 4 && strcasecmp(name + n - 4, ".png") == 0;
-}
-
-/* Splits `rel` (a '/'-separated relative path) and, if it names an image of the layout, adds it
- * with its last three components as alphabet / character / file. Other paths are skipped. */
-static sm_status add_entry(entry_list *l, const char *rel, const char *source, size_t zip_index)
-{
-    const char *start[3] = {NULL, NULL, NULL};
-    size_t len[3] = {0, 0, 0};
-    size_t count = 0;
-    for (const char *p = rel; *p;) {
-        const char *e = strchr(p, '/');
-        size_t n = e ? (size_t)(e - p) : strlen(p);
-        if (ignored_name(p, n)) return SM_OK;
-        if (n > 0) {
-            memmove(&start[0], &start[1], 2 * sizeof start[0]);
-            memmove(&len[0], &len[1], 2 * sizeof len[0]);
-            start[2] = p;
-            len[2] = n;
-            count++;
-        }
-        p += n + (e ? 1 : 0);
-    }
-    if (count < 3 || !png_name(start[2]) || len[0] == 0) return SM_OK;
-    if (l->n_alphabets > 0) {
-        size_t k = 0;
-        while (k < l->n_alphabets && !(strlen(l->alphabets[k]) == len[0] &&
-                                       memcmp(l->alphabets[k], start[0], len[0]) == 0))
-            k++;
-        if (k == l->n_alphabets) return SM_OK; /* not selected */
-    }
-    if (l->n >= l->max_entries) {
-        char what[300];
-        snprintf(what, sizeof what, "dataset '%.250s'", l->path);
-        return too_many_images(what, l->n + 1, 1, l->height, l->width,
-                               sm__limit(SM_LIMIT_DATASET_BYTES));
-    }
-
-    if (l->n == l->cap) {
-        size_t cap = grown(l->cap, l->n + 1);
-        if (!resize((void **)&l->items, cap, sizeof *l->items))
-            return sm__fail(SM_ERR_NOMEM, "out of memory listing '%s'", source);
-        l->cap = cap;
-    }
-    size_t cls_len = len[0] + 1 + len[1];
-    char *block = sm__malloc(cls_len + 1 + len[2] + 1);
-    char *src = sm__strdup(source);
-    if (!block || !src) {
-        sm__free(block);
-        sm__free(src);
-        return sm__fail(SM_ERR_NOMEM, "out of memory listing '%s'", source);
-    }
-    memcpy(block, start[0], len[0]);
-    block[len[0]] = '/';
-    memcpy(block + len[0] + 1, start[1], len[1]);
-    block[cls_len] = '\0';
-    memcpy(block + cls_len + 1, start[2], len[2]);
-    block[cls_len + 1 + len[2]] = '\0';
-    l->items[l->n++] = (entry){block, block + cls_len + 1, src, zip_index};
-    return SM_OK;
-}
-
-/* "a" + "/" + "b" in a new string. */
-static char *join(const char *a, const char *b)
-{
-    size_t la = strlen(a), lb = strlen(b);
-    while (la > 1 && a[la - 1] == '/') la--; /* "data/" gives "data/x", not "data//x" */
-    if (la == 0) return sm__strdup(b);
-    char *s = sm__malloc(la + 1 + lb + 1);
-    if (!s) return NULL;
-    memcpy(s, a, la);
-    s[la] = '/';
-    memcpy(s + la + 1, b, lb + 1);
-    if (la == 1 && a[0] == '/') memmove(s + 1, s + 2, lb + 1); /* root folder: "/x" */
-    return s;
-}
-
-static sm_status walk(entry_list *l, const char *dir, const char *rel, int depth);
-
-/* Visits one directory entry of `dir`: recurses into folders, records PNG files. */
-static sm_status visit(entry_list *l, const char *dir, const char *rel, const char *name,
-                       int depth)
-{
-    char *path = join(dir, name);
-    char *sub = join(rel, name);
-    sm_status st = SM_OK;
-    struct stat sb;
-    if (!path || !sub)
-        st = sm__fail(SM_ERR_NOMEM, "out of memory listing '%s'", dir);
-    else if (stat(path, &sb) != 0)
-        /* Only a PNG that cannot be read is an error; other broken links are not data. */
-        st = png_name(name) ? sm__fail(SM_ERR_IO, "cannot read '%s': %s", path, strerror(errno))
-                            : SM_OK;
-    else if (S_ISDIR(sb.st_mode))
-        st = depth < MAX_DEPTH ? walk(l, path, sub, depth + 1) : SM_OK;
-    else if (S_ISREG(sb.st_mode))
-        st = add_entry(l, sub, path, 0);
-    sm__free(path);
-    sm__free(sub);
-    return st;
-}
-
-static sm_status walk(entry_list *l, const char *dir, const char *rel, int depth)
-{
-    DIR *d = opendir(dir);
-    if (!d) return sm__fail(SM_ERR_IO, "cannot read folder '%s': %s", dir, strerror(errno));
-    sm_status st = SM_OK;
-    struct dirent *de;
-    while (st == SM_OK) {
-        errno = 0;
-        de = readdir(d);
-        if (!de) {
-            if (errno)
-                st = sm__fail(SM_ERR_IO, "cannot read folder '%s': %s", dir, strerror(errno));
-            break;
-        }
-        if (ignored_name(de->d_name, strlen(de->d_name))) continue; /* ".", "..", hidden */
-        st = visit(l, dir, rel, de->d_name, depth);
-    }
-    closedir(d);
-    return st;
-}
-
-static sm_status list_zip(entry_list *l, sm__zip *zip, const char *path)
-{
-    size_t n = sm__zip_num_entries(zip);
-    size_t plen = strlen(path);
-    char *source = NULL;
-    size_t source_cap = 0;
-    sm_status st = SM_OK;
-    for (size_t i = 0; i < n && st == SM_OK; i++) {
-        const char *name = sm__zip_entry_name(zip, i);
-        if (!name || !png_name(name)) continue; /* directory entries end in '/' */
-        size_t need = plen + 1 + strlen(name) + 1;
-        if (need > source_cap) {
-            if (!resize((void **)&source, need, 1)) {
-                st = sm__fail(SM_ERR_NOMEM, "out of memory listing zip '%s'", path);
-                break;
-            }
-            source_cap = need;
-        }
-        snprintf(source, need, "%s:%s", path, name);
-        st = add_entry(l, name, source, i);
-    }
-    sm__free(source);
-    return st;
-}
-
-static int entry_cmp(const void *pa, const void *pb)
-{
-    const entry *a = pa, *b = pb;
-    int c = strcmp(a->cls, b->cls);
-    if (c == 0) c = strcmp(a->file, b->file);
-    if (c == 0) c = strcmp(a->source, b->source); /* same path under two ROOTs */
-    return c;
-}
-
-/* Each requested alphabet must exist (add_entry listed only those). */
-static sm_status check_alphabets(const entry_list *l, const char *path,
-                                 const char *const *alphabets, size_t n_alphabets)
-{
-    for (size_t k = 0; k < n_alphabets; k++) {
-        const char *want = alphabets[k];
-        size_t wl = strlen(want);
-        int found = 0;
-        for (size_t i = 0; i < l->n && !found; i++)
-            found = strncmp(l->items[i].cls, want, wl) == 0 && l->items[i].cls[wl] == '/';
-        if (!found) return sm__fail(SM_ERR_DATASET, "alphabet '%s' not found in '%s'", want, path);
-    }
-    return SM_OK;
-}
-
-sm_status sm__read_file(const char *path, uint8_t **data, size_t *size)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f) return sm__fail(SM_ERR_IO, "cannot open '%s': %s", path, strerror(errno));
-    struct stat sb;
-    if (fstat(fileno(f), &sb) != 0 || !S_ISREG(sb.st_mode)) {
-        fclose(f);
-        return sm__fail(SM_ERR_IO, "'%s' is not a readable file", path);
-    }
-    uint64_t limit = sm__limit(SM_LIMIT_ENTRY_BYTES);
-    if (sb.st_size < 0 || (uintmax_t)sb.st_size > limit || (uintmax_t)sb.st_size > SIZE_MAX) {
-        fclose(f);
-        return sm__fail(SM_ERR_LIMIT,
-                        "'%s' is %jd bytes, more than SM_LIMIT_ENTRY_BYTES (%" PRIu64 "); raise "
-                        "it with sm_set_limit(SM_LIMIT_ENTRY_BYTES)",
-                        path, (intmax_t)sb.st_size, limit);
-    }
-    size_t n = (size_t)sb.st_size; /* no more is read, even if the file grew since */
-    uint8_t *buf = sm__malloc(n ? n : 1);
-    if (!buf) {
-        fclose(f);
-        return sm__fail(SM_ERR_NOMEM, "out of memory reading '%s'", path);
-    }
-    size_t got = fread(buf, 1, n, f);
-    int failed = ferror(f) || got != n;
-    fclose(f);
-    if (failed) {
-        sm__free(buf);
-        return sm__fail(SM_ERR_IO, "cannot read '%s'", path);
-    }
-    *data = buf;
-    *size = n;
-    return SM_OK;
-}
-
-/* Reads and decodes every listed image into a new dataset. */
-static sm_status load_entries(const entry_list *l, sm__zip *zip, int height, int width,
-                              sm_dataset **out)
-{
-    sm_dataset *ds = NULL;
-    SM_TRY(sm_dataset_create(height, width, &ds));
-    sm_status st = sm__dataset_reserve(ds, l->n);
-    uint8_t *pixels = st == SM_OK ? sm__malloc(ds->pixels_per_image) : NULL;
-    if (st == SM_OK && !pixels) st = sm__fail(SM_ERR_NOMEM, "out of memory loading a dataset");
-    for (size_t i = 0; i < l->n && st == SM_OK; i++) {
-        const entry *e = &l->items[i];
-        uint8_t *data = NULL;
-        size_t size = 0;
-        st = zip ? sm__zip_read(zip, e->zip_index, &data, &size)
-                 : sm__read_file(e->source, &data, &size);
-        if (st == SM_OK) st = sm__png_decode(data, size, e->source, height, width, pixels);
-        if (st == SM_OK) st = sm__dataset_add_u8(ds, e->cls, pixels, e->source);
-        sm__free(data);
-    }
-    sm__free(pixels);
-    if (st != SM_OK) {
-        sm_dataset_destroy(ds);
-        return st;
-    }
-    *out = ds;
-    return SM_OK;
-}
-
-static sm_status check_entries(const entry_list *l, const char *path)
-{
-    if (l->n == 0)
-        return sm__fail(SM_ERR_DATASET,
-                        "no images in '%s' (expected ROOT/<Alphabet>/<character>/<image>.png)",
-                        path);
-    for (size_t i = 1; i < l->n; i++)
-        if (strcmp(l->items[i].cls, l->items[0].cls) != 0) return SM_OK;
-    return sm__fail(SM_ERR_DATASET, "'%s' holds a single class ('%s'); at least two are needed",
-                    path, l->items[0].cls);
-}
-
-/* Checks the arguments of sm_dataset_open; 0x0 becomes 105x105. */
-static sm_status check_open_args(const char *path, int *height, int *width,
-                                 const char *const *alphabets, size_t n_alphabets,
-                                 sm_dataset **out)
-{
-    SM_CHECK_ARG(path && out, "sm_dataset_open: NULL argument");
-    SM_CHECK_ARG(n_alphabets == 0 || alphabets, "sm_dataset_open: alphabets is NULL");
-    for (size_t k = 0; k < n_alphabets; k++)
-        SM_CHECK_ARG(alphabets[k] && alphabets[k][0], "sm_dataset_open: alphabet %zu is empty", k);
-    if (*height == 0 && *width == 0) *height = *width = 105;
-    SM_CHECK_ARG(side_ok(*height) && side_ok(*width),
-                 "sm_dataset_open: image size %dx%d out of range (1..%d each, or 0x0)", *width,
-                 *height, SM__MAX_IMAGE_SIDE);
-    return SM_OK;
-}
-
-static entry_list new_list(const char *path, int height, int width, const char *const *alphabets,
-                           size_t n_alphabets)
-{
-    size_t per = (size_t)height * (size_t)width;
-    return (entry_list){NULL, 0, 0, alphabets, n_alphabets,
-                        max_images(per, sm__limit(SM_LIMIT_DATASET_BYTES)), path, height, width};
-}
-
-/* The second half of sm_dataset_open, once the images are listed (or listing failed). */
-static sm_status finish_open(sm_status st, entry_list *l, sm__zip *zip, const char *path,
-                             int height, int width, const char *const *alphabets,
-                             size_t n_alphabets, sm_dataset **out)
-{
-    if (st == SM_OK && n_alphabets > 0) st = check_alphabets(l, path, alphabets, n_alphabets);
-    if (st == SM_OK) {
-        if (l->n > 1) qsort(l->items, l->n, sizeof *l->items, entry_cmp);
-        st = check_entries(l, path);
-    }
-    if (st == SM_OK) st = load_entries(l, zip, height, width, out);
-    sm__zip_close(zip);
-    entries_free(l);
-    return st;
-}
-
-SM_API sm_status sm_dataset_open(const char *path, int height, int width,
-                                 const char *const *alphabets, size_t n_alphabets,
-                                 sm_dataset **out)
-{
-    SM_TRY(check_open_args(path, &height, &width, alphabets, n_alphabets, out));
-    struct stat sb;
-    if (stat(path, &sb) != 0)
-        return sm__fail(SM_ERR_IO, "cannot open dataset '%s': %s", path, strerror(errno));
-    if (!S_ISDIR(sb.st_mode) && !S_ISREG(sb.st_mode))
-        return sm__fail(SM_ERR_IO, "dataset '%s' is neither a folder nor a file", path);
-
-    entry_list l = new_list(path, height, width, alphabets, n_alphabets);
-    sm__zip *zip = NULL;
-    sm_status st;
-    if (S_ISDIR(sb.st_mode)) {
-        st = walk(&l, path, "", 1);
-    } else {
-        st = sm__zip_open(path, &zip);
-        if (st == SM_OK) st = list_zip(&l, zip, path);
-    }
-    return finish_open(st, &l, zip, path, height, width, alphabets, n_alphabets, out);
-}
-
-sm_status sm__dataset_open_zip_buffer(const void *data, size_t size, const char *name,
-                                      int height, int width, const char *const *alphabets,
-                                      size_t n_alphabets, sm_dataset **out)
-{
-    SM_TRY(check_open_args(name, &height, &width, alphabets, n_alphabets, out));
-    entry_list l = new_list(name, height, width, alphabets, n_alphabets);
-    sm__zip *zip = NULL;
-    sm_status st = sm__zip_open_buffer(data, size, name, &zip);
-    if (st == SM_OK) st = list_zip(&l, zip, name);
-    return finish_open(st, &l, zip, name, height, width, alphabets, n_alphabets, out);
-}
-
-SM_API sm_status sm_image_read_png(const char *path, int height, int width, float *pixels)
-{
-    SM_CHECK_ARG(path && pixels, "sm_image_read_png: NULL argument");
-    SM_CHECK_ARG(side_ok(height) && side_ok(width),
-                 "sm_image_read_png: image size %dx%d out of range (1..%d each)", width, height,
-                 SM__MAX_IMAGE_SIDE);
-    size_t n = (size_t)height * (size_t)width;
-    uint8_t *data = NULL, *bytes = NULL;
-    size_t size = 0;
-    SM_TRY(sm__read_file(path, &data, &size));
-    bytes = sm__malloc(n);
-    sm_status st = bytes ? sm__png_decode(data, size, path, height, width, bytes)
-                         : sm__fail(SM_ERR_NOMEM, "out of memory reading '%s'", path);
-    if (st == SM_OK)
-        for (size_t i = 0; i < n; i++) pixels[i] = (float)bytes[i] / 255.0f;
-    sm__free(bytes);
-    sm__free(data);
-    return st;
 }

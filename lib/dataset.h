@@ -38,6 +38,14 @@ struct sm_dataset {
     char **alphabets; /* sorted by name */
 };
 
+static inline int sm__side_ok(int v) { return v >= 1 && v <= SM__MAX_IMAGE_SIDE; }
+
+/* How many images of `pixels_per_image` bytes SM_LIMIT_DATASET_BYTES allows. */
+size_t sm__dataset_max_images(size_t pixels_per_image);
+/* SM_ERR_LIMIT: `n` images (at least, when `at_least`) of height x width, named `what` in the
+ * message, would not fit in SM_LIMIT_DATASET_BYTES. */
+sm_status sm__dataset_too_many(const char *what, size_t n, int at_least, int height, int width);
+
 /* Appends one image of `label` whose pixels are already 8-bit; `source` (may be NULL) is
  * copied. The dataset is unchanged on failure. */
 sm_status sm__dataset_add_u8(sm_dataset *ds, const char *label, const uint8_t *pixels,
@@ -54,7 +62,7 @@ sm_status sm__png_decode(const void *data, size_t size, const char *name, int he
 sm_status sm__png_decode_any(const void *data, size_t size, const char *name, int *height,
                              int *width, uint8_t **out);
 /* Reads a whole file of at most SM_LIMIT_ENTRY_BYTES into a new buffer (free with sm__free).
- * SM_ERR_IO, SM_ERR_LIMIT, SM_ERR_NOMEM. */
+ * SM_ERR_IO, SM_ERR_LIMIT, SM_ERR_NOMEM. (In tree_list.c, with the folder lister.) */
 sm_status sm__read_file(const char *path, uint8_t **data, size_t *size);
 
 /* A zip archive opened read-only. */

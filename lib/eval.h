@@ -32,6 +32,21 @@ sm_status sm__check_model(const char *fn, const sm_subnet *s, const sm_head *h, 
  * `head_params`: dim weights then the bias (sm__head_read_params). */
 double sm__host_score(const float *head_params, size_t dim, const float *f1, const float *f2);
 
+/* The official one-shot runs as read (oneshot_runs.c), for their evaluation (oneshot.c). */
+typedef struct sm__run {
+    char *name; /* "run01" */
+    size_t n_cand, n_query;
+    uint8_t *cand, *query; /* pixels, 8-bit */
+    size_t *answer;        /* per query: its candidate */
+} sm__run;
+
+struct sm_oneshot_runs {
+    int height, width;
+    size_t px;
+    sm__run *runs;
+    size_t n_runs, n_trials;
+};
+
 /* The class_labels.txt parser alone, on `text`, for a run01 of three candidates
  * (training/class01..03.png) and three queries (test/item01..03.png). For the fuzzer. */
 sm_status sm__oneshot_labels_parse(const uint8_t *text, size_t size, size_t *n_queries);

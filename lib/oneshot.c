@@ -1,5 +1,6 @@
-/* Evaluation: random-pair verification and N-way k-shot episodes (SPEC.md, "Three numbers,
- * never mixed"), and the bookkeeping the official runs (oneshot_runs.c) share.
+/* Evaluation: random-pair verification, N-way k-shot episodes and the official one-shot runs
+ * (docs/reference.md, "Three numbers, never mixed"; the runs are read by oneshot_runs.c), and the
+ * bookkeeping they share.
  *
  * N-way trials embed each image once and score pairs on the host with the head's weights: a
  * 20-way episode is then 40 forward passes instead of 800. The order of the episode RNG draws
@@ -15,7 +16,6 @@
 #include "rng.h"
 
 #define VERIFY_CHUNK 128    /* pairs scored per sm_predict_pairs call: bounds memory */
-#define EMBED_CHUNK 64      /* images embedded per sm_embed call */
 #define MAX_WAY 1000
 #define MAX_SHOT 100
 #define MAX_EPISODES 1000000
@@ -144,21 +144,29 @@ SM_API sm_status sm_verification_accuracy(const sm_subnet *subnet, const sm_head
     return st;
 }
 
-/* ------------------------------------------------------------------ episodes */
+/* ------------------------------------------------------------------ embedding */
 
-/* Embeds `n` dataset images (indices `idx`) into `feat` (n x dim), through `img` (EMBED_CHUNK
- * images of scratch). */
-static sm_status embed_indices(const sm_subnet *s, const sm_dataset *ds, const size_t *idx,
-                               size_t n, float *img, float *feat)
+/* Embeds `n` 8-bit images of `px` pixels into `feat` (n x dim), through `img` (scratch for
+ * sm__subnet_embed_chunk(s) images, the backend's preferred chunk): image i is
+ * pixels + idx[i] * px, or pixels + i * px when idx is NULL.
+ * Datasets and runs both keep 8-bit pixels; v / 255 is the value sm_dataset_get_image gives. */
+static sm_status embed_u8(const sm_subnet *s, const uint8_t *pixels, const size_t *idx, size_t n,
+                          size_t px, float *img, float *feat)
 {
-    size_t px = ds->pixels_per_image, d = sm_subnet_feature_dim(s);
-    for (size_t off = 0; off < n; off += EMBED_CHUNK) {
-        size_t m = n - off < EMBED_CHUNK ? n - off : EMBED_CHUNK;
-        for (size_t i = 0; i < m; i++) SM_TRY(sm_dataset_get_image(ds, idx[off + i], img + i * px));
+    size_t d = sm_subnet_feature_dim(s);
+    size_t chunk = sm__subnet_embed_chunk(s);
+    for (size_t off = 0; off < n; off += chunk) {
+        size_t m = n - off < chunk ? n - off : chunk;
+        for (size_t i = 0; i < m; i++) {
+            const uint8_t *src = pixels + (idx ? idx[off + i] : off + i) * px;
+            for (size_t k = 0; k < px; k++) img[i * px + k] = (float)src[k] / 255.0f;
+        }
         SM_TRY(sm_embed(s, m, img, feat + off * d));
     }
     return SM_OK;
 }
+
+/* ------------------------------------------------------------------ episodes */
 
 /* Scores every query against the n_way classes (mean over k supports) and tallies the trials.
  * Layout of `feat`: class c's query at c (k + 1), its supports after it. */
@@ -277,7 +285,7 @@ SM_API sm_status sm_oneshot_episodes(const sm_subnet *subnet, const sm_head *hea
     double *cls = NULL;
     sm_status st = SM_OK;
     if (!sm__mul_size(per, d, &feat_n) || !sm__mul_size(feat_n, sizeof(float), &feat_n) ||
-        !sm__mul_size(EMBED_CHUNK * sizeof(float), px, &img_n))
+        !sm__mul_size(sm__subnet_embed_chunk(subnet) * sizeof(float), px, &img_n))
         st = sm__fail(SM_ERR_LIMIT, "sm_oneshot_episodes: an episode is too large");
     if (st == SM_OK) {
         hp = sm__malloc((d + 1) * sizeof *hp);
@@ -305,7 +313,7 @@ SM_API sm_status sm_oneshot_episodes(const sm_subnet *subnet, const sm_head *hea
             draw_distinct(&rng, pool, cl->n_images, k + 1); /* query, then k supports */
             memcpy(idx + c * (k + 1), pool, (k + 1) * sizeof *idx);
         }
-        st = embed_indices(subnet, ds, idx, per, img, feat);
+        st = embed_u8(subnet, ds->pixels, idx, per, px, img, feat);
         if (st == SM_OK) score_episode(hp, d, feat, nw, k, cls, &t);
     }
     sm__free(hp), sm__free(feat), sm__free(img), sm__free(classes), sm__free(pool);
@@ -314,5 +322,47 @@ SM_API sm_status sm_oneshot_episodes(const sm_subnet *subnet, const sm_head *hea
     if (st == SM_OK)
         sm__tally_result(&t, within_alphabet ? SM_EVAL_EPISODES_WITHIN : SM_EVAL_EPISODES_BETWEEN,
                          n_way, k_shot, n_episodes, result);
+    return st;
+}
+
+/* ------------------------------------------------------------------ official runs */
+
+SM_API sm_status sm_oneshot_evaluate_runs(const sm_subnet *subnet, const sm_head *head,
+                                          const sm_oneshot_runs *runs, sm_eval_result *result)
+{
+    SM_CHECK_ARG(runs, "sm_oneshot_evaluate_runs: runs is NULL");
+    SM_TRY(sm__check_result("sm_oneshot_evaluate_runs", result));
+    SM_TRY(sm__check_model("sm_oneshot_evaluate_runs", subnet, head, runs->height, runs->width));
+    size_t d = head->dim, most = 0, way = 0;
+    for (size_t i = 0; i < runs->n_runs; i++) {
+        const sm__run *u = &runs->runs[i];
+        if (u->n_cand > way) way = u->n_cand;
+        if (u->n_cand > most) most = u->n_cand;
+        if (u->n_query > most) most = u->n_query;
+    }
+    float *hp = sm__malloc((d + 1) * sizeof *hp);
+    float *img = sm__malloc(sm__subnet_embed_chunk(subnet) * runs->px * sizeof *img);
+    float *fc = sm__malloc(most * d * sizeof *fc), *fq = sm__malloc(most * d * sizeof *fq);
+    double *cls = sm__malloc(most * sizeof *cls);
+    sm_status st = hp && img && fc && fq && cls
+                       ? sm__head_read_params(head, hp)
+                       : sm__fail(SM_ERR_NOMEM, "out of memory evaluating one-shot runs");
+    sm__tally t = {0};
+    for (size_t i = 0; i < runs->n_runs && st == SM_OK; i++) {
+        const sm__run *u = &runs->runs[i];
+        st = embed_u8(subnet, u->cand, NULL, u->n_cand, runs->px, img, fc);
+        if (st == SM_OK) st = embed_u8(subnet, u->query, NULL, u->n_query, runs->px, img, fq);
+        for (size_t q = 0; q < u->n_query && st == SM_OK; q++) {
+            for (size_t c = 0; c < u->n_cand; c++) {
+                cls[c] = sm__host_score(hp, d, fq + q * d, fc + c * d);
+                sm__tally_score(&t, cls[c]);
+            }
+            sm__tally_trial(&t, cls, u->n_cand, u->answer[q]);
+        }
+    }
+    sm__free(hp), sm__free(img), sm__free(fc), sm__free(fq), sm__free(cls);
+    if (st == SM_OK)
+        sm__tally_result(&t, SM_EVAL_ONESHOT_RUNS, (int)(way > INT32_MAX ? INT32_MAX : way), 1,
+                         runs->n_runs, result);
     return st;
 }

@@ -1,170 +1,36 @@
-/* The official one-shot runs (Lake et al.): runNN/training/<name>.png, runNN/test/<name>.png,
- * runNN/class_labels.txt, from a folder or a zip, decoded once; and their evaluation.
+/* Reading the official one-shot runs (Lake et al.): runNN/training/<name>.png,
+ * runNN/test/<name>.png, runNN/class_labels.txt, from a folder or a zip, decoded once. Their
+ * evaluation is in oneshot.c.
  *
- * Both sources are first reduced to one sorted list of relative file paths, so that finding
- * runs, parsing the label files and looking up the files they name is the same code for a
- * folder and a zip. The parser is strict: anything it does not understand is SM_ERR_FORMAT
- * with the file and line, never a guess. */
-#include <dirent.h>
-#include <errno.h>
+ * Both sources are first reduced to one sorted list of relative file paths (tree_list.c), so
+ * that finding runs, parsing the label files and looking up the files they name is the same
+ * code for a folder and a zip. The parser is strict: anything it does not understand is
+ * SM_ERR_FORMAT with the file and line, never a guess. */
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/stat.h>
 
 #include "alloc.h"
 #include "dataset.h"
 #include "error.h"
 #include "eval.h"
 #include "limits.h"
-#include "model.h"
+#include "tree_list.h"
 
 #define LABELS "class_labels.txt"
-#define MAX_FILES ((size_t)1 << 20) /* paths listed from one folder or zip */
 #define MAX_LINE 4096
-#define MAX_DEPTH 4                  /* [ROOT/]runNN/{training,test}/file */
-#define EMBED_CHUNK 64
-
-typedef struct run {
-    char *name;         /* "run01" */
-    size_t n_cand, n_query;
-    uint8_t *cand, *query; /* pixels, 8-bit */
-    size_t *answer;     /* per query: its candidate */
-} run;
-
-struct sm_oneshot_runs {
-    int height, width;
-    size_t px;
-    run *runs;
-    size_t n_runs, n_trials;
-};
-
-/* ------------------------------------------------------------------ the file list */
-
-typedef struct file_ent {
-    char *rel;     /* owned when listing a folder; the zip's name otherwise */
-    size_t zip_index;
-} file_ent;
-
-typedef struct source {
-    const char *path; /* for messages */
-    char *root;       /* folder (NULL for a zip) */
-    sm__zip *zip;
-    file_ent *files;
-    size_t n, cap;
-    int single_run;   /* the folder itself is a run */
-} source;
-
-static void source_free(source *s)
-{
-    if (!s->zip)
-        for (size_t i = 0; i < s->n; i++) sm__free(s->files[i].rel);
-    sm__free(s->files);
-    sm__free(s->root);
-    sm__zip_close(s->zip);
-}
-
-static sm_status add_file(source *s, const char *rel, int copy, size_t zip_index)
-{
-    if (s->n >= MAX_FILES)
-        return sm__fail(SM_ERR_LIMIT, "one-shot runs '%s' hold more than %zu files", s->path,
-                        MAX_FILES);
-    if (s->n == s->cap) {
-        size_t cap = s->cap ? 2 * s->cap : 64;
-        file_ent *f = sm__realloc(s->files, cap * sizeof *f);
-        if (!f) return sm__fail(SM_ERR_NOMEM, "out of memory listing '%s'", s->path);
-        s->files = f;
-        s->cap = cap;
-    }
-    char *r = copy ? sm__strdup(rel) : (char *)rel;
-    if (!r) return sm__fail(SM_ERR_NOMEM, "out of memory listing '%s'", s->path);
-    s->files[s->n++] = (file_ent){r, zip_index};
-    return SM_OK;
-}
-
-static char *join(const char *a, const char *b)
-{
-    size_t la = strlen(a), lb = strlen(b);
-    char *s = sm__malloc(la + 1 + lb + 1);
-    if (!s) return NULL;
-    memcpy(s, a, la);
-    s[la] = '/';
-    memcpy(s + la + 1, b, lb + 1);
-    return la ? s : (memmove(s, s + 1, lb + 1), s);
-}
-
-static sm_status walk(source *s, const char *dir, const char *rel, int depth)
-{
-    DIR *d = opendir(dir);
-    if (!d) return sm__fail(SM_ERR_IO, "cannot read folder '%s': %s", dir, strerror(errno));
-    sm_status st = SM_OK;
-    struct dirent *de;
-    while (st == SM_OK && (errno = 0, de = readdir(d)) != NULL) {
-        if (de->d_name[0] == '.') continue; /* ".", "..", hidden files */
-        char *path = join(dir, de->d_name), *sub = join(rel, de->d_name);
-        struct stat sb;
-        if (!path || !sub)
-            st = sm__fail(SM_ERR_NOMEM, "out of memory listing '%s'", dir);
-        else if (stat(path, &sb) != 0)
-            ; /* a dangling link is not data */
-        else if (S_ISDIR(sb.st_mode) && depth < MAX_DEPTH)
-            st = walk(s, path, sub, depth + 1);
-        else if (S_ISREG(sb.st_mode))
-            st = add_file(s, sub, 1, 0);
-        sm__free(path);
-        sm__free(sub);
-    }
-    if (st == SM_OK && !de && errno)
-        st = sm__fail(SM_ERR_IO, "cannot read folder '%s': %s", dir, strerror(errno));
-    closedir(d);
-    return st;
-}
-
-static int file_cmp(const void *a, const void *b)
-{
-    return strcmp(((const file_ent *)a)->rel, ((const file_ent *)b)->rel);
-}
-
-static const file_ent *find_file(const source *s, const char *rel)
-{
-    file_ent key = {(char *)rel, 0};
-    return bsearch(&key, s->files, s->n, sizeof *s->files, file_cmp);
-}
-
-static sm_status list_zip(source *s)
-{
-    size_t n = sm__zip_num_entries(s->zip);
-    for (size_t i = 0; i < n; i++) {
-        const char *name = sm__zip_entry_name(s->zip, i);
-        size_t len = name ? strlen(name) : 0;
-        if (len == 0 || name[len - 1] == '/') continue; /* folders */
-        SM_TRY(add_file(s, name, 0, i));
-    }
-    return SM_OK;
-}
-
-/* Reads one listed file whole (at most SM_LIMIT_ENTRY_BYTES). `label` names it in messages. */
-static sm_status read_entry(const source *s, const file_ent *f, uint8_t **data, size_t *size)
-{
-    if (s->zip) return sm__zip_read(s->zip, f->zip_index, data, size);
-    char *full = join(s->root, f->rel);
-    if (!full) return sm__fail(SM_ERR_NOMEM, "out of memory reading '%s'", f->rel);
-    sm_status st = sm__read_file(full, data, size);
-    sm__free(full);
-    return st;
-}
 
 /* ------------------------------------------------------------------ runs and their labels */
 
 /* What one run's parse produced before its images are decoded. */
 typedef struct run_plan {
     char *name;
-    char *dir;             /* prefix of its files: "" or "run01/" or "all_runs/run01/" */
-    const file_ent **cand; /* its training PNGs, sorted */
+    char *dir;                  /* prefix of its files: "" or "run01/" or "all_runs/run01/" */
+    const sm__tree_file **cand; /* its training PNGs, sorted */
     size_t n_cand;
-    const file_ent **query;
+    const sm__tree_file **query;
     size_t *answer;
     size_t n_query, cap_query;
 } run_plan;
@@ -178,6 +44,18 @@ static void plan_free(run_plan *p)
 static int has_png_suffix(const char *s, size_t n)
 {
     return n > 4 && strncasecmp(s + n - 4, ".png", 4) == 0;
+}
+
+/* The files a run reader looks at: PNGs and labels files. (A dangling link so named is an
+ * error: tree_list.h.) */
+static sm_status keep_run_file(void *ctx, const char *rel, int *keep)
+{
+    (void)ctx;
+    size_t n = strlen(rel);
+    const char *base = strrchr(rel, '/');
+    base = base ? base + 1 : rel;
+    *keep = has_png_suffix(rel, n) || strcmp(base, LABELS) == 0;
+    return SM_OK;
 }
 
 /* `tok` (len n) is "<run>/<sub>/<file>.png" with one plain file name: returns the file part. */
@@ -198,15 +76,15 @@ static const char *token_file(const char *tok, size_t n, const char *run_name, c
 }
 
 /* The listed file `dir` + `sub` + "/" + file, or NULL. */
-static const file_ent *lookup(const source *s, const char *dir, const char *sub, const char *file,
-                              size_t file_len, char *buf, size_t cap)
+static const sm__tree_file *lookup(const sm__tree *s, const char *dir, const char *sub,
+                                   const char *file, size_t file_len, char *buf, size_t cap)
 {
     int n = snprintf(buf, cap, "%s%s/%.*s", dir, sub, (int)file_len, file);
     if (n < 0 || (size_t)n >= cap) return NULL;
-    return find_file(s, buf);
+    return sm__tree_find(s, buf);
 }
 
-static sm_status parse_line(const source *s, run_plan *p, const char *where, size_t line_no,
+static sm_status parse_line(const sm__tree *s, run_plan *p, const char *where, size_t line_no,
                             const char *line, size_t len)
 {
     char buf[MAX_LINE + 600];
@@ -221,10 +99,10 @@ static sm_status parse_line(const source *s, run_plan *p, const char *where, siz
                  "%s, line %zu: expected '%s/test/<item>.png %s/training/<class>.png' (one "
                  "space), got '%.*s'",
                  where, line_no, p->name, p->name, (int)(len < 200 ? len : 200), line);
-    const file_ent *q = lookup(s, p->dir, "test", a, fa, buf, sizeof buf);
+    const sm__tree_file *q = lookup(s, p->dir, "test", a, fa, buf, sizeof buf);
     SM_RETURN_IF(!q, SM_ERR_FORMAT, "%s, line %zu: the query '%.*s' does not exist", where,
                  line_no, (int)(sp - line), line);
-    const file_ent *c = lookup(s, p->dir, "training", b, fb, buf, sizeof buf);
+    const sm__tree_file *c = lookup(s, p->dir, "training", b, fb, buf, sizeof buf);
     size_t ci = p->n_cand;
     for (size_t i = 0; c && i < p->n_cand; i++)
         if (p->cand[i] == c) ci = i;
@@ -237,7 +115,7 @@ static sm_status parse_line(const source *s, run_plan *p, const char *where, siz
                      line_no, (int)(sp - line), line, i + 1);
     if (p->n_query == p->cap_query) {
         size_t cap = p->cap_query ? 2 * p->cap_query : 32;
-        const file_ent **nq = sm__realloc(p->query, cap * sizeof *nq);
+        const sm__tree_file **nq = sm__realloc(p->query, cap * sizeof *nq);
         if (nq) p->query = nq;
         size_t *na = nq ? sm__realloc(p->answer, cap * sizeof *na) : NULL;
         if (na) p->answer = na;
@@ -250,8 +128,8 @@ static sm_status parse_line(const source *s, run_plan *p, const char *where, siz
 }
 
 /* Strict lines: LF or CRLF ends, the last end optional, no empty line, no NUL. */
-static sm_status parse_labels(const source *s, run_plan *p, const char *where, const uint8_t *data,
-                              size_t size)
+static sm_status parse_labels(const sm__tree *s, run_plan *p, const char *where,
+                              const uint8_t *data, size_t size)
 {
     size_t line_no = 0;
     for (size_t pos = 0; pos < size;) {
@@ -274,7 +152,7 @@ static sm_status parse_labels(const source *s, run_plan *p, const char *where, c
 
 /* Fills a plan for the run whose labels file is `labels` (a path ending in class_labels.txt).
  * `text` (may be NULL: read the file) stands in for the file's bytes, for the fuzzer. */
-static sm_status plan_run(const source *s, const file_ent *labels, run_plan *p,
+static sm_status plan_run(const sm__tree *s, const sm__tree_file *labels, run_plan *p,
                           const uint8_t *text, size_t text_size)
 {
     const char *rel = labels->rel;
@@ -340,7 +218,7 @@ static sm_status plan_run(const source *s, const file_ent *labels, run_plan *p,
     if (text) return parse_labels(s, p, where, text, text_size);
     uint8_t *data = NULL;
     size_t size = 0;
-    SM_TRY(read_entry(s, labels, &data, &size));
+    SM_TRY(sm__tree_read(s, labels, &data, &size));
     sm_status st = parse_labels(s, p, where, data, size);
     sm__free(data);
     return st;
@@ -354,10 +232,10 @@ sm_status sm__oneshot_labels_parse(const uint8_t *text, size_t size, size_t *n_q
         "run01/test/item03.png",      "run01/training/class01.png", "run01/training/class02.png",
         "run01/training/class03.png",
     };
-    file_ent files[sizeof names / sizeof *names];
+    sm__tree_file files[sizeof names / sizeof *names];
     for (size_t i = 0; i < sizeof names / sizeof *names; i++)
-        files[i] = (file_ent){(char *)names[i], i};
-    source s = {.path = "labels", .files = files, .n = sizeof names / sizeof *names};
+        files[i] = (sm__tree_file){(char *)names[i], i};
+    sm__tree s = {.path = "labels", .files = files, .n = sizeof names / sizeof *names};
     run_plan p;
     sm_status st = plan_run(&s, &files[0], &p, text, size);
     if (st == SM_OK) *n_queries = p.n_query;
@@ -394,17 +272,18 @@ SM_API void sm_oneshot_runs_destroy(sm_oneshot_runs *runs)
     if (runs) runs_free_all(runs);
 }
 
-static sm_status decode_all(const source *s, const file_ent *const *files, size_t n, int h, int w,
-                            uint8_t *out)
+static sm_status decode_all(const sm__tree *s, const sm__tree_file *const *files, size_t n,
+                            int h, int w, uint8_t *out)
 {
     size_t px = (size_t)h * (size_t)w;
     for (size_t i = 0; i < n; i++) {
         uint8_t *data = NULL;
         size_t size = 0;
-        SM_TRY(read_entry(s, files[i], &data, &size));
-        char name[700];
-        snprintf(name, sizeof name, "%.250s:%.400s", s->path, files[i]->rel);
-        sm_status st = sm__png_decode(data, size, name, h, w, out + i * px);
+        SM_TRY(sm__tree_read(s, files[i], &data, &size));
+        char *name = sm__tree_source(s, files[i]);
+        sm_status st = name ? sm__png_decode(data, size, name, h, w, out + i * px)
+                            : sm__fail(SM_ERR_NOMEM, "out of memory decoding runs");
+        sm__free(name);
         sm__free(data);
         SM_TRY(st);
     }
@@ -412,9 +291,8 @@ static sm_status decode_all(const source *s, const file_ent *const *files, size_
 }
 
 /* From the file list to decoded runs. */
-static sm_status build_runs(source *s, int h, int w, sm_oneshot_runs **out)
+static sm_status build_runs(const sm__tree *s, int h, int w, sm_oneshot_runs **out)
 {
-    if (s->n > 1) qsort(s->files, s->n, sizeof *s->files, file_cmp);
     size_t n_runs = 0;
     for (size_t i = 0; i < s->n; i++) n_runs += is_labels(s->files[i].rel);
     SM_RETURN_IF(n_runs == 0, SM_ERR_DATASET,
@@ -422,7 +300,7 @@ static sm_status build_runs(source *s, int h, int w, sm_oneshot_runs **out)
                  "and runNN/test/)", s->path);
     run_plan *plans = sm__calloc(n_runs, sizeof *plans);
     sm_oneshot_runs *r = sm__calloc(1, sizeof *r);
-    run *runs = sm__calloc(n_runs, sizeof *runs);
+    sm__run *runs = sm__calloc(n_runs, sizeof *runs);
     sm_status st = plans && r && runs ? SM_OK
                                       : sm__fail(SM_ERR_NOMEM, "out of memory reading runs");
     size_t k = 0;
@@ -442,7 +320,7 @@ static sm_status build_runs(source *s, int h, int w, sm_oneshot_runs **out)
         r->runs = runs, r->n_runs = n_runs;
     }
     for (size_t i = 0; i < n_runs && st == SM_OK; i++) {
-        run *u = &runs[i];
+        sm__run *u = &runs[i];
         run_plan *p = &plans[i];
         u->cand = sm__malloc(p->n_cand * px);
         u->query = sm__malloc(p->n_query * px);
@@ -487,22 +365,10 @@ SM_API sm_status sm_oneshot_runs_open(const char *path, int height, int width,
                                       sm_oneshot_runs **out)
 {
     SM_TRY(check_args(path, &height, &width, out));
-    struct stat sb;
-    if (stat(path, &sb) != 0)
-        return sm__fail(SM_ERR_IO, "cannot open one-shot runs '%s': %s", path, strerror(errno));
-    source s = {.path = path};
-    sm_status st;
-    if (S_ISDIR(sb.st_mode)) {
-        s.root = sm__strdup(path);
-        st = s.root ? walk(&s, path, "", 1) : sm__fail(SM_ERR_NOMEM, "out of memory");
-    } else if (S_ISREG(sb.st_mode)) {
-        st = sm__zip_open(path, &s.zip);
-        if (st == SM_OK) st = list_zip(&s);
-    } else {
-        st = sm__fail(SM_ERR_IO, "one-shot runs '%s' is neither a folder nor a file", path);
-    }
-    if (st == SM_OK) st = build_runs(&s, height, width, out);
-    source_free(&s);
+    sm__tree t;
+    sm_status st = sm__tree_open(path, "one-shot runs", keep_run_file, NULL, &t);
+    if (st == SM_OK) st = build_runs(&t, height, width, out);
+    sm__tree_close(&t);
     return st;
 }
 
@@ -510,11 +376,11 @@ sm_status sm__oneshot_runs_open_zip_buffer(const void *data, size_t size, const 
                                            int height, int width, sm_oneshot_runs **out)
 {
     SM_TRY(check_args(name, &height, &width, out));
-    source s = {.path = name};
-    sm_status st = sm__zip_open_buffer(data, size, name, &s.zip);
-    if (st == SM_OK) st = list_zip(&s);
-    if (st == SM_OK) st = build_runs(&s, height, width, out);
-    source_free(&s);
+    sm__tree t;
+    sm_status st =
+        sm__tree_open_zip_buffer(data, size, name, "one-shot runs", keep_run_file, NULL, &t);
+    if (st == SM_OK) st = build_runs(&t, height, width, out);
+    sm__tree_close(&t);
     return st;
 }
 
@@ -541,7 +407,7 @@ SM_API sm_status sm_oneshot_run_image(const sm_oneshot_runs *r, size_t i, int qu
     SM_CHECK_ARG(r && pixels, "sm_oneshot_run_image: NULL argument");
     SM_CHECK_ARG(i < r->n_runs, "sm_oneshot_run_image: run %zu out of range (%zu runs)", i,
                  r->n_runs);
-    const run *u = &r->runs[i];
+    const sm__run *u = &r->runs[i];
     size_t n = query ? u->n_query : u->n_cand;
     SM_CHECK_ARG(index < n, "sm_oneshot_run_image: %s %zu out of range (%zu)",
                  query ? "query" : "candidate", index, n);
@@ -549,59 +415,4 @@ SM_API sm_status sm_oneshot_run_image(const sm_oneshot_runs *r, size_t i, int qu
     for (size_t k = 0; k < r->px; k++) pixels[k] = (float)src[k] / 255.0f;
     if (answer) *answer = query ? u->answer[index] : SIZE_MAX;
     return SM_OK;
-}
-
-/* ------------------------------------------------------------------ evaluation */
-
-/* Embeds `n` 8-bit images into feat (n x d) through `img` (EMBED_CHUNK images of scratch). */
-static sm_status embed_u8(const sm_subnet *s, const uint8_t *px8, size_t n, size_t px, float *img,
-                          float *feat)
-{
-    size_t d = sm_subnet_feature_dim(s);
-    for (size_t off = 0; off < n; off += EMBED_CHUNK) {
-        size_t m = n - off < EMBED_CHUNK ? n - off : EMBED_CHUNK;
-        for (size_t k = 0; k < m * px; k++) img[k] = (float)px8[off * px + k] / 255.0f;
-        SM_TRY(sm_embed(s, m, img, feat + off * d));
-    }
-    return SM_OK;
-}
-
-SM_API sm_status sm_oneshot_evaluate_runs(const sm_subnet *subnet, const sm_head *head,
-                                          const sm_oneshot_runs *runs, sm_eval_result *result)
-{
-    SM_CHECK_ARG(runs, "sm_oneshot_evaluate_runs: runs is NULL");
-    SM_TRY(sm__check_result("sm_oneshot_evaluate_runs", result));
-    SM_TRY(sm__check_model("sm_oneshot_evaluate_runs", subnet, head, runs->height, runs->width));
-    size_t d = head->dim, most = 0, way = 0;
-    for (size_t i = 0; i < runs->n_runs; i++) {
-        const run *u = &runs->runs[i];
-        if (u->n_cand > way) way = u->n_cand;
-        if (u->n_cand > most) most = u->n_cand;
-        if (u->n_query > most) most = u->n_query;
-    }
-    float *hp = sm__malloc((d + 1) * sizeof *hp);
-    float *img = sm__malloc(EMBED_CHUNK * runs->px * sizeof *img);
-    float *fc = sm__malloc(most * d * sizeof *fc), *fq = sm__malloc(most * d * sizeof *fq);
-    double *cls = sm__malloc(most * sizeof *cls);
-    sm_status st = hp && img && fc && fq && cls
-                       ? sm__head_read_params(head, hp)
-                       : sm__fail(SM_ERR_NOMEM, "out of memory evaluating one-shot runs");
-    sm__tally t = {0};
-    for (size_t i = 0; i < runs->n_runs && st == SM_OK; i++) {
-        const run *u = &runs->runs[i];
-        st = embed_u8(subnet, u->cand, u->n_cand, runs->px, img, fc);
-        if (st == SM_OK) st = embed_u8(subnet, u->query, u->n_query, runs->px, img, fq);
-        for (size_t q = 0; q < u->n_query && st == SM_OK; q++) {
-            for (size_t c = 0; c < u->n_cand; c++) {
-                cls[c] = sm__host_score(hp, d, fq + q * d, fc + c * d);
-                sm__tally_score(&t, cls[c]);
-            }
-            sm__tally_trial(&t, cls, u->n_cand, u->answer[q]);
-        }
-    }
-    sm__free(hp), sm__free(img), sm__free(fc), sm__free(fq), sm__free(cls);
-    if (st == SM_OK)
-        sm__tally_result(&t, SM_EVAL_ONESHOT_RUNS, (int)(way > INT32_MAX ? INT32_MAX : way), 1,
-                         runs->n_runs, result);
-    return st;
 }

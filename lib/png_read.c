@@ -1,6 +1,11 @@
 /* PNG decoding with libspng, into 8-bit grey pixels. Greyscale files keep their stored levels;
  * colour, palette and alpha files follow the grey rule of siamese.h (composite over white,
- * then BT.601 luma). */
+ * then BT.601 luma).
+ *
+ * Strict: every chunk's CRC is checked, ancillary ones included, and each file is read to its
+ * IEND. libspng by default discards an ancillary chunk with a bad CRC and stops reading once
+ * the image data is inflated, so the CRC of the last IDAT chunk, everything after it and a
+ * missing IEND would go unseen; a damaged file must not be training data. */
 #include "dataset.h"
 
 #include <inttypes.h>
@@ -43,7 +48,20 @@ static sm_status spng_failure(int err, const char *name)
     if (err == SPNG_EUSER_WIDTH || err == SPNG_EUSER_HEIGHT)
         return sm__fail(SM_ERR_LIMIT, "image '%s' is larger than %ux%u", name, PNG_SPNG_SIDE_MAX,
                         PNG_SPNG_SIDE_MAX);
+    if (err == SPNG_ECHUNK_CRC)
+        return sm__fail(SM_ERR_FORMAT, "image '%s' is damaged: a chunk's CRC does not match its "
+                        "data", name);
     return sm__fail(SM_ERR_FORMAT, "image '%s' is not a valid PNG: %s", name, spng_strerror(err));
+}
+
+/* Reads the chunks after the image data up to IEND, checking each CRC (the last IDAT's too). */
+static sm_status read_to_iend(spng_ctx *ctx, const char *name)
+{
+    int err = spng_decode_chunks(ctx);
+    if (err == SPNG_IO_EOF)
+        return sm__fail(SM_ERR_FORMAT, "image '%s' is not a valid PNG: it ends before its IEND "
+                        "chunk (truncated)", name);
+    return err ? spng_failure(err, name) : SM_OK;
 }
 
 /* height, width <= 0: any size (the header's). */
@@ -149,13 +167,17 @@ static sm_status decode(spng_ctx *ctx, const char *name, int height, int width, 
 {
     struct spng_ihdr ihdr;
     SM_TRY(check_header(ctx, name, height, width, &ihdr));
-    if (out) return decode_pixels(ctx, name, &ihdr, out);
+    if (out) {
+        SM_TRY(decode_pixels(ctx, name, &ihdr, out));
+        return read_to_iend(ctx, name);
+    }
     size_t n;
     if (!sm__mul_size(ihdr.width, ihdr.height, &n) || n == 0)
         return sm__fail(SM_ERR_FORMAT, "image '%s' has no pixels", name);
     uint8_t *buf = sm__malloc(n);
     if (!buf) return sm__fail(SM_ERR_NOMEM, "out of memory decoding image '%s'", name);
     sm_status st = decode_pixels(ctx, name, &ihdr, buf);
+    if (st == SM_OK) st = read_to_iend(ctx, name);
     if (st != SM_OK) {
         sm__free(buf);
         return st;
@@ -168,7 +190,8 @@ static sm_status decode(spng_ctx *ctx, const char *name, int height, int width, 
 
 static sm_status run_decoder(const void *data, size_t size, const char *name, int height,
                              int width, uint8_t *out, uint8_t **alloc_out, int *got_h, int *got_w)
-{    /* libspng's allocations go through the library's allocator, so failure injection covers
+{
+    /* libspng's allocations go through the library's allocator, so failure injection covers
      * them too. */
     struct spng_alloc alloc = {png_malloc, png_realloc, png_calloc, png_free};
     png_alloc_failed = 0;
@@ -178,6 +201,7 @@ static sm_status run_decoder(const void *data, size_t size, const char *name, in
     sm_status st;
     int err = spng_set_image_limits(ctx, PNG_SPNG_SIDE_MAX, PNG_SPNG_SIDE_MAX);
     if (!err) err = spng_set_chunk_limits(ctx, PNG_CHUNK_LIMIT, PNG_CACHE_LIMIT);
+    if (!err) err = spng_set_crc_action(ctx, SPNG_CRC_ERROR, SPNG_CRC_ERROR);
     if (!err) err = spng_set_png_buffer(ctx, data, size);
     if (err)
         st = spng_failure(err, name);

@@ -6,7 +6,7 @@
 #   - tests/bench_cpu --backend cpu | cpu-dnnl: steps at batch 180 and 32, prediction of 150
 #     pairs, peak memory after training at batch 180 (one process per backend)
 #   - scripts/bench_torch_cpu.py (Debian's python3-torch, /usr/bin/python3), the same network,
-#     batch and SPEC.md loss/Adam, with the same thread count:
+#     batch and docs/reference.md loss/Adam, with the same thread count:
 #       default: NCHW, glibc's allocator as it comes
 #       tuned:   channels_last, and glibc told to keep freed blocks (MALLOC_* below) so big
 #                tensors are not page-faulted in again every step

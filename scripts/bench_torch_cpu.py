@@ -3,8 +3,8 @@
 for scripts/bench_cpu.sh's comparison table.
 
 Same network (the architecture text libsiamese prints, parsed by tests/gen/make_reference.py),
-same batch, same SPEC.md step: F = sigmoid(subnet(x)) over both images of every pair at once,
-|F1 - F2|, fc, sigmoid clipped to [2^-23, 1 - 2^-23], mean BCE, and SPEC.md's Adam
+same batch, same docs/reference.md step: F = sigmoid(subnet(x)) over both images of every pair at once,
+|F1 - F2|, fc, sigmoid clipped to [2^-23, 1 - 2^-23], mean BCE, and the reference's Adam
 (lr 6e-5, betas 0.9 / 0.99, eps 1e-8 outside the bias correction), with N(0, 0.01^2) weights.
 A new random batch is drawn on the host each step (libsiamese samples its own inside the step).
 

@@ -34,8 +34,17 @@ static int cmp(const void *a, const void *b)
         }                                                                                          \
     } while (0)
 
+/* The library's log (for cuda: each layer's chosen cuDNN algorithm), as "# " lines on stderr. */
+static void on_log(void *user, sm_log_level level, const char *message)
+{
+    (void)user;
+    (void)level;
+    fprintf(stderr, "# %s\n", message);
+}
+
 int main(int argc, char **argv)
 {
+    sm_set_log_callback(on_log, NULL, SM_LOG_INFO);
     int steps = argc > 1 ? atoi(argv[1]) : 3;
     const char *batches = argc > 2 ? argv[2] : "180,32";
     const char *backend = argc > 3 ? argv[3] : "auto";

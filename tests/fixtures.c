@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 #include <zip.h>
+#include <zlib.h>
 
 char *fx_join(const char *a, const char *b)
 {
@@ -209,6 +210,63 @@ int fx_write_truncated_png(const char *path, int w, int h)
     if (!png) return -1;
     int rc = fx_write_bytes(path, png, n / 2);
     free(png);
+    return rc;
+}
+
+static uint32_t get_be32(const uint8_t *p)
+{
+    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+static void put_be32(uint8_t *p, uint32_t v)
+{
+    p[0] = (uint8_t)(v >> 24), p[1] = (uint8_t)(v >> 16), p[2] = (uint8_t)(v >> 8);
+    p[3] = (uint8_t)v;
+}
+
+/* Where the chunk `kind` starts in `png` (its length field), or 0. */
+static size_t find_chunk(const uint8_t *png, size_t n, const char *kind)
+{
+    for (size_t i = 8; i + 12 <= n; i += 12 + get_be32(png + i))
+        if (memcmp(png + i + 4, kind, 4) == 0) return i;
+    return 0;
+}
+
+int fx_write_damaged_png(const char *path, int w, int h, int damage)
+{
+    uint8_t *grey = malloc((size_t)w * (size_t)h);
+    if (!grey) return -1;
+    fx_pattern(grey, w, h, 98);
+    size_t n;
+    uint8_t *png = fx_encode_png(w, h, FX_GREY, 8, grey, &n);
+    free(grey);
+    static const char text[] = "tEXtComment\0written after the pixels";
+    uint8_t *out = png ? malloc(n + sizeof text + 8) : NULL;
+    size_t iend = png ? find_chunk(png, n, "IEND") : 0, idat = png ? find_chunk(png, n, "IDAT") : 0;
+    if (!out || !iend || !idat) {
+        free(png);
+        free(out);
+        return -1;
+    }
+    memcpy(out, png, n);
+    size_t len = n;
+    if (damage == FX_DAMAGE_IDAT_CRC) {
+        size_t crc_at = idat + 8 + get_be32(png + idat);
+        out[crc_at] ^= 0x5a;
+    } else if (damage == FX_DAMAGE_TEXT_CRC) { /* a tEXt chunk between IDAT and IEND */
+        uint32_t tl = (uint32_t)sizeof text - 1 - 4;
+        put_be32(out + iend, tl);
+        memcpy(out + iend + 4, text, sizeof text - 1);
+        uint32_t crc = (uint32_t)crc32(0, (const Bytef *)text, (uInt)(sizeof text - 1));
+        put_be32(out + iend + 4 + sizeof text - 1, crc ^ 1u);
+        memcpy(out + iend + 8 + sizeof text - 1, png + iend, n - iend);
+        len = n + 8 + sizeof text - 1;
+    } else { /* FX_DAMAGE_NO_IEND */
+        len = iend;
+    }
+    int rc = fx_write_bytes(path, out, len);
+    free(png);
+    free(out);
     return rc;
 }
 

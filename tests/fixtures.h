@@ -34,6 +34,10 @@ int fx_write_png(const char *path, int w, int h, int color_type, int bit_depth,
                  const uint8_t *grey);
 /* A PNG cut in half: a corrupt file. */
 int fx_write_truncated_png(const char *path, int w, int h);
+/* PNGs whose pixels decode but which are damaged: the IDAT chunk's CRC wrong, a tEXt chunk
+ * after IDAT with a wrong CRC, or the file cut just before its IEND chunk. */
+enum { FX_DAMAGE_IDAT_CRC = 1, FX_DAMAGE_TEXT_CRC, FX_DAMAGE_NO_IEND };
+int fx_write_damaged_png(const char *path, int w, int h, int damage);
 /* The 8-bit value the library must decode for level `grey` stored at `bit_depth`. */
 uint8_t fx_expected_level(uint8_t grey, int bit_depth);
 

@@ -143,7 +143,7 @@ static void test_arch(void **state)
     assert_int_equal(sm_arch_create_koch(&a), SM_OK);
     assert_int_equal(sm_arch_num_layers(a), 13);
     assert_int_equal(sm_arch_output_size(a), 4096);
-    /* SPEC.md's parameter counts: 6,464 + 401,536 + 262,272 + 819,456 + 26,218,496 */
+    /* the reference's parameter counts: 6,464 + 401,536 + 262,272 + 819,456 + 26,218,496 */
     assert_int_equal(sm_arch_num_params(a), 6464 + 401536 + 262272 + 819456 + 26218496);
     char text[256];
     size_t need = 0;

@@ -524,8 +524,18 @@ static void koch_network(void **state)
     network_case("koch", 6, 4, 1e-4, 1e-2); /* chunks of 4 and 2 pairs */
 }
 
+/* The library's log: each conv plan's chosen cuDNN algorithm, math type, workspace and expected
+ * tolerance, so that a parity failure can be explained from this output alone. */
+static void on_log(void *user, sm_log_level level, const char *message)
+{
+    (void)user;
+    (void)level;
+    printf("# log: %s\n", message);
+}
+
 int main(void)
 {
+    sm_set_log_callback(on_log, NULL, SM_LOG_INFO);
     if (sm_backend_probe(SM_BACKEND_CUDA) != SM_OK) {
         fprintf(stderr, "SKIPPED: cuda backend not usable here: %s\n", sm_last_error());
         return 77;

@@ -251,7 +251,8 @@ static void test_alphabet_selection(void **state)
 }
 
 /* A fresh two-class tree plus one extra file, opened as folder and as zip: both must fail with
- * `status` and a message naming the extra file. */
+ * `status` and a message naming the extra file. `truncated`: 0 a whole file, 1 one cut in
+ * half, 1 + FX_DAMAGE_* one damaged that way. */
 static void expect_bad_file(fixture *f, const char *name, int w, int h, int color, int depth,
                             int truncated, sm_status status, const char *detail)
 {
@@ -267,7 +268,9 @@ static void expect_bad_file(fixture *f, const char *name, int w, int h, int colo
     char *rel = fx_join("A/c2", name);
     char *p = fx_join(dir, rel);
     fx_pattern(grey, w, h, 2);
-    if (truncated)
+    if (truncated > 1) /* an FX_DAMAGE_* kind + 1 */
+        assert_int_equal(fx_write_damaged_png(p, w, h, truncated - 1), 0);
+    else if (truncated)
         assert_int_equal(fx_write_truncated_png(p, w, h), 0);
     else
         assert_int_equal(fx_write_png(p, w, h, color, depth, grey), 0);
@@ -299,6 +302,13 @@ static void test_bad_files(void **state)
 {
     fixture *f = *state;
     expect_bad_file(f, "broken.png", W, H, FX_GREY, 8, 1, SM_ERR_FORMAT, NULL);
+    /* damage libspng alone would let through: every CRC is checked, each file read to IEND */
+    expect_bad_file(f, "idat-crc.png", W, H, FX_GREY, 8, 1 + FX_DAMAGE_IDAT_CRC, SM_ERR_FORMAT,
+                    "CRC");
+    expect_bad_file(f, "text-crc.png", W, H, FX_GREY, 8, 1 + FX_DAMAGE_TEXT_CRC, SM_ERR_FORMAT,
+                    "CRC");
+    expect_bad_file(f, "no-iend.png", W, H, FX_GREY, 8, 1 + FX_DAMAGE_NO_IEND, SM_ERR_FORMAT,
+                    "IEND");
     expect_bad_file(f, "wrong.png", 7, 9, FX_GREY, 8, 0, SM_ERR_SHAPE, "is 7x9, expected 10x12");
     expect_bad_file(f, "swapped.png", H, W, FX_GREY, 1, 0, SM_ERR_SHAPE, "is 12x10");
     /* colour and alpha are converted since 0.2 (test_images.c); their size is still checked */

@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "../fuzz/fuzz_entries.h"
+#include "dataset.h"
 #include "fixtures.h"
 
 #define FUZZ_DIR SM_TEST_DATA_DIR "/../../fuzz"
@@ -84,6 +85,28 @@ static void test_oneshot_runs(void **state)
     replay("oneshot_runs", sm_fuzz_oneshot_runs);
 }
 
+/* The fuzz entry accepts any documented refusal; the damaged PNGs (a wrong CRC anywhere, a
+ * file cut before IEND) must be refused as damaged, by name, although their pixels decode. */
+static void test_damaged_pngs_refused(void **state)
+{
+    (void)state;
+    static const char *const names[] = {"damaged-idat-crc.png", "damaged-text-after-idat-crc.png",
+                                        "damaged-truncated-before-iend.png"};
+    for (size_t i = 0; i < sizeof names / sizeof *names; i++) {
+        char path[4096];
+        snprintf(path, sizeof path, "%s/regressions/png/%s", FUZZ_DIR, names[i]);
+        size_t size = 0;
+        uint8_t *data = fx_read_bytes(path, &size);
+        assert_non_null(data);
+        uint8_t out[8 * 8];
+        sm_status st = sm__png_decode(data, size, names[i], 8, 8, out);
+        if (st != SM_ERR_FORMAT)
+            fail_msg("%s: got %s (%s)", names[i], sm_status_name(st), sm_last_error());
+        assert_non_null(strstr(sm_last_error(), names[i]));
+        free(data);
+    }
+}
+
 /* The entries themselves on edge inputs no corpus holds. */
 static void test_empty_inputs(void **state)
 {
@@ -103,6 +126,7 @@ int main(void)
         cmocka_unit_test(test_png),        cmocka_unit_test(test_zip_dataset),
         cmocka_unit_test(test_checkpoint), cmocka_unit_test(test_arch_text),
         cmocka_unit_test(test_oneshot_runs),
+        cmocka_unit_test(test_damaged_pngs_refused),
         cmocka_unit_test(test_empty_inputs),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

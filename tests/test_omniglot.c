@@ -1,12 +1,13 @@
 /* Real-data integration test: Omniglot, read directly from the zips in $SIAMESE_OMNIGLOT_DIR
- * (.ci/run sets it to ../shared/data/omniglot; the data is never committed).
+ * (scripts/fetch-omniglot.sh fills data/omniglot; CI points it at its own copy; the data is
+ * never committed).
  *
  *  - both full sets open with the published counts (background 30 alphabets / 964 characters /
  *    19,280 images, evaluation 20 / 659 / 13,180), timed;
  *  - a small CPU-friendly architecture (OMNIGLOT_ARCH) is trained on the whole background set
  *    for at most MAX_ITERATIONS steps of BATCH pairs, stopping early when the wall-clock budget
  *    ($SIAMESE_OMNIGLOT_SECONDS, default 240 s) runs out;
- *  - it is evaluated as SPEC.md does (5 batches of 150 random pairs from the evaluation set,
+ *  - it is evaluated as docs/reference.md does (5 batches of 150 random pairs from the evaluation set,
  *    whose alphabets were never seen in training; accuracy = round(score) == label) and must be
  *    clearly better than chance (50 %).
  *
@@ -25,7 +26,7 @@
 
 #include <siamese/siamese.h>
 
-/* Small and shallow: with SPEC.md's narrow N(0, 0.01^2) initialisation a deeper small network
+/* Small and shallow: with the reference's narrow N(0, 0.01^2) initialisation a deeper small network
  * (four convolutions) sits at loss ln 2 for hundreds of steps on Omniglot's thin strokes; this
  * one starts learning within a few dozen. */
 #define OMNIGLOT_ARCH "1x105x105:conv32k10,relu,pool4,conv64k5,relu,pool2,flatten,fc128"

@@ -1,4 +1,4 @@
-/* The pair sampler (SPEC.md): balance, what similar and dissimilar pairs hold, reproducibility,
+/* The pair sampler (docs/reference.md): balance, what similar and dissimilar pairs hold, reproducibility,
  * resuming from a saved RNG state, and the datasets it must refuse. */
 #include <setjmp.h>
 #include <stdarg.h>

@@ -1,5 +1,5 @@
 /* Learning: a short training run on generated glyphs reaches clearly better-than-chance
- * verification accuracy on classes it never saw (SPEC.md's protocol: 5 x 150 random pairs). */
+ * verification accuracy on classes it never saw (the reference's protocol: 5 x 150 random pairs). */
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>

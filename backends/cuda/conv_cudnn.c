@@ -4,23 +4,34 @@
  * algorithm whose workspace fits the buffer the core allocated, so a smaller last micro-batch
  * never needs more workspace than the largest one was promised.
  *
- * Numerics: one convolution descriptor per math mode. TF32 off uses CUDNN_FMA_MATH (no tensor
- * cores, plain float32 FMAs, what PyTorch sets when allow_tf32 is false); TF32 on uses
- * CUDNN_DEFAULT_MATH, which lets cuDNN use TF32 tensor cores for float data on Ampere and
- * newer. Deterministic algorithms are ranked ahead of the others, so two runs give the same
- * bits; the weight gradient is accumulated (beta = 1), as the vtable asks. */
+ * Numerics: one convolution descriptor per math mode. TF32 off runs every algorithm under
+ * CUDNN_FMA_MATH (no tensor cores, plain float32 FMAs, what PyTorch sets when allow_tf32 is
+ * false); TF32 on sets the math type cuDNN reported for the algorithm, which lets cuDNN use TF32
+ * tensor cores for float data on Ampere and newer. Which results are kept and in which order
+ * (deterministic first; GEMM family ahead of FFT/Winograd with TF32 off; a workspace budget; a
+ * fixed fallback) is algo_select.c's, and each plan's choice is logged through the host. The TF32
+ * list is made only once TF32 is on. The weight gradient is accumulated (beta = 1), as the vtable
+ * asks.
+ *
+ * cuDNN's dimensions and strides are ints: a tensor holds at most 2^31 - 1 elements. A batch
+ * above that (about 1,820 Koch pairs: conv1's output is 64 x 96 x 96 per image) is split along N
+ * inside each op, and the plans are made for the pieces. */
 #include <stdlib.h>
 #include <string.h>
 
+#include "algo_select.h"
 #include "cuda_internal.h"
 
-enum { MODES = 2, MAX_ALGOS = 16 };
+/* tests build the fake module with a small value to reach the split without huge buffers */
+#ifndef SMC_MAX_TENSOR_ELEMS
+#define SMC_MAX_TENSOR_ELEMS 2147483647 /* INT_MAX (lib/limits.h hides <limits.h>) */
+#endif
+
+enum { MODES = 2, DIRS = 3, MAX_ALGOS = 16 };
 
 typedef struct ranked {
     int n;
-    int algo[MAX_ALGOS];
-    cudnnMathType_t math[MAX_ALGOS];
-    size_t bytes[MAX_ALGOS];
+    smc_algo_choice c[MAX_ALGOS];
 } ranked;
 
 typedef struct conv_plan {
@@ -29,7 +40,8 @@ typedef struct conv_plan {
     cudnnTensorDescriptor_t x, y, bias;
     cudnnFilterDescriptor_t w;
     cudnnConvolutionDescriptor_t conv[MODES]; /* [tf32] */
-    ranked fwd[MODES], bwd_data[MODES], bwd_filter[MODES];
+    bool ready[MODES];                       /* ranked[m] made (TF32's only once asked for) */
+    ranked ranked[MODES][DIRS];
 } conv_plan;
 
 static void plan_free(conv_plan *p)
@@ -52,84 +64,131 @@ void smc_conv_plans_destroy(cuda_ctx *c)
     }
 }
 
-/* Keeps the successful results cuDNN lists, in its order (fastest expected first), with the
- * deterministic ones moved ahead. TF32 off keeps only FMA-math results (PyTorch asserts the
- * same of cuDNN's answer under CUDNN_FMA_MATH); TF32 on keeps any, and the call then sets the
- * result's own math type on the descriptor, as cuDNN asks since 7.4. */
-#define RANK(out, perf, count, tf32)                                                               \
-    do {                                                                                           \
-        (out)->n = 0;                                                                              \
-        for (int pass = 0; pass < 2; pass++)                                                       \
-            for (int i = 0; i < (count); i++) {                                                    \
-                bool det = (perf)[i].determinism == CUDNN_DETERMINISTIC;                           \
-                if ((perf)[i].status != CUDNN_STATUS_SUCCESS || det != (pass == 0)) continue;     \
-                if (!(tf32) && (perf)[i].mathType != CUDNN_FMA_MATH) continue;                     \
-                (out)->algo[(out)->n] = (int)(perf)[i].algo;                                       \
-                (out)->math[(out)->n] = (perf)[i].mathType;                                        \
-                (out)->bytes[(out)->n] = (perf)[i].memory;                                         \
-                (out)->n++;                                                                        \
-            }                                                                                      \
-    } while (0)
-
-/* cuDNN sizes an algorithm's workspace for the descriptor's math type: set each result's. */
-static sm_status rank_algos(cuda_ctx *c, conv_plan *p, int m)
+/* cudnnGet*Algorithm_v7 for one direction, as plain records. */
+static cudnnStatus_t query_algos(cuda_ctx *c, conv_plan *p, int m, smc_conv_dir dir,
+                                 smc_algo_result *res, int *got)
 {
     cudnnConvolutionDescriptor_t cd = p->conv[m];
-    SMC_CUDNN(cudnnSetConvolutionMathType(cd, m ? CUDNN_DEFAULT_MATH : CUDNN_FMA_MATH));
-    int got = 0;
-    {
+    cudnnStatus_t e;
+    *got = 0;
+#define SMC_COPY_PERF(perf)                                                                        \
+    for (int i = 0; i < *got; i++)                                                                 \
+    res[i] = (smc_algo_result){(int)(perf)[i].algo, (perf)[i].status, (perf)[i].time,              \
+                               (perf)[i].memory, (perf)[i].mathType, (perf)[i].determinism}
+    if (dir == SMC_FWD) {
         cudnnConvolutionFwdAlgoPerf_t perf[MAX_ALGOS];
-        SMC_CUDNN(cudnnGetConvolutionForwardAlgorithm_v7(c->dnn, p->x, p->w, cd, p->y, MAX_ALGOS,
-                                                         &got, perf));
-        ranked *r = &p->fwd[m];
-        RANK(r, perf, got, m);
-        for (int i = 0; i < r->n; i++) {
-            SMC_CUDNN(cudnnSetConvolutionMathType(cd, r->math[i]));
-            SMC_CUDNN(cudnnGetConvolutionForwardWorkspaceSize(
-                c->dnn, p->x, p->w, cd, p->y, (cudnnConvolutionFwdAlgo_t)r->algo[i], &r->bytes[i]));
-        }
-    }
-    SMC_CUDNN(cudnnSetConvolutionMathType(cd, m ? CUDNN_DEFAULT_MATH : CUDNN_FMA_MATH));
-    {
+        e = cudnnGetConvolutionForwardAlgorithm_v7(c->dnn, p->x, p->w, cd, p->y, MAX_ALGOS, got,
+                                                   perf);
+        if (e == CUDNN_STATUS_SUCCESS) SMC_COPY_PERF(perf);
+    } else if (dir == SMC_BWD_DATA) {
         cudnnConvolutionBwdDataAlgoPerf_t perf[MAX_ALGOS];
-        SMC_CUDNN(cudnnGetConvolutionBackwardDataAlgorithm_v7(c->dnn, p->w, p->y, cd, p->x,
-                                                              MAX_ALGOS, &got, perf));
-        ranked *r = &p->bwd_data[m];
-        RANK(r, perf, got, m);
-        for (int i = 0; i < r->n; i++) {
-            SMC_CUDNN(cudnnSetConvolutionMathType(cd, r->math[i]));
-            SMC_CUDNN(cudnnGetConvolutionBackwardDataWorkspaceSize(
-                c->dnn, p->w, p->y, cd, p->x, (cudnnConvolutionBwdDataAlgo_t)r->algo[i],
-                &r->bytes[i]));
-        }
-    }
-    SMC_CUDNN(cudnnSetConvolutionMathType(cd, m ? CUDNN_DEFAULT_MATH : CUDNN_FMA_MATH));
-    {
+        e = cudnnGetConvolutionBackwardDataAlgorithm_v7(c->dnn, p->w, p->y, cd, p->x, MAX_ALGOS,
+                                                        got, perf);
+        if (e == CUDNN_STATUS_SUCCESS) SMC_COPY_PERF(perf);
+    } else {
         cudnnConvolutionBwdFilterAlgoPerf_t perf[MAX_ALGOS];
-        SMC_CUDNN(cudnnGetConvolutionBackwardFilterAlgorithm_v7(c->dnn, p->x, p->y, cd, p->w,
-                                                                MAX_ALGOS, &got, perf));
-        ranked *r = &p->bwd_filter[m];
-        RANK(r, perf, got, m);
-        for (int i = 0; i < r->n; i++) {
-            SMC_CUDNN(cudnnSetConvolutionMathType(cd, r->math[i]));
-            SMC_CUDNN(cudnnGetConvolutionBackwardFilterWorkspaceSize(
-                c->dnn, p->x, p->y, cd, p->w, (cudnnConvolutionBwdFilterAlgo_t)r->algo[i],
-                &r->bytes[i]));
+        e = cudnnGetConvolutionBackwardFilterAlgorithm_v7(c->dnn, p->x, p->y, cd, p->w,
+                                                          MAX_ALGOS, got, perf);
+        if (e == CUDNN_STATUS_SUCCESS) SMC_COPY_PERF(perf);
+    }
+#undef SMC_COPY_PERF
+    if (e != CUDNN_STATUS_SUCCESS || *got < 0) *got = 0;
+    if (*got > MAX_ALGOS) *got = MAX_ALGOS;
+    return e;
+}
+
+static const char *const ws_call[DIRS] = {"cudnnGetConvolutionForwardWorkspaceSize",
+                                          "cudnnGetConvolutionBackwardDataWorkspaceSize",
+                                          "cudnnGetConvolutionBackwardFilterWorkspaceSize"};
+
+/* The workspace `algo` needs under the math type now set on p->conv[m]. */
+static cudnnStatus_t query_ws(cuda_ctx *c, conv_plan *p, int m, smc_conv_dir dir, int algo,
+                              size_t *bytes)
+{
+    cudnnConvolutionDescriptor_t cd = p->conv[m];
+    if (dir == SMC_FWD)
+        return cudnnGetConvolutionForwardWorkspaceSize(c->dnn, p->x, p->w, cd, p->y,
+                                                       (cudnnConvolutionFwdAlgo_t)algo, bytes);
+    if (dir == SMC_BWD_DATA)
+        return cudnnGetConvolutionBackwardDataWorkspaceSize(
+            c->dnn, p->w, p->y, cd, p->x, (cudnnConvolutionBwdDataAlgo_t)algo, bytes);
+    return cudnnGetConvolutionBackwardFilterWorkspaceSize(
+        c->dnn, p->x, p->y, cd, p->w, (cudnnConvolutionBwdFilterAlgo_t)algo, bytes);
+}
+
+/* Ranks one direction's algorithms for math mode m. A candidate whose workspace query fails is
+ * skipped (logged at debug level), not the whole plan; cuDNN sizes the workspace for the
+ * descriptor's math type, so each is asked under the type it will run with. */
+static sm_status rank_dir(cuda_ctx *c, conv_plan *p, int m, smc_conv_dir dir, size_t budget)
+{
+    cudnnConvolutionDescriptor_t cd = p->conv[m];
+    static const char *const get_call[DIRS] = {"cudnnGetConvolutionForwardAlgorithm_v7",
+                                               "cudnnGetConvolutionBackwardDataAlgorithm_v7",
+                                               "cudnnGetConvolutionBackwardFilterAlgorithm_v7"};
+    SMC_CUDNN(cudnnSetConvolutionMathType(cd, m ? CUDNN_DEFAULT_MATH : CUDNN_FMA_MATH));
+    smc_algo_result res[MAX_ALGOS];
+    int got = 0;
+    cudnnStatus_t e = query_algos(c, p, m, dir, res, &got);
+    if (e != CUDNN_STATUS_SUCCESS) return smc_cudnn_fail(e, get_call[dir]);
+    int skipped = 0;
+    for (int i = 0; i < got; i++) {
+        if (res[i].status != CUDNN_STATUS_SUCCESS) continue;
+        if (!m && res[i].math != CUDNN_FMA_MATH && res[i].math != CUDNN_DEFAULT_MATH) continue;
+        SMC_CUDNN(cudnnSetConvolutionMathType(cd, m ? res[i].math : CUDNN_FMA_MATH));
+        e = query_ws(c, p, m, dir, res[i].algo, &res[i].memory);
+        if (e != CUDNN_STATUS_SUCCESS) {
+            smc_host->log(SM_LOG_DEBUG, "cuda backend: %s %s skipped: %s failed: %s",
+                          smc_dir_name(dir), smc_algo_name(dir, res[i].algo), ws_call[dir],
+                          cudnnGetErrorString(e));
+            res[i].status = e;
+            skipped++;
         }
     }
-    if (!p->fwd[m].n || !p->bwd_data[m].n || !p->bwd_filter[m].n)
-        return smc_host->fail(SM_ERR_DEVICE,
-                              "cuda backend: cuDNN offers no %s algorithm for a %dx%dx%dx%d "
-                              "input and %dx%dx%dx%d filters (%s math)",
-                              !p->fwd[m].n        ? "forward"
-                              : !p->bwd_data[m].n ? "backward-data"
-                                                  : "backward-filter",
-                              p->shape.n, p->shape.c, p->shape.h, p->shape.w, p->shape.k,
-                              p->shape.c, p->shape.kh, p->shape.kw, m ? "TF32" : "FMA");
+    ranked *r = &p->ranked[m][dir];
+    r->n = smc_algo_rank(dir, res, got, m != 0, budget, r->c, MAX_ALGOS);
+    if (r->c[0].fallback) {
+        SMC_CUDNN(cudnnSetConvolutionMathType(cd, r->c[0].math));
+        e = query_ws(c, p, m, dir, r->c[0].algo, &r->c[0].memory);
+        if (e != CUDNN_STATUS_SUCCESS) return smc_cudnn_fail(e, ws_call[dir]);
+    }
+    const sm_conv_shape *s = &p->shape;
+    const smc_algo_choice *b = &r->c[0];
+    smc_algo_family fam = smc_algo_family_of(dir, b->algo);
+    smc_host->log(SM_LOG_INFO,
+                  "cuda backend: conv %dx%dx%dx%d * %dx%dx%dx%d, TF32 %s: %s %s%s (%s family, "
+                  "%s, %s math, workspace %zu bytes, budget %zu; expected rel err vs cpu-blas "
+                  "<= %.0e%s); %d of %d results usable, %d failed their workspace query",
+                  s->n, s->c, s->h, s->w, s->k, s->c, s->kh, s->kw, m ? "on" : "off",
+                  smc_dir_name(dir), smc_algo_name(dir, b->algo),
+                  b->fallback ? " (fixed fallback: no result qualified)" : "",
+                  smc_family_name(fam), b->deterministic ? "deterministic" : "non-deterministic",
+                  smc_math_name(b->math), b->memory, budget, smc_family_tolerance(fam),
+                  m ? ", more with TF32" : "", b->fallback ? 0 : r->n, got, skipped);
     return SM_OK;
 }
 
-static sm_status plan_setup(cuda_ctx *c, conv_plan *p)
+/* Makes p's ranked lists for math mode m, once. */
+static sm_status plan_mode(cuda_ctx *c, conv_plan *p, int m)
+{
+    if (p->ready[m]) return SM_OK;
+    if (!p->conv[m]) {
+        SMC_CUDNN(cudnnCreateConvolutionDescriptor(&p->conv[m]));
+        /* PyTorch's conv2d is a cross-correlation, stride 1, no padding, as the CPU's im2col */
+        SMC_CUDNN(cudnnSetConvolution2dDescriptor(p->conv[m], 0, 0, 1, 1, 1, 1,
+                                                  CUDNN_CROSS_CORRELATION, CUDNN_DATA_FLOAT));
+    }
+    size_t free_b = 0, total_b = 0;
+    SMC_CUDA(cudaMemGetInfo(&free_b, &total_b));
+    size_t budget = smc_workspace_budget(free_b);
+    for (int d = 0; d < DIRS; d++) {
+        sm_status st = rank_dir(c, p, m, (smc_conv_dir)d, budget);
+        if (st != SM_OK) return st;
+    }
+    p->ready[m] = true;
+    return SM_OK;
+}
+
+static sm_status plan_setup(conv_plan *p)
 {
     const sm_conv_shape *s = &p->shape;
     SMC_CUDNN(cudnnCreateTensorDescriptor(&p->x));
@@ -144,176 +203,178 @@ static sm_status plan_setup(cuda_ctx *c, conv_plan *p)
     SMC_CUDNN(cudnnCreateFilterDescriptor(&p->w));
     SMC_CUDNN(cudnnSetFilter4dDescriptor(p->w, CUDNN_DATA_FLOAT, CUDNN_TENSOR_NCHW, s->k, s->c,
                                          s->kh, s->kw));
-    for (int m = 0; m < MODES; m++) {
-        SMC_CUDNN(cudnnCreateConvolutionDescriptor(&p->conv[m]));
-        /* PyTorch's conv2d is a cross-correlation, stride 1, no padding, as the CPU's im2col */
-        SMC_CUDNN(cudnnSetConvolution2dDescriptor(p->conv[m], 0, 0, 1, 1, 1, 1,
-                                                  CUDNN_CROSS_CORRELATION, CUDNN_DATA_FLOAT));
-        sm_status st = rank_algos(c, p, m);
-        if (st != SM_OK) return st;
-    }
     return SM_OK;
 }
 
-/* The plan for `s`, made on first use. Caller holds c->lock. */
-static sm_status get_plan(cuda_ctx *c, const sm_conv_shape *s, conv_plan **out)
+/* The plan for `s` with mode m ranked, made on first use. Caller holds c->lock. */
+static sm_status get_plan(cuda_ctx *c, const sm_conv_shape *s, int m, conv_plan **out)
 {
-    for (conv_plan *p = c->plans; p; p = p->next)
-        if (!memcmp(&p->shape, s, sizeof *s)) {
-            *out = p;
-            return SM_OK;
+    conv_plan *p = c->plans;
+    while (p && memcmp(&p->shape, s, sizeof *s)) p = p->next;
+    if (!p) {
+        p = calloc(1, sizeof *p);
+        if (!p) return smc_host->fail(SM_ERR_NOMEM, "out of memory planning a convolution");
+        p->shape = *s;
+        sm_status st = plan_setup(p);
+        if (st != SM_OK) {
+            plan_free(p);
+            return st;
         }
-    conv_plan *p = calloc(1, sizeof *p);
-    if (!p) return smc_host->fail(SM_ERR_NOMEM, "out of memory planning a convolution");
-    p->shape = *s;
-    sm_status st = plan_setup(c, p);
-    if (st != SM_OK) {
-        plan_free(p);
-        return st;
+        p->next = c->plans;
+        c->plans = p;
     }
-    p->next = c->plans;
-    c->plans = p;
     *out = p;
-    return SM_OK;
+    return plan_mode(c, p, m);
+}
+
+/* Images per cuDNN call: as many as keep the input and output tensors within int range. */
+static int chunk_images(const sm_conv_shape *s)
+{
+    size_t in = (size_t)s->c * s->h * s->w, outn = (size_t)s->k * s->oh * s->ow;
+    size_t per = in > outn ? in : outn;
+    size_t most = per ? (size_t)SMC_MAX_TENSOR_ELEMS / per : (size_t)s->n;
+    if (most < 1) most = 1; /* one image over the limit: cuDNN refuses it, and says so */
+    return (size_t)s->n <= most ? s->n : (int)most;
 }
 
 /* cuDNN 9's "not supported" family (3000..3999): the algorithm declined this case before
  * launching anything, so the next candidate may be tried (PyTorch's AlgoIterator does the same). */
 static bool declined(cudnnStatus_t e) { return e >= CUDNN_STATUS_NOT_SUPPORTED && e < 4000; }
 
-static sm_status no_fit(const char *op, size_t ws_bytes)
-{
-    return smc_host->fail(SM_ERR_INTERNAL,
-                          "cuda backend: no cuDNN %s algorithm fits the %zu-byte workspace "
-                          "(conv_workspace was not asked for this batch's layer?)",
-                          op, ws_bytes);
-}
-
-/* The largest first choice over both math modes, so that switching TF32 on later never needs
- * a larger workspace. 0 when planning fails: the op will fail and report why. */
+/* The largest first choice over the math modes planned so far (the current one included), for
+ * every piece the batch is split into. With TF32 switched on later, a TF32 choice that does not
+ * fit the workspace makes way for the FMA one, which does. 0 when planning fails: the op will
+ * fail and report why. */
 size_t smc_conv_workspace(void *ctx, const sm_conv_shape *s)
 {
     cuda_ctx *c = ctx;
     size_t most = 0;
+    int chunk = chunk_images(s);
+    if (chunk <= 0) return 0; /* no images: nothing to plan */
     pthread_mutex_lock(&c->lock);
-    conv_plan *p;
-    if (get_plan(c, s, &p) == SM_OK)
-        for (int m = 0; m < MODES; m++) {
-            const ranked *r[3] = {&p->fwd[m], &p->bwd_data[m], &p->bwd_filter[m]};
-            for (int i = 0; i < 3; i++)
-                if (r[i]->bytes[0] > most) most = r[i]->bytes[0];
+    int pieces[2] = {chunk, s->n % chunk};
+    for (int k = 0; k < 2; k++) {
+        if (!pieces[k]) continue;
+        sm_conv_shape sub = *s;
+        sub.n = pieces[k];
+        conv_plan *p;
+        if (get_plan(c, &sub, c->tf32, &p) != SM_OK) {
+            /* no status to return here: said in the log, and the op plans again and fails */
+            smc_host->log(SM_LOG_WARN,
+                          "cuda backend: planning conv %dx%dx%dx%d * %dx%dx%dx%d for its "
+                          "workspace failed: %s",
+                          sub.n, sub.c, sub.h, sub.w, sub.k, sub.c, sub.kh, sub.kw,
+                          smc_last_fail);
+            break;
         }
+        for (int m = 0; m < MODES; m++)
+            for (int d = 0; d < DIRS && p->ready[m]; d++)
+                if (p->ranked[m][d].c[0].memory > most) most = p->ranked[m][d].c[0].memory;
+    }
     pthread_mutex_unlock(&c->lock);
     return most;
 }
 
 static const float one = 1.0f, zero = 0.0f;
 
-static sm_status conv_fwd_locked(cuda_ctx *c, const sm_conv_shape *s, const float *x,
-                                 const float *w, const float *b, float *y, void *ws,
-                                 size_t ws_bytes)
+typedef struct conv_io {
+    const float *x, *w, *b, *dy;
+    float *y, *dx, *dw, *db;
+} conv_io;
+
+static cudnnStatus_t launch(cuda_ctx *c, conv_plan *p, int m, smc_conv_dir dir, int algo,
+                            const conv_io *io, void *ws, size_t ws_bytes)
 {
+    if (dir == SMC_FWD)
+        return cudnnConvolutionForward(c->dnn, &one, p->x, io->x, p->w, io->w, p->conv[m],
+                                       (cudnnConvolutionFwdAlgo_t)algo, ws, ws_bytes, &zero, p->y,
+                                       io->y);
+    if (dir == SMC_BWD_DATA) /* beta = 0: dx is overwritten */
+        return cudnnConvolutionBackwardData(c->dnn, &one, p->w, io->w, p->y, io->dy, p->conv[m],
+                                            (cudnnConvolutionBwdDataAlgo_t)algo, ws, ws_bytes,
+                                            &zero, p->x, io->dx);
+    /* beta = 1: gradients accumulate over micro-batches (and over the pieces of a split one) */
+    return cudnnConvolutionBackwardFilter(c->dnn, &one, p->x, io->x, p->y, io->dy, p->conv[m],
+                                          (cudnnConvolutionBwdFilterAlgo_t)algo, ws, ws_bytes,
+                                          &one, p->w, io->dw);
+}
+
+/* One direction on one piece (s->n within int range). Caller holds c->lock. */
+static sm_status run_piece(cuda_ctx *c, const sm_conv_shape *s, smc_conv_dir dir,
+                           const conv_io *io, void *ws, size_t ws_bytes)
+{
+    static const char *const run_call[DIRS] = {"cudnnConvolutionForward",
+                                               "cudnnConvolutionBackwardData",
+                                               "cudnnConvolutionBackwardFilter"};
     conv_plan *p;
-    sm_status st = get_plan(c, s, &p);
+    sm_status st = get_plan(c, s, c->tf32, &p);
     if (st != SM_OK) return st;
-    const int m = c->tf32;
-    const ranked *r = &p->fwd[m];
     cudnnStatus_t e = CUDNN_STATUS_NOT_SUPPORTED;
     int tried = 0;
-    for (int i = 0; i < r->n; i++) {
-        if (r->bytes[i] > ws_bytes) continue;
-        tried++;
-        SMC_CUDNN(cudnnSetConvolutionMathType(p->conv[m], r->math[i]));
-        e = cudnnConvolutionForward(c->dnn, &one, p->x, x, p->w, w, p->conv[m],
-                                    (cudnnConvolutionFwdAlgo_t)r->algo[i], ws, ws_bytes, &zero,
-                                    p->y, y);
-        if (!declined(e)) break;
+    /* TF32's list first when it is on; the FMA list if none of its choices fits */
+    for (int m = c->tf32; m >= 0 && !tried; m--) {
+        st = plan_mode(c, p, m);
+        if (st != SM_OK) return st;
+        const ranked *r = &p->ranked[m][dir];
+        for (int i = 0; i < r->n; i++) {
+            if (r->c[i].memory > ws_bytes) continue;
+            tried++;
+            SMC_CUDNN(cudnnSetConvolutionMathType(p->conv[m], r->c[i].math));
+            e = launch(c, p, m, dir, r->c[i].algo, io, ws, ws_bytes);
+            if (!declined(e)) break;
+        }
     }
-    if (!tried) return no_fit("forward", ws_bytes);
-    if (e != CUDNN_STATUS_SUCCESS) return smc_cudnn_fail(e, "cudnnConvolutionForward");
-    /* the bias broadcast over N, H, W: y = 1 * bias + 1 * y */
-    SMC_CUDNN(cudnnAddTensor(c->dnn, &one, p->bias, b, &one, p->y, y));
+    if (!tried)
+        return smc_host->fail(SM_ERR_INTERNAL,
+                              "cuda backend: no cuDNN %s algorithm fits the %zu-byte workspace "
+                              "(conv_workspace was not asked for this batch's layer?)",
+                              smc_dir_name(dir), ws_bytes);
+    if (e != CUDNN_STATUS_SUCCESS) return smc_cudnn_fail(e, run_call[dir]);
+    if (dir == SMC_FWD) /* the bias broadcast over N, H, W: y = 1 * bias + 1 * y */
+        SMC_CUDNN(cudnnAddTensor(c->dnn, &one, p->bias, io->b, &one, p->y, io->y));
+    if (dir == SMC_BWD_FILTER)
+        SMC_CUDNN(cudnnConvolutionBackwardBias(c->dnn, &one, p->y, io->dy, &one, p->bias, io->db));
     return SM_OK;
+}
+
+/* Splits the batch into pieces cuDNN's int dimensions hold, and runs each. */
+static sm_status run(cuda_ctx *c, const sm_conv_shape *s, smc_conv_dir dir, conv_io io,
+                     void *ws, size_t ws_bytes)
+{
+    const size_t in = (size_t)s->c * s->h * s->w, outn = (size_t)s->k * s->oh * s->ow;
+    const int chunk = chunk_images(s);
+    sm_status st = SM_OK;
+    pthread_mutex_lock(&c->lock);
+    for (int n0 = 0; n0 < s->n && st == SM_OK; n0 += chunk) {
+        sm_conv_shape sub = *s;
+        sub.n = s->n - n0 < chunk ? s->n - n0 : chunk;
+        conv_io piece = io;
+        size_t off_in = (size_t)n0 * in, off_out = (size_t)n0 * outn;
+        if (io.x) piece.x = io.x + off_in;
+        if (io.dx) piece.dx = io.dx + off_in;
+        if (io.y) piece.y = io.y + off_out;
+        if (io.dy) piece.dy = io.dy + off_out;
+        st = run_piece(c, &sub, dir, &piece, ws, ws_bytes);
+    }
+    pthread_mutex_unlock(&c->lock);
+    return st;
 }
 
 sm_status smc_conv_fwd(void *ctx, const sm_conv_shape *s, const float *x, const float *w,
                        const float *b, float *y, void *ws, size_t ws_bytes)
 {
-    cuda_ctx *c = ctx;
-    pthread_mutex_lock(&c->lock);
-    sm_status st = conv_fwd_locked(c, s, x, w, b, y, ws, ws_bytes);
-    pthread_mutex_unlock(&c->lock);
-    return st;
-}
-
-static sm_status conv_bwd_data_locked(cuda_ctx *c, const sm_conv_shape *s, const float *dy,
-                                      const float *w, float *dx, void *ws, size_t ws_bytes)
-{
-    conv_plan *p;
-    sm_status st = get_plan(c, s, &p);
-    if (st != SM_OK) return st;
-    const int m = c->tf32;
-    const ranked *r = &p->bwd_data[m];
-    cudnnStatus_t e = CUDNN_STATUS_NOT_SUPPORTED;
-    int tried = 0;
-    for (int i = 0; i < r->n; i++) {
-        if (r->bytes[i] > ws_bytes) continue;
-        tried++;
-        SMC_CUDNN(cudnnSetConvolutionMathType(p->conv[m], r->math[i]));
-        /* beta = 0: dx is overwritten */
-        e = cudnnConvolutionBackwardData(c->dnn, &one, p->w, w, p->y, dy, p->conv[m],
-                                         (cudnnConvolutionBwdDataAlgo_t)r->algo[i], ws, ws_bytes,
-                                         &zero, p->x, dx);
-        if (!declined(e)) break;
-    }
-    if (!tried) return no_fit("backward-data", ws_bytes);
-    if (e != CUDNN_STATUS_SUCCESS) return smc_cudnn_fail(e, "cudnnConvolutionBackwardData");
-    return SM_OK;
+    return run(ctx, s, SMC_FWD, (conv_io){.x = x, .w = w, .b = b, .y = y}, ws, ws_bytes);
 }
 
 sm_status smc_conv_bwd_data(void *ctx, const sm_conv_shape *s, const float *dy, const float *w,
                             float *dx, void *ws, size_t ws_bytes)
 {
-    cuda_ctx *c = ctx;
-    pthread_mutex_lock(&c->lock);
-    sm_status st = conv_bwd_data_locked(c, s, dy, w, dx, ws, ws_bytes);
-    pthread_mutex_unlock(&c->lock);
-    return st;
-}
-
-static sm_status conv_bwd_filter_locked(cuda_ctx *c, const sm_conv_shape *s, const float *x,
-                                        const float *dy, float *dw, float *db, void *ws,
-                                        size_t ws_bytes)
-{
-    conv_plan *p;
-    sm_status st = get_plan(c, s, &p);
-    if (st != SM_OK) return st;
-    const int m = c->tf32;
-    const ranked *r = &p->bwd_filter[m];
-    cudnnStatus_t e = CUDNN_STATUS_NOT_SUPPORTED;
-    int tried = 0;
-    for (int i = 0; i < r->n; i++) {
-        if (r->bytes[i] > ws_bytes) continue;
-        tried++;
-        SMC_CUDNN(cudnnSetConvolutionMathType(p->conv[m], r->math[i]));
-        /* beta = 1: gradients accumulate over micro-batches */
-        e = cudnnConvolutionBackwardFilter(c->dnn, &one, p->x, x, p->y, dy, p->conv[m],
-                                           (cudnnConvolutionBwdFilterAlgo_t)r->algo[i], ws,
-                                           ws_bytes, &one, p->w, dw);
-        if (!declined(e)) break;
-    }
-    if (!tried) return no_fit("backward-filter", ws_bytes);
-    if (e != CUDNN_STATUS_SUCCESS) return smc_cudnn_fail(e, "cudnnConvolutionBackwardFilter");
-    SMC_CUDNN(cudnnConvolutionBackwardBias(c->dnn, &one, p->y, dy, &one, p->bias, db));
-    return SM_OK;
+    return run(ctx, s, SMC_BWD_DATA, (conv_io){.dy = dy, .w = w, .dx = dx}, ws, ws_bytes);
 }
 
 sm_status smc_conv_bwd_filter(void *ctx, const sm_conv_shape *s, const float *x,
                               const float *dy, float *dw, float *db, void *ws, size_t ws_bytes)
 {
-    cuda_ctx *c = ctx;
-    pthread_mutex_lock(&c->lock);
-    sm_status st = conv_bwd_filter_locked(c, s, x, dy, dw, db, ws, ws_bytes);
-    pthread_mutex_unlock(&c->lock);
-    return st;
+    return run(ctx, s, SMC_BWD_FILTER, (conv_io){.x = x, .dy = dy, .dw = dw, .db = db}, ws,
+               ws_bytes);
 }

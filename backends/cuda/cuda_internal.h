@@ -44,6 +44,10 @@ sm_status smc_cuda_fail(cudaError_t e, const char *what);
 sm_status smc_cudnn_fail(cudnnStatus_t e, const char *what);
 sm_status smc_cublas_fail(cublasStatus_t e, const char *what);
 
+/* The last message the three converters above recorded on this thread (for a log line where no
+ * status can be returned: conv_workspace). */
+extern _Thread_local char smc_last_fail[512];
+
 #define SMC_CUDA(call)                                                                             \
     do {                                                                                           \
         cudaError_t smc_e_ = (call);                                                               \

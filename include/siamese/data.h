@@ -17,7 +17,9 @@ typedef struct sm_dataset sm_dataset;
 
 /** Opens a dataset laid out as Omniglot ships: `ROOT/<Alphabet>/<character>/<image>.png`, from a
  *  folder or directly from a .zip (with or without directory entries; ROOT may be absent or
- *  nested one level). The class of an image is `<Alphabet>/<character>`. Every image must be a
+ *  several folders deep: the last three parts of a path are alphabet, character and file, at
+ *  most 8 parts in all; hidden and `__MACOSX` entries are skipped). The class of an image is
+ *  `<Alphabet>/<character>`. Every image must be a
  *  PNG of exactly `height` x `width` (0, 0 = 105 x 105) pixels (any size 1..4096: build the
  *  architecture for it); colour and alpha PNGs are converted to grey by the grey rule of
  *  "Images" below (since 0.2; 0.1 refused them). Classes may hold any number of images (one

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """The benchmark network of tests/bench_step.c in PyTorch, eager float32 on the GPU, for the
 ratios in scripts/device/run-all.sh: the same architecture (parsed from the library's text form),
-the same loss (sigmoid features, |F1 - F2|, fc, clipped BCE), Adam with SPEC.md's settings, the
+the same loss (sigmoid features, |F1 - F2|, fc, clipped BCE), Adam with the reference's settings, the
 whole batch's left and right images through the subnet in one pass, and a host-to-device copy of
 each batch, as the library does. cuDNN picks algorithms by heuristics (benchmark off), as the
 library's cuda backend does. Prints "RESULT backend=torch ..." lines like bench_step."""

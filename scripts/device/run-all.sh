@@ -1,56 +1,109 @@
 #!/usr/bin/env bash
-# The cuda backend's whole device check, in one call on the GPU machine (docs/cuda.md):
-#   1. finds cuDNN and cuBLAS in the Python wheels there and prints what it found,
-#   2. the parity tests (test_cuda_backend, test_cuda_parity: every op, loss and gradients,
-#      Adam steps, checkpoints across backends),
-#   3. the benchmark: bench_step on cuda (TF32 off, on), then the same network in PyTorch
-#      (scripts/device/bench_torch.py), at batch 180 and 32, and predictions per second,
-#   4. the reference run: siamese-train on cuda, the whole background set, batch 180, then
-#      5 x 150 verification pairs of the evaluation set,
-#   5. a short table, last.
-# It uses only what scripts/device/stage.sh put in .device/ plus the machine's own python3,
-# torch and NVIDIA wheels. Logs go to $OUT (the device tool's folder) or .device/out.
+# The cuda backend's device check on the GPU machine (docs/cuda.md), in two calls of the device
+# tool that each fit its 600-second command limit; the second is optional:
+#
+#   bash scripts/device/run-all.sh parity-bench   # call 1: parity tests, then the benchmark
+#   bash scripts/device/run-all.sh reference      # call 2: the reference run (siamese-train)
+#
+# Each call unpacks what scripts/device/stage.sh put in .device/, finds cuDNN and cuBLAS in the
+# machine's Python wheels, and runs its steps, each under a timeout budgeted from the time left
+# (SIAMESE_DEVICE_BUDGET_S, default 540 s, minus what has run), so a slow step shortens the ones
+# after it instead of overrunning the command. $OUT/summary.txt is written as it goes, one line
+# per step as soon as the step ends, so a killed command still returns what it had.
+#
+# Time budget per step (seconds; each step gets min(its cap, time left - the caps of the steps
+# after it); under 10 s left: the step is skipped and the summary says so):
+#   parity-bench: unpack + libraries ~10 (not capped) | test_cuda_backend 30 | test_cuda_parity
+#                 180 | bench_step TF32 off 90 | bench_step TF32 on 60 | PyTorch 120 | table 10:
+#                 500 of 540
+#   reference:    unpack + libraries ~10 | siamese-train: the rest less 10 for the table, with
+#                 --time-limit = that less 90 (loading the background set, then evaluating
+#                 5 x 150 pairs and saving), so training stops by itself and still evaluates;
+#                 the outer timeout is only a backstop
+#
+# $OUT holds at most 5 files (the device tool returns 8): parity-bench: summary.txt,
+# backend.log, parity.log, bench.log; reference: summary.txt, reference.log,
+# reference_loss.csv.
 #
 # Settings (environment):
-#   SIAMESE_REF_ITERATIONS  iterations of the reference run: a number, or "auto" (default):
-#                           SPEC.md's 10000 if the measured step time fits the budget, else as
-#                           many as fit (the table says how many ran)
-#   SIAMESE_DEVICE_BUDGET_S seconds the whole script may take (default 540: one device command
-#                           is limited to 600)
-#   SIAMESE_BENCH_STEPS     timed steps per benchmark figure (default 10)
-#   SIAMESE_SITE_PACKAGES   folders to search for nvidia/*/lib (default: python3's site dirs)
-#   SIAMESE_BENCH_BATCHES   batch sizes timed (default 180,32)
-#   SIAMESE_DEVICE_BACKEND  cuda (default); cpu only to dry-run this script's control flow on a
-#                           machine without a GPU (with tiny batches and iterations)
+#   SIAMESE_DEVICE_BUDGET_S  seconds this call may take (default 540)
+#   SIAMESE_BENCH_STEPS      timed steps per benchmark figure (default 10)
+#   SIAMESE_BENCH_BATCHES    batch sizes timed (default 180,32)
+#   SIAMESE_REF_ITERATIONS   the reference run's --iterations (default the reference's 10000; the time
+#                            limit ends it sooner if need be, and the summary says after how many)
+#   SIAMESE_REF_BATCH        its batch (default 180)
+#   SIAMESE_REF_ARGS         replaces its data arguments (default: the staged Omniglot zips);
+#                            the dry run passes synthetic data and a small --arch
+#   SIAMESE_REF_RESERVE_S    seconds kept after --time-limit for loading and evaluating (90)
+#   SIAMESE_DEVICE_SKIP_PARITY=1  no parity step (the dry run's fault runs)
+#   SIAMESE_SITE_PACKAGES    folders to search for nvidia/*/lib (default: python3's site dirs)
+#   SIAMESE_DEVICE_PROGRAMS  a folder with bin/ and lib/ to use instead of unpacking the payload
+#                            (the dry run: tests/test_device_dryrun.sh)
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 t_start=$(date +%s)
-dev=${SIAMESE_DEVICE_DIR:-.device}
-out=${OUT:-$dev/out}
+phase=${1:-parity-bench}
+case $phase in parity-bench | reference) ;; *) echo "run-all: the phase is parity-bench or reference, not '$phase'"; exit 2 ;; esac
+stage=${SIAMESE_DEVICE_DIR:-.device}
+out=${OUT:-$stage/out}
 budget=${SIAMESE_DEVICE_BUDGET_S:-540}
-ref_iters=${SIAMESE_REF_ITERATIONS:-auto}
 bench_steps=${SIAMESE_BENCH_STEPS:-10}
 batches=${SIAMESE_BENCH_BATCHES:-180,32}
-backend=${SIAMESE_DEVICE_BACKEND:-cuda}
-be_name=$([ "$backend" = cpu ] && echo cpu-blas || echo "$backend")
+ref_iters=${SIAMESE_REF_ITERATIONS:-10000}
+ref_batch=${SIAMESE_REF_BATCH:-180}
 b_big=${batches%%,*}
 b_small=${batches##*,}
 mkdir -p "$out"
+summary=$out/summary.txt
 elapsed() { echo $(($(date +%s) - t_start)); }
 say() { echo "[$(elapsed) s] $*"; }
-verdict() { case $1 in 0) echo passed ;; 77) echo SKIPPED ;; 124) echo "TIMED OUT" ;; *) echo "FAILED (exit $1)" ;; esac; }
+# A line for the summary, written at once (a killed command keeps it) and echoed.
+note() { printf '%s\n' "$*" >>"$summary"; say "$*"; }
+verdict() { case $1 in 0) echo passed ;; 77) echo SKIPPED ;; 124 | 137) echo "TIMED OUT" ;; 125) echo "skipped (no time left)" ;; *) echo "FAILED (exit $1)" ;; esac; }
+# step_time CAP RESERVE: the seconds a step may take (0: too little left to start it).
+step_time() {
+    local t=$((budget - $(elapsed) - $2))
+    [ "$t" -gt "$1" ] && t=$1
+    [ "$t" -lt 10 ] && t=0
+    echo "$t"
+}
+# run_step NAME CAP RESERVE LOG COMMAND...: runs it under its budget, appends its output to LOG,
+# notes the verdict and the seconds it took; sets rc.
+run_step() {
+    local name=$1 cap=$2 reserve=$3 log=$4 t t0
+    shift 4
+    t=$(step_time "$cap" "$reserve")
+    if [ "$t" = 0 ]; then
+        rc=125
+        note "$(printf '%-34s %s' "$name" "$(verdict 125)")"
+        return
+    fi
+    say "== $name (up to $t s)"
+    t0=$(date +%s)
+    timeout -k 5 "$t" "$@" >>"$log" 2>&1
+    rc=$?
+    note "$(printf '%-34s %s, %d s of %d' "$name" "$(verdict $rc)" $(($(date +%s) - t0)) "$t")"
+}
 
-[ -f "$dev/payload.tar.xz" ] || { echo "run-all: nothing staged in $dev (scripts/device/stage.sh, then carry .device)"; exit 2; }
-# The staged programs and libraries: unpacked outside the tree (python3's tarfile needs no xz).
-data=$(realpath "$dev/data")
-needed=$(realpath "$dev/needed-vendor-libs.txt")
-dev=${SIAMESE_UNPACK_DIR:-/tmp/siamese-device}
-rm -rf "$dev" && mkdir -p "$dev"
-python3 -c 'import sys, tarfile; kw = {"filter": "tar"} if hasattr(tarfile, "tar_filter") else {}; tarfile.open(sys.argv[1]).extractall(sys.argv[2], **kw)' \
-    "${SIAMESE_DEVICE_DIR:-.device}/payload.tar.xz" "$dev" || { echo "run-all: cannot unpack the payload"; exit 2; }
-say "unpacked the staged programs into $dev"
+: >"$summary"
+note "==== cuda device run, phase $phase, budget $budget s ($(date -u +%FT%TZ)) ===="
 
-# ---- 1. cuDNN and cuBLAS from the wheels ----
+# ---- the programs: unpacked outside the tree (python3's tarfile needs no xz) ----
+if [ -n "${SIAMESE_DEVICE_PROGRAMS:-}" ]; then
+    dev=$(realpath "$SIAMESE_DEVICE_PROGRAMS")
+    needed=/dev/null
+else
+    [ -f "$stage/payload.tar.xz" ] || { note "run-all: nothing staged in $stage (scripts/device/stage.sh, then carry .device)"; exit 2; }
+    needed=$(realpath "$stage/needed-vendor-libs.txt")
+    dev=${SIAMESE_UNPACK_DIR:-/tmp/siamese-device}
+    rm -rf "$dev" && mkdir -p "$dev"
+    python3 -c 'import sys, tarfile; kw = {"filter": "tar"} if hasattr(tarfile, "tar_filter") else {}; tarfile.open(sys.argv[1]).extractall(sys.argv[2], **kw)' \
+        "$stage/payload.tar.xz" "$dev" || { note "run-all: cannot unpack the payload"; exit 2; }
+    say "unpacked the staged programs into $dev"
+fi
+data=$(realpath -m "$stage/data")
+
+# ---- cuDNN and cuBLAS from the wheels ----
 sites=${SIAMESE_SITE_PACKAGES:-$(python3 -c 'import site; print(" ".join(site.getsitepackages() + [site.getusersitepackages()]))' 2>/dev/null)}
 vendor_dirs=""
 missing=""
@@ -69,115 +122,111 @@ while read -r lib; do
     elif ldconfig -p 2>/dev/null | grep -q "$lib"; then
         say "found $lib in the system's library cache"
     else
-        say "NOT FOUND: $lib (searched nvidia/ under: $sites)"
         missing="$missing $lib"
     fi
 done <"$needed"
+[ -n "$missing" ] && note "NOT FOUND (searched nvidia/ under: $sites):$missing"
 # Python keeps the machine's own libraries: the staged ones (Debian's libz, libcrypto, ...) are
 # older than what its modules may need.
 python_ldp=${LD_LIBRARY_PATH:-}
-export LD_LIBRARY_PATH="$(realpath "$dev/lib")$vendor_dirs${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
-export SIAMESE_BACKEND_DIR=$(realpath "$dev/lib")
+export LD_LIBRARY_PATH="$dev/lib$vendor_dirs${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+export SIAMESE_BACKEND_DIR=$dev/lib
 say "LD_LIBRARY_PATH=$LD_LIBRARY_PATH"
 if command -v nvidia-smi >/dev/null; then
-    nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>&1 | sed 's/^/GPU: /'
+    note "GPU: $(nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>&1 | head -1)"
 else
-    say "no nvidia-smi here"
+    note "GPU: no nvidia-smi here"
 fi
 
-# ---- 2. parity ----
-say "== parity tests"
-timeout 60 "$dev/bin/test_cuda_backend" >"$out/cuda_backend.log" 2>&1
-rc_backend=$?
-grep -E '^# ' "$out/cuda_backend.log"
-timeout 300 "$dev/bin/test_cuda_parity" >"$out/parity.log" 2>&1
-rc_parity=$?
-grep -E 'SKIPPED|network|worst|TF32:|checkpoint|step [0-9] loss|FAILED|\[  FAILED' "$out/parity.log"
-say "test_cuda_backend: $(verdict $rc_backend); test_cuda_parity: $(verdict $rc_parity)"
-usable=1
-if ! "$dev/bin/bench_step" 1 1 "$backend" 0 >"$out/probe.log" 2>&1; then
-    usable=0
-    say "the $backend backend is not usable here: $(head -c 400 "$out/probe.log")"
-fi
-
-# ---- 3. benchmark ----
-: >"$out/bench.log"
-if [ $usable = 1 ]; then
-    for tf in 0 1; do
-        say "== bench_step $backend, TF32 $tf"
-        timeout 150 "$dev/bin/bench_step" "$bench_steps" "$batches" "$backend" "$tf" "$b_big" 2>&1 | tee -a "$out/bench.log"
-    done
-    say "== PyTorch, same network"
-    LD_LIBRARY_PATH=$python_ldp PYTHONUNBUFFERED=1 timeout 200 python3 scripts/device/bench_torch.py --steps "$bench_steps" \
-        --batches "$batches" 2>&1 | tee -a "$out/bench.log"
-fi
-res() { # backend tf32 what key -> value of the first matching RESULT line
+res() { # backend tf32 what key [batch] -> value of the first matching RESULT line in bench.log
     awk -v b="$1" -v t="$2" -v w="$3" -v k="$4" -v n="${5:-}" '
         $1 == "RESULT" { delete f; for (i = 2; i <= NF; i++) { split($i, kv, "="); f[kv[1]] = kv[2] }
-            if (f["backend"] == b && f["tf32"] == t && f["what"] == w && (n == "" || f["batch"] == n)) { print f[k]; exit } }' "$out/bench.log"
+            if (f["backend"] == b && f["tf32"] == t && f["what"] == w && (n == "" || f["batch"] == n)) { print f[k]; exit } }' "$out/bench.log" 2>/dev/null
 }
+# The first failure message a log holds (the library's sm_last_error as the programs print it),
+# not the library's own log lines ("# ...").
+first_error() { grep -v '^#' "$1" 2>/dev/null | grep -m1 -E 'SM_ERR_|cuda backend:|FAILED|failed|error' | cut -c1-300; }
 
-# ---- 4. reference run ----
-ref_note=""
-ref_acc=""
-ref_wall=""
-if [ $usable = 1 ] && [ -f "$data/images_background.zip" ]; then
-    ms=$(res "$be_name" 0 step ms "$b_big")
-    left=$((budget - $(elapsed) - 45)) # data loading, evaluation, the table
-    if [ "$ref_iters" = auto ]; then
-        if [ -n "$ms" ]; then
-            ref_iters=$(awk -v l="$left" -v ms="$ms" 'BEGIN { n = int(l * 1000 / (ms * 1.08)); print (n > 10000 ? 10000 : n < 100 ? 0 : n) }')
-            say "reference run: $ms ms/step measured, $left s left: $ref_iters iterations (SPEC: 10000, ~$(awk -v ms="$ms" 'BEGIN { printf "%.0f", ms * 10.8 }') s)"
+if [ "$phase" = parity-bench ]; then
+    # ---- parity (caps after it: 180 + 90 + 60 + 120 + 10) ----
+    if [ "${SIAMESE_DEVICE_SKIP_PARITY:-0}" = 1 ]; then
+        note "parity: skipped (SIAMESE_DEVICE_SKIP_PARITY=1)"
+    else
+        run_step "parity (test_cuda_backend)" 30 460 "$out/backend.log" "$dev/bin/test_cuda_backend"
+        grep -E '^# ' "$out/backend.log"
+        run_step "parity (test_cuda_parity)" 180 280 "$out/parity.log" "$dev/bin/test_cuda_parity"
+        rc_parity=$rc
+        grep -E 'worst|TF32:|\[  FAILED|log: .*TF32 off' "$out/parity.log" | head -40
+        grep -E 'worst gradient rel err \(float32\)|TF32: loss rel err|worst op rel err' "$out/parity.log" |
+            sed 's/^# */  /' >>"$summary"
+        case $rc_parity in 0 | 77 | 125) ;; *) note "  first failure: $(grep -m1 -B3 -E '\[  (FAILED|ERROR) ' "$out/parity.log" | tr '\n' ' ' | cut -c1-400)" ;; esac
+    fi
+
+    # ---- benchmark ----
+    : >"$out/bench.log"
+    run_step "bench_step cuda, TF32 off" 90 190 "$out/bench.log" \
+        "$dev/bin/bench_step" "$bench_steps" "$batches" cuda 0 "$b_big"
+    if [ $rc = 0 ]; then
+        run_step "bench_step cuda, TF32 on" 60 130 "$out/bench.log" \
+            "$dev/bin/bench_step" "$bench_steps" "$batches" cuda 1 "$b_big"
+    else
+        note "  cuda unusable or failing: $(first_error "$out/bench.log")"
+    fi
+    LD_LIBRARY_PATH=$python_ldp PYTHONUNBUFFERED=1 run_step "PyTorch, same network" 120 10 \
+        "$out/bench.log" python3 scripts/device/bench_torch.py --steps "$bench_steps" --batches "$batches"
+    [ $rc = 0 ] || note "  torch: $(tail -n 1 "$out/bench.log" | cut -c1-200)"
+
+    cell() { echo "${1:--}"; }
+    ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "" || b == "" || b == 0) print "-"; else printf "%.2f", a / b }'; }
+    row() { printf '%-28s %11s %11s %11s %11s\n' "$@"; }
+    {
+        echo
+        row "ms/step, pairs/s" cuda "cuda TF32" torch "torch TF32"
+        for b in $b_big $b_small; do
+            row "train step, batch $b" "$(cell "$(res cuda 0 step ms "$b")")" "$(cell "$(res cuda 1 step ms "$b")")" \
+                "$(cell "$(res torch 0 step ms "$b")")" "$(cell "$(res torch 1 step ms "$b")")"
+        done
+        row "predictions per second" "$(cell "$(res cuda 0 predict per_s)")" "$(cell "$(res cuda 1 predict per_s)")" \
+            "$(cell "$(res torch 0 predict per_s)")" "$(cell "$(res torch 1 predict per_s)")"
+        for b in $b_big $b_small; do
+            row "torch ms / ours, batch $b" "$(ratio "$(res torch 0 step ms "$b")" "$(res cuda 0 step ms "$b")")" \
+                "$(ratio "$(res torch 1 step ms "$b")" "$(res cuda 1 step ms "$b")")" "" "(> 1: ours faster)"
+        done
+        echo "(reference ms/step for call 2: $(cell "$(res cuda 0 step ms "$b_big")") at batch $b_big)"
+    } >>"$summary"
+else
+    # ---- the reference run: the reference's 10,000 iterations x 180 pairs, stopped by the time limit ----
+    if [ -n "${SIAMESE_REF_ARGS:-}" ]; then
+        read -r -a data_args <<<"$SIAMESE_REF_ARGS"
+    elif [ -f "$data/images_background.zip" ]; then
+        data_args=(--data "$data/images_background.zip" --eval-data "$data/images_evaluation.zip")
+    else
+        data_args=()
+        note "reference run: no Omniglot zips staged in $data"
+    fi
+    if [ ${#data_args[@]} -gt 0 ]; then
+        t=$(step_time 100000 10)
+        limit=$((t - ${SIAMESE_REF_RESERVE_S:-90}))
+        if [ "$limit" -lt 10 ]; then
+            note "reference run: $(verdict 125) ($t s left)"
         else
-            ref_iters=0
+            say "== reference run: up to $ref_iters iterations x $ref_batch pairs, --time-limit $limit s (timeout $t s)"
+            t0=$(date +%s)
+            timeout -k 5 "$t" "$dev/bin/siamese-train" --backend cuda "${data_args[@]}" \
+                --iterations "$ref_iters" --batch "$ref_batch" --micro-batch "$ref_batch" --seed 1 \
+                --time-limit "$limit" --out /tmp/siamese-reference --no-figures --save-every 0 \
+                --validate-every 0 --eval-batches 5 --eval-pairs 150 >"$out/reference.log" 2>&1
+            rc=$?
+            cp /tmp/siamese-reference/loss.csv "$out/reference_loss.csv" 2>/dev/null
+            tail -n 15 "$out/reference.log"
+            ran=$(tail -n 1 "$out/reference_loss.csv" 2>/dev/null | cut -d, -f1)
+            acc=$(grep -iE 'verification' "$out/reference.log" | grep -oE '[0-9]+\.[0-9]+ %' | head -1)
+            note "$(printf '%-34s %s, %d s of %d' "reference run (cuda, float32)" "$(verdict $rc)" $(($(date +%s) - t0)) "$t")"
+            note "  ${ran:-0} iterations x $ref_batch pairs (of $ref_iters; --time-limit $limit s)"
+            note "  verification, 5 x 150 eval pairs: ${acc:-n/a} (reference: 89.07 %)"
+            [ $rc = 0 ] || note "  first failure: $(first_error "$out/reference.log")"
         fi
     fi
-    if [ "$ref_iters" -ge 1 ] 2>/dev/null; then
-        say "== reference run: $ref_iters iterations x $b_big pairs on $backend"
-        t0=$(date +%s)
-        timeout $((left + 30)) "$dev/bin/siamese-train" --backend "$backend" \
-            --data "$data/images_background.zip" --eval-data "$data/images_evaluation.zip" \
-            --iterations "$ref_iters" --batch "$b_big" --micro-batch "$b_big" --seed 1 \
-            --out /tmp/siamese-reference --no-figures --save-every 0 --validate-every 0 \
-            --eval-batches 5 --eval-pairs 150 >"$out/reference.log" 2>"$out/reference.err"
-        rc_ref=$?
-        ref_wall=$(($(date +%s) - t0))
-        cp /tmp/siamese-reference/loss.csv "$out/reference_loss.csv" 2>/dev/null
-        tail -n 15 "$out/reference.log"
-        tail -c 600 "$out/reference.err"
-        ref_acc=$(grep -iE 'verification' "$out/reference.log" | grep -oE '[0-9]+\.[0-9]+ %' | head -1)
-        [ $rc_ref = 0 ] || ref_note="exit $rc_ref"
-    else
-        ref_note="not run (iterations: $ref_iters)"
-    fi
-else
-    ref_note="not run ($backend unusable or no data staged)"
 fi
-
-# ---- 5. the table ----
-cell() { echo "${1:--}"; }
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "" || b == "" || b == 0) print "-"; else printf "%.2f", a / b }'; }
-row() { printf '%-28s %11s %11s %11s %11s\n' "$@"; }
-{
-    echo
-    echo "==== $be_name backend, device run ($(elapsed) s) ===="
-    printf '%-40s %s\n' "parity (test_cuda_backend)" "$(verdict $rc_backend)"
-    printf '%-40s %s\n' "parity (test_cuda_parity)" "$(verdict $rc_parity)"
-    grep -E 'worst gradient rel err \(float32\)|TF32: loss rel err|worst op rel err' "$out/parity.log" | sed 's/^# */  /'
-    [ -n "$missing" ] && echo "  missing vendor libraries:$missing"
-    echo
-    row "ms/step, pairs/s" "$be_name" "$be_name TF32" "torch" "torch TF32"
-    for b in $b_big $b_small; do
-        row "train step, batch $b" "$(cell "$(res "$be_name" 0 step ms $b)")" "$(cell "$(res "$be_name" 1 step ms $b)")" \
-            "$(cell "$(res torch 0 step ms $b)")" "$(cell "$(res torch 1 step ms $b)")"
-    done
-    row "predictions per second" "$(cell "$(res "$be_name" 0 predict per_s)")" "$(cell "$(res "$be_name" 1 predict per_s)")" \
-        "$(cell "$(res torch 0 predict per_s)")" "$(cell "$(res torch 1 predict per_s)")"
-    for b in $b_big $b_small; do
-        row "torch ms / ours, batch $b" "$(ratio "$(res torch 0 step ms $b)" "$(res "$be_name" 0 step ms $b)")" \
-            "$(ratio "$(res torch 1 step ms $b)" "$(res "$be_name" 1 step ms $b)")" "" "(> 1: ours faster)"
-    done
-    echo
-    printf '%-40s %s\n' "reference run ($be_name, float32)" "${ref_iters} iterations x $b_big pairs, ${ref_wall:-?} s wall ${ref_note}"
-    printf '%-40s %s\n' "verification, 5 x 150 eval pairs" "${ref_acc:-n/a} (reference: 89.07 %)"
-} | tee "$out/summary.txt"
+note "==== done in $(elapsed) s ===="
+cat "$summary"

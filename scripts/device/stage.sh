@@ -7,11 +7,11 @@
 # run-all.sh finds them there. Then: device run with carry [".device"] (docs/cuda.md).
 #
 # Layout: .device/payload.tar.xz (bin/, lib/), .device/data/*.zip, .device/needed-vendor-libs.txt.
-# Usage: scripts/device/stage.sh [BUILD_DIR=build-cuda] [DATA_DIR=../shared/data/omniglot]
+# Usage: scripts/device/stage.sh [BUILD_DIR=build-cuda] [DATA_DIR=$SIAMESE_OMNIGLOT_DIR, else data/omniglot]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 build=${1:-build-cuda}
-data=${2:-../shared/data/omniglot}
+data=${2:-${SIAMESE_OMNIGLOT_DIR:-data/omniglot}}
 stage=.device
 limit_mib=${SIAMESE_STAGE_LIMIT_MIB:-56} # the device tool carries 64 MiB with the tree
 
@@ -61,4 +61,4 @@ total_k=$(du -sk "$stage" | cut -f1)
 tree_k=$(git ls-files -co --exclude-standard -z | du -ck --files0-from=- 2>/dev/null | tail -1 | cut -f1)
 echo "total: $((total_k / 1024)) MiB staged + $((tree_k / 1024)) MiB working tree (limit 64 MiB)"
 [ $((total_k / 1024)) -le "$limit_mib" ] || die "staged $((total_k / 1024)) MiB, more than $limit_mib MiB"
-echo "carry: [\".device\"]   command: bash scripts/device/run-all.sh"
+echo "carry: [\".device\"]   commands (two calls, the second optional): bash scripts/device/run-all.sh parity-bench; bash scripts/device/run-all.sh reference"

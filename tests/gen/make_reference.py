@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Reference data for tests/test_reference_torch.c: the Siamese network of SPEC.md, built in
+"""Reference data for tests/test_reference_torch.c: the Siamese network of docs/reference.md, built in
 PyTorch on fixed weights and inputs, with its loss, every gradient and three Adam steps.
 
 Regenerate (from the repository root; needs PyTorch >= 1.13 and numpy, no GPU):
@@ -12,10 +12,10 @@ are ill-conditioned for a float32 check (see the float32 guard in make_case): if
 PyTorch version or of a case trips it, pick another seed in CASES. Bump VERSION when the layout
 below changes; the C test refuses other versions.
 
-What is computed (SPEC.md), per case:
+What is computed (docs/reference.md), per case:
     F = sigmoid(subnet(x)); D = |F1 - F2|; z = D . w + b; s = clamp(sigmoid(z), eps, 1 - eps)
     with eps = 2^-23; loss = mean over pairs of -(y log s + (1 - y) log(1 - s)); backward to every
-    parameter; then 3 Adam updates on the same batch with SPEC.md's form
+    parameter; then 3 Adam updates on the same batch with the reference's form
         m = b1 m + (1 - b1) g; v = b2 v + (1 - b2) g^2;
         p -= lr sqrt(1 - b2^t) / (1 - b1^t) * m / (sqrt(v) + eps_adam)
     (NOT torch.optim.Adam, which puts eps inside the bias correction differently).
