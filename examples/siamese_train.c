@@ -39,6 +39,10 @@ typedef struct options {
     long long validate_every; /* -1: automatic */
     int validation_pairs;
     double lr, time_limit;
+    /* Adam's schedule and weight decay (all off by default: the reference) */
+    long long warmup, schedule_steps; /* schedule_steps 0: cosine's default */
+    int schedule;                     /* an sm_adam_schedule */
+    double min_lr_factor, step_gamma, wd_conv, wd_fc, wd_head;
     unsigned long long seed;
     int threads, synthetic_classes, synthetic_images, resume, augment, no_figures;
     /* 0.3 training recipe options (issue 11) */
@@ -79,6 +83,21 @@ static void usage(FILE *f)
         "  --batch N            pairs per step (default 180)\n"
         "  --micro-batch N      pairs per forward/backward chunk (memory only; default: library's)\n"
         "  --lr X               Adam learning rate (default 6e-5)\n"
+        "  --warmup N           linear learning-rate warm-up from 0 over the first N steps\n"
+        "                       (step t of N runs at lr t/N; default 0: none)\n"
+        "  --schedule KIND      after the warm-up: constant (default), cosine (down to\n"
+        "                       lr * --min-lr-factor over --schedule-steps steps, then flat) or\n"
+        "                       step (lr times --step-gamma every --schedule-steps steps)\n"
+        "  --schedule-steps N   cosine's length (default: the floor is reached at the last of\n"
+        "                       --iterations) or step's period (required with --schedule step)\n"
+        "  --min-lr-factor F    cosine's floor as a fraction of --lr, 0..1 (default 0)\n"
+        "  --step-gamma G       step decay's factor, (0, 1] (default 0.1)\n"
+        "  --weight-decay-conv X  L2 weight decay (classic, added to the gradient as in Koch\n"
+        "  --weight-decay-fc X      et al.; not AdamW's) of the convolution weights, the\n"
+        "  --weight-decay-head X    twin's fully connected weights, the head's weights; biases\n"
+        "                       are not decayed; 0..1 (default 0: none)\n"
+        "                       Adam's settings are saved in checkpoints: --resume continues\n"
+        "                       with the saved ones (learning rate and schedule alike)\n"
         "  --augment            distort every training image with Koch et al.'s random affine\n"
         "                       transforms (off by default: the reference trains without)\n"
         "  --neg-same-alphabet F  draw this fraction (0..1) of the dissimilar pairs' second\n"
@@ -147,7 +166,8 @@ static int parse_options(int argc, char **argv, options *o)
         O_DATA = 256, O_EVAL_DATA, O_ALPHABETS, O_ARCH, O_BACKEND, O_ITER, O_BATCH, O_MICRO, O_LR,
         O_SEED, O_THREADS, O_OUT, O_SAVE_EVERY, O_SYN_CLASSES, O_SYN_IMAGES, O_RESUME, O_AUGMENT,
         O_FIGURES, O_NO_FIGURES, O_FIGURE_EVERY, O_VALIDATE_EVERY, O_VALIDATION_PAIRS, O_EVAL,
-        O_TIME_LIMIT, O_NEG_SAME_ALPHABET, O_ALPHABET_BALANCED, O_PK, O_PK_LOSS
+        O_TIME_LIMIT, O_NEG_SAME_ALPHABET, O_ALPHABET_BALANCED, O_PK, O_PK_LOSS, O_WARMUP,
+        O_SCHEDULE, O_SCHEDULE_STEPS, O_MIN_LR_FACTOR, O_STEP_GAMMA, O_WD_CONV, O_WD_FC, O_WD_HEAD
     };
     static const struct option longopts[] = {
         {"data", required_argument, NULL, O_DATA},
@@ -160,6 +180,14 @@ static int parse_options(int argc, char **argv, options *o)
         {"batch", required_argument, NULL, O_BATCH},
         {"micro-batch", required_argument, NULL, O_MICRO},
         {"lr", required_argument, NULL, O_LR},
+        {"warmup", required_argument, NULL, O_WARMUP},
+        {"schedule", required_argument, NULL, O_SCHEDULE},
+        {"schedule-steps", required_argument, NULL, O_SCHEDULE_STEPS},
+        {"min-lr-factor", required_argument, NULL, O_MIN_LR_FACTOR},
+        {"step-gamma", required_argument, NULL, O_STEP_GAMMA},
+        {"weight-decay-conv", required_argument, NULL, O_WD_CONV},
+        {"weight-decay-fc", required_argument, NULL, O_WD_FC},
+        {"weight-decay-head", required_argument, NULL, O_WD_HEAD},
         {"seed", required_argument, NULL, O_SEED},
         {"threads", required_argument, NULL, O_THREADS},
         {"out", required_argument, NULL, O_OUT},
@@ -277,6 +305,37 @@ static int parse_options(int argc, char **argv, options *o)
         case O_LR:
             if (!cli_parse_double("lr", optarg, 0.0, 1, 1.0, &o->lr)) return 2;
             break;
+        case O_WARMUP:
+            if (!cli_parse_ll("warmup", optarg, 0, INT32_MAX, &o->warmup)) return 2;
+            break;
+        case O_SCHEDULE:
+            if (strcmp(optarg, "constant") == 0) o->schedule = SM_ADAM_SCHEDULE_CONSTANT;
+            else if (strcmp(optarg, "cosine") == 0) o->schedule = SM_ADAM_SCHEDULE_COSINE;
+            else if (strcmp(optarg, "step") == 0) o->schedule = SM_ADAM_SCHEDULE_STEP;
+            else return cli_error(2, "--schedule wants constant, cosine or step, got '%s'", optarg);
+            break;
+        case O_SCHEDULE_STEPS:
+            if (!cli_parse_ll("schedule-steps", optarg, 1, INT32_MAX, &o->schedule_steps))
+                return 2;
+            break;
+        case O_MIN_LR_FACTOR:
+            if (!cli_parse_double("min-lr-factor", optarg, 0.0, 0, 1.0, &o->min_lr_factor))
+                return 2;
+            break;
+        case O_STEP_GAMMA:
+            if (!cli_parse_double("step-gamma", optarg, 0.0, 1, 1.0, &o->step_gamma)) return 2;
+            break;
+        case O_WD_CONV:
+            if (!cli_parse_double("weight-decay-conv", optarg, 0.0, 0, 1.0, &o->wd_conv))
+                return 2;
+            break;
+        case O_WD_FC:
+            if (!cli_parse_double("weight-decay-fc", optarg, 0.0, 0, 1.0, &o->wd_fc)) return 2;
+            break;
+        case O_WD_HEAD:
+            if (!cli_parse_double("weight-decay-head", optarg, 0.0, 0, 1.0, &o->wd_head))
+                return 2;
+            break;
         case O_EVAL:
             if (eval_plan_option(&o->eval, longopts[index].name, optarg) < 0) return 2;
             break;
@@ -288,6 +347,13 @@ static int parse_options(int argc, char **argv, options *o)
         }
     }
     if (optind < argc) return cli_error(2, "unexpected argument '%s' (see --help)", argv[optind]);
+    if (o->schedule == SM_ADAM_SCHEDULE_STEP && o->schedule_steps == 0)
+        return cli_error(2, "--schedule step needs --schedule-steps (the decay's period)");
+    if (o->schedule == SM_ADAM_SCHEDULE_COSINE && o->schedule_steps == 0) {
+        /* the iterations after the warm-up: the floor is reached at the last step */
+        long long left = o->iterations - o->warmup - 1;
+        o->schedule_steps = left < 1 ? 1 : left > INT32_MAX ? INT32_MAX : left;
+    }
     return 0;
 }
 
@@ -480,7 +546,15 @@ static int setup_model(run *r)
                              &r->head)))
         return cli_fail(st, "cannot create the head");
     if ((st = sm_adam_create(r->subnet, r->head, &r->adam)) ||
-        (st = sm_adam_set(r->adam, SM_ADAM_LEARNING_RATE, o->lr)))
+        (st = sm_adam_set(r->adam, SM_ADAM_LEARNING_RATE, o->lr)) ||
+        (st = sm_adam_set(r->adam, SM_ADAM_WARMUP_STEPS, (double)o->warmup)) ||
+        (st = sm_adam_set(r->adam, SM_ADAM_SCHEDULE, o->schedule)) ||
+        (st = sm_adam_set(r->adam, SM_ADAM_SCHEDULE_STEPS, (double)o->schedule_steps)) ||
+        (st = sm_adam_set(r->adam, SM_ADAM_MIN_LR_FACTOR, o->min_lr_factor)) ||
+        (st = sm_adam_set(r->adam, SM_ADAM_STEP_GAMMA, o->step_gamma)) ||
+        (st = sm_adam_set(r->adam, SM_ADAM_WEIGHT_DECAY_CONV, o->wd_conv)) ||
+        (st = sm_adam_set(r->adam, SM_ADAM_WEIGHT_DECAY_FC, o->wd_fc)) ||
+        (st = sm_adam_set(r->adam, SM_ADAM_WEIGHT_DECAY_HEAD, o->wd_head)))
         return cli_fail(st, "cannot set up Adam");
     if ((st = sm_trainer_create(r->subnet, r->head, r->adam, r->train, o->seed + 2,
                                 &r->trainer)))
@@ -568,9 +642,22 @@ static int train(run *r)
     int64_t start = sm_trainer_iteration(r->trainer), micro = 0;
     sm_trainer_get_param(r->trainer, SM_TRAINER_MICRO_BATCH, &micro);
     if (micro > o->batch) micro = o->batch;
+    /* Adam's settings as they are now (after a resume: the checkpoint's) */
+    double lr = o->lr, warmup = 0, sched = 0, sched_steps = 0, min_f = 0, gamma = 0;
+    double wd[3] = {0, 0, 0};
+    sm_adam_get(r->adam, SM_ADAM_LEARNING_RATE, &lr);
+    sm_adam_get(r->adam, SM_ADAM_WARMUP_STEPS, &warmup);
+    sm_adam_get(r->adam, SM_ADAM_SCHEDULE, &sched);
+    sm_adam_get(r->adam, SM_ADAM_SCHEDULE_STEPS, &sched_steps);
+    sm_adam_get(r->adam, SM_ADAM_MIN_LR_FACTOR, &min_f);
+    sm_adam_get(r->adam, SM_ADAM_STEP_GAMMA, &gamma);
+    sm_adam_get(r->adam, SM_ADAM_WEIGHT_DECAY_CONV, &wd[0]);
+    sm_adam_get(r->adam, SM_ADAM_WEIGHT_DECAY_FC, &wd[1]);
+    sm_adam_get(r->adam, SM_ADAM_WEIGHT_DECAY_HEAD, &wd[2]);
+    const int show_lr = warmup > 0 || sched != SM_ADAM_SCHEDULE_CONSTANT;
     printf("training: %lld iterations of %lld pairs (micro-batch %lld), lr %g, augmentation %s, "
            "seed %llu -> %s\n", (long long)o->iterations, (long long)o->batch, (long long)micro,
-           o->lr, o->augment ? "on (Koch et al.'s affine distortions)" : "off", o->seed, o->out);
+           lr, o->augment ? "on (Koch et al.'s affine distortions)" : "off", o->seed, o->out);
     if (o->pk_classes)
         printf("  P x K batches: %lld classes x %lld images = %lld images, %lld pairs per step "
                "(not --batch), loss %s\n", o->pk_classes, o->pk_images,
@@ -582,6 +669,17 @@ static int train(run *r)
     if (o->neg_same_alphabet > 0 || o->alphabet_balanced)
         printf("  sampling: %g of the negatives within the alphabet, alphabet-balanced %s\n",
                o->neg_same_alphabet, o->alphabet_balanced ? "on" : "off");
+    if (show_lr) {
+        printf("learning-rate schedule: warm-up %.0f steps, then ", warmup);
+        if (sched == SM_ADAM_SCHEDULE_COSINE)
+            printf("cosine over %.0f steps down to %g\n", sched_steps, lr * min_f);
+        else if (sched == SM_ADAM_SCHEDULE_STEP)
+            printf("times %g every %.0f steps\n", gamma, sched_steps);
+        else printf("constant\n");
+    }
+    if (wd[0] > 0 || wd[1] > 0 || wd[2] > 0)
+        printf("weight decay (L2, biases excluded): conv %g, fc %g, head %g\n", wd[0], wd[1],
+               wd[2]);
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_sigint;
@@ -619,15 +717,18 @@ static int train(run *r)
          * matters when --time-limit ends a run long before --iterations. */
         if ((tty && (t - t_shown >= 0.25 || last)) ||
             (!tty && (it % line_every == 0 || last || t - t_shown >= 60.0))) {
-            char el[32], eta[32], val[48] = "";
+            char el[32], eta[32], val[48] = "", lr_now[32] = "";
+            double cur = 0;
+            if (show_lr && sm_adam_current_lr(r->adam, &cur) == SM_OK)
+                snprintf(lr_now, sizeof lr_now, "  lr %.3g", cur);
             cli_duration(el, sizeof el, elapsed);
             cli_duration(eta, sizeof eta, left);
             if (r->health.val_accuracy >= 0)
                 snprintf(val, sizeof val, "  held-out %.1f %%", 100.0 * r->health.val_accuracy);
-            fprintf(stderr, "%s%*lld/%lld  loss %.4f (avg %.4f)%s  elapsed %s  ETA %s  %.3f s/step%s",
+            fprintf(stderr, "%s%*lld/%lld  loss %.4f (avg %.4f)%s%s  elapsed %s  ETA %s  %.3f s/step%s",
                     tty ? "\r" : "", (int)snprintf(NULL, 0, "%lld", (long long)total),
-                    (long long)it, (long long)total, (double)loss, smooth, val, el, eta, per_step,
-                    tty ? "\033[K" : "\n");
+                    (long long)it, (long long)total, (double)loss, smooth, lr_now, val, el, eta,
+                    per_step, tty ? "\033[K" : "\n");
             fflush(stderr);
             cli_progress_open = tty;
             t_shown = t;
@@ -755,7 +856,7 @@ int main(int argc, char **argv)
     memset(&r, 0, sizeof r);
     r.o = (options){
         .arch = "koch", .backend = "auto", .out = "out", .iterations = 10000, .batch = 180,
-        .lr = 6e-5, .seed = 1, .save_every = 1000, .figure_every = 10, .validate_every = -1,
+        .lr = 6e-5, .step_gamma = 0.1, .seed = 1, .save_every = 1000, .figure_every = 10, .validate_every = -1,
         .validation_pairs = 300, .synthetic_classes = 200, .synthetic_images = 20,
         .eval = eval_plan_default(),
     };

@@ -59,12 +59,20 @@ struct sm_adam {
     sm_subnet *subnet;
     sm_head *head;
     double lr, beta1, beta2, eps;
+    /* since 0.3 (sm_adam_param gives the meaning and defaults) */
+    int64_t warmup, sched_steps;
+    int schedule; /* an sm_adam_schedule */
+    double min_lr_factor, step_gamma;
+    double wd_conv, wd_fc, wd_head;
     int64_t t;     /* updates applied */
     float *m_sub, *v_sub, *m_head, *v_head; /* backend buffers, zero-initialised */
 };
 
-/* One Adam update of subnet and head from their gradients; t advances on success. */
+/* One Adam update of subnet and head from their gradients; t advances on success.
+ * SM_ERR_STATE (nothing changed) for a schedule that lacks its length. */
 sm_status sm__adam_apply(sm_adam *a);
+/* f(t) of the schedule (sm_adam_param), t >= 1; SM_ERR_STATE as above. */
+sm_status sm__adam_lr_factor(const sm_adam *a, int64_t t, double *factor);
 
 /* How one layer runs, decided once per workspace (sm__workspace_create) so that forward and
  * backward read it instead of looking at the neighbouring layers. */

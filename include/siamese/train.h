@@ -24,8 +24,46 @@ typedef enum sm_adam_param {
     SM_ADAM_LEARNING_RATE = 1, /* default 6e-5, range (0, 1] */
     SM_ADAM_BETA1 = 2,         /* default 0.9,  range [0, 1) */
     SM_ADAM_BETA2 = 3,         /* default 0.99, range [0, 1) */
-    SM_ADAM_EPSILON = 4        /* default 1e-8, range (0, 1] */
+    SM_ADAM_EPSILON = 4,       /* default 1e-8, range (0, 1] */
+
+    /* Since 0.3: a learning-rate schedule. The rate of the update with 1-based step number t is
+     * lr * f(t), f a pure function of t and the settings below (so a resumed run continues
+     * exactly); the bias correction above multiplies it as before. All off by default: f = 1,
+     * the reference. With W warm-up steps and s = t - W - 1 (steps after the warm-up, from 0):
+     *  - warm-up, t <= W: f = t / W, linear from 0 (step 1 runs at lr / W, step W at lr);
+     *  - then SM_ADAM_SCHEDULE_CONSTANT: f = 1;
+     *  - SM_ADAM_SCHEDULE_COSINE over T = SM_ADAM_SCHEDULE_STEPS steps to the floor
+     *    m = SM_ADAM_MIN_LR_FACTOR: f = m + (1 - m) (1 + cos(pi min(s, T) / T)) / 2, i.e. lr at
+     *    the first step after the warm-up, the floor lr * m from step W + T + 1 on (PyTorch's
+     *    CosineAnnealingLR stepped once per update, with eta_min = lr * m);
+     *  - SM_ADAM_SCHEDULE_STEP, S = SM_ADAM_SCHEDULE_STEPS, g = SM_ADAM_STEP_GAMMA:
+     *    f = g^floor(s / S): steps W+1..W+S at lr, the next S at lr * g, ... (StepLR).
+     * The cosine and step schedules need SM_ADAM_SCHEDULE_STEPS >= 1: an update without it
+     * fails with SM_ERR_STATE before it changes anything. Integer keys take integral values. */
+    SM_ADAM_WARMUP_STEPS = 5,   /* W, default 0 (no warm-up), integer 0..2^31-1 */
+    SM_ADAM_SCHEDULE = 6,       /* an sm_adam_schedule, default SM_ADAM_SCHEDULE_CONSTANT */
+    SM_ADAM_SCHEDULE_STEPS = 7, /* T (cosine) or S (step), default 0 (unset), 0..2^31-1 */
+    SM_ADAM_MIN_LR_FACTOR = 8,  /* m, cosine's floor, default 0, range [0, 1] */
+    SM_ADAM_STEP_GAMMA = 9,     /* g, step decay's factor, default 0.1, range (0, 1] */
+
+    /* Since 0.3: classic L2 weight decay (Koch et al.'s per-layer L2 regulariser), a
+     * coefficient per kind of weight: before the moments, g = g + lambda p for each weight
+     * (the gradient of (lambda / 2) |p|^2, added to the mean loss's), exactly what
+     * torch.optim.Adam(weight_decay=lambda) does. It is not AdamW's decoupled decay: the
+     * decay term goes through m and v. Biases (all layers, the head's too) are never decayed.
+     * Default 0 (the reference: no decay; the update is then bit-identical to one without
+     * these keys), range [0, 1]. */
+    SM_ADAM_WEIGHT_DECAY_CONV = 10, /* the twin's convolution weights */
+    SM_ADAM_WEIGHT_DECAY_FC = 11,   /* the twin's fully connected weights */
+    SM_ADAM_WEIGHT_DECAY_HEAD = 12  /* the head's weights (w of score = sigmoid(w . D + b)) */
 } sm_adam_param;
+
+/** Values of SM_ADAM_SCHEDULE (since 0.3). */
+typedef enum sm_adam_schedule {
+    SM_ADAM_SCHEDULE_CONSTANT = 0,
+    SM_ADAM_SCHEDULE_COSINE = 1,
+    SM_ADAM_SCHEDULE_STEP = 2
+} sm_adam_schedule;
 
 /** Adam state (moments, step count) for the parameters of `subnet` and `head` (borrowed: they
  *  must outlive it), with the reference's hyperparameters (the defaults of sm_adam_param:
@@ -39,6 +77,14 @@ SM_API sm_status sm_adam_set(sm_adam *adam, sm_adam_param key, double value);
 SM_API sm_status sm_adam_get(const sm_adam *adam, sm_adam_param key, double *value);
 /** Number of updates applied (t of the last update); -1 for NULL. */
 SM_API int64_t sm_adam_steps(const sm_adam *adam);
+/** The learning rate the update with 1-based step number `step` uses, lr * f(step) (the
+ *  schedule above; without the bias correction), into `*lr`. SM_ERR_INVALID_ARG for NULL or
+ *  step < 1; SM_ERR_STATE for a cosine or step schedule without SM_ADAM_SCHEDULE_STEPS.
+ *  Since 0.3. */
+SM_API sm_status sm_adam_lr_at(const sm_adam *adam, int64_t step, double *lr);
+/** The learning rate of the last update applied (step sm_adam_steps(adam)), or of the first
+ *  one before any: sm_adam_lr_at(adam, max(1, sm_adam_steps(adam)), lr). Since 0.3. */
+SM_API sm_status sm_adam_current_lr(const sm_adam *adam, double *lr);
 
 /* ---------------------------------------------------------------------------------------------
  * Training
