@@ -388,6 +388,8 @@ static void test_trainer_resume_pk(void **state)
         model_free(&a);
         model_free(&b);
     }
+}
+
 /* The learning-rate schedule and the weight decay (0.3) are saved with the Adam state: a run
  * with warm-up, cosine decay and decay of all three kinds, stopped inside the warm-up, resumes
  * into a trainer with none of them set and continues bit for bit. */
