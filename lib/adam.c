@@ -232,8 +232,8 @@ sm_status sm__adam_apply(sm_adam *a)
     const int64_t t = a->t + 1;
     double f = 1.0;
     SM_TRY(sm__adam_lr_factor(a, t, &f));
-    /* SPEC.md's form: bias corrections folded into the step size, eps not rescaled; f = 1
-     * without a schedule, and lr * 1 is lr exactly */
+    /* The reference's form (docs/reference.md): bias corrections folded into the step size,
+     * eps not rescaled; f = 1 without a schedule, and lr * 1 is lr exactly */
     double step = a->lr * f * sqrt(1.0 - pow(a->beta2, (double)t)) / (1.0 - pow(a->beta1, (double)t));
     SM_TRY(update_subnet(a, (float)step));
     /* the head: dim weights, then the bias (never decayed) */

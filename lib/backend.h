@@ -133,7 +133,7 @@ typedef struct sm_backend_ops {
     sm_status (*bce_fwd_bwd)(void *ctx, int n, const float *logits, const float *labels,
                              float scale, float *scores, float *loss_sum, float *dlogits);
 
-    /* Adam (SPEC.md form) with classic L2 decay: g' = g + wd p (p before the update);
+    /* Adam (docs/reference.md form) with classic L2 decay: g' = g + wd p (p before the update);
      * m = b1 m + (1-b1) g'; v = b2 v + (1-b2) g'^2; p -= step * m / (sqrt(v) + eps),
      * step = lr f(t) sqrt(1-b2^t) / (1-b1^t) from the core. wd = 0 must give exactly the
      * update without decay (bit for bit: the reference), so backends keep a decay-free path. */

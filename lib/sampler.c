@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
-/* The pair sampler of SPEC.md. The order of the RNG draws below defines which pairs a seed gives
- * (and so reproducibility across versions and resumed runs): do not reorder them.
+/* The pair sampler of the reference (docs/reference.md). The order of the RNG draws below
+ * defines which pairs a seed gives (and so reproducibility across versions and resumed runs):
+ * do not reorder them.
  * Per pair: u64 >> 63 (1: similar); similar: class (among classes with >= 2 images), first
  * image, second image (among the others); dissimilar: first class, second class (among the
  * others), an image of the first, an image of the second.
