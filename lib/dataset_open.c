@@ -135,17 +135,18 @@ static int entry_cmp(const void *pa, const void *pb)
     return c;
 }
 
-/* Each requested alphabet must exist (the filter listed only those). */
-static sm_status check_alphabets(const entry *e, size_t n, const char *path,
-                                 const char *const *alphabets, size_t n_alphabets)
+/* Each requested alphabet must exist (the filter listed only those); one also excluded was
+ * seen by the filter. */
+static sm_status check_alphabets(const entry *e, size_t n, const selection *sel)
 {
-    for (size_t k = 0; k < n_alphabets; k++) {
-        const char *want = alphabets[k];
+    for (size_t k = 0; k < sel->n_alphabets; k++) {
+        const char *want = sel->alphabets[k];
         size_t wl = strlen(want);
-        int found = 0;
+        int found = name_index(sel->exclude, sel->n_exclude, want, wl) < sel->n_exclude;
         for (size_t i = 0; i < n && !found; i++)
             found = strncmp(e[i].cls, want, wl) == 0 && e[i].cls[wl] == '/';
-        if (!found) return sm__fail(SM_ERR_DATASET, "alphabet '%s' not found in '%s'", want, path);
+        if (!found)
+            return sm__fail(SM_ERR_DATASET, "alphabet '%s' not found in '%s'", want, sel->path);
     }
     return SM_OK;
 }
@@ -246,13 +247,13 @@ static sm_status finish_open(sm_status st, sm__tree *t, const selection *sel, sm
 {
     entry *e = NULL;
     if (st == SM_OK) st = make_entries(t, &e);
-    if (st == SM_OK && sel->n_alphabets > 0)
-        st = check_alphabets(e, t->n, sel->path, sel->alphabets, sel->n_alphabets);
     for (size_t k = 0; st == SM_OK && k < sel->n_exclude; k++)
         if (!sel->exclude_seen[k])
             st = sm__fail(SM_ERR_DATASET, "excluded alphabet '%s' not found in '%s'%s",
                           sel->exclude[k], sel->path,
                           sel->n_alphabets ? " (among the selected alphabets)" : "");
+    if (st == SM_OK && sel->n_alphabets > 0)
+        st = check_alphabets(e, t->n, sel);
     if (st == SM_OK) {
         if (t->n > 1) qsort(e, t->n, sizeof *e, entry_cmp);
         st = check_entries(e, t->n, sel->path);
