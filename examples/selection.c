@@ -133,7 +133,7 @@ int selection_open_train(selection *s, const char *path, int h, int w,
     st = sm_dataset_open_with(path, h, w, alphabets, n_alphabets, &opt, train);
     if (st) {
         free(buf);
-        return cli_fail(st, "cannot open the training set '%s' without the --val-alphabets",
+        return cli_fail(st, "--val-alphabets: cannot open the training set '%s' without them",
                         path);
     }
     st = selection_open(s, path, h, w, names, n_names, &s->val);
