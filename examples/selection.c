@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Honest model selection for siamese-train (selection.h). */
 #include "selection.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Honest model selection for siamese-train (off unless --val-alphabets is given):
  *   - a validation split of *background* alphabets, held out of training: --val-alphabets N
  *     (N alphabets picked by sm_dataset_split_alphabets from --seed) or A,B,... (named);

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Opening at another size (sm_dataset_open_with's resize, sm_oneshot_runs_open_with), leaving
  * alphabets out (exclude) and the seeded split by alphabet (sm_dataset_split_alphabets). */
 #include <setjmp.h>

@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
 """siamese-train's honest selection (suite "examples"; examples/selection.h): --val-alphabets
 holds background alphabets out of training, validates 20-way one-shot on them, keeps
 OUT/best.safetensors, stops after --patience checks, evaluates the best checkpoint, and reads
