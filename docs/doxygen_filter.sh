@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: MIT
 # Doxygen INPUT_FILTER for the public headers (docs/Doxyfile.in). The headers use /** ... */
 # before declarations; two more things render with this filter, without changing the headers:
 #  - the comment that opens each header becomes its @file documentation (Doxygen lists a

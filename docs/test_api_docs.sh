@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: MIT
 # Builds the API reference (docs/Doxyfile.in) and fails on any Doxygen warning, so that a
 # header comment whose markup does not render is caught when it is written.
 # Usage (docs/meson.build): test_api_docs.sh DOXYGEN DOXYFILE OUTDIR SOURCE_ROOT

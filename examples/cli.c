@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Shared helpers of the example programs (cli.h). */
 #include "cli.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Small helpers the example programs share: range-checked option parsing, error messages that
  * carry the library's status and detail, time, folders. Each program sets cli_prog first. */
 #ifndef SIAMESE_EXAMPLES_CLI_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Evaluation reports (eval_report.h). */
 #include "eval_report.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Evaluation as siamese-train and siamese-eval report it: docs/reference.md's three numbers, each on its
  * own line with its kind, split, trials and chance, never mixed into one "accuracy":
  *   (i)   random-pair verification on the evaluation set (chance 50 %),

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Figures drawn with cairo (see figures.h). Layout constants are in pixels of the output. */
 #include "figures.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Figures of the example pipeline, drawn with cairo (examples only: the library never draws).
  *
  * Every figure has a fixed pixel size, whatever the images' size (they are scaled into their

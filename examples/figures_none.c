@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Stand-ins for figures.c when the examples are built without cairo: the programs run the
  * same, and say that figures were not built. */
 #include "figures.h"

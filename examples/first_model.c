@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* first_model.c: libsiamese in one sitting; read it first.
  * Trains a small Siamese network for a few steps on generated glyphs, saves it, loads it back
  * and scores two pairs of images. Every status is checked: that is the pattern to copy.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The training log (loss_log.h). */
 #include "loss_log.h"
 

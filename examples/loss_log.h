@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The training log of siamese-train: OUT/loss.csv (iteration,loss,elapsed_s,val_accuracy; the
  * last column only on rows where validation ran; with --val-alphabets a fifth column,
  * val_oneshot, on rows where the one-shot validation ran: selection.h), flushed every step so that it can be followed

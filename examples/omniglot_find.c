@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 #include "omniglot_find.h"
 
 #include <stdio.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Where the example programs find Omniglot when they are not told: one rule for all of them.
  *
  * A set ("images_background" or "images_evaluation") is looked for in order:

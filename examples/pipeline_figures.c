@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Figures from datasets and models (pipeline_figures.h). */
 #include "pipeline_figures.h"
 

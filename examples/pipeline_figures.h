@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The figures docs/reference.md's reference shows, drawn from the library's datasets and models: a grid
  * of random training images with their labels, ten random training pairs marked similar or
  * dissimilar, and ten test pairs with target, prediction and score (the loss curve is drawn

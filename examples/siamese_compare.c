@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* siamese-compare: scores two images with a trained model, using only <siamese/siamese.h>.
  *
  *   siamese-compare MODEL A.png B.png

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* siamese-eval: evaluates a saved model, using only <siamese/siamese.h>.
  *
  *   siamese-eval MODEL --data images_evaluation.zip [--oneshot-runs all_runs.zip]

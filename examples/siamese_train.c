@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* siamese-train: the reference pipeline (docs/reference.md) end to end, using only
  * <siamese/siamese.h>.
  *
@@ -5,7 +6,8 @@
  *      looked for as omniglot_find.h says) or, when there is none, generate a synthetic set of
  *      handwriting-like glyphs;
  *   2. create the twin subnetwork (default: Koch et al. 2015), the head, Adam and a trainer;
- *   3. train for --iterations steps of --batch random pairs (optionally distorted, --augment),
+ *   3. train for --iterations steps of --batch random pairs (optionally distorted, --augment;
+ *      or P x K batches, --pk; sampling options --neg-same-alphabet, --alphabet-balanced),
  *      with a live progress line, a validation measurement and health warnings every so often,
  *      OUT/loss.csv, checkpoints to OUT/model.safetensors and the figures in OUT/figures;
  *   4. evaluate on the evaluation set (alphabets never seen in training): docs/reference.md's three
@@ -38,8 +40,17 @@ typedef struct options {
     long long validate_every; /* -1: automatic */
     int validation_pairs;
     double lr, time_limit;
+    /* Adam's schedule and weight decay (all off by default: the reference) */
+    long long warmup, schedule_steps; /* schedule_steps 0: cosine's default */
+    int schedule;                     /* an sm_adam_schedule */
+    double min_lr_factor, step_gamma, wd_conv, wd_fc, wd_head;
     unsigned long long seed;
     int threads, synthetic_classes, synthetic_images, resume, augment, no_figures;
+    /* 0.3 training recipe options (issue 11) */
+    double neg_same_alphabet;
+    int alphabet_balanced;
+    long long pk_classes, pk_images; /* 0: random pairs */
+    int pk_loss;                     /* sm_pk_loss */
     int synthetic_asked; /* a --synthetic-* option was given: no looking for Omniglot */
     eval_plan eval;
     selection sel; /* --val-alphabets, --val-episodes, --patience, --resize-images */
@@ -74,8 +85,37 @@ static void usage(FILE *f)
         "  --batch N            pairs per step (default 180)\n"
         "  --micro-batch N      pairs per forward/backward chunk (memory only; default: library's)\n"
         "  --lr X               Adam learning rate (default 6e-5)\n"
+        "  --warmup N           linear learning-rate warm-up from 0 over the first N steps\n"
+        "                       (step t of N runs at lr t/N; default 0: none)\n"
+        "  --schedule KIND      after the warm-up: constant (default), cosine (down to\n"
+        "                       lr * --min-lr-factor over --schedule-steps steps, then flat) or\n"
+        "                       step (lr times --step-gamma every --schedule-steps steps)\n"
+        "  --schedule-steps N   cosine's length (default: the floor is reached at the last of\n"
+        "                       --iterations) or step's period (required with --schedule step)\n"
+        "  --min-lr-factor F    cosine's floor as a fraction of --lr, 0..1 (default 0)\n"
+        "  --step-gamma G       step decay's factor, (0, 1] (default 0.1)\n"
+        "  --weight-decay-conv X  L2 weight decay (classic, added to the gradient as in Koch\n"
+        "  --weight-decay-fc X      et al.; not AdamW's) of the convolution weights, the\n"
+        "  --weight-decay-head X    twin's fully connected weights, the head's weights; biases\n"
+        "                       are not decayed; 0..1 (default 0: none)\n"
+        "                       Adam's settings are saved in checkpoints: --resume continues\n"
+        "                       with the saved ones (learning rate and schedule alike)\n"
         "  --augment            distort every training image with Koch et al.'s random affine\n"
         "                       transforms (off by default: the reference trains without)\n"
+        "  --neg-same-alphabet F  draw this fraction (0..1) of the dissimilar pairs' second\n"
+        "                       class from the first class's alphabet (harder negatives; a\n"
+        "                       class alone in its alphabet falls back to any; default 0)\n"
+        "  --alphabet-balanced  draw each class (of a pair or a P x K batch) by first choosing\n"
+        "                       an alphabet uniformly, then a class in it (default: classes\n"
+        "                       uniformly, so big alphabets dominate)\n"
+        "  --pk P,K             instead of --batch random pairs, each step takes K images of\n"
+        "                       each of P classes, runs each image through the twin once and\n"
+        "                       trains the head on all P*K*(P*K-1)/2 pairs of them (P >= 2,\n"
+        "                       K >= 2, P*K <= 4096); --micro-batch sets the chunks\n"
+        "  --pk-loss MODE       P x K loss: bce (default: similar and dissimilar pairs each\n"
+        "                       half the loss), bce-unweighted (the mean over all pairs) or\n"
+        "                       softmax (each image against all others, a cross-entropy whose\n"
+        "                       target is its K-1 similar images)\n"
         "  --seed N             seed for weights, pairs and evaluation (default 1)\n"
         "  --threads N          worker threads, 0 = all cores (default 0)\n"
         "Training health:\n"
@@ -129,7 +169,9 @@ static int parse_options(int argc, char **argv, options *o)
         O_DATA = 256, O_EVAL_DATA, O_ALPHABETS, O_ARCH, O_BACKEND, O_ITER, O_BATCH, O_MICRO, O_LR,
         O_SEED, O_THREADS, O_OUT, O_SAVE_EVERY, O_SYN_CLASSES, O_SYN_IMAGES, O_RESUME, O_AUGMENT,
         O_FIGURES, O_NO_FIGURES, O_FIGURE_EVERY, O_VALIDATE_EVERY, O_VALIDATION_PAIRS, O_EVAL,
-        O_TIME_LIMIT, O_SEL
+        O_TIME_LIMIT, O_NEG_SAME_ALPHABET, O_ALPHABET_BALANCED, O_PK, O_PK_LOSS, O_WARMUP,
+        O_SCHEDULE, O_SCHEDULE_STEPS, O_MIN_LR_FACTOR, O_STEP_GAMMA, O_WD_CONV, O_WD_FC, O_WD_HEAD,
+        O_SEL
     };
     static const struct option longopts[] = {
         {"data", required_argument, NULL, O_DATA},
@@ -142,6 +184,14 @@ static int parse_options(int argc, char **argv, options *o)
         {"batch", required_argument, NULL, O_BATCH},
         {"micro-batch", required_argument, NULL, O_MICRO},
         {"lr", required_argument, NULL, O_LR},
+        {"warmup", required_argument, NULL, O_WARMUP},
+        {"schedule", required_argument, NULL, O_SCHEDULE},
+        {"schedule-steps", required_argument, NULL, O_SCHEDULE_STEPS},
+        {"min-lr-factor", required_argument, NULL, O_MIN_LR_FACTOR},
+        {"step-gamma", required_argument, NULL, O_STEP_GAMMA},
+        {"weight-decay-conv", required_argument, NULL, O_WD_CONV},
+        {"weight-decay-fc", required_argument, NULL, O_WD_FC},
+        {"weight-decay-head", required_argument, NULL, O_WD_HEAD},
         {"seed", required_argument, NULL, O_SEED},
         {"threads", required_argument, NULL, O_THREADS},
         {"out", required_argument, NULL, O_OUT},
@@ -150,6 +200,10 @@ static int parse_options(int argc, char **argv, options *o)
         {"synthetic-images", required_argument, NULL, O_SYN_IMAGES},
         {"resume", no_argument, NULL, O_RESUME},
         {"augment", no_argument, NULL, O_AUGMENT},
+        {"neg-same-alphabet", required_argument, NULL, O_NEG_SAME_ALPHABET},
+        {"alphabet-balanced", no_argument, NULL, O_ALPHABET_BALANCED},
+        {"pk", required_argument, NULL, O_PK},
+        {"pk-loss", required_argument, NULL, O_PK_LOSS},
         {"figures", required_argument, NULL, O_FIGURES},
         {"no-figures", no_argument, NULL, O_NO_FIGURES},
         {"figure-every", required_argument, NULL, O_FIGURE_EVERY},
@@ -185,6 +239,32 @@ static int parse_options(int argc, char **argv, options *o)
         case O_NO_FIGURES: o->no_figures = 1; break;
         case O_RESUME: o->resume = 1; break;
         case O_AUGMENT: o->augment = 1; break;
+        case O_ALPHABET_BALANCED: o->alphabet_balanced = 1; break;
+        case O_NEG_SAME_ALPHABET:
+            if (!cli_parse_double("neg-same-alphabet", optarg, 0.0, 0, 1.0,
+                                  &o->neg_same_alphabet))
+                return 2;
+            break;
+        case O_PK: {
+            char *comma = strchr(optarg, ',');
+            if (!comma) return cli_error(2, "--pk wants P,K (e.g. 32,4), got '%s'", optarg);
+            *comma = '\0';
+            int ok = cli_parse_ll("pk (P)", optarg, 2, 4096, &o->pk_classes) &&
+                     cli_parse_ll("pk (K)", comma + 1, 2, 4096, &o->pk_images);
+            *comma = ',';
+            if (!ok) return 2;
+            if (o->pk_classes * o->pk_images > 4096)
+                return cli_error(2, "--pk %s: P x K = %lld images, at most 4096", optarg,
+                                 o->pk_classes * o->pk_images);
+            break;
+        }
+        case O_PK_LOSS:
+            if (strcmp(optarg, "bce") == 0) o->pk_loss = SM_PK_LOSS_BCE_BALANCED;
+            else if (strcmp(optarg, "bce-unweighted") == 0) o->pk_loss = SM_PK_LOSS_BCE;
+            else if (strcmp(optarg, "softmax") == 0) o->pk_loss = SM_PK_LOSS_SOFTMAX;
+            else return cli_error(2, "--pk-loss wants bce, bce-unweighted or softmax, got '%s'",
+                                  optarg);
+            break;
         case O_ITER:
             if (!cli_parse_ll("iterations", optarg, 0, INT64_MAX / 2, &o->iterations)) return 2;
             break;
@@ -233,6 +313,37 @@ static int parse_options(int argc, char **argv, options *o)
         case O_LR:
             if (!cli_parse_double("lr", optarg, 0.0, 1, 1.0, &o->lr)) return 2;
             break;
+        case O_WARMUP:
+            if (!cli_parse_ll("warmup", optarg, 0, INT32_MAX, &o->warmup)) return 2;
+            break;
+        case O_SCHEDULE:
+            if (strcmp(optarg, "constant") == 0) o->schedule = SM_ADAM_SCHEDULE_CONSTANT;
+            else if (strcmp(optarg, "cosine") == 0) o->schedule = SM_ADAM_SCHEDULE_COSINE;
+            else if (strcmp(optarg, "step") == 0) o->schedule = SM_ADAM_SCHEDULE_STEP;
+            else return cli_error(2, "--schedule wants constant, cosine or step, got '%s'", optarg);
+            break;
+        case O_SCHEDULE_STEPS:
+            if (!cli_parse_ll("schedule-steps", optarg, 1, INT32_MAX, &o->schedule_steps))
+                return 2;
+            break;
+        case O_MIN_LR_FACTOR:
+            if (!cli_parse_double("min-lr-factor", optarg, 0.0, 0, 1.0, &o->min_lr_factor))
+                return 2;
+            break;
+        case O_STEP_GAMMA:
+            if (!cli_parse_double("step-gamma", optarg, 0.0, 1, 1.0, &o->step_gamma)) return 2;
+            break;
+        case O_WD_CONV:
+            if (!cli_parse_double("weight-decay-conv", optarg, 0.0, 0, 1.0, &o->wd_conv))
+                return 2;
+            break;
+        case O_WD_FC:
+            if (!cli_parse_double("weight-decay-fc", optarg, 0.0, 0, 1.0, &o->wd_fc)) return 2;
+            break;
+        case O_WD_HEAD:
+            if (!cli_parse_double("weight-decay-head", optarg, 0.0, 0, 1.0, &o->wd_head))
+                return 2;
+            break;
         case O_EVAL:
             if (eval_plan_option(&o->eval, longopts[index].name, optarg) < 0) return 2;
             break;
@@ -247,6 +358,13 @@ static int parse_options(int argc, char **argv, options *o)
         }
     }
     if (optind < argc) return cli_error(2, "unexpected argument '%s' (see --help)", argv[optind]);
+    if (o->schedule == SM_ADAM_SCHEDULE_STEP && o->schedule_steps == 0)
+        return cli_error(2, "--schedule step needs --schedule-steps (the decay's period)");
+    if (o->schedule == SM_ADAM_SCHEDULE_COSINE && o->schedule_steps == 0) {
+        /* the iterations after the warm-up: the floor is reached at the last step */
+        long long left = o->iterations - o->warmup - 1;
+        o->schedule_steps = left < 1 ? 1 : left > INT32_MAX ? INT32_MAX : left;
+    }
     o->eval.resize_images = o->sel.resize;
     return selection_check_options(&o->sel, o->data != NULL);
 }
@@ -445,7 +563,15 @@ static int setup_model(run *r)
                              &r->head)))
         return cli_fail(st, "cannot create the head");
     if ((st = sm_adam_create(r->subnet, r->head, &r->adam)) ||
-        (st = sm_adam_set(r->adam, SM_ADAM_LEARNING_RATE, o->lr)))
+        (st = sm_adam_set(r->adam, SM_ADAM_LEARNING_RATE, o->lr)) ||
+        (st = sm_adam_set(r->adam, SM_ADAM_WARMUP_STEPS, (double)o->warmup)) ||
+        (st = sm_adam_set(r->adam, SM_ADAM_SCHEDULE, o->schedule)) ||
+        (st = sm_adam_set(r->adam, SM_ADAM_SCHEDULE_STEPS, (double)o->schedule_steps)) ||
+        (st = sm_adam_set(r->adam, SM_ADAM_MIN_LR_FACTOR, o->min_lr_factor)) ||
+        (st = sm_adam_set(r->adam, SM_ADAM_STEP_GAMMA, o->step_gamma)) ||
+        (st = sm_adam_set(r->adam, SM_ADAM_WEIGHT_DECAY_CONV, o->wd_conv)) ||
+        (st = sm_adam_set(r->adam, SM_ADAM_WEIGHT_DECAY_FC, o->wd_fc)) ||
+        (st = sm_adam_set(r->adam, SM_ADAM_WEIGHT_DECAY_HEAD, o->wd_head)))
         return cli_fail(st, "cannot set up Adam");
     if ((st = sm_trainer_create(r->subnet, r->head, r->adam, r->train, o->seed + 2,
                                 &r->trainer)))
@@ -466,6 +592,16 @@ static int set_trainer_params(run *r)
     if ((st = sm_trainer_set_param(r->trainer, SM_TRAINER_AUGMENT,
                                    o->augment ? SM_DISTORT_ALL : 0)))
         return cli_fail(st, "cannot set augmentation");
+    if ((st = sm_trainer_set_real(r->trainer, SM_TRAINER_NEG_SAME_ALPHABET, o->neg_same_alphabet)) ||
+        (st = sm_trainer_set_param(r->trainer, SM_TRAINER_ALPHABET_BALANCED, o->alphabet_balanced)))
+        return cli_fail(st, "cannot set the sampling options");
+    /* K before P: P x K is checked against the current other value */
+    if ((st = sm_trainer_set_param(r->trainer, SM_TRAINER_PK_CLASSES, 0)) ||
+        (o->pk_classes &&
+         ((st = sm_trainer_set_param(r->trainer, SM_TRAINER_PK_IMAGES, o->pk_images)) ||
+          (st = sm_trainer_set_param(r->trainer, SM_TRAINER_PK_CLASSES, o->pk_classes)))) ||
+        (st = sm_trainer_set_param(r->trainer, SM_TRAINER_PK_LOSS, o->pk_loss)))
+        return cli_fail(st, "cannot set the P x K batches");
     return 0;
 }
 
@@ -483,7 +619,8 @@ static int setup_health(run *r)
     if (held_out && (st = sm_trainer_set_validation(r->trainer, held_out,
                                                    (size_t)o->validation_pairs,
                                                    o->seed + 0x7a1ULL)))
-        return cli_fail(st, "cannot validate on the %s set", o->sel.val ? "validation" : "evaluation");
+        return cli_fail(st, "cannot validate on the %s set",
+                        o->sel.val ? "validation" : "evaluation");
     if ((st = sm_trainer_set_health(r->trainer, every, on_health, &r->health)))
         return cli_fail(st, "cannot ask for health reports");
     if (held_out)
@@ -526,9 +663,44 @@ static int train(run *r)
     int64_t start = sm_trainer_iteration(r->trainer), micro = 0;
     sm_trainer_get_param(r->trainer, SM_TRAINER_MICRO_BATCH, &micro);
     if (micro > o->batch) micro = o->batch;
+    /* Adam's settings as they are now (after a resume: the checkpoint's) */
+    double lr = o->lr, warmup = 0, sched = 0, sched_steps = 0, min_f = 0, gamma = 0;
+    double wd[3] = {0, 0, 0};
+    sm_adam_get(r->adam, SM_ADAM_LEARNING_RATE, &lr);
+    sm_adam_get(r->adam, SM_ADAM_WARMUP_STEPS, &warmup);
+    sm_adam_get(r->adam, SM_ADAM_SCHEDULE, &sched);
+    sm_adam_get(r->adam, SM_ADAM_SCHEDULE_STEPS, &sched_steps);
+    sm_adam_get(r->adam, SM_ADAM_MIN_LR_FACTOR, &min_f);
+    sm_adam_get(r->adam, SM_ADAM_STEP_GAMMA, &gamma);
+    sm_adam_get(r->adam, SM_ADAM_WEIGHT_DECAY_CONV, &wd[0]);
+    sm_adam_get(r->adam, SM_ADAM_WEIGHT_DECAY_FC, &wd[1]);
+    sm_adam_get(r->adam, SM_ADAM_WEIGHT_DECAY_HEAD, &wd[2]);
+    const int show_lr = warmup > 0 || sched != SM_ADAM_SCHEDULE_CONSTANT;
     printf("training: %lld iterations of %lld pairs (micro-batch %lld), lr %g, augmentation %s, "
            "seed %llu -> %s\n", (long long)o->iterations, (long long)o->batch, (long long)micro,
-           o->lr, o->augment ? "on (Koch et al.'s affine distortions)" : "off", o->seed, o->out);
+           lr, o->augment ? "on (Koch et al.'s affine distortions)" : "off", o->seed, o->out);
+    if (o->pk_classes)
+        printf("  P x K batches: %lld classes x %lld images = %lld images, %lld pairs per step "
+               "(not --batch), loss %s\n", o->pk_classes, o->pk_images,
+               o->pk_classes * o->pk_images,
+               o->pk_classes * o->pk_images * (o->pk_classes * o->pk_images - 1) / 2,
+               o->pk_loss == SM_PK_LOSS_BCE       ? "bce-unweighted"
+               : o->pk_loss == SM_PK_LOSS_SOFTMAX ? "softmax"
+                                                  : "bce (balanced)");
+    if (o->neg_same_alphabet > 0 || o->alphabet_balanced)
+        printf("  sampling: %g of the negatives within the alphabet, alphabet-balanced %s\n",
+               o->neg_same_alphabet, o->alphabet_balanced ? "on" : "off");
+    if (show_lr) {
+        printf("learning-rate schedule: warm-up %.0f steps, then ", warmup);
+        if (sched == SM_ADAM_SCHEDULE_COSINE)
+            printf("cosine over %.0f steps down to %g\n", sched_steps, lr * min_f);
+        else if (sched == SM_ADAM_SCHEDULE_STEP)
+            printf("times %g every %.0f steps\n", gamma, sched_steps);
+        else printf("constant\n");
+    }
+    if (wd[0] > 0 || wd[1] > 0 || wd[2] > 0)
+        printf("weight decay (L2, biases excluded): conv %g, fc %g, head %g\n", wd[0], wd[1],
+               wd[2]);
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_sigint;
@@ -568,15 +740,18 @@ static int train(run *r)
          * matters when --time-limit ends a run long before --iterations. */
         if ((tty && (t - t_shown >= 0.25 || last)) ||
             (!tty && (it % line_every == 0 || last || t - t_shown >= 60.0))) {
-            char el[32], eta[32], val[48] = "";
+            char el[32], eta[32], val[48] = "", lr_now[32] = "";
+            double cur = 0;
+            if (show_lr && sm_adam_current_lr(r->adam, &cur) == SM_OK)
+                snprintf(lr_now, sizeof lr_now, "  lr %.3g", cur);
             cli_duration(el, sizeof el, elapsed);
             cli_duration(eta, sizeof eta, left);
             if (r->health.val_accuracy >= 0)
                 snprintf(val, sizeof val, "  held-out %.1f %%", 100.0 * r->health.val_accuracy);
-            fprintf(stderr, "%s%*lld/%lld  loss %.4f (avg %.4f)%s  elapsed %s  ETA %s  %.3f s/step%s",
+            fprintf(stderr, "%s%*lld/%lld  loss %.4f (avg %.4f)%s%s  elapsed %s  ETA %s  %.3f s/step%s",
                     tty ? "\r" : "", (int)snprintf(NULL, 0, "%lld", (long long)total),
-                    (long long)it, (long long)total, (double)loss, smooth, val, el, eta, per_step,
-                    tty ? "\033[K" : "\n");
+                    (long long)it, (long long)total, (double)loss, smooth, lr_now, val, el, eta,
+                    per_step, tty ? "\033[K" : "\n");
             fflush(stderr);
             cli_progress_open = tty;
             t_shown = t;
@@ -705,7 +880,7 @@ int main(int argc, char **argv)
     memset(&r, 0, sizeof r);
     r.o = (options){
         .arch = "koch", .backend = "auto", .out = "out", .iterations = 10000, .batch = 180,
-        .lr = 6e-5, .seed = 1, .save_every = 1000, .figure_every = 10, .validate_every = -1,
+        .lr = 6e-5, .step_gamma = 0.1, .seed = 1, .save_every = 1000, .figure_every = 10, .validate_every = -1,
         .validation_pairs = 300, .synthetic_classes = 200, .synthetic_images = 20,
         .eval = eval_plan_default(), .sel = selection_default(),
     };

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The bodies of the libFuzzer targets, shared with tests/test_fuzz_regressions.c, which replays
  * every seed and every input that once crashed through the same functions in the normal build.
  *

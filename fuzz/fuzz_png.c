@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* libFuzzer target: see sm_fuzz_png in fuzz_entries.h. */
 #include <stdlib.h>
 

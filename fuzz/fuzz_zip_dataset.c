@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* libFuzzer target: see sm_fuzz_zip_dataset in fuzz_entries.h. */
 #include <stdlib.h>
 

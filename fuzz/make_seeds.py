@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
 """Writes the fuzz targets' seed corpora (a few small valid inputs per target) into
 fuzz/corpus/<target>/, and hostile inputs that claim huge sizes (the resource limits' cases)
 into fuzz/regressions/<target>/, beside the inputs fuzzers once crashed on.

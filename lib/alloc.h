@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Private: every heap allocation of the library goes through here, so that tests can make the
  * n-th one fail and check that each public call reports SM_ERR_NOMEM and leaks nothing. */
 #ifndef SM_LIB_ALLOC_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Architectures as data: a list of layers whose shapes and parameter offsets are computed as
  * layers are appended, so an arch that exists is always a valid network. */
 #include <stdio.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Koch et al.'s affine distortions (docs/reference.md), for sm_image_distort and the trainer.
  * The order of the RNG draws below fixes what a seed gives: do not reorder them. Per image:
  * four on/off draws (rotate, shear, scale, shift), then angle, sx, sy, kx, ky, tx, ty. */

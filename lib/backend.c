@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The dispatch layer: picks a backend, loads the optional modules (cuda, cpu-dnnl) at run time,
  * wraps the vtable's lifecycle and settings (supplying what a backend leaves out), and answers
  * what the rest of the core asks about a backend (sm__backend_props). The core calls ops through

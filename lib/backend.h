@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Private: the backend vtable and the dispatch layer's view of a backend.
  *
  * The core owns the graph (forward/backward order, buffer sizing); a backend only runs ops on
@@ -24,7 +25,8 @@
  * the workspace's size.
  * 3: the table carries sm_backend_props (chunk sizes, the settings the backend honours); the
  * settings slots (set_threads, get_threads, set_option, get_option) may be NULL; the `copy`
- * slot, which the core never called, is gone. */
+ * slot, which the core never called, is gone. adam_update takes a weight-decay coefficient
+ * (per-layer L2, 0.3). 3 is unreleased, so these all count as 3. */
 #define SM_BACKEND_ABI_VERSION 3
 
 /* What a backend tells the core about itself, so that no file outside the dispatch layer needs
@@ -131,10 +133,12 @@ typedef struct sm_backend_ops {
     sm_status (*bce_fwd_bwd)(void *ctx, int n, const float *logits, const float *labels,
                              float scale, float *scores, float *loss_sum, float *dlogits);
 
-    /* Adam (SPEC.md form): m = b1 m + (1-b1) g; v = b2 v + (1-b2) g^2;
-     * p -= step * m / (sqrt(v) + eps), step = lr sqrt(1-b2^t) / (1-b1^t) from the core. */
+    /* Adam (SPEC.md form) with classic L2 decay: g' = g + wd p (p before the update);
+     * m = b1 m + (1-b1) g'; v = b2 v + (1-b2) g'^2; p -= step * m / (sqrt(v) + eps),
+     * step = lr f(t) sqrt(1-b2^t) / (1-b1^t) from the core. wd = 0 must give exactly the
+     * update without decay (bit for bit: the reference), so backends keep a decay-free path. */
     sm_status (*adam_update)(void *ctx, size_t n, float *p, const float *g, float *m, float *v,
-                             float step, float b1, float b2, float eps);
+                             float step, float b1, float b2, float eps, float wd);
     /* *finite = every x[i] is finite */
     sm_status (*all_finite)(void *ctx, size_t n, const float *x, bool *finite);
 } sm_backend_ops;

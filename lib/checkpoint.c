@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Checkpoints: model and trainer state as safetensors files a PyTorch user can load as is
  * (docs/checkpoint-format.md). Tensor data crosses between backend buffers and the file in
  * bounded chunks, so saving or loading never needs a second host copy of the model.
@@ -61,6 +62,13 @@ typedef struct ck_state {
     int has_augment;
     int64_t augment;
     uint64_t augment_state[4];
+    /* since 0.3 (sampling options, P x K batches); absent: all off, as before they existed */
+    int64_t alphabet_balanced, pk_classes, pk_images, pk_loss;
+    double neg_same_alphabet;
+    /* since 0.3 (the schedule and weight decay); files without them had neither */
+    int has_schedule;
+    int64_t warmup, schedule, sched_steps;
+    double min_lr_factor, step_gamma, wd_conv, wd_fc, wd_head;
 } ck_state;
 
 typedef struct ck_file {
@@ -258,9 +266,9 @@ static sm_status stream_tensors(const ck_list *l, const ck_bufs *b, ck_stream *s
 }
 
 typedef struct ck_meta_store {
-    sm__st_out_meta kv[24];
+    sm__st_out_meta kv[48];
     size_t n;
-    char text[24][96]; /* values that are numbers */
+    char text[48][96]; /* values that are numbers */
 } ck_meta_store;
 
 static void meta_add(ck_meta_store *m, const char *key, const char *value)
@@ -331,6 +339,14 @@ static sm_status save(const sm_subnet *s, const sm_head *h, const sm_trainer *tr
             meta_addf_double(&m, "adam_beta1", a->beta1, c_loc);
             meta_addf_double(&m, "adam_beta2", a->beta2, c_loc);
             meta_addf_double(&m, "adam_eps", a->eps, c_loc);
+            meta_addf_u64(&m, "adam_warmup_steps", (uint64_t)a->warmup);
+            meta_addf_u64(&m, "adam_schedule", (uint64_t)a->schedule);
+            meta_addf_u64(&m, "adam_schedule_steps", (uint64_t)a->sched_steps);
+            meta_addf_double(&m, "adam_min_lr_factor", a->min_lr_factor, c_loc);
+            meta_addf_double(&m, "adam_step_gamma", a->step_gamma, c_loc);
+            meta_addf_double(&m, "adam_weight_decay_conv", a->wd_conv, c_loc);
+            meta_addf_double(&m, "adam_weight_decay_fc", a->wd_fc, c_loc);
+            meta_addf_double(&m, "adam_weight_decay_head", a->wd_head, c_loc);
             meta_addf_u64(&m, "batch_size", (uint64_t)tr->batch_size);
             meta_addf_u64(&m, "micro_batch", (uint64_t)tr->micro_batch);
             meta_addf_u64(&m, "seed", tr->seed);
@@ -345,6 +361,12 @@ static sm_status save(const sm_subnet *s, const sm_head *h, const sm_trainer *tr
                      "%016" PRIx64 ":%016" PRIx64 ":%016" PRIx64 ":%016" PRIx64, as[0], as[1],
                      as[2], as[3]);
             meta_add(&m, "augment_state", m.text[m.n]);
+            /* 0.3 */
+            meta_addf_u64(&m, "alphabet_balanced", tr->alphabet_balanced);
+            meta_addf_double(&m, "neg_same_alphabet", tr->neg_same_alphabet, c_loc);
+            meta_addf_u64(&m, "pk_classes", (uint64_t)tr->pk_classes);
+            meta_addf_u64(&m, "pk_images", (uint64_t)tr->pk_images);
+            meta_addf_u64(&m, "pk_loss", (uint64_t)tr->pk_loss);
         }
         meta_add(&m, "crc32", "00000000"); /* patched once the checksum is known */
         st = sm__st_build_header(ot, l.n, m.kv, m.n, &hdr, &hdr_len, &data_size);
@@ -516,7 +538,50 @@ static sm_status read_state(ck_file *f, const char *path)
     if (st == SM_OK) st = meta_double(f, path, "adam_beta1", 0, 0, 1, 1, c_loc, &s->beta1);
     if (st == SM_OK) st = meta_double(f, path, "adam_beta2", 0, 0, 1, 1, c_loc, &s->beta2);
     if (st == SM_OK) st = meta_double(f, path, "adam_eps", 0, 1, 1, 0, c_loc, &s->eps);
+    /* 0.3: sampling options and P x K batches, each key optional (absent = off) */
+    s->pk_images = 4;
+    if (st == SM_OK && meta_value(f, "neg_same_alphabet"))
+        st = meta_double(f, path, "neg_same_alphabet", 0, 0, 1, 0, c_loc, &s->neg_same_alphabet);
+    /* the schedule and weight decay (0.3): all eight keys or none (then the defaults) */
+    static const char *const sched_keys[] = {
+        "adam_warmup_steps",  "adam_schedule",          "adam_schedule_steps",
+        "adam_min_lr_factor", "adam_step_gamma",        "adam_weight_decay_conv",
+        "adam_weight_decay_fc", "adam_weight_decay_head"};
+    size_t n_sched = 0;
+    for (size_t i = 0; i < sizeof sched_keys / sizeof *sched_keys; i++)
+        n_sched += meta_value(f, sched_keys[i]) != NULL;
+    if (st == SM_OK && n_sched != 0 && n_sched != sizeof sched_keys / sizeof *sched_keys)
+        st = sm__fail(SM_ERR_FORMAT, "checkpoint '%s' has %zu of the 8 learning-rate schedule "
+                                     "and weight decay keys (all or none)", path, n_sched);
+    s->has_schedule = n_sched != 0;
+    if (st == SM_OK && s->has_schedule) {
+        /* the ranges sm_adam_set accepts */
+        st = meta_int(f, path, "adam_warmup_steps", 0, INT32_MAX, &s->warmup);
+        if (st == SM_OK) st = meta_int(f, path, "adam_schedule", 0, 2, &s->schedule);
+        if (st == SM_OK) st = meta_int(f, path, "adam_schedule_steps", 0, INT32_MAX, &s->sched_steps);
+        if (st == SM_OK)
+            st = meta_double(f, path, "adam_min_lr_factor", 0, 0, 1, 0, c_loc, &s->min_lr_factor);
+        if (st == SM_OK)
+            st = meta_double(f, path, "adam_step_gamma", 0, 1, 1, 0, c_loc, &s->step_gamma);
+        if (st == SM_OK)
+            st = meta_double(f, path, "adam_weight_decay_conv", 0, 0, 1, 0, c_loc, &s->wd_conv);
+        if (st == SM_OK)
+            st = meta_double(f, path, "adam_weight_decay_fc", 0, 0, 1, 0, c_loc, &s->wd_fc);
+        if (st == SM_OK)
+            st = meta_double(f, path, "adam_weight_decay_head", 0, 0, 1, 0, c_loc, &s->wd_head);
+    }
     freelocale(c_loc);
+    if (st == SM_OK && meta_value(f, "alphabet_balanced"))
+        st = meta_int(f, path, "alphabet_balanced", 0, 1, &s->alphabet_balanced);
+    if (st == SM_OK && meta_value(f, "pk_classes"))
+        st = meta_int(f, path, "pk_classes", 0, 4096, &s->pk_classes);
+    if (st == SM_OK && meta_value(f, "pk_images"))
+        st = meta_int(f, path, "pk_images", 2, 4096, &s->pk_images);
+    if (st == SM_OK && meta_value(f, "pk_loss"))
+        st = meta_int(f, path, "pk_loss", 0, SM_PK_LOSS_SOFTMAX, &s->pk_loss);
+    if (st == SM_OK && (s->pk_classes == 1 || s->pk_classes * s->pk_images > 4096))
+        st = sm__fail(SM_ERR_FORMAT, "checkpoint '%s': P x K = %lld x %lld is out of range",
+                      path, (long long)s->pk_classes, (long long)s->pk_images);
     if (st == SM_OK) st = need_meta(f, path, "seed", &v);
     if (st == SM_OK && !parse_dec_u64(v, &s->seed))
         st = sm__fail(SM_ERR_FORMAT, "checkpoint '%s': seed '%.40s' is not a 64-bit integer",
@@ -772,6 +837,16 @@ SM_API sm_status sm_trainer_load(sm_trainer *t, const char *path)
         sm_adam *a = t->adam;
         a->t = s->adam_t;
         a->lr = s->lr, a->beta1 = s->beta1, a->beta2 = s->beta2, a->eps = s->eps;
+        if (s->has_schedule) {
+            a->warmup = s->warmup, a->schedule = (int)s->schedule;
+            a->sched_steps = s->sched_steps;
+            a->min_lr_factor = s->min_lr_factor, a->step_gamma = s->step_gamma;
+            a->wd_conv = s->wd_conv, a->wd_fc = s->wd_fc, a->wd_head = s->wd_head;
+        } else { /* a file from before 0.3: no schedule, no decay (sm_adam_create's) */
+            a->warmup = 0, a->schedule = SM_ADAM_SCHEDULE_CONSTANT, a->sched_steps = 0;
+            a->min_lr_factor = 0, a->step_gamma = 0.1;
+            a->wd_conv = 0, a->wd_fc = 0, a->wd_head = 0;
+        }
         t->iteration = s->iteration;
         t->seed = s->seed;
         if (t->sampler && s->has_sampler) sm__sampler_set_state(t->sampler, s->sampler);
@@ -782,6 +857,13 @@ SM_API sm_status sm_trainer_load(sm_trainer *t, const char *path)
             t->augment = 0;
             sm__rng_seed(&t->aug_rng, sm__augment_seed(s->seed));
         }
+        t->alphabet_balanced = s->alphabet_balanced == 1;
+        t->neg_same_alphabet = s->neg_same_alphabet;
+        t->pk_classes = s->pk_classes;
+        t->pk_images = s->pk_images;
+        t->pk_loss = s->pk_loss;
+        if (t->sampler)
+            sm__sampler_set_options(t->sampler, t->neg_same_alphabet, t->alphabet_balanced);
     }
     sm__free(l.t);
     sm__free(mine);

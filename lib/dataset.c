@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Datasets: storage, getters and in-memory construction. Loading from folders and zips is
  * dataset_open.c. */
 #include "dataset.h"

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Private: the dataset's storage, and the readers that fill it (PNG decoding, zip entries).
  *
  * Images keep the order in which they were added (for sm_dataset_open: sorted by class, then by

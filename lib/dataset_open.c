@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Loading datasets: ROOT/<Alphabet>/<character>/<image>.png found in a folder or a zip (listed
  * by tree_list.c, under its rules), sorted, decoded once; and single PNG files. */
 #include <inttypes.h>

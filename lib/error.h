@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Private: error reporting and propagation (modelled on zstd's RETURN_ERROR_IF/FORWARD_IF_ERROR).
  * Nothing here prints or exits: a failure sets the thread's detail string and returns. */
 #ifndef SM_LIB_ERROR_H

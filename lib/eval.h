@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Private: what the evaluations share: scoring on the host from embeddings, tie credit and the
  * result bookkeeping. */
 #ifndef SM_LIB_EVAL_H

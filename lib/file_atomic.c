@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Atomic replacement by temporary file + fsync + rename + directory fsync: the sequence that
  * makes the new contents durable before the name points at them, so a crash leaves either the
  * old file or the new one, never a torn mix. */

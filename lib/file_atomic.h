@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Private: whole-file I/O with the guarantees checkpoints need. A file written through
  * sm__afile either appears complete under its name or not at all (the previous file, if any,
  * stays as it was), and survives a crash once commit returns. Every failure is SM_ERR_IO naming

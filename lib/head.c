@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The FC head: score = sigmoid(w . |F1 - F2| + b). Parameters: dim weights, then the bias. */
 #include "alloc.h"
 #include "error.h"

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Training health: the smoothed loss, validation accuracy every so often, and plain-words
  * warnings about the classic failures (docs/evaluation.md gives the thresholds and why).
  * Validation has its own sampler, seeded afresh for each report, and only reads the model:

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Private: image helpers shared by the PNG loader, the augmentation and the trainer. */
 #ifndef SM_LIB_IMAGE_H
 #define SM_LIB_IMAGE_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Resizing grey images (area average when shrinking, linear when growing, per axis) and
  * sm_image_load_png, which reads a PNG of any size and kind and fits it to a model's input. */
 #include <stdlib.h>

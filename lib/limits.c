@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Resource limits, process-wide. Atomics, so a host may raise one while other threads read
  * files; a reader takes the value once per file. */
 #include "limits.h"

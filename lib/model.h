@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Private: the architecture, subnet, head, Adam state and trainer as the core sees them.
  *
  * Parameters live in one flat backend buffer per model (llm.c style), in PyTorch state_dict
@@ -58,12 +59,20 @@ struct sm_adam {
     sm_subnet *subnet;
     sm_head *head;
     double lr, beta1, beta2, eps;
+    /* since 0.3 (sm_adam_param gives the meaning and defaults) */
+    int64_t warmup, sched_steps;
+    int schedule; /* an sm_adam_schedule */
+    double min_lr_factor, step_gamma;
+    double wd_conv, wd_fc, wd_head;
     int64_t t;     /* updates applied */
     float *m_sub, *v_sub, *m_head, *v_head; /* backend buffers, zero-initialised */
 };
 
-/* One Adam update of subnet and head from their gradients; t advances on success. */
+/* One Adam update of subnet and head from their gradients; t advances on success.
+ * SM_ERR_STATE (nothing changed) for a schedule that lacks its length. */
 sm_status sm__adam_apply(sm_adam *a);
+/* f(t) of the schedule (sm_adam_param), t >= 1; SM_ERR_STATE as above. */
+sm_status sm__adam_lr_factor(const sm_adam *a, int64_t t, double *factor);
 
 /* How one layer runs, decided once per workspace (sm__workspace_create) so that forward and
  * backward read it instead of looking at the neighbouring layers. */
@@ -152,6 +161,22 @@ struct sm_trainer {
     sm__rng aug_rng;
     float *aug_scratch;    /* one image; allocated with the sampler */
 
+    /* sampling options and P x K batches (since 0.3; all off by default) */
+    double neg_same_alphabet;   /* fraction of negatives within the alphabet, 0 = off */
+    bool alphabet_balanced;
+    int64_t pk_classes;         /* P; 0 = random pairs */
+    int64_t pk_images;          /* K */
+    int64_t pk_loss;            /* sm_pk_loss */
+    /* host buffers of a P x K step, grown on demand (the device side reuses `buf`) */
+    float *pk_img;              /* P*K images */
+    float *pk_feat, *pk_dfeat;  /* P*K x D: sigmoid features, dL/dfeature */
+    float *pk_pair;             /* 2 x pairs x D: one chunk's features, then its dfeat */
+    float *pk_labels;           /* pairs */
+    size_t *pk_pi, *pk_pj;      /* pairs: the chunk's two image indices */
+    double *pk_query;           /* 2 x P*K: softmax mode's per-query max and sum */
+    float *pk_z;                /* all pairs: softmax mode's logits, then dL/dlogit */
+    size_t pk_cap_img, pk_cap_chunk, pk_cap_z;
+
     /* health reports and validation (since 0.2); none of it touches the training RNGs */
     sm_health_fn health;
     void *health_user;
@@ -192,6 +217,10 @@ sm_status sm__head_write_params(sm_head *h, const float *host);
  * subnet->grads / head->grads (zeroed first). `loss` receives the mean loss. */
 sm_status sm__trainer_compute_grads(sm_trainer *t, size_t n_pairs, const float *left,
                                     const float *right, const float *labels, float *loss);
+/* The P x K step's gradient on given images (P*K, class by class: image q*K + i is of class
+ * q), without the Adam update, as sm__trainer_compute_grads; `loss_mode` an sm_pk_loss. */
+sm_status sm__trainer_compute_grads_pk(sm_trainer *t, size_t p, size_t k, const float *images,
+                                       int loss_mode, float *loss);
 sm_status sm__subnet_read_grads(const sm_subnet *s, float *host);
 sm_status sm__head_read_grads(const sm_head *h, float *host);
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Evaluation: random-pair verification, N-way k-shot episodes and the official one-shot runs
  * (docs/reference.md, "Three numbers, never mixed"; the runs are read by oneshot_runs.c), and the
  * bookkeeping they share.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Reading the official one-shot runs (Lake et al.): runNN/training/<name>.png,
  * runNN/test/<name>.png, runNN/class_labels.txt, from a folder or a zip, decoded once. Their
  * evaluation is in oneshot.c.

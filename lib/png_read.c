@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* PNG decoding with libspng, into 8-bit grey pixels. Greyscale files keep their stored levels;
  * colour, palette and alpha files follow the grey rule of siamese.h (composite over white,
  * then BT.601 luma).

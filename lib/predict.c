@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Inference: embeddings and pair scores. Each call builds its own inference workspace (two
  * alternating activation buffers, no gradients), so concurrent calls on the same const model
  * do not share scratch memory. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Private: the library's own seeded RNG (xoshiro256**, seeded through splitmix64), used for
  * weight initialisation and pair sampling on the host, so that a seed gives the same weights
  * and batches on every backend. Its state is four words, saved in checkpoints. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The safetensors codec. The reader is schema-driven rather than a general JSON parser: the
  * format nests at most three levels (file object, tensor object, shape array), so anything else
  * is refused where it appears instead of being built into a tree first. That bounds depth and

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Private: the safetensors container (https://github.com/huggingface/safetensors), as a pure
  * in-memory codec: building a header for the writer and strictly parsing a whole file for the
  * reader. File I/O and tensor payloads stay with the caller, so the same code serves any source

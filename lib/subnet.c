@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The twin subnetwork: parameters, initialisation, and the layer-list forward and backward.
  * The core owns the order of ops; the backend only runs them. */
 #include <string.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Generated handwriting-like glyphs: each class is a random figure of a few polyline strokes,
  * each of its images the same figure with jittered control points, a small shift and a varied
  * pen width, drawn in black on white with a one-pixel antialiasing ramp. One RNG stream, drawn

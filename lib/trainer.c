@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The trainer: one iteration = sample a batch of pairs, forward and backward in micro-batches
  * (gradients summed; the loss of a pair depends only on that pair, so the result is the whole
  * batch's to float rounding), one Adam update. Buffers are allocated when the trainer is
@@ -13,6 +14,7 @@
 #include "sampler.h"
 
 #define SM_MAX_BATCH 65536
+#define SM_MAX_PK_IMAGES 4096
 
 static void step_buffers_destroy(const sm_trainer *t, sm__step_buffers *b)
 {
@@ -143,6 +145,7 @@ SM_API sm_status sm_trainer_create(sm_subnet *subnet, sm_head *head, sm_adam *ad
     if (t) {
         t->subnet = subnet, t->head = head, t->adam = adam, t->dataset = dataset, t->seed = seed;
         t->smoothed_loss = NAN;
+        t->pk_images = 4;
         sm__rng_seed(&t->aug_rng, sm__augment_seed(seed));
         if (dataset) st = sm_sampler_create(dataset, seed, &t->sampler);
         if (st == SM_OK && dataset &&
@@ -168,6 +171,12 @@ SM_API void sm_trainer_destroy(sm_trainer *t)
     sm__free(t->batch_right);
     sm__free(t->batch_labels);
     sm__free(t->aug_scratch);
+    float *pk[] = {t->pk_img, t->pk_feat, t->pk_dfeat, t->pk_pair, t->pk_labels};
+    for (size_t i = 0; i < sizeof pk / sizeof *pk; i++) sm__free(pk[i]);
+    sm__free(t->pk_pi);
+    sm__free(t->pk_pj);
+    sm__free(t->pk_query);
+    sm__free(t->pk_z);
     sm_sampler_destroy(t->sampler);
     sm__free(t);
 }
@@ -190,8 +199,63 @@ SM_API sm_status sm_trainer_set_param(sm_trainer *t, sm_trainer_param key, int64
                      SM_DISTORT_ALL);
         t->augment = (unsigned)value;
         return SM_OK;
+    case SM_TRAINER_ALPHABET_BALANCED:
+        SM_CHECK_ARG(value == 0 || value == 1, "alphabet-balanced %lld: expected 0 or 1",
+                     (long long)value);
+        t->alphabet_balanced = value == 1;
+        if (t->sampler)
+            sm__sampler_set_options(t->sampler, t->neg_same_alphabet, t->alphabet_balanced);
+        return SM_OK;
+    case SM_TRAINER_PK_CLASSES:
+        SM_CHECK_ARG(value == 0 || (value >= 2 && value <= SM_MAX_PK_IMAGES),
+                     "P x K batches: P = %lld classes, expected 0 (off) or 2..%d (a batch needs "
+                     "two classes for dissimilar pairs)", (long long)value, SM_MAX_PK_IMAGES);
+        SM_CHECK_ARG(value * t->pk_images <= SM_MAX_PK_IMAGES,
+                     "P x K batches: P x K = %lld x %lld images, more than %d",
+                     (long long)value, (long long)t->pk_images, SM_MAX_PK_IMAGES);
+        t->pk_classes = value;
+        return SM_OK;
+    case SM_TRAINER_PK_IMAGES:
+        SM_CHECK_ARG(value >= 2 && value <= SM_MAX_PK_IMAGES,
+                     "P x K batches: K = %lld images per class, expected 2..%d (a class needs "
+                     "two images for similar pairs)", (long long)value, SM_MAX_PK_IMAGES);
+        SM_CHECK_ARG(value * t->pk_classes <= SM_MAX_PK_IMAGES,
+                     "P x K batches: P x K = %lld x %lld images, more than %d",
+                     (long long)t->pk_classes, (long long)value, SM_MAX_PK_IMAGES);
+        t->pk_images = value;
+        return SM_OK;
+    case SM_TRAINER_PK_LOSS:
+        SM_CHECK_ARG(value == SM_PK_LOSS_BCE_BALANCED || value == SM_PK_LOSS_BCE ||
+                         value == SM_PK_LOSS_SOFTMAX,
+                     "P x K loss %lld is not an sm_pk_loss", (long long)value);
+        t->pk_loss = value;
+        return SM_OK;
     }
     return sm__fail(SM_ERR_INVALID_ARG, "unknown trainer parameter %d", (int)key);
+}
+
+SM_API sm_status sm_trainer_set_real(sm_trainer *t, sm_trainer_real key, double value)
+{
+    SM_CHECK_ARG(t, "sm_trainer_set_real: trainer is NULL");
+    switch (key) {
+    case SM_TRAINER_NEG_SAME_ALPHABET:
+        SM_CHECK_ARG(value >= 0.0 && value <= 1.0,
+                     "negatives within the alphabet: fraction %g out of range [0, 1]", value);
+        t->neg_same_alphabet = value;
+        if (t->sampler)
+            sm__sampler_set_options(t->sampler, t->neg_same_alphabet, t->alphabet_balanced);
+        return SM_OK;
+    }
+    return sm__fail(SM_ERR_INVALID_ARG, "unknown real trainer parameter %d", (int)key);
+}
+
+SM_API sm_status sm_trainer_get_real(const sm_trainer *t, sm_trainer_real key, double *value)
+{
+    SM_CHECK_ARG(t && value, "sm_trainer_get_real: NULL argument");
+    switch (key) {
+    case SM_TRAINER_NEG_SAME_ALPHABET: *value = t->neg_same_alphabet; return SM_OK;
+    }
+    return sm__fail(SM_ERR_INVALID_ARG, "unknown real trainer parameter %d", (int)key);
 }
 
 SM_API sm_status sm_trainer_get_param(const sm_trainer *t, sm_trainer_param key, int64_t *value)
@@ -201,6 +265,10 @@ SM_API sm_status sm_trainer_get_param(const sm_trainer *t, sm_trainer_param key,
     case SM_TRAINER_BATCH_SIZE: *value = t->batch_size; return SM_OK;
     case SM_TRAINER_MICRO_BATCH: *value = t->micro_batch; return SM_OK;
     case SM_TRAINER_AUGMENT: *value = (int64_t)t->augment; return SM_OK;
+    case SM_TRAINER_ALPHABET_BALANCED: *value = t->alphabet_balanced; return SM_OK;
+    case SM_TRAINER_PK_CLASSES: *value = t->pk_classes; return SM_OK;
+    case SM_TRAINER_PK_IMAGES: *value = t->pk_images; return SM_OK;
+    case SM_TRAINER_PK_LOSS: *value = t->pk_loss; return SM_OK;
     }
     return sm__fail(SM_ERR_INVALID_ARG, "unknown trainer parameter %d", (int)key);
 }
@@ -233,6 +301,8 @@ static sm_status inject_fault(sm_trainer *t, int kind, double *total)
     }
     return SM_OK;
 }
+
+static sm_status check_finite(sm_trainer *t, double total, float *loss);
 
 /* Forward + backward over n pairs in micro-batches; gradients end in subnet/head grads. */
 static sm_status compute_grads(sm_trainer *t, size_t n, const float *left, const float *right,
@@ -270,9 +340,19 @@ static sm_status compute_grads(sm_trainer *t, size_t n, const float *left, const
         SM_TRY(ops->sigmoid_bwd(ctx, 2 * p * d, b->feat, b->dfeat, b->ws.grad_a));
         SM_TRY(sm__subnet_backward(s, &b->ws, 2 * p));
     }
+    return check_finite(t, total / (double)n, loss);
+}
+
+/* The loss and the gradients must be finite (test faults are planted here). */
+static sm_status check_finite(sm_trainer *t, double total, float *loss)
+{
+    sm_subnet *s = t->subnet;
+    sm_head *h = t->head;
+    const sm_backend_ops *ops = s->be->ops;
+    void *ctx = s->be->ctx;
     if (atomic_load_explicit(&sm__inject_nonfinite, memory_order_relaxed))
         SM_TRY(inject_fault(t, atomic_exchange(&sm__inject_nonfinite, 0), &total));
-    *loss = (float)(total / (double)n);
+    *loss = (float)total;
     SM_RETURN_IF(!isfinite(*loss), SM_ERR_NUMERIC,
                  "the loss is not finite (%g): the step was not applied", (double)*loss);
     bool ok_s, ok_h;
@@ -289,17 +369,273 @@ sm_status sm__trainer_compute_grads(sm_trainer *t, size_t n, const float *left,
     return compute_grads(t, n, left, right, labels, loss);
 }
 
-static sm_status step(sm_trainer *t, size_t n, const float *left, const float *right,
-                      const float *labels, float *loss)
+/* ---------------------------------------------------------------------------------------------
+ * P x K steps (docs/architecture.md): every image through the twin once for its features, the
+ * head over all pairs of them, then each image once more through the twin to backpropagate its
+ * summed dL/dfeature (a second forward, because keeping P*K images' activations would cost
+ * P*K/(2 x micro-batch) times the memory of a pair step). When the P*K images fit one chunk,
+ * the first forward's activations are still there and are used as they are.
+ * ------------------------------------------------------------------------------------------- */
+
+/* Pairs of a P x K batch in a fixed order: similar pairs first (i < j in one class), then
+ * dissimilar ones (i < j in different classes), both in increasing (i, j). */
+typedef struct pk_iter {
+    size_t n, k;   /* images, images per class */
+    int similar;   /* the phase */
+    size_t i, j;
+    int done;
+} pk_iter;
+
+static size_t pk_lo(const pk_iter *it, size_t i)
 {
-    float l;
-    SM_TRY(compute_grads(t, n, left, right, labels, &l));
+    return it->similar ? i + 1 : (i / it->k + 1) * it->k;
+}
+
+static size_t pk_hi(const pk_iter *it, size_t i)
+{
+    return it->similar ? (i / it->k + 1) * it->k : it->n;
+}
+
+/* Settles on the first valid (i, j) at or after the current one, across phases. */
+static void pk_settle(pk_iter *it)
+{
+    for (;;) {
+        while (it->i < it->n && it->j >= pk_hi(it, it->i)) {
+            it->i++;
+            if (it->i < it->n) it->j = pk_lo(it, it->i);
+        }
+        if (it->i < it->n) return;
+        if (!it->similar) {
+            it->done = 1;
+            return;
+        }
+        it->similar = 0;
+        it->i = 0;
+        it->j = pk_lo(it, 0);
+    }
+}
+
+static void pk_begin(pk_iter *it, size_t n, size_t k)
+{
+    *it = (pk_iter){.n = n, .k = k, .similar = 1, .i = 0, .j = 1};
+    pk_settle(it);
+}
+
+static sm_status pk_grow(float **p, size_t n)
+{
+    float *q = sm__realloc(*p, n * sizeof(float));
+    if (!q) return sm__fail(SM_ERR_NOMEM, "out of memory for a P x K batch");
+    *p = q;
+    return SM_OK;
+}
+
+/* Host buffers for n images and chunks of `chunk` pairs; kept (grown only). */
+static sm_status pk_reserve(sm_trainer *t, size_t n, size_t chunk)
+{
+    const size_t in = sm__arch_in_size(&t->subnet->arch), d = t->head->dim;
+    if (n > t->pk_cap_img) {
+        SM_TRY(pk_grow(&t->pk_img, n * in));
+        SM_TRY(pk_grow(&t->pk_feat, n * d));
+        SM_TRY(pk_grow(&t->pk_dfeat, n * d));
+        double *q = sm__realloc(t->pk_query, 2 * n * sizeof *q);
+        if (!q) return sm__fail(SM_ERR_NOMEM, "out of memory for a P x K batch");
+        t->pk_query = q;
+        t->pk_cap_img = n;
+    }
+    if (chunk > t->pk_cap_chunk) {
+        SM_TRY(pk_grow(&t->pk_pair, 2 * chunk * d));
+        SM_TRY(pk_grow(&t->pk_labels, chunk));
+        size_t *a = sm__realloc(t->pk_pi, chunk * sizeof *a);
+        if (a) t->pk_pi = a;
+        size_t *b = a ? sm__realloc(t->pk_pj, chunk * sizeof *b) : NULL;
+        if (b) t->pk_pj = b;
+        if (!a || !b) return sm__fail(SM_ERR_NOMEM, "out of memory for a P x K batch");
+        t->pk_cap_chunk = chunk;
+    }
+    return SM_OK;
+}
+
+/* The softmax loss from all logits z (in pair order), on the host in double: per query i,
+ * L_i = -(1/(K-1)) sum over its similar j of log softmax_j(z_i.) over all j != i; the loss is
+ * the mean over the queries. z_ij = z_ji serves queries i and j, so its gradient is
+ * (1/N) [(s_ij - t_ij) + (s_ji - t_ji)], s the softmax, t = 1/(K-1) on similar pairs. Replaces
+ * z by that gradient; returns the loss. */
+static double pk_softmax(sm_trainer *t, size_t n, size_t k, float *z)
+{
+    double *mx = t->pk_query, *sum = t->pk_query + n;
+    for (size_t i = 0; i < n; i++) mx[i] = -INFINITY, sum[i] = 0.0;
+    pk_iter it;
+    size_t r = 0;
+    for (pk_begin(&it, n, k); !it.done; it.j++, pk_settle(&it), r++) {
+        mx[it.i] = fmax(mx[it.i], (double)z[r]);
+        mx[it.j] = fmax(mx[it.j], (double)z[r]);
+    }
+    r = 0;
+    for (pk_begin(&it, n, k); !it.done; it.j++, pk_settle(&it), r++) {
+        sum[it.i] += exp((double)z[r] - mx[it.i]);
+        sum[it.j] += exp((double)z[r] - mx[it.j]);
+    }
+    const double tgt = 1.0 / (double)(k - 1);
+    double total = 0.0;
+    r = 0;
+    for (pk_begin(&it, n, k); !it.done; it.j++, pk_settle(&it), r++) {
+        double li = (double)z[r] - mx[it.i] - log(sum[it.i]);
+        double lj = (double)z[r] - mx[it.j] - log(sum[it.j]);
+        double ty = it.similar ? tgt : 0.0;
+        if (it.similar) total -= tgt * (li + lj);
+        z[r] = (float)(((exp(li) - ty) + (exp(lj) - ty)) / (double)n);
+    }
+    return total / (double)n;
+}
+
+static sm_status compute_grads_pk(sm_trainer *t, size_t p, size_t k, const float *images,
+                                  int mode, float *loss)
+{
+    sm_subnet *s = t->subnet;
+    sm_head *h = t->head;
+    const sm_backend_ops *ops = s->be->ops;
+    void *ctx = s->be->ctx;
+    sm__step_buffers *b = &t->buf;
+    const size_t in = sm__arch_in_size(&s->arch), d = h->dim, nl = s->arch.n_layers;
+    const size_t n = p * k, cap = b->ws.cap, chunk = b->pairs;
+    const double n_sim = (double)p * (double)(k * (k - 1) / 2);
+    const double n_dis = (double)k * (double)k * (double)(p * (p - 1) / 2);
+    const double w_sim = mode == SM_PK_LOSS_BCE ? 1.0 / (n_sim + n_dis) : 0.5 / n_sim;
+    const double w_dis = mode == SM_PK_LOSS_BCE ? 1.0 / (n_sim + n_dis) : 0.5 / n_dis;
+    SM_TRY(pk_reserve(t, n, chunk));
+
+    SM_TRY(ops->zero(ctx, s->grads, s->n_params * sizeof(float)));
+    SM_TRY(ops->zero(ctx, h->grads, h->n_params * sizeof(float)));
+    /* 1. features of every image (sigmoid outputs), to the host */
+    for (size_t off = 0; off < n; off += cap) {
+        size_t c = n - off < cap ? n - off : cap;
+        SM_TRY(ops->upload(ctx, b->ws.act[0], images + off * in, c * in * sizeof(float)));
+        SM_TRY(sm__subnet_forward(s, &b->ws, c));
+        SM_TRY(ops->sigmoid_fwd(ctx, c * d, b->ws.act[nl], b->feat));
+        SM_TRY(ops->download(ctx, t->pk_feat + off * d, b->feat, c * d * sizeof(float)));
+    }
+    /* 2. the head over all pairs, in chunks; dL/dfeature summed per image on the host. The
+     * softmax loss needs every logit first: a pass that only collects them, then the host
+     * computes each pair's dL/dlogit, then the backward pass (the head's forward recomputed). */
+    const size_t n_pairs = n * (n - 1) / 2;
+    const bool softmax = mode == SM_PK_LOSS_SOFTMAX;
+    if (softmax && n_pairs > t->pk_cap_z) {
+        SM_TRY(pk_grow(&t->pk_z, n_pairs));
+        t->pk_cap_z = n_pairs;
+    }
+    memset(t->pk_dfeat, 0, n * d * sizeof(float));
+    double total = 0.0;
+    for (int pass = softmax ? 0 : 1; pass < 2; pass++) {
+        pk_iter it;
+        size_t done = 0;
+        for (pk_begin(&it, n, k); !it.done;) {
+            size_t q = 0, q_sim = 0;
+            for (; q < chunk && !it.done; q++) {
+                t->pk_pi[q] = it.i, t->pk_pj[q] = it.j;
+                t->pk_labels[q] = it.similar ? 1.0f : 0.0f;
+                q_sim += (size_t)it.similar;
+                it.j++;
+                pk_settle(&it);
+            }
+            for (size_t r = 0; r < q; r++) {
+                memcpy(t->pk_pair + r * d, t->pk_feat + t->pk_pi[r] * d, d * sizeof(float));
+                memcpy(t->pk_pair + (q + r) * d, t->pk_feat + t->pk_pj[r] * d,
+                       d * sizeof(float));
+            }
+            SM_TRY(ops->upload(ctx, b->feat, t->pk_pair, 2 * q * d * sizeof(float)));
+            SM_TRY(sm__head_logits(h, q, b->feat, b->diff, b->logits));
+            if (softmax && pass == 0) {
+                SM_TRY(ops->download(ctx, t->pk_z + done, b->logits, q * sizeof(float)));
+                done += q;
+                continue;
+            }
+            if (softmax) {
+                SM_TRY(ops->upload(ctx, b->dlogits, t->pk_z + done, q * sizeof(float)));
+            } else {
+                SM_TRY(ops->upload(ctx, b->labels, t->pk_labels, q * sizeof(float)));
+                /* similar pairs lead the chunk: one BCE call per weight */
+                const size_t part_off[2] = {0, q_sim}, part_n[2] = {q_sim, q - q_sim};
+                const double part_w[2] = {w_sim, w_dis};
+                for (int g = 0; g < 2; g++) {
+                    if (!part_n[g]) continue;
+                    size_t o = part_off[g];
+                    SM_TRY(ops->bce_fwd_bwd(ctx, (int)part_n[g], b->logits + o, b->labels + o,
+                                            (float)part_w[g], b->scores + o, b->loss_sum,
+                                            b->dlogits + o));
+                    float part;
+                    SM_TRY(ops->download(ctx, &part, b->loss_sum, sizeof part));
+                    total += (double)part * part_w[g];
+                }
+            }
+            done += q;
+            SM_TRY(sm__head_backward(h, q, b->feat, b->diff, b->dlogits, b->ddiff, b->dfeat));
+            SM_TRY(ops->download(ctx, t->pk_pair, b->dfeat, 2 * q * d * sizeof(float)));
+            for (size_t r = 0; r < q; r++) {
+                float *di = t->pk_dfeat + t->pk_pi[r] * d, *dj = t->pk_dfeat + t->pk_pj[r] * d;
+                const float *gi = t->pk_pair + r * d, *gj = t->pk_pair + (q + r) * d;
+                for (size_t e = 0; e < d; e++) di[e] += gi[e], dj[e] += gj[e];
+            }
+        }
+        if (softmax && pass == 0) total = pk_softmax(t, n, k, t->pk_z);
+    }
+    /* 3. backpropagate each image's dL/dfeature through the twin */
+    for (size_t off = 0; off < n; off += cap) {
+        size_t c = n - off < cap ? n - off : cap;
+        if (n > cap) {
+            SM_TRY(ops->upload(ctx, b->ws.act[0], images + off * in, c * in * sizeof(float)));
+            SM_TRY(sm__subnet_forward(s, &b->ws, c));
+        }
+        SM_TRY(ops->sigmoid_fwd(ctx, c * d, b->ws.act[nl], b->feat));
+        SM_TRY(ops->upload(ctx, b->dfeat, t->pk_dfeat + off * d, c * d * sizeof(float)));
+        SM_TRY(ops->sigmoid_bwd(ctx, c * d, b->feat, b->dfeat, b->ws.grad_a));
+        SM_TRY(sm__subnet_backward(s, &b->ws, c));
+    }
+    return check_finite(t, total, loss);
+}
+
+sm_status sm__trainer_compute_grads_pk(sm_trainer *t, size_t p, size_t k, const float *images,
+                                       int loss_mode, float *loss)
+{
+    SM_TRY(pk_reserve(t, p * k, t->buf.pairs));
+    return compute_grads_pk(t, p, k, images, loss_mode, loss);
+}
+
+/* After the gradients: the Adam update and what follows a successful step. */
+static sm_status apply(sm_trainer *t, float l, float *loss)
+{
     SM_TRY(sm__adam_apply(t->adam));
     t->iteration++;
     if (loss) *loss = l;
     if (t->progress) t->progress(t->progress_user, t->iteration, l);
     sm__health_after_step(t, l);
     return SM_OK;
+}
+
+static sm_status step(sm_trainer *t, size_t n, const float *left, const float *right,
+                      const float *labels, float *loss)
+{
+    float l;
+    SM_TRY(compute_grads(t, n, left, right, labels, &l));
+    return apply(t, l, loss);
+}
+
+/* Samples a P x K batch, distorts each image once when augmenting, and steps on it. */
+static sm_status step_pk(sm_trainer *t, float *loss)
+{
+    const sm_arch *a = &t->subnet->arch;
+    const size_t in = sm__arch_in_size(a);
+    const size_t p = (size_t)t->pk_classes, k = (size_t)t->pk_images;
+    SM_TRY(pk_reserve(t, p * k, t->buf.pairs));
+    SM_TRY(sm__sampler_next_pk(t->sampler, p, k, t->pk_img, NULL));
+    if (t->augment)
+        for (size_t i = 0; i < p * k; i++) {
+            float *img = t->pk_img + i * in;
+            sm__distort(&t->aug_rng, t->augment, img, a->in_h, a->in_w, t->aug_scratch);
+            memcpy(img, t->aug_scratch, in * sizeof(float));
+        }
+    float l;
+    SM_TRY(compute_grads_pk(t, p, k, t->pk_img, (int)t->pk_loss, &l));
+    return apply(t, l, loss);
 }
 
 uint64_t sm__augment_seed(uint64_t trainer_seed) { return trainer_seed ^ 0x6175676d656e7473ULL; }
@@ -328,10 +664,15 @@ SM_API sm_status sm_train_step(sm_trainer *t, float *loss)
     sm__sampler_get_state(t->sampler, saved);
     const sm__rng aug_saved = t->aug_rng;
     size_t n = (size_t)t->batch_size;
-    sm_status st = sm_sampler_next(t->sampler, n, t->batch_left, t->batch_right, t->batch_labels,
-                                   NULL, NULL);
-    if (st == SM_OK && t->augment) augment_batch(t, n);
-    if (st == SM_OK) st = step(t, n, t->batch_left, t->batch_right, t->batch_labels, loss);
+    sm_status st;
+    if (t->pk_classes > 0) {
+        st = step_pk(t, loss);
+    } else {
+        st = sm_sampler_next(t->sampler, n, t->batch_left, t->batch_right, t->batch_labels, NULL,
+                             NULL);
+        if (st == SM_OK && t->augment) augment_batch(t, n);
+        if (st == SM_OK) st = step(t, n, t->batch_left, t->batch_right, t->batch_labels, loss);
+    }
     /* a step that failed had no effect at all, the sampler and the augmentation included */
     if (st != SM_OK) {
         sm__sampler_set_state(t->sampler, saved);

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* One lister for folders and zips: the rules are in tree_list.h. */
 #include "tree_list.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Private: the files of a folder or a zip, listed under one set of rules, for every reader of
  * trees of files (datasets, one-shot runs). Readers then find and read files by their
  * relative path without knowing which of the two they came from.

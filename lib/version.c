@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 #include "siamese/siamese.h"
 
 #define SM__STR2(x) #x

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Reading entries of a zip archive with libzip, read-only, with size and checksum checks. */
 #include "dataset.h"
 

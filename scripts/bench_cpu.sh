@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # libsiamese's CPU backends beside PyTorch on the reference (Koch) network, on this machine, in
 # one run; prints ONE table of ratios (docs/performance.md shows its output):
 #   - tests/bench_cpu --layers: per conv layer and op, cpu-blas and cpu-dnnl against OpenBLAS

@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: MIT
 """The reference network in PyTorch on the CPU, timed the way tests/bench_cpu.c times libsiamese,
 for scripts/bench_cpu.sh's comparison table.
 

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # Downloads Omniglot's official zips (images_background.zip, images_evaluation.zip) from the
 # dataset's public repository (github.com/brendenlake/omniglot, folder python/) into a folder,
 # ./data/omniglot by default: the folder the example programs look in. Nothing is unpacked;

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # Installs what libsiamese needs on Debian 12 (or a close relative) with apt-get, as root or
 # through sudo. The one list of packages: README's commands and CI (.ci/run) both call this.
 #

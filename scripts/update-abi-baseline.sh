@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # Regenerates abi/libsiamese.abi, the ABI baseline that tests/test_abi.sh compares every build
 # against. Run it only when a release is cut (after adding the release's node to
 # lib/libsiamese.map), and commit the result with the release:

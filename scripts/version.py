@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
 """Prints MAJOR.MINOR.PATCH from include/siamese/version.h, the single source of truth."""
 import os
 import re

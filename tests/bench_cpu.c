@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Benchmark (never a test): the CPU backends on the reference (Koch) network, on generated
  * 105x105 glyphs, so it runs anywhere. scripts/bench_cpu.sh runs it beside PyTorch and prints
  * the table of docs/performance.md.

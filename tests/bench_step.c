@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Benchmark (not a test): ms per training step of the reference architecture at batch 180 and
  * 32, prediction throughput for 150 pairs, and the process's peak memory. Synthetic 105x105
  * data, so it runs anywhere. Usage: bench_step [steps=3] [batches=180,32] [backend=auto]

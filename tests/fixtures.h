@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Test data generated at test time: PNG files of every greyscale depth (and the kinds the
  * library must refuse), Omniglot-like folder trees, and zips of them. Functions return 0 on
  * success and -1 on failure; strings they return are malloc'd (free them with free). */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Naive double-precision forward ops: the oracle the float backends and the finite-difference
  * gradient checks are measured against. Slow and obviously right; never optimise them. */
 #ifndef SM_TESTS_REF_OPS_H

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # ABI guard: compares the library built from this tree with the committed baseline
 # abi/libsiamese.abi (written by scripts/update-abi-baseline.sh at the last release) using
 # libabigail's abidiff. Added functions pass (they belong in a new node of lib/libsiamese.map);

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Allocation failure across a whole life cycle: backend, arch, dataset, subnet, head, Adam,
  * trainer, two steps, predictions, embeddings, a trainer checkpoint saved and loaded back (into
  * a trainer resized in between, so the load has to resize it again), one more step, a model

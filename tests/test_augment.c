@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Augmentation (since 0.2): sm_image_distort's reproducibility, identity and ranges; the
  * trainer's SM_TRAINER_AUGMENT: off by default and then bit-identical to plain training, the
  * same pairs whether on or off, and exact resume from checkpoints (old files without the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The CPU backend a parametrised test runs on: SIAMESE_TEST_BACKEND = "cpu" (cpu-blas, the
  * default) or "cpu-dnnl", so tests/meson.build runs the op, network and PyTorch-agreement
  * tests once per CPU backend. A backend this build lacks ends the program with exit status 77

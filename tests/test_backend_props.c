@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The dispatch layer's side of the backend table: properties with their defaults filled in, and
  * the settings a backend leaves out (NULL slots, or settings it does not honour) answered by
  * dispatch without calling the backend. */

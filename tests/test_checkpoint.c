@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Checkpoints: bit-exact round trips, exact resumption of training, atomic saves, and refusal
  * of damaged or mismatched files without touching anything in memory. Also the safetensors
  * codec on its own: hand-made edge cases and random mutations that must never crash it. */
@@ -330,6 +331,164 @@ static void test_trainer_resume(void **state)
     sm_subnet_destroy(s);
 
     free(at_save);
+    free(after);
+    model_free(&a);
+    model_free(&b);
+}
+
+/* The same for a P x K run with the 0.3 sampling options and augmentation: the settings and
+ * both RNG streams come from the file, and the continued run is bit-identical. Then a pair
+ * run with negatives within the alphabet, whose draws depend on the restored fraction. */
+static void test_trainer_resume_pk(void **state)
+{
+    env *e = *state;
+    enum { N = 3, M = 4 };
+    for (int pk = 1; pk >= 0; pk--) {
+        model a, b;
+        model_make(e, ARCH, 21, 1, e->ds, 77, &a);
+        assert_int_equal(sm_trainer_set_param(a.t, SM_TRAINER_MICRO_BATCH, 2), SM_OK);
+        assert_int_equal(sm_adam_set(a.a, SM_ADAM_LEARNING_RATE, 1e-3), SM_OK);
+        if (pk) {
+            assert_int_equal(sm_trainer_set_param(a.t, SM_TRAINER_PK_IMAGES, 3), SM_OK);
+            assert_int_equal(sm_trainer_set_param(a.t, SM_TRAINER_PK_CLASSES, 3), SM_OK);
+            assert_int_equal(sm_trainer_set_param(a.t, SM_TRAINER_PK_LOSS, SM_PK_LOSS_SOFTMAX),
+                             SM_OK);
+            assert_int_equal(sm_trainer_set_param(a.t, SM_TRAINER_AUGMENT, SM_DISTORT_ALL),
+                             SM_OK);
+        }
+        assert_int_equal(sm_trainer_set_param(a.t, SM_TRAINER_ALPHABET_BALANCED, 1), SM_OK);
+        assert_int_equal(sm_trainer_set_real(a.t, SM_TRAINER_NEG_SAME_ALPHABET, 0.375), SM_OK);
+        train(&a, N, NULL);
+        const char *p = path_in(e, "trainer-pk.safetensors");
+        assert_int_equal(sm_trainer_save(a.t, p), SM_OK);
+        size_t n;
+        float la[M], lb[M];
+        train(&a, M, la);
+        float *after = params_of(a.s, a.h, &n);
+
+        model_make(e, ARCH, 99, 1, e->ds, 12345, &b);
+        assert_int_equal(sm_trainer_set_param(b.t, SM_TRAINER_PK_CLASSES, 2), SM_OK);
+        assert_int_equal(sm_trainer_load(b.t, p), SM_OK);
+        int64_t v;
+        double f;
+        assert_int_equal(sm_trainer_get_param(b.t, SM_TRAINER_PK_CLASSES, &v), SM_OK);
+        assert_int_equal(v, pk ? 3 : 0);
+        assert_int_equal(sm_trainer_get_param(b.t, SM_TRAINER_PK_IMAGES, &v), SM_OK);
+        assert_int_equal(v, pk ? 3 : 4);
+        assert_int_equal(sm_trainer_get_param(b.t, SM_TRAINER_PK_LOSS, &v), SM_OK);
+        assert_int_equal(v, pk ? SM_PK_LOSS_SOFTMAX : SM_PK_LOSS_BCE_BALANCED);
+        assert_int_equal(sm_trainer_get_param(b.t, SM_TRAINER_ALPHABET_BALANCED, &v), SM_OK);
+        assert_int_equal(v, 1);
+        assert_int_equal(sm_trainer_get_real(b.t, SM_TRAINER_NEG_SAME_ALPHABET, &f), SM_OK);
+        assert_true(f == 0.375);
+        train(&b, M, lb);
+        assert_memory_equal(la, lb, sizeof la);
+        assert_params_equal(after, n, b.s, b.h);
+        free(after);
+        model_free(&a);
+        model_free(&b);
+    }
+}
+
+/* The learning-rate schedule and the weight decay (0.3) are saved with the Adam state: a run
+ * with warm-up, cosine decay and decay of all three kinds, stopped inside the warm-up, resumes
+ * into a trainer with none of them set and continues bit for bit. */
+static const char *const sched_keys[8] = {
+    "\"adam_warmup_steps\"",  "\"adam_schedule\"",          "\"adam_schedule_steps\"",
+    "\"adam_min_lr_factor\"", "\"adam_step_gamma\"",        "\"adam_weight_decay_conv\"",
+    "\"adam_weight_decay_fc\"", "\"adam_weight_decay_head\""};
+
+static void set_schedule(sm_adam *a)
+{
+    assert_int_equal(sm_adam_set(a, SM_ADAM_LEARNING_RATE, 1e-3), SM_OK);
+    assert_int_equal(sm_adam_set(a, SM_ADAM_WARMUP_STEPS, 2), SM_OK);
+    assert_int_equal(sm_adam_set(a, SM_ADAM_SCHEDULE, SM_ADAM_SCHEDULE_COSINE), SM_OK);
+    assert_int_equal(sm_adam_set(a, SM_ADAM_SCHEDULE_STEPS, 5), SM_OK);
+    assert_int_equal(sm_adam_set(a, SM_ADAM_MIN_LR_FACTOR, 0.1), SM_OK);
+    assert_int_equal(sm_adam_set(a, SM_ADAM_STEP_GAMMA, 0.5), SM_OK);
+    assert_int_equal(sm_adam_set(a, SM_ADAM_WEIGHT_DECAY_CONV, 0.01), SM_OK);
+    assert_int_equal(sm_adam_set(a, SM_ADAM_WEIGHT_DECAY_FC, 0.02), SM_OK);
+    assert_int_equal(sm_adam_set(a, SM_ADAM_WEIGHT_DECAY_HEAD, 0.03), SM_OK);
+}
+
+static void test_trainer_resume_schedule(void **state)
+{
+    env *e = *state;
+    enum { N = 1, M = 7 }; /* stop inside the warm-up; go past the cosine's end */
+    model a, b, c;
+    model_make(e, ARCH, 21, 1, e->ds, 77, &a);
+    set_schedule(a.a);
+    train(&a, N, NULL);
+    const char *p = path_in(e, "sched.safetensors");
+    assert_int_equal(sm_trainer_save(a.t, p), SM_OK);
+    size_t n;
+    float la[M], lb[M];
+    double lra[M], lrb[M];
+    for (int i = 0; i < M; i++) {
+        train(&a, 1, &la[i]);
+        assert_int_equal(sm_adam_current_lr(a.a, &lra[i]), SM_OK);
+    }
+    float *after = params_of(a.s, a.h, &n);
+
+    model_make(e, ARCH, 99, 1, e->ds, 12345, &b);
+    assert_int_equal(sm_trainer_load(b.t, p), SM_OK);
+    const sm_adam_param keys[] = {SM_ADAM_WARMUP_STEPS,      SM_ADAM_SCHEDULE,
+                                  SM_ADAM_SCHEDULE_STEPS,    SM_ADAM_MIN_LR_FACTOR,
+                                  SM_ADAM_STEP_GAMMA,        SM_ADAM_WEIGHT_DECAY_CONV,
+                                  SM_ADAM_WEIGHT_DECAY_FC,   SM_ADAM_WEIGHT_DECAY_HEAD};
+    const double want[] = {2, SM_ADAM_SCHEDULE_COSINE, 5, 0.1, 0.5, 0.01, 0.02, 0.03};
+    for (size_t i = 0; i < 8; i++) {
+        double v = -1;
+        assert_int_equal(sm_adam_get(b.a, keys[i], &v), SM_OK);
+        assert_true(v == want[i]);
+    }
+    for (int i = 0; i < M; i++) {
+        train(&b, 1, &lb[i]);
+        assert_int_equal(sm_adam_current_lr(b.a, &lrb[i]), SM_OK);
+    }
+    assert_memory_equal(la, lb, sizeof la);
+    assert_memory_equal(lra, lrb, sizeof lra);
+    assert_params_equal(after, n, b.s, b.h);
+    /* step 2: the warm-up's end, full rate; step 8: past W + T + 1 = 8, the floor */
+    assert_true(lra[0] == 1e-3);
+    assert_true(fabs(lra[M - 1] - 1e-4) < 1e-18);
+
+    /* A file without the eight keys (from before 0.3; here renamed to unknown ones) loads
+     * with the defaults, whatever the trainer had set; a file with some of them is refused. */
+    size_t len;
+    uint8_t *bytes = read_file(p, &len);
+    for (size_t i = 0; i < 8; i++) {
+        char old[64];
+        snprintf(old, sizeof old, "%s", sched_keys[i]);
+        old[1] = 'x';
+        patch_header(bytes, len, sched_keys[i], old);
+        fix_crc(bytes, len);
+        const char *q = path_in(e, "old.safetensors");
+        write_file(q, bytes, len);
+        model_make(e, ARCH, 5, 1, e->ds, 6, &c);
+        set_schedule(c.a);
+        sm_status st = sm_trainer_load(c.t, q);
+        if (i < 7) {
+            assert_int_equal(st, SM_ERR_FORMAT);
+            assert_non_null(strstr(sm_last_error(), "all or none"));
+            double v;
+            assert_int_equal(sm_adam_get(c.a, SM_ADAM_WARMUP_STEPS, &v), SM_OK);
+            assert_true(v == 2); /* unchanged */
+        } else {
+            assert_int_equal(st, SM_OK);
+            const double defaults[] = {0, SM_ADAM_SCHEDULE_CONSTANT, 0, 0, 0.1, 0, 0, 0};
+            for (size_t k = 0; k < 8; k++) {
+                double v = -1;
+                assert_int_equal(sm_adam_get(c.a, keys[k], &v), SM_OK);
+                assert_true(v == defaults[k]);
+            }
+            double lr;
+            assert_int_equal(sm_adam_current_lr(c.a, &lr), SM_OK);
+            assert_true(lr == 1e-3);
+        }
+        model_free(&c);
+    }
+    free(bytes);
     free(after);
     model_free(&a);
     model_free(&b);
@@ -983,6 +1142,8 @@ int main(void)
         cmocka_unit_test(test_safetensors_writer),
         cmocka_unit_test_setup_teardown(test_model_roundtrip, setup, teardown),
         cmocka_unit_test_setup_teardown(test_trainer_resume, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_trainer_resume_pk, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_trainer_resume_schedule, setup, teardown),
         cmocka_unit_test_setup_teardown(test_trainer_without_dataset, setup, teardown),
         cmocka_unit_test_setup_teardown(test_atomic_save, setup, teardown),
         cmocka_unit_test_setup_teardown(test_damaged_model_files, setup, teardown),

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Crash-safe checkpoints.
  *
  * Killed saves: a checkpoint A (a trainer after a few steps) is on disk; a child process loops

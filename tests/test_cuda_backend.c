@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The cuda backend's loading and refusal, on any machine: what the dispatch layer says when the
  * module is missing or broken, what the module says when there is no driver or no device, that
  * AUTO then falls back to cpu-blas and records why, and the option calls. Where a GPU is usable,

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The cuda backend against cpu-blas (the reference), on a GPU: every vtable op on random inputs,
  * then whole networks (loss and every gradient at the same weights and batch, a small
  * architecture and Koch's at a small batch, with micro-batches so that a smaller last chunk
@@ -336,16 +337,17 @@ static void adam_and_finite_ops(void **state)
     assert_int_equal(OPS(cpu)->zero(cpu->ctx, v.c, n * 4), SM_OK);
     assert_int_equal(OPS(gpu)->zero(gpu->ctx, m.g, n * 4), SM_OK);
     assert_int_equal(OPS(gpu)->zero(gpu->ctx, v.g, n * 4), SM_OK);
-    for (int t = 1; t <= 3; t++) {
+    for (int t = 1; t <= 4; t++) {
         float step = (float)(6e-5 * sqrt(1 - pow(0.99, t)) / (1 - pow(0.9, t)));
+        float wd = t > 2 ? 0.01f : 0.0f; /* both kernels: without and with L2 decay */
         assert_int_equal(OPS(cpu)->adam_update(cpu->ctx, n, p.c, g.c, m.c, v.c, step, 0.9f,
-                                               0.99f, 1e-8f),
+                                               0.99f, 1e-8f, wd),
                          SM_OK);
         assert_int_equal(OPS(gpu)->adam_update(gpu->ctx, n, p.g, g.g, m.g, v.g, step, 0.9f,
-                                               0.99f, 1e-8f),
+                                               0.99f, 1e-8f, wd),
                          SM_OK);
     }
-    check_close("adam parameters (3 steps)", p.c, p.g, n, 1e-6);
+    check_close("adam parameters (4 steps, 2 with decay)", p.c, p.g, n, 1e-6);
     check_close("adam m", m.c, m.g, n, 1e-6);
     check_close("adam v", v.c, v.g, n, 1e-6);
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Datasets: loading Omniglot-like folders and zips (generated here), refusing bad input with the
  * right status and a message naming the file, in-memory datasets, synthetic glyphs. */
 #include <setjmp.h>

@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
 """Compiles every C sample of the documentation (suite "docs").
 
 Every ```c block of README.md and docs/*.md is compiled against the built library with

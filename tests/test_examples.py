@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
 """The example programs as a user runs them (suite "examples").
 
 siamese-train on a tiny synthetic setup with figures, validation and every kind of evaluation;
@@ -140,6 +141,62 @@ with tempfile.TemporaryDirectory(prefix="siamese-examples.") as tmp:
     check(rc == 0 and "time limit of 1 s reached after" in so and "(i)" in so,
           f"--time-limit stops training, saves and evaluates (rc {rc})")
 
+    # --pk, --pk-loss, --neg-same-alphabet, --alphabet-balanced (0.3), and a resume of them
+    out_pk = os.path.join(tmp, "out-pk")
+    pk = ["--pk", "4,3", "--pk-loss", "bce-unweighted", "--neg-same-alphabet", "0.5",
+          "--alphabet-balanced", "--no-figures", "--validate-every", "0", "--episodes", "0",
+          "--out", out_pk]
+    rc, so, se = run("siamese-train", *base, "--iterations", "3", *pk)
+    check(rc == 0 and "P x K batches: 4 classes x 3 images = 12 images, 66 pairs" in so
+          and "alphabet-balanced on" in so, f"--pk trains (rc {rc}) {so[-300:]} {se[-300:]}")
+    rc, so, se = run("siamese-train", *base, "--iterations", "5", "--resume", *pk)
+    with open(os.path.join(out_pk, "loss.csv")) as f:
+        iters = [r.split(",")[0] for r in f.read().splitlines()[1:]]
+    check(rc == 0 and iters == [str(i) for i in range(1, 6)], f"--pk --resume ({iters})")
+    for bad in (["--pk", "1,4"], ["--pk", "4"], ["--pk", "4,1"], ["--pk-loss", "hinge"],
+                ["--neg-same-alphabet", "1.5"]):
+        rc, so, se = run("siamese-train", *base, *bad, "--out", os.path.join(tmp, "bad"))
+        check(rc == 2 and bad[0] in se, f"{bad} is refused (rc {rc}) {se[-200:]}")
+    rc, so, se = run("siamese-train", *base, "--iterations", "2", "--pk", "4,5", "--no-figures",
+                     "--validate-every", "0", "--episodes", "0", "--out", os.path.join(tmp, "out-pk-bad"))
+    check(rc != 0 and "largest class has 4" in se, f"--pk 4,5 on 4-image classes: {se[-300:]}")
+
+    # Learning-rate schedule and weight decay: the progress line shows the rate (warm-up 2:
+    # half at step 1; cosine to 1e-3 * 0.1 reached at the last step by default), and a run
+    # stopped at step 3 and resumed continues exactly (the same losses as one straight run).
+    sched = ["--no-figures", "--validate-every", "0", "--episodes", "0", "--warmup", "2",
+             "--schedule", "cosine", "--min-lr-factor", "0.1", "--weight-decay-conv", "1e-3",
+             "--weight-decay-fc", "2e-3", "--weight-decay-head", "1e-2"]
+    out4 = os.path.join(tmp, "out4")
+    rc, so, se = run("siamese-train", *base, *sched, "--iterations", "6", "--out", out4)
+    check(rc == 0 and "learning-rate schedule: warm-up 2 steps, then cosine over 3 steps down "
+          "to 0.0001" in so and "weight decay (L2, biases excluded): conv 0.001, fc 0.002, "
+          "head 0.01" in so, f"--warmup/--schedule cosine/--weight-decay-* train (rc {rc}) "
+          f"{so[-300:]} {se[-300:]}")
+    check(re.search(r"^1/6 .* lr 0\.0005 ", se, re.M) is not None and
+          re.search(r"^6/6 .* lr 0\.0001 ", se, re.M) is not None,
+          f"the progress line shows the scheduled rate ({se[:400]})")
+    out5 = os.path.join(tmp, "out5")
+    with open(os.path.join(out4, "loss.csv")) as f:
+        straight = [r.split(",")[1] for r in f.read().splitlines()[1:]]
+    rc1, _, se1 = run("siamese-train", *base, *sched, "--schedule-steps", "3", "--iterations",
+                      "3", "--out", out5)
+    rc2, so2, se2 = run("siamese-train", *base, *sched, "--schedule-steps", "3", "--iterations",
+                        "6", "--resume", "--out", out5)
+    with open(os.path.join(out5, "loss.csv")) as f:
+        resumed = [r.split(",")[1] for r in f.read().splitlines()[1:]]
+    check(rc1 == 0 and rc2 == 0 and "resumed from" in so2 and resumed == straight,
+          f"a scheduled run resumed at step 4 gives the straight run's losses ({resumed} vs "
+          f"{straight}) {se1[-200:]} {se2[-200:]}")
+    out6 = os.path.join(tmp, "out6")
+    rc, so, se = run("siamese-train", *base, "--no-figures", "--validate-every", "0",
+                     "--episodes", "0", "--iterations", "7", "--schedule", "step",
+                     "--schedule-steps", "3", "--step-gamma", "0.5", "--out", out6)
+    check(rc == 0 and re.search(r"^3/7 .* lr 0\.001 ", se, re.M) is not None and
+          re.search(r"^4/7 .* lr 0\.0005 ", se, re.M) is not None and
+          re.search(r"^7/7 .* lr 0\.00025 ", se, re.M) is not None,
+          f"--schedule step halves the rate every 3 steps (rc {rc}) {se[-500:]}")
+
     # --- siamese-compare on any PNG ---------------------------------------------------------
     model = os.path.join(out, "model.safetensors")
     pngs = {
@@ -248,6 +305,15 @@ with tempfile.TemporaryDirectory(prefix="siamese-examples.") as tmp:
         ("siamese-train", ["--backend", "gpu"], "--backend wants auto, cpu, cpu-dnnl or cuda"),
         ("siamese-train", ["--way", "1"], "--way wants a whole number in [2, 1000]"),
         ("siamese-train", ["--time-limit", "-1m"], "--time-limit wants a duration"),
+        ("siamese-train", ["--schedule", "linear"], "--schedule wants constant, cosine or step"),
+        ("siamese-train", ["--schedule", "step"], "--schedule step needs --schedule-steps"),
+        ("siamese-train", ["--schedule-steps", "0"], "--schedule-steps wants a whole number"),
+        ("siamese-train", ["--warmup", "-1"], "--warmup wants a whole number"),
+        ("siamese-train", ["--min-lr-factor", "1.5"], "--min-lr-factor wants a number"),
+        ("siamese-train", ["--step-gamma", "0"], "--step-gamma wants a number"),
+        ("siamese-train", ["--weight-decay-conv", "nan"], "--weight-decay-conv wants a number"),
+        ("siamese-train", ["--weight-decay-fc", "-1"], "--weight-decay-fc wants a number"),
+        ("siamese-train", ["--weight-decay-head", "2"], "--weight-decay-head wants a number"),
         ("siamese-compare", [], "expected 3 arguments"),
         ("siamese-compare", [model, not_png], "expected 3 arguments"),
         ("siamese-compare", [os.path.join(tmp, "none.safetensors"), not_png, not_png],

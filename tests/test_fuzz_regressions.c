@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Replays every fuzz seed (fuzz/corpus/<target>/) and every input a fuzzer once crashed on
  * (fuzz/regressions/<target>/) through the fuzz targets' own bodies (fuzz/<target>_entry.c),
  * in the normal build: each must return 0 (no broken invariant) and, under the sanitizer

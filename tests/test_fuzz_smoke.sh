@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: MIT
 # The fuzz smoke test: builds the libFuzzer targets (fuzz/) with clang, ASan and UBSan in a
 # build folder of its own under the build folder (kept between runs, so a rerun only rebuilds
 # what changed), then runs each target on its committed corpus for SECONDS seconds (15 by

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # Every public header (siamese.h and each topic header it includes) compiles on its own
 # (included first and alone, twice for the include guard), as C11 and as C++11, with warnings
 # as errors; and siamese.h includes every other header, so that it stays the one include a

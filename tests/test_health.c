@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Training health (since 0.2): reports every N iterations with the smoothed loss and the
  * validation accuracy, the "stuck at ln 2" and "collapsed" warnings, and validation that
  * leaves training bit-identical. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Images of any kind and size (since 0.2): the grey rule for colour, palette and alpha PNGs,
  * sm_image_load_png and sm_image_resize, datasets of other sizes (28x28, non-square) through
  * sampler, trainer and prediction, and classes of uneven sizes. */

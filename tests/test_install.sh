@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: MIT
 # Installs the build into a temporary DESTDIR, then checks what a user gets from it:
 #  - every header of include/siamese/ is installed and compiles alone from the installed copy;
 #  - tests/pkgconfig/consumer.c compiles with -Werror against the installed headers and links

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Resource limits (sm_set_limit): inputs that claim huge sizes are refused with SM_ERR_LIMIT
  * before the allocation, with a message that names the file, the size claimed, the limit and
  * how to raise it; raising the limit makes the same input load where it is valid. Every test

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* API misuse: every public call given NULL handles, zero / negative / huge sizes, unknown enum
  * values, mismatched handles, or called in the wrong order returns its status with a message,
  * writes no output, and leaves its handles usable. (The basic NULL checks are in test_api.c.)

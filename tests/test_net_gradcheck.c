@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The whole network's gradient, as the trainer computes it in float through the backend, against
  * central finite differences of a double-precision reference network (ref_ops.c) built from the
  * same layer list. This checks the core's wiring of the backward pass: layer order, aliasing,

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Numerical faults: a non-finite gradient or loss, planted through the test-only hook
  * sm__inject_nonfinite (lib/model.h) after a real forward/backward pass, makes sm_train_step and
  * sm_train_step_batch return SM_ERR_NUMERIC with a message, and leaves everything exactly as

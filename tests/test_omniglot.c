@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Real-data integration test: Omniglot, read directly from the zips in $SIAMESE_OMNIGLOT_DIR
  * (scripts/fetch-omniglot.sh fills data/omniglot; CI points it at its own copy; the data is
  * never committed).

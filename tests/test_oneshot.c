@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Evaluation (since 0.2): verification accuracy as docs/reference.md defines it, N-way k-shot episodes,
  * the official run format read from folders and zips the test writes, and the rule that a
  * model with constant output scores chance, never 100 %. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Every backend op against the double-precision oracle (ref_ops.c), and every backward op
  * against central finite differences of that oracle in double precision. Runs on each
  * backend that is usable here (the data crosses with upload/download, so the same checks
@@ -565,21 +566,24 @@ static void test_bce(void **state)
 
 /* ---- Adam and the finiteness check ---- */
 
+/* Without decay (wd = 0), and with classic L2 decay: the gradient is g + wd p. */
 static void test_adam_update(void **state)
 {
     (void)state;
+    for (int k = 0; k < 2; k++) {
     enum { N = 100 };
     double *p = rnd(N, -1, 1), *g = rnd(N, -1, 1), *m = rnd(N, -0.1, 0.1), *v = rnd(N, 0, 0.01);
     double wp[N], wm[N], wv[N], got[N];
-    const double step = 1e-3, b1 = 0.9, b2 = 0.99, eps = 1e-8;
+    const double step = 1e-3, b1 = 0.9, b2 = 0.99, eps = 1e-8, wd = k ? 0.25 : 0.0;
     for (int i = 0; i < N; i++) {
-        wm[i] = b1 * m[i] + (1 - b1) * g[i];
-        wv[i] = b2 * v[i] + (1 - b2) * g[i] * g[i];
+        double gi = g[i] + wd * p[i];
+        wm[i] = b1 * m[i] + (1 - b1) * gi;
+        wv[i] = b2 * v[i] + (1 - b2) * gi * gi;
         wp[i] = p[i] - step * wm[i] / (sqrt(wv[i]) + eps);
     }
     float *dp = to_dev(p, N), *dg = to_dev(g, N), *dm = to_dev(m, N), *dv = to_dev(v, N);
     assert_int_equal(be->ops->adam_update(be->ctx, N, dp, dg, dm, dv, (float)step, (float)b1,
-                                          (float)b2, (float)eps),
+                                          (float)b2, (float)eps, (float)wd),
                      SM_OK);
     from_dev(dp, N, got);
     expect_close("adam params", got, wp, N, 1e-6);
@@ -590,6 +594,7 @@ static void test_adam_update(void **state)
     void *devs[] = {dp, dg, dm, dv};
     for (size_t i = 0; i < 4; i++) be->ops->free(be->ctx, devs[i]);
     free(p), free(g), free(m), free(v);
+    }
 }
 
 static void test_all_finite(void **state)

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The CPU path against PyTorch: loss, every gradient, and three Adam steps on fixed weights and
  * inputs, read from tests/data/reference_<case>.bin (written by tests/gen/make_reference.py,
  * which documents the format). The reference is the float32 network evaluated in float64, so

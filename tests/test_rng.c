@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The library's RNG: reproducible streams, unbiased bounded integers, a sane normal. */
 #include <math.h>
 #include <setjmp.h>

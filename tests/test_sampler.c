@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The pair sampler (docs/reference.md): balance, what similar and dissimilar pairs hold, reproducibility,
  * resuming from a saved RNG state, and the datasets it must refuse. */
 #include <setjmp.h>

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # The whole test suite under AddressSanitizer + UndefinedBehaviorSanitizer (leak detection on).
 # Configures a second build of this source tree in BUILD_ROOT/sanitize-asan
 # (-Db_sanitize=address,undefined, debugoptimized, no examples), builds it, and runs its

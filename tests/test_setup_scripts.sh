@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # The set-up scripts as a user runs them, without a network (suite 'scripts'):
 #  - scripts/fetch-omniglot.sh against a local "server" folder (file:// URL) and a sums file of
 #    the test's own: downloads, verifies, keeps nothing partial or wrong, is a no-op when the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Workspaces are allocated when a trainer is created or resized, never per step: after one
  * warm-up step, further steps (full and partial micro-batches) make no allocation through the
  * library's allocator. On cpu-blas every buffer goes through it; SIAMESE_TEST_BACKEND=cpu-dnnl

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The concurrency rules of siamese.h, exercised: many threads predicting and embedding with one
  * trained model (const subnet + head) get exactly the single-threaded results, bit for bit;
  * trainers that share nothing but a backend and a (const) dataset train at the same time and

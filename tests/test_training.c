@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Learning: a short training run on generated glyphs reaches clearly better-than-chance
  * verification accuracy on classes it never saw (the reference's protocol: 5 x 150 random pairs). */
 #include <math.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* SM_TRY's debug trace: in a build without NDEBUG, a failure logs, at SM_LOG_DEBUG, the file,
  * line and expression of every SM_TRY it passes through. The project's default build is a
  * release build (NDEBUG), so this file undefines NDEBUG itself: its own SM_TRY always traces,

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # tests/test_threads.c under ThreadSanitizer: builds this source tree again in
 # BUILD_ROOT/sanitize-tsan (-Db_sanitize=thread, no examples), builds only the threads test,
 # runs it, and fails on any TSan report (data race, lock-order inversion, ...).

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # Runs test executables of the normal build under valgrind's memcheck: any invalid read or
 # write, use of uninitialised memory, or definite/indirect leak fails the test.
 # The executables are run directly (not through a nested `meson test` on the same build folder,

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 #include "train_state.h"
 
 #include <setjmp.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Test helper: a copy of everything a training step may change (parameters, Adam moments and
  * step count, iteration, sampler state), to prove that a failed call changed nothing or that a
  * resumed run matches an uninterrupted one bit for bit. */

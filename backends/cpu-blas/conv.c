@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Convolution as im2col + SGEMM (after darknet/Caffe's convolutional_layer.c), with several
  * images per GEMM: the columns of g images sit side by side ([C*kh*kw][g*oh*ow]), so the late
  * layers, whose images give only 36 or 324 columns each, still hand OpenBLAS products wide

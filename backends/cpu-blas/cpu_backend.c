@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The cpu-blas backend's vtable: OpenBLAS for every GEMM, the library's own loops for the rest.
  * One line per slot, so a new slot shows up in review (ggml-blas). */
 #include <cblas.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Private to the cpu-blas backend: its context and the op functions its vtable points to.
  * Buffers are plain host memory. */
 #ifndef SM_CPU_BLAS_INTERNAL_H
@@ -35,7 +36,7 @@ sm_status sm__cpu_gemm(void *ctx, bool trans_a, bool trans_b, int m, int n, int 
 sm_status sm__cpu_bias_add(void *ctx, int rows, int cols, const float *bias, float *y);
 sm_status sm__cpu_bias_grad(void *ctx, int rows, int cols, const float *dy, float *db);
 sm_status sm__cpu_adam_update(void *ctx, size_t n, float *p, const float *g, float *m, float *v,
-                              float step, float b1, float b2, float eps);
+                              float step, float b1, float b2, float eps, float wd);
 sm_status sm__cpu_all_finite(void *ctx, size_t n, const float *x, bool *finite);
 
 sm_status sm__cpu_absdiff_fwd(void *ctx, size_t n, const float *a, const float *b, float *d);

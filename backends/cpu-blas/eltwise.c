@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Element-wise ops and the Adam update, split over the backend's threads in contiguous ranges
  * (each element is computed by exactly one thread, so the bits do not depend on the count). */
 #include <math.h>
@@ -12,7 +13,7 @@ enum { GRAIN = 1 << 15 };
 typedef struct elt_job {
     const float *a, *b, *c;
     float *x, *y, *z;
-    float s0, s1, s2, s3;
+    float s0, s1, s2, s3, s4;
 } elt_job;
 
 static void relu_fwd_range(void *p, size_t i0, size_t i1)
@@ -121,12 +122,29 @@ static void adam_range(void *p, size_t i0, size_t i1)
     }
 }
 
+/* The same with classic L2 decay: the gradient is g + wd p (p before this update). A loop of
+ * its own, so that the loop without decay stays exactly as it was (bit for bit). */
+static void adam_decay_range(void *p, size_t i0, size_t i1)
+{
+    const elt_job *j = p;
+    const float step = j->s0, b1 = j->s1, b2 = j->s2, eps = j->s3, wd = j->s4;
+    float *pp = j->x, *m = j->y, *v = j->z;
+    const float *g = j->a;
+    for (size_t i = i0; i < i1; i++) {
+        const float gi = g[i] + wd * pp[i];
+        m[i] = b1 * m[i] + (1.0f - b1) * gi;
+        v[i] = b2 * v[i] + (1.0f - b2) * gi * gi;
+        pp[i] -= step * m[i] / (sqrtf(v[i]) + eps);
+    }
+}
+
 sm_status sm__cpu_adam_update(void *ctx, size_t n, float *p, const float *g, float *m, float *v,
-                              float step, float b1, float b2, float eps)
+                              float step, float b1, float b2, float eps, float wd)
 {
     (void)ctx;
-    elt_job j = {.a = g, .x = p, .y = m, .z = v, .s0 = step, .s1 = b1, .s2 = b2, .s3 = eps};
-    sm__cpu_parallel_for(n, GRAIN, adam_range, &j);
+    elt_job j = {.a = g, .x = p, .y = m, .z = v, .s0 = step, .s1 = b1, .s2 = b2, .s3 = eps,
+                 .s4 = wd};
+    sm__cpu_parallel_for(n, GRAIN, wd != 0.0f ? adam_decay_range : adam_range, &j);
     return SM_OK;
 }
 

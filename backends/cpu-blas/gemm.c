@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The dense GEMM slot: OpenBLAS, row-major. */
 #include <cblas.h>
 

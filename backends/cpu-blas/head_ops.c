@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The head's element-wise ops: |F1 - F2| and the fused sigmoid + clipped BCE. */
 #include <float.h>
 #include <math.h>

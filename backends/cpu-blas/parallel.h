@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* A parallel loop for the backends' own loops (im2col, pooling, element-wise, Adam). Each CPU
  * backend links the implementation that matches the thread pool of its heavy library, so our
  * loops and BLAS/oneDNN never run more threads than there are cores: cpu-blas splits the work

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* sm__cpu_parallel_for for cpu-blas: the work is split into as many ranges as OpenBLAS has
  * threads, one run by the caller and the others by threads made for the call. A call costs tens
  * of microseconds while the loops it carries take milliseconds, and nothing outlives the call:

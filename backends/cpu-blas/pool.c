@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Max pooling, window = stride; the argmax of each window is kept for the backward scatter
  * (darknet's maxpool_layer.c). Ties go to the first element in row-major order, as PyTorch.
  * One (n, c) plane per work unit, so the planes run on all threads. */

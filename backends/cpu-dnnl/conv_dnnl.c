@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Convolutions on oneDNN primitives. The vtable's tensors are NCHW (weights OIHW); oneDNN's
  * AVX-512 kernels want blocked layouts (nChw16c, OIhw16i16o), so each primitive is created with
  * format `any` and its tensors are reordered on the way in and out. The reorders move each

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The cpu-dnnl backend's entry point, context and vtable. Built as the module
  * libsiamese-dnnl.so, which the core dlopens (lib/backend.c), so libsiamese.so keeps no
  * link-time oneDNN dependency; only sm_backend_module_entry is exported (module.map).

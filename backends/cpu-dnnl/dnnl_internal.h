@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Private to the cpu-dnnl module: its context, the host's error functions (the module cannot
  * link the core's hidden sm__fail), and the oneDNN convolution ops. Buffers are plain host
  * memory, NCHW at the vtable, so every op not in conv_dnnl.c is cpu-blas's own loop. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* sm__cpu_parallel_for for cpu-dnnl: our loops run on oneDNN's own OpenMP team, with the same
  * thread count, so they never compete with oneDNN's workers (which would otherwise spin in
  * libgomp's wait loop beside a second set of threads). */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Device memory for the core's buffers. The core allocates and frees its scratch around every
  * prediction call; cudaMalloc is slow and cudaFree waits for the whole device, so freed blocks
  * are kept and handed out again for the same size (PyTorch's caching allocator, in miniature).

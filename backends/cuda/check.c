@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Vendor statuses to sm_status, with the vendor's own name and text in the message, through the
  * core's error function (the module cannot link the core's hidden sm__fail). */
 #include <stdarg.h>

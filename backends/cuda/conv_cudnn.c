@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Convolutions on cuDNN's legacy (v7-style) API, still in cuDNN 9: per layer shape, descriptors
  * and a ranked list of algorithms are made once and cached in the context (darknet's
  * cudnn_convolutional_setup, minus its ignored statuses). Each call then takes the best-ranked

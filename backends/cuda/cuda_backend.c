@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The cuda backend's entry point, probe, context and memory ops. Built as the module
  * libsiamese-cuda.so, which the core dlopens (lib/backend.c); only sm_backend_module_entry is
  * exported (module.map). One device (0), one stream per backend; every vendor status becomes an

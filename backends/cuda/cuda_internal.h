@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Private to the cuda backend: its context, the host callbacks it reports errors through, and
  * the vendor-status converters. Buffers are device memory (cudaMalloc) on device 0. */
 #ifndef SM_CUDA_INTERNAL_H
@@ -100,7 +101,7 @@ sm_status smc_absdiff_bwd(void *ctx, size_t n, const float *a, const float *b, c
 sm_status smc_bce_fwd_bwd(void *ctx, int n, const float *logits, const float *labels,
                           float scale, float *scores, float *loss_sum, float *dlogits);
 sm_status smc_adam_update(void *ctx, size_t n, float *p, const float *g, float *m, float *v,
-                          float step, float b1, float b2, float eps);
+                          float step, float b1, float b2, float eps, float wd);
 sm_status smc_all_finite(void *ctx, size_t n, const float *x, bool *finite);
 
 #endif

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 // The cuda backend's own kernels: what neither cuDNN nor cuBLAS offers in the exact form the
 // vtable specifies (backends/cpu-blas is the reference for every formula here). Plain float
 // arithmetic, no fast-math intrinsics, so results track the CPU to rounding. One file, so that
@@ -125,6 +126,22 @@ __global__ void adam(size_t n, float *p, const float *g, float *m, float *v, flo
     }
 }
 
+// The same with classic L2 decay, g + wd p; a kernel of its own so that the one without decay
+// stays bit for bit as it was.
+__global__ void adam_decay(size_t n, float *p, const float *g, float *m, float *v, float step,
+                           float b1, float b2, float eps, float wd)
+{
+    for (size_t i = first_index(); i < n; i += grid_stride()) {
+        float pi = p[i];
+        float gi = g[i] + wd * pi;
+        float mi = b1 * m[i] + (1.0f - b1) * gi;
+        float vi = b2 * v[i] + (1.0f - b2) * gi * gi;
+        m[i] = mi;
+        v[i] = vi;
+        p[i] = pi - step * mi / (sqrtf(vi) + eps);
+    }
+}
+
 __global__ void any_nonfinite(size_t n, const float *x, int *flag)
 {
     bool bad = false;
@@ -235,9 +252,12 @@ cudaError_t smk_bce_fwd_bwd(cudaStream_t st, int n, const float *logits, const f
 }
 
 cudaError_t smk_adam(cudaStream_t st, size_t n, float *p, const float *g, float *m, float *v,
-                     float step, float b1, float b2, float eps)
+                     float step, float b1, float b2, float eps, float wd)
 {
-    if (n) adam<<<blocks_for(n), kThreads, 0, st>>>(n, p, g, m, v, step, b1, b2, eps);
+    if (n && wd != 0.0f)
+        adam_decay<<<blocks_for(n), kThreads, 0, st>>>(n, p, g, m, v, step, b1, b2, eps, wd);
+    else if (n)
+        adam<<<blocks_for(n), kThreads, 0, st>>>(n, p, g, m, v, step, b1, b2, eps);
     return cudaGetLastError();
 }
 

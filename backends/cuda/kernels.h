@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Private to the cuda backend: the launchers of its own kernels (kernels.cu), callable from C.
  * Each enqueues on `stream` and returns the launch status (cudaGetLastError), never waits. */
 #ifndef SM_CUDA_KERNELS_H
@@ -24,8 +25,9 @@ cudaError_t smk_absdiff_bwd(cudaStream_t st, size_t n, const float *a, const flo
                             const float *dd, float *da, float *db);
 cudaError_t smk_bce_fwd_bwd(cudaStream_t st, int n, const float *logits, const float *labels,
                             float scale, float *scores, float *loss_sum, float *dlogits);
+/* wd: classic L2 decay (g + wd p); 0 runs the kernel without it. */
 cudaError_t smk_adam(cudaStream_t st, size_t n, float *p, const float *g, float *m, float *v,
-                     float step, float b1, float b2, float eps);
+                     float step, float b1, float b2, float eps, float wd);
 /* *flag (device int, zeroed by the caller) becomes 1 if some x[i] is NaN or infinite. */
 cudaError_t smk_any_nonfinite(cudaStream_t st, size_t n, const float *x, int *flag);
 /* Pooling with window = stride over planes = n * c planes. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The vtable's dense and element-wise ops: GEMM on cuBLAS, the rest on kernels.cu. */
 #include "cuda_internal.h"
 #include "kernels.h"
@@ -97,9 +98,9 @@ sm_status smc_bce_fwd_bwd(void *ctx, int n, const float *logits, const float *la
 }
 
 sm_status smc_adam_update(void *ctx, size_t n, float *p, const float *g, float *m, float *v,
-                          float step, float b1, float b2, float eps)
+                          float step, float b1, float b2, float eps, float wd)
 {
-    SMC_LAUNCH(smk_adam(((cuda_ctx *)ctx)->stream, n, p, g, m, v, step, b1, b2, eps),
+    SMC_LAUNCH(smk_adam(((cuda_ctx *)ctx)->stream, n, p, g, m, v, step, b1, b2, eps, wd),
                "Adam kernel");
 }
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* libsiamese: architectures: the twin subnetwork as a list of layers, its text form and the
  * presets ("koch", the reference; "laptop"). Part of the API <siamese/siamese.h> includes. */
 #ifndef SIAMESE_ARCH_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* libsiamese: compute backends (cpu-blas, cpu-dnnl, cuda): choosing one, creating it, its
  * thread count and options. Part of the API <siamese/siamese.h> includes. */
 #ifndef SIAMESE_BACKENDS_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* libsiamese: what every part of the API shares: the SM_API export macro, the version and
  * status functions, the per-thread error detail, the log callback and the resource limits.
  * <siamese/siamese.h> includes it with every other topic header, and states the conventions

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* libsiamese: data: datasets of labelled greyscale images, pair sampling, reading and
  * resizing PNG images, random distortions. Part of the API <siamese/siamese.h> includes. */
 #ifndef SIAMESE_DATA_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* libsiamese: evaluation: verification accuracy, N-way k-shot episodes and the official
  * one-shot runs, each reported as its own kind of number. Part of the API <siamese/siamese.h>
  * includes. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* libsiamese: the Siamese network: the twin subnetwork and the FC head, embeddings and
  * similarity scores, saving and loading a model. Part of the API <siamese/siamese.h>
  * includes. */

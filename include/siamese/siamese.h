@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* libsiamese: train and run Siamese convolutional networks from C.
  *
  * The whole public API in one include. The declarations live in topic headers, each complete

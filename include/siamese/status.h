@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* libsiamese: status codes.
  *
  * Values are part of the ABI: they are never renumbered or reused, and new codes are only

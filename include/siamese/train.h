@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* libsiamese: training: the Adam state, the trainer and its step, checkpoints to resume
  * from, health reports with validation. Part of the API <siamese/siamese.h> includes. */
 #ifndef SIAMESE_TRAIN_H
@@ -23,8 +24,46 @@ typedef enum sm_adam_param {
     SM_ADAM_LEARNING_RATE = 1, /* default 6e-5, range (0, 1] */
     SM_ADAM_BETA1 = 2,         /* default 0.9,  range [0, 1) */
     SM_ADAM_BETA2 = 3,         /* default 0.99, range [0, 1) */
-    SM_ADAM_EPSILON = 4        /* default 1e-8, range (0, 1] */
+    SM_ADAM_EPSILON = 4,       /* default 1e-8, range (0, 1] */
+
+    /* Since 0.3: a learning-rate schedule. The rate of the update with 1-based step number t is
+     * lr * f(t), f a pure function of t and the settings below (so a resumed run continues
+     * exactly); the bias correction above multiplies it as before. All off by default: f = 1,
+     * the reference. With W warm-up steps and s = t - W - 1 (steps after the warm-up, from 0):
+     *  - warm-up, t <= W: f = t / W, linear from 0 (step 1 runs at lr / W, step W at lr);
+     *  - then SM_ADAM_SCHEDULE_CONSTANT: f = 1;
+     *  - SM_ADAM_SCHEDULE_COSINE over T = SM_ADAM_SCHEDULE_STEPS steps to the floor
+     *    m = SM_ADAM_MIN_LR_FACTOR: f = m + (1 - m) (1 + cos(pi min(s, T) / T)) / 2, i.e. lr at
+     *    the first step after the warm-up, the floor lr * m from step W + T + 1 on (PyTorch's
+     *    CosineAnnealingLR stepped once per update, with eta_min = lr * m);
+     *  - SM_ADAM_SCHEDULE_STEP, S = SM_ADAM_SCHEDULE_STEPS, g = SM_ADAM_STEP_GAMMA:
+     *    f = g^floor(s / S): steps W+1..W+S at lr, the next S at lr * g, ... (StepLR).
+     * The cosine and step schedules need SM_ADAM_SCHEDULE_STEPS >= 1: an update without it
+     * fails with SM_ERR_STATE before it changes anything. Integer keys take integral values. */
+    SM_ADAM_WARMUP_STEPS = 5,   /* W, default 0 (no warm-up), integer 0..2^31-1 */
+    SM_ADAM_SCHEDULE = 6,       /* an sm_adam_schedule, default SM_ADAM_SCHEDULE_CONSTANT */
+    SM_ADAM_SCHEDULE_STEPS = 7, /* T (cosine) or S (step), default 0 (unset), 0..2^31-1 */
+    SM_ADAM_MIN_LR_FACTOR = 8,  /* m, cosine's floor, default 0, range [0, 1] */
+    SM_ADAM_STEP_GAMMA = 9,     /* g, step decay's factor, default 0.1, range (0, 1] */
+
+    /* Since 0.3: classic L2 weight decay (Koch et al.'s per-layer L2 regulariser), a
+     * coefficient per kind of weight: before the moments, g = g + lambda p for each weight
+     * (the gradient of (lambda / 2) |p|^2, added to the mean loss's), exactly what
+     * torch.optim.Adam(weight_decay=lambda) does. It is not AdamW's decoupled decay: the
+     * decay term goes through m and v. Biases (all layers, the head's too) are never decayed.
+     * Default 0 (the reference: no decay; the update is then bit-identical to one without
+     * these keys), range [0, 1]. */
+    SM_ADAM_WEIGHT_DECAY_CONV = 10, /* the twin's convolution weights */
+    SM_ADAM_WEIGHT_DECAY_FC = 11,   /* the twin's fully connected weights */
+    SM_ADAM_WEIGHT_DECAY_HEAD = 12  /* the head's weights (w of score = sigmoid(w . D + b)) */
 } sm_adam_param;
+
+/** Values of SM_ADAM_SCHEDULE (since 0.3). */
+typedef enum sm_adam_schedule {
+    SM_ADAM_SCHEDULE_CONSTANT = 0,
+    SM_ADAM_SCHEDULE_COSINE = 1,
+    SM_ADAM_SCHEDULE_STEP = 2
+} sm_adam_schedule;
 
 /** Adam state (moments, step count) for the parameters of `subnet` and `head` (borrowed: they
  *  must outlive it), with the reference's hyperparameters (the defaults of sm_adam_param:
@@ -38,6 +77,14 @@ SM_API sm_status sm_adam_set(sm_adam *adam, sm_adam_param key, double value);
 SM_API sm_status sm_adam_get(const sm_adam *adam, sm_adam_param key, double *value);
 /** Number of updates applied (t of the last update); -1 for NULL. */
 SM_API int64_t sm_adam_steps(const sm_adam *adam);
+/** The learning rate the update with 1-based step number `step` uses, lr * f(step) (the
+ *  schedule above; without the bias correction), into `*lr`. SM_ERR_INVALID_ARG for NULL or
+ *  step < 1; SM_ERR_STATE for a cosine or step schedule without SM_ADAM_SCHEDULE_STEPS.
+ *  Since 0.3. */
+SM_API sm_status sm_adam_lr_at(const sm_adam *adam, int64_t step, double *lr);
+/** The learning rate of the last update applied (step sm_adam_steps(adam)), or of the first
+ *  one before any: sm_adam_lr_at(adam, max(1, sm_adam_steps(adam)), lr). Since 0.3. */
+SM_API sm_status sm_adam_current_lr(const sm_adam *adam, double *lr);
 
 /* ---------------------------------------------------------------------------------------------
  * Training
@@ -50,13 +97,54 @@ typedef enum sm_trainer_param {
     SM_TRAINER_MICRO_BATCH = 2, /* pairs per forward/backward chunk, 1..65536; default 16 on
                                    the CPU backends, 32 on cuda; changes memory, not the
                                    result (beyond float rounding) */
-    SM_TRAINER_AUGMENT = 3      /* since 0.2: the distortions (an OR of sm_distort_part,
+    SM_TRAINER_AUGMENT = 3,     /* since 0.2: the distortions (an OR of sm_distort_part,
                                    siamese/data.h) sm_train_step applies to each sampled image,
                                    each image its own; 0 = none, the default (the reference);
                                    SM_DISTORT_ALL = Koch et al.'s. Drawn from the trainer's own
                                    augmentation RNG (seeded from the trainer's seed, saved in
                                    checkpoints), so the pairs drawn do not change with it */
+    /* since 0.3: sampling options and P x K batches (issue 11), all off by default; saved in
+       checkpoints. docs/architecture.md describes the P x K step. */
+    SM_TRAINER_ALPHABET_BALANCED = 20, /* 0 (default) / 1: each class drawn (for a pair or a
+                                          P x K batch) by first choosing an alphabet uniformly
+                                          among those that can give one, then a class in it */
+    SM_TRAINER_PK_CLASSES = 21, /* P: 0 = off (random pairs, the default); 2..4096: each step
+                                   samples P distinct classes (among those with at least K
+                                   images) and K distinct images of each, runs every image
+                                   through the twin once, and takes the loss over all
+                                   P*K*(P*K-1)/2 pairs of them (same class = similar).
+                                   SM_TRAINER_BATCH_SIZE is then unused; the twin runs in
+                                   chunks of 2 x min(MICRO_BATCH, BATCH_SIZE) images and the
+                                   head in chunks of as many pairs. P*K at most 4096. A dataset
+                                   that cannot give such a batch makes the step fail with
+                                   SM_ERR_DATASET (and the reason) */
+    SM_TRAINER_PK_IMAGES = 22,  /* K: images per class in a P x K batch, 2..4096, default 4 */
+    SM_TRAINER_PK_LOSS = 23     /* an sm_pk_loss, default SM_PK_LOSS_BCE_BALANCED */
 } sm_trainer_param;
+
+/** The loss of a P x K step (since 0.3). Similar pairs are far fewer than dissimilar ones
+ *  (P K(K-1)/2 against K^2 P(P-1)/2). */
+typedef enum sm_pk_loss {
+    SM_PK_LOSS_BCE_BALANCED = 0, /* BCE, similar and dissimilar pairs each weighted to half the
+                                    loss: 0.5 mean(similar) + 0.5 mean(dissimilar) */
+    SM_PK_LOSS_BCE = 1,          /* BCE, the plain mean over all pairs */
+    SM_PK_LOSS_SOFTMAX = 2       /* each image a query against all the others: a softmax over
+                                    the head's logits, cross-entropy against the uniform
+                                    distribution over its K-1 similar images; the mean over the
+                                    P*K queries. Ignores the head's bias (a shift of every
+                                    logit). Costs a second head pass */
+} sm_pk_loss;
+
+/** Real-valued trainer parameters (since 0.3), set with sm_trainer_set_real. */
+typedef enum sm_trainer_real {
+    SM_TRAINER_NEG_SAME_ALPHABET = 1 /* in [0, 1], default 0: the probability that a dissimilar
+                                        pair's second class is drawn from the first class's
+                                        alphabet (uniformly among its other classes); otherwise
+                                        it is drawn as without the option (any other class,
+                                        which may also share the alphabet). A class alone in
+                                        its alphabet falls back to that usual draw. Random
+                                        pairs only: a P x K batch has no drawn negatives */
+} sm_trainer_real;
 
 /** Called after every successful step. */
 typedef void (*sm_progress_fn)(void *user, int64_t iteration, float loss);
@@ -77,6 +165,12 @@ SM_API sm_status sm_trainer_set_param(sm_trainer *trainer, sm_trainer_param key,
 /** Reads a trainer parameter into `*value`. SM_ERR_INVALID_ARG for NULL or an unknown key. */
 SM_API sm_status sm_trainer_get_param(const sm_trainer *trainer, sm_trainer_param key,
                                       int64_t *value);
+/** Sets / reads a real-valued trainer parameter (sm_trainer_real gives ranges and defaults).
+ *  SM_ERR_INVALID_ARG for NULL, an unknown key or a value out of range (NaN included). Since
+ *  0.3. */
+SM_API sm_status sm_trainer_set_real(sm_trainer *trainer, sm_trainer_real key, double value);
+SM_API sm_status sm_trainer_get_real(const sm_trainer *trainer, sm_trainer_real key,
+                                     double *value);
 /** Installs the progress callback called after every successful step (NULL removes it).
  *  It runs on the thread that calls sm_train_step. */
 SM_API sm_status sm_trainer_set_progress(sm_trainer *trainer, sm_progress_fn fn, void *user);
@@ -84,7 +178,9 @@ SM_API sm_status sm_trainer_set_progress(sm_trainer *trainer, sm_progress_fn fn,
 SM_API int64_t sm_trainer_iteration(const sm_trainer *trainer);
 
 /** One iteration: samples a batch of pairs (distorted when SM_TRAINER_AUGMENT is set), forward,
- *  clipped BCE (mean over the batch), backward, one Adam update. Modifies the trainer, its subnet,
+ *  clipped BCE (mean over the batch), backward, one Adam update. With SM_TRAINER_PK_CLASSES
+ *  set, a P x K batch instead (each image distorted once when augmenting), its loss as
+ *  SM_TRAINER_PK_LOSS says; SM_ERR_DATASET if the dataset cannot give one. Modifies the trainer, its subnet,
  *  head and Adam state: no other thread may use any of them (predict with the model, step another
  *  trainer of the same subnet) during the call. `loss` (optional) receives the batch loss. Calls
  *  the progress callback on success. Statuses: SM_ERR_NUMERIC if the loss or a gradient is not

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* libsiamese: version macros (the single source of truth; meson reads them). */
 #ifndef SIAMESE_VERSION_H
 #define SIAMESE_VERSION_H

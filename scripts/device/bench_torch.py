@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
 """The benchmark network of tests/bench_step.c in PyTorch, eager float32 on the GPU, for the
 ratios in scripts/device/run-all.sh: the same architecture (parsed from the library's text form),
 the same loss (sigmoid features, |F1 - F2|, fc, clipped BCE), Adam with the reference's settings, the

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # The cuda backend's device check on the GPU machine (docs/cuda.md), in two calls of the device
 # tool that each fit its 600-second command limit; the second is optional:
 #

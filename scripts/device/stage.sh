@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # Stages, under .device/ in the repository (git-ignored), what the GPU machine needs and lacks:
 # the CUDA-enabled build's programs (test_cuda_backend, test_cuda_parity, bench_step,
 # siamese-train), libsiamese.so and libsiamese-cuda.so, the shared libraries they need that a

@@ -242,10 +242,10 @@ cudaError_t smk_bce_fwd_bwd(cudaStream_t st, int n, const float *logits, const f
     KERNEL("smk_bce_fwd_bwd");
 }
 cudaError_t smk_adam(cudaStream_t st, size_t n, float *p, const float *g, float *m, float *v,
-                     float step, float b1, float b2, float eps)
+                     float step, float b1, float b2, float eps, float wd)
 {
     (void)st, (void)n, (void)p, (void)g, (void)m, (void)v, (void)step, (void)b1, (void)b2,
-        (void)eps;
+        (void)eps, (void)wd;
     KERNEL("smk_adam");
 }
 cudaError_t smk_any_nonfinite(cudaStream_t st, size_t n, const float *x, int *flag)

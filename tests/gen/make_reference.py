@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
 """Reference data for tests/test_reference_torch.c: the Siamese network of docs/reference.md, built in
 PyTorch on fixed weights and inputs, with its loss, every gradient and three Adam steps.
 

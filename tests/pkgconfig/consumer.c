@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* A program that uses libsiamese the way a user's project does: the installed header, found and
  * linked through pkg-config (tests/test_install.sh builds it against an installed copy). */
 #include <stdio.h>
