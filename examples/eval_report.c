@@ -9,7 +9,7 @@
 
 eval_plan eval_plan_default(void)
 {
-    eval_plan p = {NULL, 5, 150, NULL, 0, 20, 1, 1, 1};
+    eval_plan p = {NULL, 5, 150, NULL, 0, 20, 1, 1, 1, 0};
     return p;
 }
 
@@ -79,7 +79,9 @@ int eval_report(const sm_subnet *subnet, const sm_head *head, const sm_dataset *
             return cli_fail(st, "cannot read the model's input size");
         }
         sm_arch_destroy(arch);
-        if ((st = sm_oneshot_runs_open(p->runs, h, w, &runs)))
+        sm_dataset_options ro = SM_DATASET_OPTIONS_INIT;
+        ro.resize = p->resize_images;
+        if ((st = sm_oneshot_runs_open_with(p->runs, h, w, &ro, &runs)))
             return cli_fail(st, "cannot open the one-shot runs '%s'", p->runs);
         sm_eval_result r = SM_EVAL_RESULT_INIT;
         st = sm_oneshot_evaluate_runs(subnet, head, runs, &r);

@@ -21,6 +21,7 @@ typedef struct eval_plan {
     int way, shot;
     int within_alphabet;
     uint64_t seed;
+    int resize_images;     /* (ii): resize the runs' images to the model's input at open */
 } eval_plan;
 
 /* The options that fill an eval_plan, for --help texts. */

@@ -36,10 +36,28 @@ static int remember(loss_log *log, double it, double loss, double el, double val
 }
 
 static const char header[] = "iteration,loss,elapsed_s,val_accuracy\n";
+static const char header_oneshot[] = "iteration,loss,elapsed_s,val_accuracy,val_oneshot\n";
+
+/* The fifth field of a resumed row ("it,loss,el,val,oneshot"), or -1. */
+static double fifth_field(const char *line)
+{
+    for (int commas = 0; *line; line++)
+        if (*line == ',' && ++commas == 4) {
+            char *end;
+            double v = strtod(line + 1, &end);
+            return end != line + 1 ? v : -1.0;
+        }
+    return -1.0;
+}
 
 int loss_log_open(loss_log *log, const char *path, int64_t resume_at)
 {
+    int oneshot_column = log->oneshot_column;
     memset(log, 0, sizeof *log);
+    log->oneshot_column = oneshot_column;
+    log->next_oneshot = -1.0;
+    double *oneshot = NULL; /* resumed rows' val_oneshot, rewritten below */
+    size_t n_oneshot = 0;
     if (resume_at > 0) {
         /* Keep the rows the checkpoint covers: read them all, then write the file anew. */
         FILE *in = fopen(path, "r");
@@ -51,7 +69,10 @@ int loss_log_open(loss_log *log, const char *path, int64_t resume_at)
                 int got = sscanf(line, "%lld,%lf,%lf,%lf", &it, &loss, &el, &val);
                 if (got < 3) continue; /* the header */
                 if (it > resume_at) break;
-                if (remember(log, (double)it, loss, el, got == 4 ? val : -1.0)) {
+                double *grown = realloc(oneshot, (n_oneshot + 1) * sizeof *grown);
+                if (grown) (oneshot = grown)[n_oneshot++] = fifth_field(line);
+                if (!grown || remember(log, (double)it, loss, el, got == 4 ? val : -1.0)) {
+                    free(oneshot);
                     fclose(in);
                     loss_log_close(log);
                     errno = ENOMEM;
@@ -64,17 +85,23 @@ int loss_log_open(loss_log *log, const char *path, int64_t resume_at)
     log->csv = fopen(path, "w");
     if (!log->csv) {
         int e = errno;
+        free(oneshot);
         loss_log_close(log);
         errno = e;
         return -1;
     }
-    fputs(header, log->csv);
+    fputs(log->oneshot_column ? header_oneshot : header, log->csv);
     for (size_t i = 0, v = 0; i < log->n; i++) {
         fprintf(log->csv, "%.0f,%.6f,%.3f,", log->iteration[i], log->loss[i], log->elapsed[i]);
         if (v < log->n_val && log->val_iteration[v] == log->iteration[i])
             fprintf(log->csv, "%.4f", log->val_accuracy[v++]);
+        if (log->oneshot_column) {
+            fputc(',', log->csv);
+            if (i < n_oneshot && oneshot[i] >= 0) fprintf(log->csv, "%.4f", oneshot[i]);
+        }
         fputc('\n', log->csv);
     }
+    free(oneshot);
     return fflush(log->csv) ? -1 : 0;
 }
 
@@ -89,6 +116,11 @@ int loss_log_add(loss_log *log, int64_t iteration, double loss, double elapsed,
     if (remember(log, (double)iteration, loss, elapsed, val_accuracy)) return -1;
     fprintf(log->csv, "%lld,%.6f,%.3f,", (long long)iteration, loss, elapsed);
     if (val_accuracy >= 0) fprintf(log->csv, "%.4f", val_accuracy);
+    if (log->oneshot_column) {
+        fputc(',', log->csv);
+        if (log->next_oneshot >= 0) fprintf(log->csv, "%.4f", log->next_oneshot);
+    }
+    log->next_oneshot = -1.0;
     fputc('\n', log->csv);
     /* One line per step, so that `tail -f` and plotting tools see the curve while it grows. */
     return fflush(log->csv) ? -1 : 0;

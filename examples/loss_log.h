@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* The training log of siamese-train: OUT/loss.csv (iteration,loss,elapsed_s,val_accuracy; the
- * last column only on rows where validation ran), flushed every step so that it can be followed
+ * last column only on rows where validation ran; with --val-alphabets a fifth column,
+ * val_oneshot, on rows where the one-shot validation ran: selection.h), flushed every step so that it can be followed
  * while training runs, and the same rows kept in memory for the loss figure. */
 #ifndef SIAMESE_EXAMPLES_LOSS_LOG_H
 #define SIAMESE_EXAMPLES_LOSS_LOG_H
@@ -16,6 +17,8 @@ typedef struct loss_log {
     size_t n, cap;
     double *val_iteration, *val_accuracy;
     size_t n_val, cap_val;
+    int oneshot_column;  /* set before loss_log_open: the val_oneshot column (kept by open) */
+    double next_oneshot; /* the next row's val_oneshot; < 0: none (reset by each add) */
 } loss_log;
 
 /* Opens PATH. With resume_at > 0 (a resumed run) keeps the rows up to that iteration (later

@@ -32,6 +32,7 @@
 #include "loss_log.h"
 #include "omniglot_find.h"
 #include "pipeline_figures.h"
+#include "selection.h"
 
 typedef struct options {
     const char *data, *eval_data, *alphabets, *arch, *backend, *out, *figures;
@@ -52,6 +53,7 @@ typedef struct options {
     int pk_loss;                     /* sm_pk_loss */
     int synthetic_asked; /* a --synthetic-* option was given: no looking for Omniglot */
     eval_plan eval;
+    selection sel; /* --val-alphabets, --val-episodes, --patience, --resize-images */
 } options;
 
 static void usage(FILE *f)
@@ -131,6 +133,7 @@ static void usage(FILE *f)
         "  --resume             continue from DIR/model.safetensors if it exists\n"
         "Evaluation (on the evaluation set, after training):\n"
         EVAL_OPTIONS_HELP
+        SELECTION_OPTIONS_HELP
         "  -h, --help           this text\n"
         "\n"
         "Ctrl-C stops training after the current step and saves a checkpoint (use --resume).\n");
@@ -167,7 +170,8 @@ static int parse_options(int argc, char **argv, options *o)
         O_SEED, O_THREADS, O_OUT, O_SAVE_EVERY, O_SYN_CLASSES, O_SYN_IMAGES, O_RESUME, O_AUGMENT,
         O_FIGURES, O_NO_FIGURES, O_FIGURE_EVERY, O_VALIDATE_EVERY, O_VALIDATION_PAIRS, O_EVAL,
         O_TIME_LIMIT, O_NEG_SAME_ALPHABET, O_ALPHABET_BALANCED, O_PK, O_PK_LOSS, O_WARMUP,
-        O_SCHEDULE, O_SCHEDULE_STEPS, O_MIN_LR_FACTOR, O_STEP_GAMMA, O_WD_CONV, O_WD_FC, O_WD_HEAD
+        O_SCHEDULE, O_SCHEDULE_STEPS, O_MIN_LR_FACTOR, O_STEP_GAMMA, O_WD_CONV, O_WD_FC, O_WD_HEAD,
+        O_SEL
     };
     static const struct option longopts[] = {
         {"data", required_argument, NULL, O_DATA},
@@ -213,6 +217,10 @@ static int parse_options(int argc, char **argv, options *o)
         {"shot", required_argument, NULL, O_EVAL},
         {"within-alphabet", no_argument, NULL, O_EVAL},
         {"between-alphabets", no_argument, NULL, O_EVAL},
+        {"val-alphabets", required_argument, NULL, O_SEL},
+        {"val-episodes", required_argument, NULL, O_SEL},
+        {"patience", required_argument, NULL, O_SEL},
+        {"resize-images", no_argument, NULL, O_SEL},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -339,6 +347,9 @@ static int parse_options(int argc, char **argv, options *o)
         case O_EVAL:
             if (eval_plan_option(&o->eval, longopts[index].name, optarg) < 0) return 2;
             break;
+        case O_SEL:
+            if (selection_option(&o->sel, longopts[index].name, optarg) < 0) return 2;
+            break;
         case 'h': usage(stdout); return -1;
         case ':':
             return cli_error(2, "%s needs a value (see --help)", argv[optind - 1]);
@@ -354,7 +365,8 @@ static int parse_options(int argc, char **argv, options *o)
         long long left = o->iterations - o->warmup - 1;
         o->schedule_steps = left < 1 ? 1 : left > INT32_MAX ? INT32_MAX : left;
     }
-    return 0;
+    o->eval.resize_images = o->sel.resize;
+    return selection_check_options(&o->sel, o->data != NULL);
 }
 
 /* The evaluation set beside a background set: PARENT/images_evaluation.zip or the folder. */
@@ -435,9 +447,10 @@ static int open_data(options *o, int h, int w, sm_dataset **train, sm_dataset **
             if (!(buf = strdup(o->alphabets))) return cli_error(1, "out of memory");
             n_names = split_commas(buf, names, sizeof names / sizeof *names);
         }
-        st = sm_dataset_open(o->data, h, w, n_names ? names : NULL, n_names, train);
+        rc = selection_open_train(&o->sel, o->data, h, w, n_names ? names : NULL, n_names,
+                                  o->seed, train);
         free(buf);
-        if (st) return cli_fail(st, "cannot open the training set '%s'", o->data);
+        if (rc) return rc;
         printf("training set: %s: %zu alphabets, %zu classes, %zu images (%.1fs)\n", o->data,
                sm_dataset_num_alphabets(*train), sm_dataset_num_classes(*train),
                sm_dataset_num_images(*train), cli_now() - t0);
@@ -446,6 +459,7 @@ static int open_data(options *o, int h, int w, sm_dataset **train, sm_dataset **
         if ((st = sm_dataset_create_synthetic(o->synthetic_classes, o->synthetic_images, h, w,
                                               o->seed, train)))
             return cli_fail(st, "cannot generate the synthetic training set");
+        if ((rc = selection_open_train(&o->sel, NULL, h, w, NULL, 0, o->seed, train))) return rc;
         printf("training set: synthetic glyphs (no --data): %zu classes x %d images, %dx%d "
                "(%.1fs)\n", sm_dataset_num_classes(*train), o->synthetic_images, h, w,
                cli_now() - t0);
@@ -459,8 +473,11 @@ static int open_data(options *o, int h, int w, sm_dataset **train, sm_dataset **
                     "evaluate\n", eval_path);
     }
     t0 = cli_now();
-    if (ep) {
-        if ((st = sm_dataset_open(ep, h, w, NULL, 0, eval)))
+    if (ep && selection_defer_eval(&o->sel, ep, h, w)) {
+        const char *base = strrchr(ep, '/');
+        o->eval.split = base ? base + 1 : ep;
+    } else if (ep) {
+        if ((st = selection_open(&o->sel, ep, h, w, NULL, 0, eval)))
             return cli_fail(st, "cannot open the evaluation set '%s'", ep);
         printf("evaluation set: %s: %zu alphabets, %zu classes, %zu images (%.1fs)\n", ep,
                sm_dataset_num_alphabets(*eval), sm_dataset_num_classes(*eval),
@@ -594,18 +611,22 @@ static int setup_health(run *r)
     r->health.val_accuracy = -1.0;
     long long every = o->validate_every;
     if (every < 0) every = o->iterations / 20 > 0 ? o->iterations / 20 : 1;
-    if (every == 0) return 0;
+    int rc = selection_start(&o->sel, r->subnet, r->head, every, o->out, o->seed + 0x5e1ec7ULL,
+                             &r->log);
+    if (rc || every == 0) return rc;
     sm_status st;
-    if (r->eval && (st = sm_trainer_set_validation(r->trainer, r->eval,
+    const sm_dataset *held_out = o->sel.val ? o->sel.val : r->eval; /* never both */
+    if (held_out && (st = sm_trainer_set_validation(r->trainer, held_out,
                                                    (size_t)o->validation_pairs,
                                                    o->seed + 0x7a1ULL)))
-        return cli_fail(st, "cannot validate on the evaluation set");
+        return cli_fail(st, "cannot validate on the %s set",
+                        o->sel.val ? "validation" : "evaluation");
     if ((st = sm_trainer_set_health(r->trainer, every, on_health, &r->health)))
         return cli_fail(st, "cannot ask for health reports");
-    if (r->eval)
+    if (held_out)
         printf("health: every %lld steps, verification accuracy on %d held-out pairs of %s "
                "(not the final evaluation's pairs), and warnings if training is stuck\n", every,
-               o->validation_pairs, o->eval.split);
+               o->validation_pairs, o->sel.val ? "the validation alphabets" : o->eval.split);
     else
         printf("health: every %lld steps, warnings if training is stuck (no held-out set to "
                "validate on)\n", every);
@@ -695,12 +716,14 @@ static int train(run *r)
     double t_start = cli_now(), t_shown = t_start;
     int64_t it = start;
     int timed_out = 0;
-    while (it < total && !interrupted && !timed_out) {
+    while (it < total && !interrupted && !timed_out && !r->o.sel.stop) {
         float loss = 0.0f;
         r->health.fresh = 0;
         if ((st = sm_train_step(r->trainer, &loss)))
             return cli_fail(st, "training step %lld failed", (long long)it + 1);
         it = sm_trainer_iteration(r->trainer);
+        int rc = selection_after_step(&r->o.sel, r->trainer, r->subnet, r->head, it, &r->log);
+        if (rc) return rc;
         double t = cli_now(), ran = t - t_start, elapsed = elapsed_before + ran;
         if (loss_log_add(&r->log, it, loss, elapsed,
                          r->health.fresh ? r->health.val_accuracy : -1.0))
@@ -710,7 +733,7 @@ static int train(run *r)
 
         per_step = ran / (double)(it - start);
         timed_out = o->time_limit > 0 && ran >= o->time_limit;
-        int last = it == total || timed_out;
+        int last = it == total || timed_out || r->o.sel.stop;
         double left = per_step * (double)(total - it);
         if (o->time_limit > 0 && o->time_limit - ran < left) left = o->time_limit - ran;
         /* Without a terminal (a log file): 20 lines per run, and at least one a minute, which
@@ -836,6 +859,7 @@ static int run_all(run *r)
     }
 
     if ((rc = train(r))) return rc;
+    if ((rc = selection_finish(&o->sel, r->trainer, &r->eval))) return rc;
 
     if (r->figures) {
         char path[4300];
@@ -858,7 +882,7 @@ int main(int argc, char **argv)
         .arch = "koch", .backend = "auto", .out = "out", .iterations = 10000, .batch = 180,
         .lr = 6e-5, .step_gamma = 0.1, .seed = 1, .save_every = 1000, .figure_every = 10, .validate_every = -1,
         .validation_pairs = 300, .synthetic_classes = 200, .synthetic_images = 20,
-        .eval = eval_plan_default(),
+        .eval = eval_plan_default(), .sel = selection_default(),
     };
     int prc = parse_options(argc, argv, &r.o);
     if (prc) return prc < 0 ? 0 : prc;
@@ -869,6 +893,7 @@ int main(int argc, char **argv)
     sm_head_destroy(r.head);
     sm_subnet_destroy(r.subnet);
     sm_dataset_destroy(r.eval);
+    selection_free(&r.o.sel);
     sm_dataset_destroy(r.train);
     sm_arch_destroy(r.arch);
     sm_backend_destroy(r.backend);

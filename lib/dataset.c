@@ -11,6 +11,7 @@
 #include "alloc.h"
 #include "error.h"
 #include "limits.h"
+#include "rng.h"
 
 /* ---------------------------------------------------------------------------------------------
  * Storage
@@ -327,4 +328,66 @@ SM_API const char *sm_dataset_image_source(const sm_dataset *ds, size_t index)
 {
     if (!ds || index >= ds->n_images) return NULL;
     return ds->image_source[index] ? ds->image_source[index] : "";
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Splitting by alphabet
+ * ------------------------------------------------------------------------------------------- */
+
+/* Copies every image of `ds` whose alphabet has `want` in `is_val` into `dst`, in order. */
+static sm_status copy_part(const sm_dataset *ds, const unsigned char *is_val, unsigned char want,
+                           sm_dataset *dst)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < ds->n_images; i++)
+        n += is_val[ds->classes[ds->image_class[i]].alphabet] == want;
+    SM_TRY(sm__dataset_reserve(dst, n));
+    for (size_t i = 0; i < ds->n_images; i++) {
+        const sm__class *c = &ds->classes[ds->image_class[i]];
+        if (is_val[c->alphabet] != want) continue;
+        SM_TRY(sm__dataset_add_u8(dst, c->name, ds->pixels + i * ds->pixels_per_image,
+                                  ds->image_source[i]));
+    }
+    return SM_OK;
+}
+
+SM_API sm_status sm_dataset_split_alphabets(const sm_dataset *ds, size_t n_val, uint64_t seed,
+                                            sm_dataset **train, sm_dataset **val)
+{
+    SM_CHECK_ARG(ds && train && val, "sm_dataset_split_alphabets: NULL argument");
+    SM_CHECK_ARG(n_val >= 1 && n_val < ds->n_alphabets,
+                 "sm_dataset_split_alphabets: %zu validation alphabets asked of a dataset with "
+                 "%zu (1..%zu: at least one must stay for training)",
+                 n_val, ds->n_alphabets, ds->n_alphabets ? ds->n_alphabets - 1 : 0);
+    size_t a = ds->n_alphabets;
+    size_t *order = sm__malloc(a * sizeof *order);
+    unsigned char *is_val = sm__calloc(a, 1);
+    sm_dataset *t = NULL, *v = NULL;
+    sm_status st = order && is_val ? SM_OK
+                                   : sm__fail(SM_ERR_NOMEM, "out of memory splitting a dataset");
+    if (st == SM_OK) {
+        /* Fisher-Yates over the alphabets in name order; the first n_val are validation. */
+        sm__rng rng;
+        sm__rng_seed(&rng, seed);
+        for (size_t i = 0; i < a; i++) order[i] = i;
+        for (size_t i = a - 1; i > 0; i--) {
+            size_t j = (size_t)sm__rng_below(&rng, (uint64_t)i + 1), tmp = order[i];
+            order[i] = order[j], order[j] = tmp;
+        }
+        for (size_t k = 0; k < n_val; k++) is_val[order[k]] = 1;
+        st = sm_dataset_create(ds->height, ds->width, &t);
+    }
+    if (st == SM_OK) st = sm_dataset_create(ds->height, ds->width, &v);
+    if (st == SM_OK) st = copy_part(ds, is_val, 0, t);
+    if (st == SM_OK) st = copy_part(ds, is_val, 1, v);
+    sm__free(order);
+    sm__free(is_val);
+    if (st != SM_OK) {
+        sm_dataset_destroy(t);
+        sm_dataset_destroy(v);
+        return st;
+    }
+    *train = t;
+    *val = v;
+    return SM_OK;
 }

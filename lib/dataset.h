@@ -62,6 +62,10 @@ sm_status sm__png_decode(const void *data, size_t size, const char *name, int he
 /* The same for a PNG of any size: *out (free with sm__free) receives *height x *width bytes. */
 sm_status sm__png_decode_any(const void *data, size_t size, const char *name, int *height,
                              int *width, uint8_t **out);
+/* The same for a PNG of any size, resized to height x width with sm_image_resize's filter (an
+ * image of that size is kept exactly) and rounded to 8 bits as sm_dataset_add_image does. */
+sm_status sm__png_decode_resized(const void *data, size_t size, const char *name, int height,
+                                 int width, uint8_t *out);
 /* Reads a whole file of at most SM_LIMIT_ENTRY_BYTES into a new buffer (free with sm__free).
  * SM_ERR_IO, SM_ERR_LIMIT, SM_ERR_NOMEM. (In tree_list.c, with the folder lister.) */
 sm_status sm__read_file(const char *path, uint8_t **data, size_t *size);

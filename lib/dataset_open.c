@@ -10,6 +10,7 @@
 #include "alloc.h"
 #include "dataset.h"
 #include "error.h"
+#include "image.h"
 #include "limits.h"
 #include "tree_list.h"
 
@@ -28,7 +29,19 @@ typedef struct selection {
     size_t n_alphabets, max_entries, n_kept;
     const char *path; /* the dataset, for messages */
     int height, width;
+    const char *const *exclude; /* alphabets left out (sm_dataset_options) */
+    size_t n_exclude;
+    int resize; /* decode any size and resize to height x width */
+    unsigned char *exclude_seen; /* per excluded name: an image of it was listed (left out) */
 } selection;
+
+/* Which of names[0..n) the alphabet start[0..len) is; n when none. */
+static size_t name_index(const char *const *names, size_t n, const char *start, size_t len)
+{
+    size_t k = 0;
+    while (k < n && !(strlen(names[k]) == len && memcmp(names[k], start, len) == 0)) k++;
+    return k;
+}
 
 static int png_name(const char *name, size_t n)
 {
@@ -59,12 +72,13 @@ static sm_status keep_layout_image(void *ctx, const char *rel, int *keep)
     const char *start[3];
     size_t len[3];
     if (!layout_parts(rel, start, len)) return SM_OK;
-    if (sel->n_alphabets > 0) {
-        size_t k = 0;
-        while (k < sel->n_alphabets && !(strlen(sel->alphabets[k]) == len[0] &&
-                                         memcmp(sel->alphabets[k], start[0], len[0]) == 0))
-            k++;
-        if (k == sel->n_alphabets) return SM_OK; /* not selected */
+    if (sel->n_alphabets > 0 &&
+        name_index(sel->alphabets, sel->n_alphabets, start[0], len[0]) == sel->n_alphabets)
+        return SM_OK; /* not selected */
+    size_t x = name_index(sel->exclude, sel->n_exclude, start[0], len[0]);
+    if (x < sel->n_exclude) {
+        sel->exclude_seen[x] = 1;
+        return SM_OK; /* left out */
     }
     if (sel->n_kept >= sel->max_entries) {
         char what[300];
@@ -122,17 +136,18 @@ static int entry_cmp(const void *pa, const void *pb)
     return c;
 }
 
-/* Each requested alphabet must exist (the filter listed only those). */
-static sm_status check_alphabets(const entry *e, size_t n, const char *path,
-                                 const char *const *alphabets, size_t n_alphabets)
+/* Each requested alphabet must exist (the filter listed only those); one also excluded was
+ * seen by the filter. */
+static sm_status check_alphabets(const entry *e, size_t n, const selection *sel)
 {
-    for (size_t k = 0; k < n_alphabets; k++) {
-        const char *want = alphabets[k];
+    for (size_t k = 0; k < sel->n_alphabets; k++) {
+        const char *want = sel->alphabets[k];
         size_t wl = strlen(want);
-        int found = 0;
+        int found = name_index(sel->exclude, sel->n_exclude, want, wl) < sel->n_exclude;
         for (size_t i = 0; i < n && !found; i++)
             found = strncmp(e[i].cls, want, wl) == 0 && e[i].cls[wl] == '/';
-        if (!found) return sm__fail(SM_ERR_DATASET, "alphabet '%s' not found in '%s'", want, path);
+        if (!found)
+            return sm__fail(SM_ERR_DATASET, "alphabet '%s' not found in '%s'", want, sel->path);
     }
     return SM_OK;
 }
@@ -149,9 +164,36 @@ static sm_status check_entries(const entry *e, size_t n, const char *path)
                     path, e[0].cls);
 }
 
+sm_status sm__png_decode_resized(const void *data, size_t size, const char *name, int height,
+                                 int width, uint8_t *out)
+{
+    uint8_t *grey = NULL;
+    int h = 0, w = 0;
+    SM_TRY(sm__png_decode_any(data, size, name, &h, &w, &grey));
+    size_t n = (size_t)h * (size_t)w, out_n = (size_t)height * (size_t)width;
+    if (h == height && w == width) {
+        memcpy(out, grey, out_n);
+        sm__free(grey);
+        return SM_OK;
+    }
+    float *full = sm__malloc(n * sizeof *full), *fitted = sm__malloc(out_n * sizeof *fitted);
+    sm_status st = full && fitted ? SM_OK : sm__fail(SM_ERR_NOMEM, "out of memory resizing '%s'",
+                                                     name);
+    if (st == SM_OK) {
+        for (size_t i = 0; i < n; i++) full[i] = (float)grey[i] / 255.0f;
+        st = sm__image_resize(full, (size_t)h, (size_t)w, fitted, (size_t)height, (size_t)width);
+    }
+    if (st == SM_OK)
+        for (size_t i = 0; i < out_n; i++) out[i] = (uint8_t)((double)fitted[i] * 255.0 + 0.5);
+    sm__free(fitted);
+    sm__free(full);
+    sm__free(grey);
+    return st;
+}
+
 /* Reads and decodes every entry into a new dataset. */
 static sm_status load_entries(const sm__tree *t, const entry *e, size_t n, int height, int width,
-                              sm_dataset **out)
+                              int resize, sm_dataset **out)
 {
     sm_dataset *ds = NULL;
     SM_TRY(sm_dataset_create(height, width, &ds));
@@ -162,7 +204,9 @@ static sm_status load_entries(const sm__tree *t, const entry *e, size_t n, int h
         uint8_t *data = NULL;
         size_t size = 0;
         st = sm__tree_read(t, e[i].tree_file, &data, &size);
-        if (st == SM_OK) st = sm__png_decode(data, size, e[i].source, height, width, pixels);
+        if (st == SM_OK)
+            st = resize ? sm__png_decode_resized(data, size, e[i].source, height, width, pixels)
+                        : sm__png_decode(data, size, e[i].source, height, width, pixels);
         if (st == SM_OK) st = sm__dataset_add_u8(ds, e[i].cls, pixels, e[i].source);
         sm__free(data);
     }
@@ -196,7 +240,7 @@ static selection new_selection(const char *path, int height, int width,
 {
     size_t per = (size_t)height * (size_t)width;
     return (selection){alphabets, n_alphabets, sm__dataset_max_images(per), 0, path, height,
-                       width};
+                       width, NULL, 0, 0, NULL};
 }
 
 /* The second half of sm_dataset_open, once the images are listed (or listing failed). */
@@ -204,13 +248,18 @@ static sm_status finish_open(sm_status st, sm__tree *t, const selection *sel, sm
 {
     entry *e = NULL;
     if (st == SM_OK) st = make_entries(t, &e);
+    for (size_t k = 0; st == SM_OK && k < sel->n_exclude; k++)
+        if (!sel->exclude_seen[k])
+            st = sm__fail(SM_ERR_DATASET, "excluded alphabet '%s' not found in '%s'%s",
+                          sel->exclude[k], sel->path,
+                          sel->n_alphabets ? " (among the selected alphabets)" : "");
     if (st == SM_OK && sel->n_alphabets > 0)
-        st = check_alphabets(e, t->n, sel->path, sel->alphabets, sel->n_alphabets);
+        st = check_alphabets(e, t->n, sel);
     if (st == SM_OK) {
         if (t->n > 1) qsort(e, t->n, sizeof *e, entry_cmp);
         st = check_entries(e, t->n, sel->path);
     }
-    if (st == SM_OK) st = load_entries(t, e, t->n, sel->height, sel->width, out);
+    if (st == SM_OK) st = load_entries(t, e, t->n, sel->height, sel->width, sel->resize, out);
     entries_free(e, t->n);
     sm__tree_close(t);
     return st;
@@ -225,6 +274,37 @@ SM_API sm_status sm_dataset_open(const char *path, int height, int width,
     sm__tree t;
     sm_status st = sm__tree_open(path, "dataset", keep_layout_image, &sel, &t);
     return finish_open(st, &t, &sel, out);
+}
+
+SM_API sm_status sm_dataset_open_with(const char *path, int height, int width,
+                                      const char *const *alphabets, size_t n_alphabets,
+                                      const sm_dataset_options *options, sm_dataset **out)
+{
+    if (!options) return sm_dataset_open(path, height, width, alphabets, n_alphabets, out);
+    SM_CHECK_ARG(options->struct_size >= sizeof(size_t),
+                 "sm_dataset_open_with: options->struct_size %zu too small (set it to "
+                 "sizeof(sm_dataset_options): SM_DATASET_OPTIONS_INIT)",
+                 options->struct_size);
+    /* Fields past the caller's struct_size (an older caller) count as 0. */
+    sm_dataset_options o = SM_DATASET_OPTIONS_INIT;
+    memcpy(&o, options,
+           options->struct_size < sizeof o ? options->struct_size : sizeof o);
+    SM_CHECK_ARG(o.resize == 0 || o.resize == 1, "sm_dataset_open_with: resize is %d (0 or 1)",
+                 o.resize);
+    SM_CHECK_ARG(o.n_exclude == 0 || o.exclude, "sm_dataset_open_with: exclude is NULL");
+    for (size_t k = 0; k < o.n_exclude; k++)
+        SM_CHECK_ARG(o.exclude[k] && o.exclude[k][0],
+                     "sm_dataset_open_with: excluded alphabet %zu is empty", k);
+    SM_TRY(check_open_args(path, &height, &width, alphabets, n_alphabets, out));
+    selection sel = new_selection(path, height, width, alphabets, n_alphabets);
+    sel.exclude = o.exclude, sel.n_exclude = o.n_exclude, sel.resize = o.resize;
+    if (o.n_exclude && !(sel.exclude_seen = sm__calloc(o.n_exclude, 1)))
+        return sm__fail(SM_ERR_NOMEM, "out of memory opening '%s'", path);
+    sm__tree t;
+    sm_status st = sm__tree_open(path, "dataset", keep_layout_image, &sel, &t);
+    st = finish_open(st, &t, &sel, out);
+    sm__free(sel.exclude_seen);
+    return st;
 }
 
 sm_status sm__dataset_open_zip_buffer(const void *data, size_t size, const char *name,

@@ -274,7 +274,7 @@ SM_API void sm_oneshot_runs_destroy(sm_oneshot_runs *runs)
 }
 
 static sm_status decode_all(const sm__tree *s, const sm__tree_file *const *files, size_t n,
-                            int h, int w, uint8_t *out)
+                            int h, int w, int resize, uint8_t *out)
 {
     size_t px = (size_t)h * (size_t)w;
     for (size_t i = 0; i < n; i++) {
@@ -282,8 +282,9 @@ static sm_status decode_all(const sm__tree *s, const sm__tree_file *const *files
         size_t size = 0;
         SM_TRY(sm__tree_read(s, files[i], &data, &size));
         char *name = sm__tree_source(s, files[i]);
-        sm_status st = name ? sm__png_decode(data, size, name, h, w, out + i * px)
-                            : sm__fail(SM_ERR_NOMEM, "out of memory decoding runs");
+        sm_status st = !name ? sm__fail(SM_ERR_NOMEM, "out of memory decoding runs")
+                       : resize ? sm__png_decode_resized(data, size, name, h, w, out + i * px)
+                                : sm__png_decode(data, size, name, h, w, out + i * px);
         sm__free(name);
         sm__free(data);
         SM_TRY(st);
@@ -292,7 +293,7 @@ static sm_status decode_all(const sm__tree *s, const sm__tree_file *const *files
 }
 
 /* From the file list to decoded runs. */
-static sm_status build_runs(const sm__tree *s, int h, int w, sm_oneshot_runs **out)
+static sm_status build_runs(const sm__tree *s, int h, int w, int resize, sm_oneshot_runs **out)
 {
     size_t n_runs = 0;
     for (size_t i = 0; i < s->n; i++) n_runs += is_labels(s->files[i].rel);
@@ -334,8 +335,8 @@ static sm_status build_runs(const sm__tree *s, int h, int w, sm_oneshot_runs **o
         u->n_cand = p->n_cand, u->n_query = p->n_query;
         memcpy(u->answer, p->answer, p->n_query * sizeof *u->answer);
         r->n_trials += p->n_query;
-        st = decode_all(s, p->cand, p->n_cand, h, w, u->cand);
-        if (st == SM_OK) st = decode_all(s, p->query, p->n_query, h, w, u->query);
+        st = decode_all(s, p->cand, p->n_cand, h, w, resize, u->cand);
+        if (st == SM_OK) st = decode_all(s, p->query, p->n_query, h, w, resize, u->query);
     }
     for (size_t i = 0; plans && i < n_runs; i++) plan_free(&plans[i]);
     sm__free(plans);
@@ -368,7 +369,31 @@ SM_API sm_status sm_oneshot_runs_open(const char *path, int height, int width,
     SM_TRY(check_args(path, &height, &width, out));
     sm__tree t;
     sm_status st = sm__tree_open(path, "one-shot runs", keep_run_file, NULL, &t);
-    if (st == SM_OK) st = build_runs(&t, height, width, out);
+    if (st == SM_OK) st = build_runs(&t, height, width, 0, out);
+    sm__tree_close(&t);
+    return st;
+}
+
+SM_API sm_status sm_oneshot_runs_open_with(const char *path, int height, int width,
+                                           const sm_dataset_options *options,
+                                           sm_oneshot_runs **out)
+{
+    if (!options) return sm_oneshot_runs_open(path, height, width, out);
+    SM_CHECK_ARG(options->struct_size >= sizeof(size_t),
+                 "sm_oneshot_runs_open_with: options->struct_size %zu too small (set it to "
+                 "sizeof(sm_dataset_options): SM_DATASET_OPTIONS_INIT)",
+                 options->struct_size);
+    sm_dataset_options o = SM_DATASET_OPTIONS_INIT;
+    memcpy(&o, options, options->struct_size < sizeof o ? options->struct_size : sizeof o);
+    SM_CHECK_ARG(o.resize == 0 || o.resize == 1,
+                 "sm_oneshot_runs_open_with: resize is %d (0 or 1)", o.resize);
+    SM_CHECK_ARG(o.n_exclude == 0,
+                 "sm_oneshot_runs_open_with: runs have no alphabets to exclude (n_exclude %zu)",
+                 o.n_exclude);
+    SM_TRY(check_args(path, &height, &width, out));
+    sm__tree t;
+    sm_status st = sm__tree_open(path, "one-shot runs", keep_run_file, NULL, &t);
+    if (st == SM_OK) st = build_runs(&t, height, width, o.resize, out);
     sm__tree_close(&t);
     return st;
 }
@@ -380,7 +405,7 @@ sm_status sm__oneshot_runs_open_zip_buffer(const void *data, size_t size, const 
     sm__tree t;
     sm_status st =
         sm__tree_open_zip_buffer(data, size, name, "one-shot runs", keep_run_file, NULL, &t);
-    if (st == SM_OK) st = build_runs(&t, height, width, out);
+    if (st == SM_OK) st = build_runs(&t, height, width, 0, out);
     sm__tree_close(&t);
     return st;
 }

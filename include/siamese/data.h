@@ -36,6 +36,46 @@ typedef struct sm_dataset sm_dataset;
 SM_API sm_status sm_dataset_open(const char *path, int height, int width,
                                  const char *const *alphabets, size_t n_alphabets,
                                  sm_dataset **out);
+/** Options of sm_dataset_open_with (since 0.3). The caller sets `struct_size` to
+ *  sizeof(sm_dataset_options) (SM_DATASET_OPTIONS_INIT does it, every other field 0, which is
+ *  what sm_dataset_open does); the library reads only the fields that fit in it, and counts the
+ *  others as 0, so later versions can append fields without breaking older callers. */
+typedef struct sm_dataset_options {
+    size_t struct_size;          /* set by the caller */
+    int resize;                  /* 0: every image must be height x width (SM_ERR_SHAPE
+                                    otherwise); 1: images of any size are each resized once,
+                                    at open, to height x width with sm_image_resize (an image
+                                    of that size is kept exactly), then stored 8-bit as
+                                    round(v * 255) */
+    const char *const *exclude;  /* alphabets to leave out (may be NULL when n_exclude is 0);
+                                    an unknown name is SM_ERR_DATASET */
+    size_t n_exclude;
+} sm_dataset_options;
+
+#define SM_DATASET_OPTIONS_INIT {sizeof(sm_dataset_options), 0, NULL, 0}
+
+/** sm_dataset_open with options (NULL: exactly sm_dataset_open): resizing images of other
+ *  sizes to `height` x `width` once at open (`resize`), and leaving alphabets out (`exclude`,
+ *  applied after the `alphabets` selection; excluding a name that is not among the listed
+ *  alphabets is SM_ERR_DATASET, so that a typo cannot let an alphabet through). With resize,
+ *  the only size limit on the files is SM_LIMIT_IMAGE_SIDE. Statuses as sm_dataset_open, and
+ *  SM_ERR_INVALID_ARG for a struct_size under sizeof(size_t), a resize other than 0 or 1, a
+ *  NULL or empty excluded name. Since 0.3. */
+SM_API sm_status sm_dataset_open_with(const char *path, int height, int width,
+                                      const char *const *alphabets, size_t n_alphabets,
+                                      const sm_dataset_options *options, sm_dataset **out);
+
+/** Splits `ds` by alphabet into two new datasets: `n_val` of its alphabets, chosen by `seed`,
+ *  go to `*val`, the others to `*train`. The rule: the alphabets in name order
+ *  (sm_dataset_alphabet_name), shuffled by a Fisher-Yates shuffle drawn from the library's RNG
+ *  seeded by `seed` (i from the last index down to 1: swap i with a uniform j in 0..i); the first
+ *  `n_val` of the shuffled order are validation. The same dataset and seed give the same split
+ *  on every machine. Each part keeps the images' order, labels, pixels and sources; no image is
+ *  in both. `ds` is only read and may be destroyed afterwards. `n_val` 1..alphabets - 1, else
+ *  SM_ERR_INVALID_ARG. SM_ERR_LIMIT, SM_ERR_NOMEM. `*train` and `*val` are written only on
+ *  success. Since 0.3. */
+SM_API sm_status sm_dataset_split_alphabets(const sm_dataset *ds, size_t n_val, uint64_t seed,
+                                            sm_dataset **train, sm_dataset **val);
 /** An empty in-memory dataset of `height` x `width` greyscale images (1..4096 each). */
 SM_API sm_status sm_dataset_create(int height, int width, sm_dataset **out);
 /** Adds one image with its class label (any non-empty string; "Alphabet/character" makes the

@@ -100,6 +100,14 @@ typedef struct sm_oneshot_runs sm_oneshot_runs;
  *  SM_ERR_DATASET when no run is found, SM_ERR_NOMEM). Since 0.2. */
 SM_API sm_status sm_oneshot_runs_open(const char *path, int height, int width,
                                       sm_oneshot_runs **out);
+/** sm_oneshot_runs_open with the options of sm_dataset_open_with (NULL: exactly
+ *  sm_oneshot_runs_open): with `resize` 1 every image of any size is resized once, at open, to
+ *  `height` x `width` by sm_image_resize and stored 8-bit, as sm_dataset_open_with does.
+ *  `n_exclude` must be 0 (runs have no alphabets). Statuses as sm_oneshot_runs_open, and
+ *  SM_ERR_INVALID_ARG for bad options. Since 0.3. */
+SM_API sm_status sm_oneshot_runs_open_with(const char *path, int height, int width,
+                                           const sm_dataset_options *options,
+                                           sm_oneshot_runs **out);
 /** Frees the runs and their images. NULL: no-op. Since 0.2. */
 SM_API void sm_oneshot_runs_destroy(sm_oneshot_runs *runs);
 /** Number of runs; 0 for NULL. */
