@@ -18,7 +18,9 @@
  *    otherwise as without the option (which may also land in the same alphabet).
  *  - P x K batches (sm__sampler_next_pk): P distinct classes among those with >= K images
  *    (partial Fisher-Yates, or alphabet-balanced without replacement), then K distinct images
- *    of each (partial Fisher-Yates over the class's images). */
+ *    of each (partial Fisher-Yates over the class's images). With negatives within the
+ *    alphabet (f > 0): first a uniform double u; if u < f, an alphabet uniform among those
+ *    with >= P eligible classes, and the P classes by partial Fisher-Yates within it. */
 #include "sampler.h"
 
 #include <stdbool.h>
@@ -308,14 +310,35 @@ sm_status sm__sampler_next_pk(sm_sampler *s, size_t p, size_t k, float *images, 
     SM_TRY(grow(&s->pk_images, &capi, biggest));
     s->pk_cap_images = capi;
 
+    /* Negatives within the alphabet, P x K form: with probability f the whole batch comes from
+     * one alphabet (uniform among those with >= P eligible classes; none: the usual draw), so
+     * every dissimilar pair of it is a within-alphabet one, as in the one-shot test. The draw of
+     * u happens only when f > 0, so the default stream is unchanged. */
+    size_t *one = NULL, n_one = 0;
+    if (s->neg_same_alphabet > 0.0 && sm__rng_uniform(r) < s->neg_same_alphabet) {
+        size_t n_fit = 0;
+        for (size_t a = 0; a < na; a++)
+            if (s->pk_count[a] >= p) s->pk_alphas[n_fit++] = a;
+        if (n_fit) {
+            size_t a = s->pk_alphas[sm__rng_below(r, n_fit)];
+            one = s->pk_classes + s->pk_start[a];
+            n_one = s->pk_count[a];
+        }
+    }
     size_t n_alphas = 0;
-    if (s->alphabet_balanced)
+    if (s->alphabet_balanced && !one)
         for (size_t a = 0; a < na; a++)
             if (s->pk_count[a]) s->pk_alphas[n_alphas++] = a;
     const size_t hw = ds->pixels_per_image;
     for (size_t q = 0; q < p; q++) {
         size_t cls;
-        if (s->alphabet_balanced) {
+        if (one) {
+            /* partial Fisher-Yates within the chosen alphabet's eligible classes */
+            size_t j = q + (size_t)sm__rng_below(r, n_one - q);
+            cls = one[j];
+            one[j] = one[q];
+            one[q] = cls;
+        } else if (s->alphabet_balanced) {
             /* an alphabet that still has an unchosen class, then one of those */
             size_t ai = (size_t)sm__rng_below(r, n_alphas), a = s->pk_alphas[ai];
             size_t *list = s->pk_classes + s->pk_start[a];

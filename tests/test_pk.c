@@ -183,6 +183,54 @@ static void test_alphabet_balanced(void **state)
     sm_dataset_destroy(ds);
 }
 
+/* Negatives within the alphabet in P x K form: with probability f a batch's P classes all come
+ * from one alphabet, uniform among those with >= P eligible classes; none: the usual draw. */
+static size_t single_alphabet_batches(sm_sampler *s, const sm_dataset *ds, size_t p, int rounds,
+                                      size_t alpha_count[4])
+{
+    enum { K = 3 };
+    size_t idx[16 * K], single = 0;
+    for (int r = 0; r < rounds; r++) {
+        assert_int_equal(sm__sampler_next_pk(s, p, K, NULL, idx), SM_OK);
+        size_t a0 = alphabet_of(ds, idx[0]), same = 1;
+        for (size_t q = 0; q < p; q++) {
+            if (alphabet_of(ds, idx[q * K]) != a0) same = 0;
+            for (size_t q2 = 0; q2 < q; q2++)
+                assert_int_not_equal(ds->image_class[idx[q2 * K]], ds->image_class[idx[q * K]]);
+        }
+        single += same;
+        if (same && alpha_count) alpha_count[a0]++;
+    }
+    return single;
+}
+
+static void test_pk_same_alphabet_batches(void **state)
+{
+    (void)state;
+    sm_dataset *ds = unequal_dataset(); /* alphabets of 8, 4, 2 and 1 classes */
+    sm_sampler *s;
+    assert_int_equal(sm_sampler_create(ds, 5, &s), SM_OK);
+    enum { ROUNDS = 4000 };
+    /* f = 1, P = 4: every batch from A (8 classes) or B (4), half each */
+    size_t alpha[4] = {0};
+    sm__sampler_set_options(s, 1.0, false);
+    assert_int_equal(single_alphabet_batches(s, ds, 4, ROUNDS, alpha), ROUNDS);
+    assert_binomial(alpha[0], ROUNDS, 0.5);
+    assert_int_equal(alpha[0] + alpha[1], ROUNDS);
+    /* P = 5: only A has enough classes */
+    memset(alpha, 0, sizeof alpha);
+    assert_int_equal(single_alphabet_batches(s, ds, 5, ROUNDS, alpha), ROUNDS);
+    assert_int_equal(alpha[0], ROUNDS);
+    /* P = 9: no alphabet has 9 classes: the usual draw (9 of 15 classes span alphabets) */
+    assert_int_equal(single_alphabet_batches(s, ds, 9, 200, NULL), 0);
+    /* f = 0.5, P = 4: half the batches forced, the rest single by chance (71 of C(15,4)) */
+    sm__sampler_set_options(s, 0.5, false);
+    assert_binomial(single_alphabet_batches(s, ds, 4, ROUNDS, NULL), ROUNDS,
+                    0.5 + 0.5 * 71.0 / 1365.0);
+    sm_sampler_destroy(s);
+    sm_dataset_destroy(ds);
+}
+
 static void test_pk_sampler(void **state)
 {
     (void)state;
@@ -558,6 +606,7 @@ int main(void)
         cmocka_unit_test(test_neg_same_alphabet),
         cmocka_unit_test(test_alphabet_balanced),
         cmocka_unit_test(test_pk_sampler),
+        cmocka_unit_test(test_pk_same_alphabet_batches),
         cmocka_unit_test(test_pk_gradient_equals_pairs),
         cmocka_unit_test(test_pk_softmax_reference),
         cmocka_unit_test(test_pk_loss_decreases),

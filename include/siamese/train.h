@@ -142,8 +142,11 @@ typedef enum sm_trainer_real {
                                         alphabet (uniformly among its other classes); otherwise
                                         it is drawn as without the option (any other class,
                                         which may also share the alphabet). A class alone in
-                                        its alphabet falls back to that usual draw. Random
-                                        pairs only: a P x K batch has no drawn negatives */
+                                        its alphabet falls back to that usual draw. In P x K
+                                        batches: the probability that all P classes of a
+                                        batch come from one alphabet (uniform among those
+                                        with >= P classes of >= K images; none: the usual
+                                        draw), so that its negatives are within-alphabet */
 } sm_trainer_real;
 
 /** Called after every successful step. */
