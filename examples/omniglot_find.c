@@ -18,8 +18,7 @@ static int exists(const char *path)
     return stat(path, &st) == 0;
 }
 
-/* DIR/NAME.zip, else DIR/NAME (a folder): 1 and the path in out, 0 if neither, -1 if too long. */
-static int set_in_folder(const char *dir, const char *name, char *out, size_t cap)
+int omniglot_set_in_folder(const char *dir, const char *name, char *out, size_t cap)
 {
     for (int folder = 0; folder < 2; folder++) {
         int n = snprintf(out, cap, "%s/%s%s", dir, name, folder ? "" : ".zip");
@@ -42,7 +41,7 @@ int omniglot_find(const char *given, const char *name, char *out, size_t cap, ch
     if (looked_cap) looked[0] = '\0';
     if (given) {
         if (is_dir(given)) {
-            int r = set_in_folder(given, name, out, cap);
+            int r = omniglot_set_in_folder(given, name, out, cap);
             if (r != 0) return r;
         }
         int n = snprintf(out, cap, "%s", given);
@@ -50,7 +49,7 @@ int omniglot_find(const char *given, const char *name, char *out, size_t cap, ch
     }
     const char *env = getenv("SIAMESE_OMNIGLOT_DIR");
     if (env && env[0]) {
-        int r = set_in_folder(env, name, out, cap);
+        int r = omniglot_set_in_folder(env, name, out, cap);
         if (r != 0) return r;
         snprintf(line, sizeof line, "$SIAMESE_OMNIGLOT_DIR=%s has no %s.zip or %s/", env, name,
                  name);
@@ -58,7 +57,7 @@ int omniglot_find(const char *given, const char *name, char *out, size_t cap, ch
         snprintf(line, sizeof line, "$SIAMESE_OMNIGLOT_DIR is not set");
     }
     append(looked, looked_cap, line);
-    int r = set_in_folder(OMNIGLOT_DEFAULT_DIR, name, out, cap);
+    int r = omniglot_set_in_folder(OMNIGLOT_DEFAULT_DIR, name, out, cap);
     if (r != 0) return r;
     snprintf(line, sizeof line, "./%s has no %s.zip or %s/", OMNIGLOT_DEFAULT_DIR, name, name);
     append(looked, looked_cap, line);

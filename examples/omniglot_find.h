@@ -15,6 +15,10 @@
 /* The folder the examples look in last, relative to the working directory. */
 #define OMNIGLOT_DEFAULT_DIR "data/omniglot"
 
+/* DIR/NAME.zip, else the folder DIR/NAME: 1 with the path in `out`, 0 if neither is there,
+ * -1 if the path does not fit in `cap`. */
+int omniglot_set_in_folder(const char *dir, const char *name, char *out, size_t cap);
+
 /* Resolves set `name` as above into `out`. Returns 1 when found (or given); 0 when nothing was
  * found, with `looked` saying where it looked, for the user ("$SIAMESE_OMNIGLOT_DIR is not set;
  * data/omniglot/images_background.zip: not found"); -1 when a path does not fit in `cap`. */

@@ -382,11 +382,7 @@ static int find_eval_beside(const char *data, char *out, size_t cap)
     if (slash == dir) dir[1] = '\0';
     else if (slash) *slash = '\0';
     else snprintf(dir, sizeof dir, ".");
-    static const char *const names[] = {"images_evaluation.zip", "images_evaluation"};
-    for (size_t i = 0; i < 2; i++) {
-        if (snprintf(out, cap, "%s/%s", dir, names[i]) >= (int)cap) continue;
-        if (cli_file_exists(out)) return 1;
-    }
+    if (omniglot_set_in_folder(dir, "images_evaluation", out, cap) == 1) return 1;
     snprintf(out, cap, "%s/images_evaluation.zip", dir);
     return 0;
 }
