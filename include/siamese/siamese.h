@@ -10,7 +10,9 @@
  *  - siamese/data.h: datasets, pair sampling, reading and resizing PNGs, random distortions;
  *  - siamese/network.h: the twin subnetwork and the head, embeddings and scores, model files;
  *  - siamese/train.h: Adam, the trainer and its step, checkpoints, health reports;
- *  - siamese/evaluation.h: verification accuracy, N-way episodes, the official one-shot runs;
+ *  - siamese/evaluation.h: verification accuracy, N-way episodes, the official one-shot runs,
+ *    ROC curves and calibrated thresholds;
+ *  - siamese/gallery.h: galleries of enrolled examples: identification, verification, files;
  *  - siamese/status.h and siamese/version.h: the status codes and the version macros.
  *
  * Conventions, everywhere:
@@ -61,6 +63,7 @@
 #include "siamese/backends.h"
 #include "siamese/data.h"
 #include "siamese/evaluation.h"
+#include "siamese/gallery.h"
 #include "siamese/network.h"
 #include "siamese/train.h"
 
