@@ -433,6 +433,75 @@ static void test_enrol_path(void **state)
     model_close(&m);
 }
 
+static void test_roc(void **state)
+{
+    (void)state;
+    /* scores 0.1 .. 0.8; same-class pairs at 0.4, 0.6, 0.7, 0.8; different at 0.1 .. 0.5 */
+    const float sc[] = {0.1f, 0.2f, 0.3f, 0.4f, 0.4f, 0.5f, 0.6f, 0.7f, 0.8f};
+    const float lb[] = {0, 0, 0, 0, 1, 0, 1, 1, 1};
+    sm_roc *r;
+    assert_int_equal(sm_roc_create(9, sc, lb, &r), SM_OK);
+    assert_int_equal(sm_roc_num_points(r), 9); /* 8 distinct scores + infinity */
+    double t, far, frr;
+    assert_int_equal(sm_roc_point(r, 0, &t, &far, &frr), SM_OK);
+    assert_true(t == (double)0.1f && far == 1.0 && frr == 0.0);
+    assert_int_equal(sm_roc_point(r, 3, &t, &far, &frr), SM_OK); /* t = 0.4: 0.4 accepted */
+    assert_true(t == (double)0.4f && fabs(far - 2.0 / 5) < 1e-12 && frr == 0.0);
+    assert_int_equal(sm_roc_point(r, 4, &t, &far, &frr), SM_OK); /* t = 0.5 */
+    assert_true(fabs(far - 1.0 / 5) < 1e-12 && fabs(frr - 1.0 / 4) < 1e-12);
+    assert_int_equal(sm_roc_point(r, 8, &t, &far, &frr), SM_OK);
+    assert_true(isinf(t) && far == 0.0 && frr == 1.0);
+    assert_int_equal(sm_roc_point(r, 9, &t, &far, &frr), SM_ERR_INVALID_ARG);
+    /* EER: t = 0.5 gives FAR 0.2, FRR 0.25, the closest pair */
+    double eer;
+    assert_int_equal(sm_roc_eer(r, &eer, &t), SM_OK);
+    assert_true(t == (double)0.5f && fabs(eer - 0.225) < 1e-12);
+    /* target FAR 0: the lowest threshold accepting no different pair is 0.6 */
+    assert_int_equal(sm_roc_threshold_at_far(r, 0.0, &t, &far, &frr), SM_OK);
+    assert_true(t == (double)0.6f && far == 0.0 && fabs(frr - 0.25) < 1e-12);
+    assert_int_equal(sm_roc_threshold_at_far(r, 0.4, &t, &far, NULL), SM_OK);
+    assert_true(t == (double)0.4f && fabs(far - 0.4) < 1e-12);
+    assert_int_equal(sm_roc_threshold_at_far(r, 1.5, &t, NULL, NULL), SM_ERR_INVALID_ARG);
+    sm_roc_destroy(r);
+    /* refusals */
+    const float one_kind[] = {1, 1};
+    assert_int_equal(sm_roc_create(2, sc, one_kind, &r), SM_ERR_INVALID_ARG);
+    const float bad[] = {0.5f, 1.5f};
+    assert_int_equal(sm_roc_create(2, bad, lb + 3, &r), SM_ERR_INVALID_ARG);
+    const float badl[] = {0, 2};
+    assert_int_equal(sm_roc_create(2, sc, badl, &r), SM_ERR_INVALID_ARG);
+    sm_roc_destroy(NULL);
+
+    /* the verification pairs: scores as sm_verification_accuracy judges them, and its accuracy
+     * at 0.5 is sm_verification_accuracy's exactly */
+    model m;
+    model_open(&m, 3);
+    sm_dataset *ds;
+    assert_int_equal(sm_dataset_create_synthetic(6, 4, S, S, 7, &ds), SM_OK);
+    enum { N = 200 };
+    float ps[N], pl[N];
+    assert_int_equal(sm_verification_scores(m.sub, m.head, ds, N, 5, ps, pl), SM_OK);
+    sm_eval_result a = SM_EVAL_RESULT_INIT, b = SM_EVAL_RESULT_INIT;
+    assert_int_equal(sm_verification_accuracy(m.sub, m.head, ds, N, 5, &a), SM_OK);
+    assert_int_equal(sm_verification_accuracy_at(m.sub, m.head, ds, N, 5, 0.5, &b), SM_OK);
+    assert_true(a.accuracy == b.accuracy && a.correct == b.correct);
+    double right = 0;
+    for (int i = 0; i < N; i++) right += (ps[i] >= 0.5f) == (pl[i] == 1.0f);
+    assert_true(right == a.correct);
+    assert_int_equal(sm_roc_create(N, ps, pl, &r), SM_OK);
+    assert_int_equal(sm_roc_eer(r, &eer, &t), SM_OK);
+    assert_true(eer >= 0 && eer <= 0.5 + 1e-12);
+    assert_int_equal(sm_verification_accuracy_at(m.sub, m.head, ds, N, 5, t, &b), SM_OK);
+    right = 0;
+    for (int i = 0; i < N; i++) right += ((double)ps[i] >= t) == (pl[i] == 1.0f);
+    assert_true(right == b.correct);
+    assert_int_equal(sm_verification_accuracy_at(m.sub, m.head, ds, N, 5, 2.0, &b),
+                     SM_ERR_INVALID_ARG);
+    sm_roc_destroy(r);
+    sm_dataset_destroy(ds);
+    model_close(&m);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -441,6 +510,7 @@ int main(void)
         cmocka_unit_test(test_bad_input),
         cmocka_unit_test(test_files),
         cmocka_unit_test(test_enrol_path),
+        cmocka_unit_test(test_roc),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
