@@ -784,6 +784,28 @@ static int train(run *r)
     return 0;
 }
 
+/* The ROC of the evaluation's verification pairs, beside the other figures. */
+static void draw_roc(run *r, const sm_roc *roc)
+{
+    size_t n = sm_roc_num_points(roc);
+    double *far = malloc(n * sizeof *far), *frr = malloc(n * sizeof *frr);
+    fig_roc_data d = {far, frr, n, 0, 0};
+    if (far && frr) {
+        for (size_t i = 0; i < n; i++) sm_roc_point(roc, i, NULL, &far[i], &frr[i]);
+        sm_roc_eer(roc, &d.eer, &d.eer_threshold);
+        char path[4300], sub[256];
+        snprintf(path, sizeof path, "%s/roc.png", r->fig_dir);
+        snprintf(sub, sizeof sub, "random verification pairs of %s, a pair accepted when its "
+                 "score >= the threshold", r->o.eval.split ? r->o.eval.split : "the evaluation set");
+        if (fig_roc(path, "ROC: verification on classes never seen in training", sub, &d) == 0)
+            printf("figure: %s (equal error rate %.2f %%)\n", path, 100 * d.eer);
+        else
+            cli_error(0, "warning: cannot draw %s: %s", path, fig_last_error());
+    }
+    free(far);
+    free(frr);
+}
+
 /* The figures that do not depend on training: drawn before the first step. */
 static void draw_data_figures(run *r)
 {
@@ -868,7 +890,11 @@ static int run_all(run *r)
     }
     if (!r->eval) return 0;
     printf("evaluation on %s (classes never seen in training):\n", o->eval.split);
-    return eval_report(r->subnet, r->head, r->eval, &o->eval);
+    sm_roc *roc = NULL;
+    rc = eval_report(r->subnet, r->head, r->eval, &o->eval, r->figures ? &roc : NULL);
+    if (rc == 0 && roc) draw_roc(r, roc);
+    sm_roc_destroy(roc);
+    return rc;
 }
 
 int main(int argc, char **argv)
