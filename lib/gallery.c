@@ -145,18 +145,19 @@ static sm_status reserve_rows(sm_gallery *g, size_t need)
     uint32_t *lab = sm__realloc(g->example_label, cap * sizeof *lab);
     if (!lab) return sm__fail(SM_ERR_NOMEM, "out of memory growing a gallery");
     g->example_label = lab;
-    float *dev = NULL, *host = NULL;
+    float *dev = NULL;
     SM_TRY(sm__be_alloc_floats(g->be, floats, &dev));
-    sm_status st = SM_OK;
-    if (g->n) {
-        host = sm__malloc(g->n * g->dim * sizeof *host);
-        if (!host) st = sm__fail(SM_ERR_NOMEM, "out of memory growing a gallery");
-        if (st == SM_OK)
-            st = g->be->ops->download(g->be->ctx, host, g->feat, g->n * g->dim * sizeof *host);
-        if (st == SM_OK)
-            st = g->be->ops->upload(g->be->ctx, dev, host, g->n * g->dim * sizeof *host);
-        sm__free(host);
+    /* through a bounded host buffer, so that growing never needs a third copy of the rows */
+    const size_t total = g->n * g->dim, step = total < ID_CHUNK ? total : ID_CHUNK;
+    float *host = total ? sm__malloc(step * sizeof *host) : NULL;
+    sm_status st = total && !host ? sm__fail(SM_ERR_NOMEM, "out of memory growing a gallery")
+                                  : SM_OK;
+    for (size_t off = 0; off < total && st == SM_OK; off += step) {
+        size_t m = total - off < step ? total - off : step;
+        st = g->be->ops->download(g->be->ctx, host, g->feat + off, m * sizeof *host);
+        if (st == SM_OK) st = g->be->ops->upload(g->be->ctx, dev + off, host, m * sizeof *host);
     }
+    sm__free(host);
     if (st != SM_OK) {
         sm__be_free(g->be, dev);
         return st;
