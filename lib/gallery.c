@@ -96,58 +96,74 @@ static size_t find_label(const sm_gallery *g, const char *label)
     }
 }
 
-/* Rebuilds the table with room for `want` labels at most half full. */
-static sm_status rehash(sm_gallery *g, size_t want)
+/* Inserts label index `l` into a table of `cap` slots (a power of 2). */
+static void hash_put(uint32_t *t, size_t cap, const char *name, size_t l)
 {
-    size_t cap = 16;
-    while (cap < 2 * want) cap *= 2;
-    uint32_t *t = sm__calloc(cap, sizeof *t);
-    if (!t) return sm__fail(SM_ERR_NOMEM, "out of memory indexing gallery labels");
-    for (size_t l = 0; l < g->n_labels; l++) {
-        size_t i = (size_t)str_hash(g->labels[l]) & (cap - 1);
-        while (t[i]) i = (i + 1) & (cap - 1);
-        t[i] = (uint32_t)(l + 1);
-    }
-    sm__free(g->hash);
-    g->hash = t;
-    g->hash_cap = cap;
-    return SM_OK;
+    size_t i = (size_t)str_hash(name) & (cap - 1);
+    while (t[i]) i = (i + 1) & (cap - 1);
+    t[i] = (uint32_t)(l + 1);
 }
 
-/* Makes room for one more label (arrays and table), so that adding it cannot fail. */
-static sm_status reserve_label(sm_gallery *g)
+/* What an append needs beyond what the gallery has, allocated up front so that the gallery
+ * changes only once everything is in hand (a failure leaves it, and the allocations it holds,
+ * exactly as they were). */
+typedef struct growth {
+    char *name;          /* a new label's copy */
+    char **labels;       /* larger label arrays, or NULL */
+    size_t *label_n;
+    size_t cap_labels;
+    uint32_t *hash;      /* a larger table, or NULL */
+    size_t hash_cap;
+    float *feat;         /* a larger backend buffer (rows copied), or NULL */
+    uint32_t *example_label;
+    size_t cap;
+} growth;
+
+static void growth_free(sm_gallery *g, growth *w)
 {
+    sm__free(w->name);
+    sm__free(w->labels);
+    sm__free(w->label_n);
+    sm__free(w->hash);
+    sm__be_free(g->be, w->feat);
+    sm__free(w->example_label);
+}
+
+static sm_status grow_labels(sm_gallery *g, const char *label, growth *w)
+{
+    if (!(w->name = sm__strdup(label))) return SM_ERR_NOMEM;
     if (g->n_labels == g->cap_labels) {
-        size_t cap = g->cap_labels ? 2 * g->cap_labels : 16;
-        char **names = sm__realloc(g->labels, cap * sizeof *names);
-        if (!names) return sm__fail(SM_ERR_NOMEM, "out of memory adding a gallery label");
-        g->labels = names;
-        size_t *counts = sm__realloc(g->label_n, cap * sizeof *counts);
-        if (!counts) return sm__fail(SM_ERR_NOMEM, "out of memory adding a gallery label");
-        g->label_n = counts;
-        g->cap_labels = cap;
+        w->cap_labels = g->cap_labels ? 2 * g->cap_labels : 16;
+        w->labels = sm__malloc(w->cap_labels * sizeof *w->labels);
+        w->label_n = sm__malloc(w->cap_labels * sizeof *w->label_n);
+        if (!w->labels || !w->label_n) return SM_ERR_NOMEM;
+        if (g->n_labels) {
+            memcpy(w->labels, g->labels, g->n_labels * sizeof *w->labels);
+            memcpy(w->label_n, g->label_n, g->n_labels * sizeof *w->label_n);
+        }
     }
-    if (2 * (g->n_labels + 1) > g->hash_cap) SM_TRY(rehash(g, g->n_labels + 1));
+    if (2 * (g->n_labels + 1) > g->hash_cap) {
+        w->hash_cap = 16;
+        while (w->hash_cap < 2 * (g->n_labels + 1)) w->hash_cap *= 2;
+        if (!(w->hash = sm__calloc(w->hash_cap, sizeof *w->hash))) return SM_ERR_NOMEM;
+        for (size_t l = 0; l < g->n_labels; l++) hash_put(w->hash, w->hash_cap, g->labels[l], l);
+    }
     return SM_OK;
 }
 
-/* ------------------------------------------------------------------ storage */
-
-/* Grows the backend buffer to hold `need` rows (doubling), copying through the host. */
-static sm_status reserve_rows(sm_gallery *g, size_t need)
+/* A backend buffer of `cap` rows holding the current ones, copied through a bounded host
+ * buffer so that growing never needs a third copy of the rows. */
+static sm_status grow_rows(sm_gallery *g, size_t need, growth *w)
 {
-    if (need <= g->cap) return SM_OK;
-    size_t cap = g->cap ? g->cap : 64;
+    size_t cap = g->cap ? g->cap : 64, floats;
     while (cap < need) cap *= 2;
-    size_t floats;
     SM_RETURN_IF(!sm__mul_size(cap, g->dim, &floats), SM_ERR_LIMIT,
                  "a gallery of %zu examples is too large", cap);
-    uint32_t *lab = sm__realloc(g->example_label, cap * sizeof *lab);
-    if (!lab) return sm__fail(SM_ERR_NOMEM, "out of memory growing a gallery");
-    g->example_label = lab;
-    float *dev = NULL;
-    SM_TRY(sm__be_alloc_floats(g->be, floats, &dev));
-    /* through a bounded host buffer, so that growing never needs a third copy of the rows */
+    w->cap = cap;
+    if (!(w->example_label = sm__malloc(cap * sizeof *w->example_label)))
+        return sm__fail(SM_ERR_NOMEM, "out of memory growing a gallery");
+    if (g->n) memcpy(w->example_label, g->example_label, g->n * sizeof *w->example_label);
+    SM_TRY(sm__be_alloc_floats(g->be, floats, &w->feat));
     const size_t total = g->n * g->dim, step = total < ID_CHUNK ? total : ID_CHUNK;
     float *host = total ? sm__malloc(step * sizeof *host) : NULL;
     sm_status st = total && !host ? sm__fail(SM_ERR_NOMEM, "out of memory growing a gallery")
@@ -155,17 +171,10 @@ static sm_status reserve_rows(sm_gallery *g, size_t need)
     for (size_t off = 0; off < total && st == SM_OK; off += step) {
         size_t m = total - off < step ? total - off : step;
         st = g->be->ops->download(g->be->ctx, host, g->feat + off, m * sizeof *host);
-        if (st == SM_OK) st = g->be->ops->upload(g->be->ctx, dev + off, host, m * sizeof *host);
+        if (st == SM_OK) st = g->be->ops->upload(g->be->ctx, w->feat + off, host, m * sizeof *host);
     }
     sm__free(host);
-    if (st != SM_OK) {
-        sm__be_free(g->be, dev);
-        return st;
-    }
-    sm__be_free(g->be, g->feat);
-    g->feat = dev;
-    g->cap = cap;
-    return SM_OK;
+    return st;
 }
 
 sm_status sm__gallery_append(sm_gallery *g, const char *label, size_t n, const float *feat)
@@ -173,27 +182,38 @@ sm_status sm__gallery_append(sm_gallery *g, const char *label, size_t n, const f
     SM_RETURN_IF(n > SM__GALLERY_MAX_EXAMPLES - g->n, SM_ERR_LIMIT,
                  "a gallery holds at most 2^31 examples");
     size_t idx = find_label(g, label);
-    char *name = NULL;
-    if (idx == SIZE_MAX) {
-        SM_TRY(reserve_label(g));
-        name = sm__strdup(label);
-        if (!name) return sm__fail(SM_ERR_NOMEM, "out of memory adding a gallery label");
-    }
-    sm_status st = reserve_rows(g, g->n + n);
+    growth w = {0};
+    sm_status st = SM_OK;
+    if (idx == SIZE_MAX && grow_labels(g, label, &w) != SM_OK)
+        st = sm__fail(SM_ERR_NOMEM, "out of memory adding a gallery label");
+    if (st == SM_OK && g->n + n > g->cap) st = grow_rows(g, g->n + n, &w);
+    float *dst = w.feat ? w.feat : g->feat;
     if (st == SM_OK)
-        st = g->be->ops->upload(g->be->ctx, g->feat + g->n * g->dim, feat,
-                                n * g->dim * sizeof *feat);
+        st = g->be->ops->upload(g->be->ctx, dst + g->n * g->dim, feat, n * g->dim * sizeof *feat);
     if (st != SM_OK) {
-        sm__free(name);
+        growth_free(g, &w);
         return st;
     }
-    if (idx == SIZE_MAX) { /* room was reserved: nothing below can fail */
+    /* commit: nothing below can fail */
+    if (w.feat) {
+        sm__be_free(g->be, g->feat);
+        sm__free(g->example_label);
+        g->feat = w.feat, g->example_label = w.example_label, g->cap = w.cap;
+    }
+    if (w.labels) {
+        sm__free(g->labels);
+        sm__free(g->label_n);
+        g->labels = w.labels, g->label_n = w.label_n, g->cap_labels = w.cap_labels;
+    }
+    if (w.hash) {
+        sm__free(g->hash);
+        g->hash = w.hash, g->hash_cap = w.hash_cap;
+    }
+    if (idx == SIZE_MAX) {
         idx = g->n_labels++;
-        g->labels[idx] = name;
+        g->labels[idx] = w.name;
         g->label_n[idx] = 0;
-        size_t i = (size_t)str_hash(name) & (g->hash_cap - 1);
-        while (g->hash[i]) i = (i + 1) & (g->hash_cap - 1);
-        g->hash[i] = (uint32_t)(idx + 1);
+        hash_put(g->hash, g->hash_cap, w.name, idx);
     }
     for (size_t i = 0; i < n; i++) g->example_label[g->n + i] = (uint32_t)idx;
     g->n += n;
