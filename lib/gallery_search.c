@@ -141,14 +141,19 @@ static sm_status identify(const char *fn, const sm_gallery *g, size_t n_queries,
                          "%s: query %zu has the value %g at %zu, expected [0, 1]", fn, i / d,
                          (double)data[i], i % d);
     }
+    /* the answers go to the caller's array only once every query is done */
+    sm_gallery_match *out = sm__malloc(n_queries * k * sizeof *out);
     search_bufs b;
-    sm_status st = bufs_alloc(g, &b);
-    const int have_bufs = st == SM_OK;
+    sm_status st = out ? bufs_alloc(g, &b) : sm__fail(SM_ERR_NOMEM, "%s: out of memory", fn);
+    const int have_bufs = out && st == SM_OK;
     for (size_t q = 0; q < n_queries && st == SM_OK; q++) {
         st = score_query(g, &b, (is_images ? feat : data) + q * d);
-        if (st == SM_OK) top_k(g, b.label_score, kk, matches + q * k);
+        if (st == SM_OK) top_k(g, b.label_score, kk, out + q * k);
     }
     if (have_bufs) bufs_free(g, &b);
+    for (size_t q = 0; q < n_queries && st == SM_OK; q++)
+        memcpy(matches + q * k, out + q * k, kk * sizeof *out);
+    sm__free(out);
     sm__free(feat);
     if (st == SM_OK && n_found) *n_found = kk;
     return st;
