@@ -180,7 +180,7 @@ static sm_status grow_rows(sm_gallery *g, size_t need, growth *w)
 sm_status sm__gallery_append(sm_gallery *g, const char *label, size_t n, const float *feat)
 {
     SM_RETURN_IF(n > SM__GALLERY_MAX_EXAMPLES - g->n, SM_ERR_LIMIT,
-                 "a gallery holds at most 2^31 examples");
+                 "a gallery holds at most 2^31 - 1 examples");
     size_t idx = find_label(g, label);
     growth w = {0};
     sm_status st = SM_OK;
@@ -315,7 +315,7 @@ static sm_status enrol_args(const char *fn, const sm_gallery *g, const char *lab
     SM_RETURN_IF(!sm__mul_size(n, per, bytes) || !sm__mul_size(*bytes, sizeof(float), bytes),
                  SM_ERR_INVALID_ARG, "%s: %zu images is more than any buffer can hold", fn, n);
     SM_RETURN_IF(n > SM__GALLERY_MAX_EXAMPLES - g->n, SM_ERR_LIMIT,
-                 "%s: a gallery holds at most 2^31 examples", fn);
+                 "%s: a gallery holds at most 2^31 - 1 examples", fn);
     return SM_OK;
 }
 

@@ -14,7 +14,7 @@
 #include "model.h"
 #include "siamese/siamese.h"
 
-#define SM__GALLERY_MAX_EXAMPLES ((size_t)1 << 31)
+#define SM__GALLERY_MAX_EXAMPLES ((size_t)INT32_MAX) /* row counts reach the backend as int */
 
 struct sm_gallery {
     const sm_subnet *subnet;

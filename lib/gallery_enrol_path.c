@@ -119,7 +119,7 @@ SM_API sm_status sm_gallery_enrol_path(sm_gallery *g, const char *path, size_t *
         st = sm__fail(SM_ERR_DATASET, "'%s' holds no PNG in a folder (label/*.png or "
                                       "Alphabet/character/*.png)", path);
     if (st == SM_OK && t.n > SM__GALLERY_MAX_EXAMPLES - g->n)
-        st = sm__fail(SM_ERR_LIMIT, "a gallery holds at most 2^31 examples");
+        st = sm__fail(SM_ERR_LIMIT, "a gallery holds at most 2^31 - 1 examples");
     const size_t n0 = g->n, l0 = g->n_labels;
     if (st == SM_OK) st = enrol_tree(g, &t);
     if (st != SM_OK) sm__gallery_truncate(g, n0, l0);

@@ -258,7 +258,7 @@ static sm_status check_tensors(const sm__st_file *f, const uint8_t *buf, size_t 
                  "] do not fit %zu features per example", name, e->shape[0], e->shape[1],
                  l->shape[0], dim);
     SM_RETURN_IF(e->shape[0] > SM__GALLERY_MAX_EXAMPLES, SM_ERR_LIMIT,
-                 "gallery '%s' holds more than 2^31 examples", name);
+                 "gallery '%s' holds more than 2^31 - 1 examples", name);
     p->n = (size_t)e->shape[0];
     p->emb = buf + f->data_off + e->begin;
     p->lab = buf + f->data_off + l->begin;

@@ -64,7 +64,7 @@ SM_API void sm_gallery_destroy(sm_gallery *gallery);
  *  (sm_image_load_png reads and fits any PNG). All n are embedded first; the gallery changes
  *  only on success. Statuses: SM_ERR_INVALID_ARG (NULL, n 0, a pixel NaN or outside [0, 1],
  *  naming the image and pixel; an empty label or one that is not UTF-8), SM_ERR_LIMIT (a label
- *  over SM_GALLERY_MAX_LABEL bytes, more than 2^31 examples), SM_ERR_NOMEM, SM_ERR_DEVICE. */
+ *  over SM_GALLERY_MAX_LABEL bytes, more than 2^31 - 1 examples), SM_ERR_NOMEM, SM_ERR_DEVICE. */
 SM_API sm_status sm_gallery_enrol(sm_gallery *gallery, const char *label, size_t n,
                                   const float *images);
 /** Enrols `n` feature vectors already computed with this model (sm_embed), feature_dim floats
