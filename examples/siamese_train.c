@@ -32,6 +32,7 @@
 #include "loss_log.h"
 #include "omniglot_find.h"
 #include "pipeline_figures.h"
+#include "presets.h"
 #include "selection.h"
 
 typedef struct options {
@@ -44,6 +45,7 @@ typedef struct options {
     long long warmup, schedule_steps; /* schedule_steps 0: cosine's default */
     int schedule;                     /* an sm_adam_schedule */
     int init;                         /* an sm_init */
+    const char *preset;               /* --preset NAME, or NULL */
     int cosine_by_time; /* cosine without --schedule-steps under --time-limit: fitted to it */
     double min_lr_factor, step_gamma, wd_conv, wd_fc, wd_head;
     unsigned long long seed;
@@ -144,6 +146,10 @@ static void usage(FILE *f)
         EVAL_OPTIONS_HELP
         SELECTION_OPTIONS_HELP
         "  -h, --help           this text\n"
+        "\n"
+        "Presets (--preset NAME: a recipe's options; any option given as well overrides it):\n");
+    preset_usage(f);
+    fprintf(f,
         "\n"
         "Ctrl-C stops training after the current step and saves a checkpoint (use --resume).\n");
 }
@@ -839,6 +845,7 @@ static int run_all(run *r)
     int rc;
     setvbuf(stdout, NULL, _IOLBF, 0);
     printf("libsiamese %s\n", sm_version_string());
+    if (o->preset) printf("preset: %s (options given with it override its values)\n", o->preset);
 
     if (!cli_open_backend(o->backend, o->threads, &r->backend)) return 1;
     printf("backend: %s (%d threads)\n", sm_backend_name(r->backend),
@@ -920,7 +927,12 @@ int main(int argc, char **argv)
         .validation_pairs = 300, .synthetic_classes = 200, .synthetic_images = 20,
         .eval = eval_plan_default(), .sel = selection_default(),
     };
-    int prc = parse_options(argc, argv, &r.o);
+    int pargc = 0;
+    char **pargv = NULL;
+    int prc = preset_expand(argc, argv, &pargc, &pargv, &r.o.preset);
+    if (prc) return prc;
+    prc = parse_options(pargc, pargv, &r.o);
+    free(pargv);
     if (prc) return prc < 0 ? 0 : prc;
     int rc = run_all(&r);
     if (r.log_open) loss_log_close(&r.log);
