@@ -20,7 +20,7 @@ static const char *const oneshot_cpu[] = {
     "--arch", "1x52x52:conv32k5,relu,pool2,conv64k3,relu,pool2,conv128k3,relu,flatten,fc256",
     "--init", "he", "--resize-images", "--pk", "16,4", "--lr", "1e-3",
     "--iterations", "1000000", "--time-limit", "15m",
-    "--val-alphabets", "5", "--val-episodes", "100", "--validate-every", "500",
+    "--val-alphabets", "5", "--val-episodes", "100", "--validate-every", "1000",
     "--save-every", "0", "--eval-batches", "5", "--eval-pairs", "150",
     "--episodes", "2000", "--way", "20", "--shot", "1", "--within-alphabet", NULL};
 
