@@ -85,13 +85,22 @@ int preset_expand(int argc, char **argv, int *out_argc, char ***out_argv, const 
         i += w - 1;
     }
     int n_extra = 0;
+    size_t text = 0;
     if (p)
-        while (p->args[n_extra]) n_extra++;
-    char **out = malloc(sizeof *out * (size_t)(argc - width + n_extra + 1));
+        for (; p->args[n_extra]; n_extra++) text += strlen(p->args[n_extra]) + 1;
+    /* One block: the array, then writable copies of the recipe's strings (the option parser
+     * may write into its arguments, as into any argv) */
+    size_t slots = (size_t)(argc - width + n_extra + 1);
+    char **out = malloc(sizeof *out * slots + text);
     if (!out) return cli_error(2, "out of memory");
+    char *copy = (char *)(out + slots);
     int k = 0;
     out[k++] = argv[0];
-    for (int j = 0; j < n_extra; j++) out[k++] = (char *)p->args[j];
+    for (int j = 0; j < n_extra; j++) {
+        size_t len = strlen(p->args[j]) + 1;
+        out[k++] = memcpy(copy, p->args[j], len);
+        copy += len;
+    }
     for (int i = 1; i < argc; i++)
         if (i < at || i >= at + width || at < 0) out[k++] = argv[i];
     out[k] = NULL;

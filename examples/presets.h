@@ -7,7 +7,8 @@
 #include <stdio.h>
 
 /* Replaces "--preset NAME" (or "--preset=NAME") in argv by NAME's options, in a new argv
- * (*out_argv, its strings borrowed from argv and the tables; free only the array). Returns 0
+ * (*out_argv: the user's strings borrowed from argv, the recipe's copied into the same block;
+ * one free() releases it, once nothing points into its strings any more). Returns 0
  * (also when there is no --preset: *out_argv is then a copy of argv), or 2 after printing
  * why (unknown name, missing value, --preset given twice, out of memory). *name: the preset
  * used, NULL for none. */

@@ -931,9 +931,11 @@ int main(int argc, char **argv)
     char **pargv = NULL;
     int prc = preset_expand(argc, argv, &pargc, &pargv, &r.o.preset);
     if (prc) return prc;
-    prc = parse_options(pargc, pargv, &r.o);
-    free(pargv);
-    if (prc) return prc < 0 ? 0 : prc;
+    prc = parse_options(pargc, pargv, &r.o); /* r.o points into pargv's strings */
+    if (prc) {
+        free(pargv);
+        return prc < 0 ? 0 : prc;
+    }
     int rc = run_all(&r);
     if (r.log_open) loss_log_close(&r.log);
     sm_trainer_destroy(r.trainer);
@@ -945,5 +947,6 @@ int main(int argc, char **argv)
     sm_dataset_destroy(r.train);
     sm_arch_destroy(r.arch);
     sm_backend_destroy(r.backend);
+    free(pargv);
     return rc;
 }
