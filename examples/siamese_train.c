@@ -32,6 +32,7 @@
 #include "loss_log.h"
 #include "omniglot_find.h"
 #include "pipeline_figures.h"
+#include "presets.h"
 #include "selection.h"
 
 typedef struct options {
@@ -43,6 +44,9 @@ typedef struct options {
     /* Adam's schedule and weight decay (all off by default: the reference) */
     long long warmup, schedule_steps; /* schedule_steps 0: cosine's default */
     int schedule;                     /* an sm_adam_schedule */
+    int init;                         /* an sm_init */
+    const char *preset;               /* --preset NAME, or NULL */
+    int cosine_by_time; /* cosine without --schedule-steps under --time-limit: fitted to it */
     double min_lr_factor, step_gamma, wd_conv, wd_fc, wd_head;
     unsigned long long seed;
     int threads, synthetic_classes, synthetic_images, resume, augment, no_figures;
@@ -85,13 +89,18 @@ static void usage(FILE *f)
         "  --batch N            pairs per step (default 180)\n"
         "  --micro-batch N      pairs per forward/backward chunk (memory only; default: library's)\n"
         "  --lr X               Adam learning rate (default 6e-5)\n"
+        "  --init KIND          the twin's initial weights: reference (default: all from\n"
+        "                       N(0, 0.01^2), Koch et al.'s) or he (N(0, 2/fan_in) per layer,\n"
+        "                       biases 0: deeper or wider --arch lists need it to train)\n"
         "  --warmup N           linear learning-rate warm-up from 0 over the first N steps\n"
         "                       (step t of N runs at lr t/N; default 0: none)\n"
         "  --schedule KIND      after the warm-up: constant (default), cosine (down to\n"
         "                       lr * --min-lr-factor over --schedule-steps steps, then flat) or\n"
         "                       step (lr times --step-gamma every --schedule-steps steps)\n"
         "  --schedule-steps N   cosine's length (default: the floor is reached at the last of\n"
-        "                       --iterations) or step's period (required with --schedule step)\n"
+        "                       --iterations or, with --time-limit, at the time limit: the\n"
+        "                       length is re-estimated from the measured step time as the\n"
+        "                       run goes) or step's period (required with --schedule step)\n"
         "  --min-lr-factor F    cosine's floor as a fraction of --lr, 0..1 (default 0)\n"
         "  --step-gamma G       step decay's factor, (0, 1] (default 0.1)\n"
         "  --weight-decay-conv X  L2 weight decay (classic, added to the gradient as in Koch\n"
@@ -138,6 +147,10 @@ static void usage(FILE *f)
         SELECTION_OPTIONS_HELP
         "  -h, --help           this text\n"
         "\n"
+        "Presets (--preset NAME: a recipe's options; any option given as well overrides it):\n");
+    preset_usage(f);
+    fprintf(f,
+        "\n"
         "Ctrl-C stops training after the current step and saves a checkpoint (use --resume).\n");
 }
 
@@ -173,7 +186,7 @@ static int parse_options(int argc, char **argv, options *o)
         O_FIGURES, O_NO_FIGURES, O_FIGURE_EVERY, O_VALIDATE_EVERY, O_VALIDATION_PAIRS, O_EVAL,
         O_TIME_LIMIT, O_NEG_SAME_ALPHABET, O_ALPHABET_BALANCED, O_PK, O_PK_LOSS, O_WARMUP,
         O_SCHEDULE, O_SCHEDULE_STEPS, O_MIN_LR_FACTOR, O_STEP_GAMMA, O_WD_CONV, O_WD_FC, O_WD_HEAD,
-        O_SEL
+        O_SEL, O_INIT
     };
     static const struct option longopts[] = {
         {"data", required_argument, NULL, O_DATA},
@@ -188,6 +201,7 @@ static int parse_options(int argc, char **argv, options *o)
         {"lr", required_argument, NULL, O_LR},
         {"warmup", required_argument, NULL, O_WARMUP},
         {"schedule", required_argument, NULL, O_SCHEDULE},
+        {"init", required_argument, NULL, O_INIT},
         {"schedule-steps", required_argument, NULL, O_SCHEDULE_STEPS},
         {"min-lr-factor", required_argument, NULL, O_MIN_LR_FACTOR},
         {"step-gamma", required_argument, NULL, O_STEP_GAMMA},
@@ -241,6 +255,11 @@ static int parse_options(int argc, char **argv, options *o)
         case O_NO_FIGURES: o->no_figures = 1; break;
         case O_RESUME: o->resume = 1; break;
         case O_AUGMENT: o->augment = 1; break;
+        case O_INIT:
+            if (strcmp(optarg, "reference") == 0) o->init = SM_INIT_REFERENCE;
+            else if (strcmp(optarg, "he") == 0) o->init = SM_INIT_HE;
+            else return cli_error(2, "--init wants reference or he, got '%s'", optarg);
+            break;
         case O_ALPHABET_BALANCED: o->alphabet_balanced = 1; break;
         case O_NEG_SAME_ALPHABET:
             if (!cli_parse_double("neg-same-alphabet", optarg, 0.0, 0, 1.0,
@@ -366,6 +385,7 @@ static int parse_options(int argc, char **argv, options *o)
         /* the iterations after the warm-up: the floor is reached at the last step */
         long long left = o->iterations - o->warmup - 1;
         o->schedule_steps = left < 1 ? 1 : left > INT32_MAX ? INT32_MAX : left;
+        o->cosine_by_time = o->time_limit > 0;
     }
     o->eval.resize_images = o->sel.resize;
     return selection_check_options(&o->sel, o->data != NULL);
@@ -557,6 +577,8 @@ static int setup_model(run *r)
     const options *o = &r->o;
     if ((st = sm_subnet_create(r->backend, r->arch, o->seed, &r->subnet)))
         return cli_fail(st, "cannot create the subnetwork");
+    if (o->init != SM_INIT_REFERENCE && (st = sm_subnet_init(r->subnet, o->init, o->seed)))
+        return cli_fail(st, "cannot initialise the subnetwork");
     if ((st = sm_head_create(r->backend, sm_subnet_feature_dim(r->subnet), o->seed + 1,
                              &r->head)))
         return cli_fail(st, "cannot create the head");
@@ -654,6 +676,20 @@ static void draw_loss(run *r, int64_t it, double per_step)
     }
 }
 
+/* A cosine schedule under --time-limit reaches its floor when time runs out, not at the last
+ * of --iterations (which a timed run never reaches): its length is the steps done plus those
+ * the measured step time leaves room for, never more than --iterations allows. */
+static sm_status fit_cosine_to_time(sm_adam *adam, int64_t it, const options *o, double steps_left)
+{
+    double warmup = 0;
+    sm_status st = sm_adam_get(adam, SM_ADAM_WARMUP_STEPS, &warmup);
+    if (st) return st;
+    double len = (double)it + (steps_left > 0 ? steps_left : 0) - warmup - 1;
+    if (len > (double)o->schedule_steps) len = (double)o->schedule_steps;
+    if (len < 1) len = 1;
+    return sm_adam_set(adam, SM_ADAM_SCHEDULE_STEPS, floor(len));
+}
+
 static int train(run *r)
 {
     const options *o = &r->o;
@@ -690,7 +726,10 @@ static int train(run *r)
                o->neg_same_alphabet, o->alphabet_balanced ? "on" : "off");
     if (show_lr) {
         printf("learning-rate schedule: warm-up %.0f steps, then ", warmup);
-        if (sched == SM_ADAM_SCHEDULE_COSINE)
+        if (sched == SM_ADAM_SCHEDULE_COSINE && o->cosine_by_time)
+            printf("cosine down to %g at the time limit (its length in steps estimated from "
+                   "the step time as the run goes)\n", lr * min_f);
+        else if (sched == SM_ADAM_SCHEDULE_COSINE)
             printf("cosine over %.0f steps down to %g\n", sched_steps, lr * min_f);
         else if (sched == SM_ADAM_SCHEDULE_STEP)
             printf("times %g every %.0f steps\n", gamma, sched_steps);
@@ -731,6 +770,9 @@ static int train(run *r)
 
         per_step = ran / (double)(it - start);
         timed_out = o->time_limit > 0 && ran >= o->time_limit;
+        if (o->cosine_by_time && !timed_out && it - start >= 20 && (it - start) % 10 == 0 &&
+            (st = fit_cosine_to_time(r->adam, it, o, (o->time_limit - ran) / per_step)))
+            return cli_fail(st, "cannot adjust the learning-rate schedule");
         int last = it == total || timed_out || r->o.sel.stop;
         double left = per_step * (double)(total - it);
         if (o->time_limit > 0 && o->time_limit - ran < left) left = o->time_limit - ran;
@@ -825,6 +867,7 @@ static int run_all(run *r)
     int rc;
     setvbuf(stdout, NULL, _IOLBF, 0);
     printf("libsiamese %s\n", sm_version_string());
+    if (o->preset) printf("preset: %s (options given with it override its values)\n", o->preset);
 
     if (!cli_open_backend(o->backend, o->threads, &r->backend)) return 1;
     printf("backend: %s (%d threads)\n", sm_backend_name(r->backend),
@@ -842,7 +885,9 @@ static int run_all(run *r)
     char text[1024];
     if (sm_arch_to_string(r->arch, text, sizeof text, NULL) != SM_OK)
         snprintf(text, sizeof text, "%s", o->arch);
-    printf("arch: %s (%zu parameters)\n", text, sm_arch_num_params(r->arch));
+    printf("arch: %s (%zu parameters%s)\n", text, sm_arch_num_params(r->arch),
+           o->init == SM_INIT_HE && !(o->resume && cli_file_exists(r->model_path))
+               ? ", He initialisation" : "");
 
     if ((rc = open_data(o, in_h, in_w, &r->train, &r->eval))) return rc;
     if ((rc = setup_model(r)) || (rc = set_trainer_params(r))) return rc;
@@ -908,8 +953,15 @@ int main(int argc, char **argv)
         .validation_pairs = 300, .synthetic_classes = 200, .synthetic_images = 20,
         .eval = eval_plan_default(), .sel = selection_default(),
     };
-    int prc = parse_options(argc, argv, &r.o);
-    if (prc) return prc < 0 ? 0 : prc;
+    int pargc = 0;
+    char **pargv = NULL;
+    int prc = preset_expand(argc, argv, &pargc, &pargv, &r.o.preset);
+    if (prc) return prc;
+    prc = parse_options(pargc, pargv, &r.o); /* r.o points into pargv's strings */
+    if (prc) {
+        free(pargv);
+        return prc < 0 ? 0 : prc;
+    }
     int rc = run_all(&r);
     if (r.log_open) loss_log_close(&r.log);
     sm_trainer_destroy(r.trainer);
@@ -921,5 +973,6 @@ int main(int argc, char **argv)
     sm_dataset_destroy(r.train);
     sm_arch_destroy(r.arch);
     sm_backend_destroy(r.backend);
+    free(pargv);
     return rc;
 }
