@@ -10,7 +10,7 @@
 
 eval_plan eval_plan_default(void)
 {
-    eval_plan p = {NULL, 5, 150, NULL, 0, 20, 1, 1, 1, 0};
+    eval_plan p = {NULL, 5, 150, NULL, 0, 20, 1, 1, 1, 0, 0.5, NULL};
     return p;
 }
 
@@ -35,6 +35,13 @@ int eval_plan_option(eval_plan *p, const char *opt, const char *value)
         p->within_alphabet = 1;
     } else if (!strcmp(opt, "between-alphabets")) {
         p->within_alphabet = 0;
+    } else if (!strcmp(opt, "threshold")) {
+        char *end;
+        double t = strtod(value, &end);
+        if (end == value || *end || !(t >= 0.0 && t <= 1.0))
+            return cli_error(-1, "--threshold wants a score in 0..1, got '%s'", value);
+        p->threshold = t;
+        p->threshold_from = "--threshold";
     } else {
         return 0;
     }
@@ -98,6 +105,15 @@ int eval_report(const sm_subnet *subnet, const sm_head *head, const sm_dataset *
         snprintf(what, sizeof what, "random pairs (%d x %d) of %s", p->verify_batches,
                  p->verify_pairs, split);
         print_result("(i)  ", "random-pair verification", &r, what);
+        if (p->threshold_from) {
+            sm_eval_result rt = SM_EVAL_RESULT_INIT;
+            if ((st = sm_verification_accuracy_at(subnet, head, ds, n, p->seed + 0x5eedULL,
+                                                  p->threshold, &rt)))
+                return cli_fail(st, "verification at threshold %g on %s", p->threshold, split);
+            printf("    at threshold %.4f (%s) instead of 0.5: %.2f %% (%.1f of %llu)\n",
+                   p->threshold, p->threshold_from, 100.0 * rt.accuracy, rt.correct,
+                   (unsigned long long)rt.trials);
+        }
         if (report_roc(subnet, head, ds, n, p->seed + 0x5eedULL, roc)) return 1;
     }
     if (p->runs) {

@@ -22,6 +22,10 @@ typedef struct eval_plan {
     int within_alphabet;
     uint64_t seed;
     int resize_images;     /* (ii): resize the runs' images to the model's input at open */
+    /* (i) is also judged at this threshold when threshold_from is set: what it came from,
+     * for the report ("--threshold", "the validation alphabets' equal error rate") */
+    double threshold;
+    const char *threshold_from;
 } eval_plan;
 
 /* The options that fill an eval_plan, for --help texts. */
@@ -33,7 +37,9 @@ typedef struct eval_plan {
     "  --way N              classes per episode (default 20)\n" \
     "  --shot K             support images per class (default 1)\n" \
     "  --within-alphabet    episodes draw their classes from one alphabet (the default)\n" \
-    "  --between-alphabets  episodes draw their classes from all alphabets\n"
+    "  --between-alphabets  episodes draw their classes from all alphabets\n" \
+    "  --threshold T        verification: also judge the pairs at score >= T, 0..1 (0.5\n" \
+    "                       is always reported)\n"
 
 /* Defaults of the plan (docs/reference.md's 5 x 150 pairs; 20-way 1-shot within alphabets). */
 eval_plan eval_plan_default(void);

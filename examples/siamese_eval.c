@@ -53,6 +53,7 @@ int main(int argc, char **argv)
         {"shot", required_argument, NULL, O_EVAL},
         {"within-alphabet", no_argument, NULL, O_EVAL},
         {"between-alphabets", no_argument, NULL, O_EVAL},
+        {"threshold", required_argument, NULL, O_EVAL},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
