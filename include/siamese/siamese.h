@@ -10,6 +10,8 @@
  *  - siamese/data.h: datasets, pair sampling, reading and resizing PNGs, random distortions;
  *  - siamese/network.h: the twin subnetwork and the head, embeddings and scores, model files;
  *  - siamese/train.h: Adam, the trainer and its step, checkpoints, health reports;
+ *  - siamese/comm.h: communicators for data-parallel training over several processes (MPI,
+ *    NCCL, host callbacks, threads); the trainer's gradient shards;
  *  - siamese/evaluation.h: verification accuracy, N-way episodes, the official one-shot runs;
  *  - siamese/status.h and siamese/version.h: the status codes and the version macros.
  *
@@ -63,5 +65,6 @@
 #include "siamese/evaluation.h"
 #include "siamese/network.h"
 #include "siamese/train.h"
+#include "siamese/comm.h"
 
 #endif
