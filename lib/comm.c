@@ -21,6 +21,16 @@ int64_t sm__comm_now_ns(void)
     return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
+SM_API int64_t sm_comm_clock_ns(void) { return sm__comm_now_ns(); }
+
+SM_API void sm_comm_backoff(unsigned attempt)
+{
+    if (attempt < 16) return;
+    long ns = attempt < 100 ? 1000L * (long)(attempt - 15) * 10 : 1000000L;
+    struct timespec ts = {0, ns < 1000000L ? ns : 1000000L};
+    nanosleep(&ts, NULL);
+}
+
 SM_API sm_status sm_comm_create(const sm_comm_ops *ops, void *user, sm_comm **out)
 {
     SM_CHECK_ARG(ops && out, "sm_comm_create: NULL argument");

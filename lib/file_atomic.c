@@ -9,7 +9,9 @@
  * however it dies) from creation until after the rename, and every save first removes the
  * temporary files of the same target that nobody holds: names of exactly our pattern, regular
  * files of our own user, not locked, and either not empty or older than a minute (a writer
- * locks its file right after creating it, before the first byte). */
+ * locks its file right after creating it, before the first byte). Where the system has
+ * O_TMPFILE, the file has no name at all until it is complete, so a kill during a save
+ * leaves nothing; only a kill between naming and renaming can, and the next save removes it. */
 #define _GNU_SOURCE /* F_OFD_SETLK */
 #include "file_atomic.h"
 
@@ -93,10 +95,12 @@ static uint64_t mix64(uint64_t z)
     return z ^ (z >> 31);
 }
 
-/* Creates "<path>.tmp.XXXXXX" exclusively. Not mkstemp: that creates mode 0600, whereas a
- * checkpoint should get the same permissions as any file the user creates (0666 & ~umask),
- * and reading the umask portably means changing it, which races with other threads. */
-static int create_temp(const char *path, char **tmp_out)
+/* Gives a new file the name "<path>.tmp.XXXXXX", exclusively: creates it (anon_fd < 0; its
+ * descriptor is returned, locked) or links the unnamed file anon_fd there (anon_fd is
+ * returned). Not mkstemp: that creates mode 0600, whereas a checkpoint should get the same
+ * permissions as any file the user creates (0666 & ~umask), and reading the umask portably
+ * means changing it, which races with other threads. */
+static int create_temp(const char *path, char **tmp_out, int anon_fd)
 {
     const char *alphabet = temp_alphabet;
     const size_t n_alpha = sizeof temp_alphabet - 1;
@@ -123,11 +127,18 @@ static int create_temp(const char *path, char **tmp_out)
             r /= n_alpha;
         }
         tmp[len + 11] = 0;
-        int fd = open(tmp, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
+        int fd = -1;
+        if (anon_fd < 0) {
+            fd = open(tmp, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
+            /* held until after the rename (a file system without locks: the file is then
+             * never taken for a dead writer's either, as no one can lock it) */
+            if (fd >= 0) (void)lock_nb(fd);
+        } else {
+            char proc[64];
+            snprintf(proc, sizeof proc, "/proc/self/fd/%d", anon_fd);
+            if (linkat(AT_FDCWD, proc, AT_FDCWD, tmp, AT_SYMLINK_FOLLOW) == 0) fd = anon_fd;
+        }
         if (fd >= 0) {
-            /* held until after the rename (a file system without locks: the file is then never
-             * taken for a dead writer's either, as no one can lock it) */
-            (void)lock_nb(fd);
             *tmp_out = tmp;
             return fd;
         }
@@ -181,7 +192,18 @@ sm_status sm__afile_open(sm__afile *f, const char *path)
         return sm__fail(SM_ERR_NOMEM, "out of memory opening '%s'", path);
     }
     remove_stale_temps(f->dir, path);
-    f->fd = create_temp(path, &f->tmp);
+#ifdef O_TMPFILE
+    /* Where the system can, the file has no name while it is written: a kill then leaves
+     * nothing at all (the name comes at commit, just before the rename). */
+    if (access("/proc/self/fd", X_OK) == 0) {
+        f->fd = open(f->dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0666);
+        if (f->fd >= 0) {
+            (void)lock_nb(f->fd);
+            return SM_OK;
+        }
+    }
+#endif
+    f->fd = create_temp(path, &f->tmp, -1);
     if (f->fd < 0) {
         int e = errno;
         sm__afile_abort(f);
@@ -232,7 +254,15 @@ sm_status sm__afile_commit(sm__afile *f)
     int rc;
     do rc = fsync(f->fd);
     while (rc != 0 && errno == EINTR);
-    if (rc != 0) st = sm__fail(SM_ERR_IO, "cannot sync '%s': %s", f->tmp, strerror(errno));
+    if (rc != 0)
+        st = sm__fail(SM_ERR_IO, "cannot sync the temporary file of '%s': %s", f->path,
+                      strerror(errno));
+    if (st == SM_OK && !f->tmp && create_temp(f->path, &f->tmp, f->fd) < 0)
+        st = errno == ENOMEM
+                 ? sm__fail(SM_ERR_NOMEM, "out of memory naming the temporary file of '%s'",
+                            f->path)
+                 : sm__fail(SM_ERR_IO, "cannot name the temporary file of '%s': %s", f->path,
+                            strerror(errno));
     /* A second descriptor of the same open file keeps the lock past the close below, until the
      * file has its final name (a cleaner must not take it for a dead writer's in between). */
     int keep = fcntl(f->fd, F_DUPFD_CLOEXEC, 0);
@@ -240,7 +270,8 @@ sm_status sm__afile_commit(sm__afile *f)
     rc = close(f->fd);
     f->fd = -1;
     if (st == SM_OK && rc != 0 && errno != EINTR)
-        st = sm__fail(SM_ERR_IO, "cannot close '%s': %s", f->tmp, strerror(errno));
+        st = sm__fail(SM_ERR_IO, "cannot close the temporary file of '%s': %s", f->path,
+                      strerror(errno));
     if (st == SM_OK && rename(f->tmp, f->path) != 0)
         st = sm__fail(SM_ERR_IO, "cannot rename '%s' to '%s': %s", f->tmp, f->path,
                       strerror(errno));

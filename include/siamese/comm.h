@@ -159,6 +159,14 @@ SM_API sm_status sm_comm_barrier(sm_comm *comm);
  *  failure the trainer is detached. */
 SM_API sm_status sm_trainer_attach_comm(sm_trainer *trainer, sm_comm *comm);
 
+/** CLOCK_MONOTONIC in nanoseconds: the clock of the callbacks' deadlines (for hosts whose
+ *  language mode hides clock_gettime). Any thread. */
+SM_API int64_t sm_comm_clock_ns(void);
+/** Sleeps a little between two polls of a transport: nothing for the first attempts, then
+ *  growing to 1 ms from about attempt 100 on (so a rank waiting for a slow peer leaves the
+ *  processor to it). Any thread. */
+SM_API void sm_comm_backoff(unsigned attempt);
+
 /** Bytes this rank sent in collectives, and nanoseconds it spent in them, since the
  *  communicator was created (for measurements). NULL arguments are skipped. */
 SM_API void sm_comm_stats(const sm_comm *comm, uint64_t *bytes_sent, uint64_t *ns_in_collectives);
