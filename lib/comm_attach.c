@@ -22,6 +22,7 @@ typedef struct config {
     uint64_t seed, arch_hash, n_params, n_images, n_classes, has_dataset;
     double neg_same, lr, beta1, beta2, eps, min_lr, gamma, wd_conv, wd_fc, wd_head;
     char backend[32];
+    int64_t adam_t; /* not compared: rank 0's says whether its moments must travel */
 } config;
 
 #define CONFIG_MAGIC 0x736d636f6e666731ULL /* "smconfg1" */
@@ -107,6 +108,7 @@ static void config_of(const sm_trainer *t, config *c)
     c->min_lr = a->min_lr_factor, c->gamma = a->step_gamma;
     c->wd_conv = a->wd_conv, c->wd_fc = a->wd_fc, c->wd_head = a->wd_head;
     snprintf(c->backend, sizeof c->backend, "%s", t->subnet->be->ops->name);
+    c->adam_t = a->t;
 }
 
 static void show(const field *f, const config *c, char *buf, size_t cap)
@@ -150,8 +152,11 @@ static sm_status compare(const config *all, int n, int me)
 }
 
 /* Rank 0's parameters, Adam moments and counters, sampler and augmentation states to every
- * rank, in one broadcast. */
-static sm_status share_state(sm_trainer *t)
+ * rank, in one broadcast. Before rank 0's first update its moments are zero, as every rank's
+ * (sm_adam_create): they stay home then, a third of the bytes. */
+static size_t counts_of(int i, size_t ns, size_t nh) { return i % 2 ? nh : ns; }
+
+static sm_status share_state(sm_trainer *t, bool with_moments)
 {
     sm_subnet *s = t->subnet;
     sm_head *h = t->head;
@@ -161,7 +166,9 @@ static sm_status share_state(sm_trainer *t)
     const size_t ns = s->n_params, nh = h->n_params, g = ns + nh;
     enum { N_WORDS = 2 + 4 + 4 };
     size_t bytes;
-    SM_RETURN_IF(!sm__mul_size(3 * g, sizeof(float), &bytes) || bytes > SIZE_MAX - 128,
+    const int n_bufs = with_moments ? 6 : 2;
+    const size_t n_floats = with_moments ? 3 * g : g;
+    SM_RETURN_IF(!sm__mul_size(n_floats, sizeof(float), &bytes) || bytes > SIZE_MAX - 128,
                  SM_ERR_LIMIT, "the training state is too large to broadcast");
     bytes += N_WORDS * sizeof(uint64_t);
     unsigned char *buf = sm__malloc(bytes);
@@ -169,27 +176,31 @@ static sm_status share_state(sm_trainer *t)
                               bytes);
     float *f = (float *)(void *)buf;
     float *bufs_dev[6] = {s->params, h->params, a->m_sub, a->m_head, a->v_sub, a->v_head};
-    const size_t counts[6] = {ns, nh, ns, nh, ns, nh};
+    /* without the moments: rank 0's are zero; a rank that stepped alone zeroes its own */
     sm_status st = SM_OK;
+    if (!with_moments && a->t != 0)
+        for (int i = 2; i < 6 && st == SM_OK; i++)
+            st = ops->zero(ctx, bufs_dev[i], counts_of(i, ns, nh) * sizeof(float));
+    const size_t counts[6] = {ns, nh, ns, nh, ns, nh};
     uint64_t words[N_WORDS] = {(uint64_t)t->iteration, (uint64_t)a->t};
     if (t->sampler) sm__sampler_get_state(t->sampler, words + 2);
     memcpy(words + 6, t->aug_rng.s, 4 * sizeof(uint64_t));
     const int root = sm_comm_rank(t->comm) == 0;
     size_t off = 0;
-    for (int i = 0; i < 6 && st == SM_OK; i++) {
+    for (int i = 0; i < n_bufs && st == SM_OK; i++) {
         if (root) st = ops->download(ctx, f + off, bufs_dev[i], counts[i] * sizeof(float));
         off += counts[i];
     }
-    if (st == SM_OK) memcpy(buf + 3 * g * sizeof(float), words, sizeof words);
+    if (st == SM_OK) memcpy(buf + n_floats * sizeof(float), words, sizeof words);
     if (st == SM_OK)
         st = sm__comm_broadcast(t->comm, buf, bytes, 0, "sharing rank 0's training state");
     if (st == SM_OK && !root) {
         off = 0;
-        for (int i = 0; i < 6 && st == SM_OK; i++) {
+        for (int i = 0; i < n_bufs && st == SM_OK; i++) {
             st = ops->upload(ctx, bufs_dev[i], f + off, counts[i] * sizeof(float));
             off += counts[i];
         }
-        memcpy(words, buf + 3 * g * sizeof(float), sizeof words);
+        memcpy(words, buf + n_floats * sizeof(float), sizeof words);
         if (st == SM_OK) {
             t->iteration = (int64_t)words[0];
             a->t = (int64_t)words[1];
@@ -218,10 +229,11 @@ SM_API sm_status sm_trainer_attach_comm(sm_trainer *t, sm_comm *comm)
         st = sm__fail(SM_ERR_INVALID_ARG, "rank %d: %lld gradient shards cannot be split over "
                       "%d ranks: set SM_TRAINER_GRAD_SHARDS to a multiple of %d", me,
                       (long long)all[0].shards, n, n);
+    const bool with_moments = st == SM_OK && all[0].adam_t != 0;
     sm__free(all);
     if (st == SM_OK) {
         t->comm = comm;
-        st = share_state(t);
+        st = share_state(t, with_moments);
         if (st != SM_OK) t->comm = NULL;
     }
     return st;

@@ -24,7 +24,6 @@
 #ifndef SIAMESE_COMM_MPI_H
 #define SIAMESE_COMM_MPI_H
 
-#include <limits.h>
 #include <stdlib.h>
 
 #include <mpi.h>
@@ -43,6 +42,10 @@ extern "C" {
 #ifndef SM_COMM_MPI_BACKOFF
 #  define SM_COMM_MPI_BACKOFF(attempt) sm_comm_backoff(attempt)
 #endif
+
+/* MPI counts are int: the most bytes one call moves (INT_MAX, without <limits.h>, which a
+ * project's own limits.h may shadow) */
+#define SM_COMM_MPI__MAX_COUNT ((size_t)(~0u >> 1))
 
 /** The adapter's state behind the callbacks' `user`. */
 typedef struct sm_comm_mpi_state {
@@ -77,7 +80,7 @@ static inline sm_comm_result sm_comm_mpi__allgather(void *user, const void *send
                                                     size_t bytes, int64_t deadline_ns)
 {
     sm_comm_mpi_state *s = (sm_comm_mpi_state *)user;
-    if (bytes > (size_t)INT_MAX) return SM_COMM_FAILED;
+    if (bytes > SM_COMM_MPI__MAX_COUNT) return SM_COMM_FAILED;
     MPI_Request req;
     int rc = MPI_Iallgather(send, (int)bytes, MPI_BYTE, recv, (int)bytes, MPI_BYTE, s->comm,
                             &req);
@@ -88,7 +91,7 @@ static inline sm_comm_result sm_comm_mpi__alltoall(void *user, const void *send,
                                                    size_t bytes, int64_t deadline_ns)
 {
     sm_comm_mpi_state *s = (sm_comm_mpi_state *)user;
-    if (bytes > (size_t)INT_MAX) return SM_COMM_FAILED;
+    if (bytes > SM_COMM_MPI__MAX_COUNT) return SM_COMM_FAILED;
     MPI_Request req;
     int rc = MPI_Ialltoall(send, (int)bytes, MPI_BYTE, recv, (int)bytes, MPI_BYTE, s->comm,
                            &req);
@@ -100,7 +103,7 @@ static inline sm_comm_result sm_comm_mpi__broadcast(void *user, void *buf, size_
 {
     sm_comm_mpi_state *s = (sm_comm_mpi_state *)user;
     for (size_t off = 0; off < bytes || (bytes == 0 && off == 0);) {
-        size_t n = bytes - off < (size_t)INT_MAX ? bytes - off : (size_t)INT_MAX;
+        size_t n = bytes - off < SM_COMM_MPI__MAX_COUNT ? bytes - off : SM_COMM_MPI__MAX_COUNT;
         MPI_Request req;
         int rc = MPI_Ibcast((char *)buf + off, (int)n, MPI_BYTE, root, s->comm, &req);
         sm_comm_result r = sm_comm_mpi__wait(s, &req, rc, deadline_ns);
