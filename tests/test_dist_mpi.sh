@@ -65,8 +65,8 @@ set -e
 el=$(awk -v a="$t0" -v b="$(date +%s%N)" 'BEGIN { printf "%.1f", (b - a) / 1e9 }')
 grep -E "status|again" "$tmp/stall" || true
 n_status=$(grep -c "status SM_ERR_COMM after" "$tmp/stall" || true)
-slow=$(awk '/status SM_ERR_COMM after/ { if ($5 > 2 + 1.0) print }' "$tmp/stall")
-slow_again=$(awk '/again SM_ERR_COMM after/ { if ($5 > 0.1) print }' "$tmp/stall")
+slow=$(awk '/status SM_ERR_COMM after/ { if ($6 > 2 + 1.0) print }' "$tmp/stall")
+slow_again=$(awk '/again SM_ERR_COMM after/ { if ($6 > 0.1) print }' "$tmp/stall")
 if [ "$rc" -ne 0 ] && [ "$rc" -ne 124 ] && [ "$n_status" -ge 1 ] && [ -z "$slow" ] && [ -z "$slow_again" ]; then
     echo "ok: stalled rank: $n_status survivor(s) got SM_ERR_COMM within 2 s + 1 s; job ended with $rc after $el s"
 else
