@@ -20,7 +20,7 @@ SRC
 echo "ok: C11 against $mpich/mpi.h"
 if command -v g++ >/dev/null 2>&1; then
     cp "$tmp/host.c" "$tmp/host.cc"
-    g++ -std=c++11 -Wall -Wextra -Werror -I"$inc" -I"$mpich" -c "$tmp/host.cc" -o "$tmp/host2.o"
+    g++ -std=c++11 -Wall -Wextra -Werror -DMPICH_SKIP_MPICXX -I"$inc" -I"$mpich" -c "$tmp/host.cc" -o "$tmp/host2.o"
     echo "ok: C++11 against $mpich/mpi.h"
 fi
 grep -q "MPICH_VERSION" "$mpich/mpi.h" && echo "(MPICH $(grep -m1 '#define MPICH_VERSION ' "$mpich/mpi.h" | awk '{print $3}'))"

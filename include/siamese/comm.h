@@ -104,7 +104,7 @@ SM_API sm_status sm_comm_create(const sm_comm_ops *ops, void *user, sm_comm **ou
  *  the device `device` (-1: rank modulo the visible GPUs); its unique id is broadcast from rank 0
  *  through `bootstrap`, which is then no longer needed; the collectives stage host bytes through
  *  device memory). Modules are found as the backends' (SIAMESE_BACKEND_DIR, else
- *  <libdir>/libsiamese/). `bootstrap` is ignored by "mpi" and required by "nccl". Blocks until
+ *  LIBDIR/libsiamese/). `bootstrap` is ignored by "mpi" and required by "nccl". Blocks until
  *  every rank opened it (within the bootstrap's timeout for nccl). SM_ERR_BACKEND_UNAVAILABLE
  *  (module not built or its library missing), SM_ERR_VERSION, SM_ERR_COMM (the transport
  *  could not be set up; the message says why), SM_ERR_INVALID_ARG, SM_ERR_NOMEM. */
