@@ -23,7 +23,10 @@ typedef struct dm_model {
     int h, w;
 } dm_model;
 
-/* Backend cpu-blas with one thread; the arch text ("koch" for the reference network); a
+/* The backend dm_create makes (default SM_BACKEND_CPU). */
+extern sm_backend_kind dm_backend;
+
+/* Backend dm_backend (cpu-blas: one thread); the arch text ("koch" for the reference network); a
  * synthetic dataset at the arch's input size; subnet and head initialised from `init_seed`;
  * trainer seed 7, learning rate 1e-3. */
 sm_status dm_create(dm_model *m, const char *arch, int64_t batch, int64_t micro,
