@@ -216,9 +216,11 @@ SM_API sm_status sm_train_step_batch(sm_trainer *trainer, size_t n_pairs, const 
 
 /** Saves everything needed to resume exactly (subnet, head, Adam moments and hyperparameters,
  *  iteration, sampler RNG state, batch sizes; since 0.2 the augmentation setting and its RNG
- *  state) as one safetensors file, atomically (temporary file, fsync, rename): a failure
- *  leaves any existing file untouched. Health reports' smoothed loss is not saved: it starts
- *  afresh after a load. */
+ *  state; since 0.3 the gradient shards) as one safetensors file, atomically (temporary file,
+ *  fsync, rename): a failure leaves any existing file untouched, and temporary files that
+ *  killed saves left beside `path` are removed (docs/checkpoint-format.md). Health reports'
+ *  smoothed loss is not saved: it starts afresh after a load. With a communicator attached
+ *  (siamese/comm.h), rank 0 writes and the other ranks return SM_OK without writing. */
 SM_API sm_status sm_trainer_save(const sm_trainer *trainer, const char *path);
 /** Restores a file written by sm_trainer_save into this trainer. The file must match the
  *  subnet's architecture (SM_ERR_SHAPE otherwise); a model-only file is SM_ERR_FORMAT. Other
