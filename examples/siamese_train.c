@@ -146,8 +146,9 @@ static void usage(FILE *f)
         "                       by itself under mpirun with more than one rank. Rank 0 prints,\n"
         "                       draws, writes the files and evaluates\n"
         "  --grad-shards K      the batch's gradient in K shards summed in a fixed order\n"
-        "                       (default: the number of ranks); runs with the same K give the\n"
-        "                       same model bit for bit, whatever the number of ranks dividing K\n"
+        "                       (default: the number of ranks, or the checkpoint's with --resume);\n"
+        "                       runs with the same K give the same model bit for bit, whatever\n"
+        "                       the number of ranks dividing K\n"
         "\n"
         "Ctrl-C stops training after the current step and saves a checkpoint (use --resume).\n");
 }
@@ -566,6 +567,7 @@ typedef struct run {
     health_state health;
     char model_path[4200], csv_path[4200], fig_dir[4200], fig_loss[4300];
     int figures;
+    int resumed; /* loaded a checkpoint */
     dist d;
 } run;
 
@@ -618,8 +620,10 @@ static int set_trainer_params(run *r)
           (st = sm_trainer_set_param(r->trainer, SM_TRAINER_PK_CLASSES, o->pk_classes)))) ||
         (st = sm_trainer_set_param(r->trainer, SM_TRAINER_PK_LOSS, o->pk_loss)))
         return cli_fail(st, "cannot set the P x K batches");
+    /* --grad-shards, else after --resume the checkpoint's, else one per rank */
     int64_t k = r->o.grad_shards ? r->o.grad_shards : r->d.size;
-    if ((st = sm_trainer_set_param(r->trainer, SM_TRAINER_GRAD_SHARDS, k)))
+    if ((r->o.grad_shards || !r->resumed) &&
+        (st = sm_trainer_set_param(r->trainer, SM_TRAINER_GRAD_SHARDS, k)))
         return cli_fail(st, "cannot use %lld gradient shards", (long long)k);
     return 0;
 }
@@ -863,6 +867,7 @@ static int run_all(run *r)
     if (o->resume && cli_file_exists(r->model_path)) {
         if ((st = sm_trainer_load(r->trainer, r->model_path)))
             return cli_fail(st, "cannot resume from '%s'", r->model_path);
+        r->resumed = 1;
         if ((rc = set_trainer_params(r))) return rc;
         printf("resumed from %s at iteration %lld\n", r->model_path,
                (long long)sm_trainer_iteration(r->trainer));

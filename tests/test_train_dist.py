@@ -3,7 +3,8 @@
 """siamese-train under mpirun -np 2 (suite 'dist'): launched by mpirun it trains data-parallel
 by itself; with the same --grad-shards it writes the same model.safetensors, byte for byte, and
 the same losses in loss.csv as one process; one set of figures, one progress line per step and
-one evaluation, from rank 0; --val-alphabets is refused under --distributed.
+one evaluation, from rank 0; a 2-rank run resumed by one process continues exactly;
+--val-alphabets is refused under --distributed.
 Usage: test_train_dist.py SIAMESE_TRAIN MPIRUN"""
 import os
 import subprocess
@@ -58,6 +59,19 @@ with tempfile.TemporaryDirectory(prefix="siamese-dist.") as tmp:
     check(so2.count("libsiamese ") == 1 and so2.count("random-pair verification") == 1,
           "one banner and one evaluation (rank 0)")
     check(se2.count("12/12  loss") == 1, "one progress line per step (rank 0)")
+    # --resume of the 2-rank run by one process keeps its K = 2 and continues exactly
+    import shutil
+    o3, o4 = os.path.join(tmp, "resumed"), os.path.join(tmp, "straight")
+    shutil.copytree(o2, o3)
+    more = [a if a != "12" else "16" for a in args]
+    no_k = more[:more.index("--grad-shards")] + more[more.index("--grad-shards") + 2:]
+    rc3, _, se3 = run([train, *no_k, "--resume", "--out", o3])
+    rc4, _, se4 = run([train, *more, "--out", o4])
+    with open(os.path.join(o3, "model.safetensors"), "rb") as a, \
+            open(os.path.join(o4, "model.safetensors"), "rb") as b:
+        check(rc3 == 0 and rc4 == 0 and a.read() == b.read(),
+              f"saved at 2 ranks after 12 steps, resumed by one process to 16: equal to 16 "
+              f"straight steps (rc {rc3}, {rc4}) {se3[-200:]}")
     rc, so, se = run([train, *args, "--distributed", "--val-alphabets", "2", "--out",
                       os.path.join(tmp, "bad")])
     check(rc == 2 and "not supported with --distributed" in se,
