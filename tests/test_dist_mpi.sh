@@ -3,7 +3,7 @@
 # Data-parallel training over MPI (Open MPI's mpirun, ranks on this machine, oversubscribed):
 #  1. a small architecture, K = 4 shards, 6 steps: mpirun -np 1, 2, 4 (and -np 2 through the
 #     comm-mpi module) give the parameters of one process with no communicator, bit for bit;
-#  2. one step of the Koch et al. network (batch 4, K = 4): -np 1, 2, 4 equal one process;
+#  2. one step of the Koch et al. network (batch 4, K = 4): -np 2 equals one process;
 #  3. a stalled rank: the others get SM_ERR_COMM within the timeout + 1 s, later calls return
 #     at once, and the job ends non-zero;
 #  4. a killed rank: the job ends non-zero within a bounded time (wrapped in `timeout`);
@@ -49,10 +49,9 @@ if [ "$quick" != quick ]; then
     "$exe" solo koch 1 4 1 4 > "$tmp/ksolo"
     kref=$(hash_of "$tmp/ksolo")
     echo "one process, Koch, K = 4, one step of 4 pairs: $kref"
-    for np in 1 2 4; do
-        run "$np" "$exe" train koch 1 4 1 4 > "$tmp/knp$np" 2>&1 || true
-        check_equal "Koch, mpirun -np $np" "$tmp/knp$np" "$kref"
-    done
+    # -np 2 only: -np 1 and 4 are the small architecture's (a Koch rank costs seconds of set-up)
+    run 2 "$exe" train koch 1 4 1 4 > "$tmp/knp2" 2>&1 || true
+    check_equal "Koch, mpirun -np 2" "$tmp/knp2" "$kref"
     echo "Koch checks: $(awk -v a="$t0" -v b="$(date +%s%N)" 'BEGIN { printf "%.1f", (b - a) / 1e9 }') s"
 fi
 
