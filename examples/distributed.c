@@ -41,6 +41,14 @@ int dist_agree(dist *d, int *flag)
     return 0;
 }
 
+int dist_agree_real(dist *d, double *x)
+{
+    if (!d->comm) return 0;
+    sm_status st = sm_comm_broadcast(d->comm, x, sizeof *x, 0);
+    if (st) return cli_fail(st, "rank %d: lost the other ranks", d->rank);
+    return 0;
+}
+
 void dist_end(dist *d)
 {
     sm_comm_destroy(d->comm);

@@ -19,6 +19,8 @@ int dist_launched_size(void);
 int dist_start(dist *d, int requested);
 /* Rank 0's value of `flag` (a stop decision) on every rank: 0 or an exit status. */
 int dist_agree(dist *d, int *flag);
+/* Rank 0's value of `x` on every rank: 0 or an exit status. */
+int dist_agree_real(dist *d, double *x);
 void dist_end(dist *d);
 
 #endif

@@ -3,6 +3,7 @@
 #include "eval_report.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "cli.h"
@@ -54,8 +55,37 @@ static void print_result(const char *label, const char *title, const sm_eval_res
                "pair, so this is chance\n", r->score_mean);
 }
 
+/* The ROC of the verification pairs (the same pairs as (i)): the equal error rate and the
+ * threshold for a 1 % false-accept rate, printed under (i). */
+static int report_roc(const sm_subnet *subnet, const sm_head *head, const sm_dataset *ds,
+                      size_t n, uint64_t seed, sm_roc **roc_out)
+{
+    float *scores = malloc(n * sizeof *scores), *labels = malloc(n * sizeof *labels);
+    sm_roc *roc = NULL;
+    sm_status st = scores && labels ? sm_verification_scores(subnet, head, ds, n, seed, scores,
+                                                             labels)
+                                    : SM_ERR_NOMEM;
+    if (st == SM_OK) st = sm_roc_create(n, scores, labels, &roc);
+    free(scores);
+    free(labels);
+    if (st == SM_ERR_INVALID_ARG) { /* all pairs of one kind: no curve */
+        printf("    no ROC: %s\n", sm_last_error());
+        return 0;
+    }
+    if (st) return cli_fail(st, "ROC of the verification pairs");
+    double eer, t_eer, t1, far1, frr1;
+    sm_roc_eer(roc, &eer, &t_eer);
+    sm_roc_threshold_at_far(roc, 0.01, &t1, &far1, &frr1);
+    printf("    equal error rate %.2f %% at threshold %.4f; for a false-accept rate of at most "
+           "1 %%: threshold %.4f (FAR %.2f %%, FRR %.2f %%)\n",
+           100 * eer, t_eer, t1, 100 * far1, 100 * frr1);
+    if (roc_out) *roc_out = roc;
+    else sm_roc_destroy(roc);
+    return 0;
+}
+
 int eval_report(const sm_subnet *subnet, const sm_head *head, const sm_dataset *ds,
-                const eval_plan *p)
+                const eval_plan *p, sm_roc **roc)
 {
     sm_status st;
     const char *split = p->split ? p->split : "the evaluation set";
@@ -68,6 +98,7 @@ int eval_report(const sm_subnet *subnet, const sm_head *head, const sm_dataset *
         snprintf(what, sizeof what, "random pairs (%d x %d) of %s", p->verify_batches,
                  p->verify_pairs, split);
         print_result("(i)  ", "random-pair verification", &r, what);
+        if (report_roc(subnet, head, ds, n, p->seed + 0x5eedULL, roc)) return 1;
     }
     if (p->runs) {
         sm_oneshot_runs *runs = NULL;

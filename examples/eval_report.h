@@ -41,9 +41,11 @@ eval_plan eval_plan_default(void);
  * value (message printed). */
 int eval_plan_option(eval_plan *plan, const char *opt, const char *value);
 
-/* Runs the plan and prints the report on stdout. `ds` may be NULL (no (i), (iii)). Returns 0,
- * or 1 after printing why. */
+/* Runs the plan and prints the report on stdout. `ds` may be NULL (no (i), (iii)). Under (i)
+ * it also prints the equal error rate of the same pairs and the threshold for a 1 %
+ * false-accept rate; `roc` (may be NULL) then receives their ROC curve (destroy it with
+ * sm_roc_destroy), else stays as it was. Returns 0, or 1 after printing why. */
 int eval_report(const sm_subnet *subnet, const sm_head *head, const sm_dataset *ds,
-                const eval_plan *plan);
+                const eval_plan *plan, sm_roc **roc);
 
 #endif

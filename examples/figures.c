@@ -453,3 +453,69 @@ int fig_loss(const char *path, const char *title, const char *subtitle, const fi
 #undef PY
     return finish(cr, s, path);
 }
+
+int fig_roc(const char *path, const char *title, const char *subtitle, const fig_roc_data *d)
+{
+    if (!path || !d || !d->far || !d->frr || d->n == 0)
+        return set_error("fig_roc: bad arguments");
+    const double L = 110, R = FIG_ROC_W - 50, T = 110, B = FIG_ROC_H - 120;
+    cairo_surface_t *s;
+    cairo_t *cr = begin(FIG_ROC_W, FIG_ROC_H, &s);
+    title_bar(cr, FIG_ROC_W, title);
+    if (subtitle) {
+        cairo_set_source_rgb(cr, 0.3, 0.3, 0.3);
+        text_centred(cr, FIG_ROC_W / 2.0, 62, 15, 0, FIG_ROC_W - 40.0, subtitle);
+    }
+#define PX(v) (L + (v) * (R - L))
+#define PY(v) (B - (v) * (B - T))
+    cairo_set_line_width(cr, 1);
+    for (int i = 0; i <= 10; i++) {
+        char buf[16];
+        double v = i / 10.0;
+        cairo_set_source_rgb(cr, 0.9, 0.9, 0.9);
+        cairo_move_to(cr, L, floor(PY(v)) + 0.5);
+        cairo_line_to(cr, R, floor(PY(v)) + 0.5);
+        cairo_move_to(cr, floor(PX(v)) + 0.5, T);
+        cairo_line_to(cr, floor(PX(v)) + 0.5, B);
+        cairo_stroke(cr);
+        snprintf(buf, sizeof buf, "%d %%", i * 10);
+        cairo_set_source_rgb(cr, 0.15, 0.15, 0.15);
+        cairo_set_font_size(cr, 14);
+        text_at(cr, L - 10 - text_width(cr, buf), PY(v) + 5, 14, 0, buf);
+        text_at(cr, PX(v) - text_width(cr, buf) / 2, B + 22, 14, 0, buf);
+    }
+    cairo_set_source_rgb(cr, 0.15, 0.15, 0.15);
+    cairo_rectangle(cr, L + 0.5, T + 0.5, R - L, B - T);
+    cairo_stroke(cr);
+    text_centred(cr, (L + R) / 2, B + 50, 16, 0, R - L,
+                 "false-accept rate (different-class pairs judged the same)");
+    cairo_save(cr);
+    cairo_translate(cr, 30, (T + B) / 2);
+    cairo_rotate(cr, -M_PI / 2);
+    text_centred(cr, 0, 0, 16, 0, B - T, "false-reject rate (same-class pairs refused)");
+    cairo_restore(cr);
+    /* the diagonal FAR = FRR, where the equal error rate lies */
+    double dash[] = {6, 4};
+    cairo_set_source_rgb(cr, 0.55, 0.55, 0.55);
+    cairo_set_dash(cr, dash, 2, 0);
+    cairo_move_to(cr, PX(0), PY(0));
+    cairo_line_to(cr, PX(1), PY(1));
+    cairo_stroke(cr);
+    cairo_set_dash(cr, NULL, 0, 0);
+    cairo_set_source_rgb(cr, 0.05, 0.2, 0.55);
+    cairo_set_line_width(cr, 2.5);
+    for (size_t i = 0; i < d->n; i++) {
+        if (i == 0) cairo_move_to(cr, PX(d->far[i]), PY(d->frr[i]));
+        else cairo_line_to(cr, PX(d->far[i]), PY(d->frr[i]));
+    }
+    cairo_stroke(cr);
+    rgb(cr, FIG_RED);
+    cairo_arc(cr, PX(d->eer), PY(d->eer), 6, 0, 2 * M_PI);
+    cairo_fill(cr);
+    char buf[96];
+    snprintf(buf, sizeof buf, "EER %.2f %% at threshold %.4f", 100 * d->eer, d->eer_threshold);
+    text_at(cr, PX(d->eer) + 12, PY(d->eer) - 10, 15, 1, buf);
+#undef PX
+#undef PY
+    return finish(cr, s, path);
+}

@@ -20,6 +20,8 @@
 #define FIG_PAIRS_H 940
 #define FIG_LOSS_W 1200 /* loss per iteration, elapsed time on the top axis */
 #define FIG_LOSS_H 700
+#define FIG_ROC_W 900 /* false-reject against false-accept rate, the equal error rate marked */
+#define FIG_ROC_H 900
 
 #define FIG_GRID_MAX 40  /* images in the grid */
 #define FIG_PAIRS_MAX 10 /* pairs in a pair figure */
@@ -49,6 +51,13 @@ typedef struct fig_loss_data {
     size_t n_val;
 } fig_loss_data;
 
+/* A ROC curve (sm_roc's points): `n` pairs of rates in [0, 1], and the equal-error point. */
+typedef struct fig_roc_data {
+    const double *far, *frr;
+    size_t n;
+    double eer, eer_threshold;
+} fig_roc_data;
+
 /* 1 when the examples were built with cairo. */
 int fig_available(void);
 /* Why the last call failed. Static storage. */
@@ -62,5 +71,8 @@ int fig_image_grid(const char *path, const char *title, const float *images, int
 int fig_pairs(const char *path, const char *title, int h, int w, const fig_pair *pairs, size_t n);
 /* The loss per iteration (raw and smoothed), ln 2 marked, elapsed time on the top axis. */
 int fig_loss(const char *path, const char *title, const char *subtitle, const fig_loss_data *d);
+/* The ROC as false-reject rate (y) against false-accept rate (x), the diagonal FAR = FRR and
+ * the equal-error point marked with its threshold. */
+int fig_roc(const char *path, const char *title, const char *subtitle, const fig_roc_data *d);
 
 #endif

@@ -28,3 +28,9 @@ int fig_loss(const char *path, const char *title, const char *subtitle, const fi
     (void)path, (void)title, (void)subtitle, (void)d;
     return -1;
 }
+
+int fig_roc(const char *path, const char *title, const char *subtitle, const fig_roc_data *d)
+{
+    (void)path, (void)title, (void)subtitle, (void)d;
+    return -1;
+}

@@ -133,7 +133,7 @@ int main(int argc, char **argv)
                sm_dataset_num_alphabets(ds), sm_dataset_num_classes(ds),
                sm_dataset_num_images(ds));
     }
-    rc = eval_report(subnet, head, ds, &plan);
+    rc = eval_report(subnet, head, ds, &plan, NULL);
 
 done:
     sm_dataset_destroy(ds);

@@ -33,6 +33,7 @@
 #include "omniglot_find.h"
 #include "pipeline_figures.h"
 #include "distributed.h"
+#include "presets.h"
 #include "selection.h"
 
 typedef struct options {
@@ -44,6 +45,9 @@ typedef struct options {
     /* Adam's schedule and weight decay (all off by default: the reference) */
     long long warmup, schedule_steps; /* schedule_steps 0: cosine's default */
     int schedule;                     /* an sm_adam_schedule */
+    int init;                         /* an sm_init */
+    const char *preset;               /* --preset NAME, or NULL */
+    int cosine_by_time; /* cosine without --schedule-steps under --time-limit: fitted to it */
     double min_lr_factor, step_gamma, wd_conv, wd_fc, wd_head;
     unsigned long long seed;
     int threads, synthetic_classes, synthetic_images, resume, augment, no_figures;
@@ -88,13 +92,18 @@ static void usage(FILE *f)
         "  --batch N            pairs per step (default 180)\n"
         "  --micro-batch N      pairs per forward/backward chunk (memory only; default: library's)\n"
         "  --lr X               Adam learning rate (default 6e-5)\n"
+        "  --init KIND          the twin's initial weights: reference (default: all from\n"
+        "                       N(0, 0.01^2), Koch et al.'s) or he (N(0, 2/fan_in) per layer,\n"
+        "                       biases 0: deeper or wider --arch lists need it to train)\n"
         "  --warmup N           linear learning-rate warm-up from 0 over the first N steps\n"
         "                       (step t of N runs at lr t/N; default 0: none)\n"
         "  --schedule KIND      after the warm-up: constant (default), cosine (down to\n"
         "                       lr * --min-lr-factor over --schedule-steps steps, then flat) or\n"
         "                       step (lr times --step-gamma every --schedule-steps steps)\n"
         "  --schedule-steps N   cosine's length (default: the floor is reached at the last of\n"
-        "                       --iterations) or step's period (required with --schedule step)\n"
+        "                       --iterations or, with --time-limit, at the time limit: the\n"
+        "                       length is re-estimated from the measured step time as the\n"
+        "                       run goes) or step's period (required with --schedule step)\n"
         "  --min-lr-factor F    cosine's floor as a fraction of --lr, 0..1 (default 0)\n"
         "  --step-gamma G       step decay's factor, (0, 1] (default 0.1)\n"
         "  --weight-decay-conv X  L2 weight decay (classic, added to the gradient as in Koch\n"
@@ -149,6 +158,9 @@ static void usage(FILE *f)
         "                       (default: the number of ranks, or the checkpoint's with --resume);\n"
         "                       runs with the same K give the same model bit for bit, whatever\n"
         "                       the number of ranks dividing K\n"
+        "Presets (--preset NAME: a recipe's options; any option given as well overrides it):\n");
+    preset_usage(f);
+    fprintf(f,
         "\n"
         "Ctrl-C stops training after the current step and saves a checkpoint (use --resume).\n");
 }
@@ -184,8 +196,8 @@ static int parse_options(int argc, char **argv, options *o)
         O_SEED, O_THREADS, O_OUT, O_SAVE_EVERY, O_SYN_CLASSES, O_SYN_IMAGES, O_RESUME, O_AUGMENT,
         O_FIGURES, O_NO_FIGURES, O_FIGURE_EVERY, O_VALIDATE_EVERY, O_VALIDATION_PAIRS, O_EVAL,
         O_TIME_LIMIT, O_NEG_SAME_ALPHABET, O_ALPHABET_BALANCED, O_PK, O_PK_LOSS, O_WARMUP,
-        O_SCHEDULE, O_SCHEDULE_STEPS, O_DISTRIBUTED, O_GRAD_SHARDS, O_MIN_LR_FACTOR, O_STEP_GAMMA, O_WD_CONV, O_WD_FC, O_WD_HEAD,
-        O_SEL
+        O_SCHEDULE, O_SCHEDULE_STEPS, O_DISTRIBUTED, O_GRAD_SHARDS, O_MIN_LR_FACTOR, O_STEP_GAMMA,
+        O_WD_CONV, O_WD_FC, O_WD_HEAD, O_SEL, O_INIT
     };
     static const struct option longopts[] = {
         {"data", required_argument, NULL, O_DATA},
@@ -200,6 +212,7 @@ static int parse_options(int argc, char **argv, options *o)
         {"lr", required_argument, NULL, O_LR},
         {"warmup", required_argument, NULL, O_WARMUP},
         {"schedule", required_argument, NULL, O_SCHEDULE},
+        {"init", required_argument, NULL, O_INIT},
         {"schedule-steps", required_argument, NULL, O_SCHEDULE_STEPS},
         {"min-lr-factor", required_argument, NULL, O_MIN_LR_FACTOR},
         {"step-gamma", required_argument, NULL, O_STEP_GAMMA},
@@ -259,6 +272,11 @@ static int parse_options(int argc, char **argv, options *o)
             if (!cli_parse_ll("grad-shards", optarg, 1, 1024, &o->grad_shards)) return 2;
             break;
         case O_AUGMENT: o->augment = 1; break;
+        case O_INIT:
+            if (strcmp(optarg, "reference") == 0) o->init = SM_INIT_REFERENCE;
+            else if (strcmp(optarg, "he") == 0) o->init = SM_INIT_HE;
+            else return cli_error(2, "--init wants reference or he, got '%s'", optarg);
+            break;
         case O_ALPHABET_BALANCED: o->alphabet_balanced = 1; break;
         case O_NEG_SAME_ALPHABET:
             if (!cli_parse_double("neg-same-alphabet", optarg, 0.0, 0, 1.0,
@@ -384,6 +402,7 @@ static int parse_options(int argc, char **argv, options *o)
         /* the iterations after the warm-up: the floor is reached at the last step */
         long long left = o->iterations - o->warmup - 1;
         o->schedule_steps = left < 1 ? 1 : left > INT32_MAX ? INT32_MAX : left;
+        o->cosine_by_time = o->time_limit > 0;
     }
     o->eval.resize_images = o->sel.resize;
     return selection_check_options(&o->sel, o->data != NULL);
@@ -577,6 +596,8 @@ static int setup_model(run *r)
     const options *o = &r->o;
     if ((st = sm_subnet_create(r->backend, r->arch, o->seed, &r->subnet)))
         return cli_fail(st, "cannot create the subnetwork");
+    if (o->init != SM_INIT_REFERENCE && (st = sm_subnet_init(r->subnet, o->init, o->seed)))
+        return cli_fail(st, "cannot initialise the subnetwork");
     if ((st = sm_head_create(r->backend, sm_subnet_feature_dim(r->subnet), o->seed + 1,
                              &r->head)))
         return cli_fail(st, "cannot create the head");
@@ -680,6 +701,20 @@ static void draw_loss(run *r, int64_t it, double per_step)
     }
 }
 
+/* A cosine schedule under --time-limit reaches its floor when time runs out, not at the last
+ * of --iterations (which a timed run never reaches): its length is the steps done plus those
+ * the measured step time leaves room for, never more than --iterations allows. */
+static sm_status fit_cosine_to_time(sm_adam *adam, int64_t it, const options *o, double steps_left)
+{
+    double warmup = 0;
+    sm_status st = sm_adam_get(adam, SM_ADAM_WARMUP_STEPS, &warmup);
+    if (st) return st;
+    double len = (double)it + (steps_left > 0 ? steps_left : 0) - warmup - 1;
+    if (len > (double)o->schedule_steps) len = (double)o->schedule_steps;
+    if (len < 1) len = 1;
+    return sm_adam_set(adam, SM_ADAM_SCHEDULE_STEPS, floor(len));
+}
+
 static int train(run *r)
 {
     const options *o = &r->o;
@@ -716,7 +751,10 @@ static int train(run *r)
                o->neg_same_alphabet, o->alphabet_balanced ? "on" : "off");
     if (show_lr) {
         printf("learning-rate schedule: warm-up %.0f steps, then ", warmup);
-        if (sched == SM_ADAM_SCHEDULE_COSINE)
+        if (sched == SM_ADAM_SCHEDULE_COSINE && o->cosine_by_time)
+            printf("cosine down to %g at the time limit (its length in steps estimated from "
+                   "the step time as the run goes)\n", lr * min_f);
+        else if (sched == SM_ADAM_SCHEDULE_COSINE)
             printf("cosine over %.0f steps down to %g\n", sched_steps, lr * min_f);
         else if (sched == SM_ADAM_SCHEDULE_STEP)
             printf("times %g every %.0f steps\n", gamma, sched_steps);
@@ -762,6 +800,13 @@ static int train(run *r)
             if ((rc = dist_agree(&r->d, &stop))) return rc;
             interrupted = stop == 2;
             timed_out = stop == 1;
+        }
+        if (o->cosine_by_time && !timed_out && it - start >= 20 && (it - start) % 10 == 0) {
+            /* data-parallel: rank 0's clock fits the schedule for every rank */
+            double steps_left = (o->time_limit - ran) / per_step;
+            if ((rc = dist_agree_real(&r->d, &steps_left))) return rc;
+            if ((st = fit_cosine_to_time(r->adam, it, o, steps_left)))
+                return cli_fail(st, "cannot adjust the learning-rate schedule");
         }
         int last = it == total || timed_out || r->o.sel.stop;
         double left = per_step * (double)(total - it);
@@ -816,6 +861,28 @@ static int train(run *r)
     return 0;
 }
 
+/* The ROC of the evaluation's verification pairs, beside the other figures. */
+static void draw_roc(run *r, const sm_roc *roc)
+{
+    size_t n = sm_roc_num_points(roc);
+    double *far = malloc(n * sizeof *far), *frr = malloc(n * sizeof *frr);
+    fig_roc_data d = {far, frr, n, 0, 0};
+    if (far && frr) {
+        for (size_t i = 0; i < n; i++) sm_roc_point(roc, i, NULL, &far[i], &frr[i]);
+        sm_roc_eer(roc, &d.eer, &d.eer_threshold);
+        char path[4300], sub[256];
+        snprintf(path, sizeof path, "%s/roc.png", r->fig_dir);
+        snprintf(sub, sizeof sub, "random verification pairs of %s, a pair accepted when its "
+                 "score >= the threshold", r->o.eval.split ? r->o.eval.split : "the evaluation set");
+        if (fig_roc(path, "ROC: verification on classes never seen in training", sub, &d) == 0)
+            printf("figure: %s (equal error rate %.2f %%)\n", path, 100 * d.eer);
+        else
+            cli_error(0, "warning: cannot draw %s: %s", path, fig_last_error());
+    }
+    free(far);
+    free(frr);
+}
+
 /* The figures that do not depend on training: drawn before the first step. */
 static void draw_data_figures(run *r)
 {
@@ -838,6 +905,7 @@ static int run_all(run *r)
         return cli_error(2, "--val-alphabets is not supported with --distributed yet");
     if ((rc = dist_start(&r->d, o->distributed))) return rc;
     printf("libsiamese %s\n", sm_version_string());
+    if (o->preset) printf("preset: %s (options given with it override its values)\n", o->preset);
 
     if (!cli_open_backend(o->backend, o->threads, &r->backend)) return 1;
     printf("backend: %s (%d threads)\n", sm_backend_name(r->backend),
@@ -855,7 +923,9 @@ static int run_all(run *r)
     char text[1024];
     if (sm_arch_to_string(r->arch, text, sizeof text, NULL) != SM_OK)
         snprintf(text, sizeof text, "%s", o->arch);
-    printf("arch: %s (%zu parameters)\n", text, sm_arch_num_params(r->arch));
+    printf("arch: %s (%zu parameters%s)\n", text, sm_arch_num_params(r->arch),
+           o->init == SM_INIT_HE && !(o->resume && cli_file_exists(r->model_path))
+               ? ", He initialisation" : "");
 
     if ((rc = open_data(o, in_h, in_w, &r->train, &r->eval))) return rc;
     if ((rc = setup_model(r)) || (rc = set_trainer_params(r))) return rc;
@@ -910,7 +980,11 @@ static int run_all(run *r)
     }
     if (!r->eval) return 0;
     printf("evaluation on %s (classes never seen in training):\n", o->eval.split);
-    return eval_report(r->subnet, r->head, r->eval, &o->eval);
+    sm_roc *roc = NULL;
+    rc = eval_report(r->subnet, r->head, r->eval, &o->eval, r->figures ? &roc : NULL);
+    if (rc == 0 && roc) draw_roc(r, roc);
+    sm_roc_destroy(roc);
+    return rc;
 }
 
 int main(int argc, char **argv)
@@ -924,8 +998,15 @@ int main(int argc, char **argv)
         .validation_pairs = 300, .synthetic_classes = 200, .synthetic_images = 20,
         .eval = eval_plan_default(), .sel = selection_default(),
     };
-    int prc = parse_options(argc, argv, &r.o);
-    if (prc) return prc < 0 ? 0 : prc;
+    int pargc = 0;
+    char **pargv = NULL;
+    int prc = preset_expand(argc, argv, &pargc, &pargv, &r.o.preset);
+    if (prc) return prc;
+    prc = parse_options(pargc, pargv, &r.o); /* r.o points into pargv's strings */
+    if (prc) {
+        free(pargv);
+        return prc < 0 ? 0 : prc;
+    }
     int rc = run_all(&r);
     if (r.log_open) loss_log_close(&r.log);
     sm_trainer_destroy(r.trainer);
@@ -937,6 +1018,7 @@ int main(int argc, char **argv)
     sm_dataset_destroy(r.train);
     sm_arch_destroy(r.arch);
     sm_backend_destroy(r.backend);
+    free(pargv);
     dist_end(&r.d); /* last: the comm-mpi module finalises MPI */
     return rc;
 }

@@ -26,5 +26,9 @@ int sm_fuzz_arch_text(const uint8_t *data, size_t size);
  * a zip held in memory, 8x8 images, small limits; whatever opens is read back whole. An input
  * starting with 'L' is instead a class_labels.txt for a fixed 3-way run (the parser alone). */
 int sm_fuzz_oneshot_runs(const uint8_t *data, size_t size);
+/* sm_gallery_load's reader on a gallery file held in memory, for a fixed tiny model
+ * ("1x4x4:flatten,fc3"), with the metadata model_id and crc32 patched to match (so that the
+ * checks behind them are reached); whatever loads is checked for consistency and searched. */
+int sm_fuzz_gallery(const uint8_t *data, size_t size);
 
 #endif

@@ -131,6 +131,30 @@ def checkpoint(arch, trainer=False):
     return bytes(blob)
 
 
+def gallery(example_labels, names, dim=3, arch="1x4x4:flatten,fc3", version="1"):
+    """A gallery file (lib/gallery_file.c) for `arch`; model_id is a placeholder the fuzz entry
+    patches to its model's fingerprint, then the checksum."""
+    n = len(example_labels)
+    emb = struct.pack("<%df" % (n * dim), *[((i * 5) % 9) / 8.0 for i in range(n * dim)])
+    lab = struct.pack("<%dI" % n, *example_labels)
+    txt = b"".join(name.encode() + b"\0" for name in names)
+    header = {"embeddings": {"dtype": "F32", "shape": [n, dim],
+                             "data_offsets": [0, len(emb)]},
+              "example_label": {"dtype": "U32", "shape": [n],
+                                "data_offsets": [len(emb), len(emb) + len(lab)]},
+              "label_names": {"dtype": "U8", "shape": [len(txt)],
+                              "data_offsets": [len(emb) + len(lab), len(emb) + len(lab) + len(txt)]},
+              "__metadata__": {"format": "libsiamese-gallery", "format_version": version,
+                               "arch": arch, "feature_dim": str(dim),
+                               "model_id": "0" * 16, "crc32": "00000000"}}
+    text = json.dumps(header, separators=(",", ":")).encode()
+    text += b" " * (-len(text) % 8)
+    blob = bytearray(struct.pack("<Q", len(text)) + text + emb + lab + txt)
+    pos = blob.index(b'"crc32":"00000000"') + len(b'"crc32":"')
+    blob[pos:pos + 8] = b"%08x" % (zlib.crc32(bytes(blob)) & 0xFFFFFFFF)
+    return bytes(blob)
+
+
 def patch_sizes(zip_bytes, size):
     """Sets every entry's uncompressed size, in local and central headers, to `size`."""
     b = bytearray(zip_bytes)
@@ -201,6 +225,12 @@ def hostile():
         },
         "arch_text": {
             "fc-claims-2pow48-weights.txt": b"1x4096x4096:flatten,fc16777216",
+        },
+        "gallery": {
+            "header-claims-4TiB.gallery": huge_header,
+            "labels-not-in-first-use-order.gallery": gallery([1, 0], ["a", "b"]),
+            "label-not-utf8.gallery": gallery([0], ["ok"]).replace(b"ok\0", b"o\xff\0"),
+            "newer-version.gallery": gallery([0], ["a"], version="2"),
         },
         "oneshot_runs": {
             "labels-2MiB-one-line.zip": runs_zip(1, labels=b"a" * (2 << 20)),
@@ -277,6 +307,11 @@ def main(root):
                             b"run01/test/item02.png run01/training/class01.png\r\n"
                             b"run01/test/item03.png run01/training/class02.png",
             "labels-empty-line.txt": b"Lrun01/test/item01.png run01/training/class03.png\n\n",
+        },
+        "gallery": {
+            "three-labels.gallery": gallery([0, 0, 1, 2, 1], ["Latin/a", "Latin/b", "caf\u00e9"]),
+            "one-example.gallery": gallery([0], ["x"]),
+            "empty.gallery": gallery([], []),
         },
         "arch_text": {
             "koch.txt": b"koch",

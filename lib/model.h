@@ -210,7 +210,8 @@ sm_status sm__head_logits(const sm_head *h, size_t pairs, const float *feat, flo
 sm_status sm__head_backward(sm_head *h, size_t pairs, const float *feat, const float *diff,
                             const float *dlogits, float *ddiff, float *dfeat);
 
-/* Fills n parameters at `dst` (a backend buffer) with N(0, std^2) drawn from `rng`. */
+/* Fills n parameters at `dst` (a backend buffer) with N(0, std^2) drawn from `rng`; zeros when
+ * rng is NULL. */
 sm_status sm__init_normal(sm_backend *be, float *dst, size_t n, double std, sm__rng *rng);
 
 /* Sets batch size and micro-batch together, all or nothing (for checkpoint loading). */

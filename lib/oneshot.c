@@ -107,15 +107,18 @@ SM_API const char *sm_eval_kind_name(sm_eval_kind kind)
 
 /* ------------------------------------------------------------------ verification */
 
-SM_API sm_status sm_verification_accuracy(const sm_subnet *subnet, const sm_head *head,
-                                          const sm_dataset *ds, size_t n_pairs, uint64_t seed,
-                                          sm_eval_result *result)
+/* The pairs of sm_sampler_create(ds, seed), scored in chunks: tallied against `threshold`
+ * (a pair is "same" when score >= threshold) and, when `all_scores` is set, copied out with
+ * their labels. */
+static sm_status verify_pairs(const char *fn, const sm_subnet *subnet, const sm_head *head,
+                              const sm_dataset *ds, size_t n_pairs, uint64_t seed,
+                              double threshold, sm__tally *t, float *all_scores,
+                              float *all_labels)
 {
-    SM_CHECK_ARG(ds, "sm_verification_accuracy: dataset is NULL");
-    SM_TRY(sm__check_result("sm_verification_accuracy", result));
+    SM_CHECK_ARG(ds, "%s: dataset is NULL", fn);
     SM_CHECK_ARG(n_pairs >= 1 && (uint64_t)n_pairs <= ((uint64_t)1 << 32),
-                 "sm_verification_accuracy: %zu pairs out of range 1..2^32", n_pairs);
-    SM_TRY(sm__check_model("sm_verification_accuracy", subnet, head, ds->height, ds->width));
+                 "%s: %zu pairs out of range 1..2^32", fn, n_pairs);
+    SM_TRY(sm__check_model(fn, subnet, head, ds->height, ds->width));
     sm_sampler *smp = NULL;
     SM_TRY(sm_sampler_create(ds, seed, &smp));
     size_t px = ds->pixels_per_image, chunk = n_pairs < VERIFY_CHUNK ? n_pairs : VERIFY_CHUNK;
@@ -125,24 +128,59 @@ SM_API sm_status sm_verification_accuracy(const sm_subnet *subnet, const sm_head
     sm_status st = left && right && labels && scores
                        ? SM_OK
                        : sm__fail(SM_ERR_NOMEM, "out of memory for verification pairs");
-    sm__tally t = {0};
     for (size_t done = 0; done < n_pairs && st == SM_OK;) {
         size_t n = n_pairs - done < chunk ? n_pairs - done : chunk;
         st = sm_sampler_next(smp, n, left, right, labels, NULL, NULL);
         if (st == SM_OK) st = sm_predict_pairs(subnet, head, n, left, right, scores);
         for (size_t i = 0; i < n && st == SM_OK; i++) {
-            float pred = scores[i] >= 0.5f ? 1.0f : 0.0f; /* round(score), halves up */
-            t.trials++;
-            t.correct += pred == labels[i];
-            t.chance_sum += 0.5;
-            sm__tally_score(&t, scores[i]);
+            /* round(score), halves up, at the default threshold 0.5 */
+            float pred = (double)scores[i] >= threshold ? 1.0f : 0.0f;
+            t->trials++;
+            t->correct += pred == labels[i];
+            t->chance_sum += 0.5;
+            sm__tally_score(t, scores[i]);
+        }
+        if (st == SM_OK && all_scores) {
+            memcpy(all_scores + done, scores, n * sizeof *scores);
+            memcpy(all_labels + done, labels, n * sizeof *labels);
         }
         done += n;
     }
     sm__free(left), sm__free(right), sm__free(labels), sm__free(scores);
     sm_sampler_destroy(smp);
-    if (st == SM_OK) sm__tally_result(&t, SM_EVAL_VERIFICATION, 2, 0, 1, result);
     return st;
+}
+
+SM_API sm_status sm_verification_accuracy(const sm_subnet *subnet, const sm_head *head,
+                                          const sm_dataset *ds, size_t n_pairs, uint64_t seed,
+                                          sm_eval_result *result)
+{
+    return sm_verification_accuracy_at(subnet, head, ds, n_pairs, seed, 0.5, result);
+}
+
+SM_API sm_status sm_verification_accuracy_at(const sm_subnet *subnet, const sm_head *head,
+                                             const sm_dataset *ds, size_t n_pairs, uint64_t seed,
+                                             double threshold, sm_eval_result *result)
+{
+    SM_CHECK_ARG(ds, "sm_verification_accuracy: dataset is NULL");
+    SM_TRY(sm__check_result("sm_verification_accuracy", result));
+    SM_CHECK_ARG(threshold >= 0.0 && threshold <= 1.0,
+                 "sm_verification_accuracy_at: threshold %g outside [0, 1]", threshold);
+    sm__tally t = {0};
+    SM_TRY(verify_pairs("sm_verification_accuracy", subnet, head, ds, n_pairs, seed, threshold,
+                        &t, NULL, NULL));
+    sm__tally_result(&t, SM_EVAL_VERIFICATION, 2, 0, 1, result);
+    return SM_OK;
+}
+
+SM_API sm_status sm_verification_scores(const sm_subnet *subnet, const sm_head *head,
+                                        const sm_dataset *ds, size_t n_pairs, uint64_t seed,
+                                        float *scores, float *labels)
+{
+    SM_CHECK_ARG(scores && labels, "sm_verification_scores: NULL argument");
+    sm__tally t = {0};
+    return verify_pairs("sm_verification_scores", subnet, head, ds, n_pairs, seed, 0.5, &t,
+                        scores, labels);
 }
 
 /* ------------------------------------------------------------------ embedding */

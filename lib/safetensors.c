@@ -66,6 +66,16 @@ static size_t utf8_seq_len(const uint8_t *p, size_t n)
     return len;
 }
 
+int sm__utf8_valid(const uint8_t *p, size_t n)
+{
+    for (size_t i = 0; i < n;) {
+        size_t len = p[i] ? utf8_seq_len(p + i, n - i) : 0;
+        if (len == 0) return 0;
+        i += len;
+    }
+    return 1;
+}
+
 /* Product of a shape times an element size, 0 on overflow (with *ok cleared). */
 static uint64_t shape_bytes(const uint64_t *shape, size_t rank, size_t elem, int *ok)
 {

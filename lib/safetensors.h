@@ -34,6 +34,10 @@ typedef enum sm__st_dtype {
 size_t sm__st_dtype_size(sm__st_dtype dt);
 const char *sm__st_dtype_name(sm__st_dtype dt);
 
+/* 1 when the n bytes at p are well-formed UTF-8 without NUL (RFC 3629: no overlong forms,
+ * no surrogates), else 0. */
+int sm__utf8_valid(const uint8_t *p, size_t n);
+
 /* ---- writing ---- */
 
 typedef struct sm__st_out_tensor {

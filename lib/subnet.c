@@ -8,6 +8,7 @@
 #include "model.h"
 #include "rng.h"
 
+/* n draws from N(0, std^2) uploaded to dst; a NULL rng uploads zeros. */
 sm_status sm__init_normal(sm_backend *be, float *dst, size_t n, double std, sm__rng *rng)
 {
     enum { CHUNK = 1 << 16 };
@@ -16,7 +17,7 @@ sm_status sm__init_normal(sm_backend *be, float *dst, size_t n, double std, sm__
     sm_status s = SM_OK;
     for (size_t done = 0; done < n && s == SM_OK; done += CHUNK) {
         size_t m = n - done < CHUNK ? n - done : CHUNK;
-        for (size_t i = 0; i < m; i++) tmp[i] = (float)(std * sm__rng_normal(rng));
+        for (size_t i = 0; i < m; i++) tmp[i] = rng ? (float)(std * sm__rng_normal(rng)) : 0.0f;
         s = be->ops->upload(be->ctx, dst + done, tmp, m * sizeof *tmp);
     }
     sm__free(tmp);

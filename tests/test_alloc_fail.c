@@ -44,11 +44,13 @@ typedef struct results {
     float scores_final[N_PAIRS];  /* the trained model itself, after three steps */
     size_t n_params;
     float *params;                /* subnet ++ head after three steps (malloc'd) */
+    sm_gallery_match gm[2 * 2];   /* a gallery over the loaded model, saved and loaded */
+    size_t g_examples, g_labels, g_removed;
 } results;
 
 typedef struct cycle {
     char dir[256];
-    char ck_path[300], model_path[300];
+    char ck_path[300], model_path[300], gallery_path[300];
     long fail_at; /* -1: the reference run */
     long base;    /* sm__alloc_count() when the failures were armed */
     int fired;    /* the failing allocation has happened (and was handled) */
@@ -173,6 +175,24 @@ static void run_cycle(cycle *c, results *r)
     CALL(c, sm_predict_pairs(s2, h2, N_PAIRS, left, right, r->scores_loaded));
     CALL(c, sm_predict_pairs(s, h, N_PAIRS, left, right, r->scores_final));
 
+    /* a gallery over the loaded model: enrol (a new label, then the same one), identify,
+     * save, load, remove; a failed enrolment leaves the gallery as it was */
+    sm_gallery *g = NULL, *g2 = NULL;
+    CALL_OUT(c, &g, sm_gallery_create(s2, h2, &g));
+    CALL_X(c, (void *)NULL, assert_int_equal(sm_gallery_num_examples(g), 0),
+           sm_gallery_enrol(g, "first", 2, left));
+    CALL_X(c, (void *)NULL, assert_int_equal(sm_gallery_num_labels(g), 1),
+           sm_gallery_enrol(g, "second", 1, right));
+    CALL_X(c, (void *)NULL, assert_int_equal(sm_gallery_num_examples(g), 3),
+           sm_gallery_enrol(g, "first", 1, left + 2 * PIX));
+    CALL(c, sm_gallery_save(g, c->gallery_path));
+    CALL_OUT(c, &g2, sm_gallery_load(s2, h2, c->gallery_path, &g2));
+    CALL(c, sm_gallery_identify(g2, 2, right, 2, r->gm, NULL));
+    CALL_X(c, (void *)NULL, assert_int_equal(sm_gallery_num_examples(g2), 4),
+           sm_gallery_remove(g2, "first", &r->g_removed));
+    r->g_examples = sm_gallery_num_examples(g2);
+    r->g_labels = sm_gallery_num_labels(g2);
+
     r->n_params = s->n_params + h->n_params;
     r->params = malloc(r->n_params * sizeof *r->params);
     assert_non_null(r->params);
@@ -180,6 +200,8 @@ static void run_cycle(cycle *c, results *r)
     assert_int_equal(sm__head_read_params(h, r->params + s->n_params), SM_OK);
 
     sm__alloc_fail_after(-1);
+    sm_gallery_destroy(g2);
+    sm_gallery_destroy(g);
     sm_arch_destroy(arch2);
     sm_head_destroy(h2);
     sm_subnet_destroy(s2);
@@ -207,6 +229,9 @@ static void assert_same_results(const results *ref, const results *r, long n)
     assert_memory_equal(ref->scores_final, r->scores_final, sizeof r->scores_final);
     assert_int_equal(ref->n_params, r->n_params);
     assert_memory_equal(ref->params, r->params, r->n_params * sizeof *r->params);
+    assert_memory_equal(ref->gm, r->gm, sizeof r->gm);
+    assert_true(ref->g_examples == r->g_examples && ref->g_labels == r->g_labels &&
+                ref->g_removed == r->g_removed);
 }
 
 static void clean_dir(const char *dir)
@@ -245,6 +270,7 @@ static void test_every_allocation_fails_in_turn(void **state)
     assert_non_null(mkdtemp(c.dir));
     snprintf(c.ck_path, sizeof c.ck_path, "%s/trainer.safetensors", c.dir);
     snprintf(c.model_path, sizeof c.model_path, "%s/model.safetensors", c.dir);
+    snprintf(c.gallery_path, sizeof c.gallery_path, "%s/g.gallery", c.dir);
 
     struct timespec t0, t1;
     clock_gettime(CLOCK_MONOTONIC, &t0);

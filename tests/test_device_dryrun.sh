@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: MIT
-# A dry run of the device check (scripts/device/run-all.sh, both phases) on this machine, against
+# A dry run of the device check (scripts/device/run-all.sh, all three phases) on this machine, against
 # the fake cuda module of tests/cuda_fake/ (a fake CUDA runtime, cuDNN and cuBLAS): the script's
 # control flow, its time budgets, its summary and its $OUT file count, first with nothing failing,
 # then with one cuDNN, cuBLAS, CUDA-runtime or kernel call failing every time it is made
@@ -64,6 +64,13 @@ grep -q 'verification, 5 x 150 eval pairs: [0-9.]* %' "$tmp/ref/summary.txt" || 
 SIAMESE_REF_ITERATIONS=100000000 SIAMESE_DEVICE_BUDGET_S=45 SIAMESE_REF_RESERVE_S=20 run timed reference
 grep -q 'time limit of' "$tmp/timed/reference.log" || bad "timed: the time limit did not stop training"
 grep -q 'verification, 5 x 150 eval pairs: [0-9.]* %' "$tmp/timed/summary.txt" || bad "timed: no evaluation after the time limit"
+
+# the one-shot recipe's phase: its summary lines (a small net for a few steps; the numbers mean nothing)
+SIAMESE_ONESHOT_RECIPE="--arch 1x32x32:conv4k5,relu,pool2,conv8k3,relu,pool2,flatten,fc16 --init he --pk 4,2 --warmup 1 --schedule cosine --iterations 3 --episodes 10 --way 5 --shot 1 --within-alphabet" \
+    SIAMESE_ONESHOT_RESERVE_S=20 run oneshot oneshot
+grep -q 'one-shot recipe (cuda, koch) *passed' "$tmp/oneshot/summary.txt" || bad "oneshot: the recipe did not pass"
+grep -q '5-way 1-shot episodes within alphabets: [0-9.]* %' "$tmp/oneshot/summary.txt" || bad "oneshot: no episode accuracy"
+grep -q 'verification, 5 x 150 eval pairs: [0-9.]* %' "$tmp/oneshot/summary.txt" || bad "oneshot: no verification accuracy"
 
 # each failing call: reported, named, and the summary still written
 # (parity skipped: it is the same bench_step failure, slower)

@@ -9,7 +9,7 @@ generated dataset folder and generated one-shot runs; and bad arguments: a clear
 a nonzero exit, never a crash.
 
 Usage (tests/meson.build): test_examples.py BUILD_EXAMPLES_DIR FIGURES(0|1) GRID_WxH PAIRS_WxH
-LOSS_WxH
+LOSS_WxH ROC_WxH
 """
 import os
 import re
@@ -22,7 +22,7 @@ import zlib
 
 bindir, with_figures = sys.argv[1], sys.argv[2] == "1"
 sizes = {name: tuple(int(v) for v in arg.split("x"))
-         for name, arg in zip(("grid", "pairs", "loss"), sys.argv[3:6])}
+         for name, arg in zip(("grid", "pairs", "loss", "roc"), sys.argv[3:7])}
 failures = []
 
 
@@ -96,6 +96,9 @@ with tempfile.TemporaryDirectory(prefix="siamese-examples.") as tmp:
     check(rc == 0, f"siamese-train on synthetic glyphs exits 0 (rc {rc}) {se[-400:]}")
     check(re.search(r"^\(i\) +random-pair verification: [0-9.]+ %", so, re.M) is not None,
           "reports (i) verification on its own line")
+    check(re.search(r"^    equal error rate [0-9.]+ % at threshold [0-9.]+; for a false-accept rate "
+                    r"of at most 1 %: threshold", so, re.M) is not None,
+          "reports the equal error rate and the threshold for 1 % FAR under (i)")
     check(re.search(r"^\(iii\) 5-way 1-shot episodes between alphabets: [0-9.]+ %.*of 15 .*chance 20\.0 %",
                     so, re.M) is not None, "reports (iii) 5-way episodes with trials and chance")
     check("validation at step 5:" in se and "validation at step 10:" in se,
@@ -110,7 +113,7 @@ with tempfile.TemporaryDirectory(prefix="siamese-examples.") as tmp:
           "val_accuracy only on validation rows")
     check(os.path.isfile(os.path.join(out, "model.safetensors")), "writes model.safetensors")
     figures = {"training-images.png": "grid", "training-pairs.png": "pairs",
-               "training-loss.png": "loss", "test-pairs.png": "pairs"}
+               "training-loss.png": "loss", "test-pairs.png": "pairs", "roc.png": "roc"}
     if with_figures:
         for name, kind in figures.items():
             path = os.path.join(out, "figures", name)

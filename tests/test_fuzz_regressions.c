@@ -86,6 +86,12 @@ static void test_oneshot_runs(void **state)
     replay("oneshot_runs", sm_fuzz_oneshot_runs);
 }
 
+static void test_gallery(void **state)
+{
+    (void)state;
+    replay("gallery", sm_fuzz_gallery);
+}
+
 /* The fuzz entry accepts any documented refusal; the damaged PNGs (a wrong CRC anywhere, a
  * file cut before IEND) must be refused as damaged, by name, although their pixels decode. */
 static void test_damaged_pngs_refused(void **state)
@@ -119,6 +125,7 @@ static void test_empty_inputs(void **state)
     assert_int_equal(sm_fuzz_arch_text(nothing, 0), 0);
     assert_int_equal(sm_fuzz_arch_text(nothing, 1), 0);
     assert_int_equal(sm_fuzz_oneshot_runs(nothing, 0), 0);
+    assert_int_equal(sm_fuzz_gallery(nothing, 0), 0);
 }
 
 int main(void)
@@ -126,7 +133,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_png),        cmocka_unit_test(test_zip_dataset),
         cmocka_unit_test(test_checkpoint), cmocka_unit_test(test_arch_text),
-        cmocka_unit_test(test_oneshot_runs),
+        cmocka_unit_test(test_oneshot_runs), cmocka_unit_test(test_gallery),
         cmocka_unit_test(test_damaged_pngs_refused),
         cmocka_unit_test(test_empty_inputs),
     };

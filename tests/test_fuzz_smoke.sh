@@ -11,7 +11,7 @@ set -eu
 
 meson_cmd=$1 source_root=$2 build_root=$3
 seconds=${FUZZ_SMOKE_SECONDS:-15}
-targets="png zip_dataset checkpoint arch_text oneshot_runs"
+targets="png zip_dataset checkpoint arch_text oneshot_runs gallery"
 dir=$build_root/fuzz-smoke
 
 skip() { echo "SKIP: $*"; exit 77; }

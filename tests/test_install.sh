@@ -110,7 +110,7 @@ for mod in "$ilib"/libsiamese/libsiamese-comm-*.so; do
 done
 
 # The installed example programs run against the installed library.
-for prog in siamese-train siamese-compare siamese-eval; do
+for prog in siamese-train siamese-compare siamese-eval siamese-gallery; do
     if [ -x "$iprefix/bin/$prog" ]; then
         LD_LIBRARY_PATH=$ilib "$iprefix/bin/$prog" --help >/dev/null || fail "$prog --help"
     fi

@@ -311,6 +311,72 @@ static void test_concurrent_evaluation(void **state)
     sm_backend_destroy(be);
 }
 
+/* Many threads identifying and verifying against one gallery (const) get the single-threaded
+ * answers (gallery.h: "many identifying threads, one enrolling"). */
+typedef struct gallery_job {
+    const sm_gallery *g;
+    const float *queries; /* 4 images */
+    sm_gallery_match m[4 * 3];
+    double score;
+    sm_status st;
+} gallery_job;
+
+static void *identifier(void *arg)
+{
+    gallery_job *j = arg;
+    for (int r = 0; r < 5 && j->st == SM_OK; r++) {
+        j->st = sm_gallery_identify(j->g, 4, j->queries, 3, j->m, NULL);
+        if (j->st == SM_OK)
+            j->st = sm_gallery_verify(j->g, "c1", j->queries, 0.5, &j->score, NULL);
+    }
+    return NULL;
+}
+
+static void test_concurrent_gallery(void **state)
+{
+    (void)state;
+    sm_backend *be;
+    sm_arch *arch;
+    sm_subnet *sub;
+    sm_head *head;
+    sm_gallery *g;
+    assert_int_equal(sm_backend_create(SM_BACKEND_CPU, &be), SM_OK);
+    assert_int_equal(sm_arch_from_string(TINY, &arch), SM_OK);
+    assert_int_equal(sm_subnet_create(be, arch, 5, &sub), SM_OK);
+    assert_int_equal(sm_head_create(be, DIM, 6, &head), SM_OK);
+    assert_int_equal(sm_gallery_create(sub, head, &g), SM_OK);
+    float *img = malloc(12 * IN * sizeof *img);
+    assert_non_null(img);
+    for (int i = 0; i < 12 * IN; i++) img[i] = (float)((i * 37) % 101) / 100.0f;
+    for (int c = 0; c < 4; c++) {
+        char label[8];
+        snprintf(label, sizeof label, "c%d", c);
+        assert_int_equal(sm_gallery_enrol(g, label, 2, img + c * 2 * IN), SM_OK);
+    }
+    gallery_job ref = {g, img + 8 * IN, {{0}}, 0, SM_OK};
+    identifier(&ref);
+    assert_int_equal(ref.st, SM_OK);
+    enum { N = 4 };
+    gallery_job jobs[N];
+    pthread_t th[N];
+    for (int i = 0; i < N; i++) {
+        jobs[i] = (gallery_job){g, img + 8 * IN, {{0}}, 0, SM_OK};
+        assert_int_equal(pthread_create(&th[i], NULL, identifier, &jobs[i]), 0);
+    }
+    for (int i = 0; i < N; i++) assert_int_equal(pthread_join(th[i], NULL), 0);
+    for (int i = 0; i < N; i++) {
+        assert_int_equal(jobs[i].st, SM_OK);
+        assert_memory_equal(jobs[i].m, ref.m, sizeof ref.m);
+        assert_true(jobs[i].score == ref.score);
+    }
+    free(img);
+    sm_gallery_destroy(g);
+    sm_head_destroy(head);
+    sm_subnet_destroy(sub);
+    sm_arch_destroy(arch);
+    sm_backend_destroy(be);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -318,6 +384,7 @@ int main(void)
         cmocka_unit_test(test_limits_from_threads),
         cmocka_unit_test(test_backends_from_threads),
         cmocka_unit_test(test_concurrent_evaluation),
+        cmocka_unit_test(test_concurrent_gallery),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

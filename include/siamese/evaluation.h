@@ -69,6 +69,58 @@ SM_API sm_status sm_verification_accuracy(const sm_subnet *subnet, const sm_head
                                           const sm_dataset *ds, size_t n_pairs, uint64_t seed,
                                           sm_eval_result *result);
 
+/** sm_verification_accuracy with a calibrated cut: a pair is judged "same" when its score >=
+ *  `threshold` (in [0, 1]; 0.5 gives exactly sm_verification_accuracy). Take the threshold from
+ *  sm_roc_eer or sm_roc_threshold_at_far on other pairs (a validation set). Statuses as
+ *  sm_verification_accuracy, and SM_ERR_INVALID_ARG for a threshold outside [0, 1]. Since 0.3. */
+SM_API sm_status sm_verification_accuracy_at(const sm_subnet *subnet, const sm_head *head,
+                                             const sm_dataset *ds, size_t n_pairs, uint64_t seed,
+                                             double threshold, sm_eval_result *result);
+
+/** The scores and labels (1 = same class, 0 = different) of the `n_pairs` pairs that
+ *  sm_verification_accuracy judges for the same `seed`, into `scores` and `labels` (n_pairs
+ *  floats each): the labelled pairs sm_roc_create takes. Statuses as sm_verification_accuracy.
+ *  Since 0.3. */
+SM_API sm_status sm_verification_scores(const sm_subnet *subnet, const sm_head *head,
+                                        const sm_dataset *ds, size_t n_pairs, uint64_t seed,
+                                        float *scores, float *labels);
+
+/* ---------------------------------------------------------------------------------------------
+ * ROC curves and calibrated thresholds (since 0.3)
+ *
+ * From labelled pairs (a score in [0, 1] and whether the pair is of one class), a threshold t
+ * accepts a pair as "same" when score >= t. Its false-accept rate FAR(t) is the fraction of
+ * different-class pairs accepted, its false-reject rate FRR(t) the fraction of same-class pairs
+ * refused. The curve has one point per distinct score (t = that score, ascending: FAR falls,
+ * FRR rises), then a last point at t = +infinity (nothing accepted: FAR 0, FRR 1).
+ * ------------------------------------------------------------------------------------------- */
+
+typedef struct sm_roc sm_roc;
+
+/** Builds the curve of `n` pairs: scores[i] in [0, 1], labels[i] 1 (same) or 0 (different), at
+ *  least one pair of each kind. The arrays are copied. Statuses: SM_ERR_INVALID_ARG (NULL, a
+ *  score outside [0, 1] or NaN, a label not 0 or 1, no pair of one kind; naming the index),
+ *  SM_ERR_NOMEM. Thread-safe. */
+SM_API sm_status sm_roc_create(size_t n, const float *scores, const float *labels, sm_roc **out);
+/** Frees a curve. NULL: no-op. */
+SM_API void sm_roc_destroy(sm_roc *roc);
+/** Points on the curve (distinct scores + 1); 0 for NULL. */
+SM_API size_t sm_roc_num_points(const sm_roc *roc);
+/** Point `index`: its threshold (+infinity for the last) and rates; any pointer may be NULL.
+ *  SM_ERR_INVALID_ARG out of range. */
+SM_API sm_status sm_roc_point(const sm_roc *roc, size_t index, double *threshold, double *far,
+                              double *frr);
+/** The equal error rate: at the point where |FAR - FRR| is smallest (the lowest threshold among
+ *  equals), eer = (FAR + FRR) / 2 and `threshold` that point's threshold (a score, so in
+ *  [0, 1]). Either pointer may be NULL. SM_ERR_INVALID_ARG for NULL roc. */
+SM_API sm_status sm_roc_eer(const sm_roc *roc, double *eer, double *threshold);
+/** The lowest threshold whose FAR is at most `target_far` (in [0, 1]): the one that accepts the
+ *  most same-class pairs within that false-accept budget; `far` and `frr` receive its rates
+ *  (any pointer may be NULL). The threshold is +infinity only when no score meets the budget.
+ *  SM_ERR_INVALID_ARG (NULL roc, target outside [0, 1] or NaN). */
+SM_API sm_status sm_roc_threshold_at_far(const sm_roc *roc, double target_far, double *threshold,
+                                         double *far, double *frr);
+
 /** N-way k-shot episodes drawn from `ds`, seeded: each episode picks `n_way` different classes
  *  (within_alphabet != 0: all from one alphabet, chosen uniformly among the alphabets that have
  *  n_way usable classes; else from all usable classes), a class being usable when it has at

@@ -27,6 +27,24 @@ typedef struct sm_head sm_head;
  *  SM_ERR_NOMEM. */
 SM_API sm_status sm_subnet_create(sm_backend *backend, const sm_arch *arch, uint64_t seed,
                                   sm_subnet **out);
+/** Initialisation schemes of sm_subnet_init (since 0.3). */
+typedef enum sm_init {
+    /** Every weight and bias from N(0, 0.01^2): the reference's (Koch et al.), what
+     *  sm_subnet_create does. */
+    SM_INIT_REFERENCE = 0,
+    /** He et al. (2015), for ReLU networks: each layer's weights from N(0, 2 / fan_in), fan_in
+     *  = in_channels * k * k for a conv and the input size for an fc; biases 0. Deeper or
+     *  wider twins than the reference's train from it where N(0, 0.01^2) leaves the loss
+     *  flat at log 2. */
+    SM_INIT_HE = 1
+} sm_init;
+
+/** Draws all of the subnet's parameters again by `kind`, from the library's RNG seeded by
+ *  `seed` in state_dict order (the same weights on every backend). Call it before training:
+ *  an Adam state already made for the subnet keeps its moments. Not thread-safe with other
+ *  calls on the subnet. Statuses: SM_ERR_INVALID_ARG (NULL, unknown kind), SM_ERR_NOMEM,
+ *  SM_ERR_DEVICE; on failure the parameters may be partly redrawn. Since 0.3. */
+SM_API sm_status sm_subnet_init(sm_subnet *subnet, sm_init kind, uint64_t seed);
 /** Frees a subnet and its backend buffers. Destroy trainers and Adam states using it first.
  *  NULL: no-op. */
 SM_API void sm_subnet_destroy(sm_subnet *subnet);

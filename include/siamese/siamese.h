@@ -10,9 +10,11 @@
  *  - siamese/data.h: datasets, pair sampling, reading and resizing PNGs, random distortions;
  *  - siamese/network.h: the twin subnetwork and the head, embeddings and scores, model files;
  *  - siamese/train.h: Adam, the trainer and its step, checkpoints, health reports;
+ *  - siamese/evaluation.h: verification accuracy, N-way episodes, the official one-shot runs,
+ *    ROC curves and calibrated thresholds;
+ *  - siamese/gallery.h: galleries of enrolled examples: identification, verification, files;
  *  - siamese/comm.h: communicators for data-parallel training over several processes (MPI,
  *    NCCL, host callbacks, threads); the trainer's gradient shards;
- *  - siamese/evaluation.h: verification accuracy, N-way episodes, the official one-shot runs;
  *  - siamese/status.h and siamese/version.h: the status codes and the version macros.
  *
  * Conventions, everywhere:
@@ -63,6 +65,7 @@
 #include "siamese/backends.h"
 #include "siamese/data.h"
 #include "siamese/evaluation.h"
+#include "siamese/gallery.h"
 #include "siamese/network.h"
 #include "siamese/train.h"
 #include "siamese/comm.h"

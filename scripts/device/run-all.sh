@@ -5,6 +5,8 @@
 #
 #   bash scripts/device/run-all.sh parity-bench   # call 1: parity tests, then the benchmark
 #   bash scripts/device/run-all.sh reference      # call 2: the reference run (siamese-train)
+#   bash scripts/device/run-all.sh oneshot        # or call 2: the one-shot recipe on the Koch
+#                                                 # network (docs/results.md), instead of reference
 #
 # Each call unpacks what scripts/device/stage.sh put in .device/, finds cuDNN and cuBLAS in the
 # machine's Python wheels, and runs its steps, each under a timeout budgeted from the time left
@@ -21,6 +23,9 @@
 #                 --time-limit = that less 90 (loading the background set, then evaluating
 #                 5 x 150 pairs and saving), so training stops by itself and still evaluates;
 #                 the outer timeout is only a backstop
+#   oneshot:      the same shape as reference, with SIAMESE_ONESHOT_RESERVE_S (default 150)
+#                 kept for loading, the validation checks' last one and the evaluation
+#                 (2000 episodes + 5 x 150 pairs)
 #
 # $OUT holds at most 5 files (the device tool returns 8): parity-bench: summary.txt,
 # backend.log, parity.log, bench.log; reference: summary.txt, reference.log,
@@ -36,6 +41,9 @@
 #   SIAMESE_REF_ARGS         replaces its data arguments (default: the staged Omniglot zips);
 #                            the dry run passes synthetic data and a small --arch
 #   SIAMESE_REF_RESERVE_S    seconds kept after --time-limit for loading and evaluating (90)
+#   SIAMESE_ONESHOT_RECIPE   replaces the one-shot recipe's model and training options (the dry
+#                            run passes a small --arch and a few steps); data as SIAMESE_REF_ARGS
+#   SIAMESE_ONESHOT_RESERVE_S  as SIAMESE_REF_RESERVE_S for the oneshot phase (150)
 #   SIAMESE_DEVICE_SKIP_PARITY=1  no parity step (the dry run's fault runs)
 #   SIAMESE_SITE_PACKAGES    folders to search for nvidia/*/lib (default: python3's site dirs)
 #   SIAMESE_DEVICE_PROGRAMS  a folder with bin/ and lib/ to use instead of unpacking the payload
@@ -44,7 +52,7 @@ set -uo pipefail
 cd "$(dirname "$0")/../.."
 t_start=$(date +%s)
 phase=${1:-parity-bench}
-case $phase in parity-bench | reference) ;; *) echo "run-all: the phase is parity-bench or reference, not '$phase'"; exit 2 ;; esac
+case $phase in parity-bench | reference | oneshot) ;; *) echo "run-all: the phase is parity-bench, reference or oneshot, not '$phase'"; exit 2 ;; esac
 stage=${SIAMESE_DEVICE_DIR:-.device}
 out=${OUT:-$stage/out}
 budget=${SIAMESE_DEVICE_BUDGET_S:-540}
@@ -202,15 +210,57 @@ if [ "$phase" = parity-bench ]; then
         echo "(reference ms/step for call 2: $(cell "$(res cuda 0 step ms "$b_big")") at batch $b_big)"
     } >>"$summary"
 else
-    # ---- the reference run: the reference's 10,000 iterations x 180 pairs, stopped by the time limit ----
+    # ---- the training runs: the data as staged (or SIAMESE_REF_ARGS) ----
     if [ -n "${SIAMESE_REF_ARGS:-}" ]; then
         read -r -a data_args <<<"$SIAMESE_REF_ARGS"
     elif [ -f "$data/images_background.zip" ]; then
         data_args=(--data "$data/images_background.zip" --eval-data "$data/images_evaluation.zip")
     else
         data_args=()
-        note "reference run: no Omniglot zips staged in $data"
+        note "$phase run: no Omniglot zips staged in $data"
     fi
+fi
+if [ "$phase" = oneshot ] && [ ${#data_args[@]} -gt 0 ]; then
+    # ---- the GPU one-shot recipe (docs/results.md): the Koch network, its layers unchanged,
+    # trained on P x K batches with He's initialisation, a warm-up then a cosine learning rate
+    # that reaches its floor at the time limit, Koch's affine distortions, and the checkpoint
+    # kept by 20-way within-alphabet episodes on 5 held-out background alphabets; evaluated on
+    # 2000 within-alphabet 20-way episodes of the evaluation set and 5 x 150 random pairs ----
+    if [ -n "${SIAMESE_ONESHOT_RECIPE:-}" ]; then
+        read -r -a recipe <<<"$SIAMESE_ONESHOT_RECIPE"
+    else
+        recipe=(--arch koch --init he --pk 32,4 --lr 3e-4 --warmup 200 --schedule cosine
+                --min-lr-factor 0.02 --augment --val-alphabets 5 --val-episodes 200
+                --validate-every 1000 --iterations 1000000 --episodes 2000 --way 20 --shot 1
+                --within-alphabet)
+    fi
+    t=$(step_time 100000 10)
+    limit=$((t - ${SIAMESE_ONESHOT_RESERVE_S:-150}))
+    if [ "$limit" -lt 10 ]; then
+        note "one-shot recipe: $(verdict 125) ($t s left)"
+    else
+        say "== one-shot recipe: ${recipe[*]}, --time-limit $limit s (timeout $t s)"
+        t0=$(date +%s)
+        timeout -k 5 "$t" "$dev/bin/siamese-train" --backend cuda "${data_args[@]}" "${recipe[@]}" \
+            --seed 1 --time-limit "$limit" --out /tmp/siamese-oneshot --no-figures --save-every 0 \
+            --eval-batches 5 --eval-pairs 150 >"$out/oneshot.log" 2>&1
+        rc=$?
+        cp /tmp/siamese-oneshot/loss.csv "$out/oneshot_loss.csv" 2>/dev/null
+        tail -n 15 "$out/oneshot.log"
+        ran=$(tail -n 1 "$out/oneshot_loss.csv" 2>/dev/null | cut -d, -f1)
+        within=$(grep -E '^\(iii\)' "$out/oneshot.log" | head -1 | sed 's/^(iii) *//' | cut -c1-160)
+        verif=$(grep -E '^\(i\)' "$out/oneshot.log" | grep -oE '[0-9]+\.[0-9]+ %' | head -1)
+        best=$(grep -E '^best checkpoint' "$out/oneshot.log" | grep -oE 'step [0-9]+, validation one-shot [0-9.]+ %' | head -1)
+        note "$(printf '%-34s %s, %d s of %d' "one-shot recipe (cuda, koch)" "$(verdict $rc)" $(($(date +%s) - t0)) "$t")"
+        note "  ${ran:-0} steps in --time-limit $limit s; best checkpoint: ${best:-n/a}"
+        note "  ${within:-episodes: n/a}"
+        note "    (aim: >= 90 % on 2000 20-way within-alphabet episodes; Koch et al.: 92.0 %)"
+        note "  verification, 5 x 150 eval pairs: ${verif:-n/a}"
+        [ $rc = 0 ] || note "  first failure: $(first_error "$out/oneshot.log")"
+    fi
+fi
+if [ "$phase" = reference ]; then
+    # ---- the reference run: the reference's 10,000 iterations x 180 pairs, stopped by the time limit ----
     if [ ${#data_args[@]} -gt 0 ]; then
         t=$(step_time 100000 10)
         limit=$((t - ${SIAMESE_REF_RESERVE_S:-90}))
