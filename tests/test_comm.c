@@ -82,8 +82,8 @@ static void *rank_main(void *arg)
         }
     }
     if (j->save && j->st_step == SM_OK) j->st_step = sm_trainer_save(m.tr, j->save);
-    if (sm_trainer_iteration(m.tr) != (j->st_step == SM_OK ? j->steps : 0) + 0 &&
-        !j->load && j->st_step == SM_OK)
+    /* every rank counts the same iterations (a resumed one continues the checkpoint's) */
+    if (j->st_step == SM_OK && !j->load && sm_trainer_iteration(m.tr) != j->steps)
         j->st_step = SM_ERR_INTERNAL;
     dm_params(&m, &j->params, &j->n);
     dm_destroy(&m);
