@@ -20,7 +20,8 @@
  * exit with a non-zero status: mpirun then ends the other ranks). Each call moves at most
  * INT_MAX bytes per rank (a broadcast any size); larger is SM_COMM_FAILED. Call the
  * collectives from the thread that MPI's thread level allows (the one that stepped the
- * trainer under MPI_THREAD_FUNNELED: the main thread). */
+ * trainer under MPI_THREAD_FUNNELED: the main thread). C++ hosts of Open MPI 4 may define
+ * OMPI_SKIP_MPICXX (MPICH: MPICH_SKIP_MPICXX) to leave out MPI's deprecated C++ bindings. */
 #ifndef SIAMESE_COMM_MPI_H
 #define SIAMESE_COMM_MPI_H
 
