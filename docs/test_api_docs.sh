@@ -16,7 +16,8 @@ fi
 # header Doxygen did not read.
 n=0
 for h in "$srcdir"/include/siamese/*.h; do
-    page=$outdir/html/$(basename "$h" .h)_8h.html
+    # Doxygen doubles the underscores of a file name in its page's name
+    page=$outdir/html/$(basename "$h" .h | sed 's/_/__/g')_8h.html
     [ -f "$page" ] || { echo "FAIL: no page $page for $h" >&2; exit 1; }
     n=$((n + $(grep -c 'memitem:' "$page" || true)))
 done

@@ -32,6 +32,7 @@
 #include "loss_log.h"
 #include "omniglot_find.h"
 #include "pipeline_figures.h"
+#include "distributed.h"
 #include "presets.h"
 #include "selection.h"
 
@@ -50,6 +51,8 @@ typedef struct options {
     double min_lr_factor, step_gamma, wd_conv, wd_fc, wd_head;
     unsigned long long seed;
     int threads, synthetic_classes, synthetic_images, resume, augment, no_figures;
+    int distributed;        /* --distributed (or launched by mpirun with several ranks) */
+    long long grad_shards;  /* --grad-shards; 0: the number of ranks */
     /* 0.3 training recipe options (issue 11) */
     double neg_same_alphabet;
     int alphabet_balanced;
@@ -147,6 +150,14 @@ static void usage(FILE *f)
         SELECTION_OPTIONS_HELP
         "  -h, --help           this text\n"
         "\n"
+        "Data-parallel training (docs/distributed.md):\n"
+        "  --distributed        train over MPI, one rank per process (the comm-mpi module); on\n"
+        "                       by itself under mpirun with more than one rank. Rank 0 prints,\n"
+        "                       draws, writes the files and evaluates\n"
+        "  --grad-shards K      the batch's gradient in K shards summed in a fixed order\n"
+        "                       (default: the number of ranks, or the checkpoint's with --resume);\n"
+        "                       runs with the same K give the same model bit for bit, whatever\n"
+        "                       the number of ranks dividing K\n"
         "Presets (--preset NAME: a recipe's options; any option given as well overrides it):\n");
     preset_usage(f);
     fprintf(f,
@@ -185,8 +196,8 @@ static int parse_options(int argc, char **argv, options *o)
         O_SEED, O_THREADS, O_OUT, O_SAVE_EVERY, O_SYN_CLASSES, O_SYN_IMAGES, O_RESUME, O_AUGMENT,
         O_FIGURES, O_NO_FIGURES, O_FIGURE_EVERY, O_VALIDATE_EVERY, O_VALIDATION_PAIRS, O_EVAL,
         O_TIME_LIMIT, O_NEG_SAME_ALPHABET, O_ALPHABET_BALANCED, O_PK, O_PK_LOSS, O_WARMUP,
-        O_SCHEDULE, O_SCHEDULE_STEPS, O_MIN_LR_FACTOR, O_STEP_GAMMA, O_WD_CONV, O_WD_FC, O_WD_HEAD,
-        O_SEL, O_INIT
+        O_SCHEDULE, O_SCHEDULE_STEPS, O_DISTRIBUTED, O_GRAD_SHARDS, O_MIN_LR_FACTOR, O_STEP_GAMMA,
+        O_WD_CONV, O_WD_FC, O_WD_HEAD, O_SEL, O_INIT
     };
     static const struct option longopts[] = {
         {"data", required_argument, NULL, O_DATA},
@@ -215,6 +226,8 @@ static int parse_options(int argc, char **argv, options *o)
         {"synthetic-classes", required_argument, NULL, O_SYN_CLASSES},
         {"synthetic-images", required_argument, NULL, O_SYN_IMAGES},
         {"resume", no_argument, NULL, O_RESUME},
+        {"distributed", no_argument, NULL, O_DISTRIBUTED},
+        {"grad-shards", required_argument, NULL, O_GRAD_SHARDS},
         {"augment", no_argument, NULL, O_AUGMENT},
         {"neg-same-alphabet", required_argument, NULL, O_NEG_SAME_ALPHABET},
         {"alphabet-balanced", no_argument, NULL, O_ALPHABET_BALANCED},
@@ -255,6 +268,10 @@ static int parse_options(int argc, char **argv, options *o)
         case O_FIGURES: o->figures = optarg; break;
         case O_NO_FIGURES: o->no_figures = 1; break;
         case O_RESUME: o->resume = 1; break;
+        case O_DISTRIBUTED: o->distributed = 1; break;
+        case O_GRAD_SHARDS:
+            if (!cli_parse_ll("grad-shards", optarg, 1, 1024, &o->grad_shards)) return 2;
+            break;
         case O_AUGMENT: o->augment = 1; break;
         case O_INIT:
             if (strcmp(optarg, "reference") == 0) o->init = SM_INIT_REFERENCE;
@@ -570,6 +587,8 @@ typedef struct run {
     health_state health;
     char model_path[4200], csv_path[4200], fig_dir[4200], fig_loss[4300];
     int figures;
+    int resumed; /* loaded a checkpoint */
+    dist d;
 } run;
 
 static int setup_model(run *r)
@@ -623,12 +642,18 @@ static int set_trainer_params(run *r)
           (st = sm_trainer_set_param(r->trainer, SM_TRAINER_PK_CLASSES, o->pk_classes)))) ||
         (st = sm_trainer_set_param(r->trainer, SM_TRAINER_PK_LOSS, o->pk_loss)))
         return cli_fail(st, "cannot set the P x K batches");
+    /* --grad-shards, else after --resume the checkpoint's, else one per rank */
+    int64_t k = r->o.grad_shards ? r->o.grad_shards : r->d.size;
+    if ((r->o.grad_shards || !r->resumed) &&
+        (st = sm_trainer_set_param(r->trainer, SM_TRAINER_GRAD_SHARDS, k)))
+        return cli_fail(st, "cannot use %lld gradient shards", (long long)k);
     return 0;
 }
 
 static int setup_health(run *r)
 {
     options *o = &r->o;
+    if (r->d.rank != 0) return 0; /* rank 0 reports; health never changes the training */
     r->health.val_accuracy = -1.0;
     long long every = o->validate_every;
     if (every < 0) every = o->iterations / 20 > 0 ? o->iterations / 20 : 1;
@@ -763,7 +788,7 @@ static int train(run *r)
         int rc = selection_after_step(&r->o.sel, r->trainer, r->subnet, r->head, it, &r->log);
         if (rc) return rc;
         double t = cli_now(), ran = t - t_start, elapsed = elapsed_before + ran;
-        if (loss_log_add(&r->log, it, loss, elapsed,
+        if (r->log_open && loss_log_add(&r->log, it, loss, elapsed,
                          r->health.fresh ? r->health.val_accuracy : -1.0))
             return cli_error(1, "cannot write '%s': %s", r->csv_path, strerror(errno));
         if (isnan(first_loss)) first_loss = loss;
@@ -771,16 +796,26 @@ static int train(run *r)
 
         per_step = ran / (double)(it - start);
         timed_out = o->time_limit > 0 && ran >= o->time_limit;
-        if (o->cosine_by_time && !timed_out && it - start >= 20 && (it - start) % 10 == 0 &&
-            (st = fit_cosine_to_time(r->adam, it, o, (o->time_limit - ran) / per_step)))
-            return cli_fail(st, "cannot adjust the learning-rate schedule");
+        if (r->d.comm) { /* rank 0's clock and Ctrl-C decide for every rank */
+            int stop = interrupted ? 2 : timed_out ? 1 : 0;
+            if ((rc = dist_agree(&r->d, &stop))) return rc;
+            interrupted = stop == 2;
+            timed_out = stop == 1;
+        }
+        if (o->cosine_by_time && !timed_out && it - start >= 20 && (it - start) % 10 == 0) {
+            /* data-parallel: rank 0's clock fits the schedule for every rank */
+            double steps_left = (o->time_limit - ran) / per_step;
+            if ((rc = dist_agree_real(&r->d, &steps_left))) return rc;
+            if ((st = fit_cosine_to_time(r->adam, it, o, steps_left)))
+                return cli_fail(st, "cannot adjust the learning-rate schedule");
+        }
         int last = it == total || timed_out || r->o.sel.stop;
         double left = per_step * (double)(total - it);
         if (o->time_limit > 0 && o->time_limit - ran < left) left = o->time_limit - ran;
         /* Without a terminal (a log file): 20 lines per run, and at least one a minute, which
          * matters when --time-limit ends a run long before --iterations. */
-        if ((tty && (t - t_shown >= 0.25 || last)) ||
-            (!tty && (it % line_every == 0 || last || t - t_shown >= 60.0))) {
+        if (r->d.rank == 0 && ((tty && (t - t_shown >= 0.25 || last)) ||
+                               (!tty && (it % line_every == 0 || last || t - t_shown >= 60.0)))) {
             char el[32], eta[32], val[48] = "", lr_now[32] = "";
             double cur = 0;
             if (show_lr && sm_adam_current_lr(r->adam, &cur) == SM_OK)
@@ -894,6 +929,9 @@ static int run_all(run *r)
     sm_status st;
     int rc;
     setvbuf(stdout, NULL, _IOLBF, 0);
+    if ((o->distributed || dist_launched_size() > 1) && o->sel.val_alphabets)
+        return cli_error(2, "--val-alphabets is not supported with --distributed yet");
+    if ((rc = dist_start(&r->d, o->distributed))) return rc;
     printf("libsiamese %s\n", sm_version_string());
     if (o->preset) printf("preset: %s (options given with it override its values)\n", o->preset);
 
@@ -927,17 +965,23 @@ static int run_all(run *r)
     if (o->resume && cli_file_exists(r->model_path)) {
         if ((st = sm_trainer_load(r->trainer, r->model_path)))
             return cli_fail(st, "cannot resume from '%s'", r->model_path);
+        r->resumed = 1;
         if ((rc = set_trainer_params(r))) return rc;
         printf("resumed from %s at iteration %lld\n", r->model_path,
                (long long)sm_trainer_iteration(r->trainer));
     } else if (o->resume) {
         printf("note: --resume: no %s yet, starting from scratch\n", r->model_path);
     }
+    if (r->d.comm && (st = sm_trainer_attach_comm(r->trainer, r->d.comm)))
+        return cli_fail(st, "cannot train with the other ranks");
     if ((rc = setup_health(r))) return rc;
-    if (loss_log_open(&r->log, r->csv_path, sm_trainer_iteration(r->trainer)))
-        return cli_error(1, "cannot write '%s': %s", r->csv_path, strerror(errno));
-    r->log_open = 1;
+    if (r->d.rank == 0) {
+        if (loss_log_open(&r->log, r->csv_path, sm_trainer_iteration(r->trainer)))
+            return cli_error(1, "cannot write '%s': %s", r->csv_path, strerror(errno));
+        r->log_open = 1;
+    }
 
+    if (r->d.rank != 0) o->no_figures = 1;
     if (!o->no_figures && !fig_available()) {
         printf("note: no figures: %s\n", fig_last_error());
     } else if (!o->no_figures) {
@@ -952,6 +996,7 @@ static int run_all(run *r)
     }
 
     if ((rc = train(r))) return rc;
+    if (r->d.rank != 0) return 0; /* rank 0 evaluates, once */
     if ((rc = selection_finish(&o->sel, r->trainer, &r->eval))) return rc;
     if (o->sel.val && !o->eval.threshold_from && (rc = calibrate_threshold(r))) return rc;
 
@@ -1003,5 +1048,6 @@ int main(int argc, char **argv)
     sm_arch_destroy(r.arch);
     sm_backend_destroy(r.backend);
     free(pargv);
+    dist_end(&r.d); /* last: the comm-mpi module finalises MPI */
     return rc;
 }

@@ -34,6 +34,14 @@ static float sample(const float *src, int h, int w, double x, double y)
     return (float)acc;
 }
 
+/* The draws sm__distort makes for one image (4 switches, 7 parameters), without the warp: a
+ * rank of a data-parallel run skips the images of other ranks' shards this way and stays in
+ * step with them (lib/trainer_shards.c). Keep in step with sm__distort. */
+void sm__distort_skip(sm__rng *rng)
+{
+    for (int i = 0; i < 4 + 7; i++) (void)sm__rng_u64(rng);
+}
+
 void sm__distort(sm__rng *rng, unsigned parts, const float *src, int h, int w, float *dst)
 {
     int on[4];

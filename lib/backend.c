@@ -14,6 +14,7 @@
 
 #include "alloc.h"
 #include "backend.h"
+#include "comm_impl.h"
 #include "error.h"
 
 /* A backend built as a separate module: its file, and what to say when it is missing. */
@@ -38,6 +39,11 @@ static const sm_backend_host host_for_modules = {
  * "<dir of libsiamese.so>/libsiamese/". */
 static void module_path(const module_info *m, char *buf, size_t cap)
 {
+    sm__module_path(m->file, buf, cap);
+}
+
+void sm__module_path(const char *file, char *buf, size_t cap)
+{
     /* Also tells GCC's -Wformat-truncation (with -fsanitize=address,undefined at -O3) that
      * buf is not NULL; it warns of a null destination otherwise. */
     if (!buf || cap == 0) return;
@@ -46,25 +52,25 @@ static void module_path(const module_info *m, char *buf, size_t cap)
         for (const char *dir = env; dir && *dir;) {
             const char *colon = strchr(dir, ':');
             int len = colon ? (int)(colon - dir) : (int)strlen(dir);
-            snprintf(buf, cap, "%.*s/%s", len, dir, m->file);
+            snprintf(buf, cap, "%.*s/%s", len, dir, file);
             if (access(buf, F_OK) == 0) return;
             dir = colon ? colon + 1 : NULL;
         }
         const char *colon = strchr(env, ':');
         snprintf(buf, cap, "%.*s/%s", colon ? (int)(colon - env) : (int)strlen(env), env,
-                 m->file);
+                 file);
         return;
     }
     Dl_info info;
-    if (dladdr((void *)&module_path, &info) && info.dli_fname) {
+    if (dladdr((void *)&sm__module_path, &info) && info.dli_fname) {
         const char *slash = strrchr(info.dli_fname, '/');
         if (slash) {
             snprintf(buf, cap, "%.*s/libsiamese/%s", (int)(slash - info.dli_fname),
-                     info.dli_fname, m->file);
+                     info.dli_fname, file);
             return;
         }
     }
-    snprintf(buf, cap, "%s", m->file);
+    snprintf(buf, cap, "%s", file);
 }
 
 /* dlopen's message names the first library that was missing; a host program should be told

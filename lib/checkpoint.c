@@ -64,6 +64,7 @@ typedef struct ck_state {
     uint64_t augment_state[4];
     /* since 0.3 (sampling options, P x K batches); absent: all off, as before they existed */
     int64_t alphabet_balanced, pk_classes, pk_images, pk_loss;
+    int64_t grad_shards; /* 0.3, data-parallel training; absent = 1 */
     double neg_same_alphabet;
     /* since 0.3 (the schedule and weight decay); files without them had neither */
     int has_schedule;
@@ -265,14 +266,32 @@ static sm_status stream_tensors(const ck_list *l, const ck_bufs *b, ck_stream *s
     return s->fill ? stream_flush(s) : SM_OK;
 }
 
+#ifndef CK_META_SLOTS
+#  define CK_META_SLOTS 48 /* tests may build this file with fewer */
+#endif
+
+/* Fixed slots: a key that does not fit sets `full`, and save() then fails with SM_ERR_LIMIT
+ * instead of writing past the arrays. */
 typedef struct ck_meta_store {
-    sm__st_out_meta kv[48];
+    sm__st_out_meta kv[CK_META_SLOTS];
     size_t n;
-    char text[48][96]; /* values that are numbers */
+    int full;
+    char text[CK_META_SLOTS][96]; /* values that are numbers */
+    char scratch[96];             /* where a value goes when the slots are full */
 } ck_meta_store;
+
+/* The buffer for the next numeric value (the scratch one when full). */
+static char *meta_text(ck_meta_store *m)
+{
+    return m->n < CK_META_SLOTS ? m->text[m->n] : m->scratch;
+}
 
 static void meta_add(ck_meta_store *m, const char *key, const char *value)
 {
+    if (m->n >= CK_META_SLOTS) {
+        m->full = 1;
+        return;
+    }
     m->kv[m->n].key = key;
     m->kv[m->n].value = value;
     m->n++;
@@ -282,15 +301,17 @@ static void meta_add(ck_meta_store *m, const char *key, const char *value)
 static void meta_addf_double(ck_meta_store *m, const char *key, double v, locale_t c_loc)
 {
     locale_t old = uselocale(c_loc);
-    snprintf(m->text[m->n], sizeof m->text[0], "%.17g", v);
+    char *text = meta_text(m);
+    snprintf(text, sizeof m->text[0], "%.17g", v);
     uselocale(old);
-    meta_add(m, key, m->text[m->n]);
+    meta_add(m, key, text);
 }
 
 static void meta_addf_u64(ck_meta_store *m, const char *key, uint64_t v)
 {
-    snprintf(m->text[m->n], sizeof m->text[0], "%" PRIu64, v);
-    meta_add(m, key, m->text[m->n]);
+    char *text = meta_text(m);
+    snprintf(text, sizeof m->text[0], "%" PRIu64, v);
+    meta_add(m, key, text);
 }
 
 static sm_status save(const sm_subnet *s, const sm_head *h, const sm_trainer *tr,
@@ -350,25 +371,33 @@ static sm_status save(const sm_subnet *s, const sm_head *h, const sm_trainer *tr
             meta_addf_u64(&m, "batch_size", (uint64_t)tr->batch_size);
             meta_addf_u64(&m, "micro_batch", (uint64_t)tr->micro_batch);
             meta_addf_u64(&m, "seed", tr->seed);
-            snprintf(m.text[m.n], sizeof m.text[0],
+            char *text = meta_text(&m);
+            snprintf(text, sizeof m.text[0],
                      "%016" PRIx64 ":%016" PRIx64 ":%016" PRIx64 ":%016" PRIx64, ss[0], ss[1],
                      ss[2], ss[3]);
-            meta_add(&m, "sampler_state", m.text[m.n]);
+            meta_add(&m, "sampler_state", text);
             meta_add(&m, "has_sampler", tr->sampler ? "1" : "0");
             meta_addf_u64(&m, "augment", tr->augment);
             const uint64_t *as = tr->aug_rng.s;
-            snprintf(m.text[m.n], sizeof m.text[0],
+            text = meta_text(&m);
+            snprintf(text, sizeof m.text[0],
                      "%016" PRIx64 ":%016" PRIx64 ":%016" PRIx64 ":%016" PRIx64, as[0], as[1],
                      as[2], as[3]);
-            meta_add(&m, "augment_state", m.text[m.n]);
+            meta_add(&m, "augment_state", text);
             /* 0.3 */
             meta_addf_u64(&m, "alphabet_balanced", tr->alphabet_balanced);
             meta_addf_double(&m, "neg_same_alphabet", tr->neg_same_alphabet, c_loc);
             meta_addf_u64(&m, "pk_classes", (uint64_t)tr->pk_classes);
             meta_addf_u64(&m, "pk_images", (uint64_t)tr->pk_images);
             meta_addf_u64(&m, "pk_loss", (uint64_t)tr->pk_loss);
+            meta_addf_u64(&m, "grad_shards", (uint64_t)tr->shards);
         }
         meta_add(&m, "crc32", "00000000"); /* patched once the checksum is known */
+        if (m.full)
+            st = sm__fail(SM_ERR_LIMIT, "saving '%s': more than %d metadata keys (a bug in "
+                          "libsiamese: please report it)", path, CK_META_SLOTS);
+    }
+    if (st == SM_OK) {
         st = sm__st_build_header(ot, l.n, m.kv, m.n, &hdr, &hdr_len, &data_size);
     }
     ck_bufs b;
@@ -428,6 +457,8 @@ SM_API sm_status sm_trainer_save(const sm_trainer *trainer, const char *path)
 {
     SM_CHECK_ARG(trainer && path && *path, "sm_trainer_save: NULL argument or empty path");
     SM_CHECK_ARG(trainer->adam, "sm_trainer_save: the trainer has no Adam state");
+    /* data-parallel: every rank holds the same state; rank 0 alone writes it */
+    if (trainer->comm && sm_comm_rank(trainer->comm) != 0) return SM_OK;
     return save(trainer->subnet, trainer->head, trainer, path);
 }
 
@@ -579,6 +610,9 @@ static sm_status read_state(ck_file *f, const char *path)
         st = meta_int(f, path, "pk_images", 2, 4096, &s->pk_images);
     if (st == SM_OK && meta_value(f, "pk_loss"))
         st = meta_int(f, path, "pk_loss", 0, SM_PK_LOSS_SOFTMAX, &s->pk_loss);
+    s->grad_shards = 1;
+    if (st == SM_OK && meta_value(f, "grad_shards"))
+        st = meta_int(f, path, "grad_shards", 1, 1024, &s->grad_shards);
     if (st == SM_OK && (s->pk_classes == 1 || s->pk_classes * s->pk_images > 4096))
         st = sm__fail(SM_ERR_FORMAT, "checkpoint '%s': P x K = %lld x %lld is out of range",
                       path, (long long)s->pk_classes, (long long)s->pk_images);
@@ -862,6 +896,7 @@ SM_API sm_status sm_trainer_load(sm_trainer *t, const char *path)
         t->pk_classes = s->pk_classes;
         t->pk_images = s->pk_images;
         t->pk_loss = s->pk_loss;
+        t->shards = s->grad_shards;
         if (t->sampler)
             sm__sampler_set_options(t->sampler, t->neg_same_alphabet, t->alphabet_balanced);
     }

@@ -67,6 +67,7 @@ SM_API const char *sm_status_name(sm_status status)
     case SM_ERR_LIMIT: return "SM_ERR_LIMIT";
     case SM_ERR_STATE: return "SM_ERR_STATE";
     case SM_ERR_INTERNAL: return "SM_ERR_INTERNAL";
+    case SM_ERR_COMM: return "SM_ERR_COMM";
     }
     return "SM_ERR_UNKNOWN";
 }
@@ -88,6 +89,7 @@ SM_API const char *sm_status_str(sm_status status)
     case SM_ERR_LIMIT: return "resource limit exceeded";
     case SM_ERR_STATE: return "call made in the wrong state";
     case SM_ERR_INTERNAL: return "internal error";
+    case SM_ERR_COMM: return "communication between training ranks failed";
     }
     return "unknown status";
 }

@@ -1,14 +1,27 @@
 /* SPDX-License-Identifier: MIT */
 /* Atomic replacement by temporary file + fsync + rename + directory fsync: the sequence that
  * makes the new contents durable before the name points at them, so a crash leaves either the
- * old file or the new one, never a torn mix. */
+ * old file or the new one, never a torn mix.
+ *
+ * A process killed while saving leaves its "<path>.tmp.XXXXXX" behind; a job killed and
+ * restarted hundreds of times would fill the disk with them. So each writer holds a lock on its
+ * temporary file (an open-file-description lock, released by the kernel when the process dies,
+ * however it dies) from creation until after the rename, and every save first removes the
+ * temporary files of the same target that nobody holds: names of exactly our pattern, regular
+ * files of our own user, not locked, and either not empty or older than a minute (a writer
+ * locks its file right after creating it, before the first byte). Where the system has
+ * O_TMPFILE, the file has no name at all until it is complete, so a kill during a save
+ * leaves nothing; only a kill between naming and renaming can, and the next save removes it. */
+#define _GNU_SOURCE /* F_OFD_SETLK */
 #include "file_atomic.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -25,6 +38,55 @@
 
 static atomic_uint_fast64_t name_counter;
 
+static const char temp_alphabet[] =
+    "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
+
+/* A non-blocking exclusive lock on the whole file, owned by the open file description (so a
+ * second descriptor of this process, or a thread, is another owner); 0 when taken. */
+static int lock_nb(int fd)
+{
+#ifdef F_OFD_SETLK
+    struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = 0, .l_len = 0};
+    if (fcntl(fd, F_OFD_SETLK, &fl) == 0) return 0;
+    if (errno != EINVAL) return -1;
+#endif
+    return flock(fd, LOCK_EX | LOCK_NB);
+}
+
+/* Whether `name` is "<base>.tmp." followed by six characters of the alphabet. */
+static int is_our_temp(const char *name, const char *base, size_t base_len)
+{
+    if (strncmp(name, base, base_len) != 0 || strncmp(name + base_len, ".tmp.", 5) != 0)
+        return 0;
+    const char *x = name + base_len + 5;
+    return strlen(x) == 6 && strspn(x, temp_alphabet) == 6;
+}
+
+/* Removes the temporary files of `path` that their writers left when they died (see the top of
+ * the file). Best effort: whatever cannot be examined is left alone. */
+static void remove_stale_temps(const char *dir, const char *path)
+{
+    const char *slash = strrchr(path, '/');
+    const char *base = slash ? slash + 1 : path;
+    const size_t base_len = strlen(base);
+    if (base_len == 0) return;
+    DIR *d = opendir(dir);
+    if (!d) return;
+    const int dfd = dirfd(d);
+    const time_t now = time(NULL);
+    for (struct dirent *e; (e = readdir(d)) != NULL;) {
+        if (!is_our_temp(e->d_name, base, base_len)) continue;
+        int fd = openat(dfd, e->d_name, O_RDWR | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
+        if (fd < 0) continue;
+        struct stat sb;
+        if (fstat(fd, &sb) == 0 && S_ISREG(sb.st_mode) && sb.st_uid == geteuid() &&
+            (sb.st_size > 0 || now - sb.st_mtime > 60) && lock_nb(fd) == 0)
+            unlinkat(dfd, e->d_name, 0);
+        close(fd); /* releases the lock taken */
+    }
+    closedir(d);
+}
+
 static uint64_t mix64(uint64_t z)
 {
     z += 0x9E3779B97F4A7C15u;
@@ -33,12 +95,15 @@ static uint64_t mix64(uint64_t z)
     return z ^ (z >> 31);
 }
 
-/* Creates "<path>.tmp.XXXXXX" exclusively. Not mkstemp: that creates mode 0600, whereas a
- * checkpoint should get the same permissions as any file the user creates (0666 & ~umask),
- * and reading the umask portably means changing it, which races with other threads. */
-static int create_temp(const char *path, char **tmp_out)
+/* Gives a new file the name "<path>.tmp.XXXXXX", exclusively: creates it (anon_fd < 0; its
+ * descriptor is returned, locked) or links the unnamed file anon_fd there (anon_fd is
+ * returned). Not mkstemp: that creates mode 0600, whereas a checkpoint should get the same
+ * permissions as any file the user creates (0666 & ~umask), and reading the umask portably
+ * means changing it, which races with other threads. */
+static int create_temp(const char *path, char **tmp_out, int anon_fd)
 {
-    static const char alphabet[] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
+    const char *alphabet = temp_alphabet;
+    const size_t n_alpha = sizeof temp_alphabet - 1;
     size_t len = strlen(path);
     if (len > SIZE_MAX - 16) {
         errno = ENAMETOOLONG;
@@ -58,11 +123,21 @@ static int create_temp(const char *path, char **tmp_out)
         memcpy(tmp, path, len);
         memcpy(tmp + len, ".tmp.", 5);
         for (int i = 0; i < 6; i++) {
-            tmp[len + 5 + (size_t)i] = alphabet[r % (sizeof alphabet - 1)];
-            r /= sizeof alphabet - 1;
+            tmp[len + 5 + (size_t)i] = alphabet[r % n_alpha];
+            r /= n_alpha;
         }
         tmp[len + 11] = 0;
-        int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
+        int fd = -1;
+        if (anon_fd < 0) {
+            fd = open(tmp, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
+            /* held until after the rename (a file system without locks: the file is then
+             * never taken for a dead writer's either, as no one can lock it) */
+            if (fd >= 0) (void)lock_nb(fd);
+        } else {
+            char proc[64];
+            snprintf(proc, sizeof proc, "/proc/self/fd/%d", anon_fd);
+            if (linkat(AT_FDCWD, proc, AT_FDCWD, tmp, AT_SYMLINK_FOLLOW) == 0) fd = anon_fd;
+        }
         if (fd >= 0) {
             *tmp_out = tmp;
             return fd;
@@ -116,7 +191,19 @@ sm_status sm__afile_open(sm__afile *f, const char *path)
         sm__afile_abort(f);
         return sm__fail(SM_ERR_NOMEM, "out of memory opening '%s'", path);
     }
-    f->fd = create_temp(path, &f->tmp);
+    remove_stale_temps(f->dir, path);
+#ifdef O_TMPFILE
+    /* Where the system can, the file has no name while it is written: a kill then leaves
+     * nothing at all (the name comes at commit, just before the rename). */
+    if (access("/proc/self/fd", X_OK) == 0) {
+        f->fd = open(f->dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0666);
+        if (f->fd >= 0) {
+            (void)lock_nb(f->fd);
+            return SM_OK;
+        }
+    }
+#endif
+    f->fd = create_temp(path, &f->tmp, -1);
     if (f->fd < 0) {
         int e = errno;
         sm__afile_abort(f);
@@ -167,15 +254,28 @@ sm_status sm__afile_commit(sm__afile *f)
     int rc;
     do rc = fsync(f->fd);
     while (rc != 0 && errno == EINTR);
-    if (rc != 0) st = sm__fail(SM_ERR_IO, "cannot sync '%s': %s", f->tmp, strerror(errno));
+    if (rc != 0)
+        st = sm__fail(SM_ERR_IO, "cannot sync the temporary file of '%s': %s", f->path,
+                      strerror(errno));
+    if (st == SM_OK && !f->tmp && create_temp(f->path, &f->tmp, f->fd) < 0)
+        st = errno == ENOMEM
+                 ? sm__fail(SM_ERR_NOMEM, "out of memory naming the temporary file of '%s'",
+                            f->path)
+                 : sm__fail(SM_ERR_IO, "cannot name the temporary file of '%s': %s", f->path,
+                            strerror(errno));
+    /* A second descriptor of the same open file keeps the lock past the close below, until the
+     * file has its final name (a cleaner must not take it for a dead writer's in between). */
+    int keep = fcntl(f->fd, F_DUPFD_CLOEXEC, 0);
     /* close() can report a delayed write error (NFS): it counts as a failed write. */
     rc = close(f->fd);
     f->fd = -1;
     if (st == SM_OK && rc != 0 && errno != EINTR)
-        st = sm__fail(SM_ERR_IO, "cannot close '%s': %s", f->tmp, strerror(errno));
+        st = sm__fail(SM_ERR_IO, "cannot close the temporary file of '%s': %s", f->path,
+                      strerror(errno));
     if (st == SM_OK && rename(f->tmp, f->path) != 0)
         st = sm__fail(SM_ERR_IO, "cannot rename '%s' to '%s': %s", f->tmp, f->path,
                       strerror(errno));
+    if (keep >= 0) close(keep);
     if (st != SM_OK) {
         sm__afile_abort(f);
         return st;

@@ -14,7 +14,8 @@
 typedef struct sm__afile {
     int fd;     /* the temporary file, -1 when closed */
     char *path; /* target */
-    char *tmp;  /* "<path>.tmp.XXXXXX" in the same directory, so rename cannot cross devices */
+    char *tmp;  /* "<path>.tmp.XXXXXX" in the same directory, so rename cannot cross devices;
+                   NULL while the file is unnamed (O_TMPFILE, until commit) */
     char *dir;  /* the directory, to sync after the rename (found up front: nothing may fail
                    for want of memory once the target is replaced) */
 } sm__afile;

@@ -16,5 +16,7 @@ sm_status sm__image_resize(const float *src, size_t src_h, size_t src_w, float *
 
 /* One Koch distortion of `src` into `dst` (h x w), drawn from `rng`: always 11 draws. */
 void sm__distort(sm__rng *rng, unsigned parts, const float *src, int h, int w, float *dst);
+/* Advances `rng` exactly as sm__distort does for one image, without computing it. */
+void sm__distort_skip(sm__rng *rng);
 
 #endif

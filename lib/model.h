@@ -177,6 +177,14 @@ struct sm_trainer {
     float *pk_z;                /* all pairs: softmax mode's logits, then dL/dlogit */
     size_t pk_cap_img, pk_cap_chunk, pk_cap_z;
 
+    /* data-parallel training (since 0.3, lib/trainer_shards.c) */
+    int64_t shards;             /* K gradient shards, 1 = the whole batch at once */
+    sm_comm *comm;              /* borrowed; NULL = alone */
+    float *sh_part;             /* host: this rank's K/N shard gradients, G floats each */
+    unsigned char *sh_send, *sh_recv; /* host: the all-to-all's N blocks */
+    float *sh_full;             /* host: N slices of the folded gradient (the all-gather's) */
+    size_t sh_cap_part, sh_cap_block, sh_cap_full;
+
     /* health reports and validation (since 0.2); none of it touches the training RNGs */
     sm_health_fn health;
     void *health_user;
@@ -223,6 +231,23 @@ sm_status sm__trainer_compute_grads(sm_trainer *t, size_t n_pairs, const float *
 sm_status sm__trainer_compute_grads_pk(sm_trainer *t, size_t p, size_t k, const float *images,
                                        int loss_mode, float *loss);
 sm_status sm__subnet_read_grads(const sm_subnet *s, float *host);
+/* Forward + backward over the n pairs at left/right/labels: gradients zeroed, then accumulated
+ * in micro-batches from the first pair, the loss's gradient scaled by 1 / scale_n; `*sum`
+ * receives the sum of the pairs' losses (unscaled). No finiteness check. */
+sm_status sm__trainer_grads_part(sm_trainer *t, size_t n, size_t scale_n, const float *left,
+                                 const float *right, const float *labels, double *sum);
+/* The loss (`total`, already the mean) and the gradients in subnet/head grads must be finite;
+ * writes *loss. */
+sm_status sm__trainer_check_finite(sm_trainer *t, double total, float *loss);
+/* lib/trainer_shards.c: the step's gradient as the fold of K shard gradients, this rank's
+ * computed here and the others' through the communicator (t->shards > 1 or t->comm). */
+sm_status sm__shards_grads(sm_trainer *t, size_t n, const float *left, const float *right,
+                           const float *labels, float *loss);
+/* The pairs [*lo, *hi) of a batch of n whose images this rank needs (all without a
+ * communicator). */
+void sm__shards_local_pairs(const sm_trainer *t, size_t n, size_t *lo, size_t *hi);
+/* Frees the shard buffers. */
+void sm__shards_free(sm_trainer *t);
 sm_status sm__head_read_grads(const sm_head *h, float *host);
 
 /* TEST ONLY: numerical fault injection (tests/test_numeric.c). 0 = off (the default; costs one

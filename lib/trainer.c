@@ -15,6 +15,7 @@
 
 #define SM_MAX_BATCH 65536
 #define SM_MAX_PK_IMAGES 4096
+#define SM_MAX_GRAD_SHARDS 1024
 
 static void step_buffers_destroy(const sm_trainer *t, sm__step_buffers *b)
 {
@@ -146,6 +147,7 @@ SM_API sm_status sm_trainer_create(sm_subnet *subnet, sm_head *head, sm_adam *ad
         t->subnet = subnet, t->head = head, t->adam = adam, t->dataset = dataset, t->seed = seed;
         t->smoothed_loss = NAN;
         t->pk_images = 4;
+        t->shards = 1;
         sm__rng_seed(&t->aug_rng, sm__augment_seed(seed));
         if (dataset) st = sm_sampler_create(dataset, seed, &t->sampler);
         if (st == SM_OK && dataset &&
@@ -178,6 +180,7 @@ SM_API void sm_trainer_destroy(sm_trainer *t)
     sm__free(t->pk_query);
     sm__free(t->pk_z);
     sm_sampler_destroy(t->sampler);
+    sm__shards_free(t);
     sm__free(t);
 }
 
@@ -230,6 +233,15 @@ SM_API sm_status sm_trainer_set_param(sm_trainer *t, sm_trainer_param key, int64
                      "P x K loss %lld is not an sm_pk_loss", (long long)value);
         t->pk_loss = value;
         return SM_OK;
+    case SM_TRAINER_GRAD_SHARDS:
+        SM_CHECK_ARG(value >= 1 && value <= SM_MAX_GRAD_SHARDS,
+                     "gradient shards %lld out of range 1..%d", (long long)value,
+                     SM_MAX_GRAD_SHARDS);
+        SM_CHECK_ARG(!t->comm || value % sm_comm_size(t->comm) == 0,
+                     "gradient shards %lld: the communicator's %d ranks must divide it",
+                     (long long)value, sm_comm_size(t->comm));
+        t->shards = value;
+        return SM_OK;
     }
     return sm__fail(SM_ERR_INVALID_ARG, "unknown trainer parameter %d", (int)key);
 }
@@ -269,6 +281,7 @@ SM_API sm_status sm_trainer_get_param(const sm_trainer *t, sm_trainer_param key,
     case SM_TRAINER_PK_CLASSES: *value = t->pk_classes; return SM_OK;
     case SM_TRAINER_PK_IMAGES: *value = t->pk_images; return SM_OK;
     case SM_TRAINER_PK_LOSS: *value = t->pk_loss; return SM_OK;
+    case SM_TRAINER_GRAD_SHARDS: *value = t->shards; return SM_OK;
     }
     return sm__fail(SM_ERR_INVALID_ARG, "unknown trainer parameter %d", (int)key);
 }
@@ -304,9 +317,8 @@ static sm_status inject_fault(sm_trainer *t, int kind, double *total)
 
 static sm_status check_finite(sm_trainer *t, double total, float *loss);
 
-/* Forward + backward over n pairs in micro-batches; gradients end in subnet/head grads. */
-static sm_status compute_grads(sm_trainer *t, size_t n, const float *left, const float *right,
-                               const float *labels, float *loss)
+sm_status sm__trainer_grads_part(sm_trainer *t, size_t n, size_t scale_n, const float *left,
+                                 const float *right, const float *labels, double *sum)
 {
     sm_subnet *s = t->subnet;
     sm_head *h = t->head;
@@ -330,7 +342,7 @@ static sm_status compute_grads(sm_trainer *t, size_t n, const float *left, const
         SM_TRY(sm__subnet_forward(s, &b->ws, 2 * p));
         SM_TRY(ops->sigmoid_fwd(ctx, 2 * p * d, b->ws.act[nl], b->feat));
         SM_TRY(sm__head_logits(h, p, b->feat, b->diff, b->logits));
-        SM_TRY(ops->bce_fwd_bwd(ctx, (int)p, b->logits, b->labels, (float)(1.0 / (double)n),
+        SM_TRY(ops->bce_fwd_bwd(ctx, (int)p, b->logits, b->labels, (float)(1.0 / (double)scale_n),
                                 b->scores, b->loss_sum, b->dlogits));
         float part;
         SM_TRY(ops->download(ctx, &part, b->loss_sum, sizeof part));
@@ -340,11 +352,27 @@ static sm_status compute_grads(sm_trainer *t, size_t n, const float *left, const
         SM_TRY(ops->sigmoid_bwd(ctx, 2 * p * d, b->feat, b->dfeat, b->ws.grad_a));
         SM_TRY(sm__subnet_backward(s, &b->ws, 2 * p));
     }
+    *sum = total;
+    return SM_OK;
+}
+
+/* Forward + backward over n pairs in micro-batches; gradients end in subnet/head grads. */
+static sm_status compute_grads(sm_trainer *t, size_t n, const float *left, const float *right,
+                               const float *labels, float *loss)
+{
+    if (t->shards > 1 || t->comm) return sm__shards_grads(t, n, left, right, labels, loss);
+    double total;
+    SM_TRY(sm__trainer_grads_part(t, n, n, left, right, labels, &total));
     return check_finite(t, total / (double)n, loss);
 }
 
 /* The loss and the gradients must be finite (test faults are planted here). */
 static sm_status check_finite(sm_trainer *t, double total, float *loss)
+{
+    return sm__trainer_check_finite(t, total, loss);
+}
+
+sm_status sm__trainer_check_finite(sm_trainer *t, double total, float *loss)
 {
     sm_subnet *s = t->subnet;
     sm_head *h = t->head;
@@ -622,6 +650,9 @@ static sm_status step(sm_trainer *t, size_t n, const float *left, const float *r
 /* Samples a P x K batch, distorts each image once when augmenting, and steps on it. */
 static sm_status step_pk(sm_trainer *t, float *loss)
 {
+    SM_RETURN_IF(t->shards > 1 || t->comm, SM_ERR_STATE,
+                 "P x K steps take neither gradient shards (%lld) nor a communicator",
+                 (long long)t->shards);
     const sm_arch *a = &t->subnet->arch;
     const size_t in = sm__arch_in_size(a);
     const size_t p = (size_t)t->pk_classes, k = (size_t)t->pk_images;
@@ -641,14 +672,21 @@ static sm_status step_pk(sm_trainer *t, float *loss)
 uint64_t sm__augment_seed(uint64_t trainer_seed) { return trainer_seed ^ 0x6175676d656e7473ULL; }
 
 /* Distorts every image of the sampled batch, each with its own draw: left then right, pair by
- * pair. */
+ * pair. A rank of a data-parallel run distorts only its own shards' pairs and skips the draws
+ * of the others (the same pairs, so the same images, as one process). */
 static void augment_batch(sm_trainer *t, size_t n)
 {
     const sm_arch *a = &t->subnet->arch;
     const size_t in = sm__arch_in_size(a);
+    size_t lo, hi;
+    sm__shards_local_pairs(t, n, &lo, &hi);
     for (size_t k = 0; k < n; k++) {
         float *imgs[2] = {t->batch_left + k * in, t->batch_right + k * in};
         for (int j = 0; j < 2; j++) {
+            if (k < lo || k >= hi) { /* another rank's pair: only the same draws */
+                sm__distort_skip(&t->aug_rng);
+                continue;
+            }
             sm__distort(&t->aug_rng, t->augment, imgs[j], a->in_h, a->in_w, t->aug_scratch);
             memcpy(imgs[j], t->aug_scratch, in * sizeof(float));
         }

@@ -5,7 +5,8 @@
 #
 #   scripts/setup-debian.sh            build the library and run the examples
 #   scripts/setup-debian.sh --tests    ... and run the whole test suite (cmocka, sanitizers,
-#                                      valgrind, ABI check, fuzz smoke test, API reference)
+#                                      valgrind, ABI check, fuzz smoke test, API reference,
+#                                      Open MPI for the data-parallel tests, MPICH's headers)
 #   scripts/setup-debian.sh --list     print the packages it would need, install nothing
 #
 # A no-op (no apt-get at all) when every package is installed already. Optional parts are
@@ -17,14 +18,15 @@ set -euo pipefail
 required=(meson ninja-build gcc libc6-dev pkg-config python3
           libopenblas-dev libspng-dev libzip-dev zlib1g-dev)
 optional=(libdnnl-dev libcairo2-dev fonts-dejavu-core)
-tests=(libcmocka-dev valgrind g++ binutils clang libclang-rt-14-dev abigail-tools doxygen)
+tests=(libcmocka-dev valgrind g++ binutils clang libclang-rt-14-dev abigail-tools doxygen
+       openmpi-bin libopenmpi-dev libmpich-dev)
 
 list_only=0
 for arg in "$@"; do
     case $arg in
         --tests) required+=("${tests[@]}") ;;
         --list) list_only=1 ;;
-        -h|--help) sed -n '2,14s/^# \{0,1\}//p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,15s/^# \{0,1\}//p' "$0"; exit 0 ;;
         *) echo "setup-debian.sh: unknown option '$arg' (see --help)" >&2; exit 2 ;;
     esac
 done

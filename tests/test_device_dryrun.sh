@@ -16,7 +16,8 @@ bad() { echo "FAIL: $*"; fails=$((fails + 1)); }
 
 # the programs the payload would hold, with the fake module in place of the real one
 mkdir -p "$tmp/prog/bin" "$tmp/prog/lib"
-for p in tests/test_cuda_backend tests/test_cuda_parity tests/bench_step examples/siamese-train; do
+for p in tests/test_cuda_backend tests/test_cuda_parity tests/bench_step examples/siamese-train \
+    tests/test_comm_nccl; do
     ln -s "$build/$p" "$tmp/prog/bin/"
 done
 ln -s "$fake/libsiamese-cuda.so" "$tmp/prog/lib/"
@@ -50,6 +51,9 @@ grep -q 'parity (test_cuda_backend) *passed' "$tmp/clean/summary.txt" || bad "cl
 grep -q 'parity (test_cuda_parity) *FAILED' "$tmp/clean/summary.txt" || bad "clean: test_cuda_parity did not run or did not fail on the fake"
 grep -qE 'first failure: .*(FAILED|ERROR)' "$tmp/clean/summary.txt" || bad "clean: the parity failure is not in the summary"
 grep -q 'bench_step cuda, TF32 off *passed' "$tmp/clean/summary.txt" || bad "clean: bench_step did not pass"
+# no comm-nccl module beside the fake (and no GPU): the NCCL check is skipped, and says why
+grep -q 'nccl, one rank (test_comm_nccl) *SKIPPED' "$tmp/clean/summary.txt" || bad "clean: the NCCL check was not skipped"
+grep -q 'SKIP: SM_ERR_' "$tmp/clean/summary.txt" || bad "clean: the NCCL skip does not say why"
 grep -q 'train step, batch 2' "$tmp/clean/summary.txt" || bad "clean: no benchmark table"
 grep -q 'TF32 off: forward IMPLICIT_PRECOMP_GEMM' "$tmp/clean/bench.log" || bad "clean: bench.log does not show the chosen algorithms"
 run ref reference

@@ -31,8 +31,14 @@ for h in "$source_root"/include/siamese/*.h; do
     name=siamese/$(basename "$h")
     [ -f "$iprefix/include/$name" ] || fail "$name is not installed (include/meson.build)"
     printf '#include <%s>\nint sm_install_header_test;\n' "$name" >"$tmp/header.c"
-    ${CC:-cc} -std=c11 -Wall -Wextra -Werror -pedantic -I"$iprefix/include" -fsyntax-only \
-        "$tmp/header.c" || fail "the installed $name does not compile alone"
+    extra=
+    if [ "$name" = siamese/comm_mpi.h ]; then # the MPI adapter needs the host's mpi.h
+        extra=$(pkg-config --cflags ompi-c 2>/dev/null || pkg-config --cflags mpich 2>/dev/null) ||
+            { echo "note: $name not compiled: no MPI found by pkg-config"; continue; }
+    fi
+    # shellcheck disable=SC2086 # $extra: several flags
+    ${CC:-cc} -std=c11 -Wall -Wextra -Werror -pedantic -I"$iprefix/include" $extra \
+        -fsyntax-only "$tmp/header.c" || fail "the installed $name does not compile alone"
 done
 echo "headers: $(ls "$iprefix"/include/siamese/*.h | wc -l) installed, each compiles alone"
 
@@ -90,6 +96,18 @@ if [ -e "$mod" ]; then
         fail "libsiamese-dnnl.so exports more than sm_backend_module_entry: $(echo $mod_exports)"
     echo "cpu-dnnl module: $mod (exports sm_backend_module_entry only)"
 fi
+
+# The communicator modules (comm-mpi, comm-nccl), when built, sit there too and export only
+# their entry point; libsiamese.so needs neither MPI nor NCCL.
+comm_needed=$(echo "$needed" | grep -Ei 'mpi|nccl|open-rte|open-pal' || true)
+[ -z "$comm_needed" ] || fail "libsiamese.so needs MPI or NCCL at link time: $(echo $comm_needed)"
+for mod in "$ilib"/libsiamese/libsiamese-comm-*.so; do
+    [ -e "$mod" ] || continue
+    mod_exports=$(nm -D --defined-only "$mod" | awk '$2 != "A" { sub(/@.*/, "", $3); print $3 }')
+    [ "$mod_exports" = sm_comm_module_entry ] ||
+        fail "$(basename "$mod") exports more than sm_comm_module_entry: $(echo $mod_exports)"
+    echo "communicator module: $mod (exports sm_comm_module_entry only)"
+done
 
 # The installed example programs run against the installed library.
 for prog in siamese-train siamese-compare siamese-eval siamese-gallery; do

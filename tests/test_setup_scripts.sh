@@ -69,6 +69,9 @@ check "... and leaves nothing" bash -c '[ -z "$(ls -A "$0")" ]' "$dest"
 check "setup-debian.sh --list names the required packages" \
     bash -c '"$0" --list --tests | grep -q "^required: .*libopenblas-dev.*libcmocka-dev"' \
     "$src/scripts/setup-debian.sh"
+check "setup-debian.sh --list --tests names Open MPI and MPICH (the 'dist' suite)" \
+    bash -c '"$0" --list --tests | grep -q "^required: .*openmpi-bin.*libopenmpi-dev.*libmpich-dev"' \
+    "$src/scripts/setup-debian.sh"
 check "setup-debian.sh refuses an unknown option" \
     bash -c '! "$0" --bogus 2>/dev/null' "$src/scripts/setup-debian.sh"
 

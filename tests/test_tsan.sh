@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: MIT
-# tests/test_threads.c under ThreadSanitizer: builds this source tree again in
-# BUILD_ROOT/sanitize-tsan (-Db_sanitize=thread, no examples), builds only the threads test,
-# runs it, and fails on any TSan report (data race, lock-order inversion, ...).
+# tests/test_threads.c and tests/test_comm.c (ranks on threads) under ThreadSanitizer: builds
+# this source tree again in BUILD_ROOT/sanitize-tsan (-Db_sanitize=thread, no examples), builds
+# only those two tests, runs them, and fails on any TSan report (data race, lock-order
+# inversion, ...).
 # Usage (from tests/meson.build): test_tsan.sh MESON SOURCE_ROOT BUILD_ROOT
 set -euo pipefail
 
@@ -29,10 +30,10 @@ if [ ! -f "$dir/build.ninja" ]; then
     echo "== configuring $dir"
     "$meson_cmd" setup "$dir" "$source_root" -Db_sanitize=thread -Dbuildtype=debugoptimized \
         -Dwerror="${SIAMESE_WERROR:-false}" \
-        -Dexamples=false -Dcuda=disabled -Ddnnl=disabled
+        -Dexamples=false -Dcuda=disabled -Ddnnl=disabled -Dcomm-mpi=disabled -Dcomm-nccl=disabled
 fi
-echo "== building test_threads in $dir"
-"$meson_cmd" compile -C "$dir" test_threads
+echo "== building test_threads and test_comm in $dir"
+"$meson_cmd" compile -C "$dir" test_threads test_comm
 
 # OpenBLAS is not built with TSan, so its own worker threads synchronise in ways TSan cannot
 # see (spin-waits on plain variables) and would be reported as races inside libopenblas.
@@ -41,7 +42,7 @@ echo "== building test_threads in $dir"
 export OPENBLAS_NUM_THREADS=1
 export TSAN_OPTIONS="halt_on_error=1 exitcode=66 second_deadlock_stack=1"
 export SIAMESE_TEST_DATA=$source_root/tests/data
-echo "== running test_threads under TSan (OPENBLAS_NUM_THREADS=1; TSAN_OPTIONS=$TSAN_OPTIONS)"
+echo "== running test_threads and test_comm under TSan (OPENBLAS_NUM_THREADS=1; TSAN_OPTIONS=$TSAN_OPTIONS)"
 # setarch -R: TSan's shadow mapping needs a predictable address space on kernels with large
 # mmap randomisation; harmless elsewhere.
 runner=()
@@ -49,4 +50,6 @@ if command -v setarch >/dev/null 2>&1 && setarch "$(uname -m)" -R true 2>/dev/nu
     runner=(setarch "$(uname -m)" -R)
 fi
 "${runner[@]}" "$dir/tests/test_threads"
+# the in-process communicator: ranks on threads meeting at a rendezvous (lib/comm_local.c)
+"${runner[@]}" "$dir/tests/test_comm"
 echo "tsan: OK (no data race reported)"

@@ -24,7 +24,10 @@ typedef enum sm_status {
     SM_ERR_DATASET = 10,        /* a dataset cannot serve the request (too few classes/images) */
     SM_ERR_LIMIT = 11,          /* a size exceeds a documented resource limit */
     SM_ERR_STATE = 12,          /* a call in the wrong order (for example before any data) */
-    SM_ERR_INTERNAL = 13        /* a bug in libsiamese: please report it */
+    SM_ERR_INTERNAL = 13,       /* a bug in libsiamese: please report it */
+    SM_ERR_COMM = 14            /* since 0.3: a collective between training ranks failed or
+                                   timed out (a peer died or stalled); the communicator is
+                                   failed for good (siamese/comm.h) */
 } sm_status;
 
 #ifdef __cplusplus

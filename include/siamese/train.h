@@ -119,7 +119,15 @@ typedef enum sm_trainer_param {
                                    that cannot give such a batch makes the step fail with
                                    SM_ERR_DATASET (and the reason) */
     SM_TRAINER_PK_IMAGES = 22,  /* K: images per class in a P x K batch, 2..4096, default 4 */
-    SM_TRAINER_PK_LOSS = 23     /* an sm_pk_loss, default SM_PK_LOSS_BCE_BALANCED */
+    SM_TRAINER_PK_LOSS = 23,    /* an sm_pk_loss, default SM_PK_LOSS_BCE_BALANCED */
+    /* since 0.3: data-parallel training (siamese/comm.h) */
+    SM_TRAINER_GRAD_SHARDS = 30 /* K: the batch's pairs in K groups whose gradients are summed
+                                   in group order, 1..1024, default 1 (the whole batch at
+                                   once, as before). A communicator's N ranks split the groups
+                                   (N must divide K), and every N dividing K gives the same
+                                   parameters bit for bit. A step needs at least K pairs
+                                   (SM_ERR_STATE otherwise); P x K steps need K = 1. Saved in
+                                   checkpoints */
 } sm_trainer_param;
 
 /** The loss of a P x K step (since 0.3). Similar pairs are far fewer than dissimilar ones
@@ -208,9 +216,11 @@ SM_API sm_status sm_train_step_batch(sm_trainer *trainer, size_t n_pairs, const 
 
 /** Saves everything needed to resume exactly (subnet, head, Adam moments and hyperparameters,
  *  iteration, sampler RNG state, batch sizes; since 0.2 the augmentation setting and its RNG
- *  state) as one safetensors file, atomically (temporary file, fsync, rename): a failure
- *  leaves any existing file untouched. Health reports' smoothed loss is not saved: it starts
- *  afresh after a load. */
+ *  state; since 0.3 the gradient shards) as one safetensors file, atomically (temporary file,
+ *  fsync, rename): a failure leaves any existing file untouched, and temporary files that
+ *  killed saves left beside `path` are removed (docs/checkpoint-format.md). Health reports'
+ *  smoothed loss is not saved: it starts afresh after a load. With a communicator attached
+ *  (siamese/comm.h), rank 0 writes and the other ranks return SM_OK without writing. */
 SM_API sm_status sm_trainer_save(const sm_trainer *trainer, const char *path);
 /** Restores a file written by sm_trainer_save into this trainer. The file must match the
  *  subnet's architecture (SM_ERR_SHAPE otherwise); a model-only file is SM_ERR_FORMAT. Other

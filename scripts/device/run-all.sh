@@ -17,8 +17,8 @@
 # Time budget per step (seconds; each step gets min(its cap, time left - the caps of the steps
 # after it); under 10 s left: the step is skipped and the summary says so):
 #   parity-bench: unpack + libraries ~10 (not capped) | test_cuda_backend 30 | test_cuda_parity
-#                 180 | bench_step TF32 off 90 | bench_step TF32 on 60 | PyTorch 120 | table 10:
-#                 500 of 540
+#                 180 | test_comm_nccl 30 | bench_step TF32 off 90 | bench_step TF32 on 60 |
+#                 PyTorch 120 | table 10: 530 of 540
 #   reference:    unpack + libraries ~10 | siamese-train: the rest less 10 for the table, with
 #                 --time-limit = that less 90 (loading the background set, then evaluating
 #                 5 x 150 pairs and saving), so training stops by itself and still evaluates;
@@ -161,14 +161,20 @@ if [ "$phase" = parity-bench ]; then
     if [ "${SIAMESE_DEVICE_SKIP_PARITY:-0}" = 1 ]; then
         note "parity: skipped (SIAMESE_DEVICE_SKIP_PARITY=1)"
     else
-        run_step "parity (test_cuda_backend)" 30 460 "$out/backend.log" "$dev/bin/test_cuda_backend"
+        run_step "parity (test_cuda_backend)" 30 490 "$out/backend.log" "$dev/bin/test_cuda_backend"
         grep -E '^# ' "$out/backend.log"
-        run_step "parity (test_cuda_parity)" 180 280 "$out/parity.log" "$dev/bin/test_cuda_parity"
+        run_step "parity (test_cuda_parity)" 180 310 "$out/parity.log" "$dev/bin/test_cuda_parity"
         rc_parity=$rc
         grep -E 'worst|TF32:|\[  FAILED|log: .*TF32 off' "$out/parity.log" | head -40
         grep -E 'worst gradient rel err \(float32\)|TF32: loss rel err|worst op rel err' "$out/parity.log" |
             sed 's/^# */  /' >>"$summary"
         case $rc_parity in 0 | 77 | 125) ;; *) note "  first failure: $(grep -m1 -B3 -E '\[  (FAILED|ERROR) ' "$out/parity.log" | tr '\n' ' ' | cut -c1-400)" ;; esac
+    fi
+
+    # ---- comm-nccl on one GPU, one rank (all one GPU can check; docs/distributed.md) ----
+    if [ -x "$dev/bin/test_comm_nccl" ]; then
+        run_step "nccl, one rank (test_comm_nccl)" 30 280 "$out/backend.log" "$dev/bin/test_comm_nccl"
+        grep -E '^(nccl|SKIP|FAIL)' "$out/backend.log" | sed 's/^/  /' | tee -a "$summary"
     fi
 
     # ---- benchmark ----

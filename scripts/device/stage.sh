@@ -20,19 +20,21 @@ die() { echo "stage: $*" >&2; exit 1; }
 [ -f "$build/build.ninja" ] || die "no meson build in '$build' (meson setup $build)"
 echo "== building what the device run needs in $build"
 meson compile -C "$build" siamese-cuda siamese test_cuda_backend test_cuda_parity bench_step \
-    siamese-train >/dev/null || die "the build failed"
+    siamese-train test_comm_nccl >/dev/null || die "the build failed"
 [ -f "$build/backends/cuda/libsiamese-cuda.so" ] || die "'$build' has no cuda module (-Dcuda)"
 
 rm -rf "$stage"
 mkdir -p "$stage/bin" "$stage/lib" "$stage/data"
 cp "$build/tests/test_cuda_backend" "$build/tests/test_cuda_parity" "$build/tests/bench_step" \
-    "$build/examples/siamese-train" "$stage/bin/"
+    "$build/examples/siamese-train" "$build/tests/test_comm_nccl" "$stage/bin/"
 cp "$build/backends/cuda/libsiamese-cuda.so" "$stage/lib/"
+# the NCCL communicator, when built (its one-rank check: test_comm_nccl; NCCL from the wheels)
+[ -f "$build/comm/libsiamese-comm-nccl.so" ] && cp "$build/comm/libsiamese-comm-nccl.so" "$stage/lib/"
 cp -P "$build"/lib/libsiamese.so "$build"/lib/libsiamese.so.[0-9] "$build"/lib/libsiamese.so.[0-9]*.[0-9]*[0-9] "$stage/lib/"
 
 # Every library the programs and the module load, less the C runtime (every image has it) and
-# the NVIDIA ones (the driver's, and cuDNN/cuBLAS from the wheels there).
-skip='^(linux-vdso|ld-linux|libc\.|libm\.|libdl\.|libpthread\.|librt\.|libgcc_s\.|libstdc\+\+\.|libcuda|libcudnn|libcublas|libnvidia|libsiamese)'
+# the NVIDIA ones (the driver's, and cuDNN/cuBLAS/NCCL from the wheels there).
+skip='^(linux-vdso|ld-linux|libc\.|libm\.|libdl\.|libpthread\.|librt\.|libgcc_s\.|libstdc\+\+\.|libcuda|libcudnn|libcublas|libnccl|libnvidia|libsiamese)'
 for f in "$stage"/bin/* "$stage/lib/libsiamese-cuda.so" "$stage"/lib/libsiamese.so.*.*.*; do
     LD_LIBRARY_PATH="$build/lib" ldd "$f" | awk '$2 == "=>" && $3 ~ /^\// { print $1, $3 }'
 done | sort -u | while read -r name path; do
@@ -41,8 +43,9 @@ done | sort -u | while read -r name path; do
 done
 
 # The module's NEEDED vendor libraries, for run-all.sh to look for (it has no readelf there).
-readelf -d "$stage/lib/libsiamese-cuda.so" | sed -n 's/.*(NEEDED).*\[\(.*\)\].*/\1/p' |
-    grep -E '^lib(cudnn|cublas)' >"$stage/needed-vendor-libs.txt"
+for m in "$stage/lib/libsiamese-cuda.so" "$stage"/lib/libsiamese-comm-nccl.so; do
+    [ -f "$m" ] && readelf -d "$m" | sed -n 's/.*(NEEDED).*\[\(.*\)\].*/\1/p'
+done | grep -E '^lib(cudnn|cublas|nccl)' | sort -u >"$stage/needed-vendor-libs.txt"
 
 for z in images_background.zip images_evaluation.zip; do
     if [ -f "$data/$z" ]; then cp "$data/$z" "$stage/data/"; else echo "stage: warning: no $data/$z" >&2; fi
