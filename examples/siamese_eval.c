@@ -121,10 +121,14 @@ int main(int argc, char **argv)
         rc = cli_fail(st, "cannot read the architecture of '%s'", model);
         goto done;
     }
+    plan.resize_images = 1; /* the official runs' images too */
     printf("model: %s (%zu parameters), backend %s\n", model, sm_subnet_num_params(subnet),
            sm_backend_name(backend));
     if (data) {
-        if ((st = sm_dataset_open(data, h, w, NULL, 0, &ds))) {
+        /* as --help promises: images of another size are resized to the model's, once */
+        sm_dataset_options opts = SM_DATASET_OPTIONS_INIT;
+        opts.resize = 1;
+        if ((st = sm_dataset_open_with(data, h, w, NULL, 0, &opts, &ds))) {
             rc = cli_fail(st, "cannot open '%s'", data);
             goto done;
         }
