@@ -753,8 +753,9 @@ static int train(run *r)
     if (show_lr) {
         printf("learning-rate schedule: warm-up %.0f steps, then ", warmup);
         if (sched == SM_ADAM_SCHEDULE_COSINE && o->cosine_by_time)
-            printf("cosine down to %g at the time limit (its length in steps estimated from "
-                   "the step time as the run goes)\n", lr * min_f);
+            printf("cosine down to %g at the time limit or at the last of --iterations, "
+                   "whichever comes first (its length in steps estimated from the step time "
+                   "as the run goes)\n", lr * min_f);
         else if (sched == SM_ADAM_SCHEDULE_COSINE)
             printf("cosine over %.0f steps down to %g\n", sched_steps, lr * min_f);
         else if (sched == SM_ADAM_SCHEDULE_STEP)
