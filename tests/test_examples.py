@@ -200,6 +200,39 @@ with tempfile.TemporaryDirectory(prefix="siamese-examples.") as tmp:
           re.search(r"^7/7 .* lr 0\.00025 ", se, re.M) is not None,
           f"--schedule step halves the rate every 3 steps (rc {rc}) {se[-500:]}")
 
+    # A cosine schedule under --time-limit (no --schedule-steps) reaches its floor when the
+    # time runs out, not at the last of --iterations: the last progress line's rate is near
+    # the floor (1e-4), far from the 1e-3 a length of 100000 steps would still give.
+    out7 = os.path.join(tmp, "out7")
+    rc, so, se = run("siamese-train", *base, "--no-figures", "--validate-every", "0",
+                     "--episodes", "0", "--iterations", "100000", "--time-limit", "3",
+                     "--warmup", "1", "--schedule", "cosine", "--min-lr-factor", "0.1",
+                     "--out", out7)
+    last = re.findall(r"^ *([0-9]+)/100000 .* lr ([0-9.e-]+) ", se, re.M)
+    check(rc == 0 and "cosine down to 0.0001 at the time limit" in so and last and
+          int(last[-1][0]) > 30 and float(last[-1][1]) < 2.5e-4,
+          f"--schedule cosine with --time-limit ends near its floor (rc {rc}, last {last[-1:]})"
+          f" {se[-300:]}")
+
+    # --preset: the recipe's options come first, so the user's override them; the preset's
+    # --val-alphabets then wants 20-way episodes that synthetic alphabets (10 classes) cannot
+    # give: a clear refusal after the options took effect, not a crash.
+    rc, so, se = run("siamese-train", "--help")
+    check(rc == 0 and "  oneshot-cpu: " in so and "--init he" in so, "--help lists the presets")
+    tiny28 = "1x28x28:conv4k3,relu,pool2,flatten,fc8"
+    rc, so, se = run("siamese-train", "--data", "synthetic", "--preset", "oneshot-cpu", "--arch",
+                     tiny28, "--iterations", "2", "--no-figures", "--threads", "1", "--out",
+                     os.path.join(tmp, "out8"))
+    check(rc == 1 and "preset: oneshot-cpu" in so and f"arch: {tiny28} (" in so and
+          "He initialisation" in so and "validation set: 5 background alphabets held out" in so
+          and "cannot give 20-way 1-shot within-alphabet episodes" in se,
+          f"--preset oneshot-cpu with --arch overriding its twin (rc {rc}) {so[-600:]} {se[-300:]}")
+    for args, want in ((["--preset", "nope"], "unknown preset 'nope'"),
+                       (["--preset"], "--preset needs a name"),
+                       (["--preset=oneshot-cpu", "--preset", "oneshot-cpu"], "given twice")):
+        rc, so, se = run("siamese-train", *args)
+        check(rc == 2 and want in se, f"siamese-train {' '.join(args)}: exit 2, '{want}' ({se})")
+
     # --- siamese-compare on any PNG ---------------------------------------------------------
     model = os.path.join(out, "model.safetensors")
     pngs = {
@@ -243,8 +276,10 @@ with tempfile.TemporaryDirectory(prefix="siamese-examples.") as tmp:
             f.write("\n".join(lines) + "\n")
     rc, so, se = run("siamese-eval", model, "--data", data, "--eval-batches", "1",
                      "--eval-pairs", "30", "--oneshot-runs", runs, "--episodes", "4", "--way",
-                     "5", "--within-alphabet")
+                     "5", "--within-alphabet", "--threshold", "0.25")
     check(rc == 0, f"siamese-eval exits 0 (rc {rc}) {se.strip()}")
+    check(re.search(r"^    at threshold 0\.2500 \(--threshold\) instead of 0\.5: [0-9.]+ % "
+                    r"\([0-9.]+ of 30\)", so, re.M) is not None, f"siamese-eval --threshold ({so})")
     check(re.search(r"^\(i\) .*30 random pairs", so, re.M) is not None, "siamese-eval (i)")
     check(re.search(r"^\(ii\) +5-way one-shot, official runs:.*of 10 queries in 2 runs", so, re.M) is not None,
           "siamese-eval (ii) official-run format: 10 queries in 2 runs")
