@@ -736,8 +736,11 @@ static int train(run *r)
     sm_adam_get(r->adam, SM_ADAM_WEIGHT_DECAY_FC, &wd[1]);
     sm_adam_get(r->adam, SM_ADAM_WEIGHT_DECAY_HEAD, &wd[2]);
     const int show_lr = warmup > 0 || sched != SM_ADAM_SCHEDULE_CONSTANT;
-    printf("training: %lld iterations of %lld pairs (micro-batch %lld), lr %g, augmentation %s, "
-           "seed %llu -> %s\n", (long long)o->iterations, (long long)o->batch, (long long)micro,
+    char batch[64];
+    if (o->pk_classes) snprintf(batch, sizeof batch, "P x K batches (below)");
+    else snprintf(batch, sizeof batch, "%lld pairs", (long long)o->batch);
+    printf("training: %lld iterations of %s (micro-batch %lld), lr %g, augmentation %s, "
+           "seed %llu -> %s\n", (long long)o->iterations, batch, (long long)micro,
            lr, o->augment ? "on (Koch et al.'s affine distortions)" : "off", o->seed, o->out);
     if (o->pk_classes)
         printf("  P x K batches: %lld classes x %lld images = %lld images, %lld pairs per step "
