@@ -83,8 +83,8 @@ static int report_roc(const sm_subnet *subnet, const sm_head *head, const sm_dat
     double eer, t_eer, t1, far1, frr1;
     sm_roc_eer(roc, &eer, &t_eer);
     sm_roc_threshold_at_far(roc, 0.01, &t1, &far1, &frr1);
-    printf("    equal error rate %.2f %% at threshold %.4f; for a false-accept rate of at most "
-           "1 %%: threshold %.4f (FAR %.2f %%, FRR %.2f %%)\n",
+    printf("    equal error rate %.2f %% at threshold %.4g; for a false-accept rate of at most "
+           "1 %%: threshold %.4g (FAR %.2f %%, FRR %.2f %%)\n",
            100 * eer, t_eer, t1, 100 * far1, 100 * frr1);
     if (roc_out) *roc_out = roc;
     else sm_roc_destroy(roc);
@@ -110,7 +110,7 @@ int eval_report(const sm_subnet *subnet, const sm_head *head, const sm_dataset *
             if ((st = sm_verification_accuracy_at(subnet, head, ds, n, p->seed + 0x5eedULL,
                                                   p->threshold, &rt)))
                 return cli_fail(st, "verification at threshold %g on %s", p->threshold, split);
-            printf("    at threshold %.4f (%s) instead of 0.5: %.2f %% (%.1f of %llu)\n",
+            printf("    at threshold %.4g (%s) instead of 0.5: %.2f %% (%.1f of %llu)\n",
                    p->threshold, p->threshold_from, 100.0 * rt.accuracy, rt.correct,
                    (unsigned long long)rt.trials);
         }

@@ -193,7 +193,7 @@ static int cmd_identify(const options *o, char **args, int n_images)
             int accept = 0;
             st = sm_gallery_verify(g, o->verify, img, o->threshold, &score, &accept);
             if (!st)
-                printf("%s: %s '%s' (score %.6f %s threshold %.6f)\n", path,
+                printf("%s: %s '%s' (score %.6g %s threshold %.6g)\n", path,
                        accept ? "accept" : "reject", o->verify, score, accept ? ">=" : "<",
                        o->threshold);
         } else {
@@ -246,8 +246,8 @@ static int cmd_calibrate(const options *o, char **args)
     sm_roc_threshold_at_far(roc, o->far, &t, &far, &frr);
     printf("%d random pairs of %s (%zu classes)\n", o->pairs, args[1],
            sm_dataset_num_classes(ds));
-    printf("equal error rate: %.2f %% at threshold %.6f\n", 100 * eer, t_eer);
-    printf("false-accept rate <= %.2f %%: threshold %.6f (FAR %.2f %%, FRR %.2f %%)\n",
+    printf("equal error rate: %.2f %% at threshold %.6g\n", 100 * eer, t_eer);
+    printf("false-accept rate <= %.2f %%: threshold %.6g (FAR %.2f %%, FRR %.2f %%)\n",
            100 * o->far, t, 100 * far, 100 * frr);
 done:
     free(scores);

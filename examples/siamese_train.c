@@ -922,7 +922,7 @@ static int calibrate_threshold(run *r)
     if (st) return cli_fail(st, "cannot calibrate the threshold on the validation alphabets");
     r->o.eval.threshold = t;
     r->o.eval.threshold_from = "the validation alphabets' equal error rate";
-    printf("verification threshold: %.4f, where %d random pairs of the validation alphabets have "
+    printf("verification threshold: %.4g, where %d random pairs of the validation alphabets have "
            "equal error rates (%.2f %%)\n", t, PAIRS, 100.0 * eer);
     return 0;
 }
