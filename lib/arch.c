@@ -336,3 +336,18 @@ SM_API sm_status sm_arch_to_string(const sm_arch *a, char *buf, size_t cap, size
     buf[len] = 0;
     return SM_OK;
 }
+
+sm_status sm__arch_text(const sm_arch *a, char **out)
+{
+    size_t need = 0;
+    sm_arch_to_string(a, NULL, 0, &need);
+    char *s = sm__malloc(need + 1);
+    if (!s) return sm__fail(SM_ERR_NOMEM, "out of memory formatting an architecture");
+    sm_status st = sm_arch_to_string(a, s, need + 1, NULL);
+    if (st != SM_OK) {
+        sm__free(s);
+        return st;
+    }
+    *out = s;
+    return SM_OK;
+}

@@ -102,19 +102,6 @@ static void words_to_from_le(uint8_t *p, size_t bytes)
     }
 }
 
-/* zlib takes 32-bit lengths. */
-static uint32_t crc_update(uint32_t crc, const uint8_t *p, size_t n)
-{
-    uLong c = crc;
-    while (n > 0) {
-        uInt k = n > ((size_t)1 << 30) ? (uInt)1 << 30 : (uInt)n;
-        c = crc32(c, p, k);
-        p += k;
-        n -= k;
-    }
-    return (uint32_t)c;
-}
-
 static void fmt_shape(char *out, size_t cap, const uint64_t *shape, size_t rank)
 {
     size_t len = 0;
@@ -123,22 +110,6 @@ static void fmt_shape(char *out, size_t cap, const uint64_t *shape, size_t rank)
     for (size_t i = 0; i < rank && len < cap; i++)
         len += (size_t)snprintf(out + len, cap - len, "%s%" PRIu64, i ? ", " : "", shape[i]);
     if (len < cap) snprintf(out + len, cap - len, "]");
-}
-
-/* The architecture as text, in a fresh buffer. */
-static sm_status arch_text(const sm_arch *a, char **out)
-{
-    size_t need = 0;
-    sm_arch_to_string(a, NULL, 0, &need);
-    char *s = sm__malloc(need + 1);
-    if (!s) return sm__fail(SM_ERR_NOMEM, "out of memory formatting an architecture");
-    sm_status st = sm_arch_to_string(a, s, need + 1, NULL);
-    if (st != SM_OK) {
-        sm__free(s);
-        return st;
-    }
-    *out = s;
-    return SM_OK;
 }
 
 /* ------------------------------------------------------------------ tensor list */
@@ -241,7 +212,7 @@ typedef struct ck_stream {
 
 static sm_status stream_flush(ck_stream *s)
 {
-    s->crc = crc_update(s->crc, s->chunk, s->fill);
+    s->crc = sm__crc32_update(s->crc, s->chunk, s->fill);
     sm_status st = s->out ? sm__afile_write(s->out, s->chunk, s->fill) : SM_OK;
     s->fill = 0;
     return st;
@@ -333,7 +304,7 @@ static sm_status save(const sm_subnet *s, const sm_head *h, const sm_trainer *tr
     int af_open = 0;
 
     sm_status st = build_list(&s->arch, h->dim, a != NULL, &l);
-    if (st == SM_OK) st = arch_text(&s->arch, &arch);
+    if (st == SM_OK) st = sm__arch_text(&s->arch, &arch);
     if (st == SM_OK) {
         ot = sm__calloc(l.n, sizeof *ot);
         chunk = sm__malloc_aligned(CK_CHUNK);
@@ -404,7 +375,7 @@ static sm_status save(const sm_subnet *s, const sm_head *h, const sm_trainer *tr
     bufs_for(s, h, a, &b);
     uint32_t crc = 0;
     if (st == SM_OK) {
-        ck_stream cs = {chunk, 0, crc_update(0, hdr, hdr_len), NULL};
+        ck_stream cs = {chunk, 0, sm__crc32_update(0, hdr, hdr_len), NULL};
         st = stream_tensors(&l, &b, &cs);
         crc = cs.crc;
         char hex[9];
@@ -421,9 +392,9 @@ static sm_status save(const sm_subnet *s, const sm_head *h, const sm_trainer *tr
         char zero[8];
         memset(zero, '0', 8);
         size_t pos = m.kv[m.n - 1].value_pos;
-        uint32_t c2 = crc_update(0, hdr, pos);
-        c2 = crc_update(c2, (const uint8_t *)zero, 8);
-        c2 = crc_update(c2, hdr + pos + 8, hdr_len - pos - 8);
+        uint32_t c2 = sm__crc32_update(0, hdr, pos);
+        c2 = sm__crc32_update(c2, (const uint8_t *)zero, 8);
+        c2 = sm__crc32_update(c2, hdr + pos + 8, hdr_len - pos - 8);
         ck_stream ws = {chunk, 0, c2, &af};
         st = stream_tensors(&l, &b, &ws);
         if (st == SM_OK && ws.crc != crc)
@@ -647,9 +618,9 @@ static sm_status check_crc(const ck_file *f, const char *path)
                  path, kv->value);
     static const uint8_t zero[8] = {'0', '0', '0', '0', '0', '0', '0', '0'};
     size_t pos = kv->value_pos;
-    uint32_t c = crc_update(0, f->buf, pos);
-    c = crc_update(c, zero, 8);
-    c = crc_update(c, f->buf + pos + 8, f->size - pos - 8);
+    uint32_t c = sm__crc32_update(0, f->buf, pos);
+    c = sm__crc32_update(c, zero, 8);
+    c = sm__crc32_update(c, f->buf + pos + 8, f->size - pos - 8);
     SM_RETURN_IF(c != (uint32_t)want, SM_ERR_FORMAT,
                  "checkpoint '%s': checksum mismatch (file says %08" PRIx32 ", contents give "
                  "%08" PRIx32 "): the file is damaged",
@@ -845,7 +816,7 @@ SM_API sm_status sm_trainer_load(sm_trainer *t, const char *path)
     if (!f.is_trainer)
         st = sm__fail(SM_ERR_FORMAT, "checkpoint '%s' holds a model, not a trainer state "
                                      "(load it with sm_model_load)", path);
-    if (st == SM_OK) st = arch_text(&t->subnet->arch, &mine);
+    if (st == SM_OK) st = sm__arch_text(&t->subnet->arch, &mine);
     if (st == SM_OK && strcmp(mine, f.arch) != 0)
         st = sm__fail(SM_ERR_SHAPE, "checkpoint '%s' is for the architecture '%.300s', the "
                                     "trainer's subnet is '%.300s'", path, f.arch, mine);

@@ -38,25 +38,10 @@ static sm_status hash_floats(sm_backend *be, const float *dev, size_t n, float *
     return SM_OK;
 }
 
-static sm_status arch_text(const sm_arch *a, char **out)
-{
-    size_t need = 0;
-    sm_arch_to_string(a, NULL, 0, &need);
-    char *s = sm__malloc(need + 1);
-    if (!s) return sm__fail(SM_ERR_NOMEM, "out of memory formatting an architecture");
-    sm_status st = sm_arch_to_string(a, s, need + 1, NULL);
-    if (st != SM_OK) {
-        sm__free(s);
-        return st;
-    }
-    *out = s;
-    return SM_OK;
-}
-
 sm_status sm__model_id(const sm_subnet *s, const sm_head *h, uint64_t *id)
 {
     char *arch = NULL;
-    SM_TRY(arch_text(&s->arch, &arch));
+    SM_TRY(sm__arch_text(&s->arch, &arch));
     uint64_t v = fnv1a(0xcbf29ce484222325ull, (const uint8_t *)arch, strlen(arch) + 1);
     sm__free(arch);
     float *chunk = sm__malloc(ID_CHUNK * sizeof *chunk);
@@ -246,7 +231,7 @@ sm_status sm__gallery_new(const sm_subnet *s, const sm_head *h, sm_gallery **out
     g->head = h;
     g->be = s->be;
     g->dim = h->dim;
-    sm_status st = arch_text(&s->arch, &g->arch);
+    sm_status st = sm__arch_text(&s->arch, &g->arch);
     if (st == SM_OK) st = sm__model_id(s, h, &g->model_id);
     if (st != SM_OK) {
         sm_gallery_destroy(g);

@@ -27,18 +27,6 @@
 #define GF_VERSION_TEXT "1"
 #define GF_ROWS_CHUNK 1024 /* feature rows per transfer */
 
-static uint32_t crc_update(uint32_t crc, const uint8_t *p, size_t n)
-{
-    uLong c = crc;
-    while (n > 0) {
-        uInt k = n > ((size_t)1 << 30) ? (uInt)1 << 30 : (uInt)n;
-        c = crc32(c, p, k);
-        p += k;
-        n -= k;
-    }
-    return (uint32_t)c;
-}
-
 static void put_le32(uint8_t *p, uint32_t v)
 {
     p[0] = (uint8_t)v, p[1] = (uint8_t)(v >> 8), p[2] = (uint8_t)(v >> 16),
@@ -62,7 +50,7 @@ typedef struct gf_stream {
 
 static sm_status emit(gf_stream *s, const uint8_t *p, size_t n)
 {
-    s->crc = crc_update(s->crc, p, n);
+    s->crc = sm__crc32_update(s->crc, p, n);
     return s->out ? sm__afile_write(s->out, p, n) : SM_OK;
 }
 
@@ -116,7 +104,7 @@ SM_API sm_status sm_gallery_save(const sm_gallery *g, const char *path)
     sm_status st = s.chunk && s.rows ? SM_OK
                                      : sm__fail(SM_ERR_NOMEM, "out of memory saving '%s'", path);
     if (st == SM_OK) {
-        s.crc = crc_update(0, hdr, hdr_len);
+        s.crc = sm__crc32_update(0, hdr, hdr_len);
         st = stream_data(g, &s);
         char hex[9];
         snprintf(hex, sizeof hex, "%08" PRIx32, s.crc);
@@ -134,7 +122,7 @@ SM_API sm_status sm_gallery_save(const sm_gallery *g, const char *path)
         if (st == SM_OK) {
             static const uint8_t zero[8] = {'0', '0', '0', '0', '0', '0', '0', '0'};
             size_t pos = m[5].value_pos;
-            s.crc = crc_update(crc_update(crc_update(0, hdr, pos), zero, 8), hdr + pos + 8,
+            s.crc = sm__crc32_update(sm__crc32_update(sm__crc32_update(0, hdr, pos), zero, 8), hdr + pos + 8,
                                hdr_len - pos - 8);
             st = stream_data(g, &s);
         }
@@ -195,7 +183,7 @@ static sm_status check_header(const sm__st_file *f, const uint8_t *buf, size_t s
                  "gallery '%s': crc32 is missing or not 8 lowercase hex digits", name);
     static const uint8_t zero[8] = {'0', '0', '0', '0', '0', '0', '0', '0'};
     size_t pos = kv->value_pos;
-    uint32_t c = crc_update(crc_update(crc_update(0, buf, pos), zero, 8), buf + pos + 8,
+    uint32_t c = sm__crc32_update(sm__crc32_update(sm__crc32_update(0, buf, pos), zero, 8), buf + pos + 8,
                             size - pos - 8);
     SM_RETURN_IF(c != (uint32_t)want, SM_ERR_FORMAT,
                  "gallery '%s': checksum mismatch (file says %08" PRIx32 ", contents give %08"

@@ -34,6 +34,8 @@ struct sm_arch {
 
 /* Deep copy of an arch into `dst` (which owns its layer array afterwards). */
 sm_status sm__arch_copy(sm_arch *dst, const sm_arch *src);
+/* The architecture as text in a fresh buffer (*out, free with sm__free). */
+sm_status sm__arch_text(const sm_arch *a, char **out);
 void sm__arch_clear(sm_arch *a);
 /* Floats per image: a layer's output; the arch's input (layer 0's input). */
 size_t sm__layer_out_size(const sm__layer *l);

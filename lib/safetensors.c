@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <zlib.h>
 
 #include "alloc.h"
 #include "error.h"
@@ -738,4 +739,16 @@ const sm__st_kv *sm__st_meta(const sm__st_file *f, const char *key)
     sm__st_kv k = {.key = (char *)key};
     if (!f || !key || f->n_meta == 0) return NULL;
     return bsearch(&k, f->meta, f->n_meta, sizeof k, cmp_kv_key);
+}
+
+uint32_t sm__crc32_update(uint32_t crc, const uint8_t *p, size_t n)
+{
+    uLong c = crc;
+    while (n > 0) { /* zlib takes 32-bit lengths */
+        uInt k = n > ((size_t)1 << 30) ? (uInt)1 << 30 : (uInt)n;
+        c = crc32(c, p, k);
+        p += k;
+        n -= k;
+    }
+    return (uint32_t)c;
 }

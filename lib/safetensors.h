@@ -98,4 +98,7 @@ void sm__st_file_free(sm__st_file *f);
 const sm__st_tensor *sm__st_find(const sm__st_file *f, const char *name);
 const sm__st_kv *sm__st_meta(const sm__st_file *f, const char *key);
 
+/* zlib's CRC-32 of n bytes continued from `crc` (0 to start), for any n. */
+uint32_t sm__crc32_update(uint32_t crc, const uint8_t *p, size_t n);
+
 #endif
