@@ -272,6 +272,24 @@ SM_API sm_status sm_backend_set_option(sm_backend *be, sm_backend_option key, in
         /* TF32 is a GPU number format: host code may set it whatever the backend */
         if (!honours(be, SM_BACKEND_HONOURS_TF32) || !be->ops->set_option) return SM_OK;
         return be->ops->set_option(be->ctx, key, value);
+    case SM_BACKEND_OPT_CONV_ALGO:
+        SM_CHECK_ARG(value >= SM_CONV_ALGO_AUTO && value <= SM_CONV_ALGO_FFT,
+                     "sm_backend_set_option: CONV_ALGO takes 0 (auto), 1 (direct) or 2 (fft), "
+                     "got %lld", (long long)value);
+        if (!honours(be, SM_BACKEND_HONOURS_CONV_ALGO) || !be->ops->set_option) return SM_OK;
+        return be->ops->set_option(be->ctx, key, value);
+    case SM_BACKEND_OPT_PRECISION:
+        SM_CHECK_ARG(value == SM_PRECISION_FP32 || value == SM_PRECISION_BF16,
+                     "sm_backend_set_option: PRECISION takes 0 (fp32) or 1 (bf16), got %lld",
+                     (long long)value);
+        if (!honours(be, SM_BACKEND_HONOURS_PRECISION) || !be->ops->set_option)
+            return value == SM_PRECISION_FP32
+                       ? SM_OK
+                       : sm__fail(SM_ERR_UNSUPPORTED,
+                                  "sm_backend_set_option: the %s backend has no bf16 path "
+                                  "(cpu-dnnl on a CPU with AVX512_BF16 has one)",
+                                  be->ops->name);
+        return be->ops->set_option(be->ctx, key, value);
     }
     return sm__fail(SM_ERR_INVALID_ARG, "sm_backend_set_option: unknown option %d", (int)key);
 }
@@ -285,6 +303,16 @@ SM_API sm_status sm_backend_get_option(const sm_backend *be, sm_backend_option k
         *value = honours(be, SM_BACKEND_HONOURS_TF32) && be->ops->get_option
                      ? be->ops->get_option(be->ctx, key)
                      : 0; /* what is in force where it means nothing */
+        return SM_OK;
+    case SM_BACKEND_OPT_CONV_ALGO:
+        *value = honours(be, SM_BACKEND_HONOURS_CONV_ALGO) && be->ops->get_option
+                     ? be->ops->get_option(be->ctx, key)
+                     : SM_CONV_ALGO_DIRECT;
+        return SM_OK;
+    case SM_BACKEND_OPT_PRECISION:
+        *value = honours(be, SM_BACKEND_HONOURS_PRECISION) && be->ops->get_option
+                     ? be->ops->get_option(be->ctx, key)
+                     : SM_PRECISION_FP32;
         return SM_OK;
     }
     return sm__fail(SM_ERR_INVALID_ARG, "sm_backend_get_option: unknown option %d", (int)key);

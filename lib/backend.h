@@ -45,6 +45,9 @@ typedef struct sm_backend_props {
 enum {
     SM_BACKEND_HONOURS_THREADS = 1u << 0, /* set_threads/get_threads */
     SM_BACKEND_HONOURS_TF32 = 1u << 1,    /* set_option/get_option with SM_BACKEND_OPT_TF32 */
+    SM_BACKEND_HONOURS_CONV_ALGO = 1u << 2, /* ... with SM_BACKEND_OPT_CONV_ALGO */
+    SM_BACKEND_HONOURS_PRECISION = 1u << 3, /* ... with SM_BACKEND_OPT_PRECISION; set_option may
+                                             * refuse BF16 with SM_ERR_UNSUPPORTED */
 };
 
 /* One convolution's shapes: stride 1, no padding (what the architecture language offers). */

@@ -68,6 +68,7 @@ SM_API const char *sm_status_name(sm_status status)
     case SM_ERR_STATE: return "SM_ERR_STATE";
     case SM_ERR_INTERNAL: return "SM_ERR_INTERNAL";
     case SM_ERR_COMM: return "SM_ERR_COMM";
+    case SM_ERR_UNSUPPORTED: return "SM_ERR_UNSUPPORTED";
     }
     return "SM_ERR_UNKNOWN";
 }
@@ -90,6 +91,7 @@ SM_API const char *sm_status_str(sm_status status)
     case SM_ERR_STATE: return "call made in the wrong state";
     case SM_ERR_INTERNAL: return "internal error";
     case SM_ERR_COMM: return "communication between training ranks failed";
+    case SM_ERR_UNSUPPORTED: return "not supported by this backend or machine";
     }
     return "unknown status";
 }

@@ -68,12 +68,43 @@ typedef enum sm_backend_option {
     /* 0 (default): float32 matrix products and convolutions are exact float32 (cuDNN
      * CUDNN_FMA_MATH, cuBLAS default math). 1: TensorFloat-32 tensor cores may be used (faster,
      * about 10 bits of mantissa in products; docs/cuda.md). No effect on cpu-blas (reads 0). */
-    SM_BACKEND_OPT_TF32 = 1
+    SM_BACKEND_OPT_TF32 = 1,
+    /* Since 0.3: how convolutions are computed, an sm_conv_algo. AUTO (the default) times the
+     * candidate algorithms of each layer's shape and direction (forward, backward-data,
+     * backward-filter) the first time the shape is sized (when a trainer or a prediction sizes
+     * its workspace) and keeps the fastest for the life of the process; DIRECT and FFT force
+     * one. FFT agrees with DIRECT to float32 rounding, not bit for bit
+     * (docs/performance.md gives the measured error). Honoured by cpu-dnnl; the other backends
+     * accept the values and read back DIRECT (cuda chooses among cuDNN's deterministic
+     * algorithms, FFT ones included, by its own measurement). */
+    SM_BACKEND_OPT_CONV_ALGO = 2,
+    /* Since 0.3: the number format of convolutions and the subnetwork's matrix products, an
+     * sm_precision. FP32 (the default) is exact float32. BF16 rounds the inputs of those
+     * products to bfloat16 (8 bits of mantissa) and accumulates in float32, like PyTorch's
+     * autocast: parameters, gradients, Adam's moments, the loss, the head and checkpoints stay
+     * float32. Setting BF16 returns SM_ERR_UNSUPPORTED where the backend or the CPU cannot do
+     * it at speed (cpu-dnnl without AVX512_BF16; cpu-blas), never a silent slow path. */
+    SM_BACKEND_OPT_PRECISION = 3
 } sm_backend_option;
 
+/** Values of SM_BACKEND_OPT_CONV_ALGO. Since 0.3. */
+typedef enum sm_conv_algo {
+    SM_CONV_ALGO_AUTO = 0,   /* measured per layer shape and direction (the default) */
+    SM_CONV_ALGO_DIRECT = 1, /* spatial convolution (oneDNN's direct kernels, GEMM on cpu-blas) */
+    SM_CONV_ALGO_FFT = 2     /* frequency domain wherever the backend offers it */
+} sm_conv_algo;
+
+/** Values of SM_BACKEND_OPT_PRECISION. Since 0.3. */
+typedef enum sm_precision {
+    SM_PRECISION_FP32 = 0,
+    SM_PRECISION_BF16 = 1
+} sm_precision;
+
 /** Sets a backend option; SM_ERR_INVALID_ARG for NULL, an unknown key or a value out of range
- *  (TF32: 0 or 1). Takes effect from the next op. Modifies the backend: call it while no other
- *  thread computes on it. Since 0.2. */
+ *  (TF32: 0 or 1; CONV_ALGO: an sm_conv_algo; PRECISION: an sm_precision), SM_ERR_UNSUPPORTED
+ *  for a precision the backend cannot run here. Takes effect from the next op (a new
+ *  CONV_ALGO or PRECISION from the next workspace a trainer or prediction sizes). Modifies the
+ *  backend: call it while no other thread computes on it. Since 0.2. */
 SM_API sm_status sm_backend_set_option(sm_backend *backend, sm_backend_option key,
                                        int64_t value);
 /** Reads an option into `*value`; SM_ERR_INVALID_ARG for NULL or an unknown key. Since 0.2. */

@@ -25,9 +25,11 @@ typedef enum sm_status {
     SM_ERR_LIMIT = 11,          /* a size exceeds a documented resource limit */
     SM_ERR_STATE = 12,          /* a call in the wrong order (for example before any data) */
     SM_ERR_INTERNAL = 13,       /* a bug in libsiamese: please report it */
-    SM_ERR_COMM = 14            /* since 0.3: a collective between training ranks failed or
+    SM_ERR_COMM = 14,           /* since 0.3: a collective between training ranks failed or
                                    timed out (a peer died or stalled); the communicator is
                                    failed for good (siamese/comm.h) */
+    SM_ERR_UNSUPPORTED = 15     /* since 0.3: this backend or this machine cannot do what was
+                                   asked (bf16 on a CPU without bf16 instructions) */
 } sm_status;
 
 #ifdef __cplusplus
