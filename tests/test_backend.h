@@ -30,4 +30,20 @@ static inline sm_backend_kind test_cpu_backend(void)
     return SM_BACKEND_CPU_DNNL;
 }
 
+/* Creates the backend test_cpu_backend() names, with SIAMESE_TEST_CONV_ALGO ("auto", "direct"
+ * or "fft", for cpu-dnnl's frequency-domain path) applied, so the same checks run once more
+ * on FFT convolutions. */
+static inline sm_status test_backend_create(sm_backend **out)
+{
+    sm_status st = sm_backend_create(test_cpu_backend(), out);
+    const char *algo = getenv("SIAMESE_TEST_CONV_ALGO");
+    if (st != SM_OK || !algo || !*algo) return st;
+    int64_t value = !strcmp(algo, "fft") ? SM_CONV_ALGO_FFT
+                    : !strcmp(algo, "direct") ? SM_CONV_ALGO_DIRECT
+                                              : SM_CONV_ALGO_AUTO;
+    st = sm_backend_set_option(*out, SM_BACKEND_OPT_CONV_ALGO, value);
+    if (st == SM_OK) printf("convolutions: SM_CONV_ALGO %s\n", algo);
+    return st;
+}
+
 #endif

@@ -84,7 +84,7 @@ static void check_net(const char *arch_text, size_t pairs, int micro, unsigned s
     sm_head *head;
     sm_adam *adam;
     sm_trainer *tr;
-    assert_int_equal(sm_backend_create(test_cpu_backend(), &be), SM_OK);
+    assert_int_equal(test_backend_create(&be), SM_OK);
     assert_int_equal(sm_arch_from_string(arch_text, &arch), SM_OK);
     assert_int_equal(sm_subnet_create(be, arch, 1, &sub), SM_OK);
     size_t d = sm_subnet_feature_dim(sub);

@@ -206,7 +206,7 @@ static void check_case(const char *name, int64_t micro)
     sm_head *head = NULL;
     sm_adam *adam = NULL;
     sm_trainer *tr = NULL;
-    assert_int_equal(sm_backend_create(test_cpu_backend(), &be), SM_OK);
+    assert_int_equal(test_backend_create(&be), SM_OK);
     assert_int_equal(sm_arch_from_string(d.arch, &arch), SM_OK);
     assert_int_equal(sm_subnet_create(be, arch, 1, &sub), SM_OK);
     if (sm_subnet_num_params(sub) != d.n_sub)

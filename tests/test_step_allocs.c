@@ -24,7 +24,7 @@ static void steps_allocate_nothing(void **state)
     sm_adam *adam;
     sm_dataset *ds;
     sm_trainer *tr;
-    assert_int_equal(sm_backend_create(test_cpu_backend(), &be), SM_OK);
+    assert_int_equal(test_backend_create(&be), SM_OK);
     assert_int_equal(sm_arch_from_string("1x24x24:conv8k5,relu,pool2,conv8k3,relu,pool2,"
                                          "conv16k3,relu,flatten,fc32",
                                          &arch),
@@ -60,7 +60,7 @@ static void pooled_conv_outputs_share_gradient_memory(void **state)
     sm_backend *be;
     sm_arch *arch;
     sm_subnet *sub;
-    assert_int_equal(sm_backend_create(test_cpu_backend(), &be), SM_OK);
+    assert_int_equal(test_backend_create(&be), SM_OK);
     assert_int_equal(sm_arch_from_string("1x24x24:conv8k5,relu,pool2,conv8k3,relu,pool2,"
                                          "conv16k3,relu,flatten,fc32",
                                          &arch),

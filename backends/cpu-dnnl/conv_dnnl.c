@@ -272,7 +272,7 @@ static sm_conv_shape chunk_shape(const sm_conv_shape *s, int n)
     return cs;
 }
 
-size_t smd_conv_workspace(void *ctx, const sm_conv_shape *s)
+size_t smd_direct_workspace(void *ctx, const sm_conv_shape *s)
 {
     sm_conv_shape cs = chunk_shape(s, s->n < CHUNK ? s->n : CHUNK);
     size_t most = 0;
@@ -446,22 +446,22 @@ static void fill_bwd_filter(const void *call, int n0, user_ptrs *u)
     put(u, DNNL_ARG_DIFF_WEIGHTS, k->dw);
 }
 
-sm_status smd_conv_fwd(void *ctx, const sm_conv_shape *s, const float *x, const float *w,
+sm_status smd_direct_fwd(void *ctx, const sm_conv_shape *s, const float *x, const float *w,
                        const float *b, float *y, void *ws, size_t ws_bytes)
 {
     conv_call k = {.s = s, .x = x, .w = w, .b = b, .y = y};
     return run(ctx, OP_FWD, s, &k, fill_fwd, ws, ws_bytes, NULL);
 }
 
-sm_status smd_conv_bwd_data(void *ctx, const sm_conv_shape *s, const float *dy, const float *w,
-                            float *dx, void *ws, size_t ws_bytes)
+sm_status smd_direct_bwd_data(void *ctx, const sm_conv_shape *s, const float *dy,
+                              const float *w, float *dx, void *ws, size_t ws_bytes)
 {
     conv_call k = {.s = s, .dy = dy, .w = w, .dx = dx};
     return run(ctx, OP_BWD_DATA, s, &k, fill_bwd_data, ws, ws_bytes, NULL);
 }
 
-sm_status smd_conv_bwd_filter(void *ctx, const sm_conv_shape *s, const float *x, const float *dy,
-                              float *dw, float *db, void *ws, size_t ws_bytes)
+sm_status smd_direct_bwd_filter(void *ctx, const sm_conv_shape *s, const float *x,
+                                const float *dy, float *dw, float *db, void *ws, size_t ws_bytes)
 {
     conv_call k = {.s = s, .x = x, .dy = dy, .dw = dw};
     return run(ctx, OP_BWD_FILTER, s, &k, fill_bwd_filter, ws, ws_bytes, db);

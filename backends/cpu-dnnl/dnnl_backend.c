@@ -45,6 +45,15 @@ sm_status smd_fail(dnnl_status_t e, const char *what)
                           name);
 }
 
+/* What oneDNN itself will run (DNNL_MAX_CPU_ISA included): its ISA values are nested bit
+ * sets, so every ISA with native bf16 dot products contains avx512_core_bf16's bits. */
+bool smd_bf16_supported(void)
+{
+    unsigned isa = (unsigned)dnnl_get_effective_cpu_isa();
+    return (isa & (unsigned)dnnl_cpu_isa_avx512_core_bf16) ==
+           (unsigned)dnnl_cpu_isa_avx512_core_bf16;
+}
+
 static sm_status be_probe(void)
 {
     if (!smd_host || smd_host->abi_version != SM_BACKEND_ABI_VERSION) return SM_ERR_VERSION;
@@ -76,6 +85,7 @@ static void be_destroy(void *ctx)
 {
     dnnl_ctx *c = ctx;
     smd_plans_destroy(c);
+    smd_fft_plans_destroy(c);
     for (int i = 0; i < SMD_CACHE_SLOTS; i++) free(c->cache[i].ptr);
     dnnl_engine_destroy(c->engine);
     pthread_mutex_destroy(&c->lock);
@@ -93,6 +103,28 @@ static int be_get_threads(void *ctx)
 {
     (void)ctx;
     return smd_threads();
+}
+
+static sm_status be_set_option(void *ctx, sm_backend_option key, int64_t value)
+{
+    dnnl_ctx *c = ctx;
+    if (key == SM_BACKEND_OPT_CONV_ALGO) c->conv_algo = (int)value;
+    if (key == SM_BACKEND_OPT_PRECISION) {
+        if (value == SM_PRECISION_BF16 && !smd_bf16_supported())
+            return smd_host->fail(SM_ERR_UNSUPPORTED,
+                                  "cpu-dnnl backend: bf16 needs a CPU with AVX512_BF16 (or "
+                                  "AMX), which this one lacks; oneDNN would emulate it slowly");
+        c->precision = (int)value;
+    }
+    return SM_OK;
+}
+
+static int64_t be_get_option(void *ctx, sm_backend_option key)
+{
+    const dnnl_ctx *c = ctx;
+    return key == SM_BACKEND_OPT_CONV_ALGO ? c->conv_algo
+           : key == SM_BACKEND_OPT_PRECISION ? c->precision
+                                             : 0;
 }
 
 /* Every buffer starts 64 bytes after its block, whose first word is the block's size. */
@@ -180,14 +212,15 @@ static const sm_backend_ops be_ops = {
     .name = "cpu-dnnl",
     .kind = SM_BACKEND_CPU_DNNL,
     /* chunk sizes: the dispatch defaults (16 pairs, 64 images), measured on this backend */
-    .props = {.honours = SM_BACKEND_HONOURS_THREADS},
+    .props = {.honours = SM_BACKEND_HONOURS_THREADS | SM_BACKEND_HONOURS_CONV_ALGO |
+                         SM_BACKEND_HONOURS_PRECISION},
     .probe = be_probe,
     .init = be_init,
     .destroy = be_destroy,
     .set_threads = be_set_threads,
     .get_threads = be_get_threads,
-    .set_option = NULL, /* TF32 is a GPU number format */
-    .get_option = NULL,
+    .set_option = be_set_option, /* TF32, a GPU number format, is not honoured */
+    .get_option = be_get_option,
     .alloc = be_alloc,
     .free = be_free,
     .upload = be_copy,   /* host memory: a copy */

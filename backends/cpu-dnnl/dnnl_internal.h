@@ -21,6 +21,7 @@ extern const sm_backend_host *smd_host;
     } while (0)
 
 typedef struct conv_plan conv_plan;
+typedef struct fft_plan fft_plan;
 
 /* Large freed buffers kept for the next alloc of about their size: sm_predict_pairs makes its
  * workspace per call, and without this every call would fault in ~250 MB of fresh pages (the
@@ -35,7 +36,10 @@ typedef struct dnnl_ctx {
     dnnl_engine_t engine;
     pthread_mutex_t lock; /* guards `plans` and `cache`; a listed plan is immutable */
     conv_plan *plans;
+    fft_plan *fft_plans;
     smd_block cache[SMD_CACHE_SLOTS]; /* freed blocks (their headers), ptr NULL when empty */
+    int conv_algo; /* sm_conv_algo */
+    int precision; /* sm_precision */
 } dnnl_ctx;
 
 /* The thread count for oneDNN and our loops (OpenMP, process-wide like OpenBLAS's). */
@@ -43,8 +47,13 @@ int smd_threads(void);
 void smd_set_threads(int threads); /* 0 = all cores */
 
 sm_status smd_fail(dnnl_status_t e, const char *what);
+/* the CPU runs bf16 dot products natively (AVX512_BF16 or AMX-BF16) */
+bool smd_bf16_supported(void);
 
 void smd_plans_destroy(dnnl_ctx *c);
+
+/* The vtable's convolution slots (conv_select.c): each op runs the algorithm chosen for its
+ * layer shape and direction (SM_BACKEND_OPT_CONV_ALGO; AUTO measures once per process). */
 size_t smd_conv_workspace(void *ctx, const sm_conv_shape *s);
 sm_status smd_conv_fwd(void *ctx, const sm_conv_shape *s, const float *x, const float *w,
                        const float *b, float *y, void *ws, size_t ws_bytes);
@@ -52,5 +61,28 @@ sm_status smd_conv_bwd_data(void *ctx, const sm_conv_shape *s, const float *dy, 
                             float *dx, void *ws, size_t ws_bytes);
 sm_status smd_conv_bwd_filter(void *ctx, const sm_conv_shape *s, const float *x, const float *dy,
                               float *dw, float *db, void *ws, size_t ws_bytes);
+/* the algorithm (SM_CONV_ALGO_DIRECT or _FFT) that runs op 0/1/2 (forward, backward-data,
+ * backward-filter) of a shape: for tests and benchmarks through the module's ops */
+int smd_conv_chosen(void *ctx, int op, const sm_conv_shape *s);
+
+/* oneDNN's direct convolutions (conv_dnnl.c), in c->precision */
+size_t smd_direct_workspace(void *ctx, const sm_conv_shape *s);
+sm_status smd_direct_fwd(void *ctx, const sm_conv_shape *s, const float *x, const float *w,
+                         const float *b, float *y, void *ws, size_t ws_bytes);
+sm_status smd_direct_bwd_data(void *ctx, const sm_conv_shape *s, const float *dy,
+                              const float *w, float *dx, void *ws, size_t ws_bytes);
+sm_status smd_direct_bwd_filter(void *ctx, const sm_conv_shape *s, const float *x,
+                                const float *dy, float *dw, float *db, void *ws,
+                                size_t ws_bytes);
+
+/* Convolution in the frequency domain, float32 (conv_fft.c) */
+void smd_fft_plans_destroy(dnnl_ctx *c);
+sm_status smd_fft_workspace(void *ctx, const sm_conv_shape *s, size_t *bytes);
+sm_status smd_fft_fwd(void *ctx, const sm_conv_shape *s, const float *x, const float *w,
+                      const float *b, float *y, void *ws, size_t ws_bytes);
+sm_status smd_fft_bwd_data(void *ctx, const sm_conv_shape *s, const float *dy, const float *w,
+                           float *dx, void *ws, size_t ws_bytes);
+sm_status smd_fft_bwd_filter(void *ctx, const sm_conv_shape *s, const float *x, const float *dy,
+                             float *dw, float *db, void *ws, size_t ws_bytes);
 
 #endif

@@ -1,0 +1,431 @@
+/* SPDX-License-Identifier: MIT */
+/* Convolution in the frequency domain, for the large kernels (the reference network's conv2,
+ * 7x7 from 64 to 128 channels on 48x48, holds 79 % of its multiply-adds; here it costs about
+ * 15 times fewer).
+ *
+ * A layer's three products become, per frequency bin, one small complex matrix product:
+ *   forward          Y(n,k)  = sum_c X(n,c) conj(W(k,c))     y = correlation of x with w
+ *   backward-data    dX(n,c) = sum_k dY(n,k) W(k,c)          dx = full convolution of dy with w
+ *   backward-filter  dW(k,c) = sum_n conj(dY(n,k)) X(n,c)    dw = correlation of x with dy
+ * with transforms of the input's own size (h x w): with stride 1 and no padding, none of the
+ * three wraps around (for the forward pass i + p <= h - 1; the full convolution of dy is exactly
+ * h long), so no padding is needed and every size works.
+ *
+ * The transforms are dense DFTs computed as matrix products against fixed cos/sin tables, on
+ * oneDNN's AVX-512 SGEMM, pruned to the input's and output's extents (a 7x7 kernel is read as
+ * 7 rows, not 48). At these sizes (48, 21, 9) that runs at GEMM speed, several times faster per
+ * transform than a scalar FFT library's butterflies; docs/performance.md gives the measurement
+ * and where the time goes. Real inputs keep the half spectrum (w / 2 + 1 columns).
+ *
+ * Spectra are planar per bin: a tensor of P planes (images x channels) becomes
+ * [bin][re, im][P], so each bin's operand is a row-major (images x channels) matrix, the layout
+ * the per-bin products want. The kernel's spectrum is cached with a copy of the weights it came
+ * from: the forward and backward-data passes of every micro-batch of a step share it, and a
+ * changed weight (Adam, a checkpoint load) is caught by comparing the copy, whoever wrote it. */
+#include <math.h>
+#include <omp.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "dnnl_internal.h"
+
+enum { FFT_CHUNK = 32 }; /* images per spectrum: bounds the workspace (about 60 MB for conv2) */
+
+struct fft_plan {
+    fft_plan *next;
+    sm_conv_shape s; /* s.n unused */
+    int lh, lw, nv;  /* transform size (the input's), half-spectrum columns lw / 2 + 1 */
+    size_t bins;     /* lh * nv */
+    float *fw; /* lw x 2nv: column 2v cos, 2v + 1 -sin (2 pi v j / lw): rows -> half spectra */
+    float *iw; /* 2nv x lw: row 2v a_v cos, 2v + 1 -a_v sin (2 pi v j / lw) / lw: back to rows */
+    float *cs, *sn; /* lh x lh: cos and sin (2 pi u i / lh), symmetric: along columns */
+    pthread_mutex_t wlock; /* guards the cached kernel spectrum while it is made or used */
+    float *wcopy, *wspec;  /* the weights it was made from; [bin][re, im][k][c] */
+    bool wvalid;
+};
+
+static size_t align64(size_t x) { return (x + 63) / 64 * 64; }
+
+/* row-major, sequential inside our parallel regions (oneDNN runs a nested GEMM on one thread) */
+static void gemm(char ta, char tb, int m, int n, int k, float alpha, const float *a, int lda,
+                 const float *b, int ldb, float beta, float *c, int ldc)
+{
+    dnnl_sgemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+}
+
+/* ---- the transform tables ---- */
+
+static sm_status tables_create(fft_plan *p)
+{
+    const int lh = p->lh, lw = p->lw, nv = p->nv;
+    p->fw = aligned_alloc(64, align64(sizeof(float) * (size_t)lw * 2 * nv));
+    p->iw = aligned_alloc(64, align64(sizeof(float) * (size_t)2 * nv * lw));
+    p->cs = aligned_alloc(64, align64(sizeof(float) * (size_t)lh * lh));
+    p->sn = aligned_alloc(64, align64(sizeof(float) * (size_t)lh * lh));
+    if (!p->fw || !p->iw || !p->cs || !p->sn)
+        return smd_host->fail(SM_ERR_NOMEM, "out of memory for the FFT convolution's tables");
+    /* angles reduced modulo the length in integers, so the tables are exact to rounding */
+    for (int j = 0; j < lw; j++)
+        for (int v = 0; v < nv; v++) {
+            double a = 2.0 * M_PI * (double)((long)v * j % lw) / lw;
+            p->fw[(size_t)j * 2 * nv + 2 * v] = (float)cos(a);
+            p->fw[(size_t)j * 2 * nv + 2 * v + 1] = (float)-sin(a);
+            /* the half spectrum stands for both v and lw - v, except v = 0 and v = lw / 2 */
+            double weight = (v == 0 || 2 * v == lw) ? 1.0 : 2.0;
+            p->iw[(size_t)2 * v * lw + j] = (float)(weight * cos(a) / lw);
+            p->iw[(size_t)(2 * v + 1) * lw + j] = (float)(-weight * sin(a) / lw);
+        }
+    for (int u = 0; u < lh; u++)
+        for (int i = 0; i < lh; i++) {
+            double a = 2.0 * M_PI * (double)((long)u * i % lh) / lh;
+            p->cs[(size_t)u * lh + i] = (float)cos(a);
+            p->sn[(size_t)u * lh + i] = (float)sin(a);
+        }
+    return SM_OK;
+}
+
+static void plan_destroy(fft_plan *p)
+{
+    if (!p) return;
+    free(p->fw), free(p->iw), free(p->cs), free(p->sn);
+    free(p->wcopy), free(p->wspec);
+    pthread_mutex_destroy(&p->wlock);
+    free(p);
+}
+
+void smd_fft_plans_destroy(dnnl_ctx *c)
+{
+    for (fft_plan *p = c->fft_plans, *next; p; p = next) {
+        next = p->next;
+        plan_destroy(p);
+    }
+    c->fft_plans = NULL;
+}
+
+static bool same_layer(const sm_conv_shape *a, const sm_conv_shape *b)
+{
+    return a->c == b->c && a->h == b->h && a->w == b->w && a->k == b->k && a->kh == b->kh &&
+           a->kw == b->kw;
+}
+
+/* The plan of a layer shape (any batch), created on first use and kept in the context. */
+static sm_status plan_get(dnnl_ctx *c, const sm_conv_shape *s, fft_plan **out)
+{
+    pthread_mutex_lock(&c->lock);
+    fft_plan *p = c->fft_plans;
+    while (p && !same_layer(&p->s, s)) p = p->next;
+    sm_status st = SM_OK;
+    if (!p) {
+        p = calloc(1, sizeof *p);
+        if (!p) st = smd_host->fail(SM_ERR_NOMEM, "out of memory for an FFT convolution plan");
+        if (p) {
+            pthread_mutex_init(&p->wlock, NULL);
+            p->s = *s;
+            p->lh = s->h, p->lw = s->w, p->nv = s->w / 2 + 1;
+            p->bins = (size_t)p->lh * p->nv;
+            st = tables_create(p);
+            if (st == SM_OK) {
+                p->next = c->fft_plans;
+                c->fft_plans = p;
+            } else {
+                plan_destroy(p);
+            }
+        }
+    }
+    pthread_mutex_unlock(&c->lock);
+    if (st == SM_OK) *out = p;
+    return st;
+}
+
+/* ---- planes <-> spectra ---- */
+
+/* Both transforms are 2 nv + 1 large products, each threaded by oneDNN: along rows for every
+ * plane at once, then per half-spectrum column v along the columns of all planes at once.
+ * Between them the data sits as [2v + re/im][plane][row] (`mid`, 2nv x planes x rows floats),
+ * which both products read and write with plain strides, and the spectra come out bin-major
+ * without a transposing copy. */
+static size_t mid_floats(const fft_plan *p, size_t planes, int rows)
+{
+    return (size_t)2 * p->nv * planes * (size_t)rows;
+}
+
+/* spec[(bin * 2 + ri) * planes + q] = the DFT of plane q (rows x cols, zero beyond) */
+static void spectra_forward(const fft_plan *p, const float *src, int planes, int rows, int cols,
+                            float *spec, float *mid)
+{
+    const int lh = p->lh, nv = p->nv, q = planes;
+    const int qr = planes * rows;
+    /* mid (2nv x q rows) = fw^T (2nv x cols) . src^T (cols x q rows) */
+    gemm('T', 'T', 2 * nv, qr, cols, 1.0f, p->fw, 2 * nv, src, cols, 0.0f, mid, qr);
+    /* per v, with T = Tr + i Ti (q x rows each) and e^{-i a} = cos - i sin:
+     *   Xr (lh x q) = cos . Tr^T + sin . Ti^T,  Xi = cos . Ti^T - sin . Tr^T */
+    for (int v = 0; v < nv; v++) {
+        const float *tr = mid + (size_t)2 * v * qr, *ti = tr + qr;
+        float *xr = spec + (size_t)2 * v * q, *xi = xr + q;
+        const int ld = 2 * nv * q;
+        gemm('N', 'T', lh, q, rows, 1.0f, p->cs, lh, tr, rows, 0.0f, xr, ld);
+        gemm('N', 'T', lh, q, rows, 1.0f, p->sn, lh, ti, rows, 1.0f, xr, ld);
+        gemm('N', 'T', lh, q, rows, 1.0f, p->cs, lh, ti, rows, 0.0f, xi, ld);
+        gemm('N', 'T', lh, q, rows, -1.0f, p->sn, lh, tr, rows, 1.0f, xi, ld);
+    }
+}
+
+/* dst plane q (rows x cols, the top-left of the transform) = beta dst + the inverse DFT of
+ * spectrum q */
+static void spectra_inverse(const fft_plan *p, const float *spec, int planes, int rows, int cols,
+                            float beta, float *dst, float *mid)
+{
+    const int lh = p->lh, nv = p->nv, q = planes, qr = planes * rows;
+    const float scale = 1.0f / (float)lh;
+    /* per v, along columns, only the rows wanted (e^{+i a} = cos + i sin; cs, sn symmetric):
+     *   Ar (q x rows) = Yr^T . cos - Yi^T . sin,  Ai = Yr^T . sin + Yi^T . cos */
+    for (int v = 0; v < nv; v++) {
+        const float *yr = spec + (size_t)2 * v * q, *yi = yr + q;
+        float *ar = mid + (size_t)2 * v * qr, *ai = ar + qr;
+        const int ld = 2 * nv * q;
+        gemm('T', 'N', q, rows, lh, scale, yr, ld, p->cs, lh, 0.0f, ar, rows);
+        gemm('T', 'N', q, rows, lh, -scale, yi, ld, p->sn, lh, 1.0f, ar, rows);
+        gemm('T', 'N', q, rows, lh, scale, yr, ld, p->sn, lh, 0.0f, ai, rows);
+        gemm('T', 'N', q, rows, lh, scale, yi, ld, p->cs, lh, 1.0f, ai, rows);
+    }
+    /* along rows, only the columns wanted: dst (q rows x cols) = mid^T . iw */
+    gemm('T', 'N', qr, cols, 2 * nv, 1.0f, mid, qr, p->iw, p->lw, beta, dst, cols);
+}
+
+/* ---- the per-bin products ---- */
+
+typedef enum { BIN_FWD, BIN_BWD_DATA, BIN_BWD_FILTER } bin_op;
+
+/* For every bin, with A = a's (m x ka) and B = b's operand, both planar [re, im]:
+ *   BIN_FWD         out (n x k)  = X (n x c) . conj(W)^T (c x k)
+ *   BIN_BWD_DATA    out (n x c)  = dY (n x k) . W (k x c)
+ *   BIN_BWD_FILTER  out (k x c)  = conj(dY)^T (k x n) . X (n x c) */
+static void bin_products(const fft_plan *p, bin_op op, int n, const float *a, const float *b,
+                         float *out)
+{
+    const int c = p->s.c, k = p->s.k;
+    size_t sa, sb, so; /* floats per bin and part */
+    if (op == BIN_FWD) sa = (size_t)n * c, sb = (size_t)k * c, so = (size_t)n * k;
+    else if (op == BIN_BWD_DATA) sa = (size_t)n * k, sb = (size_t)k * c, so = (size_t)n * c;
+    else sa = (size_t)n * k, sb = (size_t)n * c, so = (size_t)k * c;
+    const long bins = (long)p->bins;
+#pragma omp parallel for schedule(static) num_threads(smd_threads())
+    for (long bin = 0; bin < bins; bin++) {
+        const float *ar = a + (size_t)bin * 2 * sa, *ai = ar + sa;
+        const float *br = b + (size_t)bin * 2 * sb, *bi = br + sb;
+        float *or_ = out + (size_t)bin * 2 * so, *oi = or_ + so;
+        if (op == BIN_FWD) { /* (Xr + iXi)(Wr - iWi)^T */
+            gemm('N', 'T', n, k, c, 1.0f, ar, c, br, c, 0.0f, or_, k);
+            gemm('N', 'T', n, k, c, 1.0f, ai, c, bi, c, 1.0f, or_, k);
+            gemm('N', 'T', n, k, c, 1.0f, ai, c, br, c, 0.0f, oi, k);
+            gemm('N', 'T', n, k, c, -1.0f, ar, c, bi, c, 1.0f, oi, k);
+        } else if (op == BIN_BWD_DATA) { /* (dYr + idYi)(Wr + iWi) */
+            gemm('N', 'N', n, c, k, 1.0f, ar, k, br, c, 0.0f, or_, c);
+            gemm('N', 'N', n, c, k, -1.0f, ai, k, bi, c, 1.0f, or_, c);
+            gemm('N', 'N', n, c, k, 1.0f, ar, k, bi, c, 0.0f, oi, c);
+            gemm('N', 'N', n, c, k, 1.0f, ai, k, br, c, 1.0f, oi, c);
+        } else { /* (dYr - idYi)^T (Xr + iXi) */
+            gemm('T', 'N', k, c, n, 1.0f, ar, k, br, c, 0.0f, or_, c);
+            gemm('T', 'N', k, c, n, 1.0f, ai, k, bi, c, 1.0f, or_, c);
+            gemm('T', 'N', k, c, n, 1.0f, ar, k, bi, c, 0.0f, oi, c);
+            gemm('T', 'N', k, c, n, -1.0f, ai, k, br, c, 1.0f, oi, c);
+        }
+    }
+}
+
+/* ---- workspace ---- */
+
+typedef struct fft_ws {
+    float *spec_a, *spec_b, *spec_out, *scratch;
+} fft_ws;
+
+static size_t spec_floats(const fft_plan *p, size_t planes) { return p->bins * 2 * planes; }
+
+/* Workspace for a chunk of n images: three spectra (inputs and output of the bin products)
+ * and the transforms' middle stage for the largest tensor transformed. */
+typedef struct ws_layout {
+    size_t a, b, out, mid; /* floats, each rounded up to 64 */
+} ws_layout;
+
+static ws_layout layout_for(const fft_plan *p, int n)
+{
+    const sm_conv_shape *s = &p->s;
+    size_t in = spec_floats(p, (size_t)n * s->c), out = spec_floats(p, (size_t)n * s->k);
+    size_t wt = spec_floats(p, (size_t)s->k * s->c);
+    size_t mid_in = mid_floats(p, (size_t)n * s->c, s->h);
+    size_t mid_out = mid_floats(p, (size_t)n * s->k, s->h);
+    size_t mid_w = mid_floats(p, (size_t)s->k * s->c, s->kh);
+    size_t mid = mid_in > mid_out ? mid_in : mid_out;
+    /* spec_a: x (forward) or dy; spec_b: x (backward-filter); out: y, dx or dw */
+    ws_layout l = {align64(in > out ? in : out), align64(in),
+                   align64(wt > (in > out ? in : out) ? wt : (in > out ? in : out)),
+                   align64(mid > mid_w ? mid : mid_w)};
+    return l;
+}
+
+static size_t ws_bytes_for(const fft_plan *p, int n)
+{
+    ws_layout l = layout_for(p, n);
+    return sizeof(float) * (l.a + l.b + l.out + l.mid);
+}
+
+static fft_ws ws_carve(const fft_plan *p, int n, void *ws)
+{
+    ws_layout l = layout_for(p, n);
+    fft_ws w;
+    w.spec_a = ws;
+    w.spec_b = w.spec_a + l.a;
+    w.spec_out = w.spec_b + l.b;
+    w.scratch = w.spec_out + l.out;
+    return w;
+}
+
+static int chunk_of(const sm_conv_shape *s) { return s->n < FFT_CHUNK ? s->n : FFT_CHUNK; }
+
+sm_status smd_fft_workspace(void *ctx, const sm_conv_shape *s, size_t *bytes)
+{
+    fft_plan *p;
+    SMD_TRY(plan_get(ctx, s, &p));
+    *bytes = ws_bytes_for(p, chunk_of(s));
+    return SM_OK;
+}
+
+/* The caller's workspace when it is large enough, else one of our own for this call. */
+typedef struct ws_lease {
+    void *ptr, *own;
+} ws_lease;
+
+static sm_status ws_take(const fft_plan *p, int n, void *ws, size_t ws_bytes, ws_lease *l)
+{
+    size_t need = ws_bytes_for(p, n);
+    l->own = NULL;
+    if (ws && ws_bytes >= need) {
+        l->ptr = ws;
+        return SM_OK;
+    }
+    l->own = l->ptr = aligned_alloc(64, align64(need));
+    if (!l->ptr)
+        return smd_host->fail(SM_ERR_NOMEM, "out of memory for an FFT convolution's workspace "
+                                            "(%zu bytes)", need);
+    return SM_OK;
+}
+
+/* The kernel's spectrum, made again when the weights differ from the copy it came from.
+ * Returns with p->wlock held (the caller reads the spectrum, then unlocks). */
+static sm_status kernel_spectrum(fft_plan *p, const float *w, float *scratch)
+{
+    const sm_conv_shape *s = &p->s;
+    size_t nw = (size_t)s->k * s->c * s->kh * s->kw;
+    pthread_mutex_lock(&p->wlock);
+    if (p->wvalid && memcmp(p->wcopy, w, nw * sizeof(float)) == 0) return SM_OK;
+    if (!p->wcopy) {
+        p->wcopy = aligned_alloc(64, align64(nw * sizeof(float)));
+        p->wspec = aligned_alloc(64, align64(spec_floats(p, (size_t)s->k * s->c) * sizeof(float)));
+        if (!p->wcopy || !p->wspec) {
+            free(p->wcopy), free(p->wspec);
+            p->wcopy = p->wspec = NULL;
+            pthread_mutex_unlock(&p->wlock);
+            return smd_host->fail(SM_ERR_NOMEM, "out of memory for a kernel's spectrum");
+        }
+    }
+    memcpy(p->wcopy, w, nw * sizeof(float));
+    spectra_forward(p, w, s->k * s->c, s->kh, s->kw, p->wspec, scratch);
+    p->wvalid = true;
+    return SM_OK;
+}
+
+/* ---- the three ops ---- */
+
+static size_t in_img(const sm_conv_shape *s) { return (size_t)s->c * s->h * s->w; }
+static size_t out_img(const sm_conv_shape *s) { return (size_t)s->k * s->oh * s->ow; }
+
+sm_status smd_fft_fwd(void *ctx, const sm_conv_shape *s, const float *x, const float *w,
+                      const float *b, float *y, void *ws, size_t ws_bytes)
+{
+    if (s->n <= 0) return SM_OK;
+    fft_plan *p;
+    SMD_TRY(plan_get(ctx, s, &p));
+    ws_lease l;
+    SMD_TRY(ws_take(p, chunk_of(s), ws, ws_bytes, &l));
+    fft_ws f = ws_carve(p, chunk_of(s), l.ptr);
+    sm_status st = kernel_spectrum(p, w, f.scratch);
+    if (st != SM_OK) {
+        free(l.own);
+        return st;
+    }
+    for (int n0 = 0; n0 < s->n; n0 += FFT_CHUNK) {
+        int n = s->n - n0 < FFT_CHUNK ? s->n - n0 : FFT_CHUNK;
+        float *yc = y + (size_t)n0 * out_img(s);
+        spectra_forward(p, x + (size_t)n0 * in_img(s), n * s->c, s->h, s->w, f.spec_a, f.scratch);
+        bin_products(p, BIN_FWD, n, f.spec_a, p->wspec, f.spec_out);
+        spectra_inverse(p, f.spec_out, n * s->k, s->oh, s->ow, 0.0f, yc, f.scratch);
+        const size_t plane = (size_t)s->oh * s->ow;
+        const long planes = (long)n * s->k;
+#pragma omp parallel for schedule(static) num_threads(smd_threads())
+        for (long q = 0; q < planes; q++) {
+            float bias = b[q % s->k], *yq = yc + (size_t)q * plane;
+            for (size_t i = 0; i < plane; i++) yq[i] += bias;
+        }
+    }
+    pthread_mutex_unlock(&p->wlock);
+    free(l.own);
+    return SM_OK;
+}
+
+sm_status smd_fft_bwd_data(void *ctx, const sm_conv_shape *s, const float *dy, const float *w,
+                           float *dx, void *ws, size_t ws_bytes)
+{
+    if (s->n <= 0) return SM_OK;
+    fft_plan *p;
+    SMD_TRY(plan_get(ctx, s, &p));
+    ws_lease l;
+    SMD_TRY(ws_take(p, chunk_of(s), ws, ws_bytes, &l));
+    fft_ws f = ws_carve(p, chunk_of(s), l.ptr);
+    sm_status st = kernel_spectrum(p, w, f.scratch);
+    if (st != SM_OK) {
+        free(l.own);
+        return st;
+    }
+    for (int n0 = 0; n0 < s->n; n0 += FFT_CHUNK) {
+        int n = s->n - n0 < FFT_CHUNK ? s->n - n0 : FFT_CHUNK;
+        spectra_forward(p, dy + (size_t)n0 * out_img(s), n * s->k, s->oh, s->ow, f.spec_a,
+                        f.scratch);
+        bin_products(p, BIN_BWD_DATA, n, f.spec_a, p->wspec, f.spec_out);
+        spectra_inverse(p, f.spec_out, n * s->c, s->h, s->w, 0.0f, dx + (size_t)n0 * in_img(s),
+                        f.scratch);
+    }
+    pthread_mutex_unlock(&p->wlock);
+    free(l.own);
+    return SM_OK;
+}
+
+sm_status smd_fft_bwd_filter(void *ctx, const sm_conv_shape *s, const float *x, const float *dy,
+                             float *dw, float *db, void *ws, size_t ws_bytes)
+{
+    if (s->n <= 0) return SM_OK;
+    fft_plan *p;
+    SMD_TRY(plan_get(ctx, s, &p));
+    ws_lease l;
+    SMD_TRY(ws_take(p, chunk_of(s), ws, ws_bytes, &l));
+    fft_ws f = ws_carve(p, chunk_of(s), l.ptr);
+    const size_t plane = (size_t)s->oh * s->ow;
+    for (int n0 = 0; n0 < s->n; n0 += FFT_CHUNK) {
+        int n = s->n - n0 < FFT_CHUNK ? s->n - n0 : FFT_CHUNK;
+        const float *dyc = dy + (size_t)n0 * out_img(s);
+        spectra_forward(p, x + (size_t)n0 * in_img(s), n * s->c, s->h, s->w, f.spec_b, f.scratch);
+        spectra_forward(p, dyc, n * s->k, s->oh, s->ow, f.spec_a, f.scratch);
+        bin_products(p, BIN_BWD_FILTER, n, f.spec_a, f.spec_b, f.spec_out);
+        spectra_inverse(p, f.spec_out, s->k * s->c, s->kh, s->kw, 1.0f, dw, f.scratch);
+        /* the bias gradient in double per channel: a sum over n x oh x ow terms */
+        for (int k = 0; k < s->k; k++) {
+            double sum = 0.0;
+            for (int i = 0; i < n; i++) {
+                const float *q = dyc + ((size_t)i * s->k + k) * plane;
+                for (size_t j = 0; j < plane; j++) sum += q[j];
+            }
+            db[k] += (float)sum;
+        }
+    }
+    free(l.own);
+    return SM_OK;
+}

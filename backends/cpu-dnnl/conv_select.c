@@ -1,0 +1,237 @@
+/* SPDX-License-Identifier: MIT */
+/* Which algorithm runs each convolution: oneDNN's direct kernels or the frequency domain
+ * (conv_fft.c), per layer shape and direction, as the cuda backend chooses cuDNN's algorithms.
+ *
+ * SM_CONV_ALGO_AUTO times both on the shape the first time it is sized (a trainer's or a
+ * prediction's workspace, so at creation and not inside a step), on generated data, and keeps
+ * the faster one for the rest of the process: every backend, trainer and thread then computes
+ * a shape the same way, so a run's results do not depend on which handle measured first. FFT
+ * must win by a clear margin; a near tie goes to direct, whose results are the reference's. */
+#include <omp.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "dnnl_internal.h"
+
+enum { OPS = 3, MARGIN_PCT = 90, MAX_CHOICES = 256, MEASURE_IMAGES = 32 };
+/* a transform this large per plane would cost more than any kernel saves */
+enum { FFT_MAX_SIDE = 512 };
+/* below 3x3 a direct kernel does 4 or fewer multiply-adds per output: nothing to save */
+enum { FFT_MIN_TAPS = 9 };
+
+typedef struct choice {
+    sm_conv_shape s; /* s.n: the images per call it was measured at (up to MEASURE_IMAGES) */
+    int op, precision, algo;
+} choice;
+
+static pthread_mutex_t choices_lock = PTHREAD_MUTEX_INITIALIZER;
+static choice choices[MAX_CHOICES];
+static int n_choices;
+
+static bool fft_possible(const sm_conv_shape *s)
+{
+    return s->h <= FFT_MAX_SIDE && s->w <= FFT_MAX_SIDE && s->kh * s->kw >= FFT_MIN_TAPS;
+}
+
+static bool same(const choice *c, int op, int precision, const sm_conv_shape *s)
+{
+    return c->op == op && c->precision == precision && c->s.n == s->n && c->s.c == s->c &&
+           c->s.h == s->h && c->s.w == s->w && c->s.k == s->k && c->s.kh == s->kh &&
+           c->s.kw == s->kw;
+}
+
+static int lookup(int op, int precision, const sm_conv_shape *s)
+{
+    int algo = -1;
+    pthread_mutex_lock(&choices_lock);
+    for (int i = 0; i < n_choices && algo < 0; i++)
+        if (same(&choices[i], op, precision, s)) algo = choices[i].algo;
+    pthread_mutex_unlock(&choices_lock);
+    return algo;
+}
+
+static void remember(int op, int precision, const sm_conv_shape *s, int algo)
+{
+    pthread_mutex_lock(&choices_lock);
+    bool known = false;
+    for (int i = 0; i < n_choices && !known; i++) known = same(&choices[i], op, precision, s);
+    /* a full table only costs a measurement again */
+    if (!known && n_choices < MAX_CHOICES)
+        choices[n_choices++] = (choice){*s, op, precision, algo};
+    pthread_mutex_unlock(&choices_lock);
+}
+
+static double now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* Generated operands for one measurement. */
+typedef struct bufs {
+    float *x, *w, *b, *y, *dy, *dx, *dw, *db;
+    void *ws;
+    size_t ws_bytes;
+} bufs;
+
+static void bufs_free(bufs *u)
+{
+    free(u->x), free(u->w), free(u->b), free(u->y), free(u->dy), free(u->dx), free(u->dw);
+    free(u->db), free(u->ws);
+}
+
+static float *filled(size_t n, unsigned seed)
+{
+    float *p = aligned_alloc(64, (n * sizeof(float) + 63) / 64 * 64);
+    /* small values of both signs: no denormals, nothing that changes a kernel's speed */
+    for (size_t i = 0; p && i < n; i++) {
+        seed = seed * 1664525u + 1013904223u;
+        p[i] = (float)((seed >> 9) & 0xffff) / 65536.0f - 0.5f;
+    }
+    return p;
+}
+
+static sm_status bufs_make(void *ctx, const sm_conv_shape *s, bufs *u)
+{
+    memset(u, 0, sizeof *u);
+    size_t in = (size_t)s->n * s->c * s->h * s->w, out = (size_t)s->n * s->k * s->oh * s->ow;
+    size_t wn = (size_t)s->k * s->c * s->kh * s->kw, fft_ws = 0;
+    SMD_TRY(smd_fft_workspace(ctx, s, &fft_ws));
+    size_t direct_ws = smd_direct_workspace(ctx, s);
+    u->ws_bytes = fft_ws > direct_ws ? fft_ws : direct_ws;
+    u->x = filled(in, 1), u->w = filled(wn, 2), u->b = filled((size_t)s->k, 3);
+    u->dy = filled(out, 4), u->y = filled(out, 5), u->dx = filled(in, 6);
+    u->dw = filled(wn, 7), u->db = filled((size_t)s->k, 8);
+    u->ws = aligned_alloc(64, (u->ws_bytes + 63) / 64 * 64 + 64);
+    if (!u->x || !u->w || !u->b || !u->dy || !u->y || !u->dx || !u->dw || !u->db || !u->ws) {
+        bufs_free(u);
+        return smd_host->fail(SM_ERR_NOMEM, "out of memory measuring a convolution");
+    }
+    return SM_OK;
+}
+
+static sm_status run_algo(void *ctx, int op, int algo, const sm_conv_shape *s, bufs *u)
+{
+    bool fft = algo == SM_CONV_ALGO_FFT;
+    if (op == 0)
+        return fft ? smd_fft_fwd(ctx, s, u->x, u->w, u->b, u->y, u->ws, u->ws_bytes)
+                   : smd_direct_fwd(ctx, s, u->x, u->w, u->b, u->y, u->ws, u->ws_bytes);
+    if (op == 1)
+        return fft ? smd_fft_bwd_data(ctx, s, u->dy, u->w, u->dx, u->ws, u->ws_bytes)
+                   : smd_direct_bwd_data(ctx, s, u->dy, u->w, u->dx, u->ws, u->ws_bytes);
+    return fft ? smd_fft_bwd_filter(ctx, s, u->x, u->dy, u->dw, u->db, u->ws, u->ws_bytes)
+               : smd_direct_bwd_filter(ctx, s, u->x, u->dy, u->dw, u->db, u->ws, u->ws_bytes);
+}
+
+/* The best of a few runs after one that creates the plans and caches the kernel's spectrum
+ * (training makes it once per step per layer, a small part of the step: docs/performance.md). */
+static sm_status time_algo(void *ctx, int op, int algo, const sm_conv_shape *s, bufs *u,
+                           double *best)
+{
+    SMD_TRY(run_algo(ctx, op, algo, s, u));
+    *best = 1e30;
+    double spent = 0.0;
+    for (int rep = 0; rep < 5 && (rep < 2 || spent < 0.02); rep++) {
+        double t0 = now();
+        SMD_TRY(run_algo(ctx, op, algo, s, u));
+        double t = now() - t0;
+        spent += t;
+        if (t < *best) *best = t;
+    }
+    return SM_OK;
+}
+
+static sm_status measure(void *ctx, int op, const sm_conv_shape *s, int *algo)
+{
+    bufs u;
+    SMD_TRY(bufs_make(ctx, s, &u));
+    double direct = 0.0, fft = 0.0;
+    sm_status st = time_algo(ctx, op, SM_CONV_ALGO_DIRECT, s, &u, &direct);
+    if (st == SM_OK) st = time_algo(ctx, op, SM_CONV_ALGO_FFT, s, &u, &fft);
+    bufs_free(&u);
+    if (st != SM_OK) return st;
+    *algo = fft * 100.0 < direct * MARGIN_PCT ? SM_CONV_ALGO_FFT : SM_CONV_ALGO_DIRECT;
+    smd_host->log(SM_LOG_DEBUG,
+                  "cpu-dnnl: %s of %dx%dx%d -> %d, %dx%d kernel, %d images: direct %.3f ms, "
+                  "fft %.3f ms: %s",
+                  op == 0 ? "forward" : op == 1 ? "backward-data" : "backward-filter", s->c,
+                  s->h, s->w, s->k, s->kh, s->kw, s->n, direct * 1e3, fft * 1e3,
+                  *algo == SM_CONV_ALGO_FFT ? "fft" : "direct");
+    return SM_OK;
+}
+
+static sm_conv_shape measured_shape(const sm_conv_shape *s)
+{
+    sm_conv_shape m = *s;
+    if (m.n > MEASURE_IMAGES) m.n = MEASURE_IMAGES;
+    return m;
+}
+
+/* The algorithm for (op, shape), measuring it under AUTO when no choice is known yet. */
+static sm_status choose(dnnl_ctx *c, int op, const sm_conv_shape *s, int *algo)
+{
+    *algo = SM_CONV_ALGO_DIRECT;
+    if (!fft_possible(s) || c->conv_algo == SM_CONV_ALGO_DIRECT || s->n <= 0) return SM_OK;
+    if (c->conv_algo == SM_CONV_ALGO_FFT) {
+        *algo = SM_CONV_ALGO_FFT;
+        return SM_OK;
+    }
+    sm_conv_shape m = measured_shape(s);
+    int known = lookup(op, c->precision, &m);
+    if (known >= 0) {
+        *algo = known;
+        return SM_OK;
+    }
+    SMD_TRY(measure(c, op, &m, algo));
+    remember(op, c->precision, &m, *algo);
+    return SM_OK;
+}
+
+int smd_conv_chosen(void *ctx, int op, const sm_conv_shape *s)
+{
+    int algo;
+    return choose(ctx, op, s, &algo) == SM_OK ? algo : SM_CONV_ALGO_DIRECT;
+}
+
+size_t smd_conv_workspace(void *ctx, const sm_conv_shape *s)
+{
+    size_t most = smd_direct_workspace(ctx, s);
+    for (int op = 0; op < OPS; op++) {
+        int algo;
+        size_t fft = 0;
+        /* a failure here comes back from the op itself */
+        if (choose(ctx, op, s, &algo) == SM_OK && algo == SM_CONV_ALGO_FFT &&
+            smd_fft_workspace(ctx, s, &fft) == SM_OK && fft > most)
+            most = fft;
+    }
+    return most;
+}
+
+sm_status smd_conv_fwd(void *ctx, const sm_conv_shape *s, const float *x, const float *w,
+                       const float *b, float *y, void *ws, size_t ws_bytes)
+{
+    int algo;
+    SMD_TRY(choose(ctx, 0, s, &algo));
+    return algo == SM_CONV_ALGO_FFT ? smd_fft_fwd(ctx, s, x, w, b, y, ws, ws_bytes)
+                                    : smd_direct_fwd(ctx, s, x, w, b, y, ws, ws_bytes);
+}
+
+sm_status smd_conv_bwd_data(void *ctx, const sm_conv_shape *s, const float *dy, const float *w,
+                            float *dx, void *ws, size_t ws_bytes)
+{
+    int algo;
+    SMD_TRY(choose(ctx, 1, s, &algo));
+    return algo == SM_CONV_ALGO_FFT ? smd_fft_bwd_data(ctx, s, dy, w, dx, ws, ws_bytes)
+                                    : smd_direct_bwd_data(ctx, s, dy, w, dx, ws, ws_bytes);
+}
+
+sm_status smd_conv_bwd_filter(void *ctx, const sm_conv_shape *s, const float *x, const float *dy,
+                              float *dw, float *db, void *ws, size_t ws_bytes)
+{
+    int algo;
+    SMD_TRY(choose(ctx, 2, s, &algo));
+    return algo == SM_CONV_ALGO_FFT ? smd_fft_bwd_filter(ctx, s, x, dy, dw, db, ws, ws_bytes)
+                                    : smd_direct_bwd_filter(ctx, s, x, dy, dw, db, ws, ws_bytes);
+}
