@@ -28,6 +28,10 @@
 #include <string.h>
 
 #include "dnnl_internal.h"
+#include <stdio.h>
+#include <time.h>
+static double tnow(void){struct timespec t;clock_gettime(CLOCK_MONOTONIC,&t);return t.tv_sec+1e-9*t.tv_nsec;}
+#define TP(name, call) do { double t0_ = tnow(); call; if (getenv("FFTPROF")) fprintf(stderr, "  %s c%d h%d k%d: %.2f ms\n", name, p->s.c, p->s.h, p->s.k, (tnow()-t0_)*1e3); } while (0)
 
 enum { FFT_CHUNK = 32 }; /* images per spectrum: bounds the workspace (about 60 MB for conv2) */
 
@@ -39,6 +43,10 @@ struct fft_plan {
     float *fw; /* lw x 2nv: column 2v cos, 2v + 1 -sin (2 pi v j / lw): rows -> half spectra */
     float *iw; /* 2nv x lw: row 2v a_v cos, 2v + 1 -a_v sin (2 pi v j / lw) / lw: back to rows */
     float *cs, *sn; /* lh x lh: cos and sin (2 pi u i / lh), symmetric: along columns */
+    /* along columns for inputs of `rows[i]` rows (the input's, dy's and the kernel's height):
+     * lh x 2rows [cos | sin] and [-sin | cos], so each half-spectrum column is two products */
+    int rows[3];
+    float *col_re[3], *col_im[3];
     pthread_mutex_t wlock; /* guards the cached kernel spectrum while it is made or used */
     float *wcopy, *wspec;  /* the weights it was made from; [bin][re, im][k][c] */
     bool wvalid;
@@ -81,6 +89,23 @@ static sm_status tables_create(fft_plan *p)
             p->cs[(size_t)u * lh + i] = (float)cos(a);
             p->sn[(size_t)u * lh + i] = (float)sin(a);
         }
+    const int rows[3] = {p->s.h, p->s.oh, p->s.kh};
+    for (int r = 0; r < 3; r++) {
+        int n = rows[r];
+        p->rows[r] = n;
+        p->col_re[r] = aligned_alloc(64, align64(sizeof(float) * (size_t)lh * 2 * n));
+        p->col_im[r] = aligned_alloc(64, align64(sizeof(float) * (size_t)lh * 2 * n));
+        if (!p->col_re[r] || !p->col_im[r])
+            return smd_host->fail(SM_ERR_NOMEM, "out of memory for the FFT convolution's tables");
+        for (int u = 0; u < lh; u++)
+            for (int i = 0; i < n; i++) {
+                float c = p->cs[(size_t)u * lh + i], sv = p->sn[(size_t)u * lh + i];
+                p->col_re[r][(size_t)u * 2 * n + i] = c;
+                p->col_re[r][(size_t)u * 2 * n + n + i] = sv;
+                p->col_im[r][(size_t)u * 2 * n + i] = -sv;
+                p->col_im[r][(size_t)u * 2 * n + n + i] = c;
+            }
+    }
     return SM_OK;
 }
 
@@ -88,6 +113,7 @@ static void plan_destroy(fft_plan *p)
 {
     if (!p) return;
     free(p->fw), free(p->iw), free(p->cs), free(p->sn);
+    for (int r = 0; r < 3; r++) free(p->col_re[r]), free(p->col_im[r]);
     free(p->wcopy), free(p->wspec);
     pthread_mutex_destroy(&p->wlock);
     free(p);
@@ -139,34 +165,43 @@ static sm_status plan_get(dnnl_ctx *c, const sm_conv_shape *s, fft_plan **out)
 
 /* ---- planes <-> spectra ---- */
 
-/* Both transforms are 2 nv + 1 large products, each threaded by oneDNN: along rows for every
- * plane at once, then per half-spectrum column v along the columns of all planes at once.
- * Between them the data sits as [2v + re/im][plane][row] (`mid`, 2nv x planes x rows floats),
- * which both products read and write with plain strides, and the spectra come out bin-major
- * without a transposing copy. */
+/* Both transforms are a few dozen large products, each threaded by oneDNN: along rows for
+ * all planes at once, along columns per half-spectrum column v for all planes at once. Between
+ * them the data sits in `mid` (2nv x planes x rows floats), laid out as each direction's
+ * column products read best (measured: [2v + re/im][row][plane] going forward, where one
+ * product per part covers Re and Im; [2v + re/im][plane][row] going back), and the spectra
+ * come out bin-major without a transposing copy. */
 static size_t mid_floats(const fft_plan *p, size_t planes, int rows)
 {
     return (size_t)2 * p->nv * planes * (size_t)rows;
 }
 
-/* spec[(bin * 2 + ri) * planes + q] = the DFT of plane q (rows x cols, zero beyond) */
+static int rows_table(const fft_plan *p, int rows)
+{
+    for (int r = 0; r < 3; r++)
+        if (p->rows[r] == rows) return r;
+    return -1;
+}
+
+/* spec[(bin * 2 + ri) * planes + q] = the DFT of plane q (rows x cols, zero beyond); rows is
+ * the input's, dy's or the kernel's height */
 static void spectra_forward(const fft_plan *p, const float *src, int planes, int rows, int cols,
                             float *spec, float *mid)
 {
-    const int lh = p->lh, nv = p->nv, q = planes;
-    const int qr = planes * rows;
-    /* mid (2nv x q rows) = fw^T (2nv x cols) . src^T (cols x q rows) */
-    gemm('T', 'T', 2 * nv, qr, cols, 1.0f, p->fw, 2 * nv, src, cols, 0.0f, mid, qr);
-    /* per v, with T = Tr + i Ti (q x rows each) and e^{-i a} = cos - i sin:
-     *   Xr (lh x q) = cos . Tr^T + sin . Ti^T,  Xi = cos . Ti^T - sin . Tr^T */
+    const int lh = p->lh, nv = p->nv, q = planes, r = rows_table(p, rows);
+    /* along rows, one row index at a time so that the result is [2v + re/im][row][plane]:
+     * mid[., i, .] (2nv x q) = fw^T (2nv x cols) . (row i of every plane)^T (cols x q) */
+    for (int i = 0; i < rows; i++)
+        gemm('T', 'T', 2 * nv, q, cols, 1.0f, p->fw, 2 * nv, src + (size_t)i * cols, rows * cols,
+             0.0f, mid + (size_t)i * q, rows * q);
+    /* per v, with T = [Tr; Ti] (2rows x q) and e^{-i a} = cos - i sin:
+     *   Xr (lh x q) = [cos | sin] . T,  Xi = [-sin | cos] . T */
     for (int v = 0; v < nv; v++) {
-        const float *tr = mid + (size_t)2 * v * qr, *ti = tr + qr;
+        const float *t = mid + (size_t)2 * v * rows * q;
         float *xr = spec + (size_t)2 * v * q, *xi = xr + q;
         const int ld = 2 * nv * q;
-        gemm('N', 'T', lh, q, rows, 1.0f, p->cs, lh, tr, rows, 0.0f, xr, ld);
-        gemm('N', 'T', lh, q, rows, 1.0f, p->sn, lh, ti, rows, 1.0f, xr, ld);
-        gemm('N', 'T', lh, q, rows, 1.0f, p->cs, lh, ti, rows, 0.0f, xi, ld);
-        gemm('N', 'T', lh, q, rows, -1.0f, p->sn, lh, tr, rows, 1.0f, xi, ld);
+        gemm('N', 'N', lh, q, 2 * rows, 1.0f, p->col_re[r], 2 * rows, t, q, 0.0f, xr, ld);
+        gemm('N', 'N', lh, q, 2 * rows, 1.0f, p->col_im[r], 2 * rows, t, q, 0.0f, xi, ld);
     }
 }
 
@@ -329,7 +364,7 @@ static sm_status kernel_spectrum(fft_plan *p, const float *w, float *scratch)
         }
     }
     memcpy(p->wcopy, w, nw * sizeof(float));
-    spectra_forward(p, w, s->k * s->c, s->kh, s->kw, p->wspec, scratch);
+    TP("fwdT w", spectra_forward(p, w, s->k * s->c, s->kh, s->kw, p->wspec, scratch));
     p->wvalid = true;
     return SM_OK;
 }
@@ -356,9 +391,9 @@ sm_status smd_fft_fwd(void *ctx, const sm_conv_shape *s, const float *x, const f
     for (int n0 = 0; n0 < s->n; n0 += FFT_CHUNK) {
         int n = s->n - n0 < FFT_CHUNK ? s->n - n0 : FFT_CHUNK;
         float *yc = y + (size_t)n0 * out_img(s);
-        spectra_forward(p, x + (size_t)n0 * in_img(s), n * s->c, s->h, s->w, f.spec_a, f.scratch);
-        bin_products(p, BIN_FWD, n, f.spec_a, p->wspec, f.spec_out);
-        spectra_inverse(p, f.spec_out, n * s->k, s->oh, s->ow, 0.0f, yc, f.scratch);
+        TP("fwdT x", spectra_forward(p, x + (size_t)n0 * in_img(s), n * s->c, s->h, s->w, f.spec_a, f.scratch));
+        TP("bins fwd", bin_products(p, BIN_FWD, n, f.spec_a, p->wspec, f.spec_out));
+        TP("invT y", spectra_inverse(p, f.spec_out, n * s->k, s->oh, s->ow, 0.0f, yc, f.scratch));
         const size_t plane = (size_t)s->oh * s->ow;
         const long planes = (long)n * s->k;
 #pragma omp parallel for schedule(static) num_threads(smd_threads())
@@ -388,11 +423,11 @@ sm_status smd_fft_bwd_data(void *ctx, const sm_conv_shape *s, const float *dy, c
     }
     for (int n0 = 0; n0 < s->n; n0 += FFT_CHUNK) {
         int n = s->n - n0 < FFT_CHUNK ? s->n - n0 : FFT_CHUNK;
-        spectra_forward(p, dy + (size_t)n0 * out_img(s), n * s->k, s->oh, s->ow, f.spec_a,
-                        f.scratch);
-        bin_products(p, BIN_BWD_DATA, n, f.spec_a, p->wspec, f.spec_out);
-        spectra_inverse(p, f.spec_out, n * s->c, s->h, s->w, 0.0f, dx + (size_t)n0 * in_img(s),
-                        f.scratch);
+        TP("fwdT dy", spectra_forward(p, dy + (size_t)n0 * out_img(s), n * s->k, s->oh, s->ow, f.spec_a,
+                        f.scratch));
+        TP("bins bwd-data", bin_products(p, BIN_BWD_DATA, n, f.spec_a, p->wspec, f.spec_out));
+        TP("invT dx", spectra_inverse(p, f.spec_out, n * s->c, s->h, s->w, 0.0f, dx + (size_t)n0 * in_img(s),
+                        f.scratch));
     }
     pthread_mutex_unlock(&p->wlock);
     free(l.own);
@@ -413,9 +448,9 @@ sm_status smd_fft_bwd_filter(void *ctx, const sm_conv_shape *s, const float *x, 
         int n = s->n - n0 < FFT_CHUNK ? s->n - n0 : FFT_CHUNK;
         const float *dyc = dy + (size_t)n0 * out_img(s);
         spectra_forward(p, x + (size_t)n0 * in_img(s), n * s->c, s->h, s->w, f.spec_b, f.scratch);
-        spectra_forward(p, dyc, n * s->k, s->oh, s->ow, f.spec_a, f.scratch);
-        bin_products(p, BIN_BWD_FILTER, n, f.spec_a, f.spec_b, f.spec_out);
-        spectra_inverse(p, f.spec_out, s->k * s->c, s->kh, s->kw, 1.0f, dw, f.scratch);
+        TP("fwdT dy", spectra_forward(p, dyc, n * s->k, s->oh, s->ow, f.spec_a, f.scratch));
+        TP("bins bwd-filter", bin_products(p, BIN_BWD_FILTER, n, f.spec_a, f.spec_b, f.spec_out));
+        TP("invT dw", spectra_inverse(p, f.spec_out, s->k * s->c, s->kh, s->kw, 1.0f, dw, f.scratch));
         /* the bias gradient in double per channel: a sum over n x oh x ow terms */
         for (int k = 0; k < s->k; k++) {
             double sum = 0.0;
