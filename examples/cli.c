@@ -175,9 +175,8 @@ int cli_apply_backend_opts(sm_backend *be, const cli_backend_opts *b)
     }
     if (b->precision >= 0 &&
         (st = sm_backend_set_option(be, SM_BACKEND_OPT_PRECISION, b->precision))) {
-        cli_fail(st, "the %s backend refuses --precision %s%s", sm_backend_name(be),
-                 precision_names[b->precision],
-                 st == SM_ERR_UNSUPPORTED ? " (no bf16 path on this backend or CPU)" : "");
+        cli_fail(st, "the %s backend refuses --precision %s", sm_backend_name(be),
+                 precision_names[b->precision]);
         return 2;
     }
     return 0;

@@ -345,7 +345,7 @@ with tempfile.TemporaryDirectory(prefix="siamese-examples.") as tmp:
         ("siamese-train", ["--precision", "fp16"], "--precision wants fp32 or bf16"),
         # cpu-blas has no bf16 path: a status says so, never a silent slow path
         ("siamese-train", ["--backend", "cpu", "--precision", "bf16", "--iterations", "1"],
-         "the cpu backend refuses --precision bf16"),
+         "the cpu-blas backend refuses --precision bf16"),
         ("siamese-train", ["--way", "1"], "--way wants a whole number in [2, 1000]"),
         ("siamese-train", ["--time-limit", "-1m"], "--time-limit wants a duration"),
         ("siamese-train", ["--schedule", "linear"], "--schedule wants constant, cosine or step"),
