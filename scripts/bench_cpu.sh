@@ -124,7 +124,7 @@ fi
 
 # the architecture text for PyTorch: from a run above, else from a one-pair run of cpu-blas
 arch=$(cat "$logs"/dnnl-*.log "$logs"/cpu-blas.log 2>/dev/null |
-       sed -n 's/^RESULT what=arch text=//p' | head -1)
+       sed -n 's/^RESULT what=arch text=//p' | head -1 || true)
 [ -n "$arch" ] || arch=$("$bench" --backend cpu --steps 1 --batches 1 --pairs 1 |
                          sed -n 's/^RESULT what=arch text=//p')
 torch=(/usr/bin/python3 "$root/scripts/bench_torch_cpu.py" --arch "$arch" --threads "$threads"
@@ -151,7 +151,7 @@ python3 - "$logs" "$batches" "$pairs" "${model:-unknown}" "$threads" <<'EOF'
 import glob, os, sys
 
 logs, batches, pairs, model, threads = sys.argv[1:6]
-batches = [int(b) for b in batches.split(",")]
+batches = list(dict.fromkeys(int(b) for b in batches.split(",")))  # BATCHES=2,2: one row
 res = {}
 for path in glob.glob(os.path.join(logs, "*.log")):
     run = os.path.basename(path)[:-4]
