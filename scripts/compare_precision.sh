@@ -14,7 +14,8 @@
 # Usage: scripts/compare_precision.sh BUILD_DIR OMNIGLOT_DIR WALL_TIME
 #   OMNIGLOT_DIR holds images_background.zip and images_evaluation.zip (e.g.
 #   /work/shared/data/omniglot; default $SIAMESE_OMNIGLOT_DIR); WALL_TIME is siamese-train's
-#   --time-limit per run (900, 15m, 1h). Six runs: the whole takes 6 x (WALL_TIME + loading and
+#   --time-limit per run (900, 15m, 1h; checked between steps, so a Koch step of several
+#   seconds may overrun a tiny limit). Six runs: the whole takes 6 x (WALL_TIME + loading and
 #   evaluation, ~1-3 minutes each on 2 cores). Run it on an otherwise idle machine: the three
 #   configurations are compared at equal wall time, so a busy neighbour skews the comparison.
 # Environment: EPISODES (20-way episodes, default 400), EVAL_BATCHES x EVAL_PAIRS (verification
@@ -28,7 +29,8 @@
 set -euo pipefail
 
 [ $# -ge 2 ] && [ $# -le 3 ] ||
-    { echo "usage: $0 BUILD_DIR [OMNIGLOT_DIR] WALL_TIME (see the comment at the top)" >&2; exit 2; }
+    { echo "usage: $0 BUILD_DIR [OMNIGLOT_DIR] WALL_TIME (see the top of the script)" >&2
+      exit 2; }
 build=$(cd "$1" && pwd)
 if [ $# = 3 ]; then data=$2; wall=$3; else data=${SIAMESE_OMNIGLOT_DIR:-}; wall=$2; fi
 [ -n "$data" ] || { echo "no OMNIGLOT_DIR and no \$SIAMESE_OMNIGLOT_DIR" >&2; exit 2; }
