@@ -145,3 +145,50 @@ int cli_open_backend(const char *name, int threads, sm_backend **out)
     }
     return 1;
 }
+
+static const char *const conv_algo_names[] = {"auto", "direct", "fft"}; /* sm_conv_algo order */
+static const char *const precision_names[] = {"fp32", "bf16"};          /* sm_precision order */
+
+int cli_backend_option(cli_backend_opts *b, const char *opt, const char *value)
+{
+    if (!strcmp(opt, "conv-algo")) {
+        for (int i = 0; i < 3; i++)
+            if (!strcmp(value, conv_algo_names[i])) return b->conv_algo = i, 1;
+        return cli_error(-1, "--conv-algo wants auto, direct or fft, got '%s'", value);
+    }
+    if (!strcmp(opt, "precision")) {
+        for (int i = 0; i < 2; i++)
+            if (!strcmp(value, precision_names[i])) return b->precision = i, 1;
+        return cli_error(-1, "--precision wants fp32 or bf16, got '%s'", value);
+    }
+    return 0;
+}
+
+int cli_apply_backend_opts(sm_backend *be, const cli_backend_opts *b)
+{
+    sm_status st;
+    if (b->conv_algo >= 0 &&
+        (st = sm_backend_set_option(be, SM_BACKEND_OPT_CONV_ALGO, b->conv_algo))) {
+        cli_fail(st, "the %s backend refuses --conv-algo %s", sm_backend_name(be),
+                 conv_algo_names[b->conv_algo]);
+        return 2;
+    }
+    if (b->precision >= 0 &&
+        (st = sm_backend_set_option(be, SM_BACKEND_OPT_PRECISION, b->precision))) {
+        cli_fail(st, "the %s backend refuses --precision %s", sm_backend_name(be),
+                 precision_names[b->precision]);
+        return 2;
+    }
+    return 0;
+}
+
+void cli_print_backend_opts(const sm_backend *be, const cli_backend_opts *b)
+{
+    if (b->conv_algo < 0 && b->precision < 0) return;
+    int64_t algo = -1, prec = -1;
+    sm_backend_get_option(be, SM_BACKEND_OPT_CONV_ALGO, &algo);
+    sm_backend_get_option(be, SM_BACKEND_OPT_PRECISION, &prec);
+    printf("backend options: conv algo %s, precision %s (as the backend reads them back)\n",
+           algo >= 0 && algo < 3 ? conv_algo_names[algo] : "?",
+           prec >= 0 && prec < 2 ? precision_names[prec] : "?");
+}

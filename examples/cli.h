@@ -43,4 +43,28 @@ int cli_file_exists(const char *path);
 /* Opens a backend by its --backend name ("auto", "cpu", "cuda"); prints why on failure. */
 int cli_open_backend(const char *name, int threads, sm_backend **out);
 
+/* --conv-algo and --precision, for the programs that open a backend. */
+#define CLI_BACKEND_OPTIONS_HELP \
+    "  --conv-algo ALGO     how convolutions are computed: auto (default: the fastest of\n" \
+    "                       each layer, measured once), direct or fft (cpu-dnnl honours\n" \
+    "                       it; the other backends compute as they always do)\n" \
+    "  --precision P        fp32 (default) or bf16: convolutions and the twin's matrix\n" \
+    "                       products in bfloat16 with fp32 sums, weights fp32 (refused\n" \
+    "                       where the backend or the CPU has no bf16 path)\n"
+/* The backend options as given: -1 for one not given (the backend's default is kept). */
+typedef struct cli_backend_opts {
+    int conv_algo; /* an sm_conv_algo */
+    int precision; /* an sm_precision */
+} cli_backend_opts;
+#define CLI_BACKEND_OPTS_INIT {-1, -1}
+/* Parses --conv-algo or --precision (`opt` without "--"): 1 taken, 0 not one of them, -1 bad
+ * value (message printed). */
+int cli_backend_option(cli_backend_opts *b, const char *opt, const char *value);
+/* Sets the options given on the backend; 0, or 2 after printing why the backend refused one
+ * (SM_ERR_UNSUPPORTED: bf16 on a backend or CPU without a bf16 path). */
+int cli_apply_backend_opts(sm_backend *be, const cli_backend_opts *b);
+/* When either option was given: what the backend reads back (it may accept a value and keep
+ * computing as before), one line on stdout. */
+void cli_print_backend_opts(const sm_backend *be, const cli_backend_opts *b);
+
 #endif

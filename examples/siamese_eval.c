@@ -32,6 +32,7 @@ static void usage(FILE *f)
         EVAL_OPTIONS_HELP
         "  --seed N             seed of the pairs and episodes (default 1)\n"
         "  --backend NAME       auto (default), cpu, cpu-dnnl or cuda\n"
+        CLI_BACKEND_OPTIONS_HELP
         "  --threads N          worker threads, 0 = all cores (default 0)\n"
         "  -h, --help           this text\n");
 }
@@ -39,11 +40,13 @@ static void usage(FILE *f)
 int main(int argc, char **argv)
 {
     cli_prog = "siamese-eval";
-    enum { O_DATA = 256, O_SEED, O_BACKEND, O_THREADS, O_EVAL };
+    enum { O_DATA = 256, O_SEED, O_BACKEND, O_THREADS, O_EVAL, O_BACKEND_OPT };
     static const struct option longopts[] = {
         {"data", required_argument, NULL, O_DATA},
         {"seed", required_argument, NULL, O_SEED},
         {"backend", required_argument, NULL, O_BACKEND},
+        {"conv-algo", required_argument, NULL, O_BACKEND_OPT},
+        {"precision", required_argument, NULL, O_BACKEND_OPT},
         {"threads", required_argument, NULL, O_THREADS},
         {"eval-batches", required_argument, NULL, O_EVAL},
         {"eval-pairs", required_argument, NULL, O_EVAL},
@@ -58,6 +61,7 @@ int main(int argc, char **argv)
         {NULL, 0, NULL, 0},
     };
     eval_plan plan = eval_plan_default();
+    cli_backend_opts bopts = CLI_BACKEND_OPTS_INIT;
     const char *data = NULL, *backend_name = "auto";
     int threads = 0, c, index = 0;
     long long seed;
@@ -66,6 +70,9 @@ int main(int argc, char **argv)
         switch (c) {
         case O_DATA: data = optarg; break;
         case O_BACKEND: backend_name = optarg; break;
+        case O_BACKEND_OPT:
+            if (cli_backend_option(&bopts, longopts[index].name, optarg) < 0) return 2;
+            break;
         case O_SEED:
             if (!cli_parse_ll("seed", optarg, 0, INT64_MAX, &seed)) return 2;
             plan.seed = (uint64_t)seed;
@@ -111,6 +118,9 @@ int main(int argc, char **argv)
     sm_arch *arch = NULL;
     sm_dataset *ds = NULL;
     if (!cli_open_backend(backend_name, threads, &backend)) goto done;
+    if ((rc = cli_apply_backend_opts(backend, &bopts))) goto done;
+    rc = 1;
+    cli_print_backend_opts(backend, &bopts);
     if ((st = sm_model_load(backend, model, &subnet, &head))) {
         rc = cli_fail(st, "cannot load the model '%s'", model);
         goto done;

@@ -59,6 +59,7 @@ typedef struct options {
     long long pk_classes, pk_images; /* 0: random pairs */
     int pk_loss;                     /* sm_pk_loss */
     int synthetic_asked; /* a --synthetic-* option was given: no looking for Omniglot */
+    cli_backend_opts bopts; /* --conv-algo, --precision */
     eval_plan eval;
     selection sel; /* --val-alphabets, --val-episodes, --patience, --resize-images */
 } options;
@@ -86,6 +87,7 @@ static void usage(FILE *f)
         "                       preset: use it with --lr 1e-3 --batch 32) or a layer list,\n"
         "                       e.g. \"1x105x105:conv32k10,relu,pool4,conv64k5,relu,pool2,flatten,fc128\"\n"
         "  --backend NAME       auto (default), cpu, cpu-dnnl or cuda\n"
+        CLI_BACKEND_OPTIONS_HELP
         "  --iterations N       training steps (default 10000)\n"
         "  --time-limit SECONDS stop training after this long (then save and evaluate as usual);\n"
         "                       \"15m\" and \"1h\" work too (default: none)\n"
@@ -197,7 +199,7 @@ static int parse_options(int argc, char **argv, options *o)
         O_FIGURES, O_NO_FIGURES, O_FIGURE_EVERY, O_VALIDATE_EVERY, O_VALIDATION_PAIRS, O_EVAL,
         O_TIME_LIMIT, O_NEG_SAME_ALPHABET, O_ALPHABET_BALANCED, O_PK, O_PK_LOSS, O_WARMUP,
         O_SCHEDULE, O_SCHEDULE_STEPS, O_DISTRIBUTED, O_GRAD_SHARDS, O_MIN_LR_FACTOR, O_STEP_GAMMA,
-        O_WD_CONV, O_WD_FC, O_WD_HEAD, O_SEL, O_INIT
+        O_WD_CONV, O_WD_FC, O_WD_HEAD, O_SEL, O_INIT, O_BACKEND_OPT
     };
     static const struct option longopts[] = {
         {"data", required_argument, NULL, O_DATA},
@@ -205,6 +207,8 @@ static int parse_options(int argc, char **argv, options *o)
         {"alphabets", required_argument, NULL, O_ALPHABETS},
         {"arch", required_argument, NULL, O_ARCH},
         {"backend", required_argument, NULL, O_BACKEND},
+        {"conv-algo", required_argument, NULL, O_BACKEND_OPT},
+        {"precision", required_argument, NULL, O_BACKEND_OPT},
         {"iterations", required_argument, NULL, O_ITER},
         {"time-limit", required_argument, NULL, O_TIME_LIMIT},
         {"batch", required_argument, NULL, O_BATCH},
@@ -264,6 +268,9 @@ static int parse_options(int argc, char **argv, options *o)
         case O_ALPHABETS: o->alphabets = optarg; break;
         case O_ARCH: o->arch = optarg; break;
         case O_BACKEND: o->backend = optarg; break;
+        case O_BACKEND_OPT:
+            if (cli_backend_option(&o->bopts, longopts[index].name, optarg) < 0) return 2;
+            break;
         case O_OUT: o->out = optarg; break;
         case O_FIGURES: o->figures = optarg; break;
         case O_NO_FIGURES: o->no_figures = 1; break;
@@ -940,8 +947,10 @@ static int run_all(run *r)
     if (o->preset) printf("preset: %s (options given with it override its values)\n", o->preset);
 
     if (!cli_open_backend(o->backend, o->threads, &r->backend)) return 1;
+    if ((rc = cli_apply_backend_opts(r->backend, &o->bopts))) return rc;
     printf("backend: %s (%d threads)\n", sm_backend_name(r->backend),
            sm_backend_get_threads(r->backend));
+    cli_print_backend_opts(r->backend, &o->bopts);
     if (sm_backend_fallback_reason(r->backend)[0])
         printf("note: not on CUDA: %s\n", sm_backend_fallback_reason(r->backend));
 
@@ -1030,6 +1039,7 @@ int main(int argc, char **argv)
         .lr = 6e-5, .step_gamma = 0.1, .seed = 1, .save_every = 1000, .figure_every = 10, .validate_every = -1,
         .validation_pairs = 300, .synthetic_classes = 200, .synthetic_images = 20,
         .eval = eval_plan_default(), .sel = selection_default(),
+        .bopts = CLI_BACKEND_OPTS_INIT,
     };
     int pargc = 0;
     char **pargv = NULL;

@@ -11,8 +11,14 @@ A new random batch is drawn on the host each step (libsiamese samples its own in
 
 --channels-last puts weights and inputs in torch.channels_last, the "tuned" run of the table
 (bench_cpu.sh also raises glibc's malloc thresholds for it, from the environment); without it,
-the NCHW default most code uses. Prints "RESULT key=value ..." lines like bench_cpu.
+the NCHW default most code uses. --bf16 is PyTorch's standard CPU mixed precision: the training
+step's forward pass and loss, and prediction, under torch.autocast("cpu", dtype=torch.bfloat16)
+(convolutions and matrix products in bfloat16, accumulated in float32), with parameters, gradients
+and Adam's state in float32; the scores are taken back to float32 before the clipped BCE, as
+autocast does for its own loss functions. Prints "RESULT key=value ..." lines like bench_cpu,
+each with precision=fp32 or precision=bf16.
 """
+import contextlib
 import argparse
 import os
 import resource
@@ -83,8 +89,19 @@ def main():
     ap.add_argument("--pairs", type=int, default=150)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--channels-last", action="store_true")
-    ap.add_argument("--label", default="torch")
+    ap.add_argument("--bf16", action="store_true",
+                    help="forward, loss and prediction under bfloat16 autocast")
+    ap.add_argument("--label", default=None, help="default: torch, or torch-bf16 with --bf16")
     o = ap.parse_args()
+    if o.label is None:
+        o.label = "torch-bf16" if o.bf16 else "torch"
+    prec = "bf16" if o.bf16 else "fp32"
+
+    def autocast():
+        # a fresh context each time: autocast's cast cache lives as long as the context
+        if o.bf16:
+            return torch.autocast("cpu", dtype=torch.bfloat16)
+        return contextlib.nullcontext()
 
     torch.set_num_threads(o.threads)
     gen = torch.Generator().manual_seed(1)
@@ -99,6 +116,7 @@ def main():
     t = 0
     print(f"{o.label}: torch {torch.__version__}, {torch.get_num_threads()} threads, "
           f"{'channels_last' if o.channels_last else 'NCHW'}, "
+          f"{'bf16 autocast' if o.bf16 else 'fp32'}, "
           f"{sum(p.numel() for p in every)} parameters")
 
     def batch(n):
@@ -111,8 +129,11 @@ def main():
         left, right, labels = batch(n)
         for p in every:
             p.grad = None
-        s = scores(left, right, layers, params, head).clamp(CLIP_EPS, 1.0 - CLIP_EPS)
-        loss = -(labels * torch.log(s) + (1.0 - labels) * torch.log(1.0 - s)).mean()
+        with autocast():
+            # float32 before the clip: 1 - 2^-23 is 1 in bfloat16
+            s = scores(left, right, layers, params, head).float()
+            s = s.clamp(CLIP_EPS, 1.0 - CLIP_EPS)
+            loss = -(labels * torch.log(s) + (1.0 - labels) * torch.log(1.0 - s)).mean()
         loss.backward()
         t += 1
         size = LR * (1.0 - BETA2 ** t) ** 0.5 / (1.0 - BETA1 ** t)
@@ -135,14 +156,15 @@ def main():
         med = statistics.median(times)
         print(f"train step, batch {b:3d}: median {med * 1e3:8.1f} ms over {o.steps} steps, "
               f"loss {loss:.4f}, {faults:.0f} page faults per step")
-        print(f"RESULT backend={o.label} what=step batch={b} ms={med * 1e3:.3f}")
+        print(f"RESULT backend={o.label} precision={prec} what=step batch={b} "
+              f"ms={med * 1e3:.3f}")
 
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
     print(f"peak resident memory after training: {peak:.0f} MiB")
-    print(f"RESULT backend={o.label} what=train_peak_rss mib={peak:.1f}")
+    print(f"RESULT backend={o.label} precision={prec} what=train_peak_rss mib={peak:.1f}")
 
     left, right, _ = batch(o.pairs)
-    with torch.no_grad():
+    with torch.no_grad(), autocast():
         scores(left, right, layers, params, head)  # warm-up
         times = []
         for _ in range(o.steps):
@@ -151,10 +173,11 @@ def main():
             times.append(time.perf_counter() - t0)
     med = statistics.median(times)
     print(f"predict {o.pairs} pairs: median {med * 1e3:.1f} ms")
-    print(f"RESULT backend={o.label} what=predict pairs={o.pairs} ms={med * 1e3:.3f}")
+    print(f"RESULT backend={o.label} precision={prec} what=predict pairs={o.pairs} "
+          f"ms={med * 1e3:.3f}")
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
     print(f"peak resident memory, prediction included: {peak:.0f} MiB")
-    print(f"RESULT backend={o.label} what=peak_rss mib={peak:.1f}")
+    print(f"RESULT backend={o.label} precision={prec} what=peak_rss mib={peak:.1f}")
 
 
 if __name__ == "__main__":

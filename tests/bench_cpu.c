@@ -4,11 +4,15 @@
  * the table of docs/performance.md.
  *
  *   bench_cpu [--backend cpu|cpu-dnnl|auto] [--steps N] [--batches 180,32] [--pairs 150]
- *             [--micro N] [--threads N]
+ *             [--micro N] [--threads N] [--conv-algo auto|direct|fft] [--precision fp32|bf16]
  *       training steps (one warm-up, then N timed; the median), sm_predict_pairs on 150 pairs
  *       (one warm-up, then N timed; the median), the library's own allocations per warm step,
  *       and the process's peak resident memory. Run one backend per process, so that the peak
- *       is that backend's.
+ *       is that backend's. --conv-algo and --precision set SM_BACKEND_OPT_CONV_ALGO and
+ *       SM_BACKEND_OPT_PRECISION right after the backend is created (absent: the backend's
+ *       defaults, left untouched); a backend that refuses one exits 3, so that the script can
+ *       tell "bf16 not available here" from a failure. The measurements' RESULT lines carry
+ *       config=ALGO/PRECISION ("default" for an option not given), so logs tell runs apart.
  *   bench_cpu --layers [--reps N] [--threads N] [--micro N]
  *       where the time goes: each convolution op (forward, backward-data, backward-filter) of
  *       every conv layer at one micro-batch (--micro, default 16 pairs), on every CPU backend,
@@ -62,6 +66,7 @@ static double median(double *t, int n)
 
 typedef struct opts {
     const char *backend;
+    const char *conv_algo, *precision; /* NULL: not given, the backend's default */
     int steps, pairs, micro, threads, reps;
     const char *batches;
     int layers;
@@ -74,6 +79,45 @@ static sm_backend_kind kind_of(const char *name)
     if (!strcmp(name, "cpu-dnnl")) return SM_BACKEND_CPU_DNNL;
     fprintf(stderr, "bench_cpu: --backend is auto, cpu or cpu-dnnl, not '%s'\n", name);
     exit(2);
+}
+
+/* The option values' names, as bench_cpu.sh passes them; exits 2 on any other. */
+static int64_t option_value(const char *opt, const char *v, const char *const *names, int n)
+{
+    for (int i = 0; i < n; i++)
+        if (!strcmp(v, names[i])) return i;
+    fprintf(stderr, "bench_cpu: %s does not take '%s'\n", opt, v);
+    exit(2);
+}
+
+static const char *const algo_names[] = {"auto", "direct", "fft"}; /* sm_conv_algo order */
+static const char *const precision_names[] = {"fp32", "bf16"};     /* sm_precision order */
+
+/* --conv-algo and --precision, right after the backend is created. A refusal exits 3 (not 1)
+ * so that bench_cpu.sh can report the option as unavailable on this CPU or backend. */
+static void set_options(sm_backend *be, const opts *o)
+{
+    struct {
+        const char *opt, *value;
+        sm_backend_option key;
+        const char *const *names;
+        int n;
+    } set[] = {
+        {"--conv-algo", o->conv_algo, SM_BACKEND_OPT_CONV_ALGO, algo_names, 3},
+        {"--precision", o->precision, SM_BACKEND_OPT_PRECISION, precision_names, 2},
+    };
+    for (size_t i = 0; i < sizeof set / sizeof *set; i++) {
+        if (!set[i].value) continue;
+        int64_t v = option_value(set[i].opt, set[i].value, set[i].names, set[i].n);
+        sm_status st = sm_backend_set_option(be, set[i].key, v);
+        if (st != SM_OK) {
+            printf("%s %s refused by the %s backend: %s (%s)\n", set[i].opt, set[i].value,
+                   sm_backend_name(be), sm_status_name(st), sm_last_error());
+            printf("RESULT what=refused option=%s value=%s status=%s\n", set[i].opt + 2,
+                   set[i].value, sm_status_name(st));
+            exit(3);
+        }
+    }
 }
 
 /* ---- floating-point work of one image through the network (conv and fc products) ---- */
@@ -111,6 +155,7 @@ static void run_train(const opts *o)
     sm_trainer *tr;
     sm_dataset *ds;
     CHECK(sm_backend_create(kind_of(o->backend), &be));
+    set_options(be, o);
     if (o->threads > 0) CHECK(sm_backend_set_threads(be, o->threads));
     CHECK(sm_arch_create_koch(&arch));
     CHECK(sm_subnet_create(be, arch, 1, &sub));
@@ -119,11 +164,19 @@ static void run_train(const opts *o)
     CHECK(sm_dataset_create_synthetic(50, 20, 105, 105, 3, &ds));
     CHECK(sm_trainer_create(sub, head, adam, ds, 4, &tr));
     const char *name = sm_backend_name(be);
+    char config[64];
+    snprintf(config, sizeof config, "%s/%s", o->conv_algo ? o->conv_algo : "default",
+             o->precision ? o->precision : "default");
     net_flops f = flops_per_image(arch);
+    int64_t algo = -1, prec = -1; /* what the backend reads back (it may accept and ignore) */
+    CHECK(sm_backend_get_option(be, SM_BACKEND_OPT_CONV_ALGO, &algo));
+    CHECK(sm_backend_get_option(be, SM_BACKEND_OPT_PRECISION, &prec));
     printf("backend %s, %d threads, koch architecture (%zu parameters), %.3f GFLOP per pair "
-           "(forward + backward)\n",
+           "(forward + backward); config %s, reads back conv algo %s, precision %s\n",
            name, sm_backend_get_threads(be), sm_subnet_num_params(sub),
-           2 * (f.fwd + f.bwd_data + f.bwd_filter) * 1e-9);
+           2 * (f.fwd + f.bwd_data + f.bwd_filter) * 1e-9, config,
+           algo >= 0 && algo < 3 ? algo_names[algo] : "?",
+           prec >= 0 && prec < 2 ? precision_names[prec] : "?");
     if (*sm_backend_fallback_reason(be)) printf("auto: %s\n", sm_backend_fallback_reason(be));
     char text[512];
     CHECK(sm_arch_to_string(arch, text, sizeof text, NULL));
@@ -152,14 +205,15 @@ static void run_train(const opts *o)
         printf("train step, batch %3d (micro-batch %lld): median %8.1f ms over %d steps "
                "(%.1f GFLOP/s), loss %.4f, %ld library allocations in those steps\n",
                b, (long long)micro, med * 1e3, o->steps, gflop / med, (double)loss, allocs);
-        printf("RESULT backend=%s what=step batch=%d ms=%.3f gflop=%.3f allocs=%ld\n", name, b,
-               med * 1e3, gflop, allocs);
+        printf("RESULT backend=%s config=%s what=step batch=%d ms=%.3f gflop=%.3f allocs=%ld\n",
+               name, config, b, med * 1e3, gflop, allocs);
     }
 
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
     printf("peak resident memory after training: %.0f MiB\n", ru.ru_maxrss / 1024.0);
-    printf("RESULT backend=%s what=train_peak_rss mib=%.1f\n", name, ru.ru_maxrss / 1024.0);
+    printf("RESULT backend=%s config=%s what=train_peak_rss mib=%.1f\n", name, config,
+           ru.ru_maxrss / 1024.0);
 
     const int P = o->pairs;
     size_t in = 105 * 105;
@@ -182,11 +236,13 @@ static void run_train(const opts *o)
     double med = median(t, o->steps);
     printf("predict %d pairs: median %.1f ms (%.1f pairs/s), %ld page faults per call\n", P,
            med * 1e3, P / med, (ru.ru_minflt - faults) / o->steps);
-    printf("RESULT backend=%s what=predict pairs=%d ms=%.3f\n", name, P, med * 1e3);
+    printf("RESULT backend=%s config=%s what=predict pairs=%d ms=%.3f\n", name, config, P,
+           med * 1e3);
 
     getrusage(RUSAGE_SELF, &ru);
     printf("peak resident memory, prediction included: %.0f MiB\n", ru.ru_maxrss / 1024.0);
-    printf("RESULT backend=%s what=peak_rss mib=%.1f\n", name, ru.ru_maxrss / 1024.0);
+    printf("RESULT backend=%s config=%s what=peak_rss mib=%.1f\n", name, config,
+           ru.ru_maxrss / 1024.0);
     free(a), free(bb), free(scores), free(labels);
     sm_sampler_destroy(smp);
     sm_trainer_destroy(tr);
@@ -365,7 +421,7 @@ static void run_layers(const opts *o)
 
 int main(int argc, char **argv)
 {
-    opts o = {"auto", 3, 150, 0, 0, 3, "180,32", 0};
+    opts o = {"auto", NULL, NULL, 3, 150, 0, 0, 3, "180,32", 0};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--layers")) {
@@ -384,6 +440,8 @@ int main(int argc, char **argv)
         else if (!strcmp(a, "--micro")) o.micro = atoi(v);
         else if (!strcmp(a, "--threads")) o.threads = atoi(v);
         else if (!strcmp(a, "--reps")) o.reps = atoi(v);
+        else if (!strcmp(a, "--conv-algo")) o.conv_algo = v;
+        else if (!strcmp(a, "--precision")) o.precision = v;
         else {
             fprintf(stderr, "bench_cpu: unknown option %s (see the comment at the top of "
                             "tests/bench_cpu.c)\n", a);

@@ -341,6 +341,11 @@ with tempfile.TemporaryDirectory(prefix="siamese-examples.") as tmp:
         ("siamese-train", ["--data", os.path.join(tmp, "missing.zip"), "--arch", arch],
          "cannot open the training set"),
         ("siamese-train", ["--backend", "gpu"], "--backend wants auto, cpu, cpu-dnnl or cuda"),
+        ("siamese-train", ["--conv-algo", "winograd"], "--conv-algo wants auto, direct or fft"),
+        ("siamese-train", ["--precision", "fp16"], "--precision wants fp32 or bf16"),
+        # cpu-blas has no bf16 path: a status says so, never a silent slow path
+        ("siamese-train", ["--backend", "cpu", "--precision", "bf16", "--iterations", "1"],
+         "the cpu-blas backend refuses --precision bf16"),
         ("siamese-train", ["--way", "1"], "--way wants a whole number in [2, 1000]"),
         ("siamese-train", ["--time-limit", "-1m"], "--time-limit wants a duration"),
         ("siamese-train", ["--schedule", "linear"], "--schedule wants constant, cosine or step"),
@@ -368,6 +373,7 @@ with tempfile.TemporaryDirectory(prefix="siamese-examples.") as tmp:
         ("siamese-eval", [model, "--data", data, "--episodes", "2", "--way", "7",
                           "--within-alphabet"], "episodes"),
         ("siamese-eval", [model, "--shot", "0"], "--shot wants"),
+        ("siamese-eval", [model, "--precision", "fp16"], "--precision wants fp32 or bf16"),
     ]
     for prog, args, message in bad:
         rc, so, se = run(prog, *args)
