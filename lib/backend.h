@@ -55,7 +55,15 @@ typedef struct sm_conv_shape {
     int n, c, h, w;   /* input */
     int k, kh, kw;    /* filters */
     int oh, ow;       /* output: h - kh + 1, w - kw + 1 */
+    unsigned dirs;    /* for conv_workspace: the SM_CONV_DIR_* the caller will run on this
+                       * shape (0: all), so a backend sizes and chooses only for those */
 } sm_conv_shape;
+
+enum {
+    SM_CONV_DIR_FWD = 1u << 0,
+    SM_CONV_DIR_BWD_DATA = 1u << 1,
+    SM_CONV_DIR_BWD_FILTER = 1u << 2,
+};
 
 typedef struct sm_pool_shape {
     int n, c, h, w; /* input */

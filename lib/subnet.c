@@ -92,7 +92,7 @@ SM_API size_t sm_subnet_feature_dim(const sm_subnet *s)
 
 static sm_conv_shape conv_shape(const sm__layer *l, size_t n)
 {
-    sm_conv_shape cs = {(int)n, l->in_c, l->in_h, l->in_w, l->out_c, l->b, l->b, l->out_h, l->out_w};
+    sm_conv_shape cs = {(int)n, l->in_c, l->in_h, l->in_w, l->out_c, l->b, l->b, l->out_h, l->out_w, 0};
     return cs;
 }
 
@@ -205,6 +205,11 @@ sm_status sm__workspace_create(const sm_subnet *s, size_t cap, bool for_training
         if (l->kind == SM_LAYER_MAXPOOL && o > max_pool) max_pool = o;
         if (l->kind == SM_LAYER_CONV) {
             sm_conv_shape cs = conv_shape(l, cap);
+            /* the first layer's input gradient is never computed, inference runs forward only */
+            cs.dirs = SM_CONV_DIR_FWD |
+                      (for_training ? SM_CONV_DIR_BWD_FILTER |
+                                          (ws->plan[i].passes_grad ? SM_CONV_DIR_BWD_DATA : 0u)
+                                    : 0u);
             size_t b = be->ops->conv_workspace(be->ctx, &cs);
             if (b > max_ws) max_ws = b;
         }

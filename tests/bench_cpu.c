@@ -378,7 +378,7 @@ static void run_layers(const opts *o)
         if (l->kind != SM_LAYER_CONV) continue;
         conv++;
         sm_conv_shape s = {n_images, l->in_c, l->in_h, l->in_w, l->out_c, l->b, l->b,
-                           l->out_h, l->out_w};
+                           l->out_h, l->out_w, 0};
         for (int op = 0; op < OPS; op++) {
             if (op == 1 && i == 0) continue; /* training never asks for it */
             double fl = op_flops(&s) * 1e-9;

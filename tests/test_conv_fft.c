@@ -97,7 +97,7 @@ static errs run(const shape *s, int algo, const double *x, const double *w, cons
 {
     assert_int_equal(sm_backend_set_option(be, SM_BACKEND_OPT_CONV_ALGO, algo), SM_OK);
     sm_conv_shape cs = {s->n, s->c, s->h, s->w, s->k, s->kh, s->kw, s->h - s->kh + 1,
-                        s->w - s->kw + 1};
+                        s->w - s->kw + 1, 0};
     size_t nx = (size_t)s->n * s->c * s->h * s->w, nw = (size_t)s->k * s->c * s->kh * s->kw;
     size_t ny = (size_t)s->n * s->k * cs.oh * cs.ow;
     float *dx_ = to_dev(x, nx), *dw_ = to_dev(w, nw), *db_ = to_dev(b, (size_t)s->k);
@@ -176,7 +176,7 @@ static void cached_spectrum_sees_new_weights(void **state)
     assert_int_equal(sm_backend_set_option(be, SM_BACKEND_OPT_CONV_ALGO, SM_CONV_ALGO_FFT),
                      SM_OK);
     shape s = {2, 3, 10, 10, 4, 3, 3};
-    sm_conv_shape cs = {2, 3, 10, 10, 4, 3, 3, 8, 8};
+    sm_conv_shape cs = {2, 3, 10, 10, 4, 3, 3, 8, 8, 0};
     size_t nx = 600, nw = 108, ny = 512;
     double *x = rnd(nx), *w1 = rnd(nw), *w2 = rnd(nw), *b = rnd(4);
     double *want = malloc(ny * sizeof *want), *got = malloc(ny * sizeof *got);
@@ -202,6 +202,49 @@ static void cached_spectrum_sees_new_weights(void **state)
     free(x), free(w1), free(w2), free(w2f), free(b), free(want), free(got);
 }
 
+/* Backward-filter then backward-data on one dy reuses dy's spectrum; a dy changed in between
+ * (same buffer, same workspace) must not be. */
+static void dy_spectrum_reuse_sees_new_dy(void **state)
+{
+    (void)state;
+    assert_int_equal(sm_backend_set_option(be, SM_BACKEND_OPT_CONV_ALGO, SM_CONV_ALGO_FFT),
+                     SM_OK);
+    shape s = {3, 4, 11, 11, 5, 3, 3};
+    sm_conv_shape cs = {3, 4, 11, 11, 5, 3, 3, 9, 9, 0};
+    size_t nx = 3 * 4 * 121, nw = 5 * 4 * 9, ny = 3 * 5 * 81;
+    double *x = rnd(nx), *w = rnd(nw), *dy1 = rnd(ny), *dy2 = rnd(ny), *zeros = calloc(nw, 8);
+    double *dx = malloc(nx * sizeof *dx), *dwr = malloc(nw * sizeof *dwr), db[5];
+    double *got = malloc(nx * sizeof *got);
+    float *d_x = to_dev(x, nx), *d_w = to_dev(w, nw), *d_dy = to_dev(dy1, ny);
+    float *d_dx = to_dev(x, nx), *d_dw = to_dev(zeros, nw), *d_db = to_dev(zeros, 5);
+    size_t wsb = be->ops->conv_workspace(be->ctx, &cs);
+    void *ws = NULL;
+    assert_int_equal(be->ops->alloc(be->ctx, wsb, &ws), SM_OK);
+    for (int round = 0; round < 2; round++) {
+        const double *dy = round ? dy2 : dy1;
+        assert_int_equal(be->ops->conv_bwd_filter(be->ctx, &cs, d_x, d_dy, d_dw, d_db, ws, wsb),
+                         SM_OK);
+        if (round) { /* the same buffer now holds other values */
+            float *tmp = malloc(ny * sizeof *tmp);
+            for (size_t i = 0; i < ny; i++) tmp[i] = (float)dy2[i];
+            assert_int_equal(be->ops->upload(be->ctx, d_dy, tmp, ny * sizeof *tmp), SM_OK);
+            free(tmp);
+        }
+        assert_int_equal(be->ops->conv_bwd_data(be->ctx, &cs, d_dy, d_w, d_dx, ws, wsb), SM_OK);
+        from_dev(d_dx, nx, got);
+        double *dyf = malloc(ny * sizeof *dyf), *wf = malloc(nw * sizeof *wf);
+        for (size_t i = 0; i < ny; i++) dyf[i] = (float)dy[i];
+        for (size_t i = 0; i < nw; i++) wf[i] = (float)w[i];
+        ref_backward(&s, x, wf, dyf, dx, dwr, db);
+        assert_true(ref_rel_err(got, dx, nx) < TOL);
+        free(dyf), free(wf);
+    }
+    be->ops->free(be->ctx, ws);
+    float *all[] = {d_x, d_w, d_dy, d_dx, d_dw, d_db};
+    for (size_t i = 0; i < 6; i++) be->ops->free(be->ctx, all[i]);
+    free(x), free(w), free(dy1), free(dy2), free(zeros), free(dx), free(dwr), free(got);
+}
+
 int main(void)
 {
     if (sm_backend_create(SM_BACKEND_CPU_DNNL, &be) != SM_OK) {
@@ -214,6 +257,7 @@ int main(void)
         cmocka_unit_test(reference_layers),
         cmocka_unit_test(odd_sizes_and_chunks),
         cmocka_unit_test(cached_spectrum_sees_new_weights),
+        cmocka_unit_test(dy_spectrum_reuse_sees_new_dy),
     };
     int failed = cmocka_run_group_tests_name("conv_fft", tests, NULL, NULL);
     sm_backend_destroy(be);

@@ -126,7 +126,7 @@ static void memory_ops(void **state)
 /* `cap` > s.n: the workspace is sized for a larger batch, as the core does for a last chunk */
 static void conv_case(int n, int c, int h, int w, int k, int kh, int kw, int cap)
 {
-    sm_conv_shape s = {n, c, h, w, k, kh, kw, h - kh + 1, w - kw + 1};
+    sm_conv_shape s = {n, c, h, w, k, kh, kw, h - kh + 1, w - kw + 1, 0};
     sm_conv_shape sc = s;
     sc.n = cap;
     size_t nx = (size_t)n * c * h * w, nw = (size_t)k * c * kh * kw;

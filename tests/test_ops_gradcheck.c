@@ -113,7 +113,7 @@ static void check_conv(int n, int c, int h, int w, int k, int kh, int kw)
     size_t nx = (size_t)n * c * h * w, nw = (size_t)k * c * kh * kw, no = conv_out(&cc);
     cc.x = rnd(nx, -1, 1), cc.wt = rnd(nw, -0.5, 0.5), cc.b = rnd(k, -0.5, 0.5);
     cc.dy = rnd(no, -1, 1);
-    sm_conv_shape s = {n, c, h, w, k, kh, kw, h - kh + 1, w - kw + 1};
+    sm_conv_shape s = {n, c, h, w, k, kh, kw, h - kh + 1, w - kw + 1, 0};
 
     float *dx = to_dev(cc.x, nx), *dw = to_dev(cc.wt, nw), *db = to_dev(cc.b, k);
     float *ddy = to_dev(cc.dy, no), *dout = to_dev(cc.dy, no);
@@ -196,7 +196,7 @@ static void check_conv_batched(int n, int cap, int c, int h, int w, int k, int k
                                 dw[wi] += x[xi] * g;
                             }
                 }
-    sm_conv_shape big = {cap, c, h, w, k, kh, kh, oh, ow}, s = big;
+    sm_conv_shape big = {cap, c, h, w, k, kh, kh, oh, ow, 0}, s = big;
     s.n = n;
     size_t wsb = be->ops->conv_workspace(be->ctx, &big);
     void *ws = NULL;
@@ -262,8 +262,8 @@ static void test_conv_thread_count(void **state)
 {
     (void)state;
     /* 66 x 66 = 4356 columns an image: one image per product; 9 images: partial runs 4, 4, 1 */
-    const sm_conv_shape shapes[] = {{9, 2, 70, 70, 3, 5, 5, 66, 66}, /* one image per product */
-                                    {9, 3, 12, 12, 4, 3, 3, 10, 10}}; /* several */
+    const sm_conv_shape shapes[] = {{9, 2, 70, 70, 3, 5, 5, 66, 66, 0}, /* one image per product */
+                                    {9, 3, 12, 12, 4, 3, 3, 10, 10, 0}}; /* several */
     for (size_t c = 0; c < sizeof shapes / sizeof *shapes; c++) {
         const sm_conv_shape *s = &shapes[c];
         const size_t nx = (size_t)s->n * s->c * s->h * s->w;

@@ -23,15 +23,12 @@
  * from: the forward and backward-data passes of every micro-batch of a step share it, and a
  * changed weight (Adam, a checkpoint load) is caught by comparing the copy, whoever wrote it. */
 #include <math.h>
+#include <stdint.h>
 #include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "dnnl_internal.h"
-#include <stdio.h>
-#include <time.h>
-static double tnow(void){struct timespec t;clock_gettime(CLOCK_MONOTONIC,&t);return t.tv_sec+1e-9*t.tv_nsec;}
-#define TP(name, call) do { double t0_ = tnow(); call; if (getenv("FFTPROF")) fprintf(stderr, "  %s c%d h%d k%d: %.2f ms\n", name, p->s.c, p->s.h, p->s.k, (tnow()-t0_)*1e3); } while (0)
 
 enum { FFT_CHUNK = 32 }; /* images per spectrum: bounds the workspace (about 60 MB for conv2) */
 
@@ -50,6 +47,13 @@ struct fft_plan {
     pthread_mutex_t wlock; /* guards the cached kernel spectrum while it is made or used */
     float *wcopy, *wspec;  /* the weights it was made from; [bin][re, im][k][c] */
     bool wvalid;
+    /* backward-filter leaves dy's spectrum in its workspace, and the core's next call is
+     * backward-data on the same dy: it is used again when the workspace, the pointer, the
+     * batch and a hash of dy's contents all match (under wlock) */
+    const void *dy_ws;
+    const float *dy_ptr;
+    int dy_n;
+    uint64_t dy_hash;
 };
 
 static size_t align64(size_t x) { return (x + 63) / 64 * 64; }
@@ -364,12 +368,35 @@ static sm_status kernel_spectrum(fft_plan *p, const float *w, float *scratch)
         }
     }
     memcpy(p->wcopy, w, nw * sizeof(float));
-    TP("fwdT w", spectra_forward(p, w, s->k * s->c, s->kh, s->kw, p->wspec, scratch));
+    spectra_forward(p, w, s->k * s->c, s->kh, s->kw, p->wspec, scratch);
     p->wvalid = true;
     return SM_OK;
 }
 
 /* ---- the three ops ---- */
+
+/* A 64-bit hash of n floats' bits, in parallel over a fixed number of blocks (so the value does
+ * not depend on the thread count), combined in order. */
+static uint64_t hash_floats(const float *x, size_t n)
+{
+    enum { BLOCKS = 64 };
+    uint64_t part[BLOCKS];
+    const size_t per = (n + BLOCKS - 1) / BLOCKS;
+#pragma omp parallel for schedule(static) num_threads(smd_threads())
+    for (int b = 0; b < BLOCKS; b++) {
+        size_t lo = (size_t)b * per, hi = lo + per < n ? lo + per : n;
+        uint64_t h = 0x9e3779b97f4a7c15u ^ (uint64_t)b;
+        for (size_t i = lo; i < hi; i++) {
+            uint32_t bits;
+            memcpy(&bits, x + i, sizeof bits);
+            h = (h ^ bits) * 0x100000001b3u;
+        }
+        part[b] = h;
+    }
+    uint64_t h = (uint64_t)n;
+    for (int b = 0; b < BLOCKS; b++) h = (h ^ part[b]) * 0xff51afd7ed558ccdu;
+    return h;
+}
 
 static size_t in_img(const sm_conv_shape *s) { return (size_t)s->c * s->h * s->w; }
 static size_t out_img(const sm_conv_shape *s) { return (size_t)s->k * s->oh * s->ow; }
@@ -391,9 +418,9 @@ sm_status smd_fft_fwd(void *ctx, const sm_conv_shape *s, const float *x, const f
     for (int n0 = 0; n0 < s->n; n0 += FFT_CHUNK) {
         int n = s->n - n0 < FFT_CHUNK ? s->n - n0 : FFT_CHUNK;
         float *yc = y + (size_t)n0 * out_img(s);
-        TP("fwdT x", spectra_forward(p, x + (size_t)n0 * in_img(s), n * s->c, s->h, s->w, f.spec_a, f.scratch));
-        TP("bins fwd", bin_products(p, BIN_FWD, n, f.spec_a, p->wspec, f.spec_out));
-        TP("invT y", spectra_inverse(p, f.spec_out, n * s->k, s->oh, s->ow, 0.0f, yc, f.scratch));
+        spectra_forward(p, x + (size_t)n0 * in_img(s), n * s->c, s->h, s->w, f.spec_a, f.scratch);
+        bin_products(p, BIN_FWD, n, f.spec_a, p->wspec, f.spec_out);
+        spectra_inverse(p, f.spec_out, n * s->k, s->oh, s->ow, 0.0f, yc, f.scratch);
         const size_t plane = (size_t)s->oh * s->ow;
         const long planes = (long)n * s->k;
 #pragma omp parallel for schedule(static) num_threads(smd_threads())
@@ -421,13 +448,17 @@ sm_status smd_fft_bwd_data(void *ctx, const sm_conv_shape *s, const float *dy, c
         free(l.own);
         return st;
     }
+    bool reuse = s->n <= FFT_CHUNK && p->dy_ws == l.ptr && p->dy_ptr == dy &&
+                 p->dy_n == s->n && p->dy_hash == hash_floats(dy, (size_t)s->n * out_img(s));
+    p->dy_ws = NULL;
     for (int n0 = 0; n0 < s->n; n0 += FFT_CHUNK) {
         int n = s->n - n0 < FFT_CHUNK ? s->n - n0 : FFT_CHUNK;
-        TP("fwdT dy", spectra_forward(p, dy + (size_t)n0 * out_img(s), n * s->k, s->oh, s->ow, f.spec_a,
-                        f.scratch));
-        TP("bins bwd-data", bin_products(p, BIN_BWD_DATA, n, f.spec_a, p->wspec, f.spec_out));
-        TP("invT dx", spectra_inverse(p, f.spec_out, n * s->c, s->h, s->w, 0.0f, dx + (size_t)n0 * in_img(s),
-                        f.scratch));
+        if (!reuse)
+            spectra_forward(p, dy + (size_t)n0 * out_img(s), n * s->k, s->oh, s->ow, f.spec_a,
+                            f.scratch);
+        bin_products(p, BIN_BWD_DATA, n, f.spec_a, p->wspec, f.spec_out);
+        spectra_inverse(p, f.spec_out, n * s->c, s->h, s->w, 0.0f, dx + (size_t)n0 * in_img(s),
+                        f.scratch);
     }
     pthread_mutex_unlock(&p->wlock);
     free(l.own);
@@ -448,9 +479,9 @@ sm_status smd_fft_bwd_filter(void *ctx, const sm_conv_shape *s, const float *x, 
         int n = s->n - n0 < FFT_CHUNK ? s->n - n0 : FFT_CHUNK;
         const float *dyc = dy + (size_t)n0 * out_img(s);
         spectra_forward(p, x + (size_t)n0 * in_img(s), n * s->c, s->h, s->w, f.spec_b, f.scratch);
-        TP("fwdT dy", spectra_forward(p, dyc, n * s->k, s->oh, s->ow, f.spec_a, f.scratch));
-        TP("bins bwd-filter", bin_products(p, BIN_BWD_FILTER, n, f.spec_a, f.spec_b, f.spec_out));
-        TP("invT dw", spectra_inverse(p, f.spec_out, s->k * s->c, s->kh, s->kw, 1.0f, dw, f.scratch));
+        spectra_forward(p, dyc, n * s->k, s->oh, s->ow, f.spec_a, f.scratch);
+        bin_products(p, BIN_BWD_FILTER, n, f.spec_a, f.spec_b, f.spec_out);
+        spectra_inverse(p, f.spec_out, s->k * s->c, s->kh, s->kw, 1.0f, dw, f.scratch);
         /* the bias gradient in double per channel: a sum over n x oh x ow terms */
         for (int k = 0; k < s->k; k++) {
             double sum = 0.0;
@@ -461,6 +492,12 @@ sm_status smd_fft_bwd_filter(void *ctx, const sm_conv_shape *s, const float *x, 
             db[k] += (float)sum;
         }
     }
+    pthread_mutex_lock(&p->wlock);
+    p->dy_ws = l.own || s->n > FFT_CHUNK ? NULL : l.ptr;
+    p->dy_ptr = dy;
+    p->dy_n = s->n;
+    p->dy_hash = p->dy_ws ? hash_floats(dy, (size_t)s->n * out_img(s)) : 0;
+    pthread_mutex_unlock(&p->wlock);
     free(l.own);
     return SM_OK;
 }

@@ -201,6 +201,7 @@ size_t smd_conv_workspace(void *ctx, const sm_conv_shape *s)
     for (int op = 0; op < OPS; op++) {
         int algo;
         size_t fft = 0;
+        if (s->dirs && !(s->dirs & (1u << op))) continue; /* SM_CONV_DIR_* are 1 << op */
         /* a failure here comes back from the op itself */
         if (choose(ctx, op, s, &algo) == SM_OK && algo == SM_CONV_ALGO_FFT &&
             smd_fft_workspace(ctx, s, &fft) == SM_OK && fft > most)
