@@ -187,8 +187,8 @@ static int rows_table(const fft_plan *p, int rows)
     return -1;
 }
 
-/* spec[(bin * 2 + ri) * planes + q] = the DFT of plane q (rows x cols, zero beyond); rows is
- * the input's, dy's or the kernel's height */
+/* spec[(bin * 2 + ri) * planes + q] = the DFT of plane q (rows x cols, zero beyond), bins
+ * column-major (bin = v lh + u); rows is the input's, dy's or the kernel's height */
 static void spectra_forward(const fft_plan *p, const float *src, int planes, int rows, int cols,
                             float *spec, float *mid)
 {
@@ -202,33 +202,39 @@ static void spectra_forward(const fft_plan *p, const float *src, int planes, int
      *   Xr (lh x q) = [cos | sin] . T,  Xi = [-sin | cos] . T */
     for (int v = 0; v < nv; v++) {
         const float *t = mid + (size_t)2 * v * rows * q;
-        float *xr = spec + (size_t)2 * v * q, *xi = xr + q;
-        const int ld = 2 * nv * q;
+        float *xr = spec + (size_t)2 * v * lh * q, *xi = xr + q;
+        const int ld = 2 * q;
         gemm('N', 'N', lh, q, 2 * rows, 1.0f, p->col_re[r], 2 * rows, t, q, 0.0f, xr, ld);
         gemm('N', 'N', lh, q, 2 * rows, 1.0f, p->col_im[r], 2 * rows, t, q, 0.0f, xi, ld);
     }
 }
 
-/* dst plane q (rows x cols, the top-left of the transform) = beta dst + the inverse DFT of
- * spectrum q */
-static void spectra_inverse(const fft_plan *p, const float *spec, int planes, int rows, int cols,
-                            float beta, float *dst, float *mid)
+/* The inverse along columns of half-spectrum columns v0 .. v1 - 1, whose bins `spec` holds
+ * (bin - v0 lh), into mid[2v + re/im][plane][row], only the rows wanted. */
+static void inverse_columns(const fft_plan *p, const float *spec, int planes, int rows, int v0,
+                            int v1, float *mid)
 {
-    const int lh = p->lh, nv = p->nv, q = planes, qr = planes * rows;
+    const int lh = p->lh, q = planes, qr = planes * rows;
     const float scale = 1.0f / (float)lh;
-    /* per v, along columns, only the rows wanted (e^{+i a} = cos + i sin; cs, sn symmetric):
+    /* e^{+i a} = cos + i sin; cs, sn symmetric:
      *   Ar (q x rows) = Yr^T . cos - Yi^T . sin,  Ai = Yr^T . sin + Yi^T . cos */
-    for (int v = 0; v < nv; v++) {
-        const float *yr = spec + (size_t)2 * v * q, *yi = yr + q;
+    for (int v = v0; v < v1; v++) {
+        const float *yr = spec + (size_t)2 * (v - v0) * lh * q, *yi = yr + q;
         float *ar = mid + (size_t)2 * v * qr, *ai = ar + qr;
-        const int ld = 2 * nv * q;
+        const int ld = 2 * q;
         gemm('T', 'N', q, rows, lh, scale, yr, ld, p->cs, lh, 0.0f, ar, rows);
         gemm('T', 'N', q, rows, lh, -scale, yi, ld, p->sn, lh, 1.0f, ar, rows);
         gemm('T', 'N', q, rows, lh, scale, yr, ld, p->sn, lh, 0.0f, ai, rows);
         gemm('T', 'N', q, rows, lh, scale, yi, ld, p->cs, lh, 1.0f, ai, rows);
     }
-    /* along rows, only the columns wanted: dst (q rows x cols) = mid^T . iw */
-    gemm('T', 'N', qr, cols, 2 * nv, 1.0f, mid, qr, p->iw, p->lw, beta, dst, cols);
+}
+
+/* Then along rows, only the columns wanted: dst (q rows x cols) = beta dst + mid^T . iw */
+static void inverse_rows(const fft_plan *p, const float *mid, int planes, int rows, int cols,
+                         float beta, float *dst)
+{
+    const int qr = planes * rows;
+    gemm('T', 'N', qr, cols, 2 * p->nv, 1.0f, mid, qr, p->iw, p->lw, beta, dst, cols);
 }
 
 /* ---- the per-bin products ---- */
@@ -240,19 +246,19 @@ typedef enum { BIN_FWD, BIN_BWD_DATA, BIN_BWD_FILTER } bin_op;
  *   BIN_BWD_DATA    out (n x c)  = dY (n x k) . W (k x c)
  *   BIN_BWD_FILTER  out (k x c)  = conj(dY)^T (k x n) . X (n x c) */
 static void bin_products(const fft_plan *p, bin_op op, int n, const float *a, const float *b,
-                         float *out)
+                         size_t bin0, size_t bin1, float *out)
 {
     const int c = p->s.c, k = p->s.k;
     size_t sa, sb, so; /* floats per bin and part */
     if (op == BIN_FWD) sa = (size_t)n * c, sb = (size_t)k * c, so = (size_t)n * k;
     else if (op == BIN_BWD_DATA) sa = (size_t)n * k, sb = (size_t)k * c, so = (size_t)n * c;
     else sa = (size_t)n * k, sb = (size_t)n * c, so = (size_t)k * c;
-    const long bins = (long)p->bins;
+    const long lo = (long)bin0, hi = (long)bin1;
 #pragma omp parallel for schedule(static) num_threads(smd_threads())
-    for (long bin = 0; bin < bins; bin++) {
+    for (long bin = lo; bin < hi; bin++) {
         const float *ar = a + (size_t)bin * 2 * sa, *ai = ar + sa;
         const float *br = b + (size_t)bin * 2 * sb, *bi = br + sb;
-        float *or_ = out + (size_t)bin * 2 * so, *oi = or_ + so;
+        float *or_ = out + (size_t)(bin - lo) * 2 * so, *oi = or_ + so;
         if (op == BIN_FWD) { /* (Xr + iXi)(Wr - iWi)^T */
             gemm('N', 'T', n, k, c, 1.0f, ar, c, br, c, 0.0f, or_, k);
             gemm('N', 'T', n, k, c, 1.0f, ai, c, bi, c, 1.0f, or_, k);
@@ -270,6 +276,25 @@ static void bin_products(const fft_plan *p, bin_op op, int n, const float *a, co
             gemm('T', 'N', k, c, n, -1.0f, ai, k, br, c, 1.0f, oi, c);
         }
     }
+}
+
+/* Half-spectrum columns per block of the products: the products' output is made and inverted
+ * a block at a time, so it needs a quarter of a whole spectrum (78 MB for conv2's dw) */
+static int v_block(const fft_plan *p) { return (p->nv + 3) / 4; }
+
+/* The bin products of `op` and the inverse of their output, a block of columns at a time:
+ * dst (planes of rows x cols) = beta dst + the inverse transform of the products. */
+static void products_inverse(const fft_plan *p, bin_op op, int n, const float *a, const float *b,
+                             float *out_block, int planes, int rows, int cols, float beta,
+                             float *dst, float *mid)
+{
+    const int vb = v_block(p), lh = p->lh;
+    for (int v0 = 0; v0 < p->nv; v0 += vb) {
+        int v1 = v0 + vb < p->nv ? v0 + vb : p->nv;
+        bin_products(p, op, n, a, b, (size_t)v0 * lh, (size_t)v1 * lh, out_block);
+        inverse_columns(p, out_block, planes, rows, v0, v1, mid);
+    }
+    inverse_rows(p, mid, planes, rows, cols, beta, dst);
 }
 
 /* ---- workspace ---- */
@@ -295,9 +320,11 @@ static ws_layout layout_for(const fft_plan *p, int n)
     size_t mid_out = mid_floats(p, (size_t)n * s->k, s->h);
     size_t mid_w = mid_floats(p, (size_t)s->k * s->c, s->kh);
     size_t mid = mid_in > mid_out ? mid_in : mid_out;
-    /* spec_a: x (forward) or dy; spec_b: x (backward-filter); out: y, dx or dw */
-    ws_layout l = {align64(in > out ? in : out), align64(in),
-                   align64(wt > (in > out ? in : out) ? wt : (in > out ? in : out)),
+    /* spec_a: x (forward) or dy; spec_b: x (backward-filter); out: a block of columns of y,
+     * dx or dw */
+    size_t most = wt > (in > out ? in : out) ? wt : (in > out ? in : out);
+    size_t block = most / (size_t)p->nv * (size_t)v_block(p);
+    ws_layout l = {align64(in > out ? in : out), align64(in), align64(block),
                    align64(mid > mid_w ? mid : mid_w)};
     return l;
 }
@@ -419,8 +446,8 @@ sm_status smd_fft_fwd(void *ctx, const sm_conv_shape *s, const float *x, const f
         int n = s->n - n0 < FFT_CHUNK ? s->n - n0 : FFT_CHUNK;
         float *yc = y + (size_t)n0 * out_img(s);
         spectra_forward(p, x + (size_t)n0 * in_img(s), n * s->c, s->h, s->w, f.spec_a, f.scratch);
-        bin_products(p, BIN_FWD, n, f.spec_a, p->wspec, f.spec_out);
-        spectra_inverse(p, f.spec_out, n * s->k, s->oh, s->ow, 0.0f, yc, f.scratch);
+        products_inverse(p, BIN_FWD, n, f.spec_a, p->wspec, f.spec_out, n * s->k, s->oh, s->ow,
+                         0.0f, yc, f.scratch);
         const size_t plane = (size_t)s->oh * s->ow;
         const long planes = (long)n * s->k;
 #pragma omp parallel for schedule(static) num_threads(smd_threads())
@@ -456,9 +483,8 @@ sm_status smd_fft_bwd_data(void *ctx, const sm_conv_shape *s, const float *dy, c
         if (!reuse)
             spectra_forward(p, dy + (size_t)n0 * out_img(s), n * s->k, s->oh, s->ow, f.spec_a,
                             f.scratch);
-        bin_products(p, BIN_BWD_DATA, n, f.spec_a, p->wspec, f.spec_out);
-        spectra_inverse(p, f.spec_out, n * s->c, s->h, s->w, 0.0f, dx + (size_t)n0 * in_img(s),
-                        f.scratch);
+        products_inverse(p, BIN_BWD_DATA, n, f.spec_a, p->wspec, f.spec_out, n * s->c, s->h,
+                         s->w, 0.0f, dx + (size_t)n0 * in_img(s), f.scratch);
     }
     pthread_mutex_unlock(&p->wlock);
     free(l.own);
@@ -480,8 +506,8 @@ sm_status smd_fft_bwd_filter(void *ctx, const sm_conv_shape *s, const float *x, 
         const float *dyc = dy + (size_t)n0 * out_img(s);
         spectra_forward(p, x + (size_t)n0 * in_img(s), n * s->c, s->h, s->w, f.spec_b, f.scratch);
         spectra_forward(p, dyc, n * s->k, s->oh, s->ow, f.spec_a, f.scratch);
-        bin_products(p, BIN_BWD_FILTER, n, f.spec_a, f.spec_b, f.spec_out);
-        spectra_inverse(p, f.spec_out, s->k * s->c, s->kh, s->kw, 1.0f, dw, f.scratch);
+        products_inverse(p, BIN_BWD_FILTER, n, f.spec_a, f.spec_b, f.spec_out, s->k * s->c,
+                         s->kh, s->kw, 1.0f, dw, f.scratch);
         /* the bias gradient in double per channel: a sum over n x oh x ow terms */
         for (int k = 0; k < s->k; k++) {
             double sum = 0.0;
