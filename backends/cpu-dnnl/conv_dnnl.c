@@ -35,7 +35,7 @@ typedef struct plan_arg {
 
 struct conv_plan {
     conv_plan *next;
-    int op;
+    int op, precision; /* precision: sm_precision */
     sm_conv_shape s; /* s.n: images per execution */
     dnnl_primitive_t prim;
     plan_arg args[4];
@@ -76,10 +76,11 @@ void smd_plans_destroy(dnnl_ctx *c)
         if (st_ != dnnl_success) return smd_fail(st_, what);                                       \
     } while (0)
 
-static dnnl_status_t md4(dnnl_memory_desc_t *md, int a, int b, int c, int d, dnnl_format_tag_t t)
+static dnnl_status_t md4(dnnl_memory_desc_t *md, int a, int b, int c, int d, dnnl_data_type_t dt,
+                         dnnl_format_tag_t t)
 {
     const dnnl_dims_t dims = {a, b, c, d};
-    return dnnl_memory_desc_init_by_tag(md, 4, dims, dnnl_f32, t);
+    return dnnl_memory_desc_init_by_tag(md, 4, dims, dt, t);
 }
 
 /* the user-side descriptors and oneDNN's `any` versions of x, w, y; the bias */
@@ -87,15 +88,23 @@ typedef struct conv_mds {
     dnnl_memory_desc_t x, w, y, x_any, w_any, y_any, b;
 } conv_mds;
 
-static sm_status make_mds(const sm_conv_shape *s, conv_mds *m)
+/* In bf16 a primitive reads its operands in bf16 (the reorders from the user's float32 round
+ * them) and writes its result in float32, accumulated in float32: what autocast does. */
+static sm_status make_mds(const sm_conv_shape *s, int op, int precision, conv_mds *m)
 {
-    DNNL_TRY(md4(&m->x, s->n, s->c, s->h, s->w, dnnl_nchw), "describing the input");
-    DNNL_TRY(md4(&m->w, s->k, s->c, s->kh, s->kw, dnnl_oihw), "describing the weights");
-    DNNL_TRY(md4(&m->y, s->n, s->k, s->oh, s->ow, dnnl_nchw), "describing the output");
-    DNNL_TRY(md4(&m->x_any, s->n, s->c, s->h, s->w, dnnl_format_tag_any), "describing the input");
-    DNNL_TRY(md4(&m->w_any, s->k, s->c, s->kh, s->kw, dnnl_format_tag_any),
+    const bool bf16 = precision == SM_PRECISION_BF16;
+    const dnnl_data_type_t in = bf16 ? dnnl_bf16 : dnnl_f32;
+    const dnnl_data_type_t xt = op == OP_BWD_DATA ? dnnl_f32 : in;
+    const dnnl_data_type_t wt = op == OP_BWD_FILTER ? dnnl_f32 : in;
+    const dnnl_data_type_t yt = op == OP_FWD ? dnnl_f32 : in;
+    DNNL_TRY(md4(&m->x, s->n, s->c, s->h, s->w, dnnl_f32, dnnl_nchw), "describing the input");
+    DNNL_TRY(md4(&m->w, s->k, s->c, s->kh, s->kw, dnnl_f32, dnnl_oihw), "describing the weights");
+    DNNL_TRY(md4(&m->y, s->n, s->k, s->oh, s->ow, dnnl_f32, dnnl_nchw), "describing the output");
+    DNNL_TRY(md4(&m->x_any, s->n, s->c, s->h, s->w, xt, dnnl_format_tag_any),
+             "describing the input");
+    DNNL_TRY(md4(&m->w_any, s->k, s->c, s->kh, s->kw, wt, dnnl_format_tag_any),
              "describing the weights");
-    DNNL_TRY(md4(&m->y_any, s->n, s->k, s->oh, s->ow, dnnl_format_tag_any),
+    DNNL_TRY(md4(&m->y_any, s->n, s->k, s->oh, s->ow, yt, dnnl_format_tag_any),
              "describing the output");
     const dnnl_dims_t bd = {s->k};
     DNNL_TRY(dnnl_memory_desc_init_by_tag(&m->b, 1, bd, dnnl_f32, dnnl_x), "describing the bias");
@@ -113,9 +122,10 @@ static sm_status fwd_desc(const conv_mds *m, dnnl_convolution_desc_t *d)
     return SM_OK;
 }
 
-/* The primitive descriptor of `op`; backward ones need the forward one as a hint. */
-static sm_status make_pd(dnnl_ctx *c, int op, const conv_mds *m, dnnl_primitive_attr_t attr,
-                         dnnl_primitive_desc_t *pd)
+/* The primitive descriptor of `op`; backward ones need the forward one as a hint (made from
+ * `hint_m`, the forward pass's descriptors at this precision). */
+static sm_status make_pd(dnnl_ctx *c, int op, const conv_mds *m, const conv_mds *hint_m,
+                         dnnl_primitive_attr_t attr, dnnl_primitive_desc_t *pd)
 {
     dnnl_convolution_desc_t fd, bd;
     SMD_TRY(fwd_desc(m, &fd));
@@ -125,6 +135,7 @@ static sm_status make_pd(dnnl_ctx *c, int op, const conv_mds *m, dnnl_primitive_
         return SM_OK;
     }
     dnnl_primitive_desc_t hint;
+    SMD_TRY(fwd_desc(hint_m, &fd));
     DNNL_TRY(dnnl_primitive_desc_create(&hint, &fd, NULL, c->engine, NULL),
              "creating a forward convolution");
     dnnl_status_t st;
@@ -175,24 +186,28 @@ static sm_status add_arg(dnnl_ctx *c, conv_plan *p, dnnl_primitive_desc_t pd, in
     return st == dnnl_success ? SM_OK : smd_fail(st, "creating a reorder");
 }
 
-static sm_status plan_create(dnnl_ctx *c, int op, const sm_conv_shape *s, conv_plan **out)
+static sm_status plan_create(dnnl_ctx *c, int op, int precision, const sm_conv_shape *s,
+                             conv_plan **out)
 {
     conv_plan *p = calloc(1, sizeof *p);
     if (!p) return smd_host->fail(SM_ERR_NOMEM, "out of memory creating a convolution plan");
     pthread_mutex_init(&p->lock, NULL);
     p->op = op;
+    p->precision = precision;
     p->s = *s;
     conv_mds m;
     dnnl_primitive_attr_t attr = NULL;
     dnnl_primitive_desc_t pd = NULL;
-    sm_status st = make_mds(s, &m);
+    conv_mds hint_m;
+    sm_status st = make_mds(s, op, precision, &m);
+    if (st == SM_OK) st = make_mds(s, OP_FWD, precision, &hint_m);
     if (st == SM_OK) {
         dnnl_status_t ds = dnnl_primitive_attr_create(&attr);
         if (ds == dnnl_success)
             ds = dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user);
         if (ds != dnnl_success) st = smd_fail(ds, "setting up a convolution");
     }
-    if (st == SM_OK) st = make_pd(c, op, &m, attr, &pd);
+    if (st == SM_OK) st = make_pd(c, op, &m, &hint_m, attr, &pd);
     if (st == SM_OK && op == OP_FWD) {
         st = add_arg(c, p, pd, DNNL_ARG_SRC, dnnl_query_src_md, &m.x, false, false, true);
         if (st == SM_OK)
@@ -249,12 +264,13 @@ static sm_status plan_get(dnnl_ctx *c, int op, const sm_conv_shape *s, conv_plan
 {
     pthread_mutex_lock(&c->lock);
     conv_plan *p = c->plans;
-    while (p && !(p->op == op && same_shape(&p->s, s))) p = p->next;
+    while (p && !(p->op == op && p->precision == c->precision && same_shape(&p->s, s)))
+        p = p->next;
     sm_status st = SM_OK;
     if (!p) {
         /* created under the lock: creation is rare (once per layer and chunk size), and two
          * threads must not both add the same plan */
-        st = plan_create(c, op, s, &p);
+        st = plan_create(c, op, c->precision, s, &p);
         if (st == SM_OK) {
             p->next = c->plans;
             c->plans = p;
