@@ -18,19 +18,19 @@
  * and where the time goes. Real inputs keep the half spectrum (w / 2 + 1 columns).
  *
  * Spectra are planar per bin: a tensor of P planes (images x channels) becomes
- * [bin][re, im][P], so each bin's operand is a row-major (images x channels) matrix, the layout
- * the per-bin products want. The kernel's spectrum is cached with a copy of the weights it came
+ * [bin][re, im][P] (bins column by column), so each bin's operand is a row-major
+ * (images x channels) matrix, the layout the per-bin products want. The kernel's spectrum is cached with a copy of the weights it came
  * from: the forward and backward-data passes of every micro-batch of a step share it, and a
  * changed weight (Adam, a checkpoint load) is caught by comparing the copy, whoever wrote it. */
 #include <math.h>
-#include <stdint.h>
 #include <omp.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "dnnl_internal.h"
 
-enum { FFT_CHUNK = 32 }; /* images per spectrum: bounds the workspace (about 60 MB for conv2) */
+enum { FFT_CHUNK = 32 }; /* images per spectrum: bounds the workspace (120 MB for conv2) */
 
 struct fft_plan {
     fft_plan *next;

@@ -184,7 +184,13 @@ static sm_status choose(dnnl_ctx *c, int op, const sm_conv_shape *s, int *algo)
         *algo = known;
         return SM_OK;
     }
-    SMD_TRY(measure(c, op, &m, algo));
+    if (measure(c, op, &m, algo) != SM_OK) {
+        /* FFT's workspace or the generated operands did not fit: direct needs neither */
+        smd_host->log(SM_LOG_DEBUG,
+                      "cpu-dnnl: measuring a %dx%dx%d -> %d convolution failed: direct", s->c,
+                      s->h, s->w, s->k);
+        *algo = SM_CONV_ALGO_DIRECT;
+    }
     remember(op, c->precision, &m, *algo);
     return SM_OK;
 }

@@ -65,32 +65,53 @@ void smc_conv_plans_destroy(cuda_ctx *c)
     }
 }
 
-/* cudnnGet*Algorithm_v7 for one direction, as plain records. */
+/* One direction's candidates as plain records: cudnnFind*Algorithm first, which runs every
+ * algorithm cuDNN has for the shape (FFT and FFT_TILING included) on scratch buffers it
+ * allocates and reports measured times, so the ranking can take an FFT algorithm where it is
+ * faster; where the search fails (it needs device memory beside the caller's), the
+ * cudnnGet*Algorithm_v7 heuristics, which measure nothing. */
 static cudnnStatus_t query_algos(cuda_ctx *c, conv_plan *p, int m, smc_conv_dir dir,
                                  smc_algo_result *res, int *got)
 {
+    static const char *const find_call[DIRS] = {"cudnnFindConvolutionForwardAlgorithm",
+                                                "cudnnFindConvolutionBackwardDataAlgorithm",
+                                                "cudnnFindConvolutionBackwardFilterAlgorithm"};
     cudnnConvolutionDescriptor_t cd = p->conv[m];
-    cudnnStatus_t e;
+    cudnnStatus_t e = CUDNN_STATUS_SUCCESS;
     *got = 0;
 #define SMC_COPY_PERF(perf)                                                                        \
     for (int i = 0; i < *got; i++)                                                                 \
     res[i] = (smc_algo_result){(int)(perf)[i].algo, (perf)[i].status, (perf)[i].time,              \
                                (perf)[i].memory, (perf)[i].mathType, (perf)[i].determinism}
-    if (dir == SMC_FWD) {
-        cudnnConvolutionFwdAlgoPerf_t perf[MAX_ALGOS];
-        e = cudnnGetConvolutionForwardAlgorithm_v7(c->dnn, p->x, p->w, cd, p->y, MAX_ALGOS, got,
-                                                   perf);
-        if (e == CUDNN_STATUS_SUCCESS) SMC_COPY_PERF(perf);
-    } else if (dir == SMC_BWD_DATA) {
-        cudnnConvolutionBwdDataAlgoPerf_t perf[MAX_ALGOS];
-        e = cudnnGetConvolutionBackwardDataAlgorithm_v7(c->dnn, p->w, p->y, cd, p->x, MAX_ALGOS,
-                                                        got, perf);
-        if (e == CUDNN_STATUS_SUCCESS) SMC_COPY_PERF(perf);
-    } else {
-        cudnnConvolutionBwdFilterAlgoPerf_t perf[MAX_ALGOS];
-        e = cudnnGetConvolutionBackwardFilterAlgorithm_v7(c->dnn, p->x, p->y, cd, p->w,
-                                                          MAX_ALGOS, got, perf);
-        if (e == CUDNN_STATUS_SUCCESS) SMC_COPY_PERF(perf);
+    for (int measured = 1; measured >= 0; measured--) {
+        if (dir == SMC_FWD) {
+            cudnnConvolutionFwdAlgoPerf_t perf[MAX_ALGOS];
+            e = measured ? cudnnFindConvolutionForwardAlgorithm(c->dnn, p->x, p->w, cd, p->y,
+                                                                MAX_ALGOS, got, perf)
+                         : cudnnGetConvolutionForwardAlgorithm_v7(c->dnn, p->x, p->w, cd, p->y,
+                                                                  MAX_ALGOS, got, perf);
+            if (e == CUDNN_STATUS_SUCCESS) SMC_COPY_PERF(perf);
+        } else if (dir == SMC_BWD_DATA) {
+            cudnnConvolutionBwdDataAlgoPerf_t perf[MAX_ALGOS];
+            e = measured ? cudnnFindConvolutionBackwardDataAlgorithm(c->dnn, p->w, p->y, cd, p->x,
+                                                                     MAX_ALGOS, got, perf)
+                         : cudnnGetConvolutionBackwardDataAlgorithm_v7(c->dnn, p->w, p->y, cd,
+                                                                       p->x, MAX_ALGOS, got, perf);
+            if (e == CUDNN_STATUS_SUCCESS) SMC_COPY_PERF(perf);
+        } else {
+            cudnnConvolutionBwdFilterAlgoPerf_t perf[MAX_ALGOS];
+            e = measured ? cudnnFindConvolutionBackwardFilterAlgorithm(c->dnn, p->x, p->y, cd,
+                                                                       p->w, MAX_ALGOS, got, perf)
+                         : cudnnGetConvolutionBackwardFilterAlgorithm_v7(
+                               c->dnn, p->x, p->y, cd, p->w, MAX_ALGOS, got, perf);
+            if (e == CUDNN_STATUS_SUCCESS) SMC_COPY_PERF(perf);
+        }
+        if (e == CUDNN_STATUS_SUCCESS) break;
+        *got = 0;
+        if (measured)
+            smc_host->log(SM_LOG_DEBUG, "cuda backend: %s failed (%s): cuDNN's heuristics rank "
+                                        "%s instead, unmeasured",
+                          find_call[dir], cudnnGetErrorString(e), smc_dir_name(dir));
     }
 #undef SMC_COPY_PERF
     if (e != CUDNN_STATUS_SUCCESS || *got < 0) *got = 0;

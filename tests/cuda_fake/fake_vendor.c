@@ -404,6 +404,43 @@ cudnnStatus_t cudnnGetConvolutionBackwardFilterAlgorithm_v7(
     return CUDNN_STATUS_SUCCESS;
 }
 
+/* The measured search: the same lists (untimed, so the ranking is the heuristics'); a fault
+ * here is survived by falling back to the heuristics. */
+cudnnStatus_t cudnnFindConvolutionForwardAlgorithm(cudnnHandle_t h, const cudnnTensorDescriptor_t x,
+                                                   const cudnnFilterDescriptor_t w,
+                                                   const cudnnConvolutionDescriptor_t cd,
+                                                   const cudnnTensorDescriptor_t y, const int req,
+                                                   int *got, cudnnConvolutionFwdAlgoPerf_t *perf)
+{
+    (void)h, (void)x, (void)w, (void)cd, (void)y;
+    CUDNN_FAULT("cudnnFindConvolutionForwardAlgorithm");
+    FAKE_LIST(perf, req, got, CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_PRECOMP_GEMM,
+              CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_PRECOMP_GEMM, CUDNN_CONVOLUTION_FWD_ALGO_FFT);
+    return CUDNN_STATUS_SUCCESS;
+}
+cudnnStatus_t cudnnFindConvolutionBackwardDataAlgorithm(
+    cudnnHandle_t h, const cudnnFilterDescriptor_t w, const cudnnTensorDescriptor_t dy,
+    const cudnnConvolutionDescriptor_t cd, const cudnnTensorDescriptor_t dx, const int req,
+    int *got, cudnnConvolutionBwdDataAlgoPerf_t *perf)
+{
+    (void)h, (void)w, (void)dy, (void)cd, (void)dx;
+    CUDNN_FAULT("cudnnFindConvolutionBackwardDataAlgorithm");
+    FAKE_LIST(perf, req, got, CUDNN_CONVOLUTION_BWD_DATA_ALGO_1, CUDNN_CONVOLUTION_BWD_DATA_ALGO_1,
+              CUDNN_CONVOLUTION_BWD_DATA_ALGO_FFT);
+    return CUDNN_STATUS_SUCCESS;
+}
+cudnnStatus_t cudnnFindConvolutionBackwardFilterAlgorithm(
+    cudnnHandle_t h, const cudnnTensorDescriptor_t x, const cudnnTensorDescriptor_t dy,
+    const cudnnConvolutionDescriptor_t cd, const cudnnFilterDescriptor_t dw, const int req,
+    int *got, cudnnConvolutionBwdFilterAlgoPerf_t *perf)
+{
+    (void)h, (void)x, (void)dy, (void)cd, (void)dw;
+    CUDNN_FAULT("cudnnFindConvolutionBackwardFilterAlgorithm");
+    FAKE_LIST(perf, req, got, CUDNN_CONVOLUTION_BWD_FILTER_ALGO_1,
+              CUDNN_CONVOLUTION_BWD_FILTER_ALGO_1, CUDNN_CONVOLUTION_BWD_FILTER_ALGO_FFT);
+    return CUDNN_STATUS_SUCCESS;
+}
+
 cudnnStatus_t cudnnGetConvolutionForwardWorkspaceSize(cudnnHandle_t h,
                                                       const cudnnTensorDescriptor_t x,
                                                       const cudnnFilterDescriptor_t w,
