@@ -6,7 +6,8 @@
  * prediction's workspace, so at creation and not inside a step), on generated data, and keeps
  * the faster one for the rest of the process: every backend, trainer and thread then computes
  * a shape the same way, so a run's results do not depend on which handle measured first. FFT
- * must win by a clear margin; a near tie goes to direct, whose results are the reference's. */
+ * must win by a clear margin; a near tie goes to direct, whose results are the reference's, and
+ * so does a shape whose direct convolution takes under 2 ms. */
 #include <omp.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,6 +16,10 @@
 #include "dnnl_internal.h"
 
 enum { OPS = 3, MARGIN_PCT = 90, MAX_CHOICES = 256, MEASURE_IMAGES = 32 };
+/* A shape whose direct convolution takes less than this stays direct: the most FFT could save
+ * is about as large as the timing noise at that scale, and direct's results are the
+ * reference's (seconds) */
+#define MIN_DIRECT_S 0.002
 /* a transform this large per plane would cost more than any kernel saves */
 enum { FFT_MAX_SIDE = 512 };
 /* below 3x3 a direct kernel does 4 or fewer multiply-adds per output: nothing to save */
@@ -149,16 +154,18 @@ static sm_status measure(void *ctx, int op, const sm_conv_shape *s, int *algo)
     SMD_TRY(bufs_make(ctx, s, &u));
     double direct = 0.0, fft = 0.0;
     sm_status st = time_algo(ctx, op, SM_CONV_ALGO_DIRECT, s, &u, &direct);
-    if (st == SM_OK) st = time_algo(ctx, op, SM_CONV_ALGO_FFT, s, &u, &fft);
+    bool small = st == SM_OK && direct < MIN_DIRECT_S;
+    if (st == SM_OK && !small) st = time_algo(ctx, op, SM_CONV_ALGO_FFT, s, &u, &fft);
     bufs_free(&u);
     if (st != SM_OK) return st;
-    *algo = fft * 100.0 < direct * MARGIN_PCT ? SM_CONV_ALGO_FFT : SM_CONV_ALGO_DIRECT;
+    *algo = !small && fft * 100.0 < direct * MARGIN_PCT ? SM_CONV_ALGO_FFT : SM_CONV_ALGO_DIRECT;
     smd_host->log(SM_LOG_DEBUG,
                   "cpu-dnnl: %s of %dx%dx%d -> %d, %dx%d kernel, %d images: direct %.3f ms, "
                   "fft %.3f ms: %s",
                   op == 0 ? "forward" : op == 1 ? "backward-data" : "backward-filter", s->c,
-                  s->h, s->w, s->k, s->kh, s->kw, s->n, direct * 1e3, fft * 1e3,
-                  *algo == SM_CONV_ALGO_FFT ? "fft" : "direct");
+                  s->h, s->w, s->k, s->kh, s->kw, s->n, direct * 1e3, small ? 0.0 : fft * 1e3,
+                  small ? "direct (under 2 ms: not timed)" : *algo == SM_CONV_ALGO_FFT ? "fft"
+                                                                                  : "direct");
     return SM_OK;
 }
 
