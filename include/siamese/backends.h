@@ -91,7 +91,8 @@ typedef enum sm_backend_option {
 typedef enum sm_conv_algo {
     SM_CONV_ALGO_AUTO = 0,   /* measured per layer shape and direction (the default) */
     SM_CONV_ALGO_DIRECT = 1, /* spatial convolution (oneDNN's direct kernels, GEMM on cpu-blas) */
-    SM_CONV_ALGO_FFT = 2     /* frequency domain wherever the backend offers it */
+    SM_CONV_ALGO_FFT = 2     /* frequency domain wherever the backend offers it (cpu-dnnl:
+                                kernels of 3x3 and larger, sides up to 512) */
 } sm_conv_algo;
 
 /** Values of SM_BACKEND_OPT_PRECISION. Since 0.3. */
