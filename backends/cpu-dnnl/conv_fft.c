@@ -279,8 +279,8 @@ static void bin_products(const fft_plan *p, bin_op op, int n, const float *a, co
 }
 
 /* Half-spectrum columns per block of the products: the products' output is made and inverted
- * a block at a time, so it needs a quarter of a whole spectrum (78 MB for conv2's dw) */
-static int v_block(const fft_plan *p) { return (p->nv + 3) / 4; }
+ * a block at a time, so it needs an eighth of a whole spectrum (conv2's dw: 79 MB) */
+static int v_block(const fft_plan *p) { return (p->nv + 7) / 8; }
 
 /* The bin products of `op` and the inverse of their output, a block of columns at a time:
  * dst (planes of rows x cols) = beta dst + the inverse transform of the products. */
@@ -317,7 +317,7 @@ static ws_layout layout_for(const fft_plan *p, int n)
     size_t in = spec_floats(p, (size_t)n * s->c), out = spec_floats(p, (size_t)n * s->k);
     size_t wt = spec_floats(p, (size_t)s->k * s->c);
     size_t mid_in = mid_floats(p, (size_t)n * s->c, s->h);
-    size_t mid_out = mid_floats(p, (size_t)n * s->k, s->h);
+    size_t mid_out = mid_floats(p, (size_t)n * s->k, s->oh);
     size_t mid_w = mid_floats(p, (size_t)s->k * s->c, s->kh);
     size_t mid = mid_in > mid_out ? mid_in : mid_out;
     /* spec_a: x (forward) or dy; spec_b: x (backward-filter); out: a block of columns of y,
