@@ -15,7 +15,7 @@
 # within alphabets; and prints one table, each configuration against fp32 direct of its recipe.
 # Usage: scripts/compare_precision.sh BUILD_DIR OMNIGLOT_DIR WALL_TIME
 #   OMNIGLOT_DIR holds images_background.zip and images_evaluation.zip (e.g.
-#   /work/shared/data/omniglot; default $SIAMESE_OMNIGLOT_DIR); WALL_TIME is siamese-train's
+#   data/omniglot after scripts/fetch-omniglot.sh; default $SIAMESE_OMNIGLOT_DIR); WALL_TIME is siamese-train's
 #   --time-limit per run (900, 15m, 1h; checked between steps, so a Koch step of several
 #   seconds may overrun a tiny limit). Six runs: the whole takes 6 x (WALL_TIME + loading and
 #   evaluation, ~1-3 minutes each on 2 cores). Run it on an otherwise idle machine: the three
@@ -27,7 +27,7 @@
 # runs' models and logs, default a new one under $TMPDIR).
 # A smoke run of the script itself (minutes, numbers meaningless):
 #   EPISODES=2 EVAL_BATCHES=1 EVAL_PAIRS=10 TRAIN_SET=images_background_small1.zip \
-#     scripts/compare_precision.sh build /work/shared/data/omniglot 10
+#     scripts/compare_precision.sh build data/omniglot 10
 set -euo pipefail
 
 [ $# -ge 2 ] && [ $# -le 3 ] ||

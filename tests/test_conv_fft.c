@@ -17,6 +17,7 @@
 #include <cmocka.h>
 
 #include "backend.h"
+#include "backend_buffers.h"
 #include "model.h"
 #include "ref_ops.h"
 #include "siamese/siamese.h"
@@ -40,26 +41,9 @@ static double *rnd(size_t n)
     return p;
 }
 
-static float *to_dev(const double *h, size_t n)
-{
-    float *tmp = malloc((n ? n : 1) * sizeof *tmp);
-    void *d = NULL;
-    assert_non_null(tmp);
-    for (size_t i = 0; i < n; i++) tmp[i] = (float)h[i];
-    assert_int_equal(be->ops->alloc(be->ctx, (n ? n : 1) * sizeof(float), &d), SM_OK);
-    assert_int_equal(be->ops->upload(be->ctx, d, tmp, n * sizeof(float)), SM_OK);
-    free(tmp);
-    return d;
-}
+static float *to_dev(const double *h, size_t n) { return test_to_dev(be, h, n); }
 
-static void from_dev(const float *d, size_t n, double *h)
-{
-    float *tmp = malloc((n ? n : 1) * sizeof *tmp);
-    assert_non_null(tmp);
-    assert_int_equal(be->ops->download(be->ctx, tmp, d, n * sizeof(float)), SM_OK);
-    for (size_t i = 0; i < n; i++) h[i] = tmp[i];
-    free(tmp);
-}
+static void from_dev(const float *d, size_t n, double *h) { test_from_dev(be, d, n, h); }
 
 /* dx = full convolution of dy with w; dw = correlation of x with dy; db = sum dy (double) */
 static void ref_backward(const shape *s, const double *x, const double *w, const double *dy,

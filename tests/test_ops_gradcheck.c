@@ -14,6 +14,7 @@
 
 #include "backend.h"
 #include "ref_ops.h"
+#include "backend_buffers.h"
 #include "test_backend.h"
 
 static sm_backend *be;
@@ -21,26 +22,9 @@ static unsigned seed_state = 12345;
 
 /* ---- helpers: host double <-> backend float ---- */
 
-static float *to_dev(const double *h, size_t n)
-{
-    float *tmp = malloc((n ? n : 1) * sizeof *tmp);
-    void *d = NULL;
-    assert_non_null(tmp);
-    for (size_t i = 0; i < n; i++) tmp[i] = (float)h[i];
-    assert_int_equal(be->ops->alloc(be->ctx, (n ? n : 1) * sizeof(float), &d), SM_OK);
-    assert_int_equal(be->ops->upload(be->ctx, d, tmp, n * sizeof(float)), SM_OK);
-    free(tmp);
-    return d;
-}
+static float *to_dev(const double *h, size_t n) { return test_to_dev(be, h, n); }
 
-static void from_dev(const float *d, size_t n, double *h)
-{
-    float *tmp = malloc((n ? n : 1) * sizeof *tmp);
-    assert_non_null(tmp);
-    assert_int_equal(be->ops->download(be->ctx, tmp, d, n * sizeof(float)), SM_OK);
-    for (size_t i = 0; i < n; i++) h[i] = tmp[i];
-    free(tmp);
-}
+static void from_dev(const float *d, size_t n, double *h) { test_from_dev(be, d, n, h); }
 
 static double *rnd(size_t n, double lo, double hi)
 {

@@ -16,6 +16,7 @@
 #include <cmocka.h>
 
 #include "backend.h"
+#include "backend_buffers.h"
 #include "model.h"
 #include "ref_ops.h"
 #include "siamese/siamese.h"
@@ -41,18 +42,6 @@ static void cpu_blas_refuses_bf16(void **state)
     sm_backend_destroy(be);
 }
 
-static float *to_dev(sm_backend *be, const double *h, size_t n)
-{
-    float *tmp = malloc(n * sizeof *tmp);
-    void *d = NULL;
-    assert_non_null(tmp);
-    for (size_t i = 0; i < n; i++) tmp[i] = (float)h[i];
-    assert_int_equal(be->ops->alloc(be->ctx, n * sizeof(float), &d), SM_OK);
-    assert_int_equal(be->ops->upload(be->ctx, d, tmp, n * sizeof(float)), SM_OK);
-    free(tmp);
-    return d;
-}
-
 /* forward convolution's relative error against the oracle at the backend's settings */
 static double conv_error(sm_backend *be)
 {
@@ -68,20 +57,19 @@ static double conv_error(sm_backend *be)
     for (size_t i = 0; i < 24; i++) b[i] = (float)b[i];
     ref_conv(n, c, h, w, k, kh, kw, x, wt, b, want);
     sm_conv_shape s = {n, c, h, w, k, kh, kw, oh, ow, SM_CONV_DIR_FWD};
-    float *dx = to_dev(be, x, nx), *dw = to_dev(be, wt, nw), *db = to_dev(be, b, 24);
-    float *dy = to_dev(be, want, ny);
+    float *dx = test_to_dev(be, x, nx), *dw = test_to_dev(be, wt, nw);
+    float *db = test_to_dev(be, b, 24);
+    float *dy = test_to_dev(be, want, ny);
     size_t wsb = be->ops->conv_workspace(be->ctx, &s);
     void *ws = NULL;
     if (wsb) assert_int_equal(be->ops->alloc(be->ctx, wsb, &ws), SM_OK);
     assert_int_equal(be->ops->conv_fwd(be->ctx, &s, dx, dw, db, dy, ws, wsb), SM_OK);
-    float *tmp = malloc(ny * sizeof *tmp);
-    assert_int_equal(be->ops->download(be->ctx, tmp, dy, ny * sizeof *tmp), SM_OK);
-    for (size_t i = 0; i < ny; i++) got[i] = tmp[i];
+    test_from_dev(be, dy, ny, got);
     double e = ref_rel_err(got, want, ny);
     be->ops->free(be->ctx, ws);
     be->ops->free(be->ctx, dx), be->ops->free(be->ctx, dw), be->ops->free(be->ctx, db);
     be->ops->free(be->ctx, dy);
-    free(tmp), free(x), free(wt), free(want), free(got);
+    free(x), free(wt), free(want), free(got);
     return e;
 }
 

@@ -48,7 +48,6 @@ struct conv_plan {
     pthread_mutex_t lock;
 };
 
-static size_t align64(size_t x) { return (x + 63) / 64 * 64; }
 
 static void plan_destroy(conv_plan *p)
 {
@@ -163,7 +162,7 @@ static sm_status add_arg(dnnl_ctx *c, conv_plan *p, dnnl_primitive_desc_t pd, in
     a->prim = *dnnl_primitive_desc_query_md(pd, q, 0);
     if (!accumulate && dnnl_memory_desc_equal(&a->user, &a->prim)) return SM_OK;
     a->off = p->ws_bytes;
-    p->ws_bytes += align64(dnnl_memory_desc_get_size(&a->prim));
+    p->ws_bytes += smd_align64(dnnl_memory_desc_get_size(&a->prim));
     dnnl_primitive_attr_t attr = NULL;
     dnnl_post_ops_t po = NULL;
     dnnl_status_t st = dnnl_success;
@@ -234,12 +233,12 @@ static sm_status plan_create(dnnl_ctx *c, int op, int precision, const sm_conv_s
                          true, true, false);
         /* the bias gradient goes to the workspace and is added by a loop (K floats) */
         p->bias_off = p->ws_bytes;
-        p->ws_bytes += align64((size_t)s->k * sizeof(float));
+        p->ws_bytes += smd_align64((size_t)s->k * sizeof(float));
     }
     if (st == SM_OK) {
         p->scratch = *dnnl_primitive_desc_query_md(pd, dnnl_query_scratchpad_md, 0);
         p->scratch_off = p->ws_bytes;
-        p->ws_bytes += align64(dnnl_memory_desc_get_size(&p->scratch));
+        p->ws_bytes += smd_align64(dnnl_memory_desc_get_size(&p->scratch));
         dnnl_status_t ds = dnnl_primitive_create(&p->prim, pd);
         if (ds != dnnl_success) st = smd_fail(ds, op_names[op]);
     }
@@ -253,18 +252,13 @@ static sm_status plan_create(dnnl_ctx *c, int op, int precision, const sm_conv_s
     return SM_OK;
 }
 
-static bool same_shape(const sm_conv_shape *a, const sm_conv_shape *b)
-{
-    return a->n == b->n && a->c == b->c && a->h == b->h && a->w == b->w && a->k == b->k &&
-           a->kh == b->kh && a->kw == b->kw;
-}
-
 /* The cached plan of (op, shape) with s->n images per execution, created on first use. */
 static sm_status plan_get(dnnl_ctx *c, int op, const sm_conv_shape *s, conv_plan **out)
 {
     pthread_mutex_lock(&c->lock);
     conv_plan *p = c->plans;
-    while (p && !(p->op == op && p->precision == c->precision && same_shape(&p->s, s)))
+    while (p && !(p->op == op && p->precision == c->precision && p->s.n == s->n &&
+                  smd_same_layer(&p->s, s)))
         p = p->next;
     sm_status st = SM_OK;
     if (!p) {
@@ -428,8 +422,6 @@ typedef struct conv_call {
     float *y, *dx, *dw;
 } conv_call;
 
-static size_t in_img(const sm_conv_shape *s) { return (size_t)s->c * s->h * s->w; }
-static size_t out_img(const sm_conv_shape *s) { return (size_t)s->k * s->oh * s->ow; }
 
 static void put(user_ptrs *u, int arg, const void *p)
 {
@@ -440,25 +432,25 @@ static void put(user_ptrs *u, int arg, const void *p)
 static void fill_fwd(const void *call, int n0, user_ptrs *u)
 {
     const conv_call *k = call;
-    put(u, DNNL_ARG_SRC, k->x + (size_t)n0 * in_img(k->s));
+    put(u, DNNL_ARG_SRC, k->x + (size_t)n0 * smd_in_img(k->s));
     put(u, DNNL_ARG_WEIGHTS, k->w);
     put(u, DNNL_ARG_BIAS, k->b);
-    put(u, DNNL_ARG_DST, k->y + (size_t)n0 * out_img(k->s));
+    put(u, DNNL_ARG_DST, k->y + (size_t)n0 * smd_out_img(k->s));
 }
 
 static void fill_bwd_data(const void *call, int n0, user_ptrs *u)
 {
     const conv_call *k = call;
-    put(u, DNNL_ARG_DIFF_DST, k->dy + (size_t)n0 * out_img(k->s));
+    put(u, DNNL_ARG_DIFF_DST, k->dy + (size_t)n0 * smd_out_img(k->s));
     put(u, DNNL_ARG_WEIGHTS, k->w);
-    put(u, DNNL_ARG_DIFF_SRC, k->dx + (size_t)n0 * in_img(k->s));
+    put(u, DNNL_ARG_DIFF_SRC, k->dx + (size_t)n0 * smd_in_img(k->s));
 }
 
 static void fill_bwd_filter(const void *call, int n0, user_ptrs *u)
 {
     const conv_call *k = call;
-    put(u, DNNL_ARG_SRC, k->x + (size_t)n0 * in_img(k->s));
-    put(u, DNNL_ARG_DIFF_DST, k->dy + (size_t)n0 * out_img(k->s));
+    put(u, DNNL_ARG_SRC, k->x + (size_t)n0 * smd_in_img(k->s));
+    put(u, DNNL_ARG_DIFF_DST, k->dy + (size_t)n0 * smd_out_img(k->s));
     put(u, DNNL_ARG_DIFF_WEIGHTS, k->dw);
 }
 

@@ -19,9 +19,10 @@
  *
  * Spectra are planar per bin: a tensor of P planes (images x channels) becomes
  * [bin][re, im][P] (bins column by column), so each bin's operand is a row-major
- * (images x channels) matrix, the layout the per-bin products want. The kernel's spectrum is cached with a copy of the weights it came
- * from: the forward and backward-data passes of every micro-batch of a step share it, and a
- * changed weight (Adam, a checkpoint load) is caught by comparing the copy, whoever wrote it. */
+ * (images x channels) matrix, the layout the per-bin products want. The kernel's spectrum is
+ * cached with a copy of the weights it came from: the forward and backward-data passes of every
+ * micro-batch of a step share it, and a changed weight (Adam, a checkpoint load) is caught by
+ * comparing the copy, whoever wrote it. */
 #include <math.h>
 #include <omp.h>
 #include <stdint.h>
@@ -56,7 +57,6 @@ struct fft_plan {
     uint64_t dy_hash;
 };
 
-static size_t align64(size_t x) { return (x + 63) / 64 * 64; }
 
 /* row-major, sequential inside our parallel regions (oneDNN runs a nested GEMM on one thread) */
 static void gemm(char ta, char tb, int m, int n, int k, float alpha, const float *a, int lda,
@@ -70,10 +70,10 @@ static void gemm(char ta, char tb, int m, int n, int k, float alpha, const float
 static sm_status tables_create(fft_plan *p)
 {
     const int lh = p->lh, lw = p->lw, nv = p->nv;
-    p->fw = aligned_alloc(64, align64(sizeof(float) * (size_t)lw * 2 * nv));
-    p->iw = aligned_alloc(64, align64(sizeof(float) * (size_t)2 * nv * lw));
-    p->cs = aligned_alloc(64, align64(sizeof(float) * (size_t)lh * lh));
-    p->sn = aligned_alloc(64, align64(sizeof(float) * (size_t)lh * lh));
+    p->fw = aligned_alloc(64, smd_align64(sizeof(float) * (size_t)lw * 2 * nv));
+    p->iw = aligned_alloc(64, smd_align64(sizeof(float) * (size_t)2 * nv * lw));
+    p->cs = aligned_alloc(64, smd_align64(sizeof(float) * (size_t)lh * lh));
+    p->sn = aligned_alloc(64, smd_align64(sizeof(float) * (size_t)lh * lh));
     if (!p->fw || !p->iw || !p->cs || !p->sn)
         return smd_host->fail(SM_ERR_NOMEM, "out of memory for the FFT convolution's tables");
     /* angles reduced modulo the length in integers, so the tables are exact to rounding */
@@ -97,8 +97,8 @@ static sm_status tables_create(fft_plan *p)
     for (int r = 0; r < 3; r++) {
         int n = rows[r];
         p->rows[r] = n;
-        p->col_re[r] = aligned_alloc(64, align64(sizeof(float) * (size_t)lh * 2 * n));
-        p->col_im[r] = aligned_alloc(64, align64(sizeof(float) * (size_t)lh * 2 * n));
+        p->col_re[r] = aligned_alloc(64, smd_align64(sizeof(float) * (size_t)lh * 2 * n));
+        p->col_im[r] = aligned_alloc(64, smd_align64(sizeof(float) * (size_t)lh * 2 * n));
         if (!p->col_re[r] || !p->col_im[r])
             return smd_host->fail(SM_ERR_NOMEM, "out of memory for the FFT convolution's tables");
         for (int u = 0; u < lh; u++)
@@ -132,18 +132,12 @@ void smd_fft_plans_destroy(dnnl_ctx *c)
     c->fft_plans = NULL;
 }
 
-static bool same_layer(const sm_conv_shape *a, const sm_conv_shape *b)
-{
-    return a->c == b->c && a->h == b->h && a->w == b->w && a->k == b->k && a->kh == b->kh &&
-           a->kw == b->kw;
-}
-
 /* The plan of a layer shape (any batch), created on first use and kept in the context. */
 static sm_status plan_get(dnnl_ctx *c, const sm_conv_shape *s, fft_plan **out)
 {
     pthread_mutex_lock(&c->lock);
     fft_plan *p = c->fft_plans;
-    while (p && !same_layer(&p->s, s)) p = p->next;
+    while (p && !smd_same_layer(&p->s, s)) p = p->next;
     sm_status st = SM_OK;
     if (!p) {
         p = calloc(1, sizeof *p);
@@ -324,8 +318,8 @@ static ws_layout layout_for(const fft_plan *p, int n)
      * dx or dw */
     size_t most = wt > (in > out ? in : out) ? wt : (in > out ? in : out);
     size_t block = most / (size_t)p->nv * (size_t)v_block(p);
-    ws_layout l = {align64(in > out ? in : out), align64(in), align64(block),
-                   align64(mid > mid_w ? mid : mid_w)};
+    ws_layout l = {smd_align64(in > out ? in : out), smd_align64(in), smd_align64(block),
+                   smd_align64(mid > mid_w ? mid : mid_w)};
     return l;
 }
 
@@ -369,7 +363,7 @@ static sm_status ws_take(const fft_plan *p, int n, void *ws, size_t ws_bytes, ws
         l->ptr = ws;
         return SM_OK;
     }
-    l->own = l->ptr = aligned_alloc(64, align64(need));
+    l->own = l->ptr = aligned_alloc(64, smd_align64(need));
     if (!l->ptr)
         return smd_host->fail(SM_ERR_NOMEM, "out of memory for an FFT convolution's workspace "
                                             "(%zu bytes)", need);
@@ -385,8 +379,9 @@ static sm_status kernel_spectrum(fft_plan *p, const float *w, float *scratch)
     pthread_mutex_lock(&p->wlock);
     if (p->wvalid && memcmp(p->wcopy, w, nw * sizeof(float)) == 0) return SM_OK;
     if (!p->wcopy) {
-        p->wcopy = aligned_alloc(64, align64(nw * sizeof(float)));
-        p->wspec = aligned_alloc(64, align64(spec_floats(p, (size_t)s->k * s->c) * sizeof(float)));
+        p->wcopy = aligned_alloc(64, smd_align64(nw * sizeof(float)));
+        size_t spec_bytes = spec_floats(p, (size_t)s->k * s->c) * sizeof(float);
+        p->wspec = aligned_alloc(64, smd_align64(spec_bytes));
         if (!p->wcopy || !p->wspec) {
             free(p->wcopy), free(p->wspec);
             p->wcopy = p->wspec = NULL;
@@ -425,27 +420,52 @@ static uint64_t hash_floats(const float *x, size_t n)
     return h;
 }
 
-static size_t in_img(const sm_conv_shape *s) { return (size_t)s->c * s->h * s->w; }
-static size_t out_img(const sm_conv_shape *s) { return (size_t)s->k * s->oh * s->ow; }
+
+/* What every op starts with: the layer's plan, a workspace carved into spectra, and, given the
+ * weights, their spectrum, in which case the call holds p->wlock until call_end. */
+typedef struct fft_call {
+    fft_plan *p;
+    ws_lease l;
+    fft_ws f;
+    bool locked;
+} fft_call;
+
+static sm_status call_begin(void *ctx, const sm_conv_shape *s, const float *w, void *ws,
+                            size_t ws_bytes, fft_call *c)
+{
+    c->locked = false;
+    SMD_TRY(plan_get(ctx, s, &c->p));
+    SMD_TRY(ws_take(c->p, chunk_of(s), ws, ws_bytes, &c->l));
+    c->f = ws_carve(c->p, chunk_of(s), c->l.ptr);
+    if (!w) return SM_OK;
+    sm_status st = kernel_spectrum(c->p, w, c->f.scratch);
+    if (st != SM_OK) {
+        free(c->l.own);
+        return st;
+    }
+    c->locked = true;
+    return SM_OK;
+}
+
+static void call_end(fft_call *c)
+{
+    if (c->locked) pthread_mutex_unlock(&c->p->wlock);
+    free(c->l.own);
+}
 
 sm_status smd_fft_fwd(void *ctx, const sm_conv_shape *s, const float *x, const float *w,
                       const float *b, float *y, void *ws, size_t ws_bytes)
 {
     if (s->n <= 0) return SM_OK;
-    fft_plan *p;
-    SMD_TRY(plan_get(ctx, s, &p));
-    ws_lease l;
-    SMD_TRY(ws_take(p, chunk_of(s), ws, ws_bytes, &l));
-    fft_ws f = ws_carve(p, chunk_of(s), l.ptr);
-    sm_status st = kernel_spectrum(p, w, f.scratch);
-    if (st != SM_OK) {
-        free(l.own);
-        return st;
-    }
+    fft_call c;
+    SMD_TRY(call_begin(ctx, s, w, ws, ws_bytes, &c));
+    fft_plan *p = c.p;
+    const fft_ws f = c.f;
     for (int n0 = 0; n0 < s->n; n0 += FFT_CHUNK) {
         int n = s->n - n0 < FFT_CHUNK ? s->n - n0 : FFT_CHUNK;
-        float *yc = y + (size_t)n0 * out_img(s);
-        spectra_forward(p, x + (size_t)n0 * in_img(s), n * s->c, s->h, s->w, f.spec_a, f.scratch);
+        float *yc = y + (size_t)n0 * smd_out_img(s);
+        spectra_forward(p, x + (size_t)n0 * smd_in_img(s), n * s->c, s->h, s->w, f.spec_a,
+                        f.scratch);
         products_inverse(p, BIN_FWD, n, f.spec_a, p->wspec, f.spec_out, n * s->k, s->oh, s->ow,
                          0.0f, yc, f.scratch);
         const size_t plane = (size_t)s->oh * s->ow;
@@ -456,8 +476,7 @@ sm_status smd_fft_fwd(void *ctx, const sm_conv_shape *s, const float *x, const f
             for (size_t i = 0; i < plane; i++) yq[i] += bias;
         }
     }
-    pthread_mutex_unlock(&p->wlock);
-    free(l.own);
+    call_end(&c);
     return SM_OK;
 }
 
@@ -465,29 +484,22 @@ sm_status smd_fft_bwd_data(void *ctx, const sm_conv_shape *s, const float *dy, c
                            float *dx, void *ws, size_t ws_bytes)
 {
     if (s->n <= 0) return SM_OK;
-    fft_plan *p;
-    SMD_TRY(plan_get(ctx, s, &p));
-    ws_lease l;
-    SMD_TRY(ws_take(p, chunk_of(s), ws, ws_bytes, &l));
-    fft_ws f = ws_carve(p, chunk_of(s), l.ptr);
-    sm_status st = kernel_spectrum(p, w, f.scratch);
-    if (st != SM_OK) {
-        free(l.own);
-        return st;
-    }
-    bool reuse = s->n <= FFT_CHUNK && p->dy_ws == l.ptr && p->dy_ptr == dy &&
-                 p->dy_n == s->n && p->dy_hash == hash_floats(dy, (size_t)s->n * out_img(s));
+    fft_call c;
+    SMD_TRY(call_begin(ctx, s, w, ws, ws_bytes, &c));
+    fft_plan *p = c.p;
+    const fft_ws f = c.f;
+    bool reuse = s->n <= FFT_CHUNK && p->dy_ws == c.l.ptr && p->dy_ptr == dy &&
+                 p->dy_n == s->n && p->dy_hash == hash_floats(dy, (size_t)s->n * smd_out_img(s));
     p->dy_ws = NULL;
     for (int n0 = 0; n0 < s->n; n0 += FFT_CHUNK) {
         int n = s->n - n0 < FFT_CHUNK ? s->n - n0 : FFT_CHUNK;
         if (!reuse)
-            spectra_forward(p, dy + (size_t)n0 * out_img(s), n * s->k, s->oh, s->ow, f.spec_a,
+            spectra_forward(p, dy + (size_t)n0 * smd_out_img(s), n * s->k, s->oh, s->ow, f.spec_a,
                             f.scratch);
         products_inverse(p, BIN_BWD_DATA, n, f.spec_a, p->wspec, f.spec_out, n * s->c, s->h,
-                         s->w, 0.0f, dx + (size_t)n0 * in_img(s), f.scratch);
+                         s->w, 0.0f, dx + (size_t)n0 * smd_in_img(s), f.scratch);
     }
-    pthread_mutex_unlock(&p->wlock);
-    free(l.own);
+    call_end(&c);
     return SM_OK;
 }
 
@@ -495,16 +507,16 @@ sm_status smd_fft_bwd_filter(void *ctx, const sm_conv_shape *s, const float *x, 
                              float *dw, float *db, void *ws, size_t ws_bytes)
 {
     if (s->n <= 0) return SM_OK;
-    fft_plan *p;
-    SMD_TRY(plan_get(ctx, s, &p));
-    ws_lease l;
-    SMD_TRY(ws_take(p, chunk_of(s), ws, ws_bytes, &l));
-    fft_ws f = ws_carve(p, chunk_of(s), l.ptr);
+    fft_call c;
+    SMD_TRY(call_begin(ctx, s, NULL, ws, ws_bytes, &c));
+    fft_plan *p = c.p;
+    const fft_ws f = c.f;
     const size_t plane = (size_t)s->oh * s->ow;
     for (int n0 = 0; n0 < s->n; n0 += FFT_CHUNK) {
         int n = s->n - n0 < FFT_CHUNK ? s->n - n0 : FFT_CHUNK;
-        const float *dyc = dy + (size_t)n0 * out_img(s);
-        spectra_forward(p, x + (size_t)n0 * in_img(s), n * s->c, s->h, s->w, f.spec_b, f.scratch);
+        const float *dyc = dy + (size_t)n0 * smd_out_img(s);
+        spectra_forward(p, x + (size_t)n0 * smd_in_img(s), n * s->c, s->h, s->w, f.spec_b,
+                        f.scratch);
         spectra_forward(p, dyc, n * s->k, s->oh, s->ow, f.spec_a, f.scratch);
         products_inverse(p, BIN_BWD_FILTER, n, f.spec_a, f.spec_b, f.spec_out, s->k * s->c,
                          s->kh, s->kw, 1.0f, dw, f.scratch);
@@ -519,11 +531,11 @@ sm_status smd_fft_bwd_filter(void *ctx, const sm_conv_shape *s, const float *x, 
         }
     }
     pthread_mutex_lock(&p->wlock);
-    p->dy_ws = l.own || s->n > FFT_CHUNK ? NULL : l.ptr;
+    p->dy_ws = c.l.own || s->n > FFT_CHUNK ? NULL : c.l.ptr;
     p->dy_ptr = dy;
     p->dy_n = s->n;
-    p->dy_hash = p->dy_ws ? hash_floats(dy, (size_t)s->n * out_img(s)) : 0;
+    p->dy_hash = p->dy_ws ? hash_floats(dy, (size_t)s->n * smd_out_img(s)) : 0;
     pthread_mutex_unlock(&p->wlock);
-    free(l.own);
+    call_end(&c);
     return SM_OK;
 }

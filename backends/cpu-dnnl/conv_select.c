@@ -42,9 +42,8 @@ static bool fft_possible(const sm_conv_shape *s)
 
 static bool same(const choice *c, int op, int precision, const sm_conv_shape *s)
 {
-    return c->op == op && c->precision == precision && c->s.n == s->n && c->s.c == s->c &&
-           c->s.h == s->h && c->s.w == s->w && c->s.k == s->k && c->s.kh == s->kh &&
-           c->s.kw == s->kw;
+    return c->op == op && c->precision == precision && c->s.n == s->n &&
+           smd_same_layer(&c->s, s);
 }
 
 static int lookup(int op, int precision, const sm_conv_shape *s)

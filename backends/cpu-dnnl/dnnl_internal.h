@@ -20,6 +20,17 @@ extern const sm_backend_host *smd_host;
         if (smd_s_ != SM_OK) return smd_s_;                                                        \
     } while (0)
 
+/* Shared by the convolution files: a size rounded up to 64, floats per image of a convolution's
+ * input and output, and whether two shapes are the same layer (any batch). */
+static inline size_t smd_align64(size_t x) { return (x + 63) / 64 * 64; }
+static inline size_t smd_in_img(const sm_conv_shape *s) { return (size_t)s->c * s->h * s->w; }
+static inline size_t smd_out_img(const sm_conv_shape *s) { return (size_t)s->k * s->oh * s->ow; }
+static inline bool smd_same_layer(const sm_conv_shape *a, const sm_conv_shape *b)
+{
+    return a->c == b->c && a->h == b->h && a->w == b->w && a->k == b->k && a->kh == b->kh &&
+           a->kw == b->kw;
+}
+
 typedef struct conv_plan conv_plan;
 typedef struct fft_plan fft_plan;
 
