@@ -146,15 +146,16 @@ int cli_open_backend(const char *name, int threads, sm_backend **out)
     return 1;
 }
 
-static const char *const conv_algo_names[] = {"auto", "direct", "fft"}; /* sm_conv_algo order */
-static const char *const precision_names[] = {"fp32", "bf16"};          /* sm_precision order */
+/* in sm_conv_algo's and sm_precision's order */
+static const char *const conv_algo_names[] = {"auto", "direct", "fft", "measured"};
+static const char *const precision_names[] = {"fp32", "bf16"};
 
 int cli_backend_option(cli_backend_opts *b, const char *opt, const char *value)
 {
     if (!strcmp(opt, "conv-algo")) {
-        for (int i = 0; i < 3; i++)
+        for (int i = 0; i < 4; i++)
             if (!strcmp(value, conv_algo_names[i])) return b->conv_algo = i, 1;
-        return cli_error(-1, "--conv-algo wants auto, direct or fft, got '%s'", value);
+        return cli_error(-1, "--conv-algo wants auto, direct, fft or measured, got '%s'", value);
     }
     if (!strcmp(opt, "precision")) {
         for (int i = 0; i < 2; i++)
@@ -189,6 +190,6 @@ void cli_print_backend_opts(const sm_backend *be, const cli_backend_opts *b)
     sm_backend_get_option(be, SM_BACKEND_OPT_CONV_ALGO, &algo);
     sm_backend_get_option(be, SM_BACKEND_OPT_PRECISION, &prec);
     printf("backend options: conv algo %s, precision %s (as the backend reads them back)\n",
-           algo >= 0 && algo < 3 ? conv_algo_names[algo] : "?",
+           algo >= 0 && algo < 4 ? conv_algo_names[algo] : "?",
            prec >= 0 && prec < 2 ? precision_names[prec] : "?");
 }

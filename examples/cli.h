@@ -45,9 +45,10 @@ int cli_open_backend(const char *name, int threads, sm_backend **out);
 
 /* --conv-algo and --precision, for the programs that open a backend. */
 #define CLI_BACKEND_OPTIONS_HELP \
-    "  --conv-algo ALGO     how convolutions are computed: auto (default: the fastest of\n" \
-    "                       each layer, measured once), direct or fft (cpu-dnnl honours\n" \
-    "                       it; the other backends compute as they always do)\n" \
+    "  --conv-algo ALGO     how convolutions are computed: auto (default: per layer by a\n" \
+    "                       fixed rule, so every run gives the same bits), direct, fft, or\n" \
+    "                       measured (the fastest per layer, timed once per run: the last\n" \
+    "                       bits may differ between runs) (cpu-dnnl and cuda honour it)\n" \
     "  --precision P        fp32 (default) or bf16: convolutions and the twin's matrix\n" \
     "                       products in bfloat16 with fp32 sums, weights fp32 (refused\n" \
     "                       where the backend or the CPU has no bf16 path)\n"

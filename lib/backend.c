@@ -273,9 +273,9 @@ SM_API sm_status sm_backend_set_option(sm_backend *be, sm_backend_option key, in
         if (!honours(be, SM_BACKEND_HONOURS_TF32) || !be->ops->set_option) return SM_OK;
         return be->ops->set_option(be->ctx, key, value);
     case SM_BACKEND_OPT_CONV_ALGO:
-        SM_CHECK_ARG(value >= SM_CONV_ALGO_AUTO && value <= SM_CONV_ALGO_FFT,
-                     "sm_backend_set_option: CONV_ALGO takes 0 (auto), 1 (direct) or 2 (fft), "
-                     "got %lld", (long long)value);
+        SM_CHECK_ARG(value >= SM_CONV_ALGO_AUTO && value <= SM_CONV_ALGO_MEASURED,
+                     "sm_backend_set_option: CONV_ALGO takes 0 (auto), 1 (direct), 2 (fft) or "
+                     "3 (measured), got %lld", (long long)value);
         if (!honours(be, SM_BACKEND_HONOURS_CONV_ALGO) || !be->ops->set_option) return SM_OK;
         return be->ops->set_option(be->ctx, key, value);
     case SM_BACKEND_OPT_PRECISION:

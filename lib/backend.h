@@ -104,7 +104,12 @@ typedef struct sm_backend_ops {
     /* y = conv(x, w) + b */
     sm_status (*conv_fwd)(void *ctx, const sm_conv_shape *s, const float *x, const float *w,
                           const float *b, float *y, void *ws, size_t ws_bytes);
-    /* dx = conv_transpose(dy, w) (overwrites dx) */
+    /* dx = conv_transpose(dy, w) (overwrites dx). The core calls it right after
+     * conv_bwd_filter of the same layer, dy and workspace, and a backend may reuse what that
+     * call left in the workspace (cpu-dnnl: dy's spectrum). Only if nothing came between: a
+     * backend that reuses must check that the previous op it ran on this context was that
+     * call (cpu-dnnl counts its ops, and hashes dy), since another caller, thread or order of
+     * calls may have written the workspace in between. */
     sm_status (*conv_bwd_data)(void *ctx, const sm_conv_shape *s, const float *dy,
                                const float *w, float *dx, void *ws, size_t ws_bytes);
     /* dw += corr(x, dy), db += sum(dy) (accumulate, for micro-batches) */

@@ -19,6 +19,7 @@ typedef struct config {
     uint64_t magic, size;
     int64_t shards, batch, micro, augment, alphabet_balanced, pk_classes, pk_images, pk_loss;
     int64_t warmup, schedule, sched_steps;
+    int64_t conv_algo, precision, tf32; /* the backend's options: they decide the bits */
     uint64_t seed, arch_hash, n_params, n_images, n_classes, has_dataset;
     double neg_same, lr, beta1, beta2, eps, min_lr, gamma, wd_conv, wd_fc, wd_head;
     char backend[32];
@@ -43,6 +44,9 @@ static const field fields[] = {
     F("the architecture", arch_hash, 'h'),
     F("the number of parameters", n_params, 'u'),
     F("the backend", backend, 's'),
+    F("the convolution algorithm (SM_BACKEND_OPT_CONV_ALGO)", conv_algo, 'i'),
+    F("the precision (SM_BACKEND_OPT_PRECISION)", precision, 'i'),
+    F("TF32 (SM_BACKEND_OPT_TF32)", tf32, 'i'),
     F("the seed", seed, 'u'),
     F("whether there is a dataset", has_dataset, 'u'),
     F("the dataset's number of images", n_images, 'u'),
@@ -108,6 +112,10 @@ static void config_of(const sm_trainer *t, config *c)
     c->min_lr = a->min_lr_factor, c->gamma = a->step_gamma;
     c->wd_conv = a->wd_conv, c->wd_fc = a->wd_fc, c->wd_head = a->wd_head;
     snprintf(c->backend, sizeof c->backend, "%s", t->subnet->be->ops->name);
+    /* cannot fail: the backend and the keys are valid */
+    (void)sm_backend_get_option(t->subnet->be, SM_BACKEND_OPT_CONV_ALGO, &c->conv_algo);
+    (void)sm_backend_get_option(t->subnet->be, SM_BACKEND_OPT_PRECISION, &c->precision);
+    (void)sm_backend_get_option(t->subnet->be, SM_BACKEND_OPT_TF32, &c->tf32);
     c->adam_t = a->t;
 }
 
@@ -229,6 +237,11 @@ SM_API sm_status sm_trainer_attach_comm(sm_trainer *t, sm_comm *comm)
         st = sm__fail(SM_ERR_INVALID_ARG, "rank %d: %lld gradient shards cannot be split over "
                       "%d ranks: set SM_TRAINER_GRAD_SHARDS to a multiple of %d", me,
                       (long long)all[0].shards, n, n);
+    /* a measured choice is each process's own: the ranks would compute different bits */
+    if (st == SM_OK && n > 1 && all[0].conv_algo == SM_CONV_ALGO_MEASURED)
+        st = sm__fail(SM_ERR_INVALID_ARG, "rank %d: SM_CONV_ALGO_MEASURED times each layer in "
+                      "each process, so %d ranks could compute different bits: use "
+                      "SM_CONV_ALGO_AUTO (or DIRECT or FFT) for data-parallel training", me, n);
     const bool with_moments = st == SM_OK && all[0].adam_t != 0;
     sm__free(all);
     if (st == SM_OK) {

@@ -4,7 +4,8 @@
  * the table of docs/performance.md.
  *
  *   bench_cpu [--backend cpu|cpu-dnnl|auto] [--steps N] [--batches 180,32] [--pairs 150]
- *             [--micro N] [--threads N] [--conv-algo auto|direct|fft] [--precision fp32|bf16]
+ *             [--micro N] [--threads N] [--conv-algo auto|direct|fft|measured]
+ *             [--precision fp32|bf16]
  *       training steps (one warm-up, then N timed; the median), sm_predict_pairs on 150 pairs
  *       (one warm-up, then N timed; the median), the library's own allocations per warm step,
  *       and the process's peak resident memory. Run one backend per process, so that the peak
@@ -90,7 +91,7 @@ static int64_t option_value(const char *opt, const char *v, const char *const *n
     exit(2);
 }
 
-static const char *const algo_names[] = {"auto", "direct", "fft"}; /* sm_conv_algo order */
+static const char *const algo_names[] = {"auto", "direct", "fft", "measured"}; /* sm_conv_algo */
 static const char *const precision_names[] = {"fp32", "bf16"};     /* sm_precision order */
 
 /* --conv-algo and --precision, right after the backend is created. A refusal exits 3 (not 1)
@@ -103,7 +104,7 @@ static void set_options(sm_backend *be, const opts *o)
         const char *const *names;
         int n;
     } set[] = {
-        {"--conv-algo", o->conv_algo, SM_BACKEND_OPT_CONV_ALGO, algo_names, 3},
+        {"--conv-algo", o->conv_algo, SM_BACKEND_OPT_CONV_ALGO, algo_names, 4},
         {"--precision", o->precision, SM_BACKEND_OPT_PRECISION, precision_names, 2},
     };
     for (size_t i = 0; i < sizeof set / sizeof *set; i++) {
@@ -175,7 +176,7 @@ static void run_train(const opts *o)
            "(forward + backward); config %s, reads back conv algo %s, precision %s\n",
            name, sm_backend_get_threads(be), sm_subnet_num_params(sub),
            2 * (f.fwd + f.bwd_data + f.bwd_filter) * 1e-9, config,
-           algo >= 0 && algo < 3 ? algo_names[algo] : "?",
+           algo >= 0 && algo < 4 ? algo_names[algo] : "?",
            prec >= 0 && prec < 2 ? precision_names[prec] : "?");
     if (*sm_backend_fallback_reason(be)) printf("auto: %s\n", sm_backend_fallback_reason(be));
     char text[512];

@@ -13,8 +13,11 @@ sm_status dm_create(dm_model *m, const char *arch, int64_t batch, int64_t micro,
                     int64_t shards, unsigned augment, uint64_t init_seed)
 {
     memset(m, 0, sizeof *m);
+    /* the MPI script's cpu-dnnl runs (test_dist_mpi.sh) */
+    const char *kind = getenv("SIAMESE_TEST_DM_BACKEND");
+    if (kind && !strcmp(kind, "cpu-dnnl")) dm_backend = SM_BACKEND_CPU_DNNL;
     sm_status st = sm_backend_create(dm_backend, &m->be);
-    if (st == SM_OK && dm_backend == SM_BACKEND_CPU) st = sm_backend_set_threads(m->be, 1);
+    if (st == SM_OK && dm_backend != SM_BACKEND_CUDA) st = sm_backend_set_threads(m->be, 1);
     if (st == SM_OK)
         st = strcmp(arch, "koch") == 0 ? sm_arch_create_koch(&m->arch)
                                        : sm_arch_from_string(arch, &m->arch);

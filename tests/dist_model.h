@@ -23,10 +23,11 @@ typedef struct dm_model {
     int h, w;
 } dm_model;
 
-/* The backend dm_create makes (default SM_BACKEND_CPU). */
+/* The backend dm_create makes (default SM_BACKEND_CPU; SM_BACKEND_CPU_DNNL where the
+ * environment has SIAMESE_TEST_DM_BACKEND=cpu-dnnl). */
 extern sm_backend_kind dm_backend;
 
-/* Backend dm_backend (cpu-blas: one thread); the arch text ("koch" for the reference network); a
+/* Backend dm_backend (on the CPU: one thread, convolutions AUTO); the arch text ("koch" for the reference network); a
  * synthetic dataset at the arch's input size; subnet and head initialised from `init_seed`;
  * trainer seed 7, learning rate 1e-3. */
 sm_status dm_create(dm_model *m, const char *arch, int64_t batch, int64_t micro,

@@ -3,7 +3,9 @@
 # Data-parallel training over MPI (Open MPI's mpirun, ranks on this machine, oversubscribed):
 #  1. a small architecture, K = 4 shards, 6 steps: mpirun -np 1, 2, 4 (and -np 2 through the
 #     comm-mpi module) give the parameters of one process with no communicator, bit for bit;
-#  2. one step of the Koch et al. network (batch 4, K = 4): -np 2 equals one process;
+#  2. one step of the Koch et al. network (batch 4, K = 4): -np 2 equals one process, on
+#     cpu-blas and, where its module loads, on cpu-dnnl with the default (AUTO) convolutions,
+#     whose layers include FFT ones: every rank must choose as the single process did;
 #  3. a stalled rank: the others get SM_ERR_COMM within the timeout + 1 s, later calls return
 #     at once, and the job ends non-zero;
 #  4. a killed rank: the job ends non-zero within a bounded time (wrapped in `timeout`);
@@ -52,6 +54,14 @@ if [ "$quick" != quick ]; then
     # -np 2 only: -np 1 and 4 are the small architecture's (a Koch rank costs seconds of set-up)
     run 2 "$exe" train koch 1 4 1 4 > "$tmp/knp2" 2>&1 || true
     check_equal "Koch, mpirun -np 2" "$tmp/knp2" "$kref"
+    if SIAMESE_TEST_DM_BACKEND=cpu-dnnl "$exe" solo koch 1 4 1 4 > "$tmp/kdsolo" 2>&1; then
+        kdref=$(hash_of "$tmp/kdsolo")
+        echo "one process, Koch on cpu-dnnl (AUTO), K = 4, one step of 4 pairs: $kdref"
+        SIAMESE_TEST_DM_BACKEND=cpu-dnnl run 2 "$exe" train koch 1 4 1 4 > "$tmp/kdnp2" 2>&1 || true
+        check_equal "Koch on cpu-dnnl (AUTO), mpirun -np 2" "$tmp/kdnp2" "$kdref"
+    else
+        echo "skip: Koch on cpu-dnnl: $(tail -1 "$tmp/kdsolo")"
+    fi
     echo "Koch checks: $(awk -v a="$t0" -v b="$(date +%s%N)" 'BEGIN { printf "%.1f", (b - a) / 1e9 }') s"
 fi
 

@@ -210,7 +210,7 @@ with tempfile.TemporaryDirectory(prefix="siamese-examples.") as tmp:
                      "--out", out7)
     last = re.findall(r"^ *([0-9]+)/100000 .* lr ([0-9.e-]+) ", se, re.M)
     check(rc == 0 and "cosine down to 0.0001 at the time limit" in so and last and
-          int(last[-1][0]) > 30 and float(last[-1][1]) < 2.5e-4,
+          int(last[-1][0]) > 10 and float(last[-1][1]) < 2.5e-4,
           f"--schedule cosine with --time-limit ends near its floor (rc {rc}, last {last[-1:]})"
           f" {se[-300:]}")
 
@@ -341,7 +341,7 @@ with tempfile.TemporaryDirectory(prefix="siamese-examples.") as tmp:
         ("siamese-train", ["--data", os.path.join(tmp, "missing.zip"), "--arch", arch],
          "cannot open the training set"),
         ("siamese-train", ["--backend", "gpu"], "--backend wants auto, cpu, cpu-dnnl or cuda"),
-        ("siamese-train", ["--conv-algo", "winograd"], "--conv-algo wants auto, direct or fft"),
+        ("siamese-train", ["--conv-algo", "winograd"], "--conv-algo wants auto, direct, fft or measured"),
         ("siamese-train", ["--precision", "fp16"], "--precision wants fp32 or bf16"),
         # cpu-blas has no bf16 path: a status says so, never a silent slow path
         ("siamese-train", ["--backend", "cpu", "--precision", "bf16", "--iterations", "1"],

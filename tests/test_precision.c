@@ -37,7 +37,7 @@ static void cpu_blas_refuses_bf16(void **state)
     assert_int_equal(sm_backend_set_option(be, SM_BACKEND_OPT_PRECISION, SM_PRECISION_FP32),
                      SM_OK);
     assert_int_equal(sm_backend_set_option(be, SM_BACKEND_OPT_PRECISION, 2), SM_ERR_INVALID_ARG);
-    assert_int_equal(sm_backend_set_option(be, SM_BACKEND_OPT_CONV_ALGO, 3), SM_ERR_INVALID_ARG);
+    assert_int_equal(sm_backend_set_option(be, SM_BACKEND_OPT_CONV_ALGO, 4), SM_ERR_INVALID_ARG);
     assert_int_equal(sm_backend_set_option(be, SM_BACKEND_OPT_CONV_ALGO, -1), SM_ERR_INVALID_ARG);
     sm_backend_destroy(be);
 }

@@ -457,6 +457,7 @@ static void fill_bwd_filter(const void *call, int n0, user_ptrs *u)
 sm_status smd_direct_fwd(void *ctx, const sm_conv_shape *s, const float *x, const float *w,
                        const float *b, float *y, void *ws, size_t ws_bytes)
 {
+    (void)smd_ws_touch(ctx);
     conv_call k = {.s = s, .x = x, .w = w, .b = b, .y = y};
     return run(ctx, OP_FWD, s, &k, fill_fwd, ws, ws_bytes, NULL);
 }
@@ -464,6 +465,7 @@ sm_status smd_direct_fwd(void *ctx, const sm_conv_shape *s, const float *x, cons
 sm_status smd_direct_bwd_data(void *ctx, const sm_conv_shape *s, const float *dy,
                               const float *w, float *dx, void *ws, size_t ws_bytes)
 {
+    (void)smd_ws_touch(ctx);
     conv_call k = {.s = s, .dy = dy, .w = w, .dx = dx};
     return run(ctx, OP_BWD_DATA, s, &k, fill_bwd_data, ws, ws_bytes, NULL);
 }
@@ -471,6 +473,7 @@ sm_status smd_direct_bwd_data(void *ctx, const sm_conv_shape *s, const float *dy
 sm_status smd_direct_bwd_filter(void *ctx, const sm_conv_shape *s, const float *x,
                                 const float *dy, float *dw, float *db, void *ws, size_t ws_bytes)
 {
+    (void)smd_ws_touch(ctx);
     conv_call k = {.s = s, .x = x, .dy = dy, .dw = dw};
     return run(ctx, OP_BWD_FILTER, s, &k, fill_bwd_filter, ws, ws_bytes, db);
 }

@@ -49,8 +49,10 @@ struct fft_plan {
     float *wcopy, *wspec;  /* the weights it was made from; [bin][re, im][k][c] */
     bool wvalid;
     /* backward-filter leaves dy's spectrum in its workspace, and the core's next call is
-     * backward-data on the same dy: it is used again when the workspace, the pointer, the
-     * batch and a hash of dy's contents all match (under wlock) */
+     * backward-data on the same dy (backend.h): it is used again when backward-data is the
+     * next op on the context to touch memory (dnnl_ctx.ws_seq), and the workspace, the
+     * pointer, the batch and a hash of dy's contents all match (under wlock) */
+    uint64_t dy_seq;
     const void *dy_ws;
     const float *dy_ptr;
     int dy_n;
@@ -456,6 +458,7 @@ static void call_end(fft_call *c)
 sm_status smd_fft_fwd(void *ctx, const sm_conv_shape *s, const float *x, const float *w,
                       const float *b, float *y, void *ws, size_t ws_bytes)
 {
+    (void)smd_ws_touch(ctx);
     if (s->n <= 0) return SM_OK;
     fft_call c;
     SMD_TRY(call_begin(ctx, s, w, ws, ws_bytes, &c));
@@ -483,12 +486,14 @@ sm_status smd_fft_fwd(void *ctx, const sm_conv_shape *s, const float *x, const f
 sm_status smd_fft_bwd_data(void *ctx, const sm_conv_shape *s, const float *dy, const float *w,
                            float *dx, void *ws, size_t ws_bytes)
 {
+    const uint64_t seq = smd_ws_touch(ctx);
     if (s->n <= 0) return SM_OK;
     fft_call c;
     SMD_TRY(call_begin(ctx, s, w, ws, ws_bytes, &c));
     fft_plan *p = c.p;
     const fft_ws f = c.f;
-    bool reuse = s->n <= FFT_CHUNK && p->dy_ws == c.l.ptr && p->dy_ptr == dy &&
+    bool reuse = s->n <= FFT_CHUNK && p->dy_seq + 1 == seq && p->dy_ws == c.l.ptr &&
+                 p->dy_ptr == dy &&
                  p->dy_n == s->n && p->dy_hash == hash_floats(dy, (size_t)s->n * smd_out_img(s));
     p->dy_ws = NULL;
     for (int n0 = 0; n0 < s->n; n0 += FFT_CHUNK) {
@@ -506,6 +511,7 @@ sm_status smd_fft_bwd_data(void *ctx, const sm_conv_shape *s, const float *dy, c
 sm_status smd_fft_bwd_filter(void *ctx, const sm_conv_shape *s, const float *x, const float *dy,
                              float *dw, float *db, void *ws, size_t ws_bytes)
 {
+    const uint64_t seq = smd_ws_touch(ctx);
     if (s->n <= 0) return SM_OK;
     fft_call c;
     SMD_TRY(call_begin(ctx, s, NULL, ws, ws_bytes, &c));
@@ -531,6 +537,7 @@ sm_status smd_fft_bwd_filter(void *ctx, const sm_conv_shape *s, const float *x, 
         }
     }
     pthread_mutex_lock(&p->wlock);
+    p->dy_seq = seq;
     p->dy_ws = c.l.own || s->n > FFT_CHUNK ? NULL : c.l.ptr;
     p->dy_ptr = dy;
     p->dy_n = s->n;

@@ -1,13 +1,20 @@
 /* SPDX-License-Identifier: MIT */
 /* Which algorithm runs each convolution: oneDNN's direct kernels or the frequency domain
- * (conv_fft.c), per layer shape and direction, as the cuda backend chooses cuDNN's algorithms.
+ * (conv_fft.c), per layer shape and direction.
  *
- * SM_CONV_ALGO_AUTO times both on the shape the first time it is sized (a trainer's or a
- * prediction's workspace, so at creation and not inside a step), on generated data, and keeps
- * the faster one for the rest of the process: every backend, trainer and thread then computes
- * a shape the same way, so a run's results do not depend on which handle measured first. FFT
- * must win by a clear margin; a near tie goes to direct, whose results are the reference's, and
- * so does a shape whose direct convolution takes under 2 ms. */
+ * SM_CONV_ALGO_AUTO (the default) takes conv_model.c's choice, a function of the shape, the
+ * direction and the precision: the same in every run, process and rank, whatever the load.
+ *
+ * SM_CONV_ALGO_MEASURED times both on the layer the first time it is sized (a trainer's or a
+ * prediction's workspace, so at creation and not inside a step), on generated data for
+ * MEASURE_IMAGES images whatever the caller's batch, and keeps the faster for the rest of the
+ * process. The verdict is keyed by the layer, not the batch, so a last micro-batch of another
+ * size reuses it instead of measuring inside a step; one measurement runs at a time, and a
+ * thread that finds its layer being measured waits for that verdict rather than timing again
+ * (two verdicts would size the workspace for one and run the other). A full table falls back
+ * to the model instead of measuring on every call. FFT must win by a clear margin; a near tie
+ * goes to direct, whose results are the reference's, and so does a shape whose direct
+ * convolution takes under 2 ms. */
 #include <omp.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,32 +25,24 @@
 
 enum { OPS = 3, MARGIN_PCT = 90, MAX_CHOICES = 256, MEASURE_IMAGES = 32 };
 /* A shape whose direct convolution takes less than this stays direct: the most FFT could save
- * is about as large as the timing noise at that scale, and direct's results are the
- * reference's (seconds) */
+ * is about as large as the timing noise at that scale (seconds) */
 #define MIN_DIRECT_S 0.002
-/* a transform this large per plane would cost more than any kernel saves */
-enum { FFT_MAX_SIDE = 512 };
-/* below 3x3 a direct kernel does 4 or fewer multiply-adds per output: nothing to save */
-enum { FFT_MIN_TAPS = 9 };
 
 typedef struct choice {
-    sm_conv_shape s; /* s.n: the images per call it was measured at (up to MEASURE_IMAGES) */
+    sm_conv_shape s; /* the layer; s.n is not part of the key */
     int op, precision, algo;
 } choice;
 
+/* choices_lock guards the table; measure_lock is held for a whole measurement, so there is
+ * one at a time and the second thread to size a layer waits for the first one's verdict */
 static pthread_mutex_t choices_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_mutex_t measure_lock = PTHREAD_MUTEX_INITIALIZER;
 static choice choices[MAX_CHOICES];
 static int n_choices;
 
-static bool fft_possible(const sm_conv_shape *s)
-{
-    return s->h <= FFT_MAX_SIDE && s->w <= FFT_MAX_SIDE && s->kh * s->kw >= FFT_MIN_TAPS;
-}
-
 static bool same(const choice *c, int op, int precision, const sm_conv_shape *s)
 {
-    return c->op == op && c->precision == precision && c->s.n == s->n &&
-           smd_same_layer(&c->s, s);
+    return c->op == op && c->precision == precision && smd_same_layer(&c->s, s);
 }
 
 static int lookup(int op, int precision, const sm_conv_shape *s)
@@ -56,15 +55,22 @@ static int lookup(int op, int precision, const sm_conv_shape *s)
     return algo;
 }
 
-static void remember(int op, int precision, const sm_conv_shape *s, int algo)
+/* false when the table is full */
+static bool remember(int op, int precision, const sm_conv_shape *s, int algo)
 {
     pthread_mutex_lock(&choices_lock);
-    bool known = false;
-    for (int i = 0; i < n_choices && !known; i++) known = same(&choices[i], op, precision, s);
-    /* a full table only costs a measurement again */
-    if (!known && n_choices < MAX_CHOICES)
-        choices[n_choices++] = (choice){*s, op, precision, algo};
+    bool kept = n_choices < MAX_CHOICES;
+    if (kept) choices[n_choices++] = (choice){*s, op, precision, algo};
     pthread_mutex_unlock(&choices_lock);
+    return kept;
+}
+
+static bool table_full(void)
+{
+    pthread_mutex_lock(&choices_lock);
+    bool full = n_choices >= MAX_CHOICES;
+    pthread_mutex_unlock(&choices_lock);
+    return full;
 }
 
 static double now(void)
@@ -185,36 +191,44 @@ static sm_status measure(void *ctx, int op, const sm_conv_shape *s, int *algo)
     return SM_OK;
 }
 
-static sm_conv_shape measured_shape(const sm_conv_shape *s)
+/* MEASURED: the verdict for (op, layer), measured once per process. */
+static int measured(dnnl_ctx *c, int op, const sm_conv_shape *s)
 {
-    sm_conv_shape m = *s;
-    if (m.n > MEASURE_IMAGES) m.n = MEASURE_IMAGES;
-    return m;
+    int algo = lookup(op, c->precision, s);
+    if (algo >= 0) return algo;
+    pthread_mutex_lock(&measure_lock);
+    algo = lookup(op, c->precision, s); /* measured while this thread waited */
+    if (algo < 0 && table_full()) {
+        algo = smd_conv_modeled(op, c->precision, s);
+        smd_host->log(SM_LOG_DEBUG, "cpu-dnnl: %d layer choices measured already: the model "
+                                    "chooses for %dx%dx%d -> %d", MAX_CHOICES, s->c, s->h,
+                      s->w, s->k);
+    } else if (algo < 0) {
+        sm_conv_shape m = *s;
+        m.n = MEASURE_IMAGES;
+        if (measure(c, op, &m, &algo) != SM_OK) {
+            /* FFT's workspace or the generated operands did not fit: direct needs neither */
+            smd_host->log(SM_LOG_DEBUG,
+                          "cpu-dnnl: measuring a %dx%dx%d -> %d convolution failed: direct",
+                          s->c, s->h, s->w, s->k);
+            algo = SM_CONV_ALGO_DIRECT;
+        }
+        (void)remember(op, c->precision, s, algo);
+    }
+    pthread_mutex_unlock(&measure_lock);
+    return algo;
 }
 
-/* The algorithm for (op, shape), measuring it under AUTO when no choice is known yet. */
+/* The algorithm for (op, shape). */
 static sm_status choose(dnnl_ctx *c, int op, const sm_conv_shape *s, int *algo)
 {
     *algo = SM_CONV_ALGO_DIRECT;
-    if (!fft_possible(s) || c->conv_algo == SM_CONV_ALGO_DIRECT || s->n <= 0) return SM_OK;
-    if (c->conv_algo == SM_CONV_ALGO_FFT) {
-        *algo = SM_CONV_ALGO_FFT;
-        return SM_OK;
+    if (!smd_fft_possible(s) || c->conv_algo == SM_CONV_ALGO_DIRECT || s->n <= 0) return SM_OK;
+    switch (c->conv_algo) {
+    case SM_CONV_ALGO_FFT: *algo = SM_CONV_ALGO_FFT; break;
+    case SM_CONV_ALGO_MEASURED: *algo = measured(c, op, s); break;
+    default: *algo = smd_conv_modeled(op, c->precision, s); break;
     }
-    sm_conv_shape m = measured_shape(s);
-    int known = lookup(op, c->precision, &m);
-    if (known >= 0) {
-        *algo = known;
-        return SM_OK;
-    }
-    if (measure(c, op, &m, algo) != SM_OK) {
-        /* FFT's workspace or the generated operands did not fit: direct needs neither */
-        smd_host->log(SM_LOG_DEBUG,
-                      "cpu-dnnl: measuring a %dx%dx%d -> %d convolution failed: direct", s->c,
-                      s->h, s->w, s->k);
-        *algo = SM_CONV_ALGO_DIRECT;
-    }
-    remember(op, c->precision, &m, *algo);
     return SM_OK;
 }
 

@@ -183,14 +183,14 @@ static void be_free(void *ctx, void *ptr)
 
 static sm_status be_copy(void *ctx, void *dst, const void *src, size_t bytes)
 {
-    (void)ctx;
+    (void)smd_ws_touch(ctx); /* dst may be a workspace */
     if (bytes) memmove(dst, src, bytes);
     return SM_OK;
 }
 
 static sm_status be_zero(void *ctx, void *dst, size_t bytes)
 {
-    (void)ctx;
+    (void)smd_ws_touch(ctx); /* dst may be a workspace */
     if (bytes) memset(dst, 0, bytes);
     return SM_OK;
 }

@@ -7,6 +7,8 @@
 
 #include <oneapi/dnnl/dnnl.h>
 #include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
 
 #include "backend.h"
 
@@ -51,7 +53,17 @@ typedef struct dnnl_ctx {
     smd_block cache[SMD_CACHE_SLOTS]; /* freed blocks (their headers), ptr NULL when empty */
     int conv_algo; /* sm_conv_algo */
     int precision; /* sm_precision */
+    /* ops so far that can write host memory a caller chose (convolutions, upload, download,
+     * zero): backward-data reuses the dy spectrum backward-filter left in the workspace only
+     * when it is the very next such op, so no reordering of calls can feed it a stale one */
+    _Atomic uint64_t ws_seq;
 } dnnl_ctx;
+
+/* Counts an op that may write a workspace; returns its number. */
+static inline uint64_t smd_ws_touch(void *ctx)
+{
+    return atomic_fetch_add(&((dnnl_ctx *)ctx)->ws_seq, 1) + 1;
+}
 
 /* The thread count for oneDNN and our loops (OpenMP, process-wide like OpenBLAS's). */
 int smd_threads(void);
@@ -63,8 +75,17 @@ bool smd_bf16_supported(void);
 
 void smd_plans_destroy(dnnl_ctx *c);
 
+/* AUTO's rule (conv_model.c): SM_CONV_ALGO_DIRECT or _FFT for op 0/1/2 (forward,
+ * backward-data, backward-filter) of a layer in a precision, from multiply-add counts per image
+ * (the layer's; s->n is not read) */
+bool smd_fft_possible(const sm_conv_shape *s);
+double smd_conv_direct_macs(const sm_conv_shape *s);
+double smd_conv_fft_macs(const sm_conv_shape *s);
+int smd_conv_modeled(int op, int precision, const sm_conv_shape *s);
+
 /* The vtable's convolution slots (conv_select.c): each op runs the algorithm chosen for its
- * layer shape and direction (SM_BACKEND_OPT_CONV_ALGO; AUTO measures once per process). */
+ * layer shape and direction (SM_BACKEND_OPT_CONV_ALGO: AUTO by the rule above, MEASURED timed
+ * once per process and layer). */
 size_t smd_conv_workspace(void *ctx, const sm_conv_shape *s);
 sm_status smd_conv_fwd(void *ctx, const sm_conv_shape *s, const float *x, const float *w,
                        const float *b, float *y, void *ws, size_t ws_bytes);

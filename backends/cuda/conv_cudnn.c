@@ -42,6 +42,7 @@ typedef struct conv_plan {
     cudnnFilterDescriptor_t w;
     cudnnConvolutionDescriptor_t conv[MODES]; /* [tf32] */
     bool ready[MODES];                       /* ranked[m] made (TF32's only once asked for) */
+    bool measured;                           /* ranked by cudnnFind* (SM_CONV_ALGO_MEASURED) */
     ranked ranked[MODES][DIRS];
 } conv_plan;
 
@@ -65,11 +66,12 @@ void smc_conv_plans_destroy(cuda_ctx *c)
     }
 }
 
-/* One direction's candidates as plain records: cudnnFind*Algorithm first, which runs every
- * algorithm cuDNN has for the shape (FFT and FFT_TILING included) on scratch buffers it
- * allocates and reports measured times, so the ranking can take an FFT algorithm where it is
- * faster; where the search fails (it needs device memory beside the caller's), the
- * cudnnGet*Algorithm_v7 heuristics, which measure nothing. */
+/* One direction's candidates as plain records. By default the cudnnGet*Algorithm_v7 heuristics,
+ * which measure nothing: the same GPU and cuDNN give the same choice in every run and on every
+ * rank. Under SM_CONV_ALGO_MEASURED, cudnnFind*Algorithm first, which runs every algorithm
+ * cuDNN has for the shape (FFT and FFT_TILING included) on scratch buffers it allocates and
+ * reports measured times, so the ranking can take an FFT algorithm where it is faster; where
+ * the search fails (it needs device memory beside the caller's), the heuristics. */
 static cudnnStatus_t query_algos(cuda_ctx *c, conv_plan *p, int m, smc_conv_dir dir,
                                  smc_algo_result *res, int *got)
 {
@@ -83,7 +85,7 @@ static cudnnStatus_t query_algos(cuda_ctx *c, conv_plan *p, int m, smc_conv_dir 
     for (int i = 0; i < *got; i++)                                                                 \
     res[i] = (smc_algo_result){(int)(perf)[i].algo, (perf)[i].status, (perf)[i].time,              \
                                (perf)[i].memory, (perf)[i].mathType, (perf)[i].determinism}
-    for (int measured = 1; measured >= 0; measured--) {
+    for (int measured = p->measured ? 1 : 0; measured >= 0; measured--) {
         if (dir == SMC_FWD) {
             cudnnConvolutionFwdAlgoPerf_t perf[MAX_ALGOS];
             e = measured ? cudnnFindConvolutionForwardAlgorithm(c->dnn, p->x, p->w, cd, p->y,
@@ -232,11 +234,13 @@ static sm_status plan_setup(conv_plan *p)
 static sm_status get_plan(cuda_ctx *c, const sm_conv_shape *s, int m, conv_plan **out)
 {
     conv_plan *p = c->plans;
-    while (p && memcmp(&p->shape, s, sizeof *s)) p = p->next;
+    const bool measured = c->conv_algo == SM_CONV_ALGO_MEASURED;
+    while (p && (memcmp(&p->shape, s, sizeof *s) || p->measured != measured)) p = p->next;
     if (!p) {
         p = calloc(1, sizeof *p);
         if (!p) return smc_host->fail(SM_ERR_NOMEM, "out of memory planning a convolution");
         p->shape = *s;
+        p->measured = measured;
         sm_status st = plan_setup(p);
         if (st != SM_OK) {
             plan_free(p);

@@ -127,6 +127,12 @@ static void cuda_destroy(void *ctx)
 static sm_status cuda_set_option(void *ctx, sm_backend_option key, int64_t value)
 {
     cuda_ctx *c = ctx;
+    if (key == SM_BACKEND_OPT_CONV_ALGO) {
+        pthread_mutex_lock(&c->lock); /* read by planning, under the lock */
+        c->conv_algo = (int)value;
+        pthread_mutex_unlock(&c->lock);
+        return SM_OK;
+    }
     if (key != SM_BACKEND_OPT_TF32) return SM_OK;
     pthread_mutex_lock(&c->lock);
     cublasStatus_t e = cublasSetMathMode(c->blas, value ? CUBLAS_TF32_TENSOR_OP_MATH
@@ -139,9 +145,9 @@ static sm_status cuda_set_option(void *ctx, sm_backend_option key, int64_t value
 static int64_t cuda_get_option(void *ctx, sm_backend_option key)
 {
     cuda_ctx *c = ctx;
-    if (key != SM_BACKEND_OPT_TF32) return 0;
+    if (key != SM_BACKEND_OPT_TF32 && key != SM_BACKEND_OPT_CONV_ALGO) return 0;
     pthread_mutex_lock(&c->lock);
-    int64_t v = c->tf32;
+    int64_t v = key == SM_BACKEND_OPT_TF32 ? c->tf32 : c->conv_algo;
     pthread_mutex_unlock(&c->lock);
     return v;
 }
@@ -187,7 +193,8 @@ static const sm_backend_ops cuda_ops = {
     .name = "cuda",
     .kind = SM_BACKEND_CUDA,
     /* the GPU wants large chunks; embedding: the dispatch default */
-    .props = {.train_pairs = 32, .predict_pairs = 32, .honours = SM_BACKEND_HONOURS_TF32},
+    .props = {.train_pairs = 32, .predict_pairs = 32, .honours = SM_BACKEND_HONOURS_TF32 |
+                                                                 SM_BACKEND_HONOURS_CONV_ALGO},
     .probe = cuda_probe,
     .init = cuda_init,
     .destroy = cuda_destroy,

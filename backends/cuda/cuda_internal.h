@@ -31,6 +31,7 @@ typedef struct cuda_ctx {
      * cache and `flag` are shared: ops that touch them hold this lock while they enqueue. */
     pthread_mutex_t lock;
     int tf32;              /* SM_BACKEND_OPT_TF32 */
+    int conv_algo;         /* SM_BACKEND_OPT_CONV_ALGO: MEASURED runs cudnnFind*, else none */
     int *flag;             /* device int for all_finite */
     struct conv_plan *plans; /* one per conv shape seen, never freed before destroy */
     smc_block *blocks;       /* every allocation, in use or cached (under lock) */

@@ -69,14 +69,19 @@ typedef enum sm_backend_option {
      * CUDNN_FMA_MATH, cuBLAS default math). 1: TensorFloat-32 tensor cores may be used (faster,
      * about 10 bits of mantissa in products; docs/cuda.md). No effect on cpu-blas (reads 0). */
     SM_BACKEND_OPT_TF32 = 1,
-    /* Since 0.3: how convolutions are computed, an sm_conv_algo. AUTO (the default) times the
-     * candidate algorithms of each layer's shape and direction (forward, backward-data,
-     * backward-filter) the first time the shape is sized (when a trainer or a prediction sizes
-     * its workspace) and keeps the fastest for the life of the process; DIRECT and FFT force
-     * one. FFT agrees with DIRECT to float32 rounding, not bit for bit
-     * (docs/performance.md gives the measured error). Honoured by cpu-dnnl; the other backends
-     * accept the values and read back DIRECT (cuda chooses among cuDNN's deterministic
-     * algorithms, FFT ones included, by its own measurement). */
+    /* Since 0.3: how convolutions are computed, an sm_conv_algo. AUTO (the default) chooses
+     * per layer shape and direction (forward, backward-data, backward-filter) by a fixed rule
+     * of the shape and the precision, never by timing: the same command gives the same bits
+     * on every run and every rank. MEASURED (since 0.4) times the candidates of each layer and
+     * direction the first time the layer is sized (when a trainer or a prediction sizes its
+     * workspace) and keeps the fastest for the life of the process: sometimes faster than AUTO,
+     * but the load at that moment can change the choice and so the results' last bits, and
+     * data-parallel training refuses it (sm_trainer_attach_comm). DIRECT and FFT force one.
+     * FFT agrees with DIRECT to float32 rounding, not bit for bit (docs/performance.md gives
+     * the measured error). Honoured by cpu-dnnl and cuda (cuda: MEASURED runs cuDNN's
+     * measured search, cudnnFind*, FFT algorithms included; the other values take cuDNN's
+     * heuristics, which time nothing, among its deterministic algorithms); cpu-blas accepts
+     * the values and reads back DIRECT. */
     SM_BACKEND_OPT_CONV_ALGO = 2,
     /* Since 0.3: the number format of convolutions and the subnetwork's matrix products, an
      * sm_precision. FP32 (the default) is exact float32. BF16 rounds the inputs of those
@@ -89,10 +94,12 @@ typedef enum sm_backend_option {
 
 /** Values of SM_BACKEND_OPT_CONV_ALGO. Since 0.3. */
 typedef enum sm_conv_algo {
-    SM_CONV_ALGO_AUTO = 0,   /* measured per layer shape and direction (the default) */
+    SM_CONV_ALGO_AUTO = 0,   /* chosen per layer shape and direction by a fixed rule (default) */
     SM_CONV_ALGO_DIRECT = 1, /* spatial convolution (oneDNN's direct kernels, GEMM on cpu-blas) */
-    SM_CONV_ALGO_FFT = 2     /* frequency domain wherever the backend offers it (cpu-dnnl:
+    SM_CONV_ALGO_FFT = 2,    /* frequency domain wherever the backend offers it (cpu-dnnl:
                                 kernels of 3x3 and larger, sides up to 512) */
+    SM_CONV_ALGO_MEASURED = 3 /* the fastest per layer and direction, timed once per process:
+                                 results may differ in the last bits between runs. Since 0.4 */
 } sm_conv_algo;
 
 /** Values of SM_BACKEND_OPT_PRECISION. Since 0.3. */

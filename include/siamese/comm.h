@@ -145,8 +145,10 @@ SM_API sm_status sm_comm_barrier(sm_comm *comm);
  *  detaches (then the trainer steps alone, on all K shards). Collective: every rank calls it.
  *  It first compares the ranks' configurations (gradient shards, batch and micro-batch sizes,
  *  sampling and augmentation settings, P x K settings, the Adam hyperparameters and schedule,
- *  the architecture, the backend and the seed): if any rank's differs from rank 0's, every rank
- *  refuses with SM_ERR_STATE and a message naming the rank and what differs. Then rank 0's
+ *  the architecture, the backend, its convolution algorithm, precision and TF32 options, and
+ *  the seed): if any rank's differs from rank 0's, every rank refuses with SM_ERR_STATE and a
+ *  message naming the rank and what differs. With more than one rank, SM_CONV_ALGO_MEASURED
+ *  is refused (SM_ERR_INVALID_ARG): each process would time its own choices. Then rank 0's
  *  training state (parameters, Adam moments and step count, iteration, sampler and
  *  augmentation RNG states) is copied to every rank. The size must divide
  *  SM_TRAINER_GRAD_SHARDS (SM_ERR_INVALID_ARG otherwise, on every rank). With a communicator
