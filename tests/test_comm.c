@@ -4,7 +4,9 @@
  * trainer alone; attach shares rank 0's state and refuses differing configurations on every
  * rank; a stalled rank makes the others fail with SM_ERR_COMM within the timeout, and the
  * communicator then fails at once; checkpoints are written by rank 0 only and resume with any
- * N dividing K exactly. */
+ * N dividing K exactly; a rank woken late from a collective copies nothing once a peer timed
+ * out and returned. */
+#include <errno.h>
 #include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -17,6 +19,7 @@
 #include <unistd.h>
 #include <cmocka.h>
 
+#include "comm_impl.h"
 #include "dist_model.h"
 #include "siamese/siamese.h"
 
@@ -359,6 +362,108 @@ static void test_collectives(void **state)
     sm_comm_destroy(c[0]);
 }
 
+/* The late rank of lib/comm_local.c: 3 ranks pass an all-gather's first barrier, the last is
+ * held (by the test hook, without the lock) between its wake-up and its copy, the other two
+ * copy, time out in the second barrier and return, and their callers poison and free their send
+ * buffers. Only then is the late rank let go: it must see the failure and copy nothing (it used
+ * to copy the freed buffers: poison in its recv, and a use-after-free under ASan). */
+enum { LATE_RANKS = 3, LATE_RANK = 2, LATE_BYTES = 4096, LATE_POISON = 0xa5 };
+
+static struct {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int armed;   /* the late rank is in the collective under test (not the warm-up barrier) */
+    int held;    /* the hook held it */
+    int gone;    /* early ranks back, their buffers poisoned and freed */
+} late = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0, 0};
+
+static void hold_late_rank(int rank, int phase)
+{
+    if (rank != LATE_RANK || phase != SM__COMM_LOCAL_WOKEN) return;
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += 10; /* a bound, should the early ranks never return */
+    pthread_mutex_lock(&late.mu);
+    if (late.armed) {
+        late.held = 1;
+        while (late.gone < LATE_RANKS - 1)
+            if (pthread_cond_timedwait(&late.cv, &late.mu, &until) == ETIMEDOUT) break;
+    }
+    pthread_mutex_unlock(&late.mu);
+}
+
+/* memset through a volatile pointer: a store just before free() is otherwise dropped */
+static void *(*volatile poison_fill)(void *, int, size_t) = memset;
+
+typedef struct late_job {
+    sm_comm *c;
+    sm_status st_warm, st;
+    unsigned char recv[LATE_RANKS * LATE_BYTES];
+} late_job;
+
+static void *late_main(void *arg)
+{
+    late_job *j = arg;
+    const int r = sm_comm_rank(j->c);
+    /* every thread running (default timeout) before the short deadline starts */
+    j->st_warm = sm_comm_barrier(j->c);
+    sm_comm_set_timeout(j->c, 0.3);
+    unsigned char *send = malloc(LATE_BYTES);
+    if (!send) return NULL;
+    memset(send, 'a' + r, LATE_BYTES);
+    if (r == LATE_RANK) {
+        pthread_mutex_lock(&late.mu);
+        late.armed = 1;
+        pthread_mutex_unlock(&late.mu);
+    }
+    j->st = sm_comm_allgather(j->c, send, j->recv, LATE_BYTES);
+    if (r != LATE_RANK) poison_fill(send, LATE_POISON, LATE_BYTES); /* the caller's again */
+    free(send);
+    if (r != LATE_RANK) {
+        pthread_mutex_lock(&late.mu);
+        late.gone++;
+        pthread_cond_broadcast(&late.cv);
+        pthread_mutex_unlock(&late.mu);
+    }
+    return NULL;
+}
+
+static void test_late_rank_copies_nothing_after_timeout(void **state)
+{
+    (void)state;
+    sm_comm *c[LATE_RANKS];
+    static late_job j[LATE_RANKS];
+    pthread_t th[LATE_RANKS];
+    assert_int_equal(sm_comm_local_create(LATE_RANKS, c), SM_OK);
+    sm__comm_local_test_delay = hold_late_rank; /* before the threads: they only read it */
+    for (int r = 0; r < LATE_RANKS; r++) {
+        memset(&j[r], 0, sizeof j[r]);
+        j[r].c = c[r];
+        j[r].st_warm = j[r].st = SM_ERR_INTERNAL;
+        assert_int_equal(pthread_create(&th[r], NULL, late_main, &j[r]), 0);
+    }
+    for (int r = 0; r < LATE_RANKS; r++) pthread_join(th[r], NULL);
+    sm__comm_local_test_delay = NULL;
+    assert_true(late.held); /* the window was reproduced */
+    assert_int_equal(late.gone, LATE_RANKS - 1);
+    for (int r = 0; r < LATE_RANKS; r++) {
+        assert_int_equal(j[r].st_warm, SM_OK);
+        assert_int_equal(j[r].st, SM_ERR_COMM);
+        assert_int_equal(sm_comm_failed(c[r]), 1);
+    }
+    /* the late rank copied nothing: neither the poison nor anything else */
+    size_t copied = 0, poison = 0;
+    for (size_t i = 0; i < sizeof j[LATE_RANK].recv; i++) {
+        copied += j[LATE_RANK].recv[i] != 0;
+        poison += j[LATE_RANK].recv[i] == LATE_POISON;
+    }
+    if (copied)
+        printf("late rank: %zu bytes copied after its peers returned, %zu of them freed "
+               "buffers' poison\n", copied, poison);
+    assert_int_equal(copied, 0);
+    for (int r = 0; r < LATE_RANKS; r++) sm_comm_destroy(c[r]);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -368,6 +473,7 @@ int main(void)
         cmocka_unit_test(test_mismatch_refused_on_every_rank),
         cmocka_unit_test(test_stalled_rank_times_out),
         cmocka_unit_test(test_checkpoint_resume_any_n),
+        cmocka_unit_test(test_late_rank_copies_nothing_after_timeout),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
