@@ -4,7 +4,10 @@
  * deadline); each then copies what it needs from the others' buffers while holding the lock, and
  * waits again until all have copied, so no buffer is read after its owner returned. A rank that
  * times out marks the group failed (under the lock), and no one copies after that: a stalled
- * thread behaves as a dead peer does in MPI. */
+ * thread behaves as a dead peer does in MPI. A rank woken from the first barrier re-acquires the
+ * lock only later, and a peer may have timed out in the second barrier and returned meanwhile
+ * (its caller free to reuse its buffers), so the copy starts only if the group has not failed:
+ * the lock is held from that check to the end of the copy, and only a failing rank leaves early. */
 #include <errno.h>
 #include <pthread.h>
 #include <string.h>
@@ -65,6 +68,38 @@ static int barrier(local_group *g, int64_t deadline_ns, sm_comm_result *why)
 
 enum { L_ALLGATHER, L_ALLTOALL, L_BROADCAST };
 
+void (*sm__comm_local_test_delay)(int rank, int phase); /* test only: see comm_impl.h */
+
+/* The test hook, if set, runs without the lock (as if this thread had been woken but not yet
+ * scheduled), so that peers can time out and return meanwhile. */
+static void test_delay(local_group *g, int rank, int phase)
+{
+    void (*hook)(int, int) = sm__comm_local_test_delay;
+    if (!hook) return;
+    pthread_mutex_unlock(&g->mu);
+    hook(rank, phase);
+    pthread_mutex_lock(&g->mu);
+}
+
+/* Copies this rank's part of the others' posted buffers into recv (under the lock). */
+static void copy_in(const local_group *g, int rank, int op, void *recv, size_t bytes, int root)
+{
+    for (int i = 0; i < g->size && bytes; i++) {
+        switch (op) {
+        case L_ALLGATHER:
+            memcpy((char *)recv + (size_t)i * bytes, g->send[i], bytes);
+            break;
+        case L_ALLTOALL:
+            memcpy((char *)recv + (size_t)i * bytes,
+                   (const char *)g->send[i] + (size_t)rank * bytes, bytes);
+            break;
+        case L_BROADCAST:
+            if (i == root && i != rank) memcpy(recv, g->recv[root], bytes);
+            break;
+        }
+    }
+}
+
 static sm_comm_result collective(local_rank *r, int op, const void *send, void *recv,
                                  size_t bytes, int root, int64_t deadline_ns)
 {
@@ -74,22 +109,15 @@ static sm_comm_result collective(local_rank *r, int op, const void *send, void *
     g->send[r->rank] = send;
     g->recv[r->rank] = recv;
     if (barrier(g, deadline_ns, &why) == 0) {
-        /* everyone posted: copy in under the lock (no peer can leave meanwhile) */
-        for (int i = 0; i < g->size && bytes; i++) {
-            switch (op) {
-            case L_ALLGATHER:
-                memcpy((char *)recv + (size_t)i * bytes, g->send[i], bytes);
-                break;
-            case L_ALLTOALL:
-                memcpy((char *)recv + (size_t)i * bytes,
-                       (const char *)g->send[i] + (size_t)r->rank * bytes, bytes);
-                break;
-            case L_BROADCAST:
-                if (i == root && i != r->rank) memcpy(recv, g->recv[root], bytes);
-                break;
-            }
+        test_delay(g, r->rank, SM__COMM_LOCAL_WOKEN);
+        /* everyone posted, but a peer may since have timed out in the second barrier and
+         * returned: its buffers are its caller's again. Failed is set before any rank leaves
+         * early, and the lock is held from here to the end of the copy. */
+        if (g->failed) why = SM_COMM_FAILED;
+        else {
+            copy_in(g, r->rank, op, recv, bytes, root);
+            barrier(g, deadline_ns, &why);
         }
-        barrier(g, deadline_ns, &why);
     }
     pthread_mutex_unlock(&g->mu);
     return why;

@@ -250,6 +250,11 @@ sm_status sm__shards_grads(sm_trainer *t, size_t n, const float *left, const flo
 void sm__shards_local_pairs(const sm_trainer *t, size_t n, size_t *lo, size_t *hi);
 /* Frees the shard buffers. */
 void sm__shards_free(sm_trainer *t);
+/* Slice j (0..nr-1, nr >= 1) of a gradient of g floats cut over nr ranks in slices of
+ * ceil(g/nr) floats: the floats [*begin, *begin + *count), *count <= ceil(g/nr) (the rest of
+ * the slice is padding); a slice past g is empty (*begin = g, *count = 0). The slices cover
+ * [0, g) once, in order. */
+void sm__shard_slice(size_t g, size_t nr, size_t j, size_t *begin, size_t *count);
 sm_status sm__head_read_grads(const sm_head *h, float *host);
 
 /* TEST ONLY: numerical fault injection (tests/test_numeric.c). 0 = off (the default; costs one

@@ -2,8 +2,9 @@
 /* Data-parallel steps (include/siamese/comm.h): the step's gradient is the left fold
  * P0 + P1 + ... + P(K-1) of K shard gradients, each summed in micro-batches from its first
  * pair with the loss scaled by the whole batch. With N ranks, rank r computes shards
- * r K/N .. (r+1) K/N - 1. The gradient (G floats: subnet, then head) is cut into N slices of L
- * floats; an all-to-all sends slice j of each local shard gradient to rank j, which folds its
+ * r K/N .. (r+1) K/N - 1. The gradient (G floats: subnet, then head) is cut into N slices of
+ * L = ceil(G/N) floats, zeros past G (sm__shard_slice: with G = 5 and N = 4, slice 3 is all
+ * padding); an all-to-all sends slice j of each local shard gradient to rank j, which folds its
  * K slices in shard order; an all-gather then gives every rank the whole folded gradient. The
  * collectives only move bytes, and one process (N = 1) runs the same fold on the same numbers,
  * so every N dividing K gives the same bits. Bytes sent per rank and step:
@@ -17,6 +18,15 @@
 
 static int n_ranks(const sm_trainer *t) { return t->comm ? t->comm->ops.size : 1; }
 static int my_rank(const sm_trainer *t) { return t->comm ? t->comm->ops.rank : 0; }
+
+void sm__shard_slice(size_t g, size_t nr, size_t j, size_t *begin, size_t *count)
+{
+    const size_t l = (g + nr - 1) / nr;
+    /* j l may pass g (g = 5, nr = 4: l = 2, slice 3 would start at 6): such a slice is empty */
+    const size_t b = j < nr && j * l < g ? j * l : g;
+    *begin = b;
+    *count = g - b < l ? g - b : l;
+}
 
 /* Pairs of shard s of a batch of n pairs in K shards. */
 static size_t shard_begin(size_t n, size_t k, size_t s) { return s * n / k; }
@@ -76,7 +86,7 @@ sm_status sm__shards_grads(sm_trainer *t, size_t n, const float *left, const flo
                  "shards (at least one pair each)", n, k);
     const size_t per = k / nr, in = sm__arch_in_size(&s->arch);
     const size_t ns = s->n_params, g = ns + h->n_params;
-    const size_t l = (g + nr - 1) / nr; /* slice length; the last slice is padded */
+    const size_t l = (g + nr - 1) / nr; /* slice length (sm__shard_slice's) */
     const size_t bb = block_bytes(per, l);
     size_t part_bytes, all_bytes;
     SM_RETURN_IF(!sm__mul_size(per * g, sizeof(float), &part_bytes) ||
@@ -104,11 +114,13 @@ sm_status sm__shards_grads(sm_trainer *t, size_t n, const float *left, const flo
         unsigned char *blk = t->sh_send + j * bb;
         memcpy(blk, losses, per * sizeof(double));
         float *dst = (float *)(void *)(blk + per * sizeof(double));
-        const size_t e0 = j * l, e1 = e0 + l < g ? e0 + l : g;
+        size_t e0, ne;
+        sm__shard_slice(g, nr, j, &e0, &ne);
         for (size_t q = 0; q < per; q++) {
             float *d = dst + q * l;
-            if (e1 > e0) memcpy(d, t->sh_part + q * g + e0, (e1 - e0) * sizeof(float));
-            if (e1 - e0 < l) memset(d + (e1 - e0), 0, (l - (e1 - e0)) * sizeof(float));
+            if (ne) memcpy(d, t->sh_part + q * g + e0, ne * sizeof(float));
+            /* the padding is folded and gathered too: zeros, not stale bytes */
+            if (ne < l) memset(d + ne, 0, (l - ne) * sizeof(float));
         }
     }
     if (t->comm) SM_TRY(sm__comm_alltoall(t->comm, t->sh_send, t->sh_recv, bb,

@@ -4,7 +4,10 @@
  * trainer alone; attach shares rank 0's state and refuses differing configurations on every
  * rank; a stalled rank makes the others fail with SM_ERR_COMM within the timeout, and the
  * communicator then fails at once; checkpoints are written by rank 0 only and resume with any
- * N dividing K exactly. */
+ * N dividing K exactly; a gradient whose size the ranks do not divide gives the same parameters
+ * too, its padding zeros; a rank woken late from a collective copies nothing once a peer timed
+ * out and returned. */
+#include <errno.h>
 #include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -17,7 +20,9 @@
 #include <unistd.h>
 #include <cmocka.h>
 
+#include "comm_impl.h"
 #include "dist_model.h"
+#include "model.h"
 #include "siamese/siamese.h"
 
 enum { K = 4, BATCH = 24, MICRO = 4, STEPS = 4 };
@@ -38,14 +43,30 @@ typedef struct rank_job {
     const char *load, *save; /* checkpoints, optional */
     int stall;               /* never step: sleep `stall` ms and return */
     double timeout_s;
+    const char *arch;        /* default DM_ARCH_TINY */
+    int plain;               /* no augmentation (SM_DISTORT_ALL otherwise) */
+    int stale_exchange;      /* before every step but the first: NaN bytes in the send blocks */
     /* results */
     sm_status st_attach, st_step, st_again;
     double t_step;           /* seconds in the failing step */
     char msg[512];
     float *params;
     size_t n;
+    size_t pad_nonzero;      /* bytes of the last gathered gradient's padding that are not 0 */
     float losses[16];
 } rank_job;
+
+/* The gathered gradient past the G floats of the parameters: the N slices' padding, which
+ * only zeros may fill (lib/trainer_shards.c). */
+static size_t padding_nonzero(const sm_trainer *t)
+{
+    const size_t g = t->subnet->n_params + t->head->n_params;
+    const size_t nr = t->comm ? (size_t)sm_comm_size(t->comm) : 1, l = (g + nr - 1) / nr;
+    const unsigned char *pad = (const unsigned char *)(t->sh_full + g);
+    size_t bad = 0;
+    for (size_t i = 0; t->sh_full && i < (nr * l - g) * sizeof(float); i++) bad += pad[i] != 0;
+    return bad;
+}
 
 static void *rank_main(void *arg)
 {
@@ -56,8 +77,9 @@ static void *rank_main(void *arg)
     }
     dm_model m;
     j->st_attach = j->st_step = j->st_again = SM_ERR_INTERNAL;
-    if (dm_create(&m, DM_ARCH_TINY, j->batch ? j->batch : BATCH, MICRO,
-                  j->shards ? j->shards : K, SM_DISTORT_ALL, j->init_seed) != SM_OK)
+    if (dm_create(&m, j->arch ? j->arch : DM_ARCH_TINY, j->batch ? j->batch : BATCH, MICRO,
+                  j->shards ? j->shards : K, j->plain ? 0 : SM_DISTORT_ALL,
+                  j->init_seed) != SM_OK)
         return NULL;
     if (j->load && sm_trainer_load(m.tr, j->load) != SM_OK) {
         snprintf(j->msg, sizeof j->msg, "load: %s", sm_last_error());
@@ -69,6 +91,8 @@ static void *rank_main(void *arg)
     if (j->st_attach != SM_OK) snprintf(j->msg, sizeof j->msg, "%s", sm_last_error());
     j->st_step = SM_OK;
     for (int s = 0; s < j->steps && j->st_attach == SM_OK && j->st_step == SM_OK; s++) {
+        /* what an earlier step left in the exchange's buffers must not reach this one's */
+        if (j->stale_exchange && s > 0) memset(m.tr->sh_send, 0xff, m.tr->sh_cap_block);
         double t0 = now_s();
         j->st_step = sm_train_step(m.tr, &j->losses[s]);
         j->t_step = now_s() - t0;
@@ -85,6 +109,7 @@ static void *rank_main(void *arg)
     /* every rank counts the same iterations (a resumed one continues the checkpoint's) */
     if (j->st_step == SM_OK && !j->load && sm_trainer_iteration(m.tr) != j->steps)
         j->st_step = SM_ERR_INTERNAL;
+    j->pad_nonzero = padding_nonzero(m.tr);
     dm_params(&m, &j->params, &j->n);
     dm_destroy(&m);
     return NULL;
@@ -300,6 +325,43 @@ static void test_checkpoint_resume_any_n(void **state)
     free(ck);
 }
 
+/* A gradient of G = 5 floats over N = 4 ranks: slices of 2, the last one all padding (its
+ * start, 6, past G). Every N dividing K still gives one trainer's parameters, and the padding
+ * that is folded and gathered is zeros even when the exchange's buffers hold NaN bytes from
+ * before (it used to be left as it was: a size_t underflow skipped the zeroing). */
+static void test_gradient_not_divisible_by_ranks(void **state)
+{
+    (void)state;
+    rank_job ref[1], jobs[4];
+    rank_job tmpl = {.steps = 3, .init_seed = 5, .arch = "1x1x2:flatten,fc1", .plain = 1,
+                     .stale_exchange = 1};
+    run_ranks(0, ref, &tmpl);
+    assert_int_equal(ref[0].st_step, SM_OK);
+    assert_non_null(ref[0].params);
+    const size_t g = ref[0].n;
+    assert_true(3 * ((g + 3) / 4) > g); /* the shape under test: slice 3 starts past G */
+    const int sizes[] = {2, 4};
+    for (size_t i = 0; i < 2; i++) {
+        int n = sizes[i];
+        run_ranks(n, jobs, &tmpl);
+        for (int r = 0; r < n; r++) {
+            assert_int_equal(jobs[r].st_attach, SM_OK);
+            assert_int_equal(jobs[r].st_step, SM_OK);
+            assert_int_equal(jobs[r].n, g);
+            if (jobs[r].pad_nonzero)
+                printf("N = %d, rank %d: %zu bytes of the gathered gradient's padding not "
+                       "zero\n", n, r, jobs[r].pad_nonzero);
+            assert_int_equal(jobs[r].pad_nonzero, 0);
+            assert_memory_equal(jobs[r].params, ref[0].params, g * sizeof(float));
+            assert_memory_equal(jobs[r].losses, ref[0].losses, 3 * sizeof(float));
+        }
+        free_jobs(jobs, n);
+    }
+    printf("G = %zu floats over N = 2 and 4 ranks (K = %d): parameters bit-identical to one "
+           "trainer, padding zeros\n", g, K);
+    free_jobs(ref, 1);
+}
+
 /* Collective semantics of the local communicator and the public calls. */
 typedef struct coll_job {
     sm_comm *c;
@@ -359,6 +421,108 @@ static void test_collectives(void **state)
     sm_comm_destroy(c[0]);
 }
 
+/* The late rank of lib/comm_local.c: 3 ranks pass an all-gather's first barrier, the last is
+ * held (by the test hook, without the lock) between its wake-up and its copy, the other two
+ * copy, time out in the second barrier and return, and their callers poison and free their send
+ * buffers. Only then is the late rank let go: it must see the failure and copy nothing (it used
+ * to copy the freed buffers: poison in its recv, and a use-after-free under ASan). */
+enum { LATE_RANKS = 3, LATE_RANK = 2, LATE_BYTES = 4096, LATE_POISON = 0xa5 };
+
+static struct {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int armed;   /* the late rank is in the collective under test (not the warm-up barrier) */
+    int held;    /* the hook held it */
+    int gone;    /* early ranks back, their buffers poisoned and freed */
+} late = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0, 0};
+
+static void hold_late_rank(int rank, int phase)
+{
+    if (rank != LATE_RANK || phase != SM__COMM_LOCAL_WOKEN) return;
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += 10; /* a bound, should the early ranks never return */
+    pthread_mutex_lock(&late.mu);
+    if (late.armed) {
+        late.held = 1;
+        while (late.gone < LATE_RANKS - 1)
+            if (pthread_cond_timedwait(&late.cv, &late.mu, &until) == ETIMEDOUT) break;
+    }
+    pthread_mutex_unlock(&late.mu);
+}
+
+/* memset through a volatile pointer: a store just before free() is otherwise dropped */
+static void *(*volatile poison_fill)(void *, int, size_t) = memset;
+
+typedef struct late_job {
+    sm_comm *c;
+    sm_status st_warm, st;
+    unsigned char recv[LATE_RANKS * LATE_BYTES];
+} late_job;
+
+static void *late_main(void *arg)
+{
+    late_job *j = arg;
+    const int r = sm_comm_rank(j->c);
+    /* every thread running (default timeout) before the short deadline starts */
+    j->st_warm = sm_comm_barrier(j->c);
+    sm_comm_set_timeout(j->c, 0.3);
+    unsigned char *send = malloc(LATE_BYTES);
+    if (!send) return NULL;
+    memset(send, 'a' + r, LATE_BYTES);
+    if (r == LATE_RANK) {
+        pthread_mutex_lock(&late.mu);
+        late.armed = 1;
+        pthread_mutex_unlock(&late.mu);
+    }
+    j->st = sm_comm_allgather(j->c, send, j->recv, LATE_BYTES);
+    if (r != LATE_RANK) poison_fill(send, LATE_POISON, LATE_BYTES); /* the caller's again */
+    free(send);
+    if (r != LATE_RANK) {
+        pthread_mutex_lock(&late.mu);
+        late.gone++;
+        pthread_cond_broadcast(&late.cv);
+        pthread_mutex_unlock(&late.mu);
+    }
+    return NULL;
+}
+
+static void test_late_rank_copies_nothing_after_timeout(void **state)
+{
+    (void)state;
+    sm_comm *c[LATE_RANKS];
+    static late_job j[LATE_RANKS];
+    pthread_t th[LATE_RANKS];
+    assert_int_equal(sm_comm_local_create(LATE_RANKS, c), SM_OK);
+    sm__comm_local_test_delay = hold_late_rank; /* before the threads: they only read it */
+    for (int r = 0; r < LATE_RANKS; r++) {
+        memset(&j[r], 0, sizeof j[r]);
+        j[r].c = c[r];
+        j[r].st_warm = j[r].st = SM_ERR_INTERNAL;
+        assert_int_equal(pthread_create(&th[r], NULL, late_main, &j[r]), 0);
+    }
+    for (int r = 0; r < LATE_RANKS; r++) pthread_join(th[r], NULL);
+    sm__comm_local_test_delay = NULL;
+    assert_true(late.held); /* the window was reproduced */
+    assert_int_equal(late.gone, LATE_RANKS - 1);
+    for (int r = 0; r < LATE_RANKS; r++) {
+        assert_int_equal(j[r].st_warm, SM_OK);
+        assert_int_equal(j[r].st, SM_ERR_COMM);
+        assert_int_equal(sm_comm_failed(c[r]), 1);
+    }
+    /* the late rank copied nothing: neither the poison nor anything else */
+    size_t copied = 0, poison = 0;
+    for (size_t i = 0; i < sizeof j[LATE_RANK].recv; i++) {
+        copied += j[LATE_RANK].recv[i] != 0;
+        poison += j[LATE_RANK].recv[i] == LATE_POISON;
+    }
+    if (copied)
+        printf("late rank: %zu bytes copied after its peers returned, %zu of them freed "
+               "buffers' poison\n", copied, poison);
+    assert_int_equal(copied, 0);
+    for (int r = 0; r < LATE_RANKS; r++) sm_comm_destroy(c[r]);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -368,6 +532,8 @@ int main(void)
         cmocka_unit_test(test_mismatch_refused_on_every_rank),
         cmocka_unit_test(test_stalled_rank_times_out),
         cmocka_unit_test(test_checkpoint_resume_any_n),
+        cmocka_unit_test(test_gradient_not_divisible_by_ranks),
+        cmocka_unit_test(test_late_rank_copies_nothing_after_timeout),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
