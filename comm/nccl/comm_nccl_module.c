@@ -50,12 +50,19 @@ static void do_abort(nccl_state *s)
     s->failed = 1;
 }
 
-/* Until the communicator's pending initialisation or call has finished. */
+/* The communicator's state: ncclInProgress while a non-blocking call runs; a query that fails
+ * is an error too (its out-parameter is not written then). */
+static ncclResult_t comm_state(nccl_state *s)
+{
+    ncclResult_t async = ncclSuccess;
+    return ncclCommGetAsyncError(s->comm, &async) == ncclSuccess ? async : ncclSystemError;
+}
+
+/* Until the communicator's pending initialisation, call or finalisation has finished. */
 static sm_comm_result wait_comm(nccl_state *s, int64_t deadline_ns)
 {
     for (unsigned attempt = 0;; attempt++) {
-        ncclResult_t async = ncclSuccess;
-        if (ncclCommGetAsyncError(s->comm, &async) != ncclSuccess) async = ncclSystemError;
+        ncclResult_t async = comm_state(s);
         if (async == ncclSuccess) return SM_COMM_OK;
         if (async != ncclInProgress) {
             do_abort(s);
@@ -79,8 +86,7 @@ static sm_comm_result wait_stream(nccl_state *s, int64_t deadline_ns)
     for (unsigned attempt = 0;; attempt++) {
         cudaError_t q = cudaEventQuery(s->done);
         if (q == cudaSuccess) return SM_COMM_OK;
-        ncclResult_t async = ncclSuccess;
-        ncclCommGetAsyncError(s->comm, &async);
+        ncclResult_t async = comm_state(s);
         if (q != cudaErrorNotReady || (async != ncclSuccess && async != ncclInProgress)) {
             do_abort(s);
             return SM_COMM_FAILED;
@@ -196,17 +202,28 @@ static sm_comm_result n_broadcast(void *u, void *buf, size_t bytes, int root,
 
 static void n_abort(void *u) { do_abort(u); }
 
+/* Finalises without blocking for long, then frees. ncclCommFinalize is called once: a second
+ * call fails (NCCL refuses a communicator whose finalisation is in progress or done). Its
+ * ncclInProgress (the non-blocking case) is waited for; a finalisation that fails, at once or
+ * later, or whose peers do not follow within 10 s, is an abort, which frees the communicator
+ * itself: ncclCommDestroy only after a finalisation that succeeded (it refuses the others and
+ * the communicator would leak). A destroy that fails leaves nothing to do: an abort after it
+ * could free the communicator twice. */
+static void finalize_comm(nccl_state *s)
+{
+    ncclResult_t fr = ncclCommFinalize(s->comm);
+    if (fr == ncclSuccess || fr == ncclInProgress)
+        (void)wait_comm(s, now_ns() + 10 * (int64_t)1000000000);
+    else
+        do_abort(s);
+    if (!s->aborted) ncclCommDestroy(s->comm);
+}
+
 static void n_destroy(void *u)
 {
     nccl_state *s = u;
     if (!s) return;
-    if (s->comm && !s->aborted) {
-        /* finalise without blocking for long: abort if peers do not follow */
-        if (ncclCommFinalize(s->comm) == ncclSuccess ||
-            ncclCommFinalize(s->comm) == ncclInProgress)
-            (void)wait_comm(s, now_ns() + 10 * (int64_t)1000000000);
-        if (!s->aborted) ncclCommDestroy(s->comm);
-    }
+    if (s->comm && !s->aborted) finalize_comm(s);
     if (s->dev) cudaFree(s->dev);
     if (s->done) cudaEventDestroy(s->done);
     if (s->stream) cudaStreamDestroy(s->stream);
@@ -268,7 +285,9 @@ sm_comm_module_entry(const sm_comm_module_args *args, sm_comm_ops *ops, void **u
     nr = ncclCommInitRankConfig(&s->comm, s->size, id, s->rank, &cfg);
     if (nr != ncclSuccess && nr != ncclInProgress) {
         snprintf(args->err, args->err_cap, "ncclCommInitRankConfig: %s", ncclGetErrorString(nr));
-        s->comm = NULL;
+        /* a communicator may be returned with the error (a non-blocking one whose launch
+         * failed): only an abort frees it (do_abort skips a NULL one) */
+        do_abort(s);
         n_destroy(s);
         return -1;
     }

@@ -4,7 +4,8 @@
  * test_device_dryrun.sh). Linked into a test-only build of the module, libsiamese-cuda.so in
  * tests/cuda_fake/ (never installed), instead of cudart_static, libcudnn, libcublas and the
  * kernels: device memory is host memory, copies are memcpy, every cuDNN/cuBLAS compute call and
- * kernel launch does nothing and succeeds. No number it produces means anything.
+ * kernel launch does nothing and succeeds. No number it produces means anything. Its runtime
+ * also stands in for cudart_static in the test-only comm-nccl module beside it (fake_nccl.c).
  *
  * The cuDNN algorithm queries answer like the real library may: results tagged
  * CUDNN_DEFAULT_MATH (and one tensor-op one), so the module's selection must cope.
@@ -156,6 +157,40 @@ cudaError_t cudaMemcpyAsync(void *dst, const void *src, size_t bytes, enum cudaM
     (void)s;
     CUDA_FAULT("cudaMemcpyAsync");
     memmove(dst, src, bytes);
+    return cudaSuccess;
+}
+/* cudaMemcpy and the events are the comm-nccl module's (tests/cuda_fake/fake_nccl.c): an event
+ * is done as soon as it is recorded, since every fake call completes before it returns. */
+cudaError_t cudaMemcpy(void *dst, const void *src, size_t bytes, enum cudaMemcpyKind kind)
+{
+    (void)kind;
+    CUDA_FAULT("cudaMemcpy");
+    memmove(dst, src, bytes);
+    return cudaSuccess;
+}
+cudaError_t cudaEventCreateWithFlags(cudaEvent_t *e, unsigned int flags)
+{
+    (void)flags;
+    CUDA_FAULT("cudaEventCreateWithFlags");
+    *e = (cudaEvent_t)malloc(8);
+    return *e ? cudaSuccess : cudaErrorMemoryAllocation;
+}
+cudaError_t cudaEventDestroy(cudaEvent_t e)
+{
+    free(e);
+    CUDA_FAULT("cudaEventDestroy");
+    return cudaSuccess;
+}
+cudaError_t cudaEventRecord(cudaEvent_t e, cudaStream_t s)
+{
+    (void)e, (void)s;
+    CUDA_FAULT("cudaEventRecord");
+    return cudaSuccess;
+}
+cudaError_t cudaEventQuery(cudaEvent_t e)
+{
+    (void)e;
+    CUDA_FAULT("cudaEventQuery");
     return cudaSuccess;
 }
 cudaError_t cudaMemsetAsync(void *dst, int value, size_t bytes, cudaStream_t s)
