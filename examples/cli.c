@@ -34,6 +34,16 @@ int cli_fail(sm_status st, const char *fmt, ...)
     return 1;
 }
 
+static void show_log(void *user, sm_log_level level, const char *message)
+{
+    (void)user;
+    fprintf(stderr, "%s%s: %s: %s\n", cli_progress_open ? "\n" : "", cli_prog,
+            level >= SM_LOG_ERROR ? "error" : "warning", message);
+    cli_progress_open = 0;
+}
+
+void cli_show_library_warnings(void) { sm_set_log_callback(show_log, NULL, SM_LOG_WARN); }
+
 int cli_error(int rc, const char *fmt, ...)
 {
     va_list ap;

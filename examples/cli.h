@@ -25,6 +25,10 @@ __attribute__((format(printf, 2, 3)))
 #endif
 int cli_error(int rc, const char *fmt, ...);
 
+/* Shows the library's warnings (and errors it logs) on stderr as "PROG: warning: ...": the
+ * library never prints, and a save whose folder could not be synced, say, is a warning. */
+void cli_show_library_warnings(void);
+
 /* Option values, range-checked: 1 on success, else a message naming --name and 0. */
 int cli_parse_ll(const char *name, const char *text, long long lo, long long hi, long long *out);
 int cli_parse_int(const char *name, const char *text, int lo, int hi, int *out);

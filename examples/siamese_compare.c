@@ -27,6 +27,7 @@ static void usage(FILE *f)
 int main(int argc, char **argv)
 {
     cli_prog = "siamese-compare";
+    cli_show_library_warnings();
     if (argc == 2 && (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help"))) {
         usage(stdout);
         return 0;

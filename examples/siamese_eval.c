@@ -40,6 +40,7 @@ static void usage(FILE *f)
 int main(int argc, char **argv)
 {
     cli_prog = "siamese-eval";
+    cli_show_library_warnings();
     enum { O_DATA = 256, O_SEED, O_BACKEND, O_THREADS, O_EVAL, O_BACKEND_OPT };
     static const struct option longopts[] = {
         {"data", required_argument, NULL, O_DATA},

@@ -261,6 +261,7 @@ done:
 int main(int argc, char **argv)
 {
     cli_prog = "siamese-gallery";
+    cli_show_library_warnings();
     options o = {.backend = "auto", .top = 5, .threshold = 0.5, .pairs = 2000, .far = 0.01,
                  .seed = 1};
     enum { O_BACKEND = 1, O_THREADS, O_TOP, O_APPEND, O_VERIFY, O_THRESHOLD, O_PAIRS, O_FAR,

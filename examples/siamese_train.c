@@ -1032,6 +1032,7 @@ static int run_all(run *r)
 int main(int argc, char **argv)
 {
     cli_prog = "siamese-train";
+    cli_show_library_warnings();
     run r;
     memset(&r, 0, sizeof r);
     r.o = (options){

@@ -3,15 +3,18 @@
  * makes the new contents durable before the name points at them, so a crash leaves either the
  * old file or the new one, never a torn mix.
  *
- * A process killed while saving leaves its "<path>.tmp.XXXXXX" behind; a job killed and
- * restarted hundreds of times would fill the disk with them. So each writer holds a lock on its
+ * A process killed while saving leaves its temporary file behind; a job killed and restarted
+ * hundreds of times would fill the disk with them. So each writer holds a lock on its
  * temporary file (an open-file-description lock, released by the kernel when the process dies,
  * however it dies) from creation until after the rename, and every save first removes the
- * temporary files of the same target that nobody holds: names of exactly our pattern, regular
- * files of our own user, not locked, and either not empty or older than a minute (a writer
- * locks its file right after creating it, before the first byte). Where the system has
- * O_TMPFILE, the file has no name at all until it is complete, so a kill during a save
- * leaves nothing; only a kill between naming and renaming can, and the next save removes it. */
+ * temporary files of the same target that a dead writer of ours left: names that are provably
+ * ours ("<path>.libsiamese-tmp." + 8 random characters + 4 that are a keyed hash of the target's
+ * name and those 8, so neither a user's "ck.safetensors.tmp.backup" nor another tool's mkstemp
+ * file can pass for one), regular files of our own user, not locked, and either not empty or
+ * older than a minute (a writer locks its file right after creating it, before the first
+ * byte). Where the system has O_TMPFILE, the file has no name at all until it is complete, so
+ * a kill during a save leaves nothing; only a kill between naming and renaming can, and the
+ * next save removes it. */
 #define _GNU_SOURCE /* F_OFD_SETLK */
 #include "file_atomic.h"
 
@@ -53,13 +56,47 @@ static int lock_nb(int fd)
     return flock(fd, LOCK_EX | LOCK_NB);
 }
 
-/* Whether `name` is "<base>.tmp." followed by six characters of the alphabet. */
+static uint64_t mix64(uint64_t z)
+{
+    z += 0x9E3779B97F4A7C15u;
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9u;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBu;
+    return z ^ (z >> 31);
+}
+
+enum { N_ALPHA = sizeof temp_alphabet - 1 };
+
+/* The 4 check characters of a temporary name: a keyed hash of the target's base name and the
+ * 8 random characters (1 in 62^4 = 14.8 million for a name we did not make). */
+static void temp_check(const char *base, size_t base_len, const char *random8, char out[4])
+{
+    uint64_t h = 0x6c6962736961ull; /* the key: "libsia" */
+    for (size_t i = 0; i < base_len; i++) h = mix64(h ^ (unsigned char)base[i]);
+    for (size_t i = 0; i < 8; i++) h = mix64(h ^ ((uint64_t)(unsigned char)random8[i] << 8));
+    for (int i = 0; i < 4; i++, h /= N_ALPHA) out[i] = temp_alphabet[h % N_ALPHA];
+}
+
+void sm__afile_temp_suffix(const char *base, uint64_t random, char out[SM__AFILE_SUFFIX_SIZE])
+{
+    memcpy(out, SM__AFILE_TEMP_MARK, sizeof SM__AFILE_TEMP_MARK - 1);
+    char *r = out + sizeof SM__AFILE_TEMP_MARK - 1;
+    for (int i = 0; i < 8; i++, random /= N_ALPHA) r[i] = temp_alphabet[random % N_ALPHA];
+    temp_check(base, strlen(base), r, r + 8);
+    r[12] = 0;
+}
+
+/* Whether `name` is "<base>" + a suffix sm__afile_temp_suffix could have made for it. */
 static int is_our_temp(const char *name, const char *base, size_t base_len)
 {
-    if (strncmp(name, base, base_len) != 0 || strncmp(name + base_len, ".tmp.", 5) != 0)
+    const size_t mark = sizeof SM__AFILE_TEMP_MARK - 1;
+    if (strncmp(name, base, base_len) != 0 ||
+        strncmp(name + base_len, SM__AFILE_TEMP_MARK, mark) != 0)
         return 0;
-    const char *x = name + base_len + 5;
-    return strlen(x) == 6 && strspn(x, temp_alphabet) == 6;
+    const char *r = name + base_len + mark;
+    if (strlen(r) != 12 || strspn(r, temp_alphabet) != 12) return 0;
+    char check[4];
+    temp_check(base, base_len, r, check);
+    return memcmp(check, r + 8, 4) == 0;
 }
 
 /* Removes the temporary files of `path` that their writers left when they died (see the top of
@@ -87,33 +124,25 @@ static void remove_stale_temps(const char *dir, const char *path)
     closedir(d);
 }
 
-static uint64_t mix64(uint64_t z)
-{
-    z += 0x9E3779B97F4A7C15u;
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9u;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBu;
-    return z ^ (z >> 31);
-}
-
-/* Gives a new file the name "<path>.tmp.XXXXXX", exclusively: creates it (anon_fd < 0; its
- * descriptor is returned, locked) or links the unnamed file anon_fd there (anon_fd is
- * returned). Not mkstemp: that creates mode 0600, whereas a checkpoint should get the same
- * permissions as any file the user creates (0666 & ~umask), and reading the umask portably
- * means changing it, which races with other threads. */
+/* Gives a new file a temporary name beside `path` (sm__afile_temp_suffix), exclusively:
+ * creates it (anon_fd < 0; its descriptor is returned, locked) or links the unnamed file
+ * anon_fd there (anon_fd is returned). Not mkstemp: that creates mode 0600, whereas a
+ * checkpoint should get the same permissions as any file the user creates (0666 & ~umask),
+ * and reading the umask portably means changing it, which races with other threads. */
 static int create_temp(const char *path, char **tmp_out, int anon_fd)
 {
-    const char *alphabet = temp_alphabet;
-    const size_t n_alpha = sizeof temp_alphabet - 1;
     size_t len = strlen(path);
-    if (len > SIZE_MAX - 16) {
+    if (len > SIZE_MAX - SM__AFILE_SUFFIX_SIZE) {
         errno = ENAMETOOLONG;
         return -1;
     }
-    char *tmp = sm__malloc(len + 16);
+    char *tmp = sm__malloc(len + SM__AFILE_SUFFIX_SIZE);
     if (!tmp) {
         errno = ENOMEM;
         return -1;
     }
+    const char *slash = strrchr(path, '/');
+    const char *base = slash ? slash + 1 : path;
     struct timespec ts = {0, 0};
     clock_gettime(CLOCK_REALTIME, &ts);
     uint64_t seed = ((uint64_t)getpid() << 32) ^ (uint64_t)ts.tv_nsec ^
@@ -121,12 +150,7 @@ static int create_temp(const char *path, char **tmp_out, int anon_fd)
     for (int attempt = 0; attempt < 100; attempt++) {
         uint64_t r = mix64(seed ^ mix64(atomic_fetch_add(&name_counter, 1)));
         memcpy(tmp, path, len);
-        memcpy(tmp + len, ".tmp.", 5);
-        for (int i = 0; i < 6; i++) {
-            tmp[len + 5 + (size_t)i] = alphabet[r % n_alpha];
-            r /= n_alpha;
-        }
-        tmp[len + 11] = 0;
+        sm__afile_temp_suffix(base, r, tmp + len);
         int fd = -1;
         if (anon_fd < 0) {
             fd = open(tmp, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
@@ -164,20 +188,27 @@ static char *parent_dir(const char *path)
     return dir;
 }
 
-static sm_status sync_dir(const char *dir, const char *path)
+int (*sm__afile_test_dir_fsync)(int fd) = fsync;
+
+/* Makes the rename durable. The file at `path` is already the new one, whatever happens here:
+ * a failure is reported as a warning (the rename may not survive a power loss), not as a
+ * failed save, since a failed save promises the old file is still there. */
+static void sync_dir(const char *dir, const char *path)
 {
     int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0)
-        return sm__fail(SM_ERR_IO, "'%s' was written but its directory '%s' cannot be opened "
-                                   "to sync it: %s", path, dir, strerror(errno));
-    sm_status st = SM_OK;
+    if (fd < 0) {
+        sm__log(SM_LOG_WARN, "'%s' was written, but its directory '%s' cannot be opened to "
+                "sync it (%s): the new file may not survive a power loss", path, dir,
+                strerror(errno));
+        return;
+    }
     /* Some file systems cannot sync a directory; the rename is then as durable as they make
      * it, which is all anyone can have there. */
-    if (fsync(fd) != 0 && errno != EINVAL && errno != ENOTSUP && errno != EBADF)
-        st = sm__fail(SM_ERR_IO, "'%s' was written but syncing its directory failed: %s", path,
-                      strerror(errno));
+    if (sm__afile_test_dir_fsync(fd) != 0 && errno != EINVAL && errno != ENOTSUP &&
+        errno != EBADF)
+        sm__log(SM_LOG_WARN, "'%s' was written, but syncing its directory failed (%s): the "
+                "new file may not survive a power loss", path, strerror(errno));
     close(fd);
-    return st;
 }
 
 sm_status sm__afile_open(sm__afile *f, const char *path)
@@ -282,9 +313,9 @@ sm_status sm__afile_commit(sm__afile *f)
     }
     sm__free(f->tmp); /* renamed: nothing to remove any more */
     f->tmp = NULL;
-    st = sync_dir(f->dir, f->path);
+    sync_dir(f->dir, f->path);
     sm__afile_abort(f);
-    return st;
+    return SM_OK;
 }
 
 sm_status sm__file_read_all(const char *path, size_t max_size, uint8_t **out, size_t *size)

@@ -248,14 +248,14 @@ static void clean_dir(const char *dir)
     closedir(d);
 }
 
-/* Entries whose name contains ".tmp.": what a failed save would have left behind. */
+/* Entries whose name contains ".libsiamese-tmp.": what a failed save would have left behind. */
 static int count_temp_files(const char *dir)
 {
     DIR *d = opendir(dir);
     assert_non_null(d);
     int n = 0;
     struct dirent *de;
-    while ((de = readdir(d)) != NULL) n += strstr(de->d_name, ".tmp.") != NULL;
+    while ((de = readdir(d)) != NULL) n += strstr(de->d_name, ".libsiamese-tmp.") != NULL;
     closedir(d);
     return n;
 }

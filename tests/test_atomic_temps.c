@@ -1,12 +1,16 @@
 /* SPDX-License-Identifier: MIT */
-/* Leftover temporary files of killed saves (lib/file_atomic.c): a save removes the
- * "<path>.tmp.XXXXXX" files that dead writers left (not locked; not empty, or older than a
- * minute) and leaves alone a live writer's (locked), a fresh empty one, other names and other
- * targets' files; saves killed over and over leave at most one leftover beside the checkpoint.
+/* Leftover temporary files of killed saves (lib/file_atomic.c): a save removes the temporary
+ * files that dead writers of ours left ("<path>.libsiamese-tmp." + 8 random characters + 4 of
+ * their keyed hash; not locked; not empty, or older than a minute) and leaves alone a live
+ * writer's (locked), a fresh empty one, a user's "<path>.tmp.backup", another tool's mkstemp
+ * file, a name of our shape whose check characters are wrong, and other targets' files; saves
+ * killed over and over leave at most one leftover beside the checkpoint. A directory that
+ * cannot be synced after the rename is a warning, not a failed save: the new file is in place.
  * Also: the checkpoint metadata store refuses more keys than it has slots (SM_ERR_LIMIT), in
  * tests/test_ck_meta.c. */
 #define _GNU_SOURCE /* F_OFD_SETLK */
 #include <dirent.h>
+#include <errno.h>
 #include <fcntl.h>
 #include <setjmp.h>
 #include <signal.h>
@@ -22,6 +26,7 @@
 #include <unistd.h>
 #include <cmocka.h>
 
+#include "file_atomic.h"
 #include "fixtures.h"
 #include "siamese/siamese.h"
 
@@ -78,9 +83,20 @@ static int count_temps(const char *dir)
     DIR *d = opendir(dir);
     int n = 0;
     for (struct dirent *e; d && (e = readdir(d)) != NULL;)
-        n += strncmp(e->d_name, "ck.safetensors.tmp.", 19) == 0;
+        n += strncmp(e->d_name, "ck.safetensors" SM__AFILE_TEMP_MARK,
+                     strlen("ck.safetensors" SM__AFILE_TEMP_MARK)) == 0;
     if (d) closedir(d);
     return n;
+}
+
+/* The name a writer of ours gives a temporary file of `base` (static buffer: one at a time). */
+static const char *ours(const char *base, uint64_t random)
+{
+    static char name[256];
+    char suffix[SM__AFILE_SUFFIX_SIZE];
+    sm__afile_temp_suffix(base, random, suffix);
+    snprintf(name, sizeof name, "%s%s", base, suffix);
+    return name;
 }
 
 static void test_stale_temps_removed_live_ones_kept(void **state)
@@ -88,19 +104,32 @@ static void test_stale_temps_removed_live_ones_kept(void **state)
     (void)state;
     char *dir = fx_tempdir();
     assert_non_null(dir);
-    put(dir, "ck.safetensors.tmp.AAAAAA", "dead writer's bytes", 0); /* removed */
-    put(dir, "ck.safetensors.tmp.BBBBBB", "", 0);                    /* fresh, empty: kept */
-    put(dir, "ck.safetensors.tmp.CCCCCC", "", 120);                  /* old, empty: removed */
-    put(dir, "ck.safetensors.tmp.DDDDDD", "live writer's bytes", 0); /* locked below: kept */
-    put(dir, "ck.safetensors.tmp.toolong1", "x", 0);                 /* not our pattern */
-    put(dir, "other.safetensors.tmp.EEEEEE", "x", 0);                /* another target */
+    char dead[256], fresh[256], old_empty[256], live[256], bad_check[256];
+    snprintf(dead, sizeof dead, "%s", ours("ck.safetensors", 1));
+    snprintf(fresh, sizeof fresh, "%s", ours("ck.safetensors", 2));
+    snprintf(old_empty, sizeof old_empty, "%s", ours("ck.safetensors", 3));
+    snprintf(live, sizeof live, "%s", ours("ck.safetensors", 4));
+    snprintf(bad_check, sizeof bad_check, "%s", ours("ck.safetensors", 5));
+    char *last = bad_check + strlen(bad_check) - 1;
+    *last = *last == 'a' ? 'b' : 'a'; /* our shape, not our hash */
+    put(dir, dead, "dead writer's bytes", 0);      /* removed */
+    put(dir, fresh, "", 0);                        /* fresh, empty: kept */
+    put(dir, old_empty, "", 120);                  /* old, empty: removed */
+    put(dir, live, "live writer's bytes", 0);      /* locked below: kept */
+    put(dir, bad_check, "x", 120);                 /* not ours: kept */
+    put(dir, "ck.safetensors.tmp.backup", "a user's copy", 120);     /* kept */
+    put(dir, "ck.safetensors.tmp.Ab3xYz", "another tool's", 120);   /* mkstemp's shape: kept */
+    put(dir, "ck.safetensors.tmp.AAAAAA", "an old version's", 120); /* not provably ours */
+    put(dir, ours("other.safetensors", 6), "x", 0); /* another target: kept */
+    char other[256];
+    snprintf(other, sizeof other, "%s", ours("other.safetensors", 6));
     /* a live writer: another process holding the lock */
     int ready[2];
     assert_int_equal(pipe(ready), 0);
     pid_t pid = fork();
     assert_true(pid >= 0);
     if (pid == 0) {
-        char *p = fx_join(dir, "ck.safetensors.tmp.DDDDDD");
+        char *p = fx_join(dir, live);
         int fd = open(p, O_RDWR);
         struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET};
         int ok = fd >= 0 && fcntl(fd, F_OFD_SETLK, &fl) == 0;
@@ -116,17 +145,21 @@ static void test_stale_temps_removed_live_ones_kept(void **state)
     model_create(&m);
     char *ck = fx_join(dir, "ck.safetensors");
     assert_int_equal(sm_model_save(m.sub, m.head, ck), SM_OK);
-    assert_false(exists(dir, "ck.safetensors.tmp.AAAAAA"));
-    assert_true(exists(dir, "ck.safetensors.tmp.BBBBBB"));
-    assert_false(exists(dir, "ck.safetensors.tmp.CCCCCC"));
-    assert_true(exists(dir, "ck.safetensors.tmp.DDDDDD"));
-    assert_true(exists(dir, "ck.safetensors.tmp.toolong1"));
-    assert_true(exists(dir, "other.safetensors.tmp.EEEEEE"));
+    assert_false(exists(dir, dead));
+    assert_true(exists(dir, fresh));
+    assert_false(exists(dir, old_empty));
+    assert_true(exists(dir, live));
+    assert_true(exists(dir, bad_check));
+    assert_true(exists(dir, "ck.safetensors.tmp.backup"));
+    assert_true(exists(dir, "ck.safetensors.tmp.Ab3xYz"));
+    assert_true(exists(dir, "ck.safetensors.tmp.AAAAAA"));
+    assert_true(exists(dir, other));
     /* the writer dies: its file is a dead writer's now */
     kill(pid, SIGKILL);
     waitpid(pid, NULL, 0);
     assert_int_equal(sm_model_save(m.sub, m.head, ck), SM_OK);
-    assert_false(exists(dir, "ck.safetensors.tmp.DDDDDD"));
+    assert_false(exists(dir, live));
+    assert_true(exists(dir, "ck.safetensors.tmp.backup"));
     close(ready[0]);
     close(ready[1]);
     free(ck);
@@ -187,11 +220,65 @@ static void test_repeated_kills_leave_one_leftover(void **state)
     free(dir);
 }
 
+static int failing_fsync(int fd)
+{
+    (void)fd;
+    errno = EIO;
+    return -1;
+}
+
+static int warnings;
+static void on_log(void *user, sm_log_level level, const char *msg)
+{
+    (void)user;
+    if (level == SM_LOG_WARN && strstr(msg, "may not survive a power loss")) warnings++;
+}
+
+/* The rename happened, so the new file is there: the save succeeded (with a warning), since a
+ * failed save promises the old file. */
+static void test_unsyncable_directory_is_a_warning(void **state)
+{
+    (void)state;
+    char *dir = fx_tempdir();
+    char *ck = fx_join(dir, "ck.safetensors");
+    model a, b;
+    model_create(&a);
+    model_create(&b);
+    sm_subnet_destroy(b.sub); /* other weights */
+    assert_int_equal(sm_subnet_create(b.be, b.arch, 99, &b.sub), SM_OK);
+    assert_int_equal(sm_model_save(a.sub, a.head, ck), SM_OK);
+    size_t n_before = 0;
+    uint8_t *before = fx_read_bytes(ck, &n_before);
+    assert_non_null(before);
+    sm_set_log_callback(on_log, NULL, SM_LOG_WARN);
+    sm__afile_test_dir_fsync = failing_fsync;
+    sm_status st = sm_model_save(b.sub, b.head, ck);
+    sm__afile_test_dir_fsync = fsync;
+    sm_set_log_callback(NULL, NULL, SM_LOG_WARN);
+    size_t n_after = 0;
+    uint8_t *after = fx_read_bytes(ck, &n_after);
+    assert_non_null(after);
+    const int replaced = n_after != n_before || memcmp(before, after, n_after) != 0;
+    printf("directory sync failing: status %s, file %s, %d warning(s)\n", sm_status_name(st),
+           replaced ? "replaced" : "untouched", warnings);
+    /* the status says what is at the path: a failure only with the old file in place */
+    assert_true(replaced);
+    assert_int_equal(st, SM_OK);
+    assert_int_equal(warnings, 1);
+    free(before), free(after);
+    model_destroy(&a);
+    model_destroy(&b);
+    free(ck);
+    fx_rmtree(dir);
+    free(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_stale_temps_removed_live_ones_kept),
         cmocka_unit_test(test_repeated_kills_leave_one_leftover),
+        cmocka_unit_test(test_unsyncable_directory_is_a_warning),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

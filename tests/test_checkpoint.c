@@ -70,14 +70,14 @@ static void write_file(const char *path, const void *data, size_t n)
     assert_int_equal(fclose(f), 0);
 }
 
-/* Number of entries in the test folder whose name contains ".tmp.": leftovers of a save. */
+/* Number of entries in the test folder whose name contains ".libsiamese-tmp.": leftovers of a save. */
 static int count_temp_files(const env *e)
 {
     DIR *d = opendir(e->dir);
     assert_non_null(d);
     int n = 0;
     struct dirent *de;
-    while ((de = readdir(d)) != NULL) n += strstr(de->d_name, ".tmp.") != NULL;
+    while ((de = readdir(d)) != NULL) n += strstr(de->d_name, ".libsiamese-tmp.") != NULL;
     closedir(d);
     return n;
 }

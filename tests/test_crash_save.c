@@ -6,7 +6,7 @@
  * first two saves (calibrated from how long a save, and a fork plus a save, take here; the model
  * is large enough that a save takes tens of milliseconds). After every kill, sm_trainer_load of the path must succeed and
  * give exactly A or exactly B (parameters, Adam moments and step count, iteration, sampler),
- * never an error. A kill can leave a "<path>.tmp.XXXXXX" file behind: harmless (never read,
+ * never an error. A kill can leave a "<path>.libsiamese-tmp.*" file behind: harmless (never read,
  * random names, a later save still succeeds), counted and removed here.
  *
  * Full disk: a save that runs out of room (RLIMIT_FSIZE with SIGXFSZ ignored; as root also a
@@ -123,7 +123,7 @@ static void assert_file_is(const char *path, const uint8_t *want, size_t n)
     free(got);
 }
 
-/* Removes the "<name>.tmp.*" files in `dir`; returns how many there were. */
+/* Removes the "<name>.libsiamese-tmp.*" files in `dir`; returns how many there were. */
 static int remove_temps(const char *dir)
 {
     DIR *d = opendir(dir);
@@ -131,7 +131,7 @@ static int remove_temps(const char *dir)
     int n = 0;
     struct dirent *de;
     while ((de = readdir(d)) != NULL) {
-        if (!strstr(de->d_name, ".tmp.")) continue;
+        if (!strstr(de->d_name, ".libsiamese-tmp.")) continue;
         char p[600];
         snprintf(p, sizeof p, "%s/%s", dir, de->d_name);
         unlink(p);

@@ -128,7 +128,9 @@ SM_API sm_status sm_gallery_verify(const sm_gallery *gallery, const char *label,
 
 /** Saves the gallery (feature vectors, labels, the model's fingerprint and architecture) as a
  *  safetensors file (docs/gallery.md gives the format), atomically: a failure leaves any
- *  existing file untouched. An empty gallery saves (and loads) fine. Only reads the gallery.
+ *  existing file untouched, and SM_OK means the new file is in place (a folder that cannot be
+ *  synced after the rename is a warning through the log callback, not a failure). An empty
+ *  gallery saves (and loads) fine. Only reads the gallery.
  *  Statuses: SM_ERR_INVALID_ARG, SM_ERR_IO (naming the path), SM_ERR_NOMEM, SM_ERR_DEVICE. */
 SM_API sm_status sm_gallery_save(const sm_gallery *gallery, const char *path);
 /** Loads a gallery saved by sm_gallery_save for the model `subnet` + `head` (borrowed, as

@@ -82,7 +82,8 @@ SM_API sm_status sm_predict_pairs(const sm_subnet *subnet, const sm_head *head, 
                                   const float *a, const float *b, float *scores);
 
 /** Saves subnet + head (architecture included) as a safetensors file, atomically: a failure
- *  (SM_ERR_IO naming the path, SM_ERR_NOMEM) leaves any existing file untouched. SM_ERR_SHAPE
+ *  (SM_ERR_IO naming the path, SM_ERR_NOMEM) leaves any existing file untouched; SM_OK means
+ *  the new file is in place (as for sm_trainer_save). SM_ERR_SHAPE
  *  when the head does not fit the subnet. Only reads the model: other threads may predict
  *  with it meanwhile (not train it). */
 SM_API sm_status sm_model_save(const sm_subnet *subnet, const sm_head *head, const char *path);

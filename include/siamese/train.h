@@ -217,9 +217,11 @@ SM_API sm_status sm_train_step_batch(sm_trainer *trainer, size_t n_pairs, const 
 /** Saves everything needed to resume exactly (subnet, head, Adam moments and hyperparameters,
  *  iteration, sampler RNG state, batch sizes; since 0.2 the augmentation setting and its RNG
  *  state; since 0.3 the gradient shards) as one safetensors file, atomically (temporary file,
- *  fsync, rename): a failure leaves any existing file untouched, and temporary files that
- *  killed saves left beside `path` are removed (docs/checkpoint-format.md). Health reports'
- *  smoothed loss is not saved: it starts afresh after a load. With a communicator attached
+ *  fsync, rename): a failure leaves any existing file untouched, and SM_OK means the new file
+ *  is in place (a folder that cannot be synced after the rename is a warning through the log
+ *  callback: the rename may not survive a power loss). Temporary files that killed saves of
+ *  this library left beside `path` are removed, and no other file (docs/checkpoint-format.md).
+ *  Health reports' smoothed loss is not saved: it starts afresh after a load. With a communicator attached
  *  (siamese/comm.h), rank 0 writes and the other ranks return SM_OK without writing. */
 SM_API sm_status sm_trainer_save(const sm_trainer *trainer, const char *path);
 /** Restores a file written by sm_trainer_save into this trainer. The file must match the
