@@ -268,10 +268,17 @@ SM_API void sm_gallery_destroy(sm_gallery *g)
 
 /* ------------------------------------------------------------------ enrolment */
 
+size_t sm__gallery_first_bad(size_t count, const float *f)
+{
+    for (size_t i = 0; i < count; i++)
+        if (!(f[i] >= 0.0f && f[i] <= 1.0f)) return i; /* NaN compares false */
+    return SIZE_MAX;
+}
+
 sm_status sm__gallery_embed(const sm_gallery *g, const char *fn, size_t n, const float *images,
                             float *feat)
 {
-    const size_t in = sm__arch_in_size(&g->subnet->arch);
+    const size_t in = sm__arch_in_size(&g->subnet->arch), d = g->dim;
     for (size_t i = 0; i < n; i++)
         for (size_t k = 0; k < in; k++) {
             float v = images[i * in + k];
@@ -279,15 +286,24 @@ sm_status sm__gallery_embed(const sm_gallery *g, const char *fn, size_t n, const
                          "%s: image %zu has the value %g at pixel %zu, expected [0, 1]", fn, i,
                          (double)v, k);
         }
-    return sm_embed(g->subnet, n, images, feat);
+    SM_TRY(sm_embed(g->subnet, n, images, feat));
+    /* The pixels are good, so a bad feature is the model's: a sigmoid of finite activations
+     * lies in [0, 1], NaN comes from non-finite parameters (or activations that overflow). */
+    size_t bad = sm__gallery_first_bad(n * d, feat);
+    SM_RETURN_IF(bad != SIZE_MAX, SM_ERR_NUMERIC,
+                 "%s: the model embeds image %zu as a feature vector holding %g at %zu, not in "
+                 "[0, 1]: the subnet's parameters are not finite", fn, bad / d,
+                 (double)feat[bad], bad % d);
+    return SM_OK;
 }
 
 static sm_status check_features(const char *fn, size_t n, size_t dim, const float *f)
 {
-    for (size_t i = 0; i < n * dim; i++)
-        SM_CHECK_ARG(f[i] >= 0.0f && f[i] <= 1.0f,
-                     "%s: feature vector %zu has the value %g at %zu, expected [0, 1] (a "
-                     "sigmoid output of sm_embed)", fn, i / dim, (double)f[i], i % dim);
+    size_t bad = sm__gallery_first_bad(n * dim, f);
+    SM_CHECK_ARG(bad == SIZE_MAX,
+                 "%s: feature vector %zu has the value %g at %zu, expected [0, 1] (a sigmoid "
+                 "output of sm_embed; NaN and infinities are refused)", fn, bad / dim,
+                 (double)f[bad], bad % dim);
     return SM_OK;
 }
 
@@ -312,6 +328,7 @@ SM_API sm_status sm_gallery_enrol(sm_gallery *g, const char *label, size_t n,
                       sm__arch_in_size(&g->subnet->arch), &bytes));
     float *feat = sm__malloc(n * g->dim * sizeof *feat);
     if (!feat) return sm__fail(SM_ERR_NOMEM, "sm_gallery_enrol: out of memory");
+    /* every image embedded and checked before the gallery changes: no partial enrolment */
     sm_status st = sm__gallery_embed(g, "sm_gallery_enrol", n, images, feat);
     if (st == SM_OK) st = sm__gallery_append(g, label, n, feat);
     sm__free(feat);

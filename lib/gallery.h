@@ -42,12 +42,18 @@ sm_status sm__model_id(const sm_subnet *s, const sm_head *h, uint64_t *id);
 /* A label the gallery accepts: non-empty, at most SM_GALLERY_MAX_LABEL bytes, UTF-8.
  * SM_ERR_INVALID_ARG or SM_ERR_LIMIT naming `fn`. */
 sm_status sm__gallery_check_label(const char *fn, const char *label, size_t len);
-/* Appends `n` feature vectors (host, n x dim, already checked) under `label`, all or nothing. */
+/* The index of the first of `count` floats outside [0, 1], NaN and infinities included, or
+ * SIZE_MAX: the rule the loader applies to a file's rows (gallery_file.c). Every enrolment checks
+ * its rows with it, so a gallery never holds a row that scores NaN or makes its file unloadable. */
+size_t sm__gallery_first_bad(size_t count, const float *f);
+/* Appends `n` feature vectors (host, n x dim, already checked by sm__gallery_first_bad) under
+ * `label`, all or nothing. */
 sm_status sm__gallery_append(sm_gallery *g, const char *label, size_t n, const float *feat);
 /* Undoes appends: keeps the first `n_examples` examples and `n_labels` labels (those that
  * existed before the appends: new labels come last). Cannot fail. */
 void sm__gallery_truncate(sm_gallery *g, size_t n_examples, size_t n_labels);
-/* Embeds `n` images (checked: values in [0, 1]) into `feat` (host, n x dim). */
+/* Embeds `n` images (checked: values in [0, 1]) into `feat` (host, n x dim). A feature outside
+ * [0, 1] (a model with non-finite parameters gives NaN) is SM_ERR_NUMERIC naming the image. */
 sm_status sm__gallery_embed(const sm_gallery *g, const char *fn, size_t n, const float *images,
                             float *feat);
 /* An empty gallery for the model, with its fingerprint and architecture text. */

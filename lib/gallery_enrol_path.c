@@ -47,6 +47,23 @@ static sm_status filter(void *ctx, const char *rel, int *keep)
     return SM_OK;
 }
 
+/* Refuses the features of files [first, first + m) when one lies outside [0, 1]: the PNGs
+ * decode to good pixels, so a NaN there is the model's (sm__gallery_embed says the same). */
+static sm_status check_embedded(const sm_gallery *g, const sm__tree *t, size_t first, size_t m,
+                                const float *feat)
+{
+    size_t bad = sm__gallery_first_bad(m * g->dim, feat);
+    if (bad == SIZE_MAX) return SM_OK;
+    char *src = sm__tree_source(t, &t->files[first + bad / g->dim]);
+    sm_status st = sm__fail(SM_ERR_NUMERIC, "sm_gallery_enrol_path: the model embeds '%s' as a "
+                                            "feature vector holding %g at %zu, not in [0, 1]: "
+                                            "the subnet's parameters are not finite",
+                            src ? src : t->files[first + bad / g->dim].rel,
+                            (double)feat[bad], bad % g->dim);
+    sm__free(src);
+    return st;
+}
+
 /* Appends the images of files [first, first + m) (host features `feat`) in runs of one label. */
 static sm_status append_runs(sm_gallery *g, const sm__tree *t, size_t first, size_t m,
                              const float *feat)
@@ -100,6 +117,7 @@ static sm_status enrol_tree(sm_gallery *g, const sm__tree *t)
             sm__free(src);
         }
         if (st == SM_OK) st = sm_embed(g->subnet, m, img, feat);
+        if (st == SM_OK) st = check_embedded(g, t, off, m, feat);
         if (st == SM_OK) st = append_runs(g, t, off, m, feat);
     }
     sm__free(u8), sm__free(img), sm__free(feat);

@@ -4,7 +4,9 @@
  *   diff = |Q - G_chunk| (Q: the query repeated on each row), logits = diff w, then over all
  *   rows logits += b and scores = sigmoid(logits): the ops of sm_predict_pairs' head.
  * Then, on the host, each label's score is the mean of its examples' scores (in double, as the
- * k-shot evaluation combines a class's supports), and the top k are picked with their ties. */
+ * k-shot evaluation combines a class's supports), and the top k are picked with their ties.
+ * Every score is checked first: one NaN would compare false against every other, so the top k
+ * and the tie counts would be garbage, and a query is refused rather than answered so. */
 #include <string.h>
 
 #include "alloc.h"
@@ -54,9 +56,9 @@ static sm_status bufs_alloc(const sm_gallery *g, search_bufs *b)
     return st;
 }
 
-/* Every example's score against the query `q` (host, dim floats) into b->host_scores, then
- * every label's mean into b->label_score. */
-static sm_status score_query(const sm_gallery *g, search_bufs *b, const float *q)
+/* Every example's score against the query `q` (host, dim floats, in [0, 1]) into b->host_scores,
+ * then every label's mean into b->label_score. */
+static sm_status score_query(const char *fn, const sm_gallery *g, search_bufs *b, const float *q)
 {
     const sm_backend_ops *ops = g->be->ops;
     void *ctx = g->be->ctx;
@@ -73,6 +75,12 @@ static sm_status score_query(const sm_gallery *g, search_bufs *b, const float *q
     SM_TRY(ops->bias_add(ctx, (int)g->n, 1, w + d, b->logits));
     SM_TRY(ops->sigmoid_fwd(ctx, g->n, b->logits, b->scores));
     SM_TRY(ops->download(ctx, b->host_scores, b->scores, g->n * sizeof(float)));
+    /* the query and the rows are in [0, 1], so a score outside it is the head's */
+    size_t bad = sm__gallery_first_bad(g->n, b->host_scores);
+    SM_RETURN_IF(bad != SIZE_MAX, SM_ERR_NUMERIC,
+                 "%s: the head scores example %zu (label '%.80s') %g, not in [0, 1]: the head's "
+                 "parameters are not finite", fn, bad, g->labels[g->example_label[bad]],
+                 (double)b->host_scores[bad]);
     memset(b->label_score, 0, g->n_labels * sizeof(double));
     for (size_t i = 0; i < g->n; i++) b->label_score[g->example_label[i]] += b->host_scores[i];
     for (size_t l = 0; l < g->n_labels; l++) b->label_score[l] /= (double)g->label_n[l];
@@ -136,10 +144,10 @@ static sm_status identify(const char *fn, const sm_gallery *g, size_t n_queries,
             return st;
         }
     } else {
-        for (size_t i = 0; i < n_queries * d; i++)
-            SM_CHECK_ARG(data[i] >= 0.0f && data[i] <= 1.0f,
-                         "%s: query %zu has the value %g at %zu, expected [0, 1]", fn, i / d,
-                         (double)data[i], i % d);
+        size_t bad = sm__gallery_first_bad(n_queries * d, data);
+        SM_CHECK_ARG(bad == SIZE_MAX,
+                     "%s: query %zu has the value %g at %zu, expected [0, 1] (NaN and "
+                     "infinities are refused)", fn, bad / d, (double)data[bad], bad % d);
     }
     /* the answers go to the caller's array only once every query is done */
     sm_gallery_match *out = sm__malloc(n_queries * k * sizeof *out);
@@ -147,7 +155,7 @@ static sm_status identify(const char *fn, const sm_gallery *g, size_t n_queries,
     sm_status st = out ? bufs_alloc(g, &b) : sm__fail(SM_ERR_NOMEM, "%s: out of memory", fn);
     const int have_bufs = out && st == SM_OK;
     for (size_t q = 0; q < n_queries && st == SM_OK; q++) {
-        st = score_query(g, &b, (is_images ? feat : data) + q * d);
+        st = score_query(fn, g, &b, (is_images ? feat : data) + q * d);
         if (st == SM_OK) top_k(g, b.label_score, kk, out + q * k);
     }
     if (have_bufs) bufs_free(g, &b);
@@ -187,11 +195,13 @@ SM_API sm_status sm_gallery_verify(const sm_gallery *g, const char *label, const
     search_bufs b;
     if (st == SM_OK) st = bufs_alloc(g, &b);
     if (st == SM_OK) {
-        st = score_query(g, &b, feat);
-        double s = b.label_score[idx];
+        st = score_query("sm_gallery_verify", g, &b, feat);
+        if (st == SM_OK) {
+            double s = b.label_score[idx];
+            if (score) *score = s;
+            if (accept) *accept = s >= threshold;
+        }
         bufs_free(g, &b);
-        if (st == SM_OK && score) *score = s;
-        if (st == SM_OK && accept) *accept = s >= threshold;
     }
     sm__free(feat);
     return st;

@@ -2,7 +2,8 @@
 /* Galleries (include/siamese/gallery.h): enrolment and removal, identification against the
  * scores of sm_predict_pair (a label's score the mean over its examples), ties reported as ties,
  * verification at a threshold, files (round trip, another model, damage), folders and zips of
- * PNGs of any size and colour, and the statuses of bad input. Tiny models: a few seconds. */
+ * PNGs of any size and colour, the statuses of bad input, and non-finite feature vectors, queries
+ * and models refused. Tiny models: a few seconds. */
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -433,6 +434,164 @@ static void test_enrol_path(void **state)
     model_close(&m);
 }
 
+/* Feature vectors outside [0, 1], NaN and infinities included, are refused whole: a NaN row
+ * scores NaN, which compares false and so blocks better labels from the top k, and a gallery
+ * holding one saves to a file its loader refuses. */
+static void test_nonfinite_embeddings(void **state)
+{
+    (void)state;
+    model m;
+    model_open(&m, 3);
+    char *dir = fx_tempdir();
+    char *path = fx_join(dir, "g.gallery");
+    sm_gallery *g, *back = NULL;
+    assert_int_equal(sm_gallery_create(m.sub, m.head, &g), SM_OK);
+    float lo[8], hi[3 * 8];
+    for (int i = 0; i < 8; i++) lo[i] = 0.1f;
+    for (int r = 0; r < 3; r++)
+        for (int i = 0; i < 8; i++) hi[r * 8 + i] = 0.9f - 0.01f * (float)r;
+    assert_int_equal(sm_gallery_enrol_embeddings(g, "low", 1, lo), SM_OK);
+    const float bad[] = {NAN, INFINITY, -INFINITY};
+    for (size_t v = 0; v < sizeof bad / sizeof *bad; v++) {
+        float rows[3 * 8];
+        memcpy(rows, hi, sizeof rows);
+        rows[1 * 8 + 5] = bad[v]; /* row 2 of 3 */
+        /* a new label and an enrolled one: neither gains a row, the first included */
+        assert_int_equal(sm_gallery_enrol_embeddings(g, "high", 3, rows), SM_ERR_INVALID_ARG);
+        assert_non_null(strstr(sm_last_error(), "feature vector 1 "));
+        assert_int_equal(sm_gallery_enrol_embeddings(g, "low", 3, rows), SM_ERR_INVALID_ARG);
+        assert_int_equal(sm_gallery_num_examples(g), 1);
+        assert_int_equal(sm_gallery_num_labels(g), 1);
+        assert_int_equal(sm_gallery_label_examples(g, 0), 1);
+        assert_true(sm_gallery_find_label(g, "high") == SIZE_MAX);
+    }
+    /* the good rows afterwards: enrolled, found, saved and loaded */
+    assert_int_equal(sm_gallery_enrol_embeddings(g, "high", 3, hi), SM_OK);
+    assert_int_equal(sm_gallery_num_examples(g), 4);
+    sm_gallery_match mt[2], again[2];
+    assert_int_equal(sm_gallery_identify_embeddings(g, 1, hi, 2, mt, NULL), SM_OK);
+    assert_string_equal(sm_gallery_label_name(g, mt[0].label), "high");
+    assert_string_equal(sm_gallery_label_name(g, mt[1].label), "low");
+    assert_true(mt[0].rank == 1 && mt[0].tied == 1 && mt[0].score > mt[1].score);
+    /* a non-finite query: refused naming it, the caller's matches untouched */
+    float q[2 * 8];
+    memcpy(q, hi, sizeof q);
+    for (size_t v = 0; v < sizeof bad / sizeof *bad; v++) {
+        q[8 + 3] = bad[v];
+        memset(again, 0x5a, sizeof again);
+        assert_int_equal(sm_gallery_identify_embeddings(g, 2, q, 1, again, NULL),
+                         SM_ERR_INVALID_ARG);
+        assert_non_null(strstr(sm_last_error(), "query 1 "));
+        assert_int_equal(again[0].rank, 0x5a5a5a5a5a5a5a5aull);
+    }
+    float img[PX];
+    for (int i = 0; i < PX; i++) img[i] = 0.5f;
+    img[9] = INFINITY;
+    double score = -1;
+    assert_int_equal(sm_gallery_identify(g, 1, img, 1, again, NULL), SM_ERR_INVALID_ARG);
+    assert_int_equal(sm_gallery_verify(g, "high", img, 0.5, &score, NULL), SM_ERR_INVALID_ARG);
+    img[9] = NAN;
+    assert_int_equal(sm_gallery_verify(g, "high", img, 0.5, &score, NULL), SM_ERR_INVALID_ARG);
+    assert_non_null(strstr(sm_last_error(), "pixel 9"));
+    assert_true(score == -1);
+    assert_int_equal(sm_gallery_save(g, path), SM_OK);
+    assert_int_equal(sm_gallery_load(m.sub, m.head, path, &back), SM_OK);
+    assert_int_equal(sm_gallery_num_examples(back), 4);
+    assert_int_equal(sm_gallery_identify_embeddings(back, 1, hi, 2, again, NULL), SM_OK);
+    assert_true(again[0].label == mt[0].label && again[0].score == mt[0].score &&
+                again[1].label == mt[1].label && again[1].score == mt[1].score);
+    sm_gallery_destroy(back);
+    sm_gallery_destroy(g);
+    fx_rmtree(dir);
+    free(path), free(dir);
+    model_close(&m);
+}
+
+/* A model whose parameters are not finite embeds good images as NaN: enrolment from images or
+ * from a folder is refused (SM_ERR_NUMERIC, the gallery unchanged, so it still saves to a file
+ * that loads), and so are identification and verification, whether the subnet gives the query
+ * a NaN feature vector or the head a NaN score. */
+static void test_nonfinite_model(void **state)
+{
+    (void)state;
+    model m;
+    model_open(&m, 3);
+    sm_dataset *ds;
+    assert_int_equal(sm_dataset_create_synthetic(5, 4, S, S, 7, &ds), SM_OK);
+    sm_gallery *g = gallery_of(&m, ds), *back = NULL;
+    const size_t np = sm_subnet_num_params(m.sub);
+    float *good = malloc(np * sizeof *good), *nan = malloc(np * sizeof *nan);
+    assert_int_equal(sm__subnet_read_params(m.sub, good), SM_OK);
+    for (size_t i = 0; i < np; i++) nan[i] = NAN;
+    assert_int_equal(sm__subnet_write_params(m.sub, nan), SM_OK);
+
+    float *x = images(ds, 0, 3);
+    assert_int_equal(sm_gallery_enrol(g, "broken", 3, x), SM_ERR_NUMERIC);
+    assert_non_null(strstr(sm_last_error(), "image 0 "));
+    assert_int_equal(sm_gallery_enrol(g, "alpha/char00", 3, x), SM_ERR_NUMERIC);
+    assert_int_equal(sm_gallery_num_examples(g), 15);
+    assert_int_equal(sm_gallery_num_labels(g), 5);
+    assert_int_equal(sm_gallery_label_examples(g, 0), 3);
+    assert_true(sm_gallery_find_label(g, "broken") == SIZE_MAX);
+    sm_gallery_match mt[2];
+    memset(mt, 0x5a, sizeof mt);
+    double score = -1;
+    int accept = -1;
+    assert_int_equal(sm_gallery_identify(g, 1, x, 2, mt, NULL), SM_ERR_NUMERIC);
+    assert_int_equal(mt[0].rank, 0x5a5a5a5a5a5a5a5aull);
+    assert_int_equal(sm_gallery_verify(g, "alpha/char00", x, 0.5, &score, &accept),
+                     SM_ERR_NUMERIC);
+    assert_true(score == -1 && accept == -1);
+    /* a folder of PNGs: refused naming the file, nothing enrolled */
+    char *dir = fx_tempdir();
+    char *a = fx_join(dir, "tree/a/1.png"), *b = fx_join(dir, "tree/b/2.png");
+    char *root = fx_join(dir, "tree");
+    uint8_t grey[PX];
+    fx_pattern(grey, S, S, 1);
+    assert_int_equal(fx_write_png(a, S, S, FX_GREY, 8, grey), 0);
+    assert_int_equal(fx_write_png(b, S, S, FX_GREY, 8, grey), 0);
+    size_t n = 99;
+    assert_int_equal(sm_gallery_enrol_path(g, root, &n), SM_ERR_NUMERIC);
+    assert_non_null(strstr(sm_last_error(), "1.png"));
+    assert_int_equal(n, 99);
+    assert_int_equal(sm_gallery_num_examples(g), 15);
+    assert_int_equal(sm_gallery_num_labels(g), 5);
+    assert_int_equal(sm__subnet_write_params(m.sub, good), SM_OK);
+
+    /* a NaN in the head: the features are fine, every score NaN */
+    float hp[9], hnan[9];
+    assert_int_equal(sm__head_read_params(m.head, hp), SM_OK);
+    memcpy(hnan, hp, sizeof hp);
+    hnan[2] = NAN;
+    assert_int_equal(sm__head_write_params(m.head, hnan), SM_OK);
+    assert_int_equal(sm_gallery_identify(g, 1, x, 2, mt, NULL), SM_ERR_NUMERIC);
+    assert_int_equal(mt[0].rank, 0x5a5a5a5a5a5a5a5aull);
+    float f[8];
+    assert_int_equal(sm_embed(m.sub, 1, x, f), SM_OK);
+    assert_int_equal(sm_gallery_identify_embeddings(g, 1, f, 2, mt, NULL), SM_ERR_NUMERIC);
+    assert_int_equal(sm_gallery_verify(g, "alpha/char00", x, 0.5, &score, &accept),
+                     SM_ERR_NUMERIC);
+    assert_true(score == -1 && accept == -1);
+    assert_int_equal(sm__head_write_params(m.head, hp), SM_OK);
+
+    /* the model repaired, the gallery is as it was: it works, saves and loads */
+    assert_int_equal(sm_gallery_enrol_path(g, root, &n), SM_OK);
+    assert_int_equal(n, 2);
+    assert_int_equal(sm_gallery_identify(g, 1, x, 2, mt, NULL), SM_OK);
+    assert_string_equal(sm_gallery_label_name(g, mt[0].label), "alpha/char00");
+    char *path = fx_join(dir, "g.gallery");
+    assert_int_equal(sm_gallery_save(g, path), SM_OK);
+    assert_int_equal(sm_gallery_load(m.sub, m.head, path, &back), SM_OK);
+    assert_int_equal(sm_gallery_num_examples(back), 17);
+    sm_gallery_destroy(back);
+    sm_gallery_destroy(g);
+    fx_rmtree(dir);
+    free(path), free(root), free(a), free(b), free(dir);
+    free(x), free(good), free(nan);
+    sm_dataset_destroy(ds);
+    model_close(&m);
+}
+
 static void test_roc(void **state)
 {
     (void)state;
@@ -510,6 +669,8 @@ int main(void)
         cmocka_unit_test(test_bad_input),
         cmocka_unit_test(test_files),
         cmocka_unit_test(test_enrol_path),
+        cmocka_unit_test(test_nonfinite_embeddings),
+        cmocka_unit_test(test_nonfinite_model),
         cmocka_unit_test(test_roc),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

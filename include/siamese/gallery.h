@@ -63,13 +63,16 @@ SM_API void sm_gallery_destroy(sm_gallery *gallery);
  *  examples). Images are C*H*W floats each, the subnet's input shape, values in [0, 1]
  *  (sm_image_load_png reads and fits any PNG). All n are embedded first; the gallery changes
  *  only on success. Statuses: SM_ERR_INVALID_ARG (NULL, n 0, a pixel NaN or outside [0, 1],
- *  naming the image and pixel; an empty label or one that is not UTF-8), SM_ERR_LIMIT (a label
- *  over SM_GALLERY_MAX_LABEL bytes, more than 2^31 - 1 examples), SM_ERR_NOMEM, SM_ERR_DEVICE. */
+ *  naming the image and pixel; an empty label or one that is not UTF-8), SM_ERR_NUMERIC (the
+ *  model embeds an image as a feature vector that is not finite, naming the image: its
+ *  parameters are not finite; nothing is enrolled), SM_ERR_LIMIT (a label over
+ *  SM_GALLERY_MAX_LABEL bytes, more than 2^31 - 1 examples), SM_ERR_NOMEM, SM_ERR_DEVICE. */
 SM_API sm_status sm_gallery_enrol(sm_gallery *gallery, const char *label, size_t n,
                                   const float *images);
 /** Enrols `n` feature vectors already computed with this model (sm_embed), feature_dim floats
  *  each, finite and in [0, 1]. For hosts that embed in a batch job elsewhere. Statuses as
- *  sm_gallery_enrol. */
+ *  sm_gallery_enrol, except that a value outside [0, 1], NaN or infinite included, is
+ *  SM_ERR_INVALID_ARG naming the vector (0-based) and its position, and nothing is enrolled. */
 SM_API sm_status sm_gallery_enrol_embeddings(sm_gallery *gallery, const char *label, size_t n,
                                              const float *features);
 /** Enrols every PNG below a folder or in a .zip: `<Alphabet>/<character>/<file>.png` (label
@@ -80,8 +83,9 @@ SM_API sm_status sm_gallery_enrol_embeddings(sm_gallery *gallery, const char *la
  *  (sm_image_load_png); the model must take one channel. Files are enrolled in path order, all
  *  or nothing. `*n_enrolled` (optional) receives the number of images. Statuses: SM_ERR_IO,
  *  SM_ERR_FORMAT (a damaged PNG or zip, naming it), SM_ERR_SHAPE (a model that does not take
- *  grey images), SM_ERR_DATASET (no PNG found), SM_ERR_LIMIT, SM_ERR_INVALID_ARG (a label that
- *  is not UTF-8), SM_ERR_NOMEM, SM_ERR_DEVICE. */
+ *  grey images), SM_ERR_DATASET (no PNG found), SM_ERR_NUMERIC (the model embeds a file as a
+ *  feature vector that is not finite, naming it), SM_ERR_LIMIT, SM_ERR_INVALID_ARG (a label
+ *  that is not UTF-8), SM_ERR_NOMEM, SM_ERR_DEVICE. */
 SM_API sm_status sm_gallery_enrol_path(sm_gallery *gallery, const char *path,
                                        size_t *n_enrolled);
 /** Removes `label` and all its examples; `*removed` (optional) receives how many examples went
@@ -106,22 +110,27 @@ SM_API double sm_gallery_bytes_per_example(const sm_gallery *gallery);
 /** Identifies `n_queries` images (C*H*W floats each, values in [0, 1]): for each, the `k` labels
  *  with the highest scores, best first (ties as the header says), into matches[q * k ...].
  *  `*n_found` (optional) receives min(k, num_labels): the matches written per query. Memory
- *  is bounded whatever the gallery's size. Only reads the gallery (threads above). Statuses:
- *  SM_ERR_INVALID_ARG (NULL, k or n_queries 0, a bad pixel), SM_ERR_STATE (the gallery is
- *  empty), SM_ERR_NOMEM, SM_ERR_DEVICE. */
+ *  is bounded whatever the gallery's size. Only reads the gallery (threads above); `matches`
+ *  is written only on success. Statuses: SM_ERR_INVALID_ARG (NULL, k or n_queries 0, a bad
+ *  pixel), SM_ERR_NUMERIC (a model with non-finite parameters: the subnet embeds a query as a
+ *  feature vector that is not finite, or the head gives a score that is not, naming the image
+ *  or the example; a NaN score would make the top k and its ties meaningless), SM_ERR_STATE
+ *  (the gallery is empty), SM_ERR_NOMEM, SM_ERR_DEVICE. */
 SM_API sm_status sm_gallery_identify(const sm_gallery *gallery, size_t n_queries,
                                      const float *queries, size_t k, sm_gallery_match *matches,
                                      size_t *n_found);
-/** sm_gallery_identify from feature vectors (sm_embed of this model) instead of images. */
+/** sm_gallery_identify from feature vectors (sm_embed of this model) instead of images. A value
+ *  outside [0, 1], NaN or infinite included, is SM_ERR_INVALID_ARG naming the query. */
 SM_API sm_status sm_gallery_identify_embeddings(const sm_gallery *gallery, size_t n_queries,
                                                 const float *features, size_t k,
                                                 sm_gallery_match *matches, size_t *n_found);
 /** Verification: the score of `image` against `label` (the mean over its examples, as in
  *  identification) into `*score`, and `*accept` = 1 when score >= threshold, else 0. Take the
  *  threshold from sm_roc_eer or sm_roc_threshold_at_far on validation pairs; 0.5 is the
- *  uncalibrated cut. Either output may be NULL. Statuses: SM_ERR_INVALID_ARG (NULL image, a
- *  label that is not enrolled, a threshold outside [0, 1] or NaN, a bad pixel), SM_ERR_NOMEM,
- *  SM_ERR_DEVICE. */
+ *  uncalibrated cut. Either output may be NULL; neither is written on failure. Statuses:
+ *  SM_ERR_INVALID_ARG (NULL image, a label that is not enrolled, a threshold outside [0, 1] or
+ *  NaN, a bad pixel), SM_ERR_NUMERIC (as sm_gallery_identify: a non-finite feature vector or
+ *  score), SM_ERR_NOMEM, SM_ERR_DEVICE. */
 SM_API sm_status sm_gallery_verify(const sm_gallery *gallery, const char *label,
                                    const float *image, double threshold, double *score,
                                    int *accept);

@@ -20,7 +20,8 @@ typedef enum sm_status {
     SM_ERR_VERSION = 6,         /* a file or module from an incompatible version */
     SM_ERR_BACKEND_UNAVAILABLE = 7, /* the requested backend is not built or not usable here */
     SM_ERR_DEVICE = 8,          /* the backend's device or vendor library failed */
-    SM_ERR_NUMERIC = 9,         /* a non-finite loss or gradient; the step was not applied */
+    SM_ERR_NUMERIC = 9,         /* a non-finite loss or gradient (the step was not applied), or
+                                   a model's non-finite output (a gallery is left unchanged) */
     SM_ERR_DATASET = 10,        /* a dataset cannot serve the request (too few classes/images) */
     SM_ERR_LIMIT = 11,          /* a size exceeds a documented resource limit */
     SM_ERR_STATE = 12,          /* a call in the wrong order (for example before any data) */
