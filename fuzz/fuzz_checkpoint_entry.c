@@ -7,7 +7,7 @@
 #include <zlib.h>
 
 #include "fuzz_entries.h"
-#include "safetensors.h"
+#include "io/safetensors.h"
 #include "siamese/siamese.h"
 
 static int parse_ok(sm_status st)

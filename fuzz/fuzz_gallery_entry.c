@@ -6,8 +6,8 @@
 #include <zlib.h>
 
 #include "fuzz_entries.h"
-#include "gallery.h"
-#include "safetensors.h"
+#include "gallery/gallery.h"
+#include "io/safetensors.h"
 #include "siamese/siamese.h"
 
 /* The model every input is loaded for: its architecture is the seeds' (fuzz/make_seeds.py). */

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 #include <stdlib.h>
 
-#include "eval.h"
+#include "evaluation/eval.h"
 #include "fuzz_entries.h"
 
 enum { SIDE = 8 };

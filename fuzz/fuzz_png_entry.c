@@ -2,7 +2,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "dataset.h"
+#include "data/dataset.h"
 #include "fuzz_entries.h"
 
 static uint32_t be32(const uint8_t *p)

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 #include <stdlib.h>
 
-#include "dataset.h"
+#include "data/dataset.h"
 #include "fuzz_entries.h"
 
 enum { SIDE = 8 };

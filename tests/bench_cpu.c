@@ -29,10 +29,10 @@
 #include <sys/resource.h>
 #include <time.h>
 
-#include "alloc.h"
-#include "backend.h"
+#include "common/alloc.h"
+#include "backend/backend.h"
 #include "cpu_internal.h"
-#include "model.h"
+#include "network/model.h"
 #include "siamese/siamese.h"
 
 #define MAX_STEPS 100

@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "model.h"
+#include "network/model.h"
 
 sm_backend_kind dm_backend = SM_BACKEND_CPU;
 

@@ -26,8 +26,8 @@
 #include <unistd.h>
 #include <cmocka.h>
 
-#include "alloc.h"
-#include "model.h"
+#include "common/alloc.h"
+#include "network/model.h"
 #include "siamese/siamese.h"
 
 #define ARCH "1x12x12:conv4k3,relu,pool2,conv4k3,relu,flatten,fc8"

@@ -26,7 +26,7 @@
 #include <unistd.h>
 #include <cmocka.h>
 
-#include "file_atomic.h"
+#include "io/file_atomic.h"
 #include "fixtures.h"
 #include "siamese/siamese.h"
 

@@ -16,9 +16,9 @@
 
 #include <zlib.h>
 
-#include "model.h"
-#include "rng.h"
-#include "sampler.h"
+#include "network/model.h"
+#include "common/rng.h"
+#include "data/sampler.h"
 #include "siamese/siamese.h"
 
 enum { S = 21 };

@@ -8,8 +8,8 @@
 #include <stdint.h>
 #include <cmocka.h>
 
-#include "backend.h"
-#include "model.h"
+#include "backend/backend.h"
+#include "network/model.h"
 #include "siamese/siamese.h"
 
 #define TINY "1x12x12:conv4k3,relu,pool2,conv4k3,relu,flatten,fc8"

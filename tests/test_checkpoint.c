@@ -19,10 +19,10 @@
 #include <zlib.h>
 #include <cmocka.h>
 
-#include "alloc.h"
-#include "model.h"
-#include "safetensors.h"
-#include "sampler.h"
+#include "common/alloc.h"
+#include "network/model.h"
+#include "io/safetensors.h"
+#include "data/sampler.h"
 #include "siamese/siamese.h"
 
 #define ARCH "1x12x12:conv4k3,relu,pool2,conv4k3,relu,flatten,fc8"

@@ -13,7 +13,7 @@
 #include <cmocka.h>
 
 #define CK_META_SLOTS 12
-#include "checkpoint.c"
+#include "train/checkpoint.c"
 
 #define ARCH "1x12x12:conv4k3,relu,pool2,flatten,fc8"
 

@@ -20,9 +20,9 @@
 #include <unistd.h>
 #include <cmocka.h>
 
-#include "comm_impl.h"
+#include "comm/comm_impl.h"
 #include "dist_model.h"
-#include "model.h"
+#include "network/model.h"
 #include "siamese/siamese.h"
 
 enum { K = 4, BATCH = 24, MICRO = 4, STEPS = 4 };

@@ -22,7 +22,7 @@
 #include <unistd.h>
 #include <cmocka.h>
 
-#include "comm_impl.h" /* sm__comm_alltoall: the trainer's, not public */
+#include "comm/comm_impl.h" /* sm__comm_alltoall: the trainer's, not public */
 #include "siamese/siamese.h"
 
 static char log_path[] = "/tmp/siamese-fake-nccl.XXXXXX";

@@ -16,9 +16,9 @@
 
 #include <cmocka.h>
 
-#include "backend.h"
+#include "backend/backend.h"
 #include "backend_buffers.h"
-#include "model.h"
+#include "network/model.h"
 #include "ref_ops.h"
 #include "siamese/siamese.h"
 

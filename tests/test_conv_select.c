@@ -21,10 +21,10 @@
 
 #include <cmocka.h>
 
-#include "backend.h"
+#include "backend/backend.h"
 #include "backend_buffers.h"
 #include "dist_model.h"
-#include "model.h"
+#include "network/model.h"
 #include "siamese/siamese.h"
 
 static sm_backend *be;

@@ -33,8 +33,8 @@
 #  include <sys/mount.h>
 #endif
 
-#include "model.h"
-#include "sampler.h"
+#include "network/model.h"
+#include "data/sampler.h"
 #include "siamese/siamese.h"
 #include "train_state.h"
 

@@ -17,7 +17,7 @@
 #include <unistd.h>
 #include <cmocka.h>
 
-#include "model.h"
+#include "network/model.h"
 
 static sm_backend *cpu, *gpu;
 

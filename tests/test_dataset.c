@@ -13,7 +13,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "alloc.h"
+#include "common/alloc.h"
 #include "fixtures.h"
 #include "siamese/siamese.h"
 

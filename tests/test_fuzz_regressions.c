@@ -15,7 +15,7 @@
 #include <string.h>
 
 #include "../fuzz/fuzz_entries.h"
-#include "dataset.h"
+#include "data/dataset.h"
 #include "fixtures.h"
 
 #define FUZZ_DIR SM_TEST_DATA_DIR "/../../fuzz"

@@ -14,7 +14,7 @@
 #include <string.h>
 #include <zlib.h>
 
-#include "alloc.h"
+#include "common/alloc.h"
 #include "fixtures.h"
 #include "siamese/siamese.h"
 

@@ -12,7 +12,7 @@
 #include <string.h>
 #include <cmocka.h>
 
-#include "model.h"
+#include "network/model.h"
 #include "test_backend.h"
 #include "ref_ops.h"
 

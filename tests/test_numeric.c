@@ -17,8 +17,8 @@
 #include <string.h>
 #include <cmocka.h>
 
-#include "model.h"
-#include "sampler.h"
+#include "network/model.h"
+#include "data/sampler.h"
 #include "siamese/siamese.h"
 #include "train_state.h"
 

@@ -12,9 +12,9 @@
 #include <string.h>
 #include <cmocka.h>
 
-#include "alloc.h"
+#include "common/alloc.h"
 #include "fixtures.h"
-#include "model.h"
+#include "network/model.h"
 #include "siamese/siamese.h"
 
 enum { S = 12 };

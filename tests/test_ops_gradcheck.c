@@ -12,7 +12,7 @@
 #include <string.h>
 #include <cmocka.h>
 
-#include "backend.h"
+#include "backend/backend.h"
 #include "ref_ops.h"
 #include "backend_buffers.h"
 #include "test_backend.h"

@@ -14,9 +14,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "dataset.h"
-#include "model.h"
-#include "sampler.h"
+#include "data/dataset.h"
+#include "network/model.h"
+#include "data/sampler.h"
 #include "siamese/siamese.h"
 
 #define ARCH "1x12x12:conv4k3,relu,pool2,conv4k3,relu,flatten,fc8"

@@ -18,7 +18,7 @@
 #include <string.h>
 #include <cmocka.h>
 
-#include "model.h"
+#include "network/model.h"
 #include "test_backend.h"
 
 #ifndef SM_TEST_DATA_DIR

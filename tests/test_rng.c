@@ -7,7 +7,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
-#include "rng.h"
+#include "common/rng.h"
 
 static void test_reproducible(void **state)
 {

@@ -12,8 +12,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "alloc.h"
-#include "sampler.h"
+#include "common/alloc.h"
+#include "data/sampler.h"
 #include "siamese/siamese.h"
 
 #define H 3

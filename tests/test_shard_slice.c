@@ -10,7 +10,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
-#include "model.h"
+#include "network/model.h"
 
 static void test_slices_cover_the_gradient(void **state)
 {

@@ -9,8 +9,8 @@
 #include <stddef.h>
 #include <cmocka.h>
 
-#include "alloc.h"
-#include "model.h"
+#include "common/alloc.h"
+#include "network/model.h"
 #include "siamese/siamese.h"
 #include "test_backend.h"
 

@@ -15,10 +15,10 @@
 #include <strings.h>
 #include <unistd.h>
 
-#include "alloc.h"
-#include "error.h"
+#include "common/alloc.h"
+#include "common/error.h"
 #include "fixtures.h"
-#include "tree_list.h"
+#include "io/tree_list.h"
 
 /* What every source of the reference tree must list, in this order. */
 static const char *const LISTED[] = {

@@ -13,7 +13,7 @@
 #include <string.h>
 #include <cmocka.h>
 
-#include "error.h"
+#include "common/error.h"
 #include "siamese/siamese.h"
 
 enum { MAX_LINES = 16 };

@@ -7,8 +7,8 @@
 #include <string.h>
 #include <cmocka.h>
 
-#include "model.h"
-#include "sampler.h"
+#include "network/model.h"
+#include "data/sampler.h"
 
 static void download(sm_backend *be, float *dst, const float *src, size_t n)
 {

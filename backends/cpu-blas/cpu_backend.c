@@ -4,9 +4,10 @@
 #include <cblas.h>
 #include <string.h>
 
-#include "alloc.h"
+#include "backend/backend.h" /* linked into the core: sm__cpu_blas_ops is declared there */
+#include "common/alloc.h"
+#include "common/error.h"
 #include "cpu_internal.h"
-#include "error.h"
 
 static sm_status cpu_probe(void) { return SM_OK; }
 

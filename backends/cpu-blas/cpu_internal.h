@@ -4,7 +4,7 @@
 #ifndef SM_CPU_BLAS_INTERNAL_H
 #define SM_CPU_BLAS_INTERNAL_H
 
-#include "backend.h"
+#include "backend_plugin.h"
 
 typedef struct cpu_ctx {
     int threads; /* 0 = all cores */

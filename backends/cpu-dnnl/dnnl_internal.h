@@ -10,7 +10,7 @@
 #include <stdatomic.h>
 #include <stdint.h>
 
-#include "backend.h"
+#include "backend_plugin.h"
 
 extern const sm_backend_host *smd_host;
 

@@ -10,7 +10,7 @@
 #include <cuda_runtime_api.h>
 #include <cudnn.h>
 
-#include "backend.h"
+#include "backend_plugin.h"
 
 struct conv_plan;
 

@@ -7,7 +7,7 @@
 #include <stdio.h>
 #include <time.h>
 
-#include "../../lib/comm_impl.h"
+#include "comm_plugin.h"
 
 static int64_t module_clock_ns(void)
 {

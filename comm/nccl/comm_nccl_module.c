@@ -17,7 +17,7 @@
 #include <cuda_runtime_api.h>
 #include <nccl.h>
 
-#include "../../lib/comm_impl.h"
+#include "comm_plugin.h"
 
 typedef struct nccl_state {
     ncclComm_t comm;

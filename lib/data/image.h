@@ -1,0 +1,22 @@
+/* SPDX-License-Identifier: MIT */
+/* Private: image helpers shared by the PNG loader, the augmentation and the trainer. */
+#ifndef SM_LIB_IMAGE_H
+#define SM_LIB_IMAGE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/rng.h"
+#include "siamese/siamese.h"
+
+/* sm_image_resize without the public range checks (a decoded PNG may be larger than 4096 when
+ * the host raised SM_LIMIT_IMAGE_SIDE). SM_ERR_NOMEM. */
+sm_status sm__image_resize(const float *src, size_t src_h, size_t src_w, float *dst, size_t dst_h,
+                           size_t dst_w);
+
+/* One Koch distortion of `src` into `dst` (h x w), drawn from `rng`: always 11 draws. */
+void sm__distort(sm__rng *rng, unsigned parts, const float *src, int h, int w, float *dst);
+/* Advances `rng` exactly as sm__distort does for one image, without computing it. */
+void sm__distort_skip(sm__rng *rng);
+
+#endif

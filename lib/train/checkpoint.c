@@ -1,0 +1,878 @@
+/* SPDX-License-Identifier: MIT */
+/* Checkpoints: model and trainer state as safetensors files a PyTorch user can load as is
+ * (docs/checkpoint-format.md). Tensor data crosses between backend buffers and the file in
+ * bounded chunks, so saving or loading never needs a second host copy of the model.
+ *
+ * Loading validates the whole file (structure, checksum, metadata, every tensor's presence,
+ * shape and finiteness) before it touches anything in memory, so a refused file changes
+ * nothing. The checksum covers the whole file, header included, with its own eight hex digits
+ * counted as '0': the header carries the iteration, Adam's hyperparameters and the RNG state,
+ * which a data-only checksum would leave unprotected. */
+#include <inttypes.h>
+#include <locale.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <zlib.h>
+
+#include "common/alloc.h"
+#include "common/error.h"
+#include "io/file_atomic.h"
+#include "common/limits.h"
+#include "network/model.h"
+#include "io/safetensors.h"
+#include "data/sampler.h"
+
+#define CK_FORMAT "libsiamese-checkpoint"
+#define CK_VERSION 1
+#define CK_VERSION_TEXT "1"
+#define CK_MAX_BATCH 65536
+#define CK_CHUNK ((size_t)1 << 20) /* bytes per download/upload; a multiple of 4 */
+
+/* The backend buffers a checkpoint tensor lives in. */
+enum ck_buf { BUF_SUB_P, BUF_HEAD_P, BUF_M_SUB, BUF_M_HEAD, BUF_V_SUB, BUF_V_HEAD, BUF_COUNT };
+
+typedef struct ck_tensor {
+    char name[96];
+    size_t rank;
+    uint64_t shape[4];
+    enum ck_buf buf;
+    size_t off, count; /* floats within the buffer */
+} ck_tensor;
+
+typedef struct ck_list {
+    ck_tensor *t;
+    size_t n;
+} ck_list;
+
+typedef struct ck_bufs {
+    sm_backend *be[BUF_COUNT];
+    float *p[BUF_COUNT];
+} ck_bufs;
+
+/* Everything a trainer file says beyond its tensors. */
+typedef struct ck_state {
+    int64_t iteration, adam_t, batch_size, micro_batch;
+    double lr, beta1, beta2, eps;
+    uint64_t seed;
+    uint64_t sampler[4];
+    int has_sampler;
+    /* since 0.2; files without them are from before augmentation existed: it was off */
+    int has_augment;
+    int64_t augment;
+    uint64_t augment_state[4];
+    /* since 0.3 (sampling options, P x K batches); absent: all off, as before they existed */
+    int64_t alphabet_balanced, pk_classes, pk_images, pk_loss;
+    int64_t grad_shards; /* 0.3, data-parallel training; absent = 1 */
+    double neg_same_alphabet;
+    /* since 0.3 (the schedule and weight decay); files without them had neither */
+    int has_schedule;
+    int64_t warmup, schedule, sched_steps;
+    double min_lr_factor, step_gamma, wd_conv, wd_fc, wd_head;
+} ck_state;
+
+typedef struct ck_file {
+    uint8_t *buf;
+    size_t size;
+    sm__st_file st;
+    int is_trainer;
+    const char *arch; /* metadata value, owned by st */
+    ck_state state;   /* trainer files only */
+} ck_file;
+
+/* ------------------------------------------------------------------ helpers */
+
+static int host_is_le(void)
+{
+    const uint32_t one = 1;
+    uint8_t b;
+    memcpy(&b, &one, 1);
+    return b == 1;
+}
+
+/* Converts 4-byte words between host order and the file's little-endian order (the same
+ * operation both ways). */
+static void words_to_from_le(uint8_t *p, size_t bytes)
+{
+    if (host_is_le()) return;
+    for (size_t i = 0; i + 4 <= bytes; i += 4) {
+        uint8_t a = p[i], b = p[i + 1];
+        p[i] = p[i + 3], p[i + 1] = p[i + 2], p[i + 2] = b, p[i + 3] = a;
+    }
+}
+
+static void fmt_shape(char *out, size_t cap, const uint64_t *shape, size_t rank)
+{
+    size_t len = 0;
+    out[0] = 0;
+    len += (size_t)snprintf(out, cap, "[");
+    for (size_t i = 0; i < rank && len < cap; i++)
+        len += (size_t)snprintf(out + len, cap - len, "%s%" PRIu64, i ? ", " : "", shape[i]);
+    if (len < cap) snprintf(out + len, cap - len, "]");
+}
+
+/* ------------------------------------------------------------------ tensor list */
+
+static void add_tensor(ck_list *l, const char *name, enum ck_buf buf, size_t off, size_t count,
+                       size_t rank, const uint64_t *shape)
+{
+    ck_tensor *t = &l->t[l->n++];
+    memset(t, 0, sizeof *t);
+    snprintf(t->name, sizeof t->name, "%s", name);
+    t->buf = buf;
+    t->off = off;
+    t->count = count;
+    t->rank = rank;
+    memcpy(t->shape, shape, rank * sizeof *shape);
+}
+
+/* The tensors of a checkpoint for `arch` (+ a head of `dim` features), in PyTorch state_dict
+ * order: "subnet.<layer>.weight/bias" with <layer> the index in the arch (= the nn.Sequential
+ * index), then "head.weight/bias"; with Adam, "adam.m.<name>" for each, then "adam.v.<name>". */
+static sm_status build_list(const sm_arch *arch, size_t dim, int with_adam, ck_list *out)
+{
+    size_t n_param_layers = 0;
+    for (size_t i = 0; i < arch->n_layers; i++)
+        if (arch->layers[i].n_w) n_param_layers++;
+    size_t per = 2 * n_param_layers + 2, total = with_adam ? 3 * per : per;
+    ck_list l = {sm__calloc(total, sizeof(ck_tensor)), 0};
+    if (!l.t) return sm__fail(SM_ERR_NOMEM, "out of memory listing checkpoint tensors");
+
+    for (size_t i = 0; i < arch->n_layers; i++) {
+        const sm__layer *ly = &arch->layers[i];
+        if (!ly->n_w) continue;
+        uint64_t ws[4], bs[1] = {(uint64_t)ly->a};
+        size_t wr;
+        if (ly->kind == SM_LAYER_CONV) {
+            ws[0] = (uint64_t)ly->a, ws[1] = (uint64_t)ly->in_c;
+            ws[2] = ws[3] = (uint64_t)ly->b;
+            wr = 4;
+        } else {
+            ws[0] = (uint64_t)ly->a, ws[1] = (uint64_t)ly->in_c;
+            wr = 2;
+        }
+        uint64_t prod = 1;
+        for (size_t d = 0; d < wr; d++) prod *= ws[d];
+        if ((ly->kind != SM_LAYER_CONV && ly->kind != SM_LAYER_FC) || prod != ly->n_w ||
+            ly->n_b != (size_t)ly->a) {
+            sm__free(l.t);
+            return sm__fail(SM_ERR_INTERNAL, "layer %zu's parameter counts do not match its "
+                                             "shape", i);
+        }
+        char name[64];
+        snprintf(name, sizeof name, "subnet.%zu.weight", i);
+        add_tensor(&l, name, BUF_SUB_P, ly->w_off, ly->n_w, wr, ws);
+        snprintf(name, sizeof name, "subnet.%zu.bias", i);
+        add_tensor(&l, name, BUF_SUB_P, ly->b_off, ly->n_b, 1, bs);
+    }
+    uint64_t hw[2] = {1, dim}, hb[1] = {1};
+    add_tensor(&l, "head.weight", BUF_HEAD_P, 0, dim, 2, hw);
+    add_tensor(&l, "head.bias", BUF_HEAD_P, dim, 1, 1, hb);
+    for (int v = 0; with_adam && v < 2; v++) {
+        for (size_t i = 0; i < per; i++) {
+            const ck_tensor src = l.t[i];
+            ck_tensor *t = &l.t[l.n++];
+            *t = src;
+            /* parameter names are at most "subnet.<20 digits>.weight": the prefix fits */
+            size_t len = strlen(src.name);
+            memcpy(t->name, v ? "adam.v." : "adam.m.", 7);
+            memcpy(t->name + 7, src.name, len + 1);
+            t->buf = src.buf == BUF_SUB_P ? (v ? BUF_V_SUB : BUF_M_SUB)
+                                          : (v ? BUF_V_HEAD : BUF_M_HEAD);
+        }
+    }
+    *out = l;
+    return SM_OK;
+}
+
+static void bufs_for(const sm_subnet *s, const sm_head *h, const sm_adam *a, ck_bufs *b)
+{
+    memset(b, 0, sizeof *b);
+    b->be[BUF_SUB_P] = s->be, b->p[BUF_SUB_P] = s->params;
+    b->be[BUF_HEAD_P] = h->be, b->p[BUF_HEAD_P] = h->params;
+    if (a) {
+        /* Adam allocates all four moment buffers on the subnet's backend. */
+        b->be[BUF_M_SUB] = b->be[BUF_V_SUB] = s->be;
+        b->be[BUF_M_HEAD] = b->be[BUF_V_HEAD] = s->be;
+        b->p[BUF_M_SUB] = a->m_sub, b->p[BUF_V_SUB] = a->v_sub;
+        b->p[BUF_M_HEAD] = a->m_head, b->p[BUF_V_HEAD] = a->v_head;
+    }
+}
+
+/* ------------------------------------------------------------------ saving */
+
+/* Tensor bytes stream through one host chunk: first to checksum them, then to write them. */
+typedef struct ck_stream {
+    uint8_t *chunk;
+    size_t fill;
+    uint32_t crc;
+    sm__afile *out; /* NULL on the checksum pass */
+} ck_stream;
+
+static sm_status stream_flush(ck_stream *s)
+{
+    s->crc = sm__crc32_update(s->crc, s->chunk, s->fill);
+    sm_status st = s->out ? sm__afile_write(s->out, s->chunk, s->fill) : SM_OK;
+    s->fill = 0;
+    return st;
+}
+
+static sm_status stream_tensors(const ck_list *l, const ck_bufs *b, ck_stream *s)
+{
+    for (size_t i = 0; i < l->n; i++) {
+        const ck_tensor *t = &l->t[i];
+        sm_backend *be = b->be[t->buf];
+        const uint8_t *dev = (const uint8_t *)(b->p[t->buf] + t->off);
+        size_t bytes = t->count * sizeof(float), done = 0;
+        while (done < bytes) {
+            size_t take = bytes - done < CK_CHUNK - s->fill ? bytes - done : CK_CHUNK - s->fill;
+            SM_TRY(be->ops->download(be->ctx, s->chunk + s->fill, dev + done, take));
+            words_to_from_le(s->chunk + s->fill, take);
+            s->fill += take;
+            done += take;
+            if (s->fill == CK_CHUNK) SM_TRY(stream_flush(s));
+        }
+    }
+    return s->fill ? stream_flush(s) : SM_OK;
+}
+
+#ifndef CK_META_SLOTS
+#  define CK_META_SLOTS 48 /* tests may build this file with fewer */
+#endif
+
+/* Fixed slots: a key that does not fit sets `full`, and save() then fails with SM_ERR_LIMIT
+ * instead of writing past the arrays. */
+typedef struct ck_meta_store {
+    sm__st_out_meta kv[CK_META_SLOTS];
+    size_t n;
+    int full;
+    char text[CK_META_SLOTS][96]; /* values that are numbers */
+    char scratch[96];             /* where a value goes when the slots are full */
+} ck_meta_store;
+
+/* The buffer for the next numeric value (the scratch one when full). */
+static char *meta_text(ck_meta_store *m)
+{
+    return m->n < CK_META_SLOTS ? m->text[m->n] : m->scratch;
+}
+
+static void meta_add(ck_meta_store *m, const char *key, const char *value)
+{
+    if (m->n >= CK_META_SLOTS) {
+        m->full = 1;
+        return;
+    }
+    m->kv[m->n].key = key;
+    m->kv[m->n].value = value;
+    m->n++;
+}
+
+/* printf is locale-dependent ("6,0e-05" under some LC_NUMERIC); files must not be. */
+static void meta_addf_double(ck_meta_store *m, const char *key, double v, locale_t c_loc)
+{
+    locale_t old = uselocale(c_loc);
+    char *text = meta_text(m);
+    snprintf(text, sizeof m->text[0], "%.17g", v);
+    uselocale(old);
+    meta_add(m, key, text);
+}
+
+static void meta_addf_u64(ck_meta_store *m, const char *key, uint64_t v)
+{
+    char *text = meta_text(m);
+    snprintf(text, sizeof m->text[0], "%" PRIu64, v);
+    meta_add(m, key, text);
+}
+
+static sm_status save(const sm_subnet *s, const sm_head *h, const sm_trainer *tr,
+                      const char *path)
+{
+    const sm_adam *a = tr ? tr->adam : NULL;
+    SM_RETURN_IF(h->dim != sm_subnet_feature_dim(s), SM_ERR_SHAPE,
+                 "the head takes %zu features, the subnet gives %zu", h->dim,
+                 sm_subnet_feature_dim(s));
+    ck_list l = {0};
+    ck_meta_store m = {.n = 0};
+    char *arch = NULL;
+    uint8_t *hdr = NULL, *chunk = NULL;
+    size_t hdr_len = 0;
+    uint64_t data_size = 0;
+    sm__st_out_tensor *ot = NULL;
+    locale_t c_loc = (locale_t)0;
+    sm__afile af = {.fd = -1};
+    int af_open = 0;
+
+    sm_status st = build_list(&s->arch, h->dim, a != NULL, &l);
+    if (st == SM_OK) st = sm__arch_text(&s->arch, &arch);
+    if (st == SM_OK) {
+        ot = sm__calloc(l.n, sizeof *ot);
+        chunk = sm__malloc_aligned(CK_CHUNK);
+        c_loc = newlocale(LC_NUMERIC_MASK, "C", (locale_t)0);
+        if (!ot || !chunk || !c_loc) st = sm__fail(SM_ERR_NOMEM, "out of memory saving '%s'", path);
+    }
+    if (st == SM_OK) {
+        for (size_t i = 0; i < l.n; i++) {
+            ot[i].name = l.t[i].name;
+            ot[i].dtype = SM__ST_F32;
+            ot[i].rank = l.t[i].rank;
+            memcpy(ot[i].shape, l.t[i].shape, sizeof l.t[i].shape);
+        }
+        meta_add(&m, "format", CK_FORMAT);
+        meta_add(&m, "format_version", CK_VERSION_TEXT);
+        meta_add(&m, "kind", tr ? "trainer" : "model");
+        meta_add(&m, "arch", arch);
+        if (tr) {
+            uint64_t ss[4] = {0, 0, 0, 0};
+            if (tr->sampler) sm__sampler_get_state(tr->sampler, ss);
+            meta_addf_u64(&m, "iteration", (uint64_t)tr->iteration);
+            meta_addf_u64(&m, "adam_t", (uint64_t)a->t);
+            meta_addf_double(&m, "adam_lr", a->lr, c_loc);
+            meta_addf_double(&m, "adam_beta1", a->beta1, c_loc);
+            meta_addf_double(&m, "adam_beta2", a->beta2, c_loc);
+            meta_addf_double(&m, "adam_eps", a->eps, c_loc);
+            meta_addf_u64(&m, "adam_warmup_steps", (uint64_t)a->warmup);
+            meta_addf_u64(&m, "adam_schedule", (uint64_t)a->schedule);
+            meta_addf_u64(&m, "adam_schedule_steps", (uint64_t)a->sched_steps);
+            meta_addf_double(&m, "adam_min_lr_factor", a->min_lr_factor, c_loc);
+            meta_addf_double(&m, "adam_step_gamma", a->step_gamma, c_loc);
+            meta_addf_double(&m, "adam_weight_decay_conv", a->wd_conv, c_loc);
+            meta_addf_double(&m, "adam_weight_decay_fc", a->wd_fc, c_loc);
+            meta_addf_double(&m, "adam_weight_decay_head", a->wd_head, c_loc);
+            meta_addf_u64(&m, "batch_size", (uint64_t)tr->batch_size);
+            meta_addf_u64(&m, "micro_batch", (uint64_t)tr->micro_batch);
+            meta_addf_u64(&m, "seed", tr->seed);
+            char *text = meta_text(&m);
+            snprintf(text, sizeof m.text[0],
+                     "%016" PRIx64 ":%016" PRIx64 ":%016" PRIx64 ":%016" PRIx64, ss[0], ss[1],
+                     ss[2], ss[3]);
+            meta_add(&m, "sampler_state", text);
+            meta_add(&m, "has_sampler", tr->sampler ? "1" : "0");
+            meta_addf_u64(&m, "augment", tr->augment);
+            const uint64_t *as = tr->aug_rng.s;
+            text = meta_text(&m);
+            snprintf(text, sizeof m.text[0],
+                     "%016" PRIx64 ":%016" PRIx64 ":%016" PRIx64 ":%016" PRIx64, as[0], as[1],
+                     as[2], as[3]);
+            meta_add(&m, "augment_state", text);
+            /* 0.3 */
+            meta_addf_u64(&m, "alphabet_balanced", tr->alphabet_balanced);
+            meta_addf_double(&m, "neg_same_alphabet", tr->neg_same_alphabet, c_loc);
+            meta_addf_u64(&m, "pk_classes", (uint64_t)tr->pk_classes);
+            meta_addf_u64(&m, "pk_images", (uint64_t)tr->pk_images);
+            meta_addf_u64(&m, "pk_loss", (uint64_t)tr->pk_loss);
+            meta_addf_u64(&m, "grad_shards", (uint64_t)tr->shards);
+        }
+        meta_add(&m, "crc32", "00000000"); /* patched once the checksum is known */
+        if (m.full)
+            st = sm__fail(SM_ERR_LIMIT, "saving '%s': more than %d metadata keys (a bug in "
+                          "libsiamese: please report it)", path, CK_META_SLOTS);
+    }
+    if (st == SM_OK) {
+        st = sm__st_build_header(ot, l.n, m.kv, m.n, &hdr, &hdr_len, &data_size);
+    }
+    ck_bufs b;
+    bufs_for(s, h, a, &b);
+    uint32_t crc = 0;
+    if (st == SM_OK) {
+        ck_stream cs = {chunk, 0, sm__crc32_update(0, hdr, hdr_len), NULL};
+        st = stream_tensors(&l, &b, &cs);
+        crc = cs.crc;
+        char hex[9];
+        snprintf(hex, sizeof hex, "%08" PRIx32, crc);
+        memcpy(hdr + m.kv[m.n - 1].value_pos, hex, 8);
+    }
+    if (st == SM_OK) st = sm__afile_open(&af, path);
+    if (st == SM_OK) {
+        af_open = 1;
+        st = sm__afile_write(&af, hdr, hdr_len);
+    }
+    if (st == SM_OK) {
+        /* The checksum of what is written must be what the header says: re-derive it. */
+        char zero[8];
+        memset(zero, '0', 8);
+        size_t pos = m.kv[m.n - 1].value_pos;
+        uint32_t c2 = sm__crc32_update(0, hdr, pos);
+        c2 = sm__crc32_update(c2, (const uint8_t *)zero, 8);
+        c2 = sm__crc32_update(c2, hdr + pos + 8, hdr_len - pos - 8);
+        ck_stream ws = {chunk, 0, c2, &af};
+        st = stream_tensors(&l, &b, &ws);
+        if (st == SM_OK && ws.crc != crc)
+            st = sm__fail(SM_ERR_DEVICE, "saving '%s': the parameters read back differently on "
+                                         "the second pass", path);
+    }
+    if (st == SM_OK) {
+        af_open = 0;
+        st = sm__afile_commit(&af);
+    }
+    if (af_open) sm__afile_abort(&af);
+    if (c_loc) freelocale(c_loc);
+    sm__free_aligned(chunk);
+    sm__free(ot);
+    sm__free(hdr);
+    sm__free(arch);
+    sm__free(l.t);
+    return st;
+}
+
+SM_API sm_status sm_model_save(const sm_subnet *subnet, const sm_head *head, const char *path)
+{
+    SM_CHECK_ARG(subnet && head && path && *path, "sm_model_save: NULL argument or empty path");
+    SM_RETURN_IF(head->dim != sm_subnet_feature_dim(subnet), SM_ERR_SHAPE,
+                 "sm_model_save: the head takes %zu features, the subnet gives %zu", head->dim,
+                 sm_subnet_feature_dim(subnet));
+    return save(subnet, head, NULL, path);
+}
+
+SM_API sm_status sm_trainer_save(const sm_trainer *trainer, const char *path)
+{
+    SM_CHECK_ARG(trainer && path && *path, "sm_trainer_save: NULL argument or empty path");
+    SM_CHECK_ARG(trainer->adam, "sm_trainer_save: the trainer has no Adam state");
+    /* data-parallel: every rank holds the same state; rank 0 alone writes it */
+    if (trainer->comm && sm_comm_rank(trainer->comm) != 0) return SM_OK;
+    return save(trainer->subnet, trainer->head, trainer, path);
+}
+
+/* ------------------------------------------------------------------ reading */
+
+static const char *meta_value(const ck_file *f, const char *key)
+{
+    const sm__st_kv *kv = sm__st_meta(&f->st, key);
+    return kv ? kv->value : NULL;
+}
+
+static sm_status need_meta(const ck_file *f, const char *path, const char *key, const char **v)
+{
+    *v = meta_value(f, key);
+    SM_RETURN_IF(!*v, SM_ERR_FORMAT, "checkpoint '%s' lacks the metadata key '%s'", path, key);
+    return SM_OK;
+}
+
+/* Strict decimal: digits only, no sign, no leading zeros, no overflow. 0 when malformed. */
+static int parse_dec_u64(const char *s, uint64_t *out)
+{
+    uint64_t v = 0;
+    if (!*s || (s[0] == '0' && s[1])) return 0;
+    for (; *s; s++) {
+        if (*s < '0' || *s > '9') return 0;
+        unsigned d = (unsigned)(*s - '0');
+        if (v > (UINT64_MAX - d) / 10) return 0;
+        v = v * 10 + d;
+    }
+    *out = v;
+    return 1;
+}
+
+static sm_status meta_int(const ck_file *f, const char *path, const char *key, uint64_t lo,
+                          uint64_t hi, int64_t *out)
+{
+    const char *v;
+    uint64_t x;
+    SM_TRY(need_meta(f, path, key, &v));
+    SM_RETURN_IF(!parse_dec_u64(v, &x) || x < lo || x > hi, SM_ERR_FORMAT,
+                 "checkpoint '%s': %s '%.40s' is not an integer in %" PRIu64 "..%" PRIu64, path,
+                 key, v, lo, hi);
+    *out = (int64_t)x;
+    return SM_OK;
+}
+
+static sm_status meta_double(const ck_file *f, const char *path, const char *key, double lo,
+                             int lo_open, double hi, int hi_open, locale_t c_loc, double *out)
+{
+    const char *v;
+    SM_TRY(need_meta(f, path, key, &v));
+    char *end = NULL;
+    locale_t old = uselocale(c_loc);
+    double x = strtod(v, &end);
+    uselocale(old);
+    int ok = *v >= '0' && *v <= '9' && end && *end == 0 && isfinite(x) && (lo_open ? x > lo : x >= lo) &&
+             (hi_open ? x < hi : x <= hi);
+    SM_RETURN_IF(!ok, SM_ERR_FORMAT, "checkpoint '%s': %s '%.40s' is not a number in %c%g, %g%c",
+                 path, key, v, lo_open ? '(' : '[', lo, hi, hi_open ? ')' : ']');
+    *out = x;
+    return SM_OK;
+}
+
+static int parse_hex_word(const char *s, size_t digits, uint64_t *out)
+{
+    uint64_t v = 0;
+    for (size_t i = 0; i < digits; i++) {
+        char c = s[i];
+        v <<= 4;
+        if (c >= '0' && c <= '9') v |= (uint64_t)(c - '0');
+        else if (c >= 'a' && c <= 'f') v |= (uint64_t)(c - 'a' + 10);
+        else return 0;
+    }
+    *out = v;
+    return 1;
+}
+
+/* Four 16-digit hex words joined by ':'; all zero only where `nonzero` is 0 (xoshiro's
+ * all-zero state is a fixed point: no live generator has it). */
+static sm_status rng_state(const char *path, const char *key, const char *v, int nonzero,
+                           uint64_t out[4])
+{
+    int ok = strlen(v) == 4 * 16 + 3;
+    for (size_t i = 0; ok && i < 4; i++)
+        ok = parse_hex_word(v + 17 * i, 16, &out[i]) && (i == 3 || v[17 * i + 16] == ':');
+    if (ok && nonzero) ok = (out[0] | out[1] | out[2] | out[3]) != 0;
+    SM_RETURN_IF(!ok, SM_ERR_FORMAT, "checkpoint '%s': %s '%.80s' is not four 16-digit hex "
+                                     "words joined by ':' (not all zero)",
+                 path, key, v);
+    return SM_OK;
+}
+
+static sm_status read_state(ck_file *f, const char *path)
+{
+    ck_state *s = &f->state;
+    const char *v;
+    int64_t x;
+    locale_t c_loc = newlocale(LC_NUMERIC_MASK, "C", (locale_t)0);
+    if (!c_loc) return sm__fail(SM_ERR_NOMEM, "out of memory reading '%s'", path);
+    sm_status st = meta_int(f, path, "iteration", 0, INT64_MAX, &s->iteration);
+    if (st == SM_OK) st = meta_int(f, path, "adam_t", 0, INT64_MAX, &s->adam_t);
+    if (st == SM_OK) st = meta_int(f, path, "batch_size", 1, CK_MAX_BATCH, &s->batch_size);
+    if (st == SM_OK) st = meta_int(f, path, "micro_batch", 1, CK_MAX_BATCH, &s->micro_batch);
+    if (st == SM_OK) st = meta_int(f, path, "has_sampler", 0, 1, &x);
+    if (st == SM_OK) s->has_sampler = (int)x;
+    /* the ranges sm_adam_set accepts */
+    if (st == SM_OK) st = meta_double(f, path, "adam_lr", 0, 1, 1, 0, c_loc, &s->lr);
+    if (st == SM_OK) st = meta_double(f, path, "adam_beta1", 0, 0, 1, 1, c_loc, &s->beta1);
+    if (st == SM_OK) st = meta_double(f, path, "adam_beta2", 0, 0, 1, 1, c_loc, &s->beta2);
+    if (st == SM_OK) st = meta_double(f, path, "adam_eps", 0, 1, 1, 0, c_loc, &s->eps);
+    /* 0.3: sampling options and P x K batches, each key optional (absent = off) */
+    s->pk_images = 4;
+    if (st == SM_OK && meta_value(f, "neg_same_alphabet"))
+        st = meta_double(f, path, "neg_same_alphabet", 0, 0, 1, 0, c_loc, &s->neg_same_alphabet);
+    /* the schedule and weight decay (0.3): all eight keys or none (then the defaults) */
+    static const char *const sched_keys[] = {
+        "adam_warmup_steps",  "adam_schedule",          "adam_schedule_steps",
+        "adam_min_lr_factor", "adam_step_gamma",        "adam_weight_decay_conv",
+        "adam_weight_decay_fc", "adam_weight_decay_head"};
+    size_t n_sched = 0;
+    for (size_t i = 0; i < sizeof sched_keys / sizeof *sched_keys; i++)
+        n_sched += meta_value(f, sched_keys[i]) != NULL;
+    if (st == SM_OK && n_sched != 0 && n_sched != sizeof sched_keys / sizeof *sched_keys)
+        st = sm__fail(SM_ERR_FORMAT, "checkpoint '%s' has %zu of the 8 learning-rate schedule "
+                                     "and weight decay keys (all or none)", path, n_sched);
+    s->has_schedule = n_sched != 0;
+    if (st == SM_OK && s->has_schedule) {
+        /* the ranges sm_adam_set accepts */
+        st = meta_int(f, path, "adam_warmup_steps", 0, INT32_MAX, &s->warmup);
+        if (st == SM_OK) st = meta_int(f, path, "adam_schedule", 0, 2, &s->schedule);
+        if (st == SM_OK) st = meta_int(f, path, "adam_schedule_steps", 0, INT32_MAX, &s->sched_steps);
+        if (st == SM_OK)
+            st = meta_double(f, path, "adam_min_lr_factor", 0, 0, 1, 0, c_loc, &s->min_lr_factor);
+        if (st == SM_OK)
+            st = meta_double(f, path, "adam_step_gamma", 0, 1, 1, 0, c_loc, &s->step_gamma);
+        if (st == SM_OK)
+            st = meta_double(f, path, "adam_weight_decay_conv", 0, 0, 1, 0, c_loc, &s->wd_conv);
+        if (st == SM_OK)
+            st = meta_double(f, path, "adam_weight_decay_fc", 0, 0, 1, 0, c_loc, &s->wd_fc);
+        if (st == SM_OK)
+            st = meta_double(f, path, "adam_weight_decay_head", 0, 0, 1, 0, c_loc, &s->wd_head);
+    }
+    freelocale(c_loc);
+    if (st == SM_OK && meta_value(f, "alphabet_balanced"))
+        st = meta_int(f, path, "alphabet_balanced", 0, 1, &s->alphabet_balanced);
+    if (st == SM_OK && meta_value(f, "pk_classes"))
+        st = meta_int(f, path, "pk_classes", 0, 4096, &s->pk_classes);
+    if (st == SM_OK && meta_value(f, "pk_images"))
+        st = meta_int(f, path, "pk_images", 2, 4096, &s->pk_images);
+    if (st == SM_OK && meta_value(f, "pk_loss"))
+        st = meta_int(f, path, "pk_loss", 0, SM_PK_LOSS_SOFTMAX, &s->pk_loss);
+    s->grad_shards = 1;
+    if (st == SM_OK && meta_value(f, "grad_shards"))
+        st = meta_int(f, path, "grad_shards", 1, 1024, &s->grad_shards);
+    if (st == SM_OK && (s->pk_classes == 1 || s->pk_classes * s->pk_images > 4096))
+        st = sm__fail(SM_ERR_FORMAT, "checkpoint '%s': P x K = %lld x %lld is out of range",
+                      path, (long long)s->pk_classes, (long long)s->pk_images);
+    if (st == SM_OK) st = need_meta(f, path, "seed", &v);
+    if (st == SM_OK && !parse_dec_u64(v, &s->seed))
+        st = sm__fail(SM_ERR_FORMAT, "checkpoint '%s': seed '%.40s' is not a 64-bit integer",
+                      path, v);
+    if (st == SM_OK) st = need_meta(f, path, "sampler_state", &v);
+    if (st == SM_OK) st = rng_state(path, "sampler_state", v, s->has_sampler, s->sampler);
+    /* augmentation (0.2): both keys or neither */
+    const char *aug = meta_value(f, "augment"), *aug_st = meta_value(f, "augment_state");
+    if (st == SM_OK && (aug || aug_st)) {
+        s->has_augment = 1;
+        if (!aug || !aug_st)
+            st = sm__fail(SM_ERR_FORMAT, "checkpoint '%s' has only one of 'augment' and "
+                                         "'augment_state'", path);
+        if (st == SM_OK) st = meta_int(f, path, "augment", 0, SM_DISTORT_ALL, &s->augment);
+        if (st == SM_OK) st = rng_state(path, "augment_state", aug_st, 1, s->augment_state);
+    }
+    return st;
+}
+
+static sm_status check_crc(const ck_file *f, const char *path)
+{
+    const sm__st_kv *kv = sm__st_meta(&f->st, "crc32");
+    SM_RETURN_IF(!kv, SM_ERR_FORMAT, "checkpoint '%s' lacks the metadata key 'crc32'", path);
+    uint64_t want;
+    /* raw length 8 and decoded length 8: no escapes, so the raw bytes are the digits */
+    SM_RETURN_IF(kv->value_rawlen != 8 || strlen(kv->value) != 8 ||
+                     !parse_hex_word(kv->value, 8, &want),
+                 SM_ERR_FORMAT, "checkpoint '%s': crc32 '%.20s' is not 8 lowercase hex digits",
+                 path, kv->value);
+    static const uint8_t zero[8] = {'0', '0', '0', '0', '0', '0', '0', '0'};
+    size_t pos = kv->value_pos;
+    uint32_t c = sm__crc32_update(0, f->buf, pos);
+    c = sm__crc32_update(c, zero, 8);
+    c = sm__crc32_update(c, f->buf + pos + 8, f->size - pos - 8);
+    SM_RETURN_IF(c != (uint32_t)want, SM_ERR_FORMAT,
+                 "checkpoint '%s': checksum mismatch (file says %08" PRIx32 ", contents give "
+                 "%08" PRIx32 "): the file is damaged",
+                 path, (uint32_t)want, c);
+    return SM_OK;
+}
+
+static void file_free(ck_file *f)
+{
+    sm__st_file_free(&f->st);
+    sm__free(f->buf);
+    memset(f, 0, sizeof *f);
+}
+
+/* Reads, parses and checks everything that does not depend on what the file is loaded into. */
+static sm_status file_read(const char *path, ck_file *f)
+{
+    memset(f, 0, sizeof *f);
+    /* Larger files are refused before anything is allocated (the reference model with Adam
+     * state is ~330 MB, the default limit 16 GiB). */
+    uint64_t limit = sm__limit(SM_LIMIT_FILE_BYTES);
+    sm_status st = sm__file_read_all(path, limit > SIZE_MAX ? SIZE_MAX : (size_t)limit, &f->buf,
+                                     &f->size);
+    if (st == SM_ERR_LIMIT) {
+        char detail[512]; /* it names the file, its size and the limit */
+        snprintf(detail, sizeof detail, "%s", sm_last_error());
+        return sm__fail(st, "checkpoint %s (SM_LIMIT_FILE_BYTES); raise it with "
+                            "sm_set_limit(SM_LIMIT_FILE_BYTES)", detail);
+    }
+    if (st != SM_OK) return st;
+    st = sm__st_parse(f->buf, f->size, &f->st);
+    if (st != SM_OK) {
+        /* prefix the path: the parser's detail knows only bytes */
+        char detail[512];
+        snprintf(detail, sizeof detail, "%s", sm_last_error());
+        sm__free(f->buf);
+        memset(f, 0, sizeof *f);
+        return sm__fail(st, "checkpoint '%s': %s", path, detail);
+    }
+    const char *fmt = meta_value(f, "format"), *ver = meta_value(f, "format_version"), *kind;
+    uint64_t v = 0;
+    if (!fmt || strcmp(fmt, CK_FORMAT) != 0)
+        st = sm__fail(SM_ERR_FORMAT, "'%s' is a safetensors file but not a libsiamese "
+                                     "checkpoint (metadata 'format' is not '" CK_FORMAT "')",
+                      path);
+    else if (!ver || !*ver || strspn(ver, "0123456789") != strlen(ver) ||
+             (ver[0] == '0' && ver[1]) || strcmp(ver, "0") == 0)
+        st = sm__fail(SM_ERR_FORMAT, "checkpoint '%s': bad format_version '%.20s'", path,
+                      ver ? ver : "");
+    else if (!parse_dec_u64(ver, &v) || v > CK_VERSION) /* overflow: newer all the same */
+        st = sm__fail(SM_ERR_VERSION, "checkpoint '%s' has format version %.20s; this "
+                                      "libsiamese reads version %d: upgrade the library",
+                      path, ver, CK_VERSION);
+    if (st == SM_OK) st = check_crc(f, path);
+    if (st == SM_OK) st = need_meta(f, path, "kind", &kind);
+    if (st == SM_OK) {
+        f->is_trainer = strcmp(kind, "trainer") == 0;
+        if (!f->is_trainer && strcmp(kind, "model") != 0)
+            st = sm__fail(SM_ERR_FORMAT, "checkpoint '%s': unknown kind '%.20s'", path, kind);
+    }
+    if (st == SM_OK) st = need_meta(f, path, "arch", &f->arch);
+    if (st == SM_OK && f->is_trainer) st = read_state(f, path);
+    if (st != SM_OK) file_free(f);
+    return st;
+}
+
+/* Every expected tensor present as F32 with its exact shape, no other tensor, every value
+ * finite. A shape that differs from what the architecture needs is SM_ERR_SHAPE. */
+static sm_status check_tensors(const ck_file *f, const char *path, const ck_list *l)
+{
+    for (size_t i = 0; i < l->n; i++) {
+        const ck_tensor *e = &l->t[i];
+        const sm__st_tensor *t = sm__st_find(&f->st, e->name);
+        SM_RETURN_IF(!t, SM_ERR_FORMAT, "checkpoint '%s' lacks the tensor '%s'", path, e->name);
+        SM_RETURN_IF(t->dtype != SM__ST_F32, SM_ERR_FORMAT,
+                     "checkpoint '%s': tensor '%s' is %s, expected F32", path, e->name,
+                     sm__st_dtype_name(t->dtype));
+        if (t->rank != e->rank || memcmp(t->shape, e->shape, e->rank * sizeof *e->shape) != 0) {
+            char got[160], want[160];
+            fmt_shape(got, sizeof got, t->shape, t->rank);
+            fmt_shape(want, sizeof want, e->shape, e->rank);
+            return sm__fail(SM_ERR_SHAPE, "checkpoint '%s': tensor '%s' has shape %s, the "
+                                          "architecture needs %s",
+                            path, e->name, got, want);
+        }
+    }
+    if (f->st.n_tensors != l->n) {
+        /* names are unique on both sides and all expected ones are present: find the extra */
+        for (size_t j = 0; j < f->st.n_tensors; j++) {
+            size_t i = 0;
+            while (i < l->n && strcmp(l->t[i].name, f->st.tensors[j].name) != 0) i++;
+            SM_RETURN_IF(i == l->n, SM_ERR_FORMAT,
+                         "checkpoint '%s' holds an unexpected tensor '%.200s'", path,
+                         f->st.tensors[j].name);
+        }
+    }
+    for (size_t i = 0; i < l->n; i++) {
+        const sm__st_tensor *t = sm__st_find(&f->st, l->t[i].name);
+        const uint8_t *p = f->buf + f->st.data_off + t->begin;
+        for (size_t k = 0; k < l->t[i].count; k++, p += 4) {
+            uint32_t bits = (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
+                            (uint32_t)p[3] << 24;
+            SM_RETURN_IF((bits & 0x7F800000u) == 0x7F800000u, SM_ERR_FORMAT,
+                         "checkpoint '%s': tensor '%s' holds a non-finite value at index %zu",
+                         path, l->t[i].name, k);
+        }
+    }
+    return SM_OK;
+}
+
+/* Copies checked tensors into backend buffers (all of them, or only the parameters), through
+ * `chunk` (CK_CHUNK bytes, from sm__malloc_aligned; NULL: allocated here). */
+static sm_status upload_tensors(const ck_file *f, const ck_list *l, const ck_bufs *b,
+                                int params_only, uint8_t *chunk_in)
+{
+    uint8_t *chunk = chunk_in ? chunk_in : sm__malloc_aligned(CK_CHUNK);
+    if (!chunk) return sm__fail(SM_ERR_NOMEM, "out of memory loading a checkpoint");
+    sm_status st = SM_OK;
+    for (size_t i = 0; i < l->n && st == SM_OK; i++) {
+        const ck_tensor *e = &l->t[i];
+        if (params_only && e->buf != BUF_SUB_P && e->buf != BUF_HEAD_P) continue;
+        const sm__st_tensor *t = sm__st_find(&f->st, e->name);
+        const uint8_t *src = f->buf + f->st.data_off + t->begin;
+        sm_backend *be = b->be[e->buf];
+        uint8_t *dev = (uint8_t *)(b->p[e->buf] + e->off);
+        size_t bytes = e->count * sizeof(float);
+        for (size_t done = 0; done < bytes && st == SM_OK;) {
+            size_t take = bytes - done < CK_CHUNK ? bytes - done : CK_CHUNK;
+            memcpy(chunk, src + done, take);
+            words_to_from_le(chunk, take);
+            st = be->ops->upload(be->ctx, dev + done, chunk, take);
+            done += take;
+        }
+    }
+    if (!chunk_in) sm__free_aligned(chunk);
+    return st;
+}
+
+/* ------------------------------------------------------------------ loading */
+
+SM_API sm_status sm_model_load(sm_backend *backend, const char *path, sm_subnet **subnet,
+                               sm_head **head)
+{
+    SM_CHECK_ARG(backend && path && subnet && head, "sm_model_load: NULL argument");
+    ck_file f;
+    SM_TRY(file_read(path, &f));
+    sm_arch *arch = NULL;
+    sm_subnet *s = NULL;
+    sm_head *h = NULL;
+    ck_list l = {0};
+    sm_status st = sm_arch_from_string(f.arch, &arch);
+    if (st != SM_OK && st != SM_ERR_NOMEM) {
+        char detail[512];
+        snprintf(detail, sizeof detail, "%s", sm_last_error());
+        st = sm__fail(SM_ERR_FORMAT, "checkpoint '%s': its architecture is not valid: %s", path,
+                      detail);
+    }
+    if (st == SM_OK && (arch->n_layers == 0 || arch->layers[arch->n_layers - 1].kind != SM_LAYER_FC))
+        st = sm__fail(SM_ERR_FORMAT, "checkpoint '%s': its architecture '%.200s' does not end "
+                                     "in an fc layer", path, f.arch);
+    if (st == SM_OK) st = build_list(arch, sm_arch_output_size(arch), f.is_trainer, &l);
+    if (st == SM_OK) st = check_tensors(&f, path, &l);
+    /* any seed: every parameter is overwritten */
+    if (st == SM_OK) st = sm_subnet_create(backend, arch, 0, &s);
+    if (st == SM_OK) st = sm_head_create(backend, sm_subnet_feature_dim(s), 0, &h);
+    if (st == SM_OK) {
+        ck_bufs b;
+        bufs_for(s, h, NULL, &b);
+        st = upload_tensors(&f, &l, &b, 1, NULL);
+    }
+    sm__free(l.t);
+    sm_arch_destroy(arch);
+    file_free(&f);
+    if (st != SM_OK) {
+        sm_head_destroy(h);
+        sm_subnet_destroy(s);
+        return st;
+    }
+    *subnet = s;
+    *head = h;
+    return SM_OK;
+}
+
+SM_API sm_status sm_trainer_load(sm_trainer *t, const char *path)
+{
+    SM_CHECK_ARG(t && path, "sm_trainer_load: NULL argument");
+    SM_CHECK_ARG(t->adam, "sm_trainer_load: the trainer has no Adam state");
+    ck_file f;
+    SM_TRY(file_read(path, &f));
+    char *mine = NULL;
+    ck_list l = {0};
+    sm_status st = SM_OK;
+    if (!f.is_trainer)
+        st = sm__fail(SM_ERR_FORMAT, "checkpoint '%s' holds a model, not a trainer state "
+                                     "(load it with sm_model_load)", path);
+    if (st == SM_OK) st = sm__arch_text(&t->subnet->arch, &mine);
+    if (st == SM_OK && strcmp(mine, f.arch) != 0)
+        st = sm__fail(SM_ERR_SHAPE, "checkpoint '%s' is for the architecture '%.300s', the "
+                                    "trainer's subnet is '%.300s'", path, f.arch, mine);
+    if (st == SM_OK) st = build_list(&t->subnet->arch, t->head->dim, 1, &l);
+    if (st == SM_OK) st = check_tensors(&f, path, &l);
+
+    /* Validated: now change the trainer. The upload's buffer first, then the sizes (the resize
+     * is all-or-nothing): after them nothing can fail for want of memory. */
+    const ck_state *s = &f.state;
+    uint8_t *chunk = NULL;
+    if (st == SM_OK && !(chunk = sm__malloc_aligned(CK_CHUNK)))
+        st = sm__fail(SM_ERR_NOMEM, "out of memory loading '%s'", path);
+    if (st == SM_OK && (s->batch_size != t->batch_size || s->micro_batch != t->micro_batch))
+        st = sm__trainer_resize(t, s->batch_size, s->micro_batch);
+    if (st == SM_OK) {
+        /* Only a device failure can stop this part midway. */
+        ck_bufs b;
+        bufs_for(t->subnet, t->head, t->adam, &b);
+        st = upload_tensors(&f, &l, &b, 0, chunk);
+    }
+    sm__free_aligned(chunk);
+    if (st == SM_OK) {
+        sm_adam *a = t->adam;
+        a->t = s->adam_t;
+        a->lr = s->lr, a->beta1 = s->beta1, a->beta2 = s->beta2, a->eps = s->eps;
+        if (s->has_schedule) {
+            a->warmup = s->warmup, a->schedule = (int)s->schedule;
+            a->sched_steps = s->sched_steps;
+            a->min_lr_factor = s->min_lr_factor, a->step_gamma = s->step_gamma;
+            a->wd_conv = s->wd_conv, a->wd_fc = s->wd_fc, a->wd_head = s->wd_head;
+        } else { /* a file from before 0.3: no schedule, no decay (sm_adam_create's) */
+            a->warmup = 0, a->schedule = SM_ADAM_SCHEDULE_CONSTANT, a->sched_steps = 0;
+            a->min_lr_factor = 0, a->step_gamma = 0.1;
+            a->wd_conv = 0, a->wd_fc = 0, a->wd_head = 0;
+        }
+        t->iteration = s->iteration;
+        t->seed = s->seed;
+        if (t->sampler && s->has_sampler) sm__sampler_set_state(t->sampler, s->sampler);
+        if (s->has_augment) {
+            t->augment = (unsigned)s->augment;
+            memcpy(t->aug_rng.s, s->augment_state, sizeof t->aug_rng.s);
+        } else {
+            t->augment = 0;
+            sm__rng_seed(&t->aug_rng, sm__augment_seed(s->seed));
+        }
+        t->alphabet_balanced = s->alphabet_balanced == 1;
+        t->neg_same_alphabet = s->neg_same_alphabet;
+        t->pk_classes = s->pk_classes;
+        t->pk_images = s->pk_images;
+        t->pk_loss = s->pk_loss;
+        t->shards = s->grad_shards;
+        if (t->sampler)
+            sm__sampler_set_options(t->sampler, t->neg_same_alphabet, t->alphabet_balanced);
+    }
+    sm__free(l.t);
+    sm__free(mine);
+    file_free(&f);
+    return st;
+}
