@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "data/dataset.h"
+#include "io/png.h"
 #include "fuzz_entries.h"
 
 static uint32_t be32(const uint8_t *p)

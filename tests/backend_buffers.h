@@ -13,7 +13,7 @@
 #include <cmocka.h>
 
 #include "backend/backend.h"
-#include "network/model.h"
+#include "network/network.h"
 
 /* A new backend buffer holding h[0..n) rounded to float. */
 static inline float *test_to_dev(sm_backend *be, const double *h, size_t n)

@@ -32,7 +32,7 @@
 #include "common/alloc.h"
 #include "backend/backend.h"
 #include "cpu_internal.h"
-#include "network/model.h"
+#include "network/network.h"
 #include "siamese/siamese.h"
 
 #define MAX_STEPS 100

@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "network/model.h"
+#include "network/network.h"
 
 sm_backend_kind dm_backend = SM_BACKEND_CPU;
 

@@ -21,7 +21,7 @@
 #include <string.h>
 #include <cmocka.h>
 
-#include "network/model.h"
+#include "train/training.h"
 #include "siamese/siamese.h"
 
 /* 1x5x5 -> conv 2 filters 3x3 (18 weights, 2 biases) -> 2x3x3 -> flatten 18 -> fc 3 (54

@@ -27,7 +27,7 @@
 #include <cmocka.h>
 
 #include "common/alloc.h"
-#include "network/model.h"
+#include "network/network.h"
 #include "siamese/siamese.h"
 
 #define ARCH "1x12x12:conv4k3,relu,pool2,conv4k3,relu,flatten,fc8"

@@ -16,7 +16,7 @@
 
 #include <zlib.h>
 
-#include "network/model.h"
+#include "train/training.h"
 #include "common/rng.h"
 #include "data/sampler.h"
 #include "siamese/siamese.h"

@@ -9,7 +9,7 @@
 #include <cmocka.h>
 
 #include "backend/backend.h"
-#include "network/model.h"
+#include "network/network.h"
 #include "siamese/siamese.h"
 
 #define TINY "1x12x12:conv4k3,relu,pool2,conv4k3,relu,flatten,fc8"

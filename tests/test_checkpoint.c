@@ -20,7 +20,7 @@
 #include <cmocka.h>
 
 #include "common/alloc.h"
-#include "network/model.h"
+#include "train/training.h"
 #include "io/safetensors.h"
 #include "data/sampler.h"
 #include "siamese/siamese.h"

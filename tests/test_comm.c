@@ -22,7 +22,7 @@
 
 #include "comm/comm_impl.h"
 #include "dist_model.h"
-#include "network/model.h"
+#include "train/training.h"
 #include "siamese/siamese.h"
 
 enum { K = 4, BATCH = 24, MICRO = 4, STEPS = 4 };
@@ -62,9 +62,9 @@ static size_t padding_nonzero(const sm_trainer *t)
 {
     const size_t g = t->subnet->n_params + t->head->n_params;
     const size_t nr = t->comm ? (size_t)sm_comm_size(t->comm) : 1, l = (g + nr - 1) / nr;
-    const unsigned char *pad = (const unsigned char *)(t->sh_full + g);
+    const unsigned char *pad = (const unsigned char *)(t->sh_x.full + g);
     size_t bad = 0;
-    for (size_t i = 0; t->sh_full && i < (nr * l - g) * sizeof(float); i++) bad += pad[i] != 0;
+    for (size_t i = 0; t->sh_x.full && i < (nr * l - g) * sizeof(float); i++) bad += pad[i] != 0;
     return bad;
 }
 
@@ -92,7 +92,7 @@ static void *rank_main(void *arg)
     j->st_step = SM_OK;
     for (int s = 0; s < j->steps && j->st_attach == SM_OK && j->st_step == SM_OK; s++) {
         /* what an earlier step left in the exchange's buffers must not reach this one's */
-        if (j->stale_exchange && s > 0) memset(m.tr->sh_send, 0xff, m.tr->sh_cap_block);
+        if (j->stale_exchange && s > 0) memset(m.tr->sh_x.send, 0xff, m.tr->sh_x.cap_block);
         double t0 = now_s();
         j->st_step = sm_train_step(m.tr, &j->losses[s]);
         j->t_step = now_s() - t0;

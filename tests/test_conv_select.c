@@ -24,7 +24,7 @@
 #include "backend/backend.h"
 #include "backend_buffers.h"
 #include "dist_model.h"
-#include "network/model.h"
+#include "network/network.h"
 #include "siamese/siamese.h"
 
 static sm_backend *be;

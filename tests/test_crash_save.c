@@ -33,7 +33,7 @@
 #  include <sys/mount.h>
 #endif
 
-#include "network/model.h"
+#include "network/network.h"
 #include "data/sampler.h"
 #include "siamese/siamese.h"
 #include "train_state.h"

@@ -17,7 +17,7 @@
 #include <unistd.h>
 #include <cmocka.h>
 
-#include "network/model.h"
+#include "train/training.h"
 
 static sm_backend *cpu, *gpu;
 

@@ -16,6 +16,7 @@
 
 #include "../fuzz/fuzz_entries.h"
 #include "data/dataset.h"
+#include "io/png.h"
 #include "fixtures.h"
 
 #define FUZZ_DIR SM_TEST_DATA_DIR "/../../fuzz"

@@ -15,7 +15,7 @@
 #include <cmocka.h>
 
 #include "fixtures.h"
-#include "network/model.h"
+#include "network/network.h"
 #include "siamese/siamese.h"
 
 enum { S = 12, PX = S * S };

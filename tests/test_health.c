@@ -12,7 +12,7 @@
 #include <string.h>
 #include <cmocka.h>
 
-#include "network/model.h"
+#include "network/network.h"
 #include "siamese/siamese.h"
 
 #define ARCH "1x10x10:conv2k3,relu,flatten,fc4"

@@ -12,7 +12,7 @@
 #include <string.h>
 #include <cmocka.h>
 
-#include "network/model.h"
+#include "train/training.h"
 #include "test_backend.h"
 #include "ref_ops.h"
 

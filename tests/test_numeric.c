@@ -17,7 +17,7 @@
 #include <string.h>
 #include <cmocka.h>
 
-#include "network/model.h"
+#include "train/training.h"
 #include "data/sampler.h"
 #include "siamese/siamese.h"
 #include "train_state.h"

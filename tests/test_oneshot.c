@@ -14,7 +14,7 @@
 
 #include "common/alloc.h"
 #include "fixtures.h"
-#include "network/model.h"
+#include "network/network.h"
 #include "siamese/siamese.h"
 
 enum { S = 12 };

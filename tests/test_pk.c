@@ -15,7 +15,7 @@
 #include <string.h>
 
 #include "data/dataset.h"
-#include "network/model.h"
+#include "train/training.h"
 #include "data/sampler.h"
 #include "siamese/siamese.h"
 

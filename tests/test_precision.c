@@ -17,7 +17,7 @@
 
 #include "backend/backend.h"
 #include "backend_buffers.h"
-#include "network/model.h"
+#include "network/network.h"
 #include "ref_ops.h"
 #include "siamese/siamese.h"
 

@@ -18,7 +18,7 @@
 #include <string.h>
 #include <cmocka.h>
 
-#include "network/model.h"
+#include "train/training.h"
 #include "test_backend.h"
 
 #ifndef SM_TEST_DATA_DIR

@@ -10,7 +10,7 @@
 #include <cmocka.h>
 
 #include "common/alloc.h"
-#include "network/model.h"
+#include "network/network.h"
 #include "siamese/siamese.h"
 #include "test_backend.h"
 

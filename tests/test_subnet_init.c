@@ -14,7 +14,7 @@
 #include <string.h>
 #include <cmocka.h>
 
-#include "network/model.h"
+#include "network/network.h"
 #include "siamese/siamese.h"
 
 /* 1x20x20 -> conv16k5 (400 w, 16 b) -> 16x16x16 -> pool2 -> 16x8x8 -> conv32k3 (4608 w, 32 b)

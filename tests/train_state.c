@@ -7,7 +7,7 @@
 #include <string.h>
 #include <cmocka.h>
 
-#include "network/model.h"
+#include "train/training.h"
 #include "data/sampler.h"
 
 static void download(sm_backend *be, float *dst, const float *src, size_t n)

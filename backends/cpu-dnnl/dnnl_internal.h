@@ -65,7 +65,9 @@ static inline uint64_t smd_ws_touch(void *ctx)
     return atomic_fetch_add(&((dnnl_ctx *)ctx)->ws_seq, 1) + 1;
 }
 
-/* The thread count for oneDNN and our loops (OpenMP, process-wide like OpenBLAS's). */
+/* dnnl_common.c, a leaf. The thread count for oneDNN and our loops (OpenMP, process-wide like
+ * OpenBLAS's); smd_threads_init reads OpenMP's default once, at the module's entry. */
+void smd_threads_init(void);
 int smd_threads(void);
 void smd_set_threads(int threads); /* 0 = all cores */
 

@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
-/* Private: the dataset's storage, and the readers that fill it (PNG decoding, zip entries).
+/* Private: the dataset's storage (the readers of outside bytes that fill it are io/png.h,
+ * io/zip.h, io/tree_list.h and io/file_read.h).
  *
  * Images keep the order in which they were added (for sm_dataset_open: sorted by class, then by
  * file name), their pixels as 8-bit values in one contiguous block. Classes and alphabets are
@@ -53,39 +54,6 @@ sm_status sm__dataset_add_u8(sm_dataset *ds, const char *label, const uint8_t *p
                              const char *source);
 /* Makes room for `n` more images, so that bulk loaders allocate once. */
 sm_status sm__dataset_reserve(sm_dataset *ds, size_t n);
-
-/* Decodes the PNG in `data` (`size` bytes) into `out` (height*width bytes, 0..255), colour by
- * the grey rule. `name` is only used in messages. SM_ERR_FORMAT (damaged), SM_ERR_SHAPE,
- * SM_ERR_LIMIT (a side over SM_LIMIT_IMAGE_SIDE, checked from the header), SM_ERR_NOMEM. */
-sm_status sm__png_decode(const void *data, size_t size, const char *name, int height, int width,
-                         uint8_t *out);
-/* The same for a PNG of any size: *out (free with sm__free) receives *height x *width bytes. */
-sm_status sm__png_decode_any(const void *data, size_t size, const char *name, int *height,
-                             int *width, uint8_t **out);
-/* The same for a PNG of any size, resized to height x width with sm_image_resize's filter (an
- * image of that size is kept exactly) and rounded to 8 bits as sm_dataset_add_image does. */
-sm_status sm__png_decode_resized(const void *data, size_t size, const char *name, int height,
-                                 int width, uint8_t *out);
-/* Reads a whole file of at most SM_LIMIT_ENTRY_BYTES into a new buffer (free with sm__free).
- * SM_ERR_IO, SM_ERR_LIMIT, SM_ERR_NOMEM. (In tree_list.c, with the folder lister.) */
-sm_status sm__read_file(const char *path, uint8_t **data, size_t *size);
-
-/* A zip archive opened read-only. */
-typedef struct sm__zip sm__zip;
-
-/* SM_ERR_IO (cannot open or read), SM_ERR_FORMAT (not a zip or damaged), SM_ERR_NOMEM. */
-sm_status sm__zip_open(const char *path, sm__zip **out);
-/* The same for a zip held in memory (borrowed: it must outlive the handle); `name` is used in
- * messages. */
-sm_status sm__zip_open_buffer(const void *data, size_t size, const char *name, sm__zip **out);
-void sm__zip_close(sm__zip *zip);
-size_t sm__zip_num_entries(const sm__zip *zip);
-/* The entry's name inside the archive, or NULL if it has none. Valid until the zip is closed. */
-const char *sm__zip_entry_name(sm__zip *zip, size_t index);
-/* Reads a whole entry into a new buffer (free with sm__free). SM_ERR_LIMIT when its declared
- * size is over SM_LIMIT_ENTRY_BYTES (checked before allocating; no more than the declared size
- * is ever read), SM_ERR_FORMAT when damaged (bad checksum, wrong size), SM_ERR_NOMEM. */
-sm_status sm__zip_read(sm__zip *zip, size_t index, uint8_t **data, size_t *size);
 
 /* sm_dataset_open on a zip held in memory (`name` stands for its path in messages and
  * sources). For the fuzzers: the same listing, limits and decoding as a zip file. */

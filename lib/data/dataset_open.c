@@ -8,10 +8,12 @@
 #include <strings.h>
 
 #include "common/alloc.h"
-#include "data/dataset.h"
 #include "common/error.h"
-#include "data/image.h"
 #include "common/limits.h"
+#include "data/dataset.h"
+#include "data/image.h"
+#include "io/file_read.h"
+#include "io/png.h"
 #include "io/tree_list.h"
 
 typedef struct entry {
@@ -328,7 +330,8 @@ SM_API sm_status sm_image_read_png(const char *path, int height, int width, floa
     size_t n = (size_t)height * (size_t)width;
     uint8_t *data = NULL, *bytes = NULL;
     size_t size = 0;
-    SM_TRY(sm__read_file(path, &data, &size));
+    SM_TRY(sm__file_read_all(path, sm__limit(SM_LIMIT_ENTRY_BYTES), "SM_LIMIT_ENTRY_BYTES", &data,
+                             &size));
     bytes = sm__malloc(n);
     sm_status st = bytes ? sm__png_decode(data, size, path, height, width, bytes)
                          : sm__fail(SM_ERR_NOMEM, "out of memory reading '%s'", path);

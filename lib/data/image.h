@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* Private: image helpers shared by the PNG loader, the augmentation and the trainer. */
+/* Private: image helpers shared by the PNG loaders, the augmentation and the trainer. */
 #ifndef SM_LIB_IMAGE_H
 #define SM_LIB_IMAGE_H
 
@@ -18,5 +18,10 @@ sm_status sm__image_resize(const float *src, size_t src_h, size_t src_w, float *
 void sm__distort(sm__rng *rng, unsigned parts, const float *src, int h, int w, float *dst);
 /* Advances `rng` exactly as sm__distort does for one image, without computing it. */
 void sm__distort_skip(sm__rng *rng);
+
+/* A PNG of any size (io/png.h), resized to height x width with sm_image_resize's filter (an
+ * image of that size is kept exactly) and rounded to 8 bits as sm_dataset_add_image does. */
+sm_status sm__png_decode_resized(const void *data, size_t size, const char *name, int height,
+                                 int width, uint8_t *out);
 
 #endif

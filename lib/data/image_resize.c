@@ -5,9 +5,12 @@
 #include <string.h>
 
 #include "common/alloc.h"
-#include "data/dataset.h"
 #include "common/error.h"
+#include "common/limits.h"
+#include "data/dataset.h"
 #include "data/image.h"
+#include "io/file_read.h"
+#include "io/png.h"
 
 /* The taps of one axis: output o reads `count[o]` source pixels from `first[o]` with weights
  * at `weight + off[o]`. */
@@ -136,7 +139,8 @@ SM_API sm_status sm_image_load_png(const char *path, int height, int width, floa
     float *full = NULL, *fitted = NULL;
     size_t size = 0, n = 0, out_n = (size_t)height * (size_t)width;
     int h = 0, w = 0;
-    SM_TRY(sm__read_file(path, &data, &size));
+    SM_TRY(sm__file_read_all(path, sm__limit(SM_LIMIT_ENTRY_BYTES), "SM_LIMIT_ENTRY_BYTES", &data,
+                             &size));
     sm_status st = sm__png_decode_any(data, size, path, &h, &w, &grey);
     sm__free(data);
     if (st == SM_OK) {

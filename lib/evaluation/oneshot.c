@@ -13,7 +13,7 @@
 #include "data/dataset.h"
 #include "common/error.h"
 #include "evaluation/eval.h"
-#include "network/model.h"
+#include "network/network.h"
 #include "common/rng.h"
 
 #define VERIFY_CHUNK 128    /* pairs scored per sm_predict_pairs call: bounds memory */

@@ -14,10 +14,12 @@
 #include <strings.h>
 
 #include "common/alloc.h"
-#include "data/dataset.h"
 #include "common/error.h"
-#include "evaluation/eval.h"
 #include "common/limits.h"
+#include "data/dataset.h"
+#include "data/image.h"
+#include "evaluation/eval.h"
+#include "io/png.h"
 #include "io/tree_list.h"
 
 #define LABELS "class_labels.txt"

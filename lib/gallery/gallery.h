@@ -11,7 +11,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "network/model.h"
+#include "network/network.h"
 #include "siamese/siamese.h"
 
 #define SM__GALLERY_MAX_EXAMPLES ((size_t)INT32_MAX) /* row counts reach the backend as int */

@@ -5,8 +5,9 @@
 #include <string.h>
 
 #include "common/alloc.h"
-#include "data/dataset.h"
 #include "common/error.h"
+#include "data/dataset.h"
+#include "data/image.h"
 #include "gallery/gallery.h"
 #include "io/tree_list.h"
 

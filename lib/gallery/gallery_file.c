@@ -17,9 +17,10 @@
 
 #include "common/alloc.h"
 #include "common/error.h"
-#include "io/file_atomic.h"
-#include "gallery/gallery.h"
 #include "common/limits.h"
+#include "gallery/gallery.h"
+#include "io/file_atomic.h"
+#include "io/file_read.h"
 #include "io/safetensors.h"
 
 #define GF_FORMAT "libsiamese-gallery"
@@ -375,8 +376,7 @@ SM_API sm_status sm_gallery_load(const sm_subnet *subnet, const sm_head *head, c
     uint64_t limit = sm__limit(SM_LIMIT_FILE_BYTES);
     uint8_t *buf = NULL;
     size_t size = 0;
-    sm_status st = sm__file_read_all(path, limit > SIZE_MAX ? SIZE_MAX : (size_t)limit, &buf,
-                                     &size);
+    sm_status st = sm__file_read_all(path, limit, NULL, &buf, &size);
     if (st == SM_ERR_LIMIT) {
         char detail[512];
         snprintf(detail, sizeof detail, "%s", sm_last_error());

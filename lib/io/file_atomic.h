@@ -45,9 +45,4 @@ extern int (*sm__afile_test_dir_fsync)(int fd);
  * commit (then a no-op). */
 void sm__afile_abort(sm__afile *f);
 
-/* Reads a whole regular file into a fresh sm__malloc'd buffer (free with sm__free).
- * SM_ERR_IO (missing, unreadable, not a regular file), SM_ERR_LIMIT (larger than `max_size`),
- * SM_ERR_NOMEM. */
-sm_status sm__file_read_all(const char *path, size_t max_size, uint8_t **out, size_t *size);
-
 #endif

@@ -7,7 +7,7 @@
  * IEND. libspng by default discards an ancillary chunk with a bad CRC and stops reading once
  * the image data is inflated, so the CRC of the last IDAT chunk, everything after it and a
  * missing IEND would go unseen; a damaged file must not be training data. */
-#include "data/dataset.h"
+#include "io/png.h"
 
 #include <inttypes.h>
 #include <spng.h>
@@ -18,7 +18,7 @@
 #include "common/error.h"
 #include "common/limits.h"
 
-/* The largest expected size sm__png_decode takes (the API allows at most SM__MAX_IMAGE_SIDE). */
+/* The largest expected size sm__png_decode takes (the API allows at most 4096 a side). */
 #define PNG_SIDE_LIMIT 65535u
 /* libspng's own bound on what a header may claim (its maximum): the library checks the
  * header against SM_LIMIT_IMAGE_SIDE itself, so it can name the size claimed. */

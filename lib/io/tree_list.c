@@ -13,6 +13,7 @@
 #include "common/alloc.h"
 #include "common/error.h"
 #include "common/limits.h"
+#include "io/file_read.h"
 
 /* Hidden files and folders (".", ".." too) and macOS resource forks are never data. */
 static int skipped_component(const char *name, size_t len)
@@ -249,43 +250,8 @@ sm_status sm__tree_read(const sm__tree *t, const sm__tree_file *f, uint8_t **dat
     if (t->zip) return sm__zip_read(t->zip, f->zip_index, data, size);
     char *full = join(t->folder, f->rel);
     if (!full) return sm__fail(SM_ERR_NOMEM, "out of memory reading '%s'", f->rel);
-    sm_status st = sm__read_file(full, data, size);
+    sm_status st = sm__file_read_all(full, sm__limit(SM_LIMIT_ENTRY_BYTES),
+                                     "SM_LIMIT_ENTRY_BYTES", data, size);
     sm__free(full);
     return st;
-}
-
-/* The folder half of sm__tree_read, also used on single files (sm_image_read_png). */
-sm_status sm__read_file(const char *path, uint8_t **data, size_t *size)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f) return sm__fail(SM_ERR_IO, "cannot open '%s': %s", path, strerror(errno));
-    struct stat sb;
-    if (fstat(fileno(f), &sb) != 0 || !S_ISREG(sb.st_mode)) {
-        fclose(f);
-        return sm__fail(SM_ERR_IO, "'%s' is not a readable file", path);
-    }
-    uint64_t limit = sm__limit(SM_LIMIT_ENTRY_BYTES);
-    if (sb.st_size < 0 || (uintmax_t)sb.st_size > limit || (uintmax_t)sb.st_size > SIZE_MAX) {
-        fclose(f);
-        return sm__fail(SM_ERR_LIMIT,
-                        "'%s' is %jd bytes, more than SM_LIMIT_ENTRY_BYTES (%" PRIu64 "); raise "
-                        "it with sm_set_limit(SM_LIMIT_ENTRY_BYTES)",
-                        path, (intmax_t)sb.st_size, limit);
-    }
-    size_t n = (size_t)sb.st_size; /* no more is read, even if the file grew since */
-    uint8_t *buf = sm__malloc(n ? n : 1);
-    if (!buf) {
-        fclose(f);
-        return sm__fail(SM_ERR_NOMEM, "out of memory reading '%s'", path);
-    }
-    size_t got = fread(buf, 1, n, f);
-    int failed = ferror(f) || got != n;
-    fclose(f);
-    if (failed) {
-        sm__free(buf);
-        return sm__fail(SM_ERR_IO, "cannot read '%s'", path);
-    }
-    *data = buf;
-    *size = n;
-    return SM_OK;
 }

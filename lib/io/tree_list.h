@@ -26,7 +26,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "data/dataset.h"
+#include "io/zip.h"
 
 #define SM__TREE_MAX_DEPTH 8
 #define SM__TREE_MAX_FILES ((size_t)1 << 20)
@@ -64,7 +64,7 @@ void sm__tree_close(sm__tree *t);
 /* The listed file `rel` (the first of equal names), or NULL. */
 const sm__tree_file *sm__tree_find(const sm__tree *t, const char *rel);
 /* Reads a listed file whole (at most SM_LIMIT_ENTRY_BYTES) into a new buffer (free with
- * sm__free). The statuses of sm__read_file and sm__zip_read. */
+ * sm__free). The statuses of sm__file_read_all and sm__zip_read. */
 sm_status sm__tree_read(const sm__tree *t, const sm__tree_file *f, uint8_t **data, size_t *size);
 /* A new string naming the file in messages and image sources: "<folder>/<rel>" or
  * "<zip>:<rel>"; NULL when out of memory. */

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /* Reading entries of a zip archive with libzip, read-only, with size and checksum checks. */
-#include "data/dataset.h"
+#include "io/zip.h"
 
 #include <inttypes.h>
 #include <string.h>

@@ -7,7 +7,7 @@
 
 #include "common/alloc.h"
 #include "common/error.h"
-#include "network/model.h"
+#include "network/network.h"
 
 #define SM_MAX_LAYERS 256
 #define SM_MAX_DIM 4096

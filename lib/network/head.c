@@ -2,7 +2,7 @@
 /* The FC head: score = sigmoid(w . |F1 - F2| + b). Parameters: dim weights, then the bias. */
 #include "common/alloc.h"
 #include "common/error.h"
-#include "network/model.h"
+#include "network/network.h"
 #include "common/rng.h"
 
 SM_API sm_status sm_head_create(sm_backend *be, size_t dim, uint64_t seed, sm_head **out)

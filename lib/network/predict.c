@@ -4,7 +4,7 @@
  * do not share scratch memory. */
 #include "common/alloc.h"
 #include "common/error.h"
-#include "network/model.h"
+#include "network/network.h"
 
 /* Pairs per forward, which bounds memory whatever n is: the backend's preference (the GPU wants
  * large chunks; on the CPU 16 pairs, 32 images as a training micro-batch, ran 150 predictions

@@ -5,7 +5,7 @@
 
 #include "common/alloc.h"
 #include "common/error.h"
-#include "network/model.h"
+#include "network/network.h"
 #include "common/rng.h"
 
 /* n draws from N(0, std^2) uploaded to dst; a NULL rng uploads zeros. */

@@ -6,7 +6,7 @@
 #include <math.h>
 
 #include "common/error.h"
-#include "network/model.h"
+#include "network/network.h"
 #include "common/rng.h"
 
 

@@ -5,7 +5,7 @@
 
 #include "common/alloc.h"
 #include "common/error.h"
-#include "network/model.h"
+#include "train/training.h"
 
 /* The largest step counts the schedule keys take. */
 #define SM__ADAM_MAX_STEPS 2147483647.0

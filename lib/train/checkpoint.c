@@ -18,16 +18,16 @@
 
 #include "common/alloc.h"
 #include "common/error.h"
-#include "io/file_atomic.h"
 #include "common/limits.h"
-#include "network/model.h"
-#include "io/safetensors.h"
 #include "data/sampler.h"
+#include "io/file_atomic.h"
+#include "io/file_read.h"
+#include "io/safetensors.h"
+#include "train/training.h"
 
 #define CK_FORMAT "libsiamese-checkpoint"
 #define CK_VERSION 1
 #define CK_VERSION_TEXT "1"
-#define CK_MAX_BATCH 65536
 #define CK_CHUNK ((size_t)1 << 20) /* bytes per download/upload; a multiple of 4 */
 
 /* The backend buffers a checkpoint tensor lives in. */
@@ -531,8 +531,8 @@ static sm_status read_state(ck_file *f, const char *path)
     if (!c_loc) return sm__fail(SM_ERR_NOMEM, "out of memory reading '%s'", path);
     sm_status st = meta_int(f, path, "iteration", 0, INT64_MAX, &s->iteration);
     if (st == SM_OK) st = meta_int(f, path, "adam_t", 0, INT64_MAX, &s->adam_t);
-    if (st == SM_OK) st = meta_int(f, path, "batch_size", 1, CK_MAX_BATCH, &s->batch_size);
-    if (st == SM_OK) st = meta_int(f, path, "micro_batch", 1, CK_MAX_BATCH, &s->micro_batch);
+    if (st == SM_OK) st = meta_int(f, path, "batch_size", 1, SM__MAX_BATCH, &s->batch_size);
+    if (st == SM_OK) st = meta_int(f, path, "micro_batch", 1, SM__MAX_BATCH, &s->micro_batch);
     if (st == SM_OK) st = meta_int(f, path, "has_sampler", 0, 1, &x);
     if (st == SM_OK) s->has_sampler = (int)x;
     /* the ranges sm_adam_set accepts */
@@ -576,15 +576,15 @@ static sm_status read_state(ck_file *f, const char *path)
     if (st == SM_OK && meta_value(f, "alphabet_balanced"))
         st = meta_int(f, path, "alphabet_balanced", 0, 1, &s->alphabet_balanced);
     if (st == SM_OK && meta_value(f, "pk_classes"))
-        st = meta_int(f, path, "pk_classes", 0, 4096, &s->pk_classes);
+        st = meta_int(f, path, "pk_classes", 0, SM__MAX_PK_IMAGES, &s->pk_classes);
     if (st == SM_OK && meta_value(f, "pk_images"))
-        st = meta_int(f, path, "pk_images", 2, 4096, &s->pk_images);
+        st = meta_int(f, path, "pk_images", 2, SM__MAX_PK_IMAGES, &s->pk_images);
     if (st == SM_OK && meta_value(f, "pk_loss"))
         st = meta_int(f, path, "pk_loss", 0, SM_PK_LOSS_SOFTMAX, &s->pk_loss);
     s->grad_shards = 1;
     if (st == SM_OK && meta_value(f, "grad_shards"))
-        st = meta_int(f, path, "grad_shards", 1, 1024, &s->grad_shards);
-    if (st == SM_OK && (s->pk_classes == 1 || s->pk_classes * s->pk_images > 4096))
+        st = meta_int(f, path, "grad_shards", 1, SM__MAX_GRAD_SHARDS, &s->grad_shards);
+    if (st == SM_OK && (s->pk_classes == 1 || s->pk_classes * s->pk_images > SM__MAX_PK_IMAGES))
         st = sm__fail(SM_ERR_FORMAT, "checkpoint '%s': P x K = %lld x %lld is out of range",
                       path, (long long)s->pk_classes, (long long)s->pk_images);
     if (st == SM_OK) st = need_meta(f, path, "seed", &v);
@@ -642,8 +642,7 @@ static sm_status file_read(const char *path, ck_file *f)
     /* Larger files are refused before anything is allocated (the reference model with Adam
      * state is ~330 MB, the default limit 16 GiB). */
     uint64_t limit = sm__limit(SM_LIMIT_FILE_BYTES);
-    sm_status st = sm__file_read_all(path, limit > SIZE_MAX ? SIZE_MAX : (size_t)limit, &f->buf,
-                                     &f->size);
+    sm_status st = sm__file_read_all(path, limit, NULL, &f->buf, &f->size);
     if (st == SM_ERR_LIMIT) {
         char detail[512]; /* it names the file, its size and the limit */
         snprintf(detail, sizeof detail, "%s", sm_last_error());

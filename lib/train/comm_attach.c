@@ -9,7 +9,7 @@
 #include "common/alloc.h"
 #include "comm/comm_impl.h"
 #include "common/error.h"
-#include "network/model.h"
+#include "train/training.h"
 #include "data/sampler.h"
 
 /* What must be equal on every rank for the ranks to compute one model. Plain numbers only:

@@ -8,7 +8,7 @@
 #include <string.h>
 
 #include "common/error.h"
-#include "network/model.h"
+#include "train/training.h"
 
 #define EMA_WEIGHT 0.02         /* per step: a time constant of about 50 steps */
 #define STUCK_AFTER 500         /* iterations before "stuck" or "collapsed" may be said: an
@@ -37,8 +37,9 @@ SM_API sm_status sm_trainer_set_validation(sm_trainer *t, const sm_dataset *ds, 
         t->val_pairs = 0;
         return SM_OK;
     }
-    SM_CHECK_ARG(n_pairs >= 1 && n_pairs <= 65536,
-                 "sm_trainer_set_validation: %zu pairs out of range 1..65536", n_pairs);
+    SM_CHECK_ARG(n_pairs >= 1 && n_pairs <= SM__MAX_VAL_PAIRS,
+                 "sm_trainer_set_validation: %zu pairs out of range 1..%d", n_pairs,
+                 SM__MAX_VAL_PAIRS);
     int h, w;
     SM_TRY(sm_dataset_image_size(ds, &h, &w));
     const sm_arch *a = &t->subnet->arch;

@@ -10,12 +10,9 @@
 #include "common/alloc.h"
 #include "common/error.h"
 #include "data/image.h"
-#include "network/model.h"
+#include "train/training.h"
 #include "data/sampler.h"
 
-#define SM_MAX_BATCH 65536
-#define SM_MAX_PK_IMAGES 4096
-#define SM_MAX_GRAD_SHARDS 1024
 
 static void step_buffers_destroy(const sm_trainer *t, sm__step_buffers *b)
 {
@@ -94,9 +91,9 @@ static sm_status resize(sm_trainer *t, int64_t batch, int64_t micro)
 
 sm_status sm__trainer_resize(sm_trainer *t, int64_t batch, int64_t micro)
 {
-    SM_RETURN_IF(batch < 1 || batch > SM_MAX_BATCH || micro < 1 || micro > SM_MAX_BATCH,
+    SM_RETURN_IF(batch < 1 || batch > SM__MAX_BATCH || micro < 1 || micro > SM__MAX_BATCH,
                  SM_ERR_INVALID_ARG, "batch %lld / micro-batch %lld out of range 1..%d",
-                 (long long)batch, (long long)micro, SM_MAX_BATCH);
+                 (long long)batch, (long long)micro, SM__MAX_BATCH);
     return resize(t, batch, micro);
 }
 
@@ -189,12 +186,12 @@ SM_API sm_status sm_trainer_set_param(sm_trainer *t, sm_trainer_param key, int64
     SM_CHECK_ARG(t, "sm_trainer_set_param: trainer is NULL");
     switch (key) {
     case SM_TRAINER_BATCH_SIZE:
-        SM_CHECK_ARG(value >= 1 && value <= SM_MAX_BATCH, "batch size %lld out of range 1..%d",
-                     (long long)value, SM_MAX_BATCH);
+        SM_CHECK_ARG(value >= 1 && value <= SM__MAX_BATCH, "batch size %lld out of range 1..%d",
+                     (long long)value, SM__MAX_BATCH);
         return resize(t, value, t->micro_batch);
     case SM_TRAINER_MICRO_BATCH:
-        SM_CHECK_ARG(value >= 1 && value <= SM_MAX_BATCH, "micro-batch %lld out of range 1..%d",
-                     (long long)value, SM_MAX_BATCH);
+        SM_CHECK_ARG(value >= 1 && value <= SM__MAX_BATCH, "micro-batch %lld out of range 1..%d",
+                     (long long)value, SM__MAX_BATCH);
         return resize(t, t->batch_size, value);
     case SM_TRAINER_AUGMENT:
         SM_CHECK_ARG(value >= 0 && value <= SM_DISTORT_ALL,
@@ -210,21 +207,21 @@ SM_API sm_status sm_trainer_set_param(sm_trainer *t, sm_trainer_param key, int64
             sm__sampler_set_options(t->sampler, t->neg_same_alphabet, t->alphabet_balanced);
         return SM_OK;
     case SM_TRAINER_PK_CLASSES:
-        SM_CHECK_ARG(value == 0 || (value >= 2 && value <= SM_MAX_PK_IMAGES),
+        SM_CHECK_ARG(value == 0 || (value >= 2 && value <= SM__MAX_PK_IMAGES),
                      "P x K batches: P = %lld classes, expected 0 (off) or 2..%d (a batch needs "
-                     "two classes for dissimilar pairs)", (long long)value, SM_MAX_PK_IMAGES);
-        SM_CHECK_ARG(value * t->pk_images <= SM_MAX_PK_IMAGES,
+                     "two classes for dissimilar pairs)", (long long)value, SM__MAX_PK_IMAGES);
+        SM_CHECK_ARG(value * t->pk_images <= SM__MAX_PK_IMAGES,
                      "P x K batches: P x K = %lld x %lld images, more than %d",
-                     (long long)value, (long long)t->pk_images, SM_MAX_PK_IMAGES);
+                     (long long)value, (long long)t->pk_images, SM__MAX_PK_IMAGES);
         t->pk_classes = value;
         return SM_OK;
     case SM_TRAINER_PK_IMAGES:
-        SM_CHECK_ARG(value >= 2 && value <= SM_MAX_PK_IMAGES,
+        SM_CHECK_ARG(value >= 2 && value <= SM__MAX_PK_IMAGES,
                      "P x K batches: K = %lld images per class, expected 2..%d (a class needs "
-                     "two images for similar pairs)", (long long)value, SM_MAX_PK_IMAGES);
-        SM_CHECK_ARG(value * t->pk_classes <= SM_MAX_PK_IMAGES,
+                     "two images for similar pairs)", (long long)value, SM__MAX_PK_IMAGES);
+        SM_CHECK_ARG(value * t->pk_classes <= SM__MAX_PK_IMAGES,
                      "P x K batches: P x K = %lld x %lld images, more than %d",
-                     (long long)t->pk_classes, (long long)value, SM_MAX_PK_IMAGES);
+                     (long long)t->pk_classes, (long long)value, SM__MAX_PK_IMAGES);
         t->pk_images = value;
         return SM_OK;
     case SM_TRAINER_PK_LOSS:
@@ -234,9 +231,9 @@ SM_API sm_status sm_trainer_set_param(sm_trainer *t, sm_trainer_param key, int64
         t->pk_loss = value;
         return SM_OK;
     case SM_TRAINER_GRAD_SHARDS:
-        SM_CHECK_ARG(value >= 1 && value <= SM_MAX_GRAD_SHARDS,
+        SM_CHECK_ARG(value >= 1 && value <= SM__MAX_GRAD_SHARDS,
                      "gradient shards %lld out of range 1..%d", (long long)value,
-                     SM_MAX_GRAD_SHARDS);
+                     SM__MAX_GRAD_SHARDS);
         SM_CHECK_ARG(!t->comm || value % sm_comm_size(t->comm) == 0,
                      "gradient shards %lld: the communicator's %d ranks must divide it",
                      (long long)value, sm_comm_size(t->comm));
@@ -296,338 +293,6 @@ SM_API sm_status sm_trainer_set_progress(sm_trainer *t, sm_progress_fn fn, void 
 
 SM_API int64_t sm_trainer_iteration(const sm_trainer *t) { return t ? t->iteration : -1; }
 
-_Atomic int sm__inject_nonfinite; /* test only: see model.h */
-
-/* Plants the fault sm__inject_nonfinite asks for (test only) into the finished gradients or
- * the loss total. */
-static sm_status inject_fault(sm_trainer *t, int kind, double *total)
-{
-    const sm_backend_ops *ops = t->subnet->be->ops;
-    void *ctx = t->subnet->be->ctx;
-    float bad = kind == SM__INJECT_HEAD_INF ? INFINITY : NAN;
-    switch (kind) {
-    case SM__INJECT_SUBNET_NAN:
-        return ops->upload(ctx, t->subnet->grads + t->subnet->n_params / 2, &bad, sizeof bad);
-    case SM__INJECT_HEAD_INF:
-        return ops->upload(ctx, t->head->grads + t->head->n_params / 2, &bad, sizeof bad);
-    case SM__INJECT_LOSS_NAN: *total = NAN; return SM_OK;
-    }
-    return SM_OK;
-}
-
-static sm_status check_finite(sm_trainer *t, double total, float *loss);
-
-sm_status sm__trainer_grads_part(sm_trainer *t, size_t n, size_t scale_n, const float *left,
-                                 const float *right, const float *labels, double *sum)
-{
-    sm_subnet *s = t->subnet;
-    sm_head *h = t->head;
-    sm_backend *be = s->be;
-    const sm_backend_ops *ops = be->ops;
-    void *ctx = be->ctx;
-    sm__step_buffers *b = &t->buf;
-    const size_t in = sm__arch_in_size(&s->arch), d = h->dim;
-    const size_t nl = s->arch.n_layers;
-
-    SM_TRY(ops->zero(ctx, s->grads, s->n_params * sizeof(float)));
-    SM_TRY(ops->zero(ctx, h->grads, h->n_params * sizeof(float)));
-    double total = 0.0;
-    for (size_t off = 0; off < n; off += b->pairs) {
-        size_t p = n - off < b->pairs ? n - off : b->pairs;
-        float *x = b->ws.act[0];
-        SM_TRY(ops->upload(ctx, x, left + off * in, p * in * sizeof(float)));
-        SM_TRY(ops->upload(ctx, x + p * in, right + off * in, p * in * sizeof(float)));
-        SM_TRY(ops->upload(ctx, b->labels, labels + off, p * sizeof(float)));
-
-        SM_TRY(sm__subnet_forward(s, &b->ws, 2 * p));
-        SM_TRY(ops->sigmoid_fwd(ctx, 2 * p * d, b->ws.act[nl], b->feat));
-        SM_TRY(sm__head_logits(h, p, b->feat, b->diff, b->logits));
-        SM_TRY(ops->bce_fwd_bwd(ctx, (int)p, b->logits, b->labels, (float)(1.0 / (double)scale_n),
-                                b->scores, b->loss_sum, b->dlogits));
-        float part;
-        SM_TRY(ops->download(ctx, &part, b->loss_sum, sizeof part));
-        total += part;
-
-        SM_TRY(sm__head_backward(h, p, b->feat, b->diff, b->dlogits, b->ddiff, b->dfeat));
-        SM_TRY(ops->sigmoid_bwd(ctx, 2 * p * d, b->feat, b->dfeat, b->ws.grad_a));
-        SM_TRY(sm__subnet_backward(s, &b->ws, 2 * p));
-    }
-    *sum = total;
-    return SM_OK;
-}
-
-/* Forward + backward over n pairs in micro-batches; gradients end in subnet/head grads. */
-static sm_status compute_grads(sm_trainer *t, size_t n, const float *left, const float *right,
-                               const float *labels, float *loss)
-{
-    if (t->shards > 1 || t->comm) return sm__shards_grads(t, n, left, right, labels, loss);
-    double total;
-    SM_TRY(sm__trainer_grads_part(t, n, n, left, right, labels, &total));
-    return check_finite(t, total / (double)n, loss);
-}
-
-/* The loss and the gradients must be finite (test faults are planted here). */
-static sm_status check_finite(sm_trainer *t, double total, float *loss)
-{
-    return sm__trainer_check_finite(t, total, loss);
-}
-
-sm_status sm__trainer_check_finite(sm_trainer *t, double total, float *loss)
-{
-    sm_subnet *s = t->subnet;
-    sm_head *h = t->head;
-    const sm_backend_ops *ops = s->be->ops;
-    void *ctx = s->be->ctx;
-    if (atomic_load_explicit(&sm__inject_nonfinite, memory_order_relaxed))
-        SM_TRY(inject_fault(t, atomic_exchange(&sm__inject_nonfinite, 0), &total));
-    *loss = (float)total;
-    SM_RETURN_IF(!isfinite(*loss), SM_ERR_NUMERIC,
-                 "the loss is not finite (%g): the step was not applied", (double)*loss);
-    bool ok_s, ok_h;
-    SM_TRY(ops->all_finite(ctx, s->n_params, s->grads, &ok_s));
-    SM_TRY(ops->all_finite(ctx, h->n_params, h->grads, &ok_h));
-    SM_RETURN_IF(!ok_s || !ok_h, SM_ERR_NUMERIC,
-                 "a %s gradient is not finite: the step was not applied", ok_s ? "head" : "subnet");
-    return SM_OK;
-}
-
-sm_status sm__trainer_compute_grads(sm_trainer *t, size_t n, const float *left,
-                                    const float *right, const float *labels, float *loss)
-{
-    return compute_grads(t, n, left, right, labels, loss);
-}
-
-/* ---------------------------------------------------------------------------------------------
- * P x K steps (docs/architecture.md): every image through the twin once for its features, the
- * head over all pairs of them, then each image once more through the twin to backpropagate its
- * summed dL/dfeature (a second forward, because keeping P*K images' activations would cost
- * P*K/(2 x micro-batch) times the memory of a pair step). When the P*K images fit one chunk,
- * the first forward's activations are still there and are used as they are.
- * ------------------------------------------------------------------------------------------- */
-
-/* Pairs of a P x K batch in a fixed order: similar pairs first (i < j in one class), then
- * dissimilar ones (i < j in different classes), both in increasing (i, j). */
-typedef struct pk_iter {
-    size_t n, k;   /* images, images per class */
-    int similar;   /* the phase */
-    size_t i, j;
-    int done;
-} pk_iter;
-
-static size_t pk_lo(const pk_iter *it, size_t i)
-{
-    return it->similar ? i + 1 : (i / it->k + 1) * it->k;
-}
-
-static size_t pk_hi(const pk_iter *it, size_t i)
-{
-    return it->similar ? (i / it->k + 1) * it->k : it->n;
-}
-
-/* Settles on the first valid (i, j) at or after the current one, across phases. */
-static void pk_settle(pk_iter *it)
-{
-    for (;;) {
-        while (it->i < it->n && it->j >= pk_hi(it, it->i)) {
-            it->i++;
-            if (it->i < it->n) it->j = pk_lo(it, it->i);
-        }
-        if (it->i < it->n) return;
-        if (!it->similar) {
-            it->done = 1;
-            return;
-        }
-        it->similar = 0;
-        it->i = 0;
-        it->j = pk_lo(it, 0);
-    }
-}
-
-static void pk_begin(pk_iter *it, size_t n, size_t k)
-{
-    *it = (pk_iter){.n = n, .k = k, .similar = 1, .i = 0, .j = 1};
-    pk_settle(it);
-}
-
-static sm_status pk_grow(float **p, size_t n)
-{
-    float *q = sm__realloc(*p, n * sizeof(float));
-    if (!q) return sm__fail(SM_ERR_NOMEM, "out of memory for a P x K batch");
-    *p = q;
-    return SM_OK;
-}
-
-/* Host buffers for n images and chunks of `chunk` pairs; kept (grown only). */
-static sm_status pk_reserve(sm_trainer *t, size_t n, size_t chunk)
-{
-    const size_t in = sm__arch_in_size(&t->subnet->arch), d = t->head->dim;
-    if (n > t->pk_cap_img) {
-        SM_TRY(pk_grow(&t->pk_img, n * in));
-        SM_TRY(pk_grow(&t->pk_feat, n * d));
-        SM_TRY(pk_grow(&t->pk_dfeat, n * d));
-        double *q = sm__realloc(t->pk_query, 2 * n * sizeof *q);
-        if (!q) return sm__fail(SM_ERR_NOMEM, "out of memory for a P x K batch");
-        t->pk_query = q;
-        t->pk_cap_img = n;
-    }
-    if (chunk > t->pk_cap_chunk) {
-        SM_TRY(pk_grow(&t->pk_pair, 2 * chunk * d));
-        SM_TRY(pk_grow(&t->pk_labels, chunk));
-        size_t *a = sm__realloc(t->pk_pi, chunk * sizeof *a);
-        if (a) t->pk_pi = a;
-        size_t *b = a ? sm__realloc(t->pk_pj, chunk * sizeof *b) : NULL;
-        if (b) t->pk_pj = b;
-        if (!a || !b) return sm__fail(SM_ERR_NOMEM, "out of memory for a P x K batch");
-        t->pk_cap_chunk = chunk;
-    }
-    return SM_OK;
-}
-
-/* The softmax loss from all logits z (in pair order), on the host in double: per query i,
- * L_i = -(1/(K-1)) sum over its similar j of log softmax_j(z_i.) over all j != i; the loss is
- * the mean over the queries. z_ij = z_ji serves queries i and j, so its gradient is
- * (1/N) [(s_ij - t_ij) + (s_ji - t_ji)], s the softmax, t = 1/(K-1) on similar pairs. Replaces
- * z by that gradient; returns the loss. */
-static double pk_softmax(sm_trainer *t, size_t n, size_t k, float *z)
-{
-    double *mx = t->pk_query, *sum = t->pk_query + n;
-    for (size_t i = 0; i < n; i++) mx[i] = -INFINITY, sum[i] = 0.0;
-    pk_iter it;
-    size_t r = 0;
-    for (pk_begin(&it, n, k); !it.done; it.j++, pk_settle(&it), r++) {
-        mx[it.i] = fmax(mx[it.i], (double)z[r]);
-        mx[it.j] = fmax(mx[it.j], (double)z[r]);
-    }
-    r = 0;
-    for (pk_begin(&it, n, k); !it.done; it.j++, pk_settle(&it), r++) {
-        sum[it.i] += exp((double)z[r] - mx[it.i]);
-        sum[it.j] += exp((double)z[r] - mx[it.j]);
-    }
-    const double tgt = 1.0 / (double)(k - 1);
-    double total = 0.0;
-    r = 0;
-    for (pk_begin(&it, n, k); !it.done; it.j++, pk_settle(&it), r++) {
-        double li = (double)z[r] - mx[it.i] - log(sum[it.i]);
-        double lj = (double)z[r] - mx[it.j] - log(sum[it.j]);
-        double ty = it.similar ? tgt : 0.0;
-        if (it.similar) total -= tgt * (li + lj);
-        z[r] = (float)(((exp(li) - ty) + (exp(lj) - ty)) / (double)n);
-    }
-    return total / (double)n;
-}
-
-static sm_status compute_grads_pk(sm_trainer *t, size_t p, size_t k, const float *images,
-                                  int mode, float *loss)
-{
-    sm_subnet *s = t->subnet;
-    sm_head *h = t->head;
-    const sm_backend_ops *ops = s->be->ops;
-    void *ctx = s->be->ctx;
-    sm__step_buffers *b = &t->buf;
-    const size_t in = sm__arch_in_size(&s->arch), d = h->dim, nl = s->arch.n_layers;
-    const size_t n = p * k, cap = b->ws.cap, chunk = b->pairs;
-    const double n_sim = (double)p * (double)(k * (k - 1) / 2);
-    const double n_dis = (double)k * (double)k * (double)(p * (p - 1) / 2);
-    const double w_sim = mode == SM_PK_LOSS_BCE ? 1.0 / (n_sim + n_dis) : 0.5 / n_sim;
-    const double w_dis = mode == SM_PK_LOSS_BCE ? 1.0 / (n_sim + n_dis) : 0.5 / n_dis;
-    SM_TRY(pk_reserve(t, n, chunk));
-
-    SM_TRY(ops->zero(ctx, s->grads, s->n_params * sizeof(float)));
-    SM_TRY(ops->zero(ctx, h->grads, h->n_params * sizeof(float)));
-    /* 1. features of every image (sigmoid outputs), to the host */
-    for (size_t off = 0; off < n; off += cap) {
-        size_t c = n - off < cap ? n - off : cap;
-        SM_TRY(ops->upload(ctx, b->ws.act[0], images + off * in, c * in * sizeof(float)));
-        SM_TRY(sm__subnet_forward(s, &b->ws, c));
-        SM_TRY(ops->sigmoid_fwd(ctx, c * d, b->ws.act[nl], b->feat));
-        SM_TRY(ops->download(ctx, t->pk_feat + off * d, b->feat, c * d * sizeof(float)));
-    }
-    /* 2. the head over all pairs, in chunks; dL/dfeature summed per image on the host. The
-     * softmax loss needs every logit first: a pass that only collects them, then the host
-     * computes each pair's dL/dlogit, then the backward pass (the head's forward recomputed). */
-    const size_t n_pairs = n * (n - 1) / 2;
-    const bool softmax = mode == SM_PK_LOSS_SOFTMAX;
-    if (softmax && n_pairs > t->pk_cap_z) {
-        SM_TRY(pk_grow(&t->pk_z, n_pairs));
-        t->pk_cap_z = n_pairs;
-    }
-    memset(t->pk_dfeat, 0, n * d * sizeof(float));
-    double total = 0.0;
-    for (int pass = softmax ? 0 : 1; pass < 2; pass++) {
-        pk_iter it;
-        size_t done = 0;
-        for (pk_begin(&it, n, k); !it.done;) {
-            size_t q = 0, q_sim = 0;
-            for (; q < chunk && !it.done; q++) {
-                t->pk_pi[q] = it.i, t->pk_pj[q] = it.j;
-                t->pk_labels[q] = it.similar ? 1.0f : 0.0f;
-                q_sim += (size_t)it.similar;
-                it.j++;
-                pk_settle(&it);
-            }
-            for (size_t r = 0; r < q; r++) {
-                memcpy(t->pk_pair + r * d, t->pk_feat + t->pk_pi[r] * d, d * sizeof(float));
-                memcpy(t->pk_pair + (q + r) * d, t->pk_feat + t->pk_pj[r] * d,
-                       d * sizeof(float));
-            }
-            SM_TRY(ops->upload(ctx, b->feat, t->pk_pair, 2 * q * d * sizeof(float)));
-            SM_TRY(sm__head_logits(h, q, b->feat, b->diff, b->logits));
-            if (softmax && pass == 0) {
-                SM_TRY(ops->download(ctx, t->pk_z + done, b->logits, q * sizeof(float)));
-                done += q;
-                continue;
-            }
-            if (softmax) {
-                SM_TRY(ops->upload(ctx, b->dlogits, t->pk_z + done, q * sizeof(float)));
-            } else {
-                SM_TRY(ops->upload(ctx, b->labels, t->pk_labels, q * sizeof(float)));
-                /* similar pairs lead the chunk: one BCE call per weight */
-                const size_t part_off[2] = {0, q_sim}, part_n[2] = {q_sim, q - q_sim};
-                const double part_w[2] = {w_sim, w_dis};
-                for (int g = 0; g < 2; g++) {
-                    if (!part_n[g]) continue;
-                    size_t o = part_off[g];
-                    SM_TRY(ops->bce_fwd_bwd(ctx, (int)part_n[g], b->logits + o, b->labels + o,
-                                            (float)part_w[g], b->scores + o, b->loss_sum,
-                                            b->dlogits + o));
-                    float part;
-                    SM_TRY(ops->download(ctx, &part, b->loss_sum, sizeof part));
-                    total += (double)part * part_w[g];
-                }
-            }
-            done += q;
-            SM_TRY(sm__head_backward(h, q, b->feat, b->diff, b->dlogits, b->ddiff, b->dfeat));
-            SM_TRY(ops->download(ctx, t->pk_pair, b->dfeat, 2 * q * d * sizeof(float)));
-            for (size_t r = 0; r < q; r++) {
-                float *di = t->pk_dfeat + t->pk_pi[r] * d, *dj = t->pk_dfeat + t->pk_pj[r] * d;
-                const float *gi = t->pk_pair + r * d, *gj = t->pk_pair + (q + r) * d;
-                for (size_t e = 0; e < d; e++) di[e] += gi[e], dj[e] += gj[e];
-            }
-        }
-        if (softmax && pass == 0) total = pk_softmax(t, n, k, t->pk_z);
-    }
-    /* 3. backpropagate each image's dL/dfeature through the twin */
-    for (size_t off = 0; off < n; off += cap) {
-        size_t c = n - off < cap ? n - off : cap;
-        if (n > cap) {
-            SM_TRY(ops->upload(ctx, b->ws.act[0], images + off * in, c * in * sizeof(float)));
-            SM_TRY(sm__subnet_forward(s, &b->ws, c));
-        }
-        SM_TRY(ops->sigmoid_fwd(ctx, c * d, b->ws.act[nl], b->feat));
-        SM_TRY(ops->upload(ctx, b->dfeat, t->pk_dfeat + off * d, c * d * sizeof(float)));
-        SM_TRY(ops->sigmoid_bwd(ctx, c * d, b->feat, b->dfeat, b->ws.grad_a));
-        SM_TRY(sm__subnet_backward(s, &b->ws, c));
-    }
-    return check_finite(t, total, loss);
-}
-
-sm_status sm__trainer_compute_grads_pk(sm_trainer *t, size_t p, size_t k, const float *images,
-                                       int loss_mode, float *loss)
-{
-    SM_TRY(pk_reserve(t, p * k, t->buf.pairs));
-    return compute_grads_pk(t, p, k, images, loss_mode, loss);
-}
-
 /* After the gradients: the Adam update and what follows a successful step. */
 static sm_status apply(sm_trainer *t, float l, float *loss)
 {
@@ -643,7 +308,7 @@ static sm_status step(sm_trainer *t, size_t n, const float *left, const float *r
                       const float *labels, float *loss)
 {
     float l;
-    SM_TRY(compute_grads(t, n, left, right, labels, &l));
+    SM_TRY(sm__trainer_compute_grads(t, n, left, right, labels, &l));
     return apply(t, l, loss);
 }
 
@@ -656,7 +321,7 @@ static sm_status step_pk(sm_trainer *t, float *loss)
     const sm_arch *a = &t->subnet->arch;
     const size_t in = sm__arch_in_size(a);
     const size_t p = (size_t)t->pk_classes, k = (size_t)t->pk_images;
-    SM_TRY(pk_reserve(t, p * k, t->buf.pairs));
+    SM_TRY(sm__trainer_pk_reserve(t, p * k));
     SM_TRY(sm__sampler_next_pk(t->sampler, p, k, t->pk_img, NULL));
     if (t->augment)
         for (size_t i = 0; i < p * k; i++) {
@@ -665,7 +330,7 @@ static sm_status step_pk(sm_trainer *t, float *loss)
             memcpy(img, t->aug_scratch, in * sizeof(float));
         }
     float l;
-    SM_TRY(compute_grads_pk(t, p, k, t->pk_img, (int)t->pk_loss, &l));
+    SM_TRY(sm__trainer_compute_grads_pk(t, p, k, t->pk_img, (int)t->pk_loss, &l));
     return apply(t, l, loss);
 }
 
@@ -723,8 +388,8 @@ SM_API sm_status sm_train_step_batch(sm_trainer *t, size_t n, const float *left,
                                      const float *right, const float *labels, float *loss)
 {
     SM_CHECK_ARG(t && left && right && labels, "sm_train_step_batch: NULL argument");
-    SM_CHECK_ARG(n >= 1 && n <= SM_MAX_BATCH, "sm_train_step_batch: %zu pairs out of range 1..%d",
-                 n, SM_MAX_BATCH);
+    SM_CHECK_ARG(n >= 1 && n <= SM__MAX_BATCH, "sm_train_step_batch: %zu pairs out of range 1..%d",
+                 n, SM__MAX_BATCH);
     for (size_t i = 0; i < n; i++)
         SM_CHECK_ARG(labels[i] >= 0.0f && labels[i] <= 1.0f,
                      "sm_train_step_batch: label %zu is %g, expected a value in [0, 1]", i,
