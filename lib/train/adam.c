@@ -5,10 +5,8 @@
 
 #include "common/alloc.h"
 #include "common/error.h"
+#include "train/settings.h"
 #include "train/training.h"
-
-/* The largest step counts the schedule keys take. */
-#define SM__ADAM_MAX_STEPS 2147483647.0
 
 SM_API sm_status sm_adam_create(sm_subnet *subnet, sm_head *head, sm_adam **out)
 {
@@ -18,12 +16,9 @@ SM_API sm_status sm_adam_create(sm_subnet *subnet, sm_head *head, sm_adam **out)
     if (!a) return sm__fail(SM_ERR_NOMEM, "out of memory creating Adam state");
     a->subnet = subnet;
     a->head = head;
-    a->lr = 6e-5;
-    a->beta1 = 0.9;
-    a->beta2 = 0.99;
-    a->eps = 1e-8;
-    a->schedule = SM_ADAM_SCHEDULE_CONSTANT;
-    a->step_gamma = 0.1;
+    for (size_t i = 0; i < sm__n_settings; i++)
+        if (sm__settings[i].owner == SM__SET_ADAM) sm__setting_put(&sm__settings[i], a,
+                                                                   sm__settings[i].dflt);
     sm_backend *be = subnet->be;
     sm_status st = sm__be_alloc_floats(be, subnet->n_params, &a->m_sub);
     if (st == SM_OK) st = sm__be_alloc_floats(be, subnet->n_params, &a->v_sub);
@@ -55,78 +50,20 @@ SM_API void sm_adam_destroy(sm_adam *a)
 SM_API sm_status sm_adam_set(sm_adam *a, sm_adam_param key, double v)
 {
     SM_CHECK_ARG(a, "sm_adam_set: adam is NULL");
-    SM_CHECK_ARG(isfinite(v), "sm_adam_set: value is not finite");
-    switch (key) {
-    case SM_ADAM_LEARNING_RATE:
-        SM_CHECK_ARG(v > 0 && v <= 1, "learning rate %g out of range (0, 1]", v);
-        a->lr = v;
-        return SM_OK;
-    case SM_ADAM_BETA1:
-        SM_CHECK_ARG(v >= 0 && v < 1, "beta1 %g out of range [0, 1)", v);
-        a->beta1 = v;
-        return SM_OK;
-    case SM_ADAM_BETA2:
-        SM_CHECK_ARG(v >= 0 && v < 1, "beta2 %g out of range [0, 1)", v);
-        a->beta2 = v;
-        return SM_OK;
-    case SM_ADAM_EPSILON:
-        SM_CHECK_ARG(v > 0 && v <= 1, "epsilon %g out of range (0, 1]", v);
-        a->eps = v;
-        return SM_OK;
-    case SM_ADAM_WARMUP_STEPS:
-        SM_CHECK_ARG(v >= 0 && v <= SM__ADAM_MAX_STEPS && v == floor(v),
-                     "warm-up steps %g is not an integer in 0..2147483647", v);
-        a->warmup = (int64_t)v;
-        return SM_OK;
-    case SM_ADAM_SCHEDULE:
-        SM_CHECK_ARG(v == SM_ADAM_SCHEDULE_CONSTANT || v == SM_ADAM_SCHEDULE_COSINE ||
-                         v == SM_ADAM_SCHEDULE_STEP,
-                     "schedule %g is not 0 (constant), 1 (cosine) or 2 (step)", v);
-        a->schedule = (int)v;
-        return SM_OK;
-    case SM_ADAM_SCHEDULE_STEPS:
-        SM_CHECK_ARG(v >= 0 && v <= SM__ADAM_MAX_STEPS && v == floor(v),
-                     "schedule steps %g is not an integer in 0..2147483647", v);
-        a->sched_steps = (int64_t)v;
-        return SM_OK;
-    case SM_ADAM_MIN_LR_FACTOR:
-        SM_CHECK_ARG(v >= 0 && v <= 1, "minimum learning-rate factor %g out of range [0, 1]", v);
-        a->min_lr_factor = v;
-        return SM_OK;
-    case SM_ADAM_STEP_GAMMA:
-        SM_CHECK_ARG(v > 0 && v <= 1, "step decay gamma %g out of range (0, 1]", v);
-        a->step_gamma = v;
-        return SM_OK;
-    case SM_ADAM_WEIGHT_DECAY_CONV:
-    case SM_ADAM_WEIGHT_DECAY_FC:
-    case SM_ADAM_WEIGHT_DECAY_HEAD:
-        SM_CHECK_ARG(v >= 0 && v <= 1, "weight decay %g out of range [0, 1]", v);
-        if (key == SM_ADAM_WEIGHT_DECAY_CONV) a->wd_conv = v;
-        else if (key == SM_ADAM_WEIGHT_DECAY_FC) a->wd_fc = v;
-        else a->wd_head = v;
-        return SM_OK;
-    }
-    return sm__fail(SM_ERR_INVALID_ARG, "unknown Adam parameter %d", (int)key);
+    const sm__setting *row = sm__setting_find(SM__API_ADAM, (int)key);
+    SM_CHECK_ARG(row, "unknown Adam parameter %d", (int)key);
+    SM_TRY(sm__setting_check(row, v, NULL));
+    sm__setting_put(row, a, v);
+    return SM_OK;
 }
 
 SM_API sm_status sm_adam_get(const sm_adam *a, sm_adam_param key, double *v)
 {
     SM_CHECK_ARG(a && v, "sm_adam_get: NULL argument");
-    switch (key) {
-    case SM_ADAM_LEARNING_RATE: *v = a->lr; return SM_OK;
-    case SM_ADAM_BETA1: *v = a->beta1; return SM_OK;
-    case SM_ADAM_BETA2: *v = a->beta2; return SM_OK;
-    case SM_ADAM_EPSILON: *v = a->eps; return SM_OK;
-    case SM_ADAM_WARMUP_STEPS: *v = (double)a->warmup; return SM_OK;
-    case SM_ADAM_SCHEDULE: *v = a->schedule; return SM_OK;
-    case SM_ADAM_SCHEDULE_STEPS: *v = (double)a->sched_steps; return SM_OK;
-    case SM_ADAM_MIN_LR_FACTOR: *v = a->min_lr_factor; return SM_OK;
-    case SM_ADAM_STEP_GAMMA: *v = a->step_gamma; return SM_OK;
-    case SM_ADAM_WEIGHT_DECAY_CONV: *v = a->wd_conv; return SM_OK;
-    case SM_ADAM_WEIGHT_DECAY_FC: *v = a->wd_fc; return SM_OK;
-    case SM_ADAM_WEIGHT_DECAY_HEAD: *v = a->wd_head; return SM_OK;
-    }
-    return sm__fail(SM_ERR_INVALID_ARG, "unknown Adam parameter %d", (int)key);
+    const sm__setting *row = sm__setting_find(SM__API_ADAM, (int)key);
+    SM_CHECK_ARG(row, "unknown Adam parameter %d", (int)key);
+    *v = sm__setting_get(row, a);
+    return SM_OK;
 }
 
 SM_API int64_t sm_adam_steps(const sm_adam *a) { return a ? a->t : -1; }

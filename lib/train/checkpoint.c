@@ -23,6 +23,7 @@
 #include "io/file_atomic.h"
 #include "io/file_read.h"
 #include "io/safetensors.h"
+#include "train/settings.h"
 #include "train/training.h"
 
 #define CK_FORMAT "libsiamese-checkpoint"
@@ -51,25 +52,17 @@ typedef struct ck_bufs {
     float *p[BUF_COUNT];
 } ck_bufs;
 
-/* Everything a trainer file says beyond its tensors. */
+/* Everything a trainer file says beyond its tensors: the state, and a value per setting
+ * (train/settings.h: the table's order; absent keys hold the table's `absent`). */
 typedef struct ck_state {
-    int64_t iteration, adam_t, batch_size, micro_batch;
-    double lr, beta1, beta2, eps;
+    int64_t iteration, adam_t;
     uint64_t seed;
     uint64_t sampler[4];
     int has_sampler;
-    /* since 0.2; files without them are from before augmentation existed: it was off */
+    /* since 0.2; a file without it is from before augmentation existed: it was off */
     int has_augment;
-    int64_t augment;
     uint64_t augment_state[4];
-    /* since 0.3 (sampling options, P x K batches); absent: all off, as before they existed */
-    int64_t alphabet_balanced, pk_classes, pk_images, pk_loss;
-    int64_t grad_shards; /* 0.3, data-parallel training; absent = 1 */
-    double neg_same_alphabet;
-    /* since 0.3 (the schedule and weight decay); files without them had neither */
-    int has_schedule;
-    int64_t warmup, schedule, sched_steps;
-    double min_lr_factor, step_gamma, wd_conv, wd_fc, wd_head;
+    double setting[SM__MAX_SETTINGS];
 } ck_state;
 
 typedef struct ck_file {
@@ -327,20 +320,13 @@ static sm_status save(const sm_subnet *s, const sm_head *h, const sm_trainer *tr
             if (tr->sampler) sm__sampler_get_state(tr->sampler, ss);
             meta_addf_u64(&m, "iteration", (uint64_t)tr->iteration);
             meta_addf_u64(&m, "adam_t", (uint64_t)a->t);
-            meta_addf_double(&m, "adam_lr", a->lr, c_loc);
-            meta_addf_double(&m, "adam_beta1", a->beta1, c_loc);
-            meta_addf_double(&m, "adam_beta2", a->beta2, c_loc);
-            meta_addf_double(&m, "adam_eps", a->eps, c_loc);
-            meta_addf_u64(&m, "adam_warmup_steps", (uint64_t)a->warmup);
-            meta_addf_u64(&m, "adam_schedule", (uint64_t)a->schedule);
-            meta_addf_u64(&m, "adam_schedule_steps", (uint64_t)a->sched_steps);
-            meta_addf_double(&m, "adam_min_lr_factor", a->min_lr_factor, c_loc);
-            meta_addf_double(&m, "adam_step_gamma", a->step_gamma, c_loc);
-            meta_addf_double(&m, "adam_weight_decay_conv", a->wd_conv, c_loc);
-            meta_addf_double(&m, "adam_weight_decay_fc", a->wd_fc, c_loc);
-            meta_addf_double(&m, "adam_weight_decay_head", a->wd_head, c_loc);
-            meta_addf_u64(&m, "batch_size", (uint64_t)tr->batch_size);
-            meta_addf_u64(&m, "micro_batch", (uint64_t)tr->micro_batch);
+            for (size_t i = 0; i < sm__n_settings; i++) {
+                const sm__setting *row = &sm__settings[i];
+                const double v = sm__setting_get(row, row->owner == SM__SET_ADAM
+                                                          ? (const void *)a : (const void *)tr);
+                if (row->type == SM__T_DOUBLE) meta_addf_double(&m, row->ck_key, v, c_loc);
+                else meta_addf_u64(&m, row->ck_key, (uint64_t)v);
+            }
             meta_addf_u64(&m, "seed", tr->seed);
             char *text = meta_text(&m);
             snprintf(text, sizeof m.text[0],
@@ -348,20 +334,12 @@ static sm_status save(const sm_subnet *s, const sm_head *h, const sm_trainer *tr
                      ss[2], ss[3]);
             meta_add(&m, "sampler_state", text);
             meta_add(&m, "has_sampler", tr->sampler ? "1" : "0");
-            meta_addf_u64(&m, "augment", tr->augment);
             const uint64_t *as = tr->aug_rng.s;
             text = meta_text(&m);
             snprintf(text, sizeof m.text[0],
                      "%016" PRIx64 ":%016" PRIx64 ":%016" PRIx64 ":%016" PRIx64, as[0], as[1],
                      as[2], as[3]);
             meta_add(&m, "augment_state", text);
-            /* 0.3 */
-            meta_addf_u64(&m, "alphabet_balanced", tr->alphabet_balanced);
-            meta_addf_double(&m, "neg_same_alphabet", tr->neg_same_alphabet, c_loc);
-            meta_addf_u64(&m, "pk_classes", (uint64_t)tr->pk_classes);
-            meta_addf_u64(&m, "pk_images", (uint64_t)tr->pk_images);
-            meta_addf_u64(&m, "pk_loss", (uint64_t)tr->pk_loss);
-            meta_addf_u64(&m, "grad_shards", (uint64_t)tr->shards);
         }
         meta_add(&m, "crc32", "00000000"); /* patched once the checksum is known */
         if (m.full)
@@ -476,23 +454,6 @@ static sm_status meta_int(const ck_file *f, const char *path, const char *key, u
     return SM_OK;
 }
 
-static sm_status meta_double(const ck_file *f, const char *path, const char *key, double lo,
-                             int lo_open, double hi, int hi_open, locale_t c_loc, double *out)
-{
-    const char *v;
-    SM_TRY(need_meta(f, path, key, &v));
-    char *end = NULL;
-    locale_t old = uselocale(c_loc);
-    double x = strtod(v, &end);
-    uselocale(old);
-    int ok = *v >= '0' && *v <= '9' && end && *end == 0 && isfinite(x) && (lo_open ? x > lo : x >= lo) &&
-             (hi_open ? x < hi : x <= hi);
-    SM_RETURN_IF(!ok, SM_ERR_FORMAT, "checkpoint '%s': %s '%.40s' is not a number in %c%g, %g%c",
-                 path, key, v, lo_open ? '(' : '[', lo, hi, hi_open ? ')' : ']');
-    *out = x;
-    return SM_OK;
-}
-
 static int parse_hex_word(const char *s, size_t digits, uint64_t *out)
 {
     uint64_t v = 0;
@@ -522,6 +483,57 @@ static sm_status rng_state(const char *path, const char *key, const char *v, int
     return SM_OK;
 }
 
+/* A setting's value from the file: as the table's row types it (integers strict decimal,
+ * numbers C-locale decimal), in its range; absent, the value files from before its version
+ * imply, unless the key has always been written. */
+static sm_status read_setting(const ck_file *f, const char *path, const sm__setting *row,
+                              locale_t c_loc, double *out)
+{
+    const char *v = meta_value(f, row->ck_key);
+    if (!v) {
+        SM_RETURN_IF(row->since <= 1, SM_ERR_FORMAT,
+                     "checkpoint '%s' lacks the metadata key '%s'", path, row->ck_key);
+        *out = row->absent;
+        return SM_OK;
+    }
+    double x;
+    if (row->type == SM__T_DOUBLE) {
+        char *end = NULL;
+        locale_t old = uselocale(c_loc);
+        x = strtod(v, &end);
+        uselocale(old);
+        SM_RETURN_IF(!(*v >= '0' && *v <= '9') || !end || *end, SM_ERR_FORMAT,
+                     "checkpoint '%s': %s '%.40s' is not a decimal number", path, row->ck_key,
+                     v);
+    } else {
+        uint64_t u;
+        SM_RETURN_IF(!parse_dec_u64(v, &u) || u > (uint64_t)1 << 53, SM_ERR_FORMAT,
+                     "checkpoint '%s': %s '%.40s' is not an integer", path, row->ck_key, v);
+        x = (double)u;
+    }
+    SM_TRY(sm__setting_check(row, x, path));
+    *out = x;
+    return SM_OK;
+}
+
+/* Keys of a group (settings.h) come all together or not at all. */
+static sm_status check_groups(const ck_file *f, const char *path)
+{
+    for (size_t i = 0; i < sm__n_settings; i++) {
+        const char *g = sm__settings[i].group;
+        if (!g || (i > 0 && sm__settings[i - 1].group && !strcmp(sm__settings[i - 1].group, g)))
+            continue; /* counted from a group's first row (a group's rows are adjacent) */
+        size_t n = 0, have = 0;
+        for (size_t j = i; j < sm__n_settings && sm__settings[j].group &&
+                           !strcmp(sm__settings[j].group, g); j++, n++)
+            have += meta_value(f, sm__settings[j].ck_key) != NULL;
+        SM_RETURN_IF(have != 0 && have != n, SM_ERR_FORMAT,
+                     "checkpoint '%s' has %zu of the %zu '%s' keys (all or none)", path, have, n,
+                     g);
+    }
+    return SM_OK;
+}
+
 static sm_status read_state(ck_file *f, const char *path)
 {
     ck_state *s = &f->state;
@@ -531,76 +543,31 @@ static sm_status read_state(ck_file *f, const char *path)
     if (!c_loc) return sm__fail(SM_ERR_NOMEM, "out of memory reading '%s'", path);
     sm_status st = meta_int(f, path, "iteration", 0, INT64_MAX, &s->iteration);
     if (st == SM_OK) st = meta_int(f, path, "adam_t", 0, INT64_MAX, &s->adam_t);
-    if (st == SM_OK) st = meta_int(f, path, "batch_size", 1, SM__MAX_BATCH, &s->batch_size);
-    if (st == SM_OK) st = meta_int(f, path, "micro_batch", 1, SM__MAX_BATCH, &s->micro_batch);
     if (st == SM_OK) st = meta_int(f, path, "has_sampler", 0, 1, &x);
     if (st == SM_OK) s->has_sampler = (int)x;
-    /* the ranges sm_adam_set accepts */
-    if (st == SM_OK) st = meta_double(f, path, "adam_lr", 0, 1, 1, 0, c_loc, &s->lr);
-    if (st == SM_OK) st = meta_double(f, path, "adam_beta1", 0, 0, 1, 1, c_loc, &s->beta1);
-    if (st == SM_OK) st = meta_double(f, path, "adam_beta2", 0, 0, 1, 1, c_loc, &s->beta2);
-    if (st == SM_OK) st = meta_double(f, path, "adam_eps", 0, 1, 1, 0, c_loc, &s->eps);
-    /* 0.3: sampling options and P x K batches, each key optional (absent = off) */
-    s->pk_images = 4;
-    if (st == SM_OK && meta_value(f, "neg_same_alphabet"))
-        st = meta_double(f, path, "neg_same_alphabet", 0, 0, 1, 0, c_loc, &s->neg_same_alphabet);
-    /* the schedule and weight decay (0.3): all eight keys or none (then the defaults) */
-    static const char *const sched_keys[] = {
-        "adam_warmup_steps",  "adam_schedule",          "adam_schedule_steps",
-        "adam_min_lr_factor", "adam_step_gamma",        "adam_weight_decay_conv",
-        "adam_weight_decay_fc", "adam_weight_decay_head"};
-    size_t n_sched = 0;
-    for (size_t i = 0; i < sizeof sched_keys / sizeof *sched_keys; i++)
-        n_sched += meta_value(f, sched_keys[i]) != NULL;
-    if (st == SM_OK && n_sched != 0 && n_sched != sizeof sched_keys / sizeof *sched_keys)
-        st = sm__fail(SM_ERR_FORMAT, "checkpoint '%s' has %zu of the 8 learning-rate schedule "
-                                     "and weight decay keys (all or none)", path, n_sched);
-    s->has_schedule = n_sched != 0;
-    if (st == SM_OK && s->has_schedule) {
-        /* the ranges sm_adam_set accepts */
-        st = meta_int(f, path, "adam_warmup_steps", 0, INT32_MAX, &s->warmup);
-        if (st == SM_OK) st = meta_int(f, path, "adam_schedule", 0, 2, &s->schedule);
-        if (st == SM_OK) st = meta_int(f, path, "adam_schedule_steps", 0, INT32_MAX, &s->sched_steps);
-        if (st == SM_OK)
-            st = meta_double(f, path, "adam_min_lr_factor", 0, 0, 1, 0, c_loc, &s->min_lr_factor);
-        if (st == SM_OK)
-            st = meta_double(f, path, "adam_step_gamma", 0, 1, 1, 0, c_loc, &s->step_gamma);
-        if (st == SM_OK)
-            st = meta_double(f, path, "adam_weight_decay_conv", 0, 0, 1, 0, c_loc, &s->wd_conv);
-        if (st == SM_OK)
-            st = meta_double(f, path, "adam_weight_decay_fc", 0, 0, 1, 0, c_loc, &s->wd_fc);
-        if (st == SM_OK)
-            st = meta_double(f, path, "adam_weight_decay_head", 0, 0, 1, 0, c_loc, &s->wd_head);
-    }
+    if (st == SM_OK) st = check_groups(f, path);
+    for (size_t i = 0; i < sm__n_settings && st == SM_OK; i++)
+        st = read_setting(f, path, &sm__settings[i], c_loc, &s->setting[i]);
     freelocale(c_loc);
-    if (st == SM_OK && meta_value(f, "alphabet_balanced"))
-        st = meta_int(f, path, "alphabet_balanced", 0, 1, &s->alphabet_balanced);
-    if (st == SM_OK && meta_value(f, "pk_classes"))
-        st = meta_int(f, path, "pk_classes", 0, SM__MAX_PK_IMAGES, &s->pk_classes);
-    if (st == SM_OK && meta_value(f, "pk_images"))
-        st = meta_int(f, path, "pk_images", 2, SM__MAX_PK_IMAGES, &s->pk_images);
-    if (st == SM_OK && meta_value(f, "pk_loss"))
-        st = meta_int(f, path, "pk_loss", 0, SM_PK_LOSS_SOFTMAX, &s->pk_loss);
-    s->grad_shards = 1;
-    if (st == SM_OK && meta_value(f, "grad_shards"))
-        st = meta_int(f, path, "grad_shards", 1, SM__MAX_GRAD_SHARDS, &s->grad_shards);
-    if (st == SM_OK && (s->pk_classes == 1 || s->pk_classes * s->pk_images > SM__MAX_PK_IMAGES))
-        st = sm__fail(SM_ERR_FORMAT, "checkpoint '%s': P x K = %lld x %lld is out of range",
-                      path, (long long)s->pk_classes, (long long)s->pk_images);
+    if (st == SM_OK) {
+        const sm__setting *p = sm__setting_find(SM__API_PARAM, SM_TRAINER_PK_CLASSES);
+        const sm__setting *k = sm__setting_find(SM__API_PARAM, SM_TRAINER_PK_IMAGES);
+        st = sm__settings_check_pk((int64_t)s->setting[p - sm__settings],
+                                   (int64_t)s->setting[k - sm__settings], path);
+    }
     if (st == SM_OK) st = need_meta(f, path, "seed", &v);
     if (st == SM_OK && !parse_dec_u64(v, &s->seed))
         st = sm__fail(SM_ERR_FORMAT, "checkpoint '%s': seed '%.40s' is not a 64-bit integer",
                       path, v);
     if (st == SM_OK) st = need_meta(f, path, "sampler_state", &v);
     if (st == SM_OK) st = rng_state(path, "sampler_state", v, s->has_sampler, s->sampler);
-    /* augmentation (0.2): both keys or neither */
+    /* augmentation (0.2): the setting and its RNG state, both keys or neither */
     const char *aug = meta_value(f, "augment"), *aug_st = meta_value(f, "augment_state");
     if (st == SM_OK && (aug || aug_st)) {
         s->has_augment = 1;
         if (!aug || !aug_st)
             st = sm__fail(SM_ERR_FORMAT, "checkpoint '%s' has only one of 'augment' and "
                                          "'augment_state'", path);
-        if (st == SM_OK) st = meta_int(f, path, "augment", 0, SM_DISTORT_ALL, &s->augment);
         if (st == SM_OK) st = rng_state(path, "augment_state", aug_st, 1, s->augment_state);
     }
     return st;
@@ -828,8 +795,12 @@ SM_API sm_status sm_trainer_load(sm_trainer *t, const char *path)
     uint8_t *chunk = NULL;
     if (st == SM_OK && !(chunk = sm__malloc_aligned(CK_CHUNK)))
         st = sm__fail(SM_ERR_NOMEM, "out of memory loading '%s'", path);
-    if (st == SM_OK && (s->batch_size != t->batch_size || s->micro_batch != t->micro_batch))
-        st = sm__trainer_resize(t, s->batch_size, s->micro_batch);
+    const int64_t batch = (int64_t)s->setting[sm__setting_find(SM__API_PARAM,
+                                                               SM_TRAINER_BATCH_SIZE) - sm__settings];
+    const int64_t micro = (int64_t)s->setting[sm__setting_find(SM__API_PARAM,
+                                                               SM_TRAINER_MICRO_BATCH) - sm__settings];
+    if (st == SM_OK && (batch != t->batch_size || micro != t->micro_batch))
+        st = sm__trainer_resize(t, batch, micro);
     if (st == SM_OK) {
         /* Only a device failure can stop this part midway. */
         ck_bufs b;
@@ -840,33 +811,15 @@ SM_API sm_status sm_trainer_load(sm_trainer *t, const char *path)
     if (st == SM_OK) {
         sm_adam *a = t->adam;
         a->t = s->adam_t;
-        a->lr = s->lr, a->beta1 = s->beta1, a->beta2 = s->beta2, a->eps = s->eps;
-        if (s->has_schedule) {
-            a->warmup = s->warmup, a->schedule = (int)s->schedule;
-            a->sched_steps = s->sched_steps;
-            a->min_lr_factor = s->min_lr_factor, a->step_gamma = s->step_gamma;
-            a->wd_conv = s->wd_conv, a->wd_fc = s->wd_fc, a->wd_head = s->wd_head;
-        } else { /* a file from before 0.3: no schedule, no decay (sm_adam_create's) */
-            a->warmup = 0, a->schedule = SM_ADAM_SCHEDULE_CONSTANT, a->sched_steps = 0;
-            a->min_lr_factor = 0, a->step_gamma = 0.1;
-            a->wd_conv = 0, a->wd_fc = 0, a->wd_head = 0;
-        }
+        /* the batch sizes are in place already (sm__trainer_resize) */
+        for (size_t i = 0; i < sm__n_settings; i++)
+            sm__setting_put(&sm__settings[i], sm__settings[i].owner == SM__SET_ADAM
+                                                  ? (void *)a : (void *)t, s->setting[i]);
         t->iteration = s->iteration;
         t->seed = s->seed;
         if (t->sampler && s->has_sampler) sm__sampler_set_state(t->sampler, s->sampler);
-        if (s->has_augment) {
-            t->augment = (unsigned)s->augment;
-            memcpy(t->aug_rng.s, s->augment_state, sizeof t->aug_rng.s);
-        } else {
-            t->augment = 0;
-            sm__rng_seed(&t->aug_rng, sm__augment_seed(s->seed));
-        }
-        t->alphabet_balanced = s->alphabet_balanced == 1;
-        t->neg_same_alphabet = s->neg_same_alphabet;
-        t->pk_classes = s->pk_classes;
-        t->pk_images = s->pk_images;
-        t->pk_loss = s->pk_loss;
-        t->shards = s->grad_shards;
+        if (s->has_augment) memcpy(t->aug_rng.s, s->augment_state, sizeof t->aug_rng.s);
+        else sm__rng_seed(&t->aug_rng, sm__augment_seed(s->seed));
         if (t->sampler)
             sm__sampler_set_options(t->sampler, t->neg_same_alphabet, t->alphabet_balanced);
     }

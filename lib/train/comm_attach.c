@@ -9,6 +9,7 @@
 #include "common/alloc.h"
 #include "comm/comm_impl.h"
 #include "common/error.h"
+#include "train/settings.h"
 #include "train/training.h"
 #include "data/sampler.h"
 
@@ -17,16 +18,14 @@
  * size catch a mismatch of builds). */
 typedef struct config {
     uint64_t magic, size;
-    int64_t shards, batch, micro, augment, alphabet_balanced, pk_classes, pk_images, pk_loss;
-    int64_t warmup, schedule, sched_steps;
-    int64_t conv_algo, precision, tf32; /* the backend's options: they decide the bits */
     uint64_t seed, arch_hash, n_params, n_images, n_classes, has_dataset;
-    double neg_same, lr, beta1, beta2, eps, min_lr, gamma, wd_conv, wd_fc, wd_head;
+    int64_t conv_algo, precision, tf32; /* the backend's options: they decide the bits */
     char backend[32];
+    double setting[SM__MAX_SETTINGS]; /* train/settings.h's rows, in order */
     int64_t adam_t; /* not compared: rank 0's says whether its moments must travel */
 } config;
 
-#define CONFIG_MAGIC 0x736d636f6e666731ULL /* "smconfg1" */
+#define CONFIG_MAGIC 0x736d636f6e666732ULL /* "smconfg2" */
 
 typedef struct field {
     const char *name;
@@ -34,13 +33,11 @@ typedef struct field {
     char kind; /* 'i' int64, 'u' uint64, 'd' double, 's' string, 'h' hash */
 } field;
 
+/* What is compared besides the settings (the table's `compared` rows come after these). */
 #define F(name, member, kind) {name, offsetof(config, member), kind}
 static const field fields[] = {
     F("the configuration record's format (different libsiamese builds?)", magic, 'u'),
     F("the configuration record's size (different libsiamese builds?)", size, 'u'),
-    F("the number of gradient shards (SM_TRAINER_GRAD_SHARDS)", shards, 'i'),
-    F("the batch size", batch, 'i'),
-    F("the micro-batch size", micro, 'i'),
     F("the architecture", arch_hash, 'h'),
     F("the number of parameters", n_params, 'u'),
     F("the backend", backend, 's'),
@@ -51,24 +48,6 @@ static const field fields[] = {
     F("whether there is a dataset", has_dataset, 'u'),
     F("the dataset's number of images", n_images, 'u'),
     F("the dataset's number of classes", n_classes, 'u'),
-    F("the augmentation (SM_TRAINER_AUGMENT)", augment, 'i'),
-    F("alphabet-balanced sampling", alphabet_balanced, 'i'),
-    F("the fraction of negatives within the alphabet", neg_same, 'd'),
-    F("P of P x K batches", pk_classes, 'i'),
-    F("K of P x K batches", pk_images, 'i'),
-    F("the P x K loss", pk_loss, 'i'),
-    F("Adam's learning rate", lr, 'd'),
-    F("Adam's beta1", beta1, 'd'),
-    F("Adam's beta2", beta2, 'd'),
-    F("Adam's epsilon", eps, 'd'),
-    F("the warm-up steps", warmup, 'i'),
-    F("the learning-rate schedule", schedule, 'i'),
-    F("the schedule's steps", sched_steps, 'i'),
-    F("the cosine schedule's floor", min_lr, 'd'),
-    F("the step schedule's gamma", gamma, 'd'),
-    F("the conv weight decay", wd_conv, 'd'),
-    F("the fc weight decay", wd_fc, 'd'),
-    F("the head's weight decay", wd_head, 'd'),
 };
 #undef F
 
@@ -94,29 +73,24 @@ static uint64_t arch_hash(const sm_arch *a)
 static void config_of(const sm_trainer *t, config *c)
 {
     memset(c, 0, sizeof *c);
-    const sm_adam *a = t->adam;
     c->magic = CONFIG_MAGIC;
     c->size = sizeof *c;
-    c->shards = t->shards, c->batch = t->batch_size, c->micro = t->micro_batch;
-    c->augment = (int64_t)t->augment, c->alphabet_balanced = t->alphabet_balanced;
-    c->pk_classes = t->pk_classes, c->pk_images = t->pk_images, c->pk_loss = t->pk_loss;
-    c->neg_same = t->neg_same_alphabet;
     c->seed = t->seed;
     c->arch_hash = arch_hash(&t->subnet->arch);
     c->n_params = t->subnet->n_params + t->head->n_params;
     c->has_dataset = t->dataset != NULL;
     c->n_images = t->dataset ? sm_dataset_num_images(t->dataset) : 0;
     c->n_classes = t->dataset ? sm_dataset_num_classes(t->dataset) : 0;
-    c->lr = a->lr, c->beta1 = a->beta1, c->beta2 = a->beta2, c->eps = a->eps;
-    c->warmup = a->warmup, c->schedule = a->schedule, c->sched_steps = a->sched_steps;
-    c->min_lr = a->min_lr_factor, c->gamma = a->step_gamma;
-    c->wd_conv = a->wd_conv, c->wd_fc = a->wd_fc, c->wd_head = a->wd_head;
+    for (size_t i = 0; i < sm__n_settings; i++)
+        c->setting[i] = sm__setting_get(&sm__settings[i], sm__settings[i].owner == SM__SET_ADAM
+                                                              ? (const void *)t->adam
+                                                              : (const void *)t);
     snprintf(c->backend, sizeof c->backend, "%s", t->subnet->be->ops->name);
     /* cannot fail: the backend and the keys are valid */
     (void)sm_backend_get_option(t->subnet->be, SM_BACKEND_OPT_CONV_ALGO, &c->conv_algo);
     (void)sm_backend_get_option(t->subnet->be, SM_BACKEND_OPT_PRECISION, &c->precision);
     (void)sm_backend_get_option(t->subnet->be, SM_BACKEND_OPT_TF32, &c->tf32);
-    c->adam_t = a->t;
+    c->adam_t = t->adam->t;
 }
 
 static void show(const field *f, const config *c, char *buf, size_t cap)
@@ -139,6 +113,13 @@ static size_t field_size(const field *f)
     return f->kind == 's' ? sizeof(((config *)0)->backend) : 8;
 }
 
+static sm_status differ(int me, int r, const char *name, const char *mine, const char *theirs)
+{
+    return sm__fail(SM_ERR_STATE, "rank %d: the ranks' configurations differ: rank %d has %s = "
+                    "%s, rank 0 has %s (every rank must be set up alike)", me, r, name, mine,
+                    theirs);
+}
+
 /* The first field in which some rank differs from rank 0, or SM_OK. */
 static sm_status compare(const config *all, int n, int me)
 {
@@ -151,9 +132,18 @@ static sm_status compare(const config *all, int n, int me)
             char mine[64], theirs[64];
             show(f, &all[r], mine, sizeof mine);
             show(f, &all[0], theirs, sizeof theirs);
-            return sm__fail(SM_ERR_STATE, "rank %d: the ranks' configurations differ: rank %d "
-                            "has %s = %s, rank 0 has %s (every rank must be set up alike)", me,
-                            r, f->name, mine, theirs);
+            return differ(me, r, f->name, mine, theirs);
+        }
+    }
+    for (size_t i = 0; i < sm__n_settings; i++) {
+        if (!sm__settings[i].compared) continue;
+        for (int r = 1; r < n; r++) {
+            if (memcmp(&all[r].setting[i], &all[0].setting[i], sizeof(double)) == 0) continue;
+            char mine[64], theirs[64], name[128];
+            snprintf(mine, sizeof mine, "%.17g", all[r].setting[i]);
+            snprintf(theirs, sizeof theirs, "%.17g", all[0].setting[i]);
+            snprintf(name, sizeof name, "the %s", sm__settings[i].what);
+            return differ(me, r, name, mine, theirs);
         }
     }
     return SM_OK;
@@ -233,10 +223,12 @@ SM_API sm_status sm_trainer_attach_comm(sm_trainer *t, sm_comm *comm)
                                       "comparing the ranks' configurations");
     if (st == SM_OK) st = compare(all, n, me);
     /* the same verdict on every rank: rank 0's K, which all now share */
-    if (st == SM_OK && all[0].shards % n != 0)
+    const int64_t shards = (int64_t)all[0].setting[sm__setting_find(
+        SM__API_PARAM, SM_TRAINER_GRAD_SHARDS) - sm__settings];
+    if (st == SM_OK && shards % n != 0)
         st = sm__fail(SM_ERR_INVALID_ARG, "rank %d: %lld gradient shards cannot be split over "
                       "%d ranks: set SM_TRAINER_GRAD_SHARDS to a multiple of %d", me,
-                      (long long)all[0].shards, n, n);
+                      (long long)shards, n, n);
     /* a measured choice is each process's own: the ranks would compute different bits */
     if (st == SM_OK && n > 1 && all[0].conv_algo == SM_CONV_ALGO_MEASURED)
         st = sm__fail(SM_ERR_INVALID_ARG, "rank %d: SM_CONV_ALGO_MEASURED times each layer in "

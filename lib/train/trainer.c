@@ -10,6 +10,7 @@
 #include "common/alloc.h"
 #include "common/error.h"
 #include "data/image.h"
+#include "train/settings.h"
 #include "train/training.h"
 #include "data/sampler.h"
 
@@ -143,14 +144,15 @@ SM_API sm_status sm_trainer_create(sm_subnet *subnet, sm_head *head, sm_adam *ad
     if (t) {
         t->subnet = subnet, t->head = head, t->adam = adam, t->dataset = dataset, t->seed = seed;
         t->smoothed_loss = NAN;
-        t->pk_images = 4;
-        t->shards = 1;
+        for (size_t i = 0; i < sm__n_settings; i++) /* batch sizes: resize below */
+            if (sm__settings[i].owner == SM__SET_TRAINER && !isnan(sm__settings[i].dflt))
+                sm__setting_put(&sm__settings[i], t, sm__settings[i].dflt);
         sm__rng_seed(&t->aug_rng, sm__augment_seed(seed));
         if (dataset) st = sm_sampler_create(dataset, seed, &t->sampler);
         if (st == SM_OK && dataset &&
             !(t->aug_scratch = sm__malloc(sm__arch_in_size(&subnet->arch) * sizeof(float))))
             st = sm__fail(SM_ERR_NOMEM, "out of memory creating a trainer");
-        if (st == SM_OK) st = resize(t, 180, default_micro_batch(subnet->be));
+        if (st == SM_OK) st = resize(t, t->batch_size, default_micro_batch(subnet->be));
     }
     if (st != SM_OK) {
         sm_trainer_destroy(t);
@@ -181,106 +183,57 @@ SM_API void sm_trainer_destroy(sm_trainer *t)
     sm__free(t);
 }
 
+/* A public setting of the trainer: the table's range, then what depends on the others. */
+static sm_status set_setting(sm_trainer *t, const sm__setting *row, double v)
+{
+    SM_TRY(sm__setting_check(row, v, NULL));
+    const int key = row->api == SM__API_PARAM ? row->key : 0;
+    if (key == SM_TRAINER_BATCH_SIZE) return resize(t, (int64_t)v, t->micro_batch);
+    if (key == SM_TRAINER_MICRO_BATCH) return resize(t, t->batch_size, (int64_t)v);
+    if (key == SM_TRAINER_PK_CLASSES) SM_TRY(sm__settings_check_pk((int64_t)v, t->pk_images, NULL));
+    if (key == SM_TRAINER_PK_IMAGES) SM_TRY(sm__settings_check_pk(t->pk_classes, (int64_t)v, NULL));
+    SM_CHECK_ARG(key != SM_TRAINER_GRAD_SHARDS || !t->comm ||
+                     (int64_t)v % sm_comm_size(t->comm) == 0,
+                 "gradient shards %lld: the communicator's %d ranks must divide it",
+                 (long long)v, t->comm ? sm_comm_size(t->comm) : 1);
+    sm__setting_put(row, t, v);
+    if (t->sampler) /* the sampling options live in the sampler too */
+        sm__sampler_set_options(t->sampler, t->neg_same_alphabet, t->alphabet_balanced);
+    return SM_OK;
+}
+
 SM_API sm_status sm_trainer_set_param(sm_trainer *t, sm_trainer_param key, int64_t value)
 {
     SM_CHECK_ARG(t, "sm_trainer_set_param: trainer is NULL");
-    switch (key) {
-    case SM_TRAINER_BATCH_SIZE:
-        SM_CHECK_ARG(value >= 1 && value <= SM__MAX_BATCH, "batch size %lld out of range 1..%d",
-                     (long long)value, SM__MAX_BATCH);
-        return resize(t, value, t->micro_batch);
-    case SM_TRAINER_MICRO_BATCH:
-        SM_CHECK_ARG(value >= 1 && value <= SM__MAX_BATCH, "micro-batch %lld out of range 1..%d",
-                     (long long)value, SM__MAX_BATCH);
-        return resize(t, t->batch_size, value);
-    case SM_TRAINER_AUGMENT:
-        SM_CHECK_ARG(value >= 0 && value <= SM_DISTORT_ALL,
-                     "augmentation %lld is not an OR of sm_distort_part (0..%d)", (long long)value,
-                     SM_DISTORT_ALL);
-        t->augment = (unsigned)value;
-        return SM_OK;
-    case SM_TRAINER_ALPHABET_BALANCED:
-        SM_CHECK_ARG(value == 0 || value == 1, "alphabet-balanced %lld: expected 0 or 1",
-                     (long long)value);
-        t->alphabet_balanced = value == 1;
-        if (t->sampler)
-            sm__sampler_set_options(t->sampler, t->neg_same_alphabet, t->alphabet_balanced);
-        return SM_OK;
-    case SM_TRAINER_PK_CLASSES:
-        SM_CHECK_ARG(value == 0 || (value >= 2 && value <= SM__MAX_PK_IMAGES),
-                     "P x K batches: P = %lld classes, expected 0 (off) or 2..%d (a batch needs "
-                     "two classes for dissimilar pairs)", (long long)value, SM__MAX_PK_IMAGES);
-        SM_CHECK_ARG(value * t->pk_images <= SM__MAX_PK_IMAGES,
-                     "P x K batches: P x K = %lld x %lld images, more than %d",
-                     (long long)value, (long long)t->pk_images, SM__MAX_PK_IMAGES);
-        t->pk_classes = value;
-        return SM_OK;
-    case SM_TRAINER_PK_IMAGES:
-        SM_CHECK_ARG(value >= 2 && value <= SM__MAX_PK_IMAGES,
-                     "P x K batches: K = %lld images per class, expected 2..%d (a class needs "
-                     "two images for similar pairs)", (long long)value, SM__MAX_PK_IMAGES);
-        SM_CHECK_ARG(value * t->pk_classes <= SM__MAX_PK_IMAGES,
-                     "P x K batches: P x K = %lld x %lld images, more than %d",
-                     (long long)t->pk_classes, (long long)value, SM__MAX_PK_IMAGES);
-        t->pk_images = value;
-        return SM_OK;
-    case SM_TRAINER_PK_LOSS:
-        SM_CHECK_ARG(value == SM_PK_LOSS_BCE_BALANCED || value == SM_PK_LOSS_BCE ||
-                         value == SM_PK_LOSS_SOFTMAX,
-                     "P x K loss %lld is not an sm_pk_loss", (long long)value);
-        t->pk_loss = value;
-        return SM_OK;
-    case SM_TRAINER_GRAD_SHARDS:
-        SM_CHECK_ARG(value >= 1 && value <= SM__MAX_GRAD_SHARDS,
-                     "gradient shards %lld out of range 1..%d", (long long)value,
-                     SM__MAX_GRAD_SHARDS);
-        SM_CHECK_ARG(!t->comm || value % sm_comm_size(t->comm) == 0,
-                     "gradient shards %lld: the communicator's %d ranks must divide it",
-                     (long long)value, sm_comm_size(t->comm));
-        t->shards = value;
-        return SM_OK;
-    }
-    return sm__fail(SM_ERR_INVALID_ARG, "unknown trainer parameter %d", (int)key);
+    const sm__setting *row = sm__setting_find(SM__API_PARAM, (int)key);
+    SM_CHECK_ARG(row, "unknown trainer parameter %d", (int)key);
+    return set_setting(t, row, (double)value);
 }
 
 SM_API sm_status sm_trainer_set_real(sm_trainer *t, sm_trainer_real key, double value)
 {
     SM_CHECK_ARG(t, "sm_trainer_set_real: trainer is NULL");
-    switch (key) {
-    case SM_TRAINER_NEG_SAME_ALPHABET:
-        SM_CHECK_ARG(value >= 0.0 && value <= 1.0,
-                     "negatives within the alphabet: fraction %g out of range [0, 1]", value);
-        t->neg_same_alphabet = value;
-        if (t->sampler)
-            sm__sampler_set_options(t->sampler, t->neg_same_alphabet, t->alphabet_balanced);
-        return SM_OK;
-    }
-    return sm__fail(SM_ERR_INVALID_ARG, "unknown real trainer parameter %d", (int)key);
+    const sm__setting *row = sm__setting_find(SM__API_REAL, (int)key);
+    SM_CHECK_ARG(row, "unknown real trainer parameter %d", (int)key);
+    return set_setting(t, row, value);
 }
 
 SM_API sm_status sm_trainer_get_real(const sm_trainer *t, sm_trainer_real key, double *value)
 {
     SM_CHECK_ARG(t && value, "sm_trainer_get_real: NULL argument");
-    switch (key) {
-    case SM_TRAINER_NEG_SAME_ALPHABET: *value = t->neg_same_alphabet; return SM_OK;
-    }
-    return sm__fail(SM_ERR_INVALID_ARG, "unknown real trainer parameter %d", (int)key);
+    const sm__setting *row = sm__setting_find(SM__API_REAL, (int)key);
+    SM_CHECK_ARG(row, "unknown real trainer parameter %d", (int)key);
+    *value = sm__setting_get(row, t);
+    return SM_OK;
 }
 
 SM_API sm_status sm_trainer_get_param(const sm_trainer *t, sm_trainer_param key, int64_t *value)
 {
     SM_CHECK_ARG(t && value, "sm_trainer_get_param: NULL argument");
-    switch (key) {
-    case SM_TRAINER_BATCH_SIZE: *value = t->batch_size; return SM_OK;
-    case SM_TRAINER_MICRO_BATCH: *value = t->micro_batch; return SM_OK;
-    case SM_TRAINER_AUGMENT: *value = (int64_t)t->augment; return SM_OK;
-    case SM_TRAINER_ALPHABET_BALANCED: *value = t->alphabet_balanced; return SM_OK;
-    case SM_TRAINER_PK_CLASSES: *value = t->pk_classes; return SM_OK;
-    case SM_TRAINER_PK_IMAGES: *value = t->pk_images; return SM_OK;
-    case SM_TRAINER_PK_LOSS: *value = t->pk_loss; return SM_OK;
-    case SM_TRAINER_GRAD_SHARDS: *value = t->shards; return SM_OK;
-    }
-    return sm__fail(SM_ERR_INVALID_ARG, "unknown trainer parameter %d", (int)key);
+    const sm__setting *row = sm__setting_find(SM__API_PARAM, (int)key);
+    SM_CHECK_ARG(row, "unknown trainer parameter %d", (int)key);
+    *value = (int64_t)sm__setting_get(row, t);
+    return SM_OK;
 }
 
 SM_API sm_status sm_trainer_set_progress(sm_trainer *t, sm_progress_fn fn, void *user)
