@@ -19,9 +19,9 @@
 #include "common/error.h"
 #include "common/limits.h"
 #include "gallery/gallery.h"
-#include "io/file_atomic.h"
 #include "io/file_read.h"
 #include "io/safetensors.h"
+#include "io/sealed.h"
 
 #define GF_FORMAT "libsiamese-gallery"
 #define GF_VERSION 1
@@ -41,22 +41,24 @@ static uint32_t get_le32(const uint8_t *p)
 
 /* ------------------------------------------------------------------ saving */
 
-/* The data region streams through `chunk`: once for the checksum (out NULL), once to write. */
+/* The data region streams through `chunk` (io/sealed.h runs it twice). */
 typedef struct gf_stream {
+    const sm_gallery *g;
     uint8_t *chunk;
     float *rows;
-    uint32_t crc;
-    sm__afile *out;
+    sm__sealed_out *out;
 } gf_stream;
 
 static sm_status emit(gf_stream *s, const uint8_t *p, size_t n)
 {
-    s->crc = sm__crc32_update(s->crc, p, n);
-    return s->out ? sm__afile_write(s->out, p, n) : SM_OK;
+    return sm__sealed_emit(s->out, p, n);
 }
 
-static sm_status stream_data(const sm_gallery *g, gf_stream *s)
+static sm_status stream_data(void *user, sm__sealed_out *out)
 {
+    gf_stream *s = user;
+    const sm_gallery *g = s->g;
+    s->out = out;
     const size_t d = g->dim;
     for (size_t off = 0; off < g->n; off += GF_ROWS_CHUNK) {
         size_t m = g->n - off < GF_ROWS_CHUNK ? g->n - off : GF_ROWS_CHUNK;
@@ -96,49 +98,13 @@ SM_API sm_status sm_gallery_save(const sm_gallery *g, const char *path)
         {"format", GF_FORMAT, 0}, {"format_version", GF_VERSION_TEXT, 0}, {"arch", g->arch, 0},
         {"feature_dim", dim, 0},  {"model_id", id, 0},                     {"crc32", "00000000", 0},
     };
-    uint8_t *hdr = NULL;
-    size_t hdr_len = 0;
-    uint64_t data_size = 0;
-    SM_TRY(sm__st_build_header(t, 3, m, 6, &hdr, &hdr_len, &data_size));
-    gf_stream s = {sm__malloc(GF_ROWS_CHUNK * g->dim * 4),
-                   sm__malloc(GF_ROWS_CHUNK * g->dim * sizeof(float)), 0, NULL};
+    gf_stream s = {g, sm__malloc(GF_ROWS_CHUNK * g->dim * 4),
+                   sm__malloc(GF_ROWS_CHUNK * g->dim * sizeof(float)), NULL};
     sm_status st = s.chunk && s.rows ? SM_OK
                                      : sm__fail(SM_ERR_NOMEM, "out of memory saving '%s'", path);
-    if (st == SM_OK) {
-        s.crc = sm__crc32_update(0, hdr, hdr_len);
-        st = stream_data(g, &s);
-        char hex[9];
-        snprintf(hex, sizeof hex, "%08" PRIx32, s.crc);
-        memcpy(hdr + m[5].value_pos, hex, 8);
-    }
-    sm__afile af = {.fd = -1};
-    int open = 0;
-    if (st == SM_OK) st = sm__afile_open(&af, path);
-    if (st == SM_OK) {
-        open = 1;
-        uint32_t want = s.crc;
-        st = sm__afile_write(&af, hdr, hdr_len);
-        s.crc = 0; /* the second pass only writes; the device must give the same bytes */
-        s.out = &af;
-        if (st == SM_OK) {
-            static const uint8_t zero[8] = {'0', '0', '0', '0', '0', '0', '0', '0'};
-            size_t pos = m[5].value_pos;
-            s.crc = sm__crc32_update(sm__crc32_update(sm__crc32_update(0, hdr, pos), zero, 8), hdr + pos + 8,
-                               hdr_len - pos - 8);
-            st = stream_data(g, &s);
-        }
-        if (st == SM_OK && s.crc != want)
-            st = sm__fail(SM_ERR_DEVICE, "saving '%s': the feature vectors read back "
-                                         "differently on the second pass", path);
-    }
-    if (st == SM_OK) {
-        open = 0;
-        st = sm__afile_commit(&af);
-    }
-    if (open) sm__afile_abort(&af);
+    if (st == SM_OK) st = sm__sealed_write(path, t, 3, m, 6, stream_data, &s, "feature vectors");
     sm__free(s.chunk);
     sm__free(s.rows);
-    sm__free(hdr);
     return st;
 }
 
@@ -168,28 +134,7 @@ static int parse_hex(const char *s, size_t digits, uint64_t *out)
 static sm_status check_header(const sm__st_file *f, const uint8_t *buf, size_t size,
                               const char *name)
 {
-    const char *fmt = meta(f, "format"), *ver = meta(f, "format_version");
-    SM_RETURN_IF(!fmt || strcmp(fmt, GF_FORMAT) != 0, SM_ERR_FORMAT,
-                 "'%s' is a safetensors file but not a libsiamese gallery (metadata 'format' is "
-                 "not '" GF_FORMAT "')", name);
-    SM_RETURN_IF(!ver || !*ver || strspn(ver, "0123456789") != strlen(ver) || ver[0] == '0',
-                 SM_ERR_FORMAT, "gallery '%s': bad format_version '%.20s'", name,
-                 ver ? ver : "");
-    SM_RETURN_IF(strlen(ver) > 9 || strtoul(ver, NULL, 10) > GF_VERSION, SM_ERR_VERSION,
-                 "gallery '%s' has format version %.20s; this libsiamese reads version %d: "
-                 "upgrade the library", name, ver, GF_VERSION);
-    const sm__st_kv *kv = sm__st_meta(f, "crc32");
-    uint64_t want;
-    SM_RETURN_IF(!kv || kv->value_rawlen != 8 || !parse_hex(kv->value, 8, &want), SM_ERR_FORMAT,
-                 "gallery '%s': crc32 is missing or not 8 lowercase hex digits", name);
-    static const uint8_t zero[8] = {'0', '0', '0', '0', '0', '0', '0', '0'};
-    size_t pos = kv->value_pos;
-    uint32_t c = sm__crc32_update(sm__crc32_update(sm__crc32_update(0, buf, pos), zero, 8), buf + pos + 8,
-                            size - pos - 8);
-    SM_RETURN_IF(c != (uint32_t)want, SM_ERR_FORMAT,
-                 "gallery '%s': checksum mismatch (file says %08" PRIx32 ", contents give %08"
-                 PRIx32 "): the file is damaged", name, (uint32_t)want, c);
-    return SM_OK;
+    return sm__sealed_check(f, buf, size, name, GF_FORMAT, GF_VERSION, "gallery");
 }
 
 /* The file belongs to this model: the same architecture, feature size and fingerprint. */

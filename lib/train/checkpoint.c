@@ -20,9 +20,9 @@
 #include "common/error.h"
 #include "common/limits.h"
 #include "data/sampler.h"
-#include "io/file_atomic.h"
 #include "io/file_read.h"
 #include "io/safetensors.h"
+#include "io/sealed.h"
 #include "train/settings.h"
 #include "train/training.h"
 
@@ -195,28 +195,31 @@ static void bufs_for(const sm_subnet *s, const sm_head *h, const sm_adam *a, ck_
 
 /* ------------------------------------------------------------------ saving */
 
-/* Tensor bytes stream through one host chunk: first to checksum them, then to write them. */
+/* Tensor bytes stream through one host chunk (io/sealed.h runs it twice: to seal, to write). */
 typedef struct ck_stream {
+    const ck_list *l;
+    const ck_bufs *b;
     uint8_t *chunk;
     size_t fill;
-    uint32_t crc;
-    sm__afile *out; /* NULL on the checksum pass */
+    sm__sealed_out *out;
 } ck_stream;
 
 static sm_status stream_flush(ck_stream *s)
 {
-    s->crc = sm__crc32_update(s->crc, s->chunk, s->fill);
-    sm_status st = s->out ? sm__afile_write(s->out, s->chunk, s->fill) : SM_OK;
+    sm_status st = sm__sealed_emit(s->out, s->chunk, s->fill);
     s->fill = 0;
     return st;
 }
 
-static sm_status stream_tensors(const ck_list *l, const ck_bufs *b, ck_stream *s)
+static sm_status stream_tensors(void *user, sm__sealed_out *out)
 {
-    for (size_t i = 0; i < l->n; i++) {
-        const ck_tensor *t = &l->t[i];
-        sm_backend *be = b->be[t->buf];
-        const uint8_t *dev = (const uint8_t *)(b->p[t->buf] + t->off);
+    ck_stream *s = user;
+    s->out = out;
+    s->fill = 0;
+    for (size_t i = 0; i < s->l->n; i++) {
+        const ck_tensor *t = &s->l->t[i];
+        sm_backend *be = s->b->be[t->buf];
+        const uint8_t *dev = (const uint8_t *)(s->b->p[t->buf] + t->off);
         size_t bytes = t->count * sizeof(float), done = 0;
         while (done < bytes) {
             size_t take = bytes - done < CK_CHUNK - s->fill ? bytes - done : CK_CHUNK - s->fill;
@@ -288,13 +291,9 @@ static sm_status save(const sm_subnet *s, const sm_head *h, const sm_trainer *tr
     ck_list l = {0};
     ck_meta_store m = {.n = 0};
     char *arch = NULL;
-    uint8_t *hdr = NULL, *chunk = NULL;
-    size_t hdr_len = 0;
-    uint64_t data_size = 0;
+    uint8_t *chunk = NULL;
     sm__st_out_tensor *ot = NULL;
     locale_t c_loc = (locale_t)0;
-    sm__afile af = {.fd = -1};
-    int af_open = 0;
 
     sm_status st = build_list(&s->arch, h->dim, a != NULL, &l);
     if (st == SM_OK) st = sm__arch_text(&s->arch, &arch);
@@ -346,48 +345,14 @@ static sm_status save(const sm_subnet *s, const sm_head *h, const sm_trainer *tr
             st = sm__fail(SM_ERR_LIMIT, "saving '%s': more than %d metadata keys (a bug in "
                           "libsiamese: please report it)", path, CK_META_SLOTS);
     }
-    if (st == SM_OK) {
-        st = sm__st_build_header(ot, l.n, m.kv, m.n, &hdr, &hdr_len, &data_size);
-    }
     ck_bufs b;
     bufs_for(s, h, a, &b);
-    uint32_t crc = 0;
-    if (st == SM_OK) {
-        ck_stream cs = {chunk, 0, sm__crc32_update(0, hdr, hdr_len), NULL};
-        st = stream_tensors(&l, &b, &cs);
-        crc = cs.crc;
-        char hex[9];
-        snprintf(hex, sizeof hex, "%08" PRIx32, crc);
-        memcpy(hdr + m.kv[m.n - 1].value_pos, hex, 8);
-    }
-    if (st == SM_OK) st = sm__afile_open(&af, path);
-    if (st == SM_OK) {
-        af_open = 1;
-        st = sm__afile_write(&af, hdr, hdr_len);
-    }
-    if (st == SM_OK) {
-        /* The checksum of what is written must be what the header says: re-derive it. */
-        char zero[8];
-        memset(zero, '0', 8);
-        size_t pos = m.kv[m.n - 1].value_pos;
-        uint32_t c2 = sm__crc32_update(0, hdr, pos);
-        c2 = sm__crc32_update(c2, (const uint8_t *)zero, 8);
-        c2 = sm__crc32_update(c2, hdr + pos + 8, hdr_len - pos - 8);
-        ck_stream ws = {chunk, 0, c2, &af};
-        st = stream_tensors(&l, &b, &ws);
-        if (st == SM_OK && ws.crc != crc)
-            st = sm__fail(SM_ERR_DEVICE, "saving '%s': the parameters read back differently on "
-                                         "the second pass", path);
-    }
-    if (st == SM_OK) {
-        af_open = 0;
-        st = sm__afile_commit(&af);
-    }
-    if (af_open) sm__afile_abort(&af);
+    ck_stream cs = {&l, &b, chunk, 0, NULL};
+    if (st == SM_OK)
+        st = sm__sealed_write(path, ot, l.n, m.kv, m.n, stream_tensors, &cs, "parameters");
     if (c_loc) freelocale(c_loc);
     sm__free_aligned(chunk);
     sm__free(ot);
-    sm__free(hdr);
     sm__free(arch);
     sm__free(l.t);
     return st;
@@ -573,28 +538,6 @@ static sm_status read_state(ck_file *f, const char *path)
     return st;
 }
 
-static sm_status check_crc(const ck_file *f, const char *path)
-{
-    const sm__st_kv *kv = sm__st_meta(&f->st, "crc32");
-    SM_RETURN_IF(!kv, SM_ERR_FORMAT, "checkpoint '%s' lacks the metadata key 'crc32'", path);
-    uint64_t want;
-    /* raw length 8 and decoded length 8: no escapes, so the raw bytes are the digits */
-    SM_RETURN_IF(kv->value_rawlen != 8 || strlen(kv->value) != 8 ||
-                     !parse_hex_word(kv->value, 8, &want),
-                 SM_ERR_FORMAT, "checkpoint '%s': crc32 '%.20s' is not 8 lowercase hex digits",
-                 path, kv->value);
-    static const uint8_t zero[8] = {'0', '0', '0', '0', '0', '0', '0', '0'};
-    size_t pos = kv->value_pos;
-    uint32_t c = sm__crc32_update(0, f->buf, pos);
-    c = sm__crc32_update(c, zero, 8);
-    c = sm__crc32_update(c, f->buf + pos + 8, f->size - pos - 8);
-    SM_RETURN_IF(c != (uint32_t)want, SM_ERR_FORMAT,
-                 "checkpoint '%s': checksum mismatch (file says %08" PRIx32 ", contents give "
-                 "%08" PRIx32 "): the file is damaged",
-                 path, (uint32_t)want, c);
-    return SM_OK;
-}
-
 static void file_free(ck_file *f)
 {
     sm__st_file_free(&f->st);
@@ -626,21 +569,8 @@ static sm_status file_read(const char *path, ck_file *f)
         memset(f, 0, sizeof *f);
         return sm__fail(st, "checkpoint '%s': %s", path, detail);
     }
-    const char *fmt = meta_value(f, "format"), *ver = meta_value(f, "format_version"), *kind;
-    uint64_t v = 0;
-    if (!fmt || strcmp(fmt, CK_FORMAT) != 0)
-        st = sm__fail(SM_ERR_FORMAT, "'%s' is a safetensors file but not a libsiamese "
-                                     "checkpoint (metadata 'format' is not '" CK_FORMAT "')",
-                      path);
-    else if (!ver || !*ver || strspn(ver, "0123456789") != strlen(ver) ||
-             (ver[0] == '0' && ver[1]) || strcmp(ver, "0") == 0)
-        st = sm__fail(SM_ERR_FORMAT, "checkpoint '%s': bad format_version '%.20s'", path,
-                      ver ? ver : "");
-    else if (!parse_dec_u64(ver, &v) || v > CK_VERSION) /* overflow: newer all the same */
-        st = sm__fail(SM_ERR_VERSION, "checkpoint '%s' has format version %.20s; this "
-                                      "libsiamese reads version %d: upgrade the library",
-                      path, ver, CK_VERSION);
-    if (st == SM_OK) st = check_crc(f, path);
+    const char *kind;
+    st = sm__sealed_check(&f->st, f->buf, f->size, path, CK_FORMAT, CK_VERSION, "checkpoint");
     if (st == SM_OK) st = need_meta(f, path, "kind", &kind);
     if (st == SM_OK) {
         f->is_trainer = strcmp(kind, "trainer") == 0;

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /* Private: the trainer's and Adam's settings, described once. Each row says where the value
- * lives, its public key, its range, its checkpoint key, the format version that added it and
+ * lives, its public key, its range, its checkpoint key, the library version that added it and
  * the value a file from before then implies; sm_adam_set/get, sm_trainer_set/get_param and
  * _real, checkpoint save and load, and the ranks' comparison at attach all read this table.
  * A new setting is one row (and its field). */
@@ -33,7 +33,8 @@ typedef struct sm__setting {
     double lo, hi;        /* the range; integer types take whole numbers only */
     bool lo_open, hi_open;
     bool zero_ok;         /* 0 (off) allowed below lo */
-    int since;            /* the checkpoint format version that added the key (1: always) */
+    int since;            /* the library version 0.x that added the key (1: there from the
+                           * start, so a file must have it) */
     double absent;        /* the value a file without the key implies */
     const char *group;    /* keys a file holds all together or not at all (NULL: alone) */
     bool compared;        /* data-parallel ranks must agree on it (sm_trainer_attach_comm) */
