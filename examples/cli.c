@@ -29,8 +29,8 @@ int cli_fail(sm_status st, const char *fmt, ...)
     vfprintf(stderr, fmt, ap);
     va_end(ap);
     const char *detail = sm_last_error();
-    fprintf(stderr, ": %s (%s)%s%s\n", sm_status_name(st), sm_status_str(st),
-            detail[0] ? ": " : "", detail);
+    fprintf(stderr, ": %s (%s)%s%s\n", sm_status_name(st), sm_status_str(st), detail[0] ? ": " : "",
+            detail);
     return 1;
 }
 
@@ -82,8 +82,7 @@ int cli_parse_double(const char *name, const char *text, double lo, int lo_open,
     char *end;
     errno = 0;
     double v = strtod(text, &end);
-    if (errno || end == text || *end || !isfinite(v) || v < lo || (lo_open && v == lo) ||
-        v > hi) {
+    if (errno || end == text || *end || !isfinite(v) || v < lo || (lo_open && v == lo) || v > hi) {
         cli_error(0, "--%s wants a number in %c%g, %g], got '%s'", name, lo_open ? '(' : '[', lo,
                   hi, text);
         return 0;

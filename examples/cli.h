@@ -48,20 +48,23 @@ int cli_file_exists(const char *path);
 int cli_open_backend(const char *name, int threads, sm_backend **out);
 
 /* --conv-algo and --precision, for the programs that open a backend. */
-#define CLI_BACKEND_OPTIONS_HELP \
-    "  --conv-algo ALGO     how convolutions are computed: auto (default: per layer by a\n" \
-    "                       fixed rule, so every run gives the same bits), direct, fft, or\n" \
-    "                       measured (the fastest per layer, timed once per run: the last\n" \
-    "                       bits may differ between runs) (cpu-dnnl and cuda honour it)\n" \
-    "  --precision P        fp32 (default) or bf16: convolutions and the twin's matrix\n" \
-    "                       products in bfloat16 with fp32 sums, weights fp32 (refused\n" \
+#define CLI_BACKEND_OPTIONS_HELP                                                                   \
+    "  --conv-algo ALGO     how convolutions are computed: auto (default: per layer by a\n"        \
+    "                       fixed rule, so every run gives the same bits), direct, fft, or\n"      \
+    "                       measured (the fastest per layer, timed once per run: the last\n"       \
+    "                       bits may differ between runs) (cpu-dnnl and cuda honour it)\n"         \
+    "  --precision P        fp32 (default) or bf16: convolutions and the twin's matrix\n"          \
+    "                       products in bfloat16 with fp32 sums, weights fp32 (refused\n"          \
     "                       where the backend or the CPU has no bf16 path)\n"
 /* The backend options as given: -1 for one not given (the backend's default is kept). */
 typedef struct cli_backend_opts {
     int conv_algo; /* an sm_conv_algo */
     int precision; /* an sm_precision */
 } cli_backend_opts;
-#define CLI_BACKEND_OPTS_INIT {-1, -1}
+#define CLI_BACKEND_OPTS_INIT                                                                      \
+    {                                                                                              \
+        -1, -1                                                                                     \
+    }
 /* Parses --conv-algo or --precision (`opt` without "--"): 1 taken, 0 not one of them, -1 bad
  * value (message printed). */
 int cli_backend_option(cli_backend_opts *b, const char *opt, const char *value);

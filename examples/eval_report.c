@@ -51,27 +51,27 @@ int eval_plan_option(eval_plan *p, const char *opt, const char *value)
 static void print_result(const char *label, const char *title, const sm_eval_result *r,
                          const char *what)
 {
-    printf("%s %s: %.2f %% (%.1f of %llu %s; chance %.1f %%)\n", label, title,
-           100.0 * r->accuracy, r->correct,
-           (unsigned long long)r->trials, what, 100.0 * r->chance);
+    printf("%s %s: %.2f %% (%.1f of %llu %s; chance %.1f %%)\n", label, title, 100.0 * r->accuracy,
+           r->correct, (unsigned long long)r->trials, what, 100.0 * r->chance);
     if (r->tied)
         printf("    %llu trials had tied top scores (each counted as 1/number tied)\n",
                (unsigned long long)r->tied);
     if (r->score_std < 1e-3)
         printf("    warning: every score is %.4f: the model gives the same answer to every "
-               "pair, so this is chance\n", r->score_mean);
+               "pair, so this is chance\n",
+               r->score_mean);
 }
 
 /* The ROC of the verification pairs (the same pairs as (i)): the equal error rate and the
  * threshold for a 1 % false-accept rate, printed under (i). */
-static int report_roc(const sm_subnet *subnet, const sm_head *head, const sm_dataset *ds,
-                      size_t n, uint64_t seed, sm_roc **roc_out)
+static int report_roc(const sm_subnet *subnet, const sm_head *head, const sm_dataset *ds, size_t n,
+                      uint64_t seed, sm_roc **roc_out)
 {
     float *scores = malloc(n * sizeof *scores), *labels = malloc(n * sizeof *labels);
     sm_roc *roc = NULL;
-    sm_status st = scores && labels ? sm_verification_scores(subnet, head, ds, n, seed, scores,
-                                                             labels)
-                                    : SM_ERR_NOMEM;
+    sm_status st = scores && labels
+                       ? sm_verification_scores(subnet, head, ds, n, seed, scores, labels)
+                       : SM_ERR_NOMEM;
     if (st == SM_OK) st = sm_roc_create(n, scores, labels, &roc);
     free(scores);
     free(labels);
@@ -147,8 +147,7 @@ int eval_report(const sm_subnet *subnet, const sm_head *head, const sm_dataset *
                                       p->within_alphabet, p->seed + 0xe915ULL, &r)))
             return cli_fail(st, "%d-way %d-shot episodes on %s", p->way, p->shot, split);
         char what[320], title[96];
-        snprintf(what, sizeof what, "queries in %lld episodes of %s, seeded", p->episodes,
-                 split);
+        snprintf(what, sizeof what, "queries in %lld episodes of %s, seeded", p->episodes, split);
         snprintf(title, sizeof title, "%d-way %d-shot episodes %s alphabets", p->way, p->shot,
                  p->within_alphabet ? "within" : "between");
         print_result("(iii)", title, &r, what);

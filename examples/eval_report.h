@@ -13,15 +13,15 @@
 #include <siamese/siamese.h>
 
 typedef struct eval_plan {
-    const char *split;     /* what the evaluation set is, for the report ("images_evaluation.zip") */
-    int verify_batches;    /* (i): batches x pairs; 0 = skip */
+    const char *split;  /* what the evaluation set is, for the report ("images_evaluation.zip") */
+    int verify_batches; /* (i): batches x pairs; 0 = skip */
     int verify_pairs;
-    const char *runs;      /* (ii): folder or zip of official runs; NULL = skip */
-    long long episodes;    /* (iii): episodes; 0 = skip */
+    const char *runs;   /* (ii): folder or zip of official runs; NULL = skip */
+    long long episodes; /* (iii): episodes; 0 = skip */
     int way, shot;
     int within_alphabet;
     uint64_t seed;
-    int resize_images;     /* (ii): resize the runs' images to the model's input at open */
+    int resize_images; /* (ii): resize the runs' images to the model's input at open */
     /* (i) is also judged at this threshold when threshold_from is set: what it came from,
      * for the report ("--threshold", "the validation alphabets' equal error rate") */
     double threshold;
@@ -29,16 +29,16 @@ typedef struct eval_plan {
 } eval_plan;
 
 /* The options that fill an eval_plan, for --help texts. */
-#define EVAL_OPTIONS_HELP \
-    "  --eval-batches N     verification: batches of random pairs (default 5; 0 = none)\n" \
-    "  --eval-pairs N       verification: pairs per batch (default 150)\n" \
-    "  --oneshot-runs PATH  20-way one-shot on the official runs (folder or .zip of runNN/)\n" \
-    "  --episodes N         N-way k-shot episodes from the evaluation set (default 0 = none)\n" \
-    "  --way N              classes per episode (default 20)\n" \
-    "  --shot K             support images per class (default 1)\n" \
-    "  --within-alphabet    episodes draw their classes from one alphabet (the default)\n" \
-    "  --between-alphabets  episodes draw their classes from all alphabets\n" \
-    "  --threshold T        verification: also judge the pairs at score >= T, 0..1 (0.5\n" \
+#define EVAL_OPTIONS_HELP                                                                          \
+    "  --eval-batches N     verification: batches of random pairs (default 5; 0 = none)\n"         \
+    "  --eval-pairs N       verification: pairs per batch (default 150)\n"                         \
+    "  --oneshot-runs PATH  20-way one-shot on the official runs (folder or .zip of runNN/)\n"     \
+    "  --episodes N         N-way k-shot episodes from the evaluation set (default 0 = none)\n"    \
+    "  --way N              classes per episode (default 20)\n"                                    \
+    "  --shot K             support images per class (default 1)\n"                                \
+    "  --within-alphabet    episodes draw their classes from one alphabet (the default)\n"         \
+    "  --between-alphabets  episodes draw their classes from all alphabets\n"                      \
+    "  --threshold T        verification: also judge the pairs at score >= T, 0..1 (0.5\n"         \
     "                       is always reported)\n"
 
 /* Defaults of the plan (docs/reference.md's 5 x 150 pairs; 20-way 1-shot within alphabets). */

@@ -22,7 +22,8 @@ static char last_error[512];
 #if defined(__GNUC__)
 __attribute__((format(printf, 1, 2)))
 #endif
-static int set_error(const char *fmt, ...)
+static int
+set_error(const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
@@ -162,8 +163,8 @@ static void draw_image(cairo_t *cr, const float *px, int h, int w, double x, dou
     cairo_stroke(cr);
 }
 
-int fig_image_grid(const char *path, const char *title, const float *images, int h, int w,
-                   size_t n, const char *const *captions)
+int fig_image_grid(const char *path, const char *title, const float *images, int h, int w, size_t n,
+                   const char *const *captions)
 {
     if (!path || !images || h < 1 || w < 1 || n > FIG_GRID_MAX)
         return set_error("fig_image_grid: bad arguments");
@@ -173,8 +174,7 @@ int fig_image_grid(const char *path, const char *title, const float *images, int
     title_bar(cr, FIG_GRID_W, title);
     for (size_t i = 0; i < n; i++) {
         double x = (double)(i % COLS) * CELL_W, y = TOP + (double)(i / COLS) * CELL_H;
-        draw_image(cr, images + i * (size_t)h * (size_t)w, h, w, x + (CELL_W - BOX) / 2.0, y,
-                   BOX);
+        draw_image(cr, images + i * (size_t)h * (size_t)w, h, w, x + (CELL_W - BOX) / 2.0, y, BOX);
         if (!captions || !captions[i]) continue;
         char first[128];
         const char *slash = strchr(captions[i], '/');
@@ -263,7 +263,8 @@ static int cmp_double(const void *a, const void *b)
 static double elapsed_at(const fig_loss_data *d, double it)
 {
     size_t lo = 0, hi = d->n - 1;
-    if (it <= d->iteration[0]) return d->elapsed_s[0] * (d->iteration[0] > 0 ? it / d->iteration[0] : 0);
+    if (it <= d->iteration[0])
+        return d->elapsed_s[0] * (d->iteration[0] > 0 ? it / d->iteration[0] : 0);
     if (it >= d->iteration[hi]) return d->elapsed_s[hi];
     while (hi - lo > 1) {
         size_t mid = (lo + hi) / 2;
@@ -456,8 +457,7 @@ int fig_loss(const char *path, const char *title, const char *subtitle, const fi
 
 int fig_roc(const char *path, const char *title, const char *subtitle, const fig_roc_data *d)
 {
-    if (!path || !d || !d->far || !d->frr || d->n == 0)
-        return set_error("fig_roc: bad arguments");
+    if (!path || !d || !d->far || !d->frr || d->n == 0) return set_error("fig_roc: bad arguments");
     const double L = 110, R = FIG_ROC_W - 50, T = 110, B = FIG_ROC_H - 120;
     cairo_surface_t *s;
     cairo_t *cr = begin(FIG_ROC_W, FIG_ROC_H, &s);

@@ -14,16 +14,16 @@
 
 #include <stddef.h>
 
-#define FIG_GRID_W 1200 /* training images with their labels: 8 x 5 cells */
-#define FIG_GRID_H 900
+#define FIG_GRID_W  1200 /* training images with their labels: 8 x 5 cells */
+#define FIG_GRID_H  900
 #define FIG_PAIRS_W 1200 /* ten pairs, two columns of five */
 #define FIG_PAIRS_H 940
-#define FIG_LOSS_W 1200 /* loss per iteration, elapsed time on the top axis */
-#define FIG_LOSS_H 700
-#define FIG_ROC_W 900 /* false-reject against false-accept rate, the equal error rate marked */
-#define FIG_ROC_H 900
+#define FIG_LOSS_W  1200 /* loss per iteration, elapsed time on the top axis */
+#define FIG_LOSS_H  700
+#define FIG_ROC_W   900 /* false-reject against false-accept rate, the equal error rate marked */
+#define FIG_ROC_H   900
 
-#define FIG_GRID_MAX 40  /* images in the grid */
+#define FIG_GRID_MAX  40 /* images in the grid */
 #define FIG_PAIRS_MAX 10 /* pairs in a pair figure */
 
 typedef enum fig_colour {
@@ -65,8 +65,8 @@ const char *fig_last_error(void);
 
 /* Up to FIG_GRID_MAX images (h*w floats each, contiguous) with one caption each; a '/' in a
  * caption ("Alphabet/character") breaks it into two lines. */
-int fig_image_grid(const char *path, const char *title, const float *images, int h, int w,
-                   size_t n, const char *const *captions);
+int fig_image_grid(const char *path, const char *title, const float *images, int h, int w, size_t n,
+                   const char *const *captions);
 /* Up to FIG_PAIRS_MAX pairs of h x w images. */
 int fig_pairs(const char *path, const char *title, int h, int w, const fig_pair *pairs, size_t n);
 /* The loss per iteration (raw and smoothed), ln 2 marked, elapsed time on the top axis. */

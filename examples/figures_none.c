@@ -10,8 +10,8 @@ const char *fig_last_error(void)
     return "built without cairo (install libcairo2-dev and reconfigure to get figures)";
 }
 
-int fig_image_grid(const char *path, const char *title, const float *images, int h, int w,
-                   size_t n, const char *const *captions)
+int fig_image_grid(const char *path, const char *title, const float *images, int h, int w, size_t n,
+                   const char *const *captions)
 {
     (void)path, (void)title, (void)images, (void)h, (void)w, (void)n, (void)captions;
     return -1;

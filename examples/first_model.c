@@ -8,13 +8,13 @@
 #include <siamese/siamese.h>
 
 /* A failed call: say which, its status and the library's detail for this thread, then clean up. */
-#define CHECK(call)                                                                          \
-    do {                                                                                     \
-        sm_status st_ = (call);                                                              \
-        if (st_ != SM_OK) {                                                                  \
-            fprintf(stderr, "%s: %s: %s\n", #call, sm_status_name(st_), sm_last_error());    \
-            goto done;                                                                       \
-        }                                                                                    \
+#define CHECK(call)                                                                                \
+    do {                                                                                           \
+        sm_status st_ = (call);                                                                    \
+        if (st_ != SM_OK) {                                                                        \
+            fprintf(stderr, "%s: %s: %s\n", #call, sm_status_name(st_), sm_last_error());          \
+            goto done;                                                                             \
+        }                                                                                          \
     } while (0)
 
 int main(int argc, char **argv)
@@ -32,8 +32,8 @@ int main(int argc, char **argv)
 
     CHECK(sm_backend_create(SM_BACKEND_AUTO, &be)); /* cuda, else cpu-dnnl, else cpu-blas */
     /* 32x32 greyscale in; two conv + ReLU + max-pool stages, then 32 features per image. */
-    CHECK(sm_arch_from_string("1x32x32:conv8k5,relu,pool2,conv16k3,relu,pool2,flatten,fc32",
-                              &arch));
+    CHECK(
+        sm_arch_from_string("1x32x32:conv8k5,relu,pool2,conv16k3,relu,pool2,flatten,fc32", &arch));
     CHECK(sm_dataset_create_synthetic(20, 6, 32, 32, /*seed*/ 7, &ds)); /* 20 classes x 6 */
     CHECK(sm_subnet_create(be, arch, /*seed*/ 1, &net));
     CHECK(sm_head_create(be, sm_subnet_feature_dim(net), /*seed*/ 2, &head));
@@ -52,8 +52,7 @@ int main(int argc, char **argv)
         CHECK(sm_dataset_get_image(ds, i == 2 ? 6 : i, img[i]));
     CHECK(sm_predict_pair(loaded_net, loaded_head, img[0], img[1], &same));
     CHECK(sm_predict_pair(loaded_net, loaded_head, img[0], img[2], &different));
-    printf("same class: %.3f, different classes: %.3f (>= 0.5 reads \"same\")\n", same,
-           different);
+    printf("same class: %.3f, different classes: %.3f (>= 0.5 reads \"same\")\n", same, different);
     rc = 0;
 done: /* destroy in reverse order of creation; every destroy accepts NULL */
     sm_trainer_destroy(tr);

@@ -110,8 +110,7 @@ double loss_log_last_elapsed(const loss_log *log)
     return log->n ? log->elapsed[log->n - 1] : 0.0;
 }
 
-int loss_log_add(loss_log *log, int64_t iteration, double loss, double elapsed,
-                 double val_accuracy)
+int loss_log_add(loss_log *log, int64_t iteration, double loss, double elapsed, double val_accuracy)
 {
     if (remember(log, (double)iteration, loss, elapsed, val_accuracy)) return -1;
     fprintf(log->csv, "%lld,%.6f,%.3f,", (long long)iteration, loss, elapsed);
@@ -128,7 +127,7 @@ int loss_log_add(loss_log *log, int64_t iteration, double loss, double elapsed,
 
 fig_loss_data loss_log_data(const loss_log *log)
 {
-    fig_loss_data d = {log->iteration, log->loss, log->elapsed, log->n,
+    fig_loss_data d = {log->iteration,     log->loss,         log->elapsed, log->n,
                        log->val_iteration, log->val_accuracy, log->n_val};
     return d;
 }

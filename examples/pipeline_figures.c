@@ -49,8 +49,8 @@ int pf_training_images(const char *path, const sm_dataset *ds, uint64_t seed)
 }
 
 /* Draws n pairs from a sampler over `ds` (n*px floats each side). */
-static int sample_pairs(const sm_dataset *ds, uint64_t seed, size_t n, float **left,
-                        float **right, float *labels, size_t *li, size_t *ri, const char *path)
+static int sample_pairs(const sm_dataset *ds, uint64_t seed, size_t n, float **left, float **right,
+                        float *labels, size_t *li, size_t *ri, const char *path)
 {
     int h = 0, w = 0;
     sm_dataset_image_size(ds, &h, &w);
@@ -83,10 +83,11 @@ int pf_training_pairs(const char *path, const sm_dataset *ds, uint64_t seed)
         int same = labels[i] == 1.0f;
         snprintf(lines[i][0], sizeof lines[i][0], "left: %s", a);
         snprintf(lines[i][1], sizeof lines[i][1], "right: %s", b);
-        pairs[i] = (fig_pair){left + i * px, right + i * px,
-                              {same ? "similar (label 1)" : "dissimilar (label 0)", lines[i][0],
-                               lines[i][1]},
-                              same ? FIG_BLUE : FIG_ORANGE};
+        pairs[i] = (fig_pair){
+            left + i * px,
+            right + i * px,
+            {same ? "similar (label 1)" : "dissimilar (label 0)", lines[i][0], lines[i][1]},
+            same ? FIG_BLUE : FIG_ORANGE};
     }
     rc = fig_pairs(path, "10 random training pairs, as the sampler draws them", h, w, pairs, N);
     if (rc) figure_failed(path);
@@ -115,17 +116,18 @@ int pf_test_pairs(const char *path, const sm_subnet *subnet, const sm_head *head
     for (size_t i = 0; i < N; i++) {
         int target = labels[i] == 1.0f, pred = scores[i] >= 0.5f;
         correct += target == pred;
-        snprintf(lines[i][0], sizeof lines[i][0], "%s, score %.3f", pred == target ? "right" : "wrong",
-                 (double)scores[i]);
+        snprintf(lines[i][0], sizeof lines[i][0], "%s, score %.3f",
+                 pred == target ? "right" : "wrong", (double)scores[i]);
         snprintf(lines[i][1], sizeof lines[i][1], "target: %s", target ? "same" : "different");
         snprintf(lines[i][2], sizeof lines[i][2], "prediction: %s", pred ? "same" : "different");
-        pairs[i] = (fig_pair){left + i * px, right + i * px,
+        pairs[i] = (fig_pair){left + i * px,
+                              right + i * px,
                               {lines[i][0], lines[i][1], lines[i][2]},
                               pred == target ? FIG_GREEN : FIG_RED};
     }
     char title[160];
-    snprintf(title, sizeof title,
-             "10 random test pairs: %zu right (same when score >= 0.5)", correct);
+    snprintf(title, sizeof title, "10 random test pairs: %zu right (same when score >= 0.5)",
+             correct);
     rc = fig_pairs(path, title, h, w, pairs, N);
     if (rc) figure_failed(path);
 done:

@@ -19,13 +19,45 @@ typedef struct preset {
  * checkpoint chosen on 5 held-out background alphabets (which also give the verification
  * threshold). */
 static const char *const oneshot_cpu[] = {
-    "--arch", "1x28x28:conv64k3,relu,pool2,conv128k3,relu,pool2,conv256k3,relu,flatten,fc512",
-    "--init", "he", "--resize-images", "--pk", "16,4", "--lr", "1e-3",
-    "--warmup", "100", "--schedule", "cosine", "--min-lr-factor", "0.02",
-    "--iterations", "1000000", "--time-limit", "15m",
-    "--val-alphabets", "5", "--val-episodes", "100", "--validate-every", "1000",
-    "--save-every", "0", "--eval-batches", "5", "--eval-pairs", "150",
-    "--episodes", "2000", "--way", "20", "--shot", "1", "--within-alphabet", NULL};
+    "--arch",
+    "1x28x28:conv64k3,relu,pool2,conv128k3,relu,pool2,conv256k3,relu,flatten,fc512",
+    "--init",
+    "he",
+    "--resize-images",
+    "--pk",
+    "16,4",
+    "--lr",
+    "1e-3",
+    "--warmup",
+    "100",
+    "--schedule",
+    "cosine",
+    "--min-lr-factor",
+    "0.02",
+    "--iterations",
+    "1000000",
+    "--time-limit",
+    "15m",
+    "--val-alphabets",
+    "5",
+    "--val-episodes",
+    "100",
+    "--validate-every",
+    "1000",
+    "--save-every",
+    "0",
+    "--eval-batches",
+    "5",
+    "--eval-pairs",
+    "150",
+    "--episodes",
+    "2000",
+    "--way",
+    "20",
+    "--shot",
+    "1",
+    "--within-alphabet",
+    NULL};
 
 static const preset presets[] = {
     {"oneshot-cpu", "20-way one-shot on a 2-core CPU in 15 minutes", oneshot_cpu},
@@ -81,8 +113,7 @@ int preset_expand(int argc, char **argv, int *out_argc, char ***out_argv, const 
             w = 1;
         } else continue;
         if (p) return cli_error(2, "--preset is given twice");
-        if (!(p = find(v)))
-            return cli_error(2, "unknown preset '%s' (see --help for the list)", v);
+        if (!(p = find(v))) return cli_error(2, "unknown preset '%s' (see --help for the list)", v);
         at = i;
         width = w;
         i += w - 1;

@@ -8,8 +8,8 @@
 
 #include "cli.h"
 
-#define VAL_WAY 20
-#define VAL_SHOT 1
+#define VAL_WAY   20
+#define VAL_SHOT  1
 #define MAX_NAMES 256
 
 selection selection_default(void)
@@ -36,8 +36,10 @@ int selection_option(selection *s, const char *opt, const char *value)
     if (!strcmp(opt, "val-alphabets")) {
         long long n = count_or_names(value);
         if (n < 0 || strstr(value, ",,") || value[0] == ',' || value[strlen(value) - 1] == ',') {
-            cli_error(0, "--val-alphabets wants a count (1 or more) or a list of alphabet names "
-                      "A,B,..., got '%s'", value);
+            cli_error(0,
+                      "--val-alphabets wants a count (1 or more) or a list of alphabet names "
+                      "A,B,..., got '%s'",
+                      value);
             return -1;
         }
         s->val_alphabets = value;
@@ -93,9 +95,8 @@ static void print_val_set(const selection *s, const char *how)
            sm_dataset_num_images(s->val));
 }
 
-int selection_open_train(selection *s, const char *path, int h, int w,
-                         const char *const *alphabets, size_t n_alphabets, uint64_t seed,
-                         sm_dataset **train)
+int selection_open_train(selection *s, const char *path, int h, int w, const char *const *alphabets,
+                         size_t n_alphabets, uint64_t seed, sm_dataset **train)
 {
     sm_status st;
     long long n = s->val_alphabets ? count_or_names(s->val_alphabets) : -1;
@@ -105,8 +106,10 @@ int selection_open_train(selection *s, const char *path, int h, int w,
         if (!s->val_alphabets) return 0;
         sm_dataset *all = *train, *tr = NULL;
         if ((st = sm_dataset_split_alphabets(all, (size_t)n, seed, &tr, &s->val)))
-            return cli_fail(st, "--val-alphabets %lld: cannot hold out %lld of the %zu training "
-                            "alphabets", n, n, sm_dataset_num_alphabets(all));
+            return cli_fail(st,
+                            "--val-alphabets %lld: cannot hold out %lld of the %zu training "
+                            "alphabets",
+                            n, n, sm_dataset_num_alphabets(all));
         sm_dataset_destroy(all);
         *train = tr;
         char how[128];
@@ -117,8 +120,9 @@ int selection_open_train(selection *s, const char *path, int h, int w,
     }
     /* named alphabets: the training set is opened without them, the validation set with only
      * them */
-    if (!path) return cli_error(2, "--val-alphabets with names needs --data (generated sets "
-                                "take a count: --val-alphabets N)");
+    if (!path)
+        return cli_error(2, "--val-alphabets with names needs --data (generated sets "
+                            "take a count: --val-alphabets N)");
     char *buf = strdup(s->val_alphabets);
     const char *names[MAX_NAMES];
     if (!buf) return cli_error(1, "out of memory");
@@ -149,7 +153,8 @@ int selection_defer_eval(selection *s, const char *path, int h, int w)
     if (!s->val_alphabets) return 0;
     s->eval_path = path, s->eval_h = h, s->eval_w = w;
     printf("evaluation set: %s (not read until the final evaluation: --val-alphabets selects "
-           "on background alphabets only)\n", path);
+           "on background alphabets only)\n",
+           path);
     return 1;
 }
 
@@ -160,8 +165,8 @@ static sm_status measure(const selection *s, const sm_subnet *subnet, const sm_h
     return sm_oneshot_episodes(subnet, head, s->val, VAL_WAY, VAL_SHOT, episodes, 1, s->seed, r);
 }
 
-int selection_start(selection *s, const sm_subnet *subnet, const sm_head *head,
-                    long long every, const char *out_dir, uint64_t seed, loss_log *log)
+int selection_start(selection *s, const sm_subnet *subnet, const sm_head *head, long long every,
+                    const char *out_dir, uint64_t seed, loss_log *log)
 {
     if (!s->val_alphabets) return 0;
     s->every = every;
@@ -179,14 +184,16 @@ int selection_start(selection *s, const sm_subnet *subnet, const sm_head *head,
     sm_eval_result r = SM_EVAL_RESULT_INIT;
     sm_status st = measure(s, subnet, head, 1, &r);
     if (st)
-        return cli_fail(st, "the validation alphabets cannot give %d-way 1-shot within-alphabet "
+        return cli_fail(st,
+                        "the validation alphabets cannot give %d-way 1-shot within-alphabet "
                         "episodes (each needs an alphabet with %d classes of 2 or more images; "
-                        "hold out other or more alphabets)", VAL_WAY, VAL_WAY);
+                        "hold out other or more alphabets)",
+                        VAL_WAY, VAL_WAY);
     log->oneshot_column = 1;
     printf("selection: every %lld steps, %d-way %d-shot within-alphabet one-shot on the "
            "validation alphabets (%lld episodes, seed %llu, the same each time); best kept as "
-           "%s", every, VAL_WAY, VAL_SHOT, s->val_episodes, (unsigned long long)seed,
-           s->best_path);
+           "%s",
+           every, VAL_WAY, VAL_SHOT, s->val_episodes, (unsigned long long)seed, s->best_path);
     if (s->patience > 0) printf("; stops after %lld checks without improvement", s->patience);
     printf("\n");
     return 0;
@@ -209,15 +216,18 @@ int selection_after_step(selection *s, sm_trainer *trainer, const sm_subnet *sub
         snprintf(verdict, sizeof verdict, "best so far, saved %s", s->best_path);
     } else {
         s->since_best++;
-        snprintf(verdict, sizeof verdict, "best %.2f %% at step %lld; %lld check%s without "
-                 "improvement%s", 100.0 * s->best, s->best_step, s->since_best,
-                 s->since_best == 1 ? "" : "s", s->patience > 0 ? " (patience " : "");
+        snprintf(verdict, sizeof verdict,
+                 "best %.2f %% at step %lld; %lld check%s without "
+                 "improvement%s",
+                 100.0 * s->best, s->best_step, s->since_best, s->since_best == 1 ? "" : "s",
+                 s->patience > 0 ? " (patience " : "");
         if (s->patience > 0) {
             size_t len = strlen(verdict);
             snprintf(verdict + len, sizeof verdict - len, "%lld)", s->patience);
         }
     }
-    fprintf(stderr, "%svalidation one-shot at step %lld: %.2f %% (%d-way %d-shot within "
+    fprintf(stderr,
+            "%svalidation one-shot at step %lld: %.2f %% (%d-way %d-shot within "
             "alphabets, %llu episodes of the validation alphabets; chance %.1f %%): %s\n",
             cli_progress_open ? "\n" : "", it, 100.0 * r.accuracy, VAL_WAY, VAL_SHOT,
             (unsigned long long)r.episodes, 100.0 * r.chance, verdict);
@@ -225,8 +235,8 @@ int selection_after_step(selection *s, sm_trainer *trainer, const sm_subnet *sub
     if (s->patience > 0 && s->since_best >= s->patience) {
         s->stop = 1;
         printf("early stop at step %lld: %lld checks without improvement (--patience %lld); "
-               "best %.2f %% at step %lld\n", it, s->since_best, s->patience, 100.0 * s->best,
-               s->best_step);
+               "best %.2f %% at step %lld\n",
+               it, s->since_best, s->patience, 100.0 * s->best, s->best_step);
     }
     return 0;
 }
@@ -239,8 +249,8 @@ int selection_finish(selection *s, sm_trainer *trainer, sm_dataset **eval)
         if ((st = sm_trainer_load(trainer, s->best_path)))
             return cli_fail(st, "cannot load the best checkpoint '%s'", s->best_path);
         printf("best checkpoint: %s, step %lld, validation one-shot %.2f %%: the final "
-               "evaluation uses it (not the last step's weights)\n", s->best_path, s->best_step,
-               100.0 * s->best);
+               "evaluation uses it (not the last step's weights)\n",
+               s->best_path, s->best_step, 100.0 * s->best);
     } else {
         printf("no validation check ran: the final evaluation uses the last step's weights\n");
     }
@@ -249,8 +259,9 @@ int selection_finish(selection *s, sm_trainer *trainer, sm_dataset **eval)
         if ((st = selection_open(s, s->eval_path, s->eval_h, s->eval_w, NULL, 0, eval)))
             return cli_fail(st, "cannot open the evaluation set '%s'", s->eval_path);
         printf("evaluation set: %s: %zu alphabets, %zu classes, %zu images (%.1fs), read now "
-               "for the first time\n", s->eval_path, sm_dataset_num_alphabets(*eval),
-               sm_dataset_num_classes(*eval), sm_dataset_num_images(*eval), cli_now() - t0);
+               "for the first time\n",
+               s->eval_path, sm_dataset_num_alphabets(*eval), sm_dataset_num_classes(*eval),
+               sm_dataset_num_images(*eval), cli_now() - t0);
     }
     return 0;
 }

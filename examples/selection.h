@@ -28,30 +28,30 @@ typedef struct selection {
     int resize;                /* --resize-images */
     int episodes_given, patience_given;
     /* state */
-    sm_dataset *val;           /* the held-out background alphabets */
-    long long every;           /* steps between checks (0: none) */
-    uint64_t seed;             /* the episodes' seed: the same episodes at every check */
-    const char *best_path;     /* OUT/best.safetensors */
-    double best;               /* best accuracy so far, -1 before the first check */
+    sm_dataset *val;       /* the held-out background alphabets */
+    long long every;       /* steps between checks (0: none) */
+    uint64_t seed;         /* the episodes' seed: the same episodes at every check */
+    const char *best_path; /* OUT/best.safetensors */
+    double best;           /* best accuracy so far, -1 before the first check */
     long long best_step, since_best, checks;
-    int stop;                  /* patience ran out */
-    const char *eval_path;     /* deferred evaluation set */
+    int stop;              /* patience ran out */
+    const char *eval_path; /* deferred evaluation set */
     int eval_h, eval_w;
     char path_buf[4200];
 } selection;
 
 /* The options, for --help. */
-#define SELECTION_OPTIONS_HELP \
-    "Honest model selection (off by default):\n" \
-    "  --val-alphabets N|A,B,...  hold N background alphabets (picked by --seed) or the\n" \
-    "                       named ones out of training; every --validate-every steps, run\n" \
-    "                       20-way 1-shot within-alphabet episodes on them, keep the best\n" \
-    "                       checkpoint as DIR/best.safetensors and evaluate it at the end;\n" \
-    "                       the evaluation set is not read before that final evaluation\n" \
-    "  --val-episodes N     episodes per check, the same ones every time (default 100)\n" \
-    "  --patience N         stop after N checks without improvement (default 0 = never)\n" \
-    "Images:\n" \
-    "  --resize-images      resize images of any size to the arch's input size, once, when\n" \
+#define SELECTION_OPTIONS_HELP                                                                     \
+    "Honest model selection (off by default):\n"                                                   \
+    "  --val-alphabets N|A,B,...  hold N background alphabets (picked by --seed) or the\n"         \
+    "                       named ones out of training; every --validate-every steps, run\n"       \
+    "                       20-way 1-shot within-alphabet episodes on them, keep the best\n"       \
+    "                       checkpoint as DIR/best.safetensors and evaluate it at the end;\n"      \
+    "                       the evaluation set is not read before that final evaluation\n"         \
+    "  --val-episodes N     episodes per check, the same ones every time (default 100)\n"          \
+    "  --patience N         stop after N checks without improvement (default 0 = never)\n"         \
+    "Images:\n"                                                                                    \
+    "  --resize-images      resize images of any size to the arch's input size, once, when\n"      \
     "                       the sets are opened (default: refuse other sizes)\n"
 
 /* The defaults (selection off). */
@@ -68,15 +68,14 @@ sm_status selection_open(const selection *s, const char *path, int h, int w,
 /* Opens the training set at `path` (NULL: *train already holds a generated set) and, with
  * --val-alphabets, holds the validation alphabets out of it into s->val. Prints what it
  * did. Returns 0, or an exit code after a message. */
-int selection_open_train(selection *s, const char *path, int h, int w,
-                         const char *const *alphabets, size_t n_alphabets, uint64_t seed,
-                         sm_dataset **train);
+int selection_open_train(selection *s, const char *path, int h, int w, const char *const *alphabets,
+                         size_t n_alphabets, uint64_t seed, sm_dataset **train);
 /* With --val-alphabets, remembers the evaluation set instead of opening it (1: deferred). */
 int selection_defer_eval(selection *s, const char *path, int h, int w);
 /* Sets the checks up once the model exists: `every` steps, OUT folder, the episodes' seed,
  * and a first check that the validation set can give 20-way episodes. Returns 0 or 1. */
-int selection_start(selection *s, const sm_subnet *subnet, const sm_head *head,
-                    long long every, const char *out_dir, uint64_t seed, loss_log *log);
+int selection_start(selection *s, const sm_subnet *subnet, const sm_head *head, long long every,
+                    const char *out_dir, uint64_t seed, loss_log *log);
 /* After step `it`: at a check, measures, prints the validation line, sets the log's
  * val_oneshot for this row, saves the best and decides early stopping. 0 or 1. */
 int selection_after_step(selection *s, sm_trainer *trainer, const sm_subnet *subnet,

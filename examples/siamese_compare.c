@@ -53,8 +53,7 @@ int main(int argc, char **argv)
         goto done;
     }
     int c = 0, h = 0, w = 0;
-    if ((st = sm_subnet_get_arch(subnet, &arch)) ||
-        (st = sm_arch_input_shape(arch, &c, &h, &w))) {
+    if ((st = sm_subnet_get_arch(subnet, &arch)) || (st = sm_arch_input_shape(arch, &c, &h, &w))) {
         rc = cli_fail(st, "cannot read the architecture of '%s'", model);
         goto done;
     }

@@ -18,7 +18,8 @@
 
 static void usage(FILE *f)
 {
-    fprintf(f,
+    fprintf(
+        f,
         "Usage: siamese-eval MODEL [--data PATH] [OPTIONS]\n"
         "Evaluates MODEL (a file written by siamese-train) and prints each kind of number on\n"
         "its own line: (i) random-pair verification, (ii) 20-way one-shot on the official runs,\n"
@@ -28,11 +29,9 @@ static void usage(FILE *f)
         "                       and (iii), or a folder holding images_evaluation.zip; images\n"
         "                       are made grey and resized to the model's size; default:\n"
         "                       $SIAMESE_OMNIGLOT_DIR, then ./data/omniglot (unless only\n"
-        "                       --oneshot-runs is given)\n"
-        EVAL_OPTIONS_HELP
+        "                       --oneshot-runs is given)\n" EVAL_OPTIONS_HELP
         "  --seed N             seed of the pairs and episodes (default 1)\n"
-        "  --backend NAME       auto (default), cpu, cpu-dnnl or cuda\n"
-        CLI_BACKEND_OPTIONS_HELP
+        "  --backend NAME       auto (default), cpu, cpu-dnnl or cuda\n" CLI_BACKEND_OPTIONS_HELP
         "  --threads N          worker threads, 0 = all cores (default 0)\n"
         "  -h, --help           this text\n");
 }
@@ -104,8 +103,10 @@ int main(int argc, char **argv)
                                   sizeof looked);
         if (found < 0) return cli_error(2, "the data path is too long");
         if (found == 0)
-            return cli_error(2, "nothing to evaluate: no --data, no --oneshot-runs, and no "
-                                "Omniglot evaluation set found (%s)", looked);
+            return cli_error(2,
+                             "nothing to evaluate: no --data, no --oneshot-runs, and no "
+                             "Omniglot evaluation set found (%s)",
+                             looked);
         if (!data) printf("Omniglot found: %s\n", data_path);
         data = data_path;
     }
@@ -146,8 +147,7 @@ int main(int argc, char **argv)
         const char *base = strrchr(data, '/');
         plan.split = base && base[1] ? base + 1 : data;
         printf("evaluation set: %s: %zu alphabets, %zu classes, %zu images\n", data,
-               sm_dataset_num_alphabets(ds), sm_dataset_num_classes(ds),
-               sm_dataset_num_images(ds));
+               sm_dataset_num_alphabets(ds), sm_dataset_num_classes(ds), sm_dataset_num_images(ds));
     }
     rc = eval_report(subnet, head, ds, &plan, NULL);
 

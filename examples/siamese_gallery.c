@@ -32,7 +32,8 @@ typedef struct options {
 
 static void usage(FILE *f)
 {
-    fprintf(f,
+    fprintf(
+        f,
         "Usage:\n"
         "  siamese-gallery enrol MODEL FOLDER|ZIP OUT.gallery [--append]\n"
         "  siamese-gallery identify MODEL GALLERY IMAGE.png... [--top K]\n"
@@ -172,8 +173,10 @@ static int cmd_identify(const options *o, char **args, int n_images)
         goto done;
     }
     if (o->verify && sm_gallery_find_label(g, o->verify) == SIZE_MAX) {
-        rc = cli_error(1, "the label '%s' is not enrolled in '%s' (siamese-gallery list shows "
-                          "its labels)", o->verify, args[1]);
+        rc = cli_error(1,
+                       "the label '%s' is not enrolled in '%s' (siamese-gallery list shows "
+                       "its labels)",
+                       o->verify, args[1]);
         goto done;
     }
     img = malloc((size_t)m.h * (size_t)m.w * sizeof *img);
@@ -244,8 +247,7 @@ static int cmd_calibrate(const options *o, char **args)
     double eer, t_eer, t, far, frr;
     sm_roc_eer(roc, &eer, &t_eer);
     sm_roc_threshold_at_far(roc, o->far, &t, &far, &frr);
-    printf("%d random pairs of %s (%zu classes)\n", o->pairs, args[1],
-           sm_dataset_num_classes(ds));
+    printf("%d random pairs of %s (%zu classes)\n", o->pairs, args[1], sm_dataset_num_classes(ds));
     printf("equal error rate: %.2f %% at threshold %.6g\n", 100 * eer, t_eer);
     printf("false-accept rate <= %.2f %%: threshold %.6g (FAR %.2f %%, FRR %.2f %%)\n",
            100 * o->far, t, 100 * far, 100 * frr);
@@ -262,10 +264,20 @@ int main(int argc, char **argv)
 {
     cli_prog = "siamese-gallery";
     cli_show_library_warnings();
-    options o = {.backend = "auto", .top = 5, .threshold = 0.5, .pairs = 2000, .far = 0.01,
-                 .seed = 1};
-    enum { O_BACKEND = 1, O_THREADS, O_TOP, O_APPEND, O_VERIFY, O_THRESHOLD, O_PAIRS, O_FAR,
-           O_SEED, O_HELP };
+    options o = {
+        .backend = "auto", .top = 5, .threshold = 0.5, .pairs = 2000, .far = 0.01, .seed = 1};
+    enum {
+        O_BACKEND = 1,
+        O_THREADS,
+        O_TOP,
+        O_APPEND,
+        O_VERIFY,
+        O_THRESHOLD,
+        O_PAIRS,
+        O_FAR,
+        O_SEED,
+        O_HELP
+    };
     static const struct option longs[] = {
         {"backend", required_argument, NULL, O_BACKEND},
         {"threads", required_argument, NULL, O_THREADS},
@@ -315,8 +327,7 @@ int main(int argc, char **argv)
     if (!strcmp(cmd, "enrol") || !strcmp(cmd, "identify") || !strcmp(cmd, "calibrate") ||
         !strcmp(cmd, "list"))
         cli_error(0, "wrong number of arguments for '%s'", cmd);
-    else
-        cli_error(0, n ? "unknown command '%s'" : "expected a command%s", cmd);
+    else cli_error(0, n ? "unknown command '%s'" : "expected a command%s", cmd);
     usage(stderr);
     return 2;
 }

@@ -51,22 +51,23 @@ typedef struct options {
     double min_lr_factor, step_gamma, wd_conv, wd_fc, wd_head;
     unsigned long long seed;
     int threads, synthetic_classes, synthetic_images, resume, augment, no_figures;
-    int distributed;        /* --distributed (or launched by mpirun with several ranks) */
-    long long grad_shards;  /* --grad-shards; 0: the number of ranks */
+    int distributed;       /* --distributed (or launched by mpirun with several ranks) */
+    long long grad_shards; /* --grad-shards; 0: the number of ranks */
     /* 0.3 training recipe options (issue 11) */
     double neg_same_alphabet;
     int alphabet_balanced;
     long long pk_classes, pk_images; /* 0: random pairs */
     int pk_loss;                     /* sm_pk_loss */
-    int synthetic_asked; /* a --synthetic-* option was given: no looking for Omniglot */
-    cli_backend_opts bopts; /* --conv-algo, --precision */
+    int synthetic_asked;             /* a --synthetic-* option was given: no looking for Omniglot */
+    cli_backend_opts bopts;          /* --conv-algo, --precision */
     eval_plan eval;
     selection sel; /* --val-alphabets, --val-episodes, --patience, --resize-images */
 } options;
 
 static void usage(FILE *f)
 {
-    fprintf(f,
+    fprintf(
+        f,
         "Usage: siamese-train [OPTIONS]\n"
         "Trains a Siamese network (Koch et al. 2015 by default) on Omniglot or on a built-in\n"
         "synthetic glyph set, draws figures of it, then evaluates it on held-out classes.\n"
@@ -85,14 +86,15 @@ static void usage(FILE *f)
         "Model and training:\n"
         "  --arch TEXT          \"koch\" (default, the reference), \"laptop\" (a CPU-friendly\n"
         "                       preset: use it with --lr 1e-3 --batch 32) or a layer list,\n"
-        "                       e.g. \"1x105x105:conv32k10,relu,pool4,conv64k5,relu,pool2,flatten,fc128\"\n"
-        "  --backend NAME       auto (default), cpu, cpu-dnnl or cuda\n"
-        CLI_BACKEND_OPTIONS_HELP
+        "                       e.g. "
+        "\"1x105x105:conv32k10,relu,pool4,conv64k5,relu,pool2,flatten,fc128\"\n"
+        "  --backend NAME       auto (default), cpu, cpu-dnnl or cuda\n" CLI_BACKEND_OPTIONS_HELP
         "  --iterations N       training steps (default 10000)\n"
         "  --time-limit SECONDS stop training after this long (then save and evaluate as usual);\n"
         "                       \"15m\" and \"1h\" work too (default: none)\n"
         "  --batch N            pairs per step (default 180)\n"
-        "  --micro-batch N      pairs per forward/backward chunk (memory only; default: library's)\n"
+        "  --micro-batch N      pairs per forward/backward chunk (memory only; default: "
+        "library's)\n"
         "  --lr X               Adam learning rate (default 6e-5)\n"
         "  --init KIND          the twin's initial weights: reference (default: all from\n"
         "                       N(0, 0.01^2), Koch et al.'s) or he (N(0, 2/fan_in) per layer,\n"
@@ -147,24 +149,23 @@ static void usage(FILE *f)
         "  --save-every N       also checkpoint every N iterations, 0 = only at the end\n"
         "                       (default 1000)\n"
         "  --resume             continue from DIR/model.safetensors if it exists\n"
-        "Evaluation (on the evaluation set, after training):\n"
-        EVAL_OPTIONS_HELP
-        SELECTION_OPTIONS_HELP
-        "  -h, --help           this text\n"
+        "Evaluation (on the evaluation set, after training):\n" EVAL_OPTIONS_HELP
+            SELECTION_OPTIONS_HELP "  -h, --help           this text\n"
         "\n"
         "Data-parallel training (docs/distributed.md):\n"
         "  --distributed        train over MPI, one rank per process (the comm-mpi module); on\n"
         "                       by itself under mpirun with more than one rank. Rank 0 prints,\n"
         "                       draws, writes the files and evaluates\n"
         "  --grad-shards K      the batch's gradient in K shards summed in a fixed order\n"
-        "                       (default: the number of ranks, or the checkpoint's with --resume);\n"
+        "                       (default: the number of ranks, or the checkpoint's with "
+        "--resume);\n"
         "                       runs with the same K give the same model bit for bit, whatever\n"
         "                       the number of ranks dividing K\n"
         "Presets (--preset NAME: a recipe's options; any option given as well overrides it):\n");
     preset_usage(f);
-    fprintf(f,
-        "\n"
-        "Ctrl-C stops training after the current step and saves a checkpoint (use --resume).\n");
+    fprintf(
+        f, "\n"
+           "Ctrl-C stops training after the current step and saves a checkpoint (use --resume).\n");
 }
 
 /* "900", "900s", "15m", "1.5h" -> seconds. */
@@ -194,12 +195,47 @@ static int parse_time(const char *text, double *out)
 static int parse_options(int argc, char **argv, options *o)
 {
     enum {
-        O_DATA = 256, O_EVAL_DATA, O_ALPHABETS, O_ARCH, O_BACKEND, O_ITER, O_BATCH, O_MICRO, O_LR,
-        O_SEED, O_THREADS, O_OUT, O_SAVE_EVERY, O_SYN_CLASSES, O_SYN_IMAGES, O_RESUME, O_AUGMENT,
-        O_FIGURES, O_NO_FIGURES, O_FIGURE_EVERY, O_VALIDATE_EVERY, O_VALIDATION_PAIRS, O_EVAL,
-        O_TIME_LIMIT, O_NEG_SAME_ALPHABET, O_ALPHABET_BALANCED, O_PK, O_PK_LOSS, O_WARMUP,
-        O_SCHEDULE, O_SCHEDULE_STEPS, O_DISTRIBUTED, O_GRAD_SHARDS, O_MIN_LR_FACTOR, O_STEP_GAMMA,
-        O_WD_CONV, O_WD_FC, O_WD_HEAD, O_SEL, O_INIT, O_BACKEND_OPT
+        O_DATA = 256,
+        O_EVAL_DATA,
+        O_ALPHABETS,
+        O_ARCH,
+        O_BACKEND,
+        O_ITER,
+        O_BATCH,
+        O_MICRO,
+        O_LR,
+        O_SEED,
+        O_THREADS,
+        O_OUT,
+        O_SAVE_EVERY,
+        O_SYN_CLASSES,
+        O_SYN_IMAGES,
+        O_RESUME,
+        O_AUGMENT,
+        O_FIGURES,
+        O_NO_FIGURES,
+        O_FIGURE_EVERY,
+        O_VALIDATE_EVERY,
+        O_VALIDATION_PAIRS,
+        O_EVAL,
+        O_TIME_LIMIT,
+        O_NEG_SAME_ALPHABET,
+        O_ALPHABET_BALANCED,
+        O_PK,
+        O_PK_LOSS,
+        O_WARMUP,
+        O_SCHEDULE,
+        O_SCHEDULE_STEPS,
+        O_DISTRIBUTED,
+        O_GRAD_SHARDS,
+        O_MIN_LR_FACTOR,
+        O_STEP_GAMMA,
+        O_WD_CONV,
+        O_WD_FC,
+        O_WD_HEAD,
+        O_SEL,
+        O_INIT,
+        O_BACKEND_OPT
     };
     static const struct option longopts[] = {
         {"data", required_argument, NULL, O_DATA},
@@ -287,8 +323,7 @@ static int parse_options(int argc, char **argv, options *o)
             break;
         case O_ALPHABET_BALANCED: o->alphabet_balanced = 1; break;
         case O_NEG_SAME_ALPHABET:
-            if (!cli_parse_double("neg-same-alphabet", optarg, 0.0, 0, 1.0,
-                                  &o->neg_same_alphabet))
+            if (!cli_parse_double("neg-same-alphabet", optarg, 0.0, 0, 1.0, &o->neg_same_alphabet))
                 return 2;
             break;
         case O_PK: {
@@ -308,8 +343,9 @@ static int parse_options(int argc, char **argv, options *o)
             if (strcmp(optarg, "bce") == 0) o->pk_loss = SM_PK_LOSS_BCE_BALANCED;
             else if (strcmp(optarg, "bce-unweighted") == 0) o->pk_loss = SM_PK_LOSS_BCE;
             else if (strcmp(optarg, "softmax") == 0) o->pk_loss = SM_PK_LOSS_SOFTMAX;
-            else return cli_error(2, "--pk-loss wants bce, bce-unweighted or softmax, got '%s'",
-                                  optarg);
+            else
+                return cli_error(2, "--pk-loss wants bce, bce-unweighted or softmax, got '%s'",
+                                 optarg);
             break;
         case O_ITER:
             if (!cli_parse_ll("iterations", optarg, 0, INT64_MAX / 2, &o->iterations)) return 2;
@@ -332,12 +368,10 @@ static int parse_options(int argc, char **argv, options *o)
             if (!cli_parse_ll("save-every", optarg, 0, INT64_MAX / 2, &o->save_every)) return 2;
             break;
         case O_FIGURE_EVERY:
-            if (!cli_parse_ll("figure-every", optarg, 1, INT64_MAX / 2, &o->figure_every))
-                return 2;
+            if (!cli_parse_ll("figure-every", optarg, 1, INT64_MAX / 2, &o->figure_every)) return 2;
             break;
         case O_VALIDATE_EVERY:
-            if (!cli_parse_ll("validate-every", optarg, 0, INT32_MAX, &o->validate_every))
-                return 2;
+            if (!cli_parse_ll("validate-every", optarg, 0, INT32_MAX, &o->validate_every)) return 2;
             break;
         case O_VALIDATION_PAIRS:
             if (!cli_parse_int("validation-pairs", optarg, 1, 65536, &o->validation_pairs))
@@ -369,8 +403,7 @@ static int parse_options(int argc, char **argv, options *o)
             else return cli_error(2, "--schedule wants constant, cosine or step, got '%s'", optarg);
             break;
         case O_SCHEDULE_STEPS:
-            if (!cli_parse_ll("schedule-steps", optarg, 1, INT32_MAX, &o->schedule_steps))
-                return 2;
+            if (!cli_parse_ll("schedule-steps", optarg, 1, INT32_MAX, &o->schedule_steps)) return 2;
             break;
         case O_MIN_LR_FACTOR:
             if (!cli_parse_double("min-lr-factor", optarg, 0.0, 0, 1.0, &o->min_lr_factor))
@@ -380,15 +413,13 @@ static int parse_options(int argc, char **argv, options *o)
             if (!cli_parse_double("step-gamma", optarg, 0.0, 1, 1.0, &o->step_gamma)) return 2;
             break;
         case O_WD_CONV:
-            if (!cli_parse_double("weight-decay-conv", optarg, 0.0, 0, 1.0, &o->wd_conv))
-                return 2;
+            if (!cli_parse_double("weight-decay-conv", optarg, 0.0, 0, 1.0, &o->wd_conv)) return 2;
             break;
         case O_WD_FC:
             if (!cli_parse_double("weight-decay-fc", optarg, 0.0, 0, 1.0, &o->wd_fc)) return 2;
             break;
         case O_WD_HEAD:
-            if (!cli_parse_double("weight-decay-head", optarg, 0.0, 0, 1.0, &o->wd_head))
-                return 2;
+            if (!cli_parse_double("weight-decay-head", optarg, 0.0, 0, 1.0, &o->wd_head)) return 2;
             break;
         case O_EVAL:
             if (eval_plan_option(&o->eval, longopts[index].name, optarg) < 0) return 2;
@@ -397,10 +428,8 @@ static int parse_options(int argc, char **argv, options *o)
             if (selection_option(&o->sel, longopts[index].name, optarg) < 0) return 2;
             break;
         case 'h': usage(stdout); return -1;
-        case ':':
-            return cli_error(2, "%s needs a value (see --help)", argv[optind - 1]);
-        default:
-            return cli_error(2, "unknown option '%s' (see --help)", argv[optind - 1]);
+        case ':': return cli_error(2, "%s needs a value (see --help)", argv[optind - 1]);
+        default: return cli_error(2, "unknown option '%s' (see --help)", argv[optind - 1]);
         }
     }
     if (optind < argc) return cli_error(2, "unexpected argument '%s' (see --help)", argv[optind]);
@@ -467,8 +496,8 @@ static int resolve_data(options *o)
     if (r < 0) return cli_error(2, "the data path is too long");
     if (r == 0) {
         printf("no Omniglot data found (%s): training on the built-in synthetic glyph set; "
-               "scripts/fetch-omniglot.sh downloads Omniglot into ./%s\n", looked,
-               OMNIGLOT_DEFAULT_DIR);
+               "scripts/fetch-omniglot.sh downloads Omniglot into ./%s\n",
+               looked, OMNIGLOT_DEFAULT_DIR);
         return 0;
     }
     if (!o->data) printf("Omniglot found: %s\n", path);
@@ -490,8 +519,8 @@ static int open_data(options *o, int h, int w, sm_dataset **train, sm_dataset **
             if (!(buf = strdup(o->alphabets))) return cli_error(1, "out of memory");
             n_names = split_commas(buf, names, sizeof names / sizeof *names);
         }
-        rc = selection_open_train(&o->sel, o->data, h, w, n_names ? names : NULL, n_names,
-                                  o->seed, train);
+        rc = selection_open_train(&o->sel, o->data, h, w, n_names ? names : NULL, n_names, o->seed,
+                                  train);
         free(buf);
         if (rc) return rc;
         printf("training set: %s: %zu alphabets, %zu classes, %zu images (%.1fs)\n", o->data,
@@ -504,16 +533,18 @@ static int open_data(options *o, int h, int w, sm_dataset **train, sm_dataset **
             return cli_fail(st, "cannot generate the synthetic training set");
         if ((rc = selection_open_train(&o->sel, NULL, h, w, NULL, 0, o->seed, train))) return rc;
         printf("training set: synthetic glyphs (no --data): %zu classes x %d images, %dx%d "
-               "(%.1fs)\n", sm_dataset_num_classes(*train), o->synthetic_images, h, w,
-               cli_now() - t0);
+               "(%.1fs)\n",
+               sm_dataset_num_classes(*train), o->synthetic_images, h, w, cli_now() - t0);
     }
 
     static char eval_path[4200];
     const char *ep = o->eval_data;
     if (!ep && o->data) {
         if (find_eval_beside(o->data, eval_path, sizeof eval_path)) ep = eval_path;
-        else printf("note: no evaluation set found (looked for %s); pass --eval-data to "
-                    "evaluate\n", eval_path);
+        else
+            printf("note: no evaluation set found (looked for %s); pass --eval-data to "
+                   "evaluate\n",
+                   eval_path);
     }
     t0 = cli_now();
     if (ep && selection_defer_eval(&o->sel, ep, h, w)) {
@@ -556,7 +587,8 @@ static void on_health(void *user, const sm_health *h)
     if (h->flags & SM_HEALTH_HAS_VALIDATION) {
         hs->val_accuracy = h->val_accuracy;
         hs->fresh = 1;
-        fprintf(stderr, "%svalidation at step %lld: %.1f %% of %llu held-out pairs right "
+        fprintf(stderr,
+                "%svalidation at step %lld: %.1f %% of %llu held-out pairs right "
                 "(chance 50 %%; scores average %.2f, spread %.3f); smoothed loss %.4f\n",
                 cli_progress_open ? "\n" : "", (long long)h->iteration, 100.0 * h->val_accuracy,
                 (unsigned long long)h->val_pairs, h->val_score_mean, h->val_score_std,
@@ -606,8 +638,7 @@ static int setup_model(run *r)
         return cli_fail(st, "cannot create the subnetwork");
     if (o->init != SM_INIT_REFERENCE && (st = sm_subnet_init(r->subnet, o->init, o->seed)))
         return cli_fail(st, "cannot initialise the subnetwork");
-    if ((st = sm_head_create(r->backend, sm_subnet_feature_dim(r->subnet), o->seed + 1,
-                             &r->head)))
+    if ((st = sm_head_create(r->backend, sm_subnet_feature_dim(r->subnet), o->seed + 1, &r->head)))
         return cli_fail(st, "cannot create the head");
     if ((st = sm_adam_create(r->subnet, r->head, &r->adam)) ||
         (st = sm_adam_set(r->adam, SM_ADAM_LEARNING_RATE, o->lr)) ||
@@ -620,8 +651,7 @@ static int setup_model(run *r)
         (st = sm_adam_set(r->adam, SM_ADAM_WEIGHT_DECAY_FC, o->wd_fc)) ||
         (st = sm_adam_set(r->adam, SM_ADAM_WEIGHT_DECAY_HEAD, o->wd_head)))
         return cli_fail(st, "cannot set up Adam");
-    if ((st = sm_trainer_create(r->subnet, r->head, r->adam, r->train, o->seed + 2,
-                                &r->trainer)))
+    if ((st = sm_trainer_create(r->subnet, r->head, r->adam, r->train, o->seed + 2, &r->trainer)))
         return cli_fail(st, "cannot create the trainer");
     return 0;
 }
@@ -636,10 +666,11 @@ static int set_trainer_params(run *r)
         (o->micro_batch &&
          (st = sm_trainer_set_param(r->trainer, SM_TRAINER_MICRO_BATCH, o->micro_batch))))
         return cli_fail(st, "cannot set the batch size");
-    if ((st = sm_trainer_set_param(r->trainer, SM_TRAINER_AUGMENT,
-                                   o->augment ? SM_DISTORT_ALL : 0)))
+    if ((st =
+             sm_trainer_set_param(r->trainer, SM_TRAINER_AUGMENT, o->augment ? SM_DISTORT_ALL : 0)))
         return cli_fail(st, "cannot set augmentation");
-    if ((st = sm_trainer_set_real(r->trainer, SM_TRAINER_NEG_SAME_ALPHABET, o->neg_same_alphabet)) ||
+    if ((st =
+             sm_trainer_set_real(r->trainer, SM_TRAINER_NEG_SAME_ALPHABET, o->neg_same_alphabet)) ||
         (st = sm_trainer_set_param(r->trainer, SM_TRAINER_ALPHABET_BALANCED, o->alphabet_balanced)))
         return cli_fail(st, "cannot set the sampling options");
     /* K before P: P x K is checked against the current other value */
@@ -664,25 +695,25 @@ static int setup_health(run *r)
     r->health.val_accuracy = -1.0;
     long long every = o->validate_every;
     if (every < 0) every = o->iterations / 20 > 0 ? o->iterations / 20 : 1;
-    int rc = selection_start(&o->sel, r->subnet, r->head, every, o->out, o->seed + 0x5e1ec7ULL,
-                             &r->log);
+    int rc =
+        selection_start(&o->sel, r->subnet, r->head, every, o->out, o->seed + 0x5e1ec7ULL, &r->log);
     if (rc || every == 0) return rc;
     sm_status st;
     const sm_dataset *held_out = o->sel.val ? o->sel.val : r->eval; /* never both */
-    if (held_out && (st = sm_trainer_set_validation(r->trainer, held_out,
-                                                   (size_t)o->validation_pairs,
-                                                   o->seed + 0x7a1ULL)))
+    if (held_out && (st = sm_trainer_set_validation(
+                         r->trainer, held_out, (size_t)o->validation_pairs, o->seed + 0x7a1ULL)))
         return cli_fail(st, "cannot validate on the %s set",
                         o->sel.val ? "validation" : "evaluation");
     if ((st = sm_trainer_set_health(r->trainer, every, on_health, &r->health)))
         return cli_fail(st, "cannot ask for health reports");
     if (held_out)
         printf("health: every %lld steps, verification accuracy on %d held-out pairs of %s "
-               "(not the final evaluation's pairs), and warnings if training is stuck\n", every,
-               o->validation_pairs, o->sel.val ? "the validation alphabets" : o->eval.split);
+               "(not the final evaluation's pairs), and warnings if training is stuck\n",
+               every, o->validation_pairs, o->sel.val ? "the validation alphabets" : o->eval.split);
     else
         printf("health: every %lld steps, warnings if training is stuck (no held-out set to "
-               "validate on)\n", every);
+               "validate on)\n",
+               every);
     return 0;
 }
 
@@ -694,11 +725,12 @@ static void draw_loss(run *r, int64_t it, double per_step)
     cli_duration(el, sizeof el, d.n ? d.elapsed_s[d.n - 1] : 0.0);
     char limit[32];
     cli_duration(limit, sizeof limit, r->o.time_limit);
-    int len = r->o.time_limit > 0
-        ? snprintf(sub, sizeof sub, "step %lld, %s elapsed of a %s time limit, %.3f s/step",
-                   (long long)it, el, limit, per_step)
-        : snprintf(sub, sizeof sub, "step %lld of %lld, %s elapsed, %.3f s/step", (long long)it,
-                   (long long)r->o.iterations, el, per_step);
+    int len =
+        r->o.time_limit > 0
+            ? snprintf(sub, sizeof sub, "step %lld, %s elapsed of a %s time limit, %.3f s/step",
+                       (long long)it, el, limit, per_step)
+            : snprintf(sub, sizeof sub, "step %lld of %lld, %s elapsed, %.3f s/step", (long long)it,
+                       (long long)r->o.iterations, el, per_step);
     if (r->health.val_accuracy >= 0 && len > 0 && (size_t)len < sizeof sub)
         snprintf(sub + len, sizeof sub - (size_t)len, ", held-out verification %.1f %%",
                  100.0 * r->health.val_accuracy);
@@ -747,12 +779,13 @@ static int train(run *r)
     if (o->pk_classes) snprintf(batch, sizeof batch, "P x K batches (below)");
     else snprintf(batch, sizeof batch, "%lld pairs", (long long)o->batch);
     printf("training: %lld iterations of %s (micro-batch %lld), lr %g, augmentation %s, "
-           "seed %llu -> %s\n", (long long)o->iterations, batch, (long long)micro,
-           lr, o->augment ? "on (Koch et al.'s affine distortions)" : "off", o->seed, o->out);
+           "seed %llu -> %s\n",
+           (long long)o->iterations, batch, (long long)micro, lr,
+           o->augment ? "on (Koch et al.'s affine distortions)" : "off", o->seed, o->out);
     if (o->pk_classes)
         printf("  P x K batches: %lld classes x %lld images = %lld images, %lld pairs per step "
-               "(not --batch), loss %s\n", o->pk_classes, o->pk_images,
-               o->pk_classes * o->pk_images,
+               "(not --batch), loss %s\n",
+               o->pk_classes, o->pk_images, o->pk_classes * o->pk_images,
                o->pk_classes * o->pk_images * (o->pk_classes * o->pk_images - 1) / 2,
                o->pk_loss == SM_PK_LOSS_BCE       ? "bce-unweighted"
                : o->pk_loss == SM_PK_LOSS_SOFTMAX ? "softmax"
@@ -765,7 +798,8 @@ static int train(run *r)
         if (sched == SM_ADAM_SCHEDULE_COSINE && o->cosine_by_time)
             printf("cosine down to %g at the time limit or at the last of --iterations, "
                    "whichever comes first (its length in steps estimated from the step time "
-                   "as the run goes)\n", lr * min_f);
+                   "as the run goes)\n",
+                   lr * min_f);
         else if (sched == SM_ADAM_SCHEDULE_COSINE)
             printf("cosine over %.0f steps down to %g\n", sched_steps, lr * min_f);
         else if (sched == SM_ADAM_SCHEDULE_STEP)
@@ -800,7 +834,7 @@ static int train(run *r)
         if (rc) return rc;
         double t = cli_now(), ran = t - t_start, elapsed = elapsed_before + ran;
         if (r->log_open && loss_log_add(&r->log, it, loss, elapsed,
-                         r->health.fresh ? r->health.val_accuracy : -1.0))
+                                        r->health.fresh ? r->health.val_accuracy : -1.0))
             return cli_error(1, "cannot write '%s': %s", r->csv_path, strerror(errno));
         if (isnan(first_loss)) first_loss = loss;
         smooth = isnan(smooth) ? loss : 0.95 * smooth + 0.05 * loss;
@@ -835,7 +869,8 @@ static int train(run *r)
             cli_duration(eta, sizeof eta, left);
             if (r->health.val_accuracy >= 0)
                 snprintf(val, sizeof val, "  held-out %.1f %%", 100.0 * r->health.val_accuracy);
-            fprintf(stderr, "%s%*lld/%lld  loss %.4f (avg %.4f)%s%s  elapsed %s  ETA %s  %.3f s/step%s",
+            fprintf(stderr,
+                    "%s%*lld/%lld  loss %.4f (avg %.4f)%s%s  elapsed %s  ETA %s  %.3f s/step%s",
                     tty ? "\r" : "", (int)snprintf(NULL, 0, "%lld", (long long)total),
                     (long long)it, (long long)total, (double)loss, smooth, lr_now, val, el, eta,
                     per_step, tty ? "\033[K" : "\n");
@@ -858,16 +893,16 @@ static int train(run *r)
     if ((st = sm_trainer_save(r->trainer, r->model_path)))
         return cli_fail(st, "cannot save '%s'", r->model_path);
     if (interrupted) {
-        printf("interrupted at iteration %lld; saved %s (continue with --resume)\n",
-               (long long)it, r->model_path);
+        printf("interrupted at iteration %lld; saved %s (continue with --resume)\n", (long long)it,
+               r->model_path);
         return 130;
     }
     if (it > start) {
         char el[32];
         cli_duration(el, sizeof el, cli_now() - t_start);
         printf("trained %lld iterations in %s (%.3f s/step): loss %.4f at the first step, %.4f "
-               "(smoothed) at the last\n", (long long)(it - start), el, per_step, first_loss,
-               smooth);
+               "(smoothed) at the last\n",
+               (long long)(it - start), el, per_step, first_loss, smooth);
     }
     printf("saved %s and %s\n", r->model_path, r->csv_path);
     return 0;
@@ -884,12 +919,13 @@ static void draw_roc(run *r, const sm_roc *roc)
         sm_roc_eer(roc, &d.eer, &d.eer_threshold);
         char path[4300], sub[256];
         snprintf(path, sizeof path, "%s/roc.png", r->fig_dir);
-        snprintf(sub, sizeof sub, "random verification pairs of %s, a pair accepted when its "
-                 "score >= the threshold", r->o.eval.split ? r->o.eval.split : "the evaluation set");
+        snprintf(sub, sizeof sub,
+                 "random verification pairs of %s, a pair accepted when its "
+                 "score >= the threshold",
+                 r->o.eval.split ? r->o.eval.split : "the evaluation set");
         if (fig_roc(path, "ROC: verification on classes never seen in training", sub, &d) == 0)
             printf("figure: %s (equal error rate %.2f %%)\n", path, 100 * d.eer);
-        else
-            cli_error(0, "warning: cannot draw %s: %s", path, fig_last_error());
+        else cli_error(0, "warning: cannot draw %s: %s", path, fig_last_error());
     }
     free(far);
     free(frr);
@@ -930,7 +966,8 @@ static int calibrate_threshold(run *r)
     r->o.eval.threshold = t;
     r->o.eval.threshold_from = "the validation alphabets' equal error rate";
     printf("verification threshold: %.4g, where %d random pairs of the validation alphabets have "
-           "equal error rates (%.2f %%)\n", t, PAIRS, 100.0 * eer);
+           "equal error rates (%.2f %%)\n",
+           t, PAIRS, 100.0 * eer);
     return 0;
 }
 
@@ -959,14 +996,14 @@ static int run_all(run *r)
     int in_c = 0, in_h = 0, in_w = 0;
     sm_arch_input_shape(r->arch, &in_c, &in_h, &in_w);
     if (in_c != 1)
-        return cli_error(1, "the arch takes %d channels; datasets are greyscale (1 channel)",
-                         in_c);
+        return cli_error(1, "the arch takes %d channels; datasets are greyscale (1 channel)", in_c);
     char text[1024];
     if (sm_arch_to_string(r->arch, text, sizeof text, NULL) != SM_OK)
         snprintf(text, sizeof text, "%s", o->arch);
     printf("arch: %s (%zu parameters%s)\n", text, sm_arch_num_params(r->arch),
            o->init == SM_INIT_HE && !(o->resume && cli_file_exists(r->model_path))
-               ? ", He initialisation" : "");
+               ? ", He initialisation"
+               : "");
 
     if ((rc = open_data(o, in_h, in_w, &r->train, &r->eval))) return rc;
     if ((rc = setup_model(r)) || (rc = set_trainer_params(r))) return rc;
@@ -1036,10 +1073,22 @@ int main(int argc, char **argv)
     run r;
     memset(&r, 0, sizeof r);
     r.o = (options){
-        .arch = "koch", .backend = "auto", .out = "out", .iterations = 10000, .batch = 180,
-        .lr = 6e-5, .step_gamma = 0.1, .seed = 1, .save_every = 1000, .figure_every = 10, .validate_every = -1,
-        .validation_pairs = 300, .synthetic_classes = 200, .synthetic_images = 20,
-        .eval = eval_plan_default(), .sel = selection_default(),
+        .arch = "koch",
+        .backend = "auto",
+        .out = "out",
+        .iterations = 10000,
+        .batch = 180,
+        .lr = 6e-5,
+        .step_gamma = 0.1,
+        .seed = 1,
+        .save_every = 1000,
+        .figure_every = 10,
+        .validate_every = -1,
+        .validation_pairs = 300,
+        .synthetic_classes = 200,
+        .synthetic_images = 20,
+        .eval = eval_plan_default(),
+        .sel = selection_default(),
         .bopts = CLI_BACKEND_OPTS_INIT,
     };
     int pargc = 0;

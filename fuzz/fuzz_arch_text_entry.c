@@ -29,7 +29,8 @@ int sm_fuzz_arch_text(const uint8_t *data, size_t size)
     int bad = 0;
     if (st != SM_OK) {
         bad = (st != SM_ERR_INVALID_ARG && st != SM_ERR_SHAPE && st != SM_ERR_LIMIT &&
-               st != SM_ERR_NOMEM) || !sm_last_error()[0];
+               st != SM_ERR_NOMEM) ||
+              !sm_last_error()[0];
     } else {
         char *t1 = text_of(a), *t2 = NULL;
         bad = !t1;

@@ -12,8 +12,7 @@
 
 static int parse_ok(sm_status st)
 {
-    return (st == SM_ERR_FORMAT || st == SM_ERR_LIMIT || st == SM_ERR_NOMEM) &&
-           sm_last_error()[0];
+    return (st == SM_ERR_FORMAT || st == SM_ERR_LIMIT || st == SM_ERR_NOMEM) && sm_last_error()[0];
 }
 
 static int load_ok(sm_status st)

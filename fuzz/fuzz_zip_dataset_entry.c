@@ -48,8 +48,7 @@ int sm_fuzz_zip_dataset(const uint8_t *data, size_t size)
         sm_set_limit(keys[i], small[i]);
     }
     sm_dataset *ds = NULL;
-    sm_status st =
-        sm__dataset_open_zip_buffer(data, size, "fuzz.zip", SIDE, SIDE, NULL, 0, &ds);
+    sm_status st = sm__dataset_open_zip_buffer(data, size, "fuzz.zip", SIDE, SIDE, NULL, 0, &ds);
     int bad = st == SM_OK ? walk_dataset(ds) : !documented(st);
     sm_dataset_destroy(ds);
     for (int i = 0; i < 3; i++) sm_set_limit(keys[i], saved[i]);

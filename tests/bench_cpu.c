@@ -60,7 +60,7 @@ static double median(double *t, int n)
     do {                                                                                           \
         sm_status s_ = (call);                                                                     \
         if (s_ != SM_OK) {                                                                         \
-            fprintf(stderr, "%s: %s (%s)\n", #call, sm_status_name(s_), sm_last_error());         \
+            fprintf(stderr, "%s: %s (%s)\n", #call, sm_status_name(s_), sm_last_error());          \
             exit(1);                                                                               \
         }                                                                                          \
     } while (0)
@@ -92,7 +92,7 @@ static int64_t option_value(const char *opt, const char *v, const char *const *n
 }
 
 static const char *const algo_names[] = {"auto", "direct", "fft", "measured"}; /* sm_conv_algo */
-static const char *const precision_names[] = {"fp32", "bf16"};     /* sm_precision order */
+static const char *const precision_names[] = {"fp32", "bf16"}; /* sm_precision order */
 
 /* --conv-algo and --precision, right after the backend is created. A refusal exits 3 (not 1)
  * so that bench_cpu.sh can report the option as unavailable on this CPU or backend. */
@@ -135,8 +135,7 @@ static net_flops flops_per_image(const sm_arch *a)
         double m = 0;
         if (l->kind == SM_LAYER_CONV)
             m = 2.0 * l->out_c * l->out_h * l->out_w * (double)l->in_c * l->b * l->b;
-        else if (l->kind == SM_LAYER_FC)
-            m = 2.0 * l->out_c * (double)l->in_c;
+        else if (l->kind == SM_LAYER_FC) m = 2.0 * l->out_c * (double)l->in_c;
         f.fwd += m;
         f.bwd_filter += m;
         if (i > 0) f.bwd_data += m; /* nobody needs the input images' gradient */
@@ -287,14 +286,14 @@ static void sgemm_products(const sm_conv_shape *s, int op, const float *w, const
     for (int n0 = 0; n0 < s->n; n0 += G) {
         int g = s->n - n0 < G ? s->n - n0 : G, cols = g * ohw;
         if (op == 0)
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, s->k, cols, ckk, 1.0f, w,
-                        ckk, col, cols, 0.0f, out, cols);
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, s->k, cols, ckk, 1.0f, w, ckk,
+                        col, cols, 0.0f, out, cols);
         else if (op == 1)
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, ckk, cols, s->k, 1.0f, w, ckk,
-                        out, cols, 0.0f, big, cols);
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, ckk, cols, s->k, 1.0f, w, ckk, out,
+                        cols, 0.0f, big, cols);
         else
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, s->k, ckk, cols, 1.0f, out,
-                        cols, col, cols, 1.0f, big, ckk);
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, s->k, ckk, cols, 1.0f, out, cols,
+                        col, cols, 1.0f, big, ckk);
     }
 }
 
@@ -378,8 +377,8 @@ static void run_layers(const opts *o)
         const sm__layer *l = &arch->layers[i];
         if (l->kind != SM_LAYER_CONV) continue;
         conv++;
-        sm_conv_shape s = {n_images, l->in_c, l->in_h, l->in_w, l->out_c, l->b, l->b,
-                           l->out_h, l->out_w, 0};
+        sm_conv_shape s = {n_images, l->in_c, l->in_h,  l->in_w,  l->out_c,
+                           l->b,     l->b,    l->out_h, l->out_w, 0};
         for (int op = 0; op < OPS; op++) {
             if (op == 1 && i == 0) continue; /* training never asks for it */
             double fl = op_flops(&s) * 1e-9;
@@ -393,23 +392,21 @@ static void run_layers(const opts *o)
                 snprintf(cell[k], sizeof cell[k], "%8.1f ms %6.1f GF/s %4.0f %%", t_op[k] * 1e3,
                          fl / t_op[k], 100.0 * (fl / t_op[k]) / rate_g);
                 sum_op[k] += t_op[k];
-                printf("RESULT what=layer layer=conv%d op=%s backend=%s gflop=%.4f ms=%.3f\n",
-                       conv, op_names[op], names[k], fl, t_op[k] * 1e3);
+                printf("RESULT what=layer layer=conv%d op=%s backend=%s gflop=%.4f ms=%.3f\n", conv,
+                       op_names[op], names[k], fl, t_op[k] * 1e3);
             }
             printf("conv%-2d %-16s %7.2f | %8.1f ms %6.1f GF/s | %-30s | %-30s\n", conv,
                    op_names[op], fl, tg * 1e3, rate_g, cell[0], cell[1]);
-            printf("RESULT what=layer layer=conv%d op=%s backend=sgemm gflop=%.4f ms=%.3f\n",
-                   conv, op_names[op], fl, tg * 1e3);
+            printf("RESULT what=layer layer=conv%d op=%s backend=sgemm gflop=%.4f ms=%.3f\n", conv,
+                   op_names[op], fl, tg * 1e3);
             sum_flop += fl;
             sum_gemm += tg;
         }
     }
     printf("%-23s %7.2f | %8.1f ms %6.1f GF/s | %8.1f ms %6.1f GF/s       | ", "all conv ops",
            sum_flop, sum_gemm * 1e3, sum_flop / sum_gemm, sum_op[0] * 1e3, sum_flop / sum_op[0]);
-    if (be[1])
-        printf("%8.1f ms %6.1f GF/s\n", sum_op[1] * 1e3, sum_flop / sum_op[1]);
-    else
-        printf("-\n");
+    if (be[1]) printf("%8.1f ms %6.1f GF/s\n", sum_op[1] * 1e3, sum_flop / sum_op[1]);
+    else printf("-\n");
     printf("RESULT what=sgemm_rate gflops=%.2f\n", sum_flop / sum_gemm);
     for (int k = 0; k < 2; k++)
         if (be[k])
@@ -444,19 +441,18 @@ int main(int argc, char **argv)
         else if (!strcmp(a, "--conv-algo")) o.conv_algo = v;
         else if (!strcmp(a, "--precision")) o.precision = v;
         else {
-            fprintf(stderr, "bench_cpu: unknown option %s (see the comment at the top of "
-                            "tests/bench_cpu.c)\n", a);
+            fprintf(stderr,
+                    "bench_cpu: unknown option %s (see the comment at the top of "
+                    "tests/bench_cpu.c)\n",
+                    a);
             return 2;
         }
     }
     if (o.steps < 1 || o.steps > MAX_STEPS || o.reps < 1 || o.reps > MAX_STEPS || o.pairs < 1) {
-        fprintf(stderr, "bench_cpu: --steps and --reps are 1..%d, --pairs at least 1\n",
-                MAX_STEPS);
+        fprintf(stderr, "bench_cpu: --steps and --reps are 1..%d, --pairs at least 1\n", MAX_STEPS);
         return 2;
     }
-    if (o.layers)
-        run_layers(&o);
-    else
-        run_train(&o);
+    if (o.layers) run_layers(&o);
+    else run_train(&o);
     return 0;
 }

@@ -24,7 +24,7 @@ static double now_s(void)
     do {                                                                                           \
         sm_status s_ = (x);                                                                        \
         if (s_ != SM_OK) {                                                                         \
-            fprintf(stderr, "%s: %s: %s\n", #x, sm_status_name(s_), sm_last_error());             \
+            fprintf(stderr, "%s: %s: %s\n", #x, sm_status_name(s_), sm_last_error());              \
             return 1;                                                                              \
         }                                                                                          \
     } while (0)
@@ -32,7 +32,8 @@ static double now_s(void)
 int main(int argc, char **argv)
 {
     if (argc < 5) {
-        fprintf(stderr, "usage: bench_dist ARCH BATCH STEPS THREADS [--solo] [--backend cpu|dnnl]\n");
+        fprintf(stderr,
+                "usage: bench_dist ARCH BATCH STEPS THREADS [--solo] [--backend cpu|dnnl]\n");
         return 2;
     }
     const char *arch_name = argv[1];
@@ -82,8 +83,8 @@ int main(int argc, char **argv)
     sm_comm_stats(c, &b1, &n1);
     if (rank == 0)
         printf("RESULT arch=%s batch=%lld ranks=%d threads=%d backend=%s ms_per_step=%.1f "
-               "bytes_per_rank_step=%.0f comm_ms_per_step=%.1f loss=%.4f\n", arch_name,
-               (long long)batch, size, threads, sm_backend_name(be), 1e3 * t,
+               "bytes_per_rank_step=%.0f comm_ms_per_step=%.1f loss=%.4f\n",
+               arch_name, (long long)batch, size, threads, sm_backend_name(be), 1e3 * t,
                (double)(b1 - b0) / steps, (double)(n1 - n0) / 1e6 / steps, (double)loss);
     sm_trainer_destroy(tr);
     sm_adam_destroy(adam);

@@ -159,8 +159,10 @@ int main(int argc, char **argv)
     char sizes_text[256] = "1000,10000,100000", archs_text[256] = "laptop,koch";
     for (int i = 1; i + 1 < argc; i += 2) {
         if (!strcmp(argv[i], "--threads")) threads = atoi(argv[i + 1]);
-        else if (!strcmp(argv[i], "--sizes")) snprintf(sizes_text, sizeof sizes_text, "%s", argv[i + 1]);
-        else if (!strcmp(argv[i], "--archs")) snprintf(archs_text, sizeof archs_text, "%s", argv[i + 1]);
+        else if (!strcmp(argv[i], "--sizes"))
+            snprintf(sizes_text, sizeof sizes_text, "%s", argv[i + 1]);
+        else if (!strcmp(argv[i], "--archs"))
+            snprintf(archs_text, sizeof archs_text, "%s", argv[i + 1]);
         else {
             fprintf(stderr, "usage: bench_gallery [--threads N] [--sizes A,B,..] [--archs a,b]\n");
             return 2;
@@ -176,8 +178,7 @@ int main(int argc, char **argv)
     printf("gallery search on %s, %d threads: one query, top 5, one label per example\n",
            sm_backend_name(be), sm_backend_get_threads(be));
     printf("%-7s %5s %8s %9s %10s %10s %10s  %10s  %8s  %8s  %7s\n", "arch", "dim", "gallery",
-           "queries/s", "embed ms", "score ms", "embed", "score", "B/ex", "RSS B/ex",
-           "enrol s");
+           "queries/s", "embed ms", "score ms", "embed", "score", "B/ex", "RSS B/ex", "enrol s");
     int rc = 0;
     for (char *a = strtok(archs_text, ","); a && !rc; a = strtok(NULL, ","))
         rc = bench_arch(be, a, sizes, n_sizes);

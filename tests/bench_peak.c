@@ -44,7 +44,7 @@ static double now(void)
 typedef float (*kernel_fn)(long iters, float seed);
 
 typedef struct kernel {
-    const char *isa;      /* "avx512f", "avx2", "avx512_bf16" */
+    const char *isa; /* "avx512f", "avx2", "avx512_bf16" */
     kernel_fn run;
     double flops_per_iter; /* 12 instructions x lanes x flops per lane */
 } kernel;
@@ -155,9 +155,9 @@ typedef struct job {
     double seconds;
     float seed;
     pthread_barrier_t *start;
-    long iters;        /* out: rounds timed */
-    double t0, t1;     /* out: start and end of the timed run */
-    float sink;        /* out: the chains' sum, printed so the work is observable */
+    long iters;    /* out: rounds timed */
+    double t0, t1; /* out: start and end of the timed run */
+    float sink;    /* out: the chains' sum, printed so the work is observable */
 } job;
 
 static void *worker(void *arg)
@@ -194,8 +194,8 @@ static double measure(const kernel *k, int threads, double seconds, const char *
     int started = 0;
     for (int i = 0; i < threads; i++) {
         /* the seed comes from the clock's low bits: a run-time value the compiler cannot see */
-        jobs[i] = (job){k, seconds, 1.0f + (float)((long)(now() * 1e6) % 7) * 1e-3f, &start,
-                        0, 0, 0, 0};
+        jobs[i] =
+            (job){k, seconds, 1.0f + (float)((long)(now() * 1e6) % 7) * 1e-3f, &start, 0, 0, 0, 0};
         if (pthread_create(&tids[i], NULL, worker, &jobs[i])) break;
         started++;
     }

@@ -30,7 +30,7 @@ static int cmp(const void *a, const void *b)
     do {                                                                                           \
         sm_status s_ = (call);                                                                     \
         if (s_ != SM_OK) {                                                                         \
-            fprintf(stderr, "%s: %s (%s)\n", #call, sm_status_name(s_), sm_last_error());         \
+            fprintf(stderr, "%s: %s (%s)\n", #call, sm_status_name(s_), sm_last_error());          \
             return 1;                                                                              \
         }                                                                                          \
     } while (0)

@@ -9,8 +9,8 @@
 
 sm_backend_kind dm_backend = SM_BACKEND_CPU;
 
-sm_status dm_create(dm_model *m, const char *arch, int64_t batch, int64_t micro,
-                    int64_t shards, unsigned augment, uint64_t init_seed)
+sm_status dm_create(dm_model *m, const char *arch, int64_t batch, int64_t micro, int64_t shards,
+                    unsigned augment, uint64_t init_seed)
 {
     memset(m, 0, sizeof *m);
     /* the MPI script's cpu-dnnl runs (test_dist_mpi.sh) */

@@ -173,8 +173,8 @@ uint8_t *fx_encode_png(int w, int h, int color_type, int bit_depth, const uint8_
     spng_ctx *ctx = spng_ctx_new(SPNG_CTX_ENCODER);
     uint8_t *out = NULL;
     if (ctx) {
-        struct spng_ihdr ihdr = {(uint32_t)w, (uint32_t)h, (uint8_t)bit_depth,
-                                 (uint8_t)color_type, 0, 0, 0};
+        struct spng_ihdr ihdr = {
+            (uint32_t)w, (uint32_t)h, (uint8_t)bit_depth, (uint8_t)color_type, 0, 0, 0};
         int err = spng_set_option(ctx, SPNG_ENCODE_TO_BUFFER, 1);
         if (!err) err = spng_set_ihdr(ctx, &ihdr);
         if (!err) err = spng_encode_image(ctx, img, len, SPNG_FMT_PNG, SPNG_ENCODE_FINALIZE);
@@ -189,8 +189,7 @@ uint8_t *fx_encode_png(int w, int h, int color_type, int bit_depth, const uint8_
     return out;
 }
 
-int fx_write_png(const char *path, int w, int h, int color_type, int bit_depth,
-                 const uint8_t *grey)
+int fx_write_png(const char *path, int w, int h, int color_type, int bit_depth, const uint8_t *grey)
 {
     size_t n;
     uint8_t *png = fx_encode_png(w, h, color_type, bit_depth, grey, &n);

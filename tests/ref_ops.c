@@ -3,8 +3,8 @@
 
 #include <math.h>
 
-void ref_conv(int n, int c, int h, int w, int k, int kh, int kw, const double *x,
-              const double *wt, const double *b, double *y)
+void ref_conv(int n, int c, int h, int w, int k, int kh, int kw, const double *x, const double *wt,
+              const double *b, double *y)
 {
     int oh = h - kh + 1, ow = w - kw + 1;
     for (int in = 0; in < n; in++)

@@ -7,8 +7,8 @@
 #include <stddef.h>
 
 /* x [n,c,h,w], w [k,c,kh,kw], b [k] -> y [n,k,h-kh+1,w-kw+1] */
-void ref_conv(int n, int c, int h, int w, int k, int kh, int kw, const double *x,
-              const double *wt, const double *b, double *y);
+void ref_conv(int n, int c, int h, int w, int k, int kh, int kw, const double *x, const double *wt,
+              const double *b, double *y);
 /* window = stride = s; y [n,c,h/s,w/s] */
 void ref_maxpool(int n, int c, int h, int w, int s, const double *x, double *y);
 void ref_relu(size_t n, const double *x, double *y);

@@ -80,10 +80,10 @@ static void test_defaults_are_constant(void **state)
     (void)state;
     model m;
     model_open(&m);
-    const sm_adam_param keys[] = {SM_ADAM_WARMUP_STEPS,      SM_ADAM_SCHEDULE,
-                                  SM_ADAM_SCHEDULE_STEPS,    SM_ADAM_MIN_LR_FACTOR,
-                                  SM_ADAM_STEP_GAMMA,        SM_ADAM_WEIGHT_DECAY_CONV,
-                                  SM_ADAM_WEIGHT_DECAY_FC,   SM_ADAM_WEIGHT_DECAY_HEAD};
+    const sm_adam_param keys[] = {SM_ADAM_WARMUP_STEPS,    SM_ADAM_SCHEDULE,
+                                  SM_ADAM_SCHEDULE_STEPS,  SM_ADAM_MIN_LR_FACTOR,
+                                  SM_ADAM_STEP_GAMMA,      SM_ADAM_WEIGHT_DECAY_CONV,
+                                  SM_ADAM_WEIGHT_DECAY_FC, SM_ADAM_WEIGHT_DECAY_HEAD};
     const double want[] = {0, SM_ADAM_SCHEDULE_CONSTANT, 0, 0, 0.1, 0, 0, 0};
     for (size_t i = 0; i < 8; i++) {
         double v = -1;
@@ -132,14 +132,14 @@ static void test_cosine(void **state)
     assert_int_equal(sm_adam_set(m.a, SM_ADAM_SCHEDULE, SM_ADAM_SCHEDULE_COSINE), SM_OK);
     assert_int_equal(sm_adam_set(m.a, SM_ADAM_SCHEDULE_STEPS, 4), SM_OK);
     assert_int_equal(sm_adam_set(m.a, SM_ADAM_MIN_LR_FACTOR, mf), SM_OK);
-    expect_rel(lr_at(m.a, 1), lr / 2, 1e-15);                          /* warm-up */
-    assert_true(lr_at(m.a, 2) == lr);                                  /* its end */
-    expect_rel(lr_at(m.a, 3), lr, 1e-15);                              /* s = 0 */
+    expect_rel(lr_at(m.a, 1), lr / 2, 1e-15);                             /* warm-up */
+    assert_true(lr_at(m.a, 2) == lr);                                     /* its end */
+    expect_rel(lr_at(m.a, 3), lr, 1e-15);                                 /* s = 0 */
     expect_rel(lr_at(m.a, 4), lr * (mf + (1 - mf) * (1 + r) / 2), 1e-14); /* s = 1 */
-    expect_rel(lr_at(m.a, 5), lr * (mf + (1 - mf) / 2), 1e-14);          /* s = 2: halfway */
+    expect_rel(lr_at(m.a, 5), lr * (mf + (1 - mf) / 2), 1e-14);           /* s = 2: halfway */
     expect_rel(lr_at(m.a, 6), lr * (mf + (1 - mf) * (1 - r) / 2), 1e-14); /* s = 3 */
-    expect_rel(lr_at(m.a, 7), lr * mf, 1e-14);                          /* s = T: the floor */
-    expect_rel(lr_at(m.a, 8), lr * mf, 1e-14);                          /* and after it */
+    expect_rel(lr_at(m.a, 7), lr * mf, 1e-14);                            /* s = T: the floor */
+    expect_rel(lr_at(m.a, 8), lr * mf, 1e-14);                            /* and after it */
     expect_rel(lr_at(m.a, INT64_MAX), lr * mf, 1e-14);
     /* a floor of 0 reaches 0 */
     assert_int_equal(sm_adam_set(m.a, SM_ADAM_MIN_LR_FACTOR, 0), SM_OK);
@@ -186,20 +186,34 @@ static void test_bad_values(void **state)
         sm_adam_param key;
         double value;
     } bad[] = {
-        {SM_ADAM_WARMUP_STEPS, -1},         {SM_ADAM_WARMUP_STEPS, 1.5},
-        {SM_ADAM_WARMUP_STEPS, 3e9},        {SM_ADAM_WARMUP_STEPS, NAN},
-        {SM_ADAM_WARMUP_STEPS, INFINITY},   {SM_ADAM_SCHEDULE, -1},
-        {SM_ADAM_SCHEDULE, 3},              {SM_ADAM_SCHEDULE, 0.5},
-        {SM_ADAM_SCHEDULE, NAN},            {SM_ADAM_SCHEDULE_STEPS, -1},
-        {SM_ADAM_SCHEDULE_STEPS, 2.5},      {SM_ADAM_SCHEDULE_STEPS, 1e12},
-        {SM_ADAM_MIN_LR_FACTOR, -0.1},      {SM_ADAM_MIN_LR_FACTOR, 1.5},
-        {SM_ADAM_MIN_LR_FACTOR, NAN},       {SM_ADAM_STEP_GAMMA, 0},
-        {SM_ADAM_STEP_GAMMA, -0.5},         {SM_ADAM_STEP_GAMMA, 1.01},
-        {SM_ADAM_STEP_GAMMA, NAN},          {SM_ADAM_WEIGHT_DECAY_CONV, -1e-3},
-        {SM_ADAM_WEIGHT_DECAY_CONV, 2},     {SM_ADAM_WEIGHT_DECAY_CONV, NAN},
-        {SM_ADAM_WEIGHT_DECAY_FC, -1e-3},   {SM_ADAM_WEIGHT_DECAY_FC, INFINITY},
-        {SM_ADAM_WEIGHT_DECAY_HEAD, -1e-3}, {SM_ADAM_WEIGHT_DECAY_HEAD, 1e6},
-        {(sm_adam_param)13, 0},             {(sm_adam_param)0, 0},
+        {SM_ADAM_WARMUP_STEPS, -1},
+        {SM_ADAM_WARMUP_STEPS, 1.5},
+        {SM_ADAM_WARMUP_STEPS, 3e9},
+        {SM_ADAM_WARMUP_STEPS, NAN},
+        {SM_ADAM_WARMUP_STEPS, INFINITY},
+        {SM_ADAM_SCHEDULE, -1},
+        {SM_ADAM_SCHEDULE, 3},
+        {SM_ADAM_SCHEDULE, 0.5},
+        {SM_ADAM_SCHEDULE, NAN},
+        {SM_ADAM_SCHEDULE_STEPS, -1},
+        {SM_ADAM_SCHEDULE_STEPS, 2.5},
+        {SM_ADAM_SCHEDULE_STEPS, 1e12},
+        {SM_ADAM_MIN_LR_FACTOR, -0.1},
+        {SM_ADAM_MIN_LR_FACTOR, 1.5},
+        {SM_ADAM_MIN_LR_FACTOR, NAN},
+        {SM_ADAM_STEP_GAMMA, 0},
+        {SM_ADAM_STEP_GAMMA, -0.5},
+        {SM_ADAM_STEP_GAMMA, 1.01},
+        {SM_ADAM_STEP_GAMMA, NAN},
+        {SM_ADAM_WEIGHT_DECAY_CONV, -1e-3},
+        {SM_ADAM_WEIGHT_DECAY_CONV, 2},
+        {SM_ADAM_WEIGHT_DECAY_CONV, NAN},
+        {SM_ADAM_WEIGHT_DECAY_FC, -1e-3},
+        {SM_ADAM_WEIGHT_DECAY_FC, INFINITY},
+        {SM_ADAM_WEIGHT_DECAY_HEAD, -1e-3},
+        {SM_ADAM_WEIGHT_DECAY_HEAD, 1e6},
+        {(sm_adam_param)13, 0},
+        {(sm_adam_param)0, 0},
     };
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
         double before = -7, after = -8;
@@ -263,8 +277,7 @@ static double urand(double lo, double hi)
     return lo + (hi - lo) * (double)(rs >> 11) / 9007199254740992.0;
 }
 
-static void download(sm_backend_ops const *ops, void *ctx, const float *dev, size_t n,
-                     double *out)
+static void download(sm_backend_ops const *ops, void *ctx, const float *dev, size_t n, double *out)
 {
     float tmp[128];
     assert_true(n <= 128);
@@ -385,10 +398,14 @@ static void test_decay_spares_biases(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_defaults_are_constant), cmocka_unit_test(test_warmup),
-        cmocka_unit_test(test_cosine),                cmocka_unit_test(test_step_decay),
-        cmocka_unit_test(test_bad_values),            cmocka_unit_test(test_schedule_needs_length),
-        cmocka_unit_test(test_decay_update),          cmocka_unit_test(test_decay_spares_biases),
+        cmocka_unit_test(test_defaults_are_constant),
+        cmocka_unit_test(test_warmup),
+        cmocka_unit_test(test_cosine),
+        cmocka_unit_test(test_step_decay),
+        cmocka_unit_test(test_bad_values),
+        cmocka_unit_test(test_schedule_needs_length),
+        cmocka_unit_test(test_decay_update),
+        cmocka_unit_test(test_decay_spares_biases),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -30,21 +30,21 @@
 #include "network/network.h"
 #include "siamese/siamese.h"
 
-#define ARCH "1x12x12:conv4k3,relu,pool2,conv4k3,relu,flatten,fc8"
+#define ARCH    "1x12x12:conv4k3,relu,pool2,conv4k3,relu,flatten,fc8"
 #define N_PAIRS 3
 #define N_EMBED 4
-#define DIM 8
-#define PIX (12 * 12)
+#define DIM     8
+#define PIX     (12 * 12)
 
 typedef struct results {
     float loss[3];
-    float scores[N_PAIRS];       /* after two steps */
-    float feats[N_EMBED * DIM];  /* after two steps */
+    float scores[N_PAIRS];        /* after two steps */
+    float feats[N_EMBED * DIM];   /* after two steps */
     float scores_loaded[N_PAIRS]; /* the saved-and-loaded model, after three steps */
     float scores_final[N_PAIRS];  /* the trained model itself, after three steps */
     size_t n_params;
-    float *params;                /* subnet ++ head after three steps (malloc'd) */
-    sm_gallery_match gm[2 * 2];   /* a gallery over the loaded model, saved and loaded */
+    float *params;              /* subnet ++ head after three steps (malloc'd) */
+    sm_gallery_match gm[2 * 2]; /* a gallery over the loaded model, saved and loaded */
     size_t g_examples, g_labels, g_removed;
 } results;
 
@@ -62,35 +62,35 @@ static long attempts_since(const cycle *c) { return sm__alloc_count() - c->base;
 /* Checks one call's status; on the injected failure, checks it and makes the call again. `out`
  * (may be NULL) is the handle the call creates: it must still be NULL after a failure;
  * `on_fail` runs after a failure, before the call is made again. */
-#define CALL_X(c, out, on_fail, expr)                                                                 \
-    do {                                                                                         \
-        long live0_ = sm__alloc_live();                                                          \
-        sm_status st_ = (expr);                                                                  \
-        if (!(c)->fired && (c)->fail_at >= 0 && attempts_since(c) > (c)->fail_at) {              \
-            sm__alloc_fail_after(-1);                                                            \
-            (c)->fired = 1;                                                                      \
-            (c)->failed_call = #expr;                                                            \
-            if (st_ != SM_ERR_NOMEM)                                                             \
-                fail_msg("allocation %ld failed inside %s, which returned %s (%s), expected "   \
-                         "SM_ERR_NOMEM", (c)->fail_at, #expr, sm_status_name(st_),               \
-                         sm_last_error());                                                       \
-            if (sm_last_error()[0] == 0) fail_msg("%s: SM_ERR_NOMEM without a message", #expr); \
-            if (sm__alloc_live() != live0_)                                                      \
-                fail_msg("allocation %ld failed inside %s, which then held %ld allocations "    \
-                         "more than before the call", (c)->fail_at, #expr,                       \
-                         sm__alloc_live() - live0_);                                             \
-            if ((out) != NULL && *(void **)(out) != NULL)                                        \
-                fail_msg("%s failed but wrote its output handle", #expr);                        \
-            on_fail;                                                                             \
-            st_ = (expr);                                                                        \
-        }                                                                                        \
-        if (st_ != SM_OK)                                                                        \
-            fail_msg("fail_at %ld: %s returned %s (%s)", (c)->fail_at, #expr,                    \
-                     sm_status_name(st_), sm_last_error());                                      \
+#define CALL_X(c, out, on_fail, expr)                                                              \
+    do {                                                                                           \
+        long live0_ = sm__alloc_live();                                                            \
+        sm_status st_ = (expr);                                                                    \
+        if (!(c)->fired && (c)->fail_at >= 0 && attempts_since(c) > (c)->fail_at) {                \
+            sm__alloc_fail_after(-1);                                                              \
+            (c)->fired = 1;                                                                        \
+            (c)->failed_call = #expr;                                                              \
+            if (st_ != SM_ERR_NOMEM)                                                               \
+                fail_msg("allocation %ld failed inside %s, which returned %s (%s), expected "      \
+                         "SM_ERR_NOMEM",                                                           \
+                         (c)->fail_at, #expr, sm_status_name(st_), sm_last_error());               \
+            if (sm_last_error()[0] == 0) fail_msg("%s: SM_ERR_NOMEM without a message", #expr);    \
+            if (sm__alloc_live() != live0_)                                                        \
+                fail_msg("allocation %ld failed inside %s, which then held %ld allocations "       \
+                         "more than before the call",                                              \
+                         (c)->fail_at, #expr, sm__alloc_live() - live0_);                          \
+            if ((out) != NULL && *(void **)(out) != NULL)                                          \
+                fail_msg("%s failed but wrote its output handle", #expr);                          \
+            on_fail;                                                                               \
+            st_ = (expr);                                                                          \
+        }                                                                                          \
+        if (st_ != SM_OK)                                                                          \
+            fail_msg("fail_at %ld: %s returned %s (%s)", (c)->fail_at, #expr, sm_status_name(st_), \
+                     sm_last_error());                                                             \
     } while (0)
 
 #define CALL_OUT(c, out, expr) CALL_X(c, out, (void)0, expr)
-#define CALL(c, expr) CALL_X(c, (void *)NULL, (void)0, expr)
+#define CALL(c, expr)          CALL_X(c, (void *)NULL, (void)0, expr)
 
 static void run_cycle(cycle *c, results *r)
 {
@@ -143,20 +143,21 @@ static void run_cycle(cycle *c, results *r)
     assert_int_equal(sm__subnet_read_params(s, before), SM_OK);
     assert_int_equal(sm__head_read_params(h, before + s->n_params), SM_OK);
     int64_t v = 0;
-    CALL_X(c, (void *)NULL,
-           {
-               /* a failed load changed nothing */
-               assert_int_equal(sm_trainer_get_param(t, SM_TRAINER_BATCH_SIZE, &v), SM_OK);
-               assert_int_equal(v, 6);
-               assert_int_equal(sm_trainer_get_param(t, SM_TRAINER_MICRO_BATCH, &v), SM_OK);
-               assert_int_equal(v, 3);
-               assert_int_equal(sm_trainer_iteration(t), 3);
-               assert_int_equal(sm_adam_steps(a), 3);
-               assert_int_equal(sm__subnet_read_params(s, now), SM_OK);
-               assert_int_equal(sm__head_read_params(h, now + s->n_params), SM_OK);
-               assert_memory_equal(before, now, np * sizeof *now);
-           },
-           sm_trainer_load(t, c->ck_path));
+    CALL_X(
+        c, (void *)NULL,
+        {
+            /* a failed load changed nothing */
+            assert_int_equal(sm_trainer_get_param(t, SM_TRAINER_BATCH_SIZE, &v), SM_OK);
+            assert_int_equal(v, 6);
+            assert_int_equal(sm_trainer_get_param(t, SM_TRAINER_MICRO_BATCH, &v), SM_OK);
+            assert_int_equal(v, 3);
+            assert_int_equal(sm_trainer_iteration(t), 3);
+            assert_int_equal(sm_adam_steps(a), 3);
+            assert_int_equal(sm__subnet_read_params(s, now), SM_OK);
+            assert_int_equal(sm__head_read_params(h, now + s->n_params), SM_OK);
+            assert_memory_equal(before, now, np * sizeof *now);
+        },
+        sm_trainer_load(t, c->ck_path));
     free(before);
     free(now);
     CALL(c, sm_trainer_get_param(t, SM_TRAINER_BATCH_SIZE, &v));
@@ -220,9 +221,9 @@ static void run_cycle(cycle *c, results *r)
 static void assert_same_results(const results *ref, const results *r, long n)
 {
     if (memcmp(ref->loss, r->loss, sizeof r->loss) != 0)
-        fail_msg("fail_at %ld: losses %.9g %.9g %.9g differ from the reference %.9g %.9g %.9g",
-                 n, (double)r->loss[0], (double)r->loss[1], (double)r->loss[2],
-                 (double)ref->loss[0], (double)ref->loss[1], (double)ref->loss[2]);
+        fail_msg("fail_at %ld: losses %.9g %.9g %.9g differ from the reference %.9g %.9g %.9g", n,
+                 (double)r->loss[0], (double)r->loss[1], (double)r->loss[2], (double)ref->loss[0],
+                 (double)ref->loss[1], (double)ref->loss[2]);
     assert_memory_equal(ref->scores, r->scores, sizeof r->scores);
     assert_memory_equal(ref->feats, r->feats, sizeof r->feats);
     assert_memory_equal(ref->scores_loaded, r->scores_loaded, sizeof r->scores_loaded);
@@ -296,7 +297,8 @@ static void test_every_allocation_fails_in_turn(void **state)
     }
     clock_gettime(CLOCK_MONOTONIC, &t1);
     print_message("[ info     ] %ld allocations in the cycle; each failed in turn (%ld "
-                  "SM_ERR_NOMEM) in %.1f s\n", total, seen_nomem,
+                  "SM_ERR_NOMEM) in %.1f s\n",
+                  total, seen_nomem,
                   (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec));
     assert_int_equal(seen_nomem, total);
     (void)by_call;

@@ -174,9 +174,17 @@ static void test_arch(void **state)
     expect_status(sm_arch_add_maxpool(a, -2), SM_ERR_INVALID_ARG, NULL);
     sm_arch_destroy(a);
 
-    const char *bad[] = {"", "1x105x105", "0x10x10:relu", "1x10x10:conv", "1x10x10:conv4k",
-                         "1x10x10:pool0", "1x10x10:bogus", "1x10x10:fc4", "1x99999x2:relu",
-                         "1x10x10:conv4k3,,relu", "1x10x10:conv99999999999k3"};
+    const char *bad[] = {"",
+                         "1x105x105",
+                         "0x10x10:relu",
+                         "1x10x10:conv",
+                         "1x10x10:conv4k",
+                         "1x10x10:pool0",
+                         "1x10x10:bogus",
+                         "1x10x10:fc4",
+                         "1x99999x2:relu",
+                         "1x10x10:conv4k3,,relu",
+                         "1x10x10:conv99999999999k3"};
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
         a = NULL;
         sm_status s = sm_arch_from_string(bad[i], &a);
@@ -203,7 +211,8 @@ static void model_open(model *m, uint64_t seed, int with_data)
     assert_int_equal(sm_backend_create(SM_BACKEND_CPU, &m->be), SM_OK);
     assert_int_equal(sm_arch_from_string(TINY, &m->arch), SM_OK);
     assert_int_equal(sm_subnet_create(m->be, m->arch, seed, &m->sub), SM_OK);
-    assert_int_equal(sm_head_create(m->be, sm_subnet_feature_dim(m->sub), seed + 1, &m->head), SM_OK);
+    assert_int_equal(sm_head_create(m->be, sm_subnet_feature_dim(m->sub), seed + 1, &m->head),
+                     SM_OK);
     assert_int_equal(sm_adam_create(m->sub, m->head, &m->adam), SM_OK);
     if (with_data) assert_int_equal(sm_dataset_create_synthetic(12, 4, 12, 12, 5, &m->ds), SM_OK);
     assert_int_equal(sm_trainer_create(m->sub, m->head, m->adam, m->ds, seed, &m->tr), SM_OK);
@@ -228,7 +237,8 @@ static void test_options_out_of_range(void **state)
     model_open(&m, 1, 1);
     int64_t v;
     expect_status(sm_trainer_set_param(m.tr, SM_TRAINER_BATCH_SIZE, 0), SM_ERR_INVALID_ARG, NULL);
-    expect_status(sm_trainer_set_param(m.tr, SM_TRAINER_BATCH_SIZE, 1 << 30), SM_ERR_INVALID_ARG, NULL);
+    expect_status(sm_trainer_set_param(m.tr, SM_TRAINER_BATCH_SIZE, 1 << 30), SM_ERR_INVALID_ARG,
+                  NULL);
     expect_status(sm_trainer_set_param(m.tr, SM_TRAINER_MICRO_BATCH, -3), SM_ERR_INVALID_ARG, NULL);
     expect_status(sm_trainer_set_param(m.tr, (sm_trainer_param)77, 3), SM_ERR_INVALID_ARG, "77");
     assert_int_equal(sm_trainer_get_param(m.tr, SM_TRAINER_BATCH_SIZE, &v), SM_OK);
@@ -297,9 +307,9 @@ static void test_determinism_and_micro_batches(void **state)
     run_losses(3, 4, d, 5);
     int differ = 0;
     for (int i = 0; i < 5; i++) {
-        assert_true(a[i] == b[i]);                     /* same seed: the same losses, bit for bit */
+        assert_true(a[i] == b[i]); /* same seed: the same losses, bit for bit */
         differ += a[i] != c[i];
-        assert_true(fabsf(a[i] - d[i]) < 1e-5f);       /* micro-batches: the same to rounding */
+        assert_true(fabsf(a[i] - d[i]) < 1e-5f); /* micro-batches: the same to rounding */
     }
     assert_true(differ > 0);
 }
@@ -343,8 +353,11 @@ static void test_predict_and_embed(void **state)
     enum { N = 70, IN = 144 }; /* more than one chunk */
     float *a = malloc(N * IN * sizeof *a), *b = malloc(N * IN * sizeof *b), s[N], one;
     for (int i = 0; i < N; i++) {
-        assert_int_equal(sm_dataset_get_image(m.ds, (size_t)i % sm_dataset_num_images(m.ds), a + i * IN), SM_OK);
-        assert_int_equal(sm_dataset_get_image(m.ds, (size_t)(i * 7 + 3) % sm_dataset_num_images(m.ds), b + i * IN), SM_OK);
+        assert_int_equal(
+            sm_dataset_get_image(m.ds, (size_t)i % sm_dataset_num_images(m.ds), a + i * IN), SM_OK);
+        assert_int_equal(sm_dataset_get_image(
+                             m.ds, (size_t)(i * 7 + 3) % sm_dataset_num_images(m.ds), b + i * IN),
+                         SM_OK);
     }
     assert_int_equal(sm_predict_pairs(m.sub, m.head, N, a, b, s), SM_OK);
     for (int i = 0; i < N; i += 9) {

@@ -111,16 +111,16 @@ static void test_stale_temps_removed_live_ones_kept(void **state)
     snprintf(live, sizeof live, "%s", ours("ck.safetensors", 4));
     snprintf(bad_check, sizeof bad_check, "%s", ours("ck.safetensors", 5));
     char *last = bad_check + strlen(bad_check) - 1;
-    *last = *last == 'a' ? 'b' : 'a'; /* our shape, not our hash */
-    put(dir, dead, "dead writer's bytes", 0);      /* removed */
-    put(dir, fresh, "", 0);                        /* fresh, empty: kept */
-    put(dir, old_empty, "", 120);                  /* old, empty: removed */
-    put(dir, live, "live writer's bytes", 0);      /* locked below: kept */
-    put(dir, bad_check, "x", 120);                 /* not ours: kept */
-    put(dir, "ck.safetensors.tmp.backup", "a user's copy", 120);     /* kept */
+    *last = *last == 'a' ? 'b' : 'a';                               /* our shape, not our hash */
+    put(dir, dead, "dead writer's bytes", 0);                       /* removed */
+    put(dir, fresh, "", 0);                                         /* fresh, empty: kept */
+    put(dir, old_empty, "", 120);                                   /* old, empty: removed */
+    put(dir, live, "live writer's bytes", 0);                       /* locked below: kept */
+    put(dir, bad_check, "x", 120);                                  /* not ours: kept */
+    put(dir, "ck.safetensors.tmp.backup", "a user's copy", 120);    /* kept */
     put(dir, "ck.safetensors.tmp.Ab3xYz", "another tool's", 120);   /* mkstemp's shape: kept */
     put(dir, "ck.safetensors.tmp.AAAAAA", "an old version's", 120); /* not provably ours */
-    put(dir, ours("other.safetensors", 6), "x", 0); /* another target: kept */
+    put(dir, ours("other.safetensors", 6), "x", 0);                 /* another target: kept */
     char other[256];
     snprintf(other, sizeof other, "%s", ours("other.safetensors", 6));
     /* a live writer: another process holding the lock */
@@ -213,7 +213,8 @@ static void test_repeated_kills_leave_one_leftover(void **state)
     assert_int_equal(sm_model_save(m.sub, m.head, ck), SM_OK);
     assert_int_equal(count_temps(dir), 0);
     printf("%d saves killed (a save takes %.1f ms): a leftover after %d of them, never more "
-           "than %d at once\n", KILLS, (double)save_us / 1e3, seen_left, max_left);
+           "than %d at once\n",
+           KILLS, (double)save_us / 1e3, seen_left, max_left);
     model_destroy(&m);
     free(ck);
     fx_rmtree(dir);

@@ -83,8 +83,10 @@ static void test_distort_ranges(void **state)
         ink_centre(out, &cx, &cy);
         assert_true(fabs(cx - 10) <= 2.0 + 1e-9 && fabs(cy - 10) <= 2.0 + 1e-9);
         moved += fabs(cx - 10) > 0.5 || fabs(cy - 10) > 0.5;
-        assert_int_equal(sm_image_distort(dot, S, S, SM_DISTORT_ROTATE | SM_DISTORT_SHEAR |
-                                                         SM_DISTORT_SCALE, seed, out), SM_OK);
+        assert_int_equal(sm_image_distort(dot, S, S,
+                                          SM_DISTORT_ROTATE | SM_DISTORT_SHEAR | SM_DISTORT_SCALE,
+                                          seed, out),
+                         SM_OK);
         ink_centre(out, &cx, &cy);
         assert_true(fabs(cx - 10) < 1e-6 && fabs(cy - 10) < 1e-6);
     }
@@ -316,8 +318,8 @@ static void test_failed_step_keeps_rng(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_distort_basics),     cmocka_unit_test(test_distort_ranges),
-        cmocka_unit_test(test_trainer_augment),    cmocka_unit_test(test_resume_with_augment),
+        cmocka_unit_test(test_distort_basics),        cmocka_unit_test(test_distort_ranges),
+        cmocka_unit_test(test_trainer_augment),       cmocka_unit_test(test_resume_with_augment),
         cmocka_unit_test(test_failed_step_keeps_rng),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -15,8 +15,7 @@
 static inline sm_backend_kind test_cpu_backend(void)
 {
     const char *name = getenv("SIAMESE_TEST_BACKEND");
-    if (!name || !*name || !strcmp(name, "cpu") || !strcmp(name, "cpu-blas"))
-        return SM_BACKEND_CPU;
+    if (!name || !*name || !strcmp(name, "cpu") || !strcmp(name, "cpu-blas")) return SM_BACKEND_CPU;
     if (strcmp(name, "cpu-dnnl") != 0) {
         fprintf(stderr, "SIAMESE_TEST_BACKEND='%s': expected cpu or cpu-dnnl\n", name);
         exit(1);
@@ -38,7 +37,7 @@ static inline sm_status test_backend_create(sm_backend **out)
     sm_status st = sm_backend_create(test_cpu_backend(), out);
     const char *algo = getenv("SIAMESE_TEST_CONV_ALGO");
     if (st != SM_OK || !algo || !*algo) return st;
-    int64_t value = !strcmp(algo, "fft") ? SM_CONV_ALGO_FFT
+    int64_t value = !strcmp(algo, "fft")      ? SM_CONV_ALGO_FFT
                     : !strcmp(algo, "direct") ? SM_CONV_ALGO_DIRECT
                                               : SM_CONV_ALGO_AUTO;
     st = sm_backend_set_option(*out, SM_BACKEND_OPT_CONV_ALGO, value);

@@ -25,7 +25,7 @@
 #include "data/sampler.h"
 #include "siamese/siamese.h"
 
-#define ARCH "1x12x12:conv4k3,relu,pool2,conv4k3,relu,flatten,fc8"
+#define ARCH       "1x12x12:conv4k3,relu,pool2,conv4k3,relu,flatten,fc8"
 #define ARCH_OTHER "1x12x12:conv4k3,relu,pool2,conv4k3,relu,flatten,fc6"
 
 /* ------------------------------------------------------------------ helpers */
@@ -353,8 +353,7 @@ static void test_trainer_resume_pk(void **state)
             assert_int_equal(sm_trainer_set_param(a.t, SM_TRAINER_PK_CLASSES, 3), SM_OK);
             assert_int_equal(sm_trainer_set_param(a.t, SM_TRAINER_PK_LOSS, SM_PK_LOSS_SOFTMAX),
                              SM_OK);
-            assert_int_equal(sm_trainer_set_param(a.t, SM_TRAINER_AUGMENT, SM_DISTORT_ALL),
-                             SM_OK);
+            assert_int_equal(sm_trainer_set_param(a.t, SM_TRAINER_AUGMENT, SM_DISTORT_ALL), SM_OK);
         }
         assert_int_equal(sm_trainer_set_param(a.t, SM_TRAINER_ALPHABET_BALANCED, 1), SM_OK);
         assert_int_equal(sm_trainer_set_real(a.t, SM_TRAINER_NEG_SAME_ALPHABET, 0.375), SM_OK);
@@ -393,10 +392,10 @@ static void test_trainer_resume_pk(void **state)
 /* The learning-rate schedule and the weight decay (0.3) are saved with the Adam state: a run
  * with warm-up, cosine decay and decay of all three kinds, stopped inside the warm-up, resumes
  * into a trainer with none of them set and continues bit for bit. */
-static const char *const sched_keys[8] = {
-    "\"adam_warmup_steps\"",  "\"adam_schedule\"",          "\"adam_schedule_steps\"",
-    "\"adam_min_lr_factor\"", "\"adam_step_gamma\"",        "\"adam_weight_decay_conv\"",
-    "\"adam_weight_decay_fc\"", "\"adam_weight_decay_head\""};
+static const char *const sched_keys[8] = {"\"adam_warmup_steps\"",    "\"adam_schedule\"",
+                                          "\"adam_schedule_steps\"",  "\"adam_min_lr_factor\"",
+                                          "\"adam_step_gamma\"",      "\"adam_weight_decay_conv\"",
+                                          "\"adam_weight_decay_fc\"", "\"adam_weight_decay_head\""};
 
 static void set_schedule(sm_adam *a)
 {
@@ -432,10 +431,10 @@ static void test_trainer_resume_schedule(void **state)
 
     model_make(e, ARCH, 99, 1, e->ds, 12345, &b);
     assert_int_equal(sm_trainer_load(b.t, p), SM_OK);
-    const sm_adam_param keys[] = {SM_ADAM_WARMUP_STEPS,      SM_ADAM_SCHEDULE,
-                                  SM_ADAM_SCHEDULE_STEPS,    SM_ADAM_MIN_LR_FACTOR,
-                                  SM_ADAM_STEP_GAMMA,        SM_ADAM_WEIGHT_DECAY_CONV,
-                                  SM_ADAM_WEIGHT_DECAY_FC,   SM_ADAM_WEIGHT_DECAY_HEAD};
+    const sm_adam_param keys[] = {SM_ADAM_WARMUP_STEPS,    SM_ADAM_SCHEDULE,
+                                  SM_ADAM_SCHEDULE_STEPS,  SM_ADAM_MIN_LR_FACTOR,
+                                  SM_ADAM_STEP_GAMMA,      SM_ADAM_WEIGHT_DECAY_CONV,
+                                  SM_ADAM_WEIGHT_DECAY_FC, SM_ADAM_WEIGHT_DECAY_HEAD};
     const double want[] = {2, SM_ADAM_SCHEDULE_COSINE, 5, 0.1, 0.5, 0.01, 0.02, 0.03};
     for (size_t i = 0; i < 8; i++) {
         double v = -1;
@@ -736,16 +735,16 @@ static void test_trainer_refusals(void **state)
     size_t np;
     float *before = params_of(b.s, b.h, &np);
     float *m_before = malloc(b.s->n_params * sizeof(float));
-    assert_int_equal(b.s->be->ops->download(b.s->be->ctx, m_before, b.a->m_sub,
-                                            b.s->n_params * sizeof(float)),
-                     SM_OK);
+    assert_int_equal(
+        b.s->be->ops->download(b.s->be->ctx, m_before, b.a->m_sub, b.s->n_params * sizeof(float)),
+        SM_OK);
     uint64_t rng_before[4];
     sm__sampler_get_state(b.t->sampler, rng_before);
     int64_t it = sm_trainer_iteration(b.t);
 
 #define ASSERT_UNCHANGED()                                                                         \
     do {                                                                                           \
-        assert_params_equal(before, np, b.s, b.h);                                                \
+        assert_params_equal(before, np, b.s, b.h);                                                 \
         float *m_now = malloc(b.s->n_params * sizeof(float));                                      \
         assert_int_equal(b.s->be->ops->download(b.s->be->ctx, m_now, b.a->m_sub,                   \
                                                 b.s->n_params * sizeof(float)),                    \
@@ -936,11 +935,11 @@ static void test_safetensors_cases(void **state)
         {"{" TENSOR("a", "[2]", 0, 8) "}", 8, SM_OK},
         {"{" TENSOR("a", "[]", 0, 4) "}", 4, SM_OK},
         {"{" TENSOR("a", "[0,3]", 0, 0) "," TENSOR("b", "[1]", 0, 4) "}", 4, SM_OK},
-        {"{" TENSOR("a", "[2]", 0, 8) "}", 12, SM_ERR_FORMAT},     /* data not covered */
-        {"{" TENSOR("a", "[2]", 0, 8) "}", 4, SM_ERR_FORMAT},      /* beyond the data */
-        {"{" TENSOR("a", "[3]", 0, 8) "}", 8, SM_ERR_FORMAT},      /* shape vs bytes */
-        {"{" TENSOR("a", "[1]", 4, 8) "}", 8, SM_ERR_FORMAT},      /* gap at the start */
-        {"{" TENSOR("a", "[1]", 8, 4) "}", 8, SM_ERR_FORMAT},      /* reversed */
+        {"{" TENSOR("a", "[2]", 0, 8) "}", 12, SM_ERR_FORMAT}, /* data not covered */
+        {"{" TENSOR("a", "[2]", 0, 8) "}", 4, SM_ERR_FORMAT},  /* beyond the data */
+        {"{" TENSOR("a", "[3]", 0, 8) "}", 8, SM_ERR_FORMAT},  /* shape vs bytes */
+        {"{" TENSOR("a", "[1]", 4, 8) "}", 8, SM_ERR_FORMAT},  /* gap at the start */
+        {"{" TENSOR("a", "[1]", 8, 4) "}", 8, SM_ERR_FORMAT},  /* reversed */
         {"{" TENSOR("a", "[2]", 0, 8) "," TENSOR("b", "[1]", 4, 8) "}", 8, SM_ERR_FORMAT},
         {"{" TENSOR("a", "[1]", 0, 4) "," TENSOR("a", "[1]", 4, 8) "}", 8, SM_ERR_FORMAT},
         {"{" TENSOR("a", "[-1]", 0, 4) "}", 4, SM_ERR_FORMAT},
@@ -989,8 +988,8 @@ static void test_safetensors_cases(void **state)
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
         sm_status st = st_try(cases[i].json, cases[i].data);
         if (st != cases[i].want)
-            fail_msg("case %zu (%s): got %s, want %s (%s)", i, cases[i].json,
-                     sm_status_name(st), sm_status_name(cases[i].want), sm_last_error());
+            fail_msg("case %zu (%s): got %s, want %s (%s)", i, cases[i].json, sm_status_name(st),
+                     sm_status_name(cases[i].want), sm_last_error());
     }
 #undef TENSOR
 #undef T
@@ -1095,7 +1094,7 @@ static void test_fuzz(void **state)
             uint8_t v = (uint8_t)rng_next(&rng);
             if (kind == 0) c[at] ^= (uint8_t)(1u << (v % 8));
             else if (kind == 1) c[at] = v;
-            else if (kind == 2) c[at] = (uint8_t)"{}[]\":,\\0123456789 e-."[v % 22];
+            else if (kind == 2) c[at] = (uint8_t) "{}[]\":,\\0123456789 e-."[v % 22];
             else if (kind == 3 && len > 1) { /* delete a byte */
                 memmove(c + at, c + at + 1, len - at - 1);
                 len--;

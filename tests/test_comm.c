@@ -43,16 +43,16 @@ typedef struct rank_job {
     const char *load, *save; /* checkpoints, optional */
     int stall;               /* never step: sleep `stall` ms and return */
     double timeout_s;
-    const char *arch;        /* default DM_ARCH_TINY */
-    int plain;               /* no augmentation (SM_DISTORT_ALL otherwise) */
-    int stale_exchange;      /* before every step but the first: NaN bytes in the send blocks */
+    const char *arch;   /* default DM_ARCH_TINY */
+    int plain;          /* no augmentation (SM_DISTORT_ALL otherwise) */
+    int stale_exchange; /* before every step but the first: NaN bytes in the send blocks */
     /* results */
     sm_status st_attach, st_step, st_again;
-    double t_step;           /* seconds in the failing step */
+    double t_step; /* seconds in the failing step */
     char msg[512];
     float *params;
     size_t n;
-    size_t pad_nonzero;      /* bytes of the last gathered gradient's padding that are not 0 */
+    size_t pad_nonzero; /* bytes of the last gathered gradient's padding that are not 0 */
     float losses[16];
 } rank_job;
 
@@ -78,8 +78,7 @@ static void *rank_main(void *arg)
     dm_model m;
     j->st_attach = j->st_step = j->st_again = SM_ERR_INTERNAL;
     if (dm_create(&m, j->arch ? j->arch : DM_ARCH_TINY, j->batch ? j->batch : BATCH, MICRO,
-                  j->shards ? j->shards : K, j->plain ? 0 : SM_DISTORT_ALL,
-                  j->init_seed) != SM_OK)
+                  j->shards ? j->shards : K, j->plain ? 0 : SM_DISTORT_ALL, j->init_seed) != SM_OK)
         return NULL;
     if (j->load && sm_trainer_load(m.tr, j->load) != SM_OK) {
         snprintf(j->msg, sizeof j->msg, "load: %s", sm_last_error());
@@ -162,8 +161,9 @@ static void test_bit_identical_over_ranks(void **state)
             assert_memory_equal(jobs[r].losses, ref[0].losses, STEPS * sizeof(float));
         }
         printf("N = %d ranks, K = %d shards, %d steps of %d pairs (%s): parameters "
-               "bit-identical to one trainer (hash %016llx)\n", n, K, STEPS, BATCH,
-               DM_ARCH_TINY, (unsigned long long)dm_hash(ref[0].params, ref[0].n));
+               "bit-identical to one trainer (hash %016llx)\n",
+               n, K, STEPS, BATCH, DM_ARCH_TINY,
+               (unsigned long long)dm_hash(ref[0].params, ref[0].n));
         free_jobs(jobs, n);
     }
     /* K = 1 (the default) is the step as it always was; K = 4 is another (fixed) fold */
@@ -249,7 +249,8 @@ static void test_stalled_rank_times_out(void **state)
     /* both attach, then rank 1 stops calling (a hung peer) */
     jobs[0] = (rank_job){.steps = 3, .init_seed = 5, .comm = c[0], .timeout_s = timeout};
     jobs[1] = (rank_job){.steps = 0, .init_seed = 5, .comm = c[1], .timeout_s = timeout};
-    for (int r = 0; r < 2; r++) assert_int_equal(pthread_create(&th[r], NULL, rank_main, &jobs[r]), 0);
+    for (int r = 0; r < 2; r++)
+        assert_int_equal(pthread_create(&th[r], NULL, rank_main, &jobs[r]), 0);
     for (int r = 0; r < 2; r++) pthread_join(th[r], NULL);
     assert_int_equal(jobs[0].st_attach, SM_OK);
     assert_int_equal(jobs[0].st_step, SM_ERR_COMM);
@@ -257,8 +258,8 @@ static void test_stalled_rank_times_out(void **state)
     assert_true(jobs[0].t_step >= timeout * 0.9 && jobs[0].t_step < timeout + 1.0);
     assert_int_equal(jobs[0].st_again, SM_ERR_COMM); /* at once */
     assert_int_equal(sm_comm_failed(c[0]), 1);
-    printf("stalled peer: SM_ERR_COMM after %.3f s (timeout %.1f s): %s\n", jobs[0].t_step,
-           timeout, jobs[0].msg);
+    printf("stalled peer: SM_ERR_COMM after %.3f s (timeout %.1f s): %s\n", jobs[0].t_step, timeout,
+           jobs[0].msg);
     free_jobs(jobs, 2);
     sm_comm_destroy(c[0]);
     sm_comm_destroy(c[1]);
@@ -267,7 +268,8 @@ static void test_stalled_rank_times_out(void **state)
     assert_int_equal(sm_comm_local_create(2, c), SM_OK);
     jobs[0] = (rank_job){.steps = 1, .init_seed = 5, .comm = c[0], .timeout_s = 0.3};
     jobs[1] = (rank_job){.stall = 700};
-    for (int r = 0; r < 2; r++) assert_int_equal(pthread_create(&th[r], NULL, rank_main, &jobs[r]), 0);
+    for (int r = 0; r < 2; r++)
+        assert_int_equal(pthread_create(&th[r], NULL, rank_main, &jobs[r]), 0);
     for (int r = 0; r < 2; r++) pthread_join(th[r], NULL);
     assert_int_equal(jobs[0].st_attach, SM_ERR_COMM);
     /* the late rank finds the communicator failed and returns at once */
@@ -333,8 +335,8 @@ static void test_gradient_not_divisible_by_ranks(void **state)
 {
     (void)state;
     rank_job ref[1], jobs[4];
-    rank_job tmpl = {.steps = 3, .init_seed = 5, .arch = "1x1x2:flatten,fc1", .plain = 1,
-                     .stale_exchange = 1};
+    rank_job tmpl = {
+        .steps = 3, .init_seed = 5, .arch = "1x1x2:flatten,fc1", .plain = 1, .stale_exchange = 1};
     run_ranks(0, ref, &tmpl);
     assert_int_equal(ref[0].st_step, SM_OK);
     assert_non_null(ref[0].params);
@@ -350,7 +352,8 @@ static void test_gradient_not_divisible_by_ranks(void **state)
             assert_int_equal(jobs[r].n, g);
             if (jobs[r].pad_nonzero)
                 printf("N = %d, rank %d: %zu bytes of the gathered gradient's padding not "
-                       "zero\n", n, r, jobs[r].pad_nonzero);
+                       "zero\n",
+                       n, r, jobs[r].pad_nonzero);
             assert_int_equal(jobs[r].pad_nonzero, 0);
             assert_memory_equal(jobs[r].params, ref[0].params, g * sizeof(float));
             assert_memory_equal(jobs[r].losses, ref[0].losses, 3 * sizeof(float));
@@ -358,7 +361,8 @@ static void test_gradient_not_divisible_by_ranks(void **state)
         free_jobs(jobs, n);
     }
     printf("G = %zu floats over N = 2 and 4 ranks (K = %d): parameters bit-identical to one "
-           "trainer, padding zeros\n", g, K);
+           "trainer, padding zeros\n",
+           g, K);
     free_jobs(ref, 1);
 }
 
@@ -406,8 +410,8 @@ static void test_collectives(void **state)
     assert_int_equal(sm_comm_size(NULL), -1);
     assert_int_equal(sm_comm_failed(NULL), -1);
     sm_comm_destroy(NULL);
-    sm_comm_ops ops = {.struct_size = sizeof ops, .version = SM_COMM_OPS_VERSION, .size = 2,
-                       .rank = 2};
+    sm_comm_ops ops = {
+        .struct_size = sizeof ops, .version = SM_COMM_OPS_VERSION, .size = 2, .rank = 2};
     sm_comm *x;
     assert_int_equal(sm_comm_create(&ops, NULL, &x), SM_ERR_INVALID_ARG);
     ops.version = SM_COMM_OPS_VERSION + 1;
@@ -431,9 +435,9 @@ enum { LATE_RANKS = 3, LATE_RANK = 2, LATE_BYTES = 4096, LATE_POISON = 0xa5 };
 static struct {
     pthread_mutex_t mu;
     pthread_cond_t cv;
-    int armed;   /* the late rank is in the collective under test (not the warm-up barrier) */
-    int held;    /* the hook held it */
-    int gone;    /* early ranks back, their buffers poisoned and freed */
+    int armed; /* the late rank is in the collective under test (not the warm-up barrier) */
+    int held;  /* the hook held it */
+    int gone;  /* early ranks back, their buffers poisoned and freed */
 } late = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0, 0};
 
 static void hold_late_rank(int rank, int phase)
@@ -518,7 +522,8 @@ static void test_late_rank_copies_nothing_after_timeout(void **state)
     }
     if (copied)
         printf("late rank: %zu bytes copied after its peers returned, %zu of them freed "
-               "buffers' poison\n", copied, poison);
+               "buffers' poison\n",
+               copied, poison);
     assert_int_equal(copied, 0);
     for (int r = 0; r < LATE_RANKS; r++) sm_comm_destroy(c[r]);
 }

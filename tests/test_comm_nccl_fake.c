@@ -111,8 +111,7 @@ static int count_calls(const char *call)
 static void last_lines(char *last, char *before, size_t cap)
 {
     const char *l = "", *b = "";
-    for (const char *p = calls; *p; p = next_line(p))
-        b = l, l = p;
+    for (const char *p = calls; *p; p = next_line(p)) b = l, l = p;
     snprintf(last, cap, "%.*s", (int)strcspn(l, "\n"), l);
     snprintf(before, cap, "%.*s", (int)strcspn(b, "\n"), b);
 }

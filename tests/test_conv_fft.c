@@ -80,8 +80,8 @@ static errs run(const shape *s, int algo, const double *x, const double *w, cons
                 const double *dx_want, const double *dw_want, const double *db_want)
 {
     assert_int_equal(sm_backend_set_option(be, SM_BACKEND_OPT_CONV_ALGO, algo), SM_OK);
-    sm_conv_shape cs = {s->n, s->c, s->h, s->w, s->k, s->kh, s->kw, s->h - s->kh + 1,
-                        s->w - s->kw + 1, 0};
+    sm_conv_shape cs = {
+        s->n, s->c, s->h, s->w, s->k, s->kh, s->kw, s->h - s->kh + 1, s->w - s->kw + 1, 0};
     size_t nx = (size_t)s->n * s->c * s->h * s->w, nw = (size_t)s->k * s->c * s->kh * s->kw;
     size_t ny = (size_t)s->n * s->k * cs.oh * cs.ow;
     float *dx_ = to_dev(x, nx), *dw_ = to_dev(w, nw), *db_ = to_dev(b, (size_t)s->k);
@@ -157,8 +157,7 @@ static void odd_sizes_and_chunks(void **state)
 static void cached_spectrum_sees_new_weights(void **state)
 {
     (void)state;
-    assert_int_equal(sm_backend_set_option(be, SM_BACKEND_OPT_CONV_ALGO, SM_CONV_ALGO_FFT),
-                     SM_OK);
+    assert_int_equal(sm_backend_set_option(be, SM_BACKEND_OPT_CONV_ALGO, SM_CONV_ALGO_FFT), SM_OK);
     shape s = {2, 3, 10, 10, 4, 3, 3};
     sm_conv_shape cs = {2, 3, 10, 10, 4, 3, 3, 8, 8, 0};
     size_t nx = 600, nw = 108, ny = 512;
@@ -191,8 +190,7 @@ static void cached_spectrum_sees_new_weights(void **state)
 static void dy_spectrum_reuse_sees_new_dy(void **state)
 {
     (void)state;
-    assert_int_equal(sm_backend_set_option(be, SM_BACKEND_OPT_CONV_ALGO, SM_CONV_ALGO_FFT),
-                     SM_OK);
+    assert_int_equal(sm_backend_set_option(be, SM_BACKEND_OPT_CONV_ALGO, SM_CONV_ALGO_FFT), SM_OK);
     shape s = {3, 4, 11, 11, 5, 3, 3};
     sm_conv_shape cs = {3, 4, 11, 11, 5, 3, 3, 9, 9, 0};
     size_t nx = 3 * 4 * 121, nw = 5 * 4 * 9, ny = 3 * 5 * 81;

@@ -119,9 +119,8 @@ static float *run_op(const operands *o, int op, int algo, size_t *count)
     else if (op == 1)
         assert_int_equal(be->ops->conv_bwd_data(be->ctx, s, o->dy, o->w, out, ws, wsb), SM_OK);
     else
-        assert_int_equal(be->ops->conv_bwd_filter(be->ctx, s, o->x, o->dy, out, out + o->nw,
-                                                  ws, wsb),
-                         SM_OK);
+        assert_int_equal(
+            be->ops->conv_bwd_filter(be->ctx, s, o->x, o->dy, out, out + o->nw, ws, wsb), SM_OK);
     float *host = malloc(n * sizeof *host);
     assert_non_null(host);
     assert_int_equal(be->ops->download(be->ctx, host, out, n * sizeof(float)), SM_OK);
@@ -167,14 +166,16 @@ static void auto_runs_the_rule_and_times_nothing(void **state)
         for (size_t l = 0; l < sizeof koch / sizeof *koch; l++) {
             /* two batches: the choice is the layer's, not the batch's */
             for (int n = 1; n <= 3; n += 2) {
-                operands o = make_operands(shape_of(n, koch[l].c, koch[l].h, koch[l].k,
-                                                    koch[l].kh));
+                operands o =
+                    make_operands(shape_of(n, koch[l].c, koch[l].h, koch[l].k, koch[l].kh));
                 const char *want = prec ? koch[l].bf16 : koch[l].fp32;
                 for (int op = 0; op < 3; op++) {
                     char got = auto_ran(&o, op);
                     printf("%s conv%zu, %d images, %s: %c (want %c)\n", prec ? "bf16" : "fp32",
-                           l + 1, n, op == 0 ? "forward" : op == 1 ? "backward-data"
-                                                                   : "backward-filter",
+                           l + 1, n,
+                           op == 0   ? "forward"
+                           : op == 1 ? "backward-data"
+                                     : "backward-filter",
                            got, want[op]);
                     assert_int_equal(got, want[op]);
                 }
@@ -240,8 +241,7 @@ static void full_table_falls_back_to_the_rule(void **state)
 static void reuse_only_right_after_backward_filter(void **state)
 {
     (void)state;
-    assert_int_equal(sm_backend_set_option(be, SM_BACKEND_OPT_CONV_ALGO, SM_CONV_ALGO_FFT),
-                     SM_OK);
+    assert_int_equal(sm_backend_set_option(be, SM_BACKEND_OPT_CONV_ALGO, SM_CONV_ALGO_FFT), SM_OK);
     operands a = make_operands(shape_of(2, 6, 16, 5, 5));
     operands b = make_operands(shape_of(2, 3, 20, 4, 3));
     size_t wa = be->ops->conv_workspace(be->ctx, &a.s);
@@ -252,8 +252,7 @@ static void reuse_only_right_after_backward_filter(void **state)
     float *dx = NULL, *dw = NULL, *db = NULL, *y = NULL;
     assert_int_equal(be->ops->alloc(be->ctx, a.nx * sizeof(float), (void **)&dx), SM_OK);
     assert_int_equal(be->ops->alloc(be->ctx, a.nw * sizeof(float), (void **)&dw), SM_OK);
-    assert_int_equal(be->ops->alloc(be->ctx, (size_t)a.s.k * sizeof(float), (void **)&db),
-                     SM_OK);
+    assert_int_equal(be->ops->alloc(be->ctx, (size_t)a.s.k * sizeof(float), (void **)&db), SM_OK);
     assert_int_equal(be->ops->alloc(be->ctx, b.ny * sizeof(float), (void **)&y), SM_OK);
     float *want = malloc(a.nx * sizeof *want), *got = malloc(a.nx * sizeof *got);
     assert_true(want && got);

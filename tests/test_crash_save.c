@@ -30,7 +30,7 @@
 #include <unistd.h>
 #include <cmocka.h>
 #ifdef __linux__
-#  include <sys/mount.h>
+#include <sys/mount.h>
 #endif
 
 #include "network/network.h"
@@ -39,7 +39,7 @@
 #include "train_state.h"
 
 /* 4x5x5 = 100 features into fc 6000: ~0.6M parameters, a ~7 MB trainer file with Adam */
-#define ARCH "1x12x12:conv4k3,relu,pool2,flatten,fc6000"
+#define ARCH   "1x12x12:conv4k3,relu,pool2,flatten,fc6000"
 #define TRIALS 32
 
 typedef struct env {
@@ -190,8 +190,7 @@ static void train(model *m, int steps)
 static void expect_io(sm_status st, const char *what, const char *needle)
 {
     if (st != SM_ERR_IO)
-        fail_msg("%s: got %s (%s), expected SM_ERR_IO", what, sm_status_name(st),
-                 sm_last_error());
+        fail_msg("%s: got %s (%s), expected SM_ERR_IO", what, sm_status_name(st), sm_last_error());
     if (needle && !strstr(sm_last_error(), needle))
         fail_msg("%s: message '%s' does not name '%s'", what, sm_last_error(), needle);
 }
@@ -268,7 +267,8 @@ static void test_kill_during_save(void **state)
                 if (sm_trainer_save(m.t, e->path) != SM_OK) _exit(3);
         }
         struct timespec ts = {(time_t)delay, (long)((delay - (double)(time_t)delay) * 1e9)};
-        while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {}
+        while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+        }
         assert_int_equal(kill(pid, SIGKILL), 0);
         int wst = 0;
         assert_int_equal(waitpid(pid, &wst, 0), pid);
@@ -289,8 +289,8 @@ static void test_kill_during_save(void **state)
     }
     print_message("[ info     ] a save takes %.1f ms (%.1f ms from a fork); %d kills in %.1f s: "
                   "the file held the old state %d times, the new one %d times; %d temporary "
-                  "files left behind\n", t_save * 1e3, t_first * 1e3, TRIALS,
-                  now_s() - t_start, got_a, got_b, left_temps);
+                  "files left behind\n",
+                  t_save * 1e3, t_first * 1e3, TRIALS, now_s() - t_start, got_a, got_b, left_temps);
     assert_int_equal(got_a + got_b, TRIALS);
 
     /* leftovers do not get in the way of a later save */
@@ -337,8 +337,8 @@ static void test_full_disk_rlimit(void **state)
     unlink(side);
     const rlim_t nm = (rlim_t)sb.st_size;
 
-    const rlim_t limits[][2] = {{0, 0}, {4096, 4096}, {(rlim_t)n / 2, nm / 2},
-                                {(rlim_t)n - 1, nm - 1}};
+    const rlim_t limits[][2] = {
+        {0, 0}, {4096, 4096}, {(rlim_t)n / 2, nm / 2}, {(rlim_t)n - 1, nm - 1}};
     for (size_t i = 0; i < sizeof limits / sizeof *limits; i++) {
         for (int model_file = 0; model_file < 2; model_file++) {
             struct rlimit was, small;
@@ -347,12 +347,13 @@ static void test_full_disk_rlimit(void **state)
             small = was;
             small.rlim_cur = limits[i][model_file];
             assert_int_equal(setrlimit(RLIMIT_FSIZE, &small), 0);
-            sm_status st = model_file ? sm_model_save(m.s, m.h, e->path)
-                                      : sm_trainer_save(m.t, e->path);
+            sm_status st =
+                model_file ? sm_model_save(m.s, m.h, e->path) : sm_trainer_save(m.t, e->path);
             setrlimit(RLIMIT_FSIZE, &was);
             signal(SIGXFSZ, prev);
-            expect_io(st, model_file ? "model save, file size limit"
-                                     : "trainer save, file size limit", e->path);
+            expect_io(st,
+                      model_file ? "model save, file size limit" : "trainer save, file size limit",
+                      e->path);
             assert_file_is(e->path, old, n);
             assert_int_equal(remove_temps(e->dir), 0);
         }
@@ -416,7 +417,8 @@ static void test_full_and_readonly_tmpfs(void **state)
 
     if (!ok)
         fail_msg("full tmpfs: got %s (%s), %d temporary files left, expected SM_ERR_IO (no "
-                 "space) and none", sm_status_name(st), msg, temps);
+                 "space) and none",
+                 sm_status_name(st), msg, temps);
     if (st_model != SM_OK && st_model != SM_ERR_IO)
         fail_msg("full tmpfs, model save: %s (%s)", sm_status_name(st_model), sm_last_error());
     assert_non_null(after);
@@ -475,8 +477,7 @@ static void test_unwritable_folder(void **state)
     assert_file_is(path, old, n);
     /* /proc takes no new files, not even from root */
     expect_io(sm_trainer_save(m.t, "/proc/sm-crash-test.safetensors"), "/proc", "/proc");
-    expect_io(sm_trainer_save(m.t, "/proc/self/sm-crash-test.safetensors"), "/proc/self",
-              "/proc");
+    expect_io(sm_trainer_save(m.t, "/proc/self/sm-crash-test.safetensors"), "/proc/self", "/proc");
     assert_int_equal(remove_temps(sub), 0);
     free(old);
     model_free(&m);

@@ -9,10 +9,10 @@
 
 #include "algo_select.h"
 
-#define OK CUDNN_STATUS_SUCCESS
-#define DET CUDNN_DETERMINISTIC
+#define OK     CUDNN_STATUS_SUCCESS
+#define DET    CUDNN_DETERMINISTIC
 #define NONDET CUDNN_NON_DETERMINISTIC
-#define BIG ((size_t)1 << 40)
+#define BIG    ((size_t)1 << 40)
 
 /* results tagged DEFAULT math (what cuDNN may answer for float data) must be kept with TF32
  * off and run under FMA math; the old FMA-only filter made this list empty */

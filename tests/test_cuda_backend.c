@@ -18,10 +18,8 @@ static const char *module_dir; /* SIAMESE_BACKEND_DIR as the test environment se
 
 static void with_backend_dir(const char *dir)
 {
-    if (dir)
-        setenv("SIAMESE_BACKEND_DIR", dir, 1);
-    else
-        unsetenv("SIAMESE_BACKEND_DIR");
+    if (dir) setenv("SIAMESE_BACKEND_DIR", dir, 1);
+    else unsetenv("SIAMESE_BACKEND_DIR");
 }
 
 /* Runs first: once the real module has loaded, the loader keeps it. */

@@ -30,12 +30,12 @@
 #define ARCH "1x28x28:conv8k5,relu,pool2,conv16k3,relu,pool2,flatten,fc32"
 
 typedef struct outcome {
-    int signal;        /* the child died of this signal (0: exited) */
-    sm_status status;  /* first failure, SM_OK when none */
-    int retry_status;  /* the same workload once more in that process (retry runs) */
-    char hit[128];     /* the call the fake failed, "" when none */
-    char msg[512];     /* sm_last_error() at the first failure */
-    char log[8192];    /* the INFO log lines (clean runs) */
+    int signal;       /* the child died of this signal (0: exited) */
+    sm_status status; /* first failure, SM_OK when none */
+    int retry_status; /* the same workload once more in that process (retry runs) */
+    char hit[128];    /* the call the fake failed, "" when none */
+    char msg[512];    /* sm_last_error() at the first failure */
+    char log[8192];   /* the INFO log lines (clean runs) */
 } outcome;
 
 static char logbuf[8192];
@@ -46,7 +46,8 @@ static void on_log(void *user, sm_log_level level, const char *message)
     (void)user;
     (void)level;
     int n = snprintf(logbuf + loglen, sizeof logbuf - loglen, "%s\n", message);
-    if (n > 0) loglen += (size_t)n < sizeof logbuf - loglen ? (size_t)n : sizeof logbuf - loglen - 1;
+    if (n > 0)
+        loglen += (size_t)n < sizeof logbuf - loglen ? (size_t)n : sizeof logbuf - loglen - 1;
 }
 
 /* Backend, subnet, head, Adam, trainer; a step with TF32 off, one with TF32 on, a prediction. */
@@ -63,7 +64,8 @@ static sm_status workload(size_t pairs, char *msg, size_t cap)
     float loss = 0;
     sm_status st = left && right && labels && scores ? SM_OK : SM_ERR_NOMEM;
     for (size_t i = 0; i < pairs; i++) labels[i] = (float)(i % 2);
-    for (size_t i = 0; i < pairs * 784; i++) left[i] = right[(i * 7) % (pairs * 784)] = (float)(i % 13) / 13;
+    for (size_t i = 0; i < pairs * 784; i++)
+        left[i] = right[(i * 7) % (pairs * 784)] = (float)(i % 13) / 13;
     if (st == SM_OK) st = sm_backend_create(SM_BACKEND_CUDA, &be);
     if (st == SM_OK) st = sm_arch_from_string(ARCH, &arch);
     if (st == SM_OK) st = sm_subnet_create(be, arch, 1, &sub);
@@ -103,10 +105,8 @@ static outcome run_child(const char *fault, size_t pairs, bool retry)
     assert_true(pid >= 0);
     if (pid == 0) {
         close(fd[0]);
-        if (fault)
-            setenv("SIAMESE_CUDA_FAULT", fault, 1);
-        else
-            unsetenv("SIAMESE_CUDA_FAULT");
+        if (fault) setenv("SIAMESE_CUDA_FAULT", fault, 1);
+        else unsetenv("SIAMESE_CUDA_FAULT");
         unsetenv("SIAMESE_CUDA_FAULT_HIT");
         sm_set_log_callback(on_log, NULL, SM_LOG_INFO);
         outcome r;
@@ -144,14 +144,19 @@ static outcome run_child(const char *fault, size_t pairs, bool retry)
  * retries once). */
 static bool tolerated(const char *call)
 {
-    static const char *const ok[] = {"cudaFree", "cudaStreamDestroy", "cudaStreamSynchronize",
-                                     "cudnnDestroy", "cudnnDestroyTensorDescriptor",
+    static const char *const ok[] = {"cudaFree",
+                                     "cudaStreamDestroy",
+                                     "cudaStreamSynchronize",
+                                     "cudnnDestroy",
+                                     "cudnnDestroyTensorDescriptor",
                                      "cudnnDestroyFilterDescriptor",
-                                     "cudnnDestroyConvolutionDescriptor", "cublasDestroy",
+                                     "cudnnDestroyConvolutionDescriptor",
+                                     "cublasDestroy",
                                      "cudnnGetConvolutionForwardWorkspaceSize",
                                      "cudnnGetConvolutionBackwardDataWorkspaceSize",
                                      "cudnnGetConvolutionBackwardFilterWorkspaceSize",
-                                     "cudaMalloc", "cudnnFindConvolutionForwardAlgorithm",
+                                     "cudaMalloc",
+                                     "cudnnFindConvolutionForwardAlgorithm",
                                      "cudnnFindConvolutionBackwardDataAlgorithm",
                                      "cudnnFindConvolutionBackwardFilterAlgorithm"};
     for (size_t i = 0; i < sizeof ok / sizeof *ok; i++)

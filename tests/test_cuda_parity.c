@@ -139,8 +139,8 @@ static void conv_case(int n, int c, int h, int w, int k, int kh, int kw, int cap
     size_t wsc = OPS(cpu)->conv_workspace(cpu->ctx, &sc);
     size_t wsg = OPS(gpu)->conv_workspace(gpu->ctx, &sc);
     void *cws = dev(cpu, NULL, wsc), *gws = dev(gpu, NULL, wsg);
-    printf("# conv %dx%dx%dx%d * %dx%dx%d (workspace for n=%d: %zu bytes)\n", n, c, h, w, k, kh,
-           kw, cap, wsg);
+    printf("# conv %dx%dx%dx%d * %dx%dx%d (workspace for n=%d: %zu bytes)\n", n, c, h, w, k, kh, kw,
+           cap, wsg);
 
     assert_int_equal(OPS(cpu)->conv_fwd(cpu->ctx, &s, x.c, wt.c, b.c, y.c, cws, wsc), SM_OK);
     assert_int_equal(OPS(gpu)->conv_fwd(gpu->ctx, &s, x.g, wt.g, b.g, y.g, gws, wsg), SM_OK);
@@ -166,8 +166,8 @@ static void conv_ops(void **state)
 {
     (void)state;
     conv_case(3, 2, 12, 11, 4, 3, 4, 3);
-    conv_case(5, 3, 20, 20, 8, 5, 5, 8);    /* a last micro-batch smaller than the workspace's */
-    conv_case(2, 64, 48, 48, 128, 7, 7, 2); /* Koch's second convolution */
+    conv_case(5, 3, 20, 20, 8, 5, 5, 8);      /* a last micro-batch smaller than the workspace's */
+    conv_case(2, 64, 48, 48, 128, 7, 7, 2);   /* Koch's second convolution */
     conv_case(2, 1, 105, 105, 64, 10, 10, 2); /* Koch's first */
 }
 
@@ -241,12 +241,12 @@ static void gemm_ops(void **state)
             float *hc = rnd((size_t)m * ldc, -1, 1);
             twin a = both(ha, (size_t)ar * lda * 4), b = both(hb, (size_t)br * ldb * 4);
             twin c = both(hc, (size_t)m * ldc * 4);
-            assert_int_equal(OPS(cpu)->gemm(cpu->ctx, ta, tb, m, n, k, 0.7f, a.c, lda, b.c, ldb,
-                                            0.3f, c.c, ldc),
-                             SM_OK);
-            assert_int_equal(OPS(gpu)->gemm(gpu->ctx, ta, tb, m, n, k, 0.7f, a.g, lda, b.g, ldb,
-                                            0.3f, c.g, ldc),
-                             SM_OK);
+            assert_int_equal(
+                OPS(cpu)->gemm(cpu->ctx, ta, tb, m, n, k, 0.7f, a.c, lda, b.c, ldb, 0.3f, c.c, ldc),
+                SM_OK);
+            assert_int_equal(
+                OPS(gpu)->gemm(gpu->ctx, ta, tb, m, n, k, 0.7f, a.g, lda, b.g, ldb, 0.3f, c.g, ldc),
+                SM_OK);
             char what[64];
             snprintf(what, sizeof what, "gemm %c%c (padded lds)", ta ? 'T' : 'N', tb ? 'T' : 'N');
             check_close(what, c.c, c.g, (size_t)m * ldc, 1e-5);
@@ -258,12 +258,10 @@ static void gemm_ops(void **state)
     float *ha = rnd((size_t)M * K, 0, 1), *hw = rnd((size_t)N * K, -0.01f, 0.01f);
     twin a = both(ha, (size_t)M * K * 4), w = both(hw, (size_t)N * K * 4);
     twin c = both(NULL, (size_t)M * N * 4);
-    assert_int_equal(OPS(cpu)->gemm(cpu->ctx, false, true, M, N, K, 1.0f, a.c, K, w.c, K, 0.0f,
-                                    c.c, N),
-                     SM_OK);
-    assert_int_equal(OPS(gpu)->gemm(gpu->ctx, false, true, M, N, K, 1.0f, a.g, K, w.g, K, 0.0f,
-                                    c.g, N),
-                     SM_OK);
+    assert_int_equal(
+        OPS(cpu)->gemm(cpu->ctx, false, true, M, N, K, 1.0f, a.c, K, w.c, K, 0.0f, c.c, N), SM_OK);
+    assert_int_equal(
+        OPS(gpu)->gemm(gpu->ctx, false, true, M, N, K, 1.0f, a.g, K, w.g, K, 0.0f, c.g, N), SM_OK);
     check_close("gemm NT 64x4096x9216", c.c, c.g, (size_t)M * N, 1e-5);
     twin_free(&a), twin_free(&w), twin_free(&c);
     free(ha), free(hw);
@@ -306,20 +304,16 @@ static void bce_op(void **state)
     twin z = both(hz, n * 4), l = both(hl, n * 4), s = both(NULL, n * 4);
     twin loss = both(NULL, 4), dz = both(NULL, n * 4);
     float scale = 1.0f / n;
-    assert_int_equal(OPS(cpu)->bce_fwd_bwd(cpu->ctx, n, z.c, l.c, scale, s.c, loss.c, dz.c),
-                     SM_OK);
-    assert_int_equal(OPS(gpu)->bce_fwd_bwd(gpu->ctx, n, z.g, l.g, scale, s.g, loss.g, dz.g),
-                     SM_OK);
+    assert_int_equal(OPS(cpu)->bce_fwd_bwd(cpu->ctx, n, z.c, l.c, scale, s.c, loss.c, dz.c), SM_OK);
+    assert_int_equal(OPS(gpu)->bce_fwd_bwd(gpu->ctx, n, z.g, l.g, scale, s.g, loss.g, dz.g), SM_OK);
     check_close("bce scores", s.c, s.g, (size_t)n, 1e-6);
     check_close("bce loss sum", loss.c, loss.g, 1, 1e-6);
     check_close("bce dlogits", dz.c, dz.g, (size_t)n, 1e-6);
     /* no gradient wanted: dlogits NULL, the loss still written; twice gives the same bits */
     float first, second;
-    assert_int_equal(OPS(gpu)->bce_fwd_bwd(gpu->ctx, n, z.g, l.g, scale, s.g, loss.g, NULL),
-                     SM_OK);
+    assert_int_equal(OPS(gpu)->bce_fwd_bwd(gpu->ctx, n, z.g, l.g, scale, s.g, loss.g, NULL), SM_OK);
     assert_int_equal(OPS(gpu)->download(gpu->ctx, &first, loss.g, 4), SM_OK);
-    assert_int_equal(OPS(gpu)->bce_fwd_bwd(gpu->ctx, n, z.g, l.g, scale, s.g, loss.g, NULL),
-                     SM_OK);
+    assert_int_equal(OPS(gpu)->bce_fwd_bwd(gpu->ctx, n, z.g, l.g, scale, s.g, loss.g, NULL), SM_OK);
     assert_int_equal(OPS(gpu)->download(gpu->ctx, &second, loss.g, 4), SM_OK);
     assert_memory_equal(&first, &second, 4);
     twin *all[] = {&z, &l, &s, &loss, &dz};
@@ -340,12 +334,12 @@ static void adam_and_finite_ops(void **state)
     for (int t = 1; t <= 4; t++) {
         float step = (float)(6e-5 * sqrt(1 - pow(0.99, t)) / (1 - pow(0.9, t)));
         float wd = t > 2 ? 0.01f : 0.0f; /* both kernels: without and with L2 decay */
-        assert_int_equal(OPS(cpu)->adam_update(cpu->ctx, n, p.c, g.c, m.c, v.c, step, 0.9f,
-                                               0.99f, 1e-8f, wd),
-                         SM_OK);
-        assert_int_equal(OPS(gpu)->adam_update(gpu->ctx, n, p.g, g.g, m.g, v.g, step, 0.9f,
-                                               0.99f, 1e-8f, wd),
-                         SM_OK);
+        assert_int_equal(
+            OPS(cpu)->adam_update(cpu->ctx, n, p.c, g.c, m.c, v.c, step, 0.9f, 0.99f, 1e-8f, wd),
+            SM_OK);
+        assert_int_equal(
+            OPS(gpu)->adam_update(gpu->ctx, n, p.g, g.g, m.g, v.g, step, 0.9f, 0.99f, 1e-8f, wd),
+            SM_OK);
     }
     check_close("adam parameters (4 steps, 2 with decay)", p.c, p.g, n, 1e-6);
     check_close("adam m", m.c, m.g, n, 1e-6);
@@ -397,9 +391,8 @@ static void model_free(model *m)
 }
 
 /* Per-tensor worst error of a subnet-sized and head-sized array pair. */
-static double compare_model_arrays(const sm_subnet *s, const float *g, const float *c,
-                                   size_t dim, const float *gh, const float *ch,
-                                   const char *what)
+static double compare_model_arrays(const sm_subnet *s, const float *g, const float *c, size_t dim,
+                                   const float *gh, const float *ch, const char *what)
 {
     double worst = 0.0;
     for (size_t i = 0; i < s->arch.n_layers; i++) {
@@ -515,8 +508,7 @@ static void network_case(const char *arch_text, size_t pairs, int64_t micro, dou
 static void small_network(void **state)
 {
     (void)state;
-    network_case("1x28x28:conv8k5,relu,pool2,conv16k3,relu,pool2,flatten,fc32", 10, 4, 1e-4,
-                 1e-3);
+    network_case("1x28x28:conv8k5,relu,pool2,conv16k3,relu,pool2,flatten,fc32", 10, 4, 1e-4, 1e-3);
 }
 
 static void koch_network(void **state)
@@ -547,11 +539,11 @@ int main(void)
         return 1;
     }
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(memory_ops),      cmocka_unit_test(conv_ops),
-        cmocka_unit_test(pool_ops),        cmocka_unit_test(eltwise_ops),
-        cmocka_unit_test(gemm_ops),        cmocka_unit_test(bias_and_head_ops),
-        cmocka_unit_test(bce_op),          cmocka_unit_test(adam_and_finite_ops),
-        cmocka_unit_test(small_network),   cmocka_unit_test(koch_network),
+        cmocka_unit_test(memory_ops),    cmocka_unit_test(conv_ops),
+        cmocka_unit_test(pool_ops),      cmocka_unit_test(eltwise_ops),
+        cmocka_unit_test(gemm_ops),      cmocka_unit_test(bias_and_head_ops),
+        cmocka_unit_test(bce_op),        cmocka_unit_test(adam_and_finite_ops),
+        cmocka_unit_test(small_network), cmocka_unit_test(koch_network),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     printf("# worst op rel err: %.3g\n", worst_err);

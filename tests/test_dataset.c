@@ -29,10 +29,10 @@ typedef struct spec {
 
 /* In the order the library must list them: by class, then by file name. */
 static const spec TREE[] = {
-    {"Alpha/character01", "img_a.png", 1}, {"Alpha/character01", "img_b.png", 8},
-    {"Alpha/character01", "img_c.png", 4}, {"Alpha/character02", "img_a.png", 2},
-    {"Alpha/character02", "img_b.png", 16}, {"Beta/character01", "x1.png", 8},
-    {"Beta/character01", "x2.png", 1},     {"Gamma/character05", "0001_01.png", 8},
+    {"Alpha/character01", "img_a.png", 1},   {"Alpha/character01", "img_b.png", 8},
+    {"Alpha/character01", "img_c.png", 4},   {"Alpha/character02", "img_a.png", 2},
+    {"Alpha/character02", "img_b.png", 16},  {"Beta/character01", "x1.png", 8},
+    {"Beta/character01", "x2.png", 1},       {"Gamma/character05", "0001_01.png", 8},
     {"Gamma/character05", "0001_02.png", 8},
 };
 #define N_TREE (sizeof TREE / sizeof TREE[0])
@@ -179,9 +179,8 @@ static void test_open_zip_variants(void **state)
         assert_int_equal(fx_zip_tree(f->root, zip, variants[v].prefix, variants[v].dir_entries, 0),
                          0);
         /* What macOS adds: must be skipped, it is not a PNG at all. */
-        assert_int_equal(fx_zip_add(zip, "__MACOSX/images_background/Alpha/character01/._x.png",
-                                    "junk", 4),
-                         0);
+        assert_int_equal(
+            fx_zip_add(zip, "__MACOSX/images_background/Alpha/character01/._x.png", "junk", 4), 0);
         sm_dataset *ds = NULL;
         open_ok(zip, &ds);
         check_tree_dataset(ds);
@@ -271,10 +270,8 @@ static void expect_bad_file(fixture *f, const char *name, int w, int h, int colo
     fx_pattern(grey, w, h, 2);
     if (truncated > 1) /* an FX_DAMAGE_* kind + 1 */
         assert_int_equal(fx_write_damaged_png(p, w, h, truncated - 1), 0);
-    else if (truncated)
-        assert_int_equal(fx_write_truncated_png(p, w, h), 0);
-    else
-        assert_int_equal(fx_write_png(p, w, h, color, depth, grey), 0);
+    else if (truncated) assert_int_equal(fx_write_truncated_png(p, w, h), 0);
+    else assert_int_equal(fx_write_png(p, w, h, color, depth, grey), 0);
 
     sm_dataset *ds = NULL;
     for (int as_zip = 0; as_zip < 2; as_zip++) {
@@ -598,8 +595,8 @@ static void test_synthetic(void **state)
             ink += x[k] == 0.0f;
             paper += x[k] == 1.0f;
         }
-        assert_true(ink > 50);          /* visible strokes */
-        assert_true(paper > n / 2);     /* mostly white */
+        assert_true(ink > 50);      /* visible strokes */
+        assert_true(paper > n / 2); /* mostly white */
     }
     assert_true(differs);
 

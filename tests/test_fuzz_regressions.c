@@ -132,9 +132,12 @@ static void test_empty_inputs(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_png),        cmocka_unit_test(test_zip_dataset),
-        cmocka_unit_test(test_checkpoint), cmocka_unit_test(test_arch_text),
-        cmocka_unit_test(test_oneshot_runs), cmocka_unit_test(test_gallery),
+        cmocka_unit_test(test_png),
+        cmocka_unit_test(test_zip_dataset),
+        cmocka_unit_test(test_checkpoint),
+        cmocka_unit_test(test_arch_text),
+        cmocka_unit_test(test_oneshot_runs),
+        cmocka_unit_test(test_gallery),
         cmocka_unit_test(test_damaged_pngs_refused),
         cmocka_unit_test(test_empty_inputs),
     };

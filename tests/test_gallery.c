@@ -271,10 +271,8 @@ static void test_bad_input(void **state)
     assert_int_equal(sm_gallery_enrol_embeddings(g, "x", 1, f), SM_ERR_INVALID_ARG);
     assert_int_equal(sm_gallery_num_examples(g), 2);
     assert_int_equal(sm_gallery_verify(g, "nope", img, 0.5, NULL, NULL), SM_ERR_INVALID_ARG);
-    assert_int_equal(sm_gallery_verify(g, "caf\xc3\xa9", img, 1.5, NULL, NULL),
-                     SM_ERR_INVALID_ARG);
-    assert_int_equal(sm_gallery_verify(g, "caf\xc3\xa9", img, NAN, NULL, NULL),
-                     SM_ERR_INVALID_ARG);
+    assert_int_equal(sm_gallery_verify(g, "caf\xc3\xa9", img, 1.5, NULL, NULL), SM_ERR_INVALID_ARG);
+    assert_int_equal(sm_gallery_verify(g, "caf\xc3\xa9", img, NAN, NULL, NULL), SM_ERR_INVALID_ARG);
     assert_int_equal(sm_gallery_identify(g, 1, img, 0, mt, NULL), SM_ERR_INVALID_ARG);
     assert_int_equal(sm_gallery_identify(NULL, 1, img, 1, mt, NULL), SM_ERR_INVALID_ARG);
     assert_int_equal(sm_gallery_create(NULL, m.head, &g), SM_ERR_INVALID_ARG);
@@ -374,9 +372,14 @@ static void test_enrol_path(void **state)
     char *dir = fx_tempdir();
     char *root = fx_join(dir, "tree");
     uint8_t grey[40 * 30];
-    struct { const char *rel; int w, h, color; } files[] = {
-        {"Latin/a/1.png", S, S, FX_GREY},  {"Latin/a/2.png", 40, 30, FX_RGB},
-        {"Latin/b/1.png", S, S, FX_GREY_ALPHA}, {"solo/x.png", 20, 20, FX_GREY},
+    struct {
+        const char *rel;
+        int w, h, color;
+    } files[] = {
+        {"Latin/a/1.png", S, S, FX_GREY},
+        {"Latin/a/2.png", 40, 30, FX_RGB},
+        {"Latin/b/1.png", S, S, FX_GREY_ALPHA},
+        {"solo/x.png", 20, 20, FX_GREY},
         {"top.png", S, S, FX_GREY}, /* at the top: no label, ignored */
     };
     for (size_t i = 0; i < sizeof files / sizeof *files; i++) {
@@ -539,8 +542,7 @@ static void test_nonfinite_model(void **state)
     int accept = -1;
     assert_int_equal(sm_gallery_identify(g, 1, x, 2, mt, NULL), SM_ERR_NUMERIC);
     assert_int_equal(mt[0].rank, 0x5a5a5a5a5a5a5a5aull);
-    assert_int_equal(sm_gallery_verify(g, "alpha/char00", x, 0.5, &score, &accept),
-                     SM_ERR_NUMERIC);
+    assert_int_equal(sm_gallery_verify(g, "alpha/char00", x, 0.5, &score, &accept), SM_ERR_NUMERIC);
     assert_true(score == -1 && accept == -1);
     /* a folder of PNGs: refused naming the file, nothing enrolled */
     char *dir = fx_tempdir();
@@ -569,8 +571,7 @@ static void test_nonfinite_model(void **state)
     float f[8];
     assert_int_equal(sm_embed(m.sub, 1, x, f), SM_OK);
     assert_int_equal(sm_gallery_identify_embeddings(g, 1, f, 2, mt, NULL), SM_ERR_NUMERIC);
-    assert_int_equal(sm_gallery_verify(g, "alpha/char00", x, 0.5, &score, &accept),
-                     SM_ERR_NUMERIC);
+    assert_int_equal(sm_gallery_verify(g, "alpha/char00", x, 0.5, &score, &accept), SM_ERR_NUMERIC);
     assert_true(score == -1 && accept == -1);
     assert_int_equal(sm__head_write_params(m.head, hp), SM_OK);
 

@@ -29,10 +29,10 @@ static void test_slices_cover_the_gradient(void **state)
                 size_t b = SIZE_MAX, c = SIZE_MAX;
                 sm__shard_slice(g, nr, j, &b, &c);
                 assert_int_equal(b, j * l < g ? j * l : g); /* where the fold puts it */
-                assert_int_equal(b, next);                   /* in order, no gap or overlap */
+                assert_int_equal(b, next);                  /* in order, no gap or overlap */
                 assert_true(c <= l);
-                assert_true(c <= g - b);                     /* inside [0, g) */
-                assert_true(c == l || b + c == g);           /* only the end is short */
+                assert_true(c <= g - b);           /* inside [0, g) */
+                assert_true(c == l || b + c == g); /* only the end is short */
                 next = b + c;
             }
             assert_int_equal(next, g);

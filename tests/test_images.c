@@ -21,7 +21,7 @@
  * palette image (channels 0: `px` holds indices into a 2-entry palette with transparency). */
 static int write_png8(const char *path, int w, int h, int channels, const uint8_t *px)
 {
-    int type = channels == 3 ? SPNG_COLOR_TYPE_TRUECOLOR
+    int type = channels == 3   ? SPNG_COLOR_TYPE_TRUECOLOR
                : channels == 4 ? SPNG_COLOR_TYPE_TRUECOLOR_ALPHA
                : channels == 2 ? SPNG_COLOR_TYPE_GRAYSCALE_ALPHA
                                : SPNG_COLOR_TYPE_INDEXED;
@@ -132,7 +132,8 @@ static void test_resize(void **state)
     for (int y = 0; y < 3; y++)
         for (int x = 0; x < 2; x++) {
             float m = (src[(2 * y) * 4 + 2 * x] + src[(2 * y) * 4 + 2 * x + 1] +
-                       src[(2 * y + 1) * 4 + 2 * x] + src[(2 * y + 1) * 4 + 2 * x + 1]) / 4;
+                       src[(2 * y + 1) * 4 + 2 * x] + src[(2 * y + 1) * 4 + 2 * x + 1]) /
+                      4;
             assert_float_equal(half[y * 2 + x], m, 1e-6);
         }
     /* growing keeps a constant image constant and stays inside the source's range */

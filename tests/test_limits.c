@@ -76,8 +76,7 @@ static void put_be32(uint8_t *p, uint32_t v)
 }
 
 /* Appends a PNG chunk (length, type, data, CRC) at out + *n. */
-static void put_chunk(uint8_t *out, size_t *n, const char *type, const uint8_t *data,
-                      uint32_t len)
+static void put_chunk(uint8_t *out, size_t *n, const char *type, const uint8_t *data, uint32_t len)
 {
     put_be32(out + *n, len);
     memcpy(out + *n + 4, type, 4);
@@ -133,8 +132,7 @@ static void test_zip_bomb(void **state)
     assert_null(ds);
     char claimed[32];
     snprintf(claimed, sizeof claimed, "%zu", n);
-    expect_message(zip, "bomb.png", claimed, "1048576", "sm_set_limit(SM_LIMIT_ENTRY_BYTES)",
-                   NULL);
+    expect_message(zip, "bomb.png", claimed, "1048576", "sm_set_limit(SM_LIMIT_ENTRY_BYTES)", NULL);
 
     assert_int_equal(sm_set_limit(SM_LIMIT_ENTRY_BYTES, (uint64_t)4 << 20), SM_OK);
     assert_int_equal(sm_dataset_open(zip, SIDE, SIDE, NULL, 0, &ds), SM_OK);
@@ -354,8 +352,7 @@ static void test_dataset_over_limit(void **state)
         assert_int_equal(sm_set_limit(SM_LIMIT_DATASET_BYTES, 11 * SIDE * SIDE), SM_OK);
         assert_int_equal(sm_dataset_open(paths[k], SIDE, SIDE, NULL, 0, &ds), SM_ERR_LIMIT);
         assert_null(ds);
-        expect_message(paths[k], "12 images", "704", "sm_set_limit(SM_LIMIT_DATASET_BYTES)",
-                       NULL);
+        expect_message(paths[k], "12 images", "704", "sm_set_limit(SM_LIMIT_DATASET_BYTES)", NULL);
         /* one alphabet (6 images) fits: only selected images count */
         const char *alpha[1] = {"B"};
         assert_int_equal(sm_dataset_open(paths[k], SIDE, SIDE, alpha, 1, &ds), SM_OK);

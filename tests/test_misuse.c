@@ -17,7 +17,7 @@
 #include "fixtures.h"
 #include "siamese/siamese.h"
 
-#define TINY "1x12x12:conv4k3,relu,pool2,conv4k3,relu,flatten,fc8"
+#define TINY   "1x12x12:conv4k3,relu,pool2,conv4k3,relu,flatten,fc8"
 #define TINY16 "1x16x16:conv4k3,relu,pool2,conv4k3,relu,flatten,fc8"
 enum { IN = 144 };
 
@@ -26,7 +26,8 @@ static void expect_status(sm_status got, sm_status want, const char *needle)
     if (got != want)
         fail_msg("got %s (%s), expected %s", sm_status_name(got), sm_last_error(),
                  sm_status_name(want));
-    if (got != SM_OK && sm_last_error()[0] == '\0') fail_msg("%s without a message", sm_status_name(got));
+    if (got != SM_OK && sm_last_error()[0] == '\0')
+        fail_msg("%s without a message", sm_status_name(got));
     if (needle && !strstr(sm_last_error(), needle))
         fail_msg("message '%s' does not mention '%s'", sm_last_error(), needle);
 }
@@ -51,7 +52,8 @@ static void model_open(model *m, const char *arch_text, int side, uint64_t seed)
     assert_int_equal(sm_arch_from_string(arch_text, &arch), SM_OK);
     assert_int_equal(sm_subnet_create(m->be, arch, seed, &m->sub), SM_OK);
     sm_arch_destroy(arch); /* the subnet keeps its own copy */
-    assert_int_equal(sm_head_create(m->be, sm_subnet_feature_dim(m->sub), seed + 1, &m->head), SM_OK);
+    assert_int_equal(sm_head_create(m->be, sm_subnet_feature_dim(m->sub), seed + 1, &m->head),
+                     SM_OK);
     assert_int_equal(sm_adam_create(m->sub, m->head, &m->adam), SM_OK);
     assert_int_equal(sm_dataset_create_synthetic(6, 3, side, side, seed, &m->ds), SM_OK);
     assert_int_equal(sm_trainer_create(m->sub, m->head, m->adam, m->ds, seed, &m->tr), SM_OK);
@@ -111,7 +113,8 @@ static void test_zero_negative_and_huge_sizes(void **state)
     expect_status(sm_dataset_open("/nonexistent", 0, 105, NULL, 0, &ds), SM_ERR_INVALID_ARG, NULL);
     expect_status(sm_dataset_open("/nonexistent", 0, 0, NULL, 2, &ds), SM_ERR_INVALID_ARG, NULL);
     const char *empty_name[] = {""};
-    expect_status(sm_dataset_open("/nonexistent", 0, 0, empty_name, 1, &ds), SM_ERR_INVALID_ARG, NULL);
+    expect_status(sm_dataset_open("/nonexistent", 0, 0, empty_name, 1, &ds), SM_ERR_INVALID_ARG,
+                  NULL);
     assert_ptr_equal(ds, SENTINEL);
     float px[4];
     expect_status(sm_image_read_png("/nonexistent.png", 0, 2, px), SM_ERR_INVALID_ARG, NULL);
@@ -158,10 +161,13 @@ static void test_unknown_enum_values(void **state)
     expect_status(sm_adam_set(m.adam, SM_ADAM_LEARNING_RATE, -1e-3), SM_ERR_INVALID_ARG, NULL);
     int64_t iv = 42;
     expect_status(sm_trainer_get_param(m.tr, (sm_trainer_param)-3, &iv), SM_ERR_INVALID_ARG, NULL);
-    expect_status(sm_trainer_get_param(m.tr, SM_TRAINER_BATCH_SIZE, NULL), SM_ERR_INVALID_ARG, NULL);
+    expect_status(sm_trainer_get_param(m.tr, SM_TRAINER_BATCH_SIZE, NULL), SM_ERR_INVALID_ARG,
+                  NULL);
     assert_int_equal(iv, 42);
-    expect_status(sm_trainer_set_param(m.tr, SM_TRAINER_MICRO_BATCH, INT64_MAX), SM_ERR_INVALID_ARG, NULL);
-    expect_status(sm_trainer_set_param(m.tr, SM_TRAINER_BATCH_SIZE, INT64_MIN), SM_ERR_INVALID_ARG, NULL);
+    expect_status(sm_trainer_set_param(m.tr, SM_TRAINER_MICRO_BATCH, INT64_MAX), SM_ERR_INVALID_ARG,
+                  NULL);
+    expect_status(sm_trainer_set_param(m.tr, SM_TRAINER_BATCH_SIZE, INT64_MIN), SM_ERR_INVALID_ARG,
+                  NULL);
     assert_int_equal(sm_trainer_get_param(m.tr, SM_TRAINER_BATCH_SIZE, &iv), SM_OK);
     assert_int_equal(iv, 4);
     expect_status(sm_trainer_set_progress(NULL, NULL, NULL), SM_ERR_INVALID_ARG, NULL);
@@ -198,10 +204,18 @@ static void test_arch_to_string_buffers(void **state)
     sm_arch_destroy(a);
 
     /* text the parser must refuse without reading past the end */
-    const char *bad[] = {"koch,", "1x12x12:", "1x12x12:relu,", "1x12x12:,", "-1x12x12:relu",
+    const char *bad[] = {"koch,",
+                         "1x12x12:",
+                         "1x12x12:relu,",
+                         "1x12x12:,",
+                         "-1x12x12:relu",
                          "1x12x12:conv4k3,relu,pool2,conv4k3,relu,flatten,fc8,fc",
-                         "1x12x12:fc8", "1x12x12:conv4k13", "1x12x12:pool13",
-                         "1x12x12:conv4k3x", "1x12x12:flatten,conv1k1", "  1x12x12:relu"};
+                         "1x12x12:fc8",
+                         "1x12x12:conv4k13",
+                         "1x12x12:pool13",
+                         "1x12x12:conv4k3x",
+                         "1x12x12:flatten,conv1k1",
+                         "  1x12x12:relu"};
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
         a = SENTINEL;
         sm_status s = sm_arch_from_string(bad[i], &a);
@@ -413,7 +427,8 @@ static void test_trainer_wrong_order(void **state)
     assert_int_equal(sm_trainer_set_param(t, SM_TRAINER_BATCH_SIZE, 3), SM_OK);
     float loss;
     assert_int_equal(sm_train_step(t, &loss), SM_OK);
-    for (int i = 0; i < 20; i++) assert_int_equal(sm_dataset_add_image(ds, i % 2 ? "y/1" : "y/2", px), SM_OK);
+    for (int i = 0; i < 20; i++)
+        assert_int_equal(sm_dataset_add_image(ds, i % 2 ? "y/1" : "y/2", px), SM_OK);
     assert_int_equal(sm_train_step(t, &loss), SM_OK);
     assert_true(isfinite(loss));
     /* save before any step of the other trainer: fine, and loadable */
@@ -439,7 +454,8 @@ static void test_trainer_load_other_size(void **state)
     float loss;
     assert_int_equal(sm_train_step(small.tr, &loss), SM_OK);
     assert_int_equal(sm_train_step(big.tr, &loss), SM_OK);
-    char *dir = fx_tempdir(), *p12 = fx_join(dir, "12.safetensors"), *p16 = fx_join(dir, "16.safetensors");
+    char *dir = fx_tempdir(), *p12 = fx_join(dir, "12.safetensors"),
+         *p16 = fx_join(dir, "16.safetensors");
     char *pm = fx_join(dir, "model.safetensors");
     assert_int_equal(sm_trainer_save(small.tr, p12), SM_OK);
     assert_int_equal(sm_trainer_save(big.tr, p16), SM_OK);
@@ -531,20 +547,19 @@ static void test_v02_calls(void **state)
     r.trials = 1234;
     keep = r;
     /* a dataset of another size, a head of another model's backend, a NULL dataset */
-    expect_status(sm_verification_accuracy(m.sub, m.head, other.ds, 10, 1, &r), SM_ERR_SHAPE,
-                  "16");
-    expect_status(sm_verification_accuracy(m.sub, other.head, m.ds, 10, 1, &r),
-                  SM_ERR_INVALID_ARG, "different backends");
+    expect_status(sm_verification_accuracy(m.sub, m.head, other.ds, 10, 1, &r), SM_ERR_SHAPE, "16");
+    expect_status(sm_verification_accuracy(m.sub, other.head, m.ds, 10, 1, &r), SM_ERR_INVALID_ARG,
+                  "different backends");
     expect_status(sm_oneshot_episodes(m.sub, m.head, other.ds, 2, 1, 1, 0, 1, &r), SM_ERR_SHAPE,
                   NULL);
-    expect_status(sm_oneshot_episodes(m.sub, m.head, m.ds, 7, 1, 1, 0, 1, &r), SM_ERR_DATASET,
-                  "6");
+    expect_status(sm_oneshot_episodes(m.sub, m.head, m.ds, 7, 1, 1, 0, 1, &r), SM_ERR_DATASET, "6");
     expect_status(sm_oneshot_episodes(m.sub, m.head, m.ds, 2, 3, 1, 0, 1, &r), SM_ERR_DATASET,
                   "4 images");
-    expect_status(sm_oneshot_episodes(m.sub, m.head, m.ds, 2, 1, 1, 0, 1, NULL),
-                  SM_ERR_INVALID_ARG, NULL);
-    expect_status(sm_oneshot_episodes(m.sub, m.head, m.ds, INT32_MAX, INT32_MAX, SIZE_MAX, 0, 1,
-                                      &r), SM_ERR_INVALID_ARG, NULL);
+    expect_status(sm_oneshot_episodes(m.sub, m.head, m.ds, 2, 1, 1, 0, 1, NULL), SM_ERR_INVALID_ARG,
+                  NULL);
+    expect_status(
+        sm_oneshot_episodes(m.sub, m.head, m.ds, INT32_MAX, INT32_MAX, SIZE_MAX, 0, 1, &r),
+        SM_ERR_INVALID_ARG, NULL);
     assert_memory_equal(&r, &keep, sizeof r);
     /* runs */
     sm_oneshot_runs *runs = SENTINEL;
@@ -573,8 +588,8 @@ static void test_v02_calls(void **state)
                   "augmentation");
     expect_status(sm_trainer_get_param(NULL, SM_TRAINER_AUGMENT, &v), SM_ERR_INVALID_ARG, NULL);
     assert_int_equal(v, 77);
-    expect_status(sm_trainer_set_health(m.tr, INT64_MAX, (sm_health_fn)1, NULL),
-                  SM_ERR_INVALID_ARG, NULL);
+    expect_status(sm_trainer_set_health(m.tr, INT64_MAX, (sm_health_fn)1, NULL), SM_ERR_INVALID_ARG,
+                  NULL);
     expect_status(sm_trainer_set_validation(m.tr, other.ds, 10, 1), SM_ERR_SHAPE, NULL);
     /* still usable */
     float loss;

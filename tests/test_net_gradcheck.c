@@ -75,7 +75,6 @@ static double ref_loss(void *ctx, const double *unused)
     return l;
 }
 
-
 static void check_net(const char *arch_text, size_t pairs, int micro, unsigned seed)
 {
     sm_backend *be;
@@ -94,12 +93,13 @@ static void check_net(const char *arch_text, size_t pairs, int micro, unsigned s
     assert_int_equal(sm_trainer_set_param(tr, SM_TRAINER_MICRO_BATCH, micro), SM_OK);
 
     net_case c = {arch, sub->n_params, head->n_params, pairs, sm__arch_in_size(arch),
-                  NULL, NULL, NULL, NULL};
+                  NULL, NULL,          NULL,           NULL};
     size_t np = c.n_sub + c.n_head;
     /* weights well above the narrow init, so every layer matters to the loss */
     c.params = malloc(np * sizeof *c.params);
     ref_fill_uniform(&seed, -0.6, 0.6, np, c.params);
-    double *left = malloc(pairs * c.in * sizeof *left), *right = malloc(pairs * c.in * sizeof *right);
+    double *left = malloc(pairs * c.in * sizeof *left),
+           *right = malloc(pairs * c.in * sizeof *right);
     double *labels = malloc(pairs * sizeof *labels);
     ref_fill_uniform(&seed, 0, 1, pairs * c.in, left);
     ref_fill_uniform(&seed, 0, 1, pairs * c.in, right);

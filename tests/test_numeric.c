@@ -22,9 +22,9 @@
 #include "siamese/siamese.h"
 #include "train_state.h"
 
-#define ARCH "1x12x12:conv4k3,relu,pool2,conv4k3,relu,flatten,fc8"
-#define PIX (12 * 12)
-#define STEPS 4   /* the uninterrupted run */
+#define ARCH     "1x12x12:conv4k3,relu,pool2,conv4k3,relu,flatten,fc8"
+#define PIX      (12 * 12)
+#define STEPS    4 /* the uninterrupted run */
 #define FAULT_AT 2 /* steps done before the faulty one */
 
 typedef struct env {
@@ -103,7 +103,7 @@ static void check_failed(sm_status st, const char *needle, float loss)
         fail_msg("got %s (%s), expected SM_ERR_NUMERIC", sm_status_name(st), sm_last_error());
     if (!strstr(sm_last_error(), needle) || !strstr(sm_last_error(), "not finite"))
         fail_msg("message '%s' does not say the %s is not finite", sm_last_error(), needle);
-    assert_true(loss == 12345.0f); /* not written */
+    assert_true(loss == 12345.0f);                           /* not written */
     assert_int_equal(atomic_load(&sm__inject_nonfinite), 0); /* the hook fires once */
 }
 

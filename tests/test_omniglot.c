@@ -30,13 +30,13 @@
 /* Small and shallow: with the reference's narrow N(0, 0.01^2) initialisation a deeper small network
  * (four convolutions) sits at loss ln 2 for hundreds of steps on Omniglot's thin strokes; this
  * one starts learning within a few dozen. */
-#define OMNIGLOT_ARCH "1x105x105:conv32k10,relu,pool4,conv64k5,relu,pool2,flatten,fc128"
-#define LEARNING_RATE 1e-3
-#define BATCH 32
-#define MAX_ITERATIONS 600
+#define OMNIGLOT_ARCH    "1x105x105:conv32k10,relu,pool4,conv64k5,relu,pool2,flatten,fc128"
+#define LEARNING_RATE    1e-3
+#define BATCH            32
+#define MAX_ITERATIONS   600
 #define DEFAULT_BUDGET_S 240.0
-#define EVAL_BATCHES 5
-#define EVAL_PAIRS 150
+#define EVAL_BATCHES     5
+#define EVAL_PAIRS       150
 /* Chance is 0.5. Measured on 2 cores (x86-64, OpenBLAS): 69.7 % after the 600 steps (177 s,
  * 0.3 s/step); the loss leaves ln 2 within ~30 steps. */
 #define MIN_ACCURACY 0.60
@@ -52,11 +52,10 @@ static double now_s(void)
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-#define ASSERT_OK(call)                                                                        \
-    do {                                                                                       \
-        sm_status st_ = (call);                                                                \
-        if (st_ != SM_OK)                                                                      \
-            fail_msg("%s: %s: %s", #call, sm_status_name(st_), sm_last_error());               \
+#define ASSERT_OK(call)                                                                            \
+    do {                                                                                           \
+        sm_status st_ = (call);                                                                    \
+        if (st_ != SM_OK) fail_msg("%s: %s: %s", #call, sm_status_name(st_), sm_last_error());     \
     } while (0)
 
 static sm_dataset *open_set(const char *name, double *seconds)
@@ -208,9 +207,8 @@ static void test_train_and_evaluate(void **state)
     printf("# Omniglot: %lld iterations x %d pairs in %.1f s (%.3f s/step); loss %.4f (first 20) "
            "-> %.4f (smoothed); verification accuracy on the evaluation set %.2f %% over %d x %d "
            "pairs (before training %.2f %%, chance 50 %%, required > %.0f %%)\n",
-           (long long)it, BATCH, train_s, train_s / (double)(it ? it : 1), loss_first,
-           loss_recent, 100.0 * acc, EVAL_BATCHES, EVAL_PAIRS, 100.0 * before,
-           100.0 * MIN_ACCURACY);
+           (long long)it, BATCH, train_s, train_s / (double)(it ? it : 1), loss_first, loss_recent,
+           100.0 * acc, EVAL_BATCHES, EVAL_PAIRS, 100.0 * before, 100.0 * MIN_ACCURACY);
 
     sm_trainer_destroy(trainer);
     sm_adam_destroy(adam);
@@ -221,7 +219,8 @@ static void test_train_and_evaluate(void **state)
 
     if (it < 300)
         fail_msg("only %lld iterations in the %.0f s budget: this machine is too slow to judge "
-                 "learning (raise SIAMESE_OMNIGLOT_SECONDS)", (long long)it, budget_s);
+                 "learning (raise SIAMESE_OMNIGLOT_SECONDS)",
+                 (long long)it, budget_s);
     assert_true(acc > MIN_ACCURACY);
 }
 

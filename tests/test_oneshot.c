@@ -520,8 +520,8 @@ static void test_allocation_failures(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_verification),  cmocka_unit_test(test_episodes),
-        cmocka_unit_test(test_runs_read),     cmocka_unit_test(test_runs_malformed),
+        cmocka_unit_test(test_verification),   cmocka_unit_test(test_episodes),
+        cmocka_unit_test(test_runs_read),      cmocka_unit_test(test_runs_malformed),
         cmocka_unit_test(test_runs_bad_files), cmocka_unit_test(test_allocation_failures),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -34,7 +34,6 @@ static double *rnd(size_t n, double lo, double hi)
     return p;
 }
 
-
 static void expect_close(const char *what, const double *got, const double *want, size_t n,
                          double tol)
 {
@@ -144,10 +143,10 @@ static void check_conv(int n, int c, int h, int w, int k, int kh, int kw)
 static void test_conv(void **state)
 {
     (void)state;
-    check_conv(2, 3, 7, 6, 4, 3, 2);  /* rectangular kernel and input */
-    check_conv(3, 1, 9, 9, 5, 4, 4);  /* one input channel, as the first layer */
-    check_conv(1, 4, 5, 5, 2, 5, 5);  /* kernel covers the input: 1x1 output */
-    check_conv(2, 2, 6, 8, 3, 1, 1);  /* 1x1 kernel */
+    check_conv(2, 3, 7, 6, 4, 3, 2); /* rectangular kernel and input */
+    check_conv(3, 1, 9, 9, 5, 4, 4); /* one input channel, as the first layer */
+    check_conv(1, 4, 5, 5, 2, 5, 5); /* kernel covers the input: 1x1 output */
+    check_conv(2, 2, 6, 8, 3, 1, 1); /* 1x1 kernel */
 }
 
 /* Batches larger than a backend's internal grouping (cpu-blas: several images per GEMM;
@@ -219,8 +218,8 @@ static void test_conv_batched(void **state)
 /* The conv ops give the same bits at 1 and 2 threads (cpu-blas runs whole images per thread
  * where one image fills a product, and sums backward-filter's partials in a fixed order). */
 static void conv_bits(int threads, const sm_conv_shape *s, const double *x, const double *w,
-                      const double *b, const double *dy, float *out_y, float *out_dx,
-                      float *out_dw, float *out_db)
+                      const double *b, const double *dy, float *out_y, float *out_dx, float *out_dw,
+                      float *out_db)
 {
     const size_t nx = (size_t)s->n * s->c * s->h * s->w, nw = (size_t)s->k * s->c * s->kh * s->kw;
     const size_t ny = (size_t)s->n * s->k * s->oh * s->ow;
@@ -246,7 +245,7 @@ static void test_conv_thread_count(void **state)
 {
     (void)state;
     /* 66 x 66 = 4356 columns an image: one image per product; 9 images: partial runs 4, 4, 1 */
-    const sm_conv_shape shapes[] = {{9, 2, 70, 70, 3, 5, 5, 66, 66, 0}, /* one image per product */
+    const sm_conv_shape shapes[] = {{9, 2, 70, 70, 3, 5, 5, 66, 66, 0},  /* one image per product */
                                     {9, 3, 12, 12, 4, 3, 3, 10, 10, 0}}; /* several */
     for (size_t c = 0; c < sizeof shapes / sizeof *shapes; c++) {
         const sm_conv_shape *s = &shapes[c];
@@ -386,17 +385,13 @@ static void test_relu_sigmoid(void **state)
         double *want = malloc(n * sizeof *want), *got = malloc(n * sizeof *got);
         double *num = malloc(n * sizeof *num);
         e.f(n, e.x, want);
-        if (which)
-            assert_int_equal(be->ops->sigmoid_fwd(be->ctx, n, dx, dy_out), SM_OK);
-        else
-            assert_int_equal(be->ops->relu_fwd(be->ctx, n, dx, dy_out), SM_OK);
+        if (which) assert_int_equal(be->ops->sigmoid_fwd(be->ctx, n, dx, dy_out), SM_OK);
+        else assert_int_equal(be->ops->relu_fwd(be->ctx, n, dx, dy_out), SM_OK);
         from_dev(dy_out, n, got);
         expect_close(which ? "sigmoid forward" : "relu forward", got, want, n, 1e-6);
         /* backward takes the forward's output, as the core calls it */
-        if (which)
-            assert_int_equal(be->ops->sigmoid_bwd(be->ctx, n, dy_out, ddy, ddx), SM_OK);
-        else
-            assert_int_equal(be->ops->relu_bwd(be->ctx, n, dy_out, ddy, ddx), SM_OK);
+        if (which) assert_int_equal(be->ops->sigmoid_bwd(be->ctx, n, dy_out, ddy, ddx), SM_OK);
+        else assert_int_equal(be->ops->relu_bwd(be->ctx, n, dy_out, ddy, ddx), SM_OK);
         from_dev(ddx, n, got);
         numeric_grad(elt_loss, &e, e.x, n, 1e-6, num);
         expect_close(which ? "sigmoid backward" : "relu backward", got, num, n, 1e-5);
@@ -428,9 +423,9 @@ static void test_gemm_bias(void **state)
             for (int i = 0; i < m * n; i++) want[i] = 0.5 * want[i] + 2.0 * c0[i];
             float *da = to_dev(a, (size_t)m * k), *db = to_dev(b, (size_t)k * n);
             float *dc = to_dev(c0, (size_t)m * n);
-            assert_int_equal(be->ops->gemm(be->ctx, ta, tb, m, n, k, 0.5f, da, lda, db, ldb, 2.0f,
-                                           dc, n),
-                             SM_OK);
+            assert_int_equal(
+                be->ops->gemm(be->ctx, ta, tb, m, n, k, 0.5f, da, lda, db, ldb, 2.0f, dc, n),
+                SM_OK);
             from_dev(dc, (size_t)m * n, got);
             expect_close("gemm", got, want, (size_t)m * n, 1e-6);
             be->ops->free(be->ctx, da), be->ops->free(be->ctx, db), be->ops->free(be->ctx, dc);
@@ -555,29 +550,29 @@ static void test_adam_update(void **state)
 {
     (void)state;
     for (int k = 0; k < 2; k++) {
-    enum { N = 100 };
-    double *p = rnd(N, -1, 1), *g = rnd(N, -1, 1), *m = rnd(N, -0.1, 0.1), *v = rnd(N, 0, 0.01);
-    double wp[N], wm[N], wv[N], got[N];
-    const double step = 1e-3, b1 = 0.9, b2 = 0.99, eps = 1e-8, wd = k ? 0.25 : 0.0;
-    for (int i = 0; i < N; i++) {
-        double gi = g[i] + wd * p[i];
-        wm[i] = b1 * m[i] + (1 - b1) * gi;
-        wv[i] = b2 * v[i] + (1 - b2) * gi * gi;
-        wp[i] = p[i] - step * wm[i] / (sqrt(wv[i]) + eps);
-    }
-    float *dp = to_dev(p, N), *dg = to_dev(g, N), *dm = to_dev(m, N), *dv = to_dev(v, N);
-    assert_int_equal(be->ops->adam_update(be->ctx, N, dp, dg, dm, dv, (float)step, (float)b1,
-                                          (float)b2, (float)eps, (float)wd),
-                     SM_OK);
-    from_dev(dp, N, got);
-    expect_close("adam params", got, wp, N, 1e-6);
-    from_dev(dm, N, got);
-    expect_close("adam m", got, wm, N, 1e-6);
-    from_dev(dv, N, got);
-    expect_close("adam v", got, wv, N, 1e-6);
-    void *devs[] = {dp, dg, dm, dv};
-    for (size_t i = 0; i < 4; i++) be->ops->free(be->ctx, devs[i]);
-    free(p), free(g), free(m), free(v);
+        enum { N = 100 };
+        double *p = rnd(N, -1, 1), *g = rnd(N, -1, 1), *m = rnd(N, -0.1, 0.1), *v = rnd(N, 0, 0.01);
+        double wp[N], wm[N], wv[N], got[N];
+        const double step = 1e-3, b1 = 0.9, b2 = 0.99, eps = 1e-8, wd = k ? 0.25 : 0.0;
+        for (int i = 0; i < N; i++) {
+            double gi = g[i] + wd * p[i];
+            wm[i] = b1 * m[i] + (1 - b1) * gi;
+            wv[i] = b2 * v[i] + (1 - b2) * gi * gi;
+            wp[i] = p[i] - step * wm[i] / (sqrt(wv[i]) + eps);
+        }
+        float *dp = to_dev(p, N), *dg = to_dev(g, N), *dm = to_dev(m, N), *dv = to_dev(v, N);
+        assert_int_equal(be->ops->adam_update(be->ctx, N, dp, dg, dm, dv, (float)step, (float)b1,
+                                              (float)b2, (float)eps, (float)wd),
+                         SM_OK);
+        from_dev(dp, N, got);
+        expect_close("adam params", got, wp, N, 1e-6);
+        from_dev(dm, N, got);
+        expect_close("adam m", got, wm, N, 1e-6);
+        from_dev(dv, N, got);
+        expect_close("adam v", got, wv, N, 1e-6);
+        void *devs[] = {dp, dg, dm, dv};
+        for (size_t i = 0; i < 4; i++) be->ops->free(be->ctx, devs[i]);
+        free(p), free(g), free(m), free(v);
     }
 }
 
@@ -604,8 +599,8 @@ static void test_all_finite(void **state)
 
 static int run_on(sm_backend_kind kind)
 {
-    sm_status st = kind == test_cpu_backend() ? test_backend_create(&be)
-                                              : sm_backend_create(kind, &be);
+    sm_status st =
+        kind == test_cpu_backend() ? test_backend_create(&be) : sm_backend_create(kind, &be);
     if (st != SM_OK) {
         printf("backend %d not usable here (%s): its op checks are skipped\n", (int)kind,
                sm_last_error());
@@ -613,12 +608,16 @@ static int run_on(sm_backend_kind kind)
     }
     printf("checking the ops of backend %s\n", sm_backend_name(be));
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_conv),       cmocka_unit_test(test_conv_batched),
+        cmocka_unit_test(test_conv),
+        cmocka_unit_test(test_conv_batched),
         cmocka_unit_test(test_conv_thread_count),
         cmocka_unit_test(test_maxpool),
-        cmocka_unit_test(test_relu_sigmoid), cmocka_unit_test(test_gemm_bias),
-        cmocka_unit_test(test_absdiff),    cmocka_unit_test(test_bce),
-        cmocka_unit_test(test_adam_update), cmocka_unit_test(test_all_finite),
+        cmocka_unit_test(test_relu_sigmoid),
+        cmocka_unit_test(test_gemm_bias),
+        cmocka_unit_test(test_absdiff),
+        cmocka_unit_test(test_bce),
+        cmocka_unit_test(test_adam_update),
+        cmocka_unit_test(test_all_finite),
     };
     int failed = cmocka_run_group_tests_name(sm_backend_name(be), tests, NULL, NULL);
     sm_backend_destroy(be);

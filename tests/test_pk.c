@@ -56,7 +56,8 @@ static void assert_binomial(size_t hits, size_t n, double p)
 {
     double obs = (double)hits / (double)n;
     double sd = sqrt(p * (1 - p) / (double)n);
-    if (fabs(obs - p) > 4.5 * sd + 1e-9) fail_msg("observed %.4f over %zu, expected %.4f", obs, n, p);
+    if (fabs(obs - p) > 4.5 * sd + 1e-9)
+        fail_msg("observed %.4f over %zu, expected %.4f", obs, n, p);
 }
 
 typedef struct draws {
@@ -67,16 +68,17 @@ typedef struct draws {
 
 static draws draw(sm_sampler *s, size_t n)
 {
-    draws d = {n, malloc(n * 16 * sizeof(float)), malloc(n * 16 * sizeof(float)),
-               malloc(n * sizeof(float)), malloc(n * sizeof(size_t)), malloc(n * sizeof(size_t))};
+    draws d = {n,
+               malloc(n * 16 * sizeof(float)),
+               malloc(n * 16 * sizeof(float)),
+               malloc(n * sizeof(float)),
+               malloc(n * sizeof(size_t)),
+               malloc(n * sizeof(size_t))};
     assert_int_equal(sm_sampler_next(s, n, d.l, d.r, d.lab, d.li, d.ri), SM_OK);
     return d;
 }
 
-static void draws_free(draws *d)
-{
-    free(d->l), free(d->r), free(d->lab), free(d->li), free(d->ri);
-}
+static void draws_free(draws *d) { free(d->l), free(d->r), free(d->lab), free(d->li), free(d->ri); }
 
 static void test_defaults_draw_as_before(void **state)
 {
@@ -248,9 +250,11 @@ static void test_pk_sampler(void **state)
                 class_count[c]++;
                 for (int i = 0; i < K; i++) {
                     assert_int_equal(ds->image_class[idx[q * K + i]], c); /* one class */
-                    for (int j = 0; j < i; j++) assert_int_not_equal(idx[q * K + i], idx[q * K + j]);
+                    for (int j = 0; j < i; j++)
+                        assert_int_not_equal(idx[q * K + i], idx[q * K + j]);
                 }
-                for (int q2 = 0; q2 < q; q2++) assert_int_not_equal(ds->image_class[idx[q2 * K]], c);
+                for (int q2 = 0; q2 < q; q2++)
+                    assert_int_not_equal(ds->image_class[idx[q2 * K]], c);
             }
             first_alpha[alphabet_of(ds, idx[0])]++;
         }
@@ -262,11 +266,13 @@ static void test_pk_sampler(void **state)
         /* what the dataset cannot give: SM_ERR_DATASET, and the RNG does not move */
         uint64_t before[4], after[4];
         sm__sampler_get_state(s, before);
-        assert_int_equal(sm__sampler_next_pk(s, 2, 6, NULL, idx), SM_ERR_DATASET);  /* K > class */
+        assert_int_equal(sm__sampler_next_pk(s, 2, 6, NULL, idx), SM_ERR_DATASET); /* K > class */
         assert_non_null(strstr(sm_last_error(), "K = 6"));
-        assert_int_equal(sm__sampler_next_pk(s, 2, 4, NULL, idx), SM_ERR_DATASET);  /* 1 class of 4+ */
+        assert_int_equal(sm__sampler_next_pk(s, 2, 4, NULL, idx),
+                         SM_ERR_DATASET); /* 1 class of 4+ */
         assert_non_null(strstr(sm_last_error(), "such classes"));
-        assert_int_equal(sm__sampler_next_pk(s, 16, 3, NULL, idx), SM_ERR_DATASET); /* P > classes */
+        assert_int_equal(sm__sampler_next_pk(s, 16, 3, NULL, idx),
+                         SM_ERR_DATASET); /* P > classes */
         size_t *big = malloc(100 * sizeof *big);
         assert_int_equal(sm__sampler_next_pk(s, 25, 2, NULL, big), SM_ERR_DATASET); /* > images */
         free(big);
@@ -388,9 +394,8 @@ static void test_pk_gradient_equals_pairs(void **state)
         assert_true(fabsf(loss_pk - loss_pairs) < 1e-5f);
         assert_close(g_pk, g_pairs, n);
 
-        assert_int_equal(sm__trainer_compute_grads_pk(m.t, P, K, img, SM_PK_LOSS_BCE_BALANCED,
-                                                      &loss_pk),
-                         SM_OK);
+        assert_int_equal(
+            sm__trainer_compute_grads_pk(m.t, P, K, img, SM_PK_LOSS_BCE_BALANCED, &loss_pk), SM_OK);
         float *g_bal = grads_of(&m, &n);
         assert_int_equal(sm__trainer_compute_grads(m.t, n_sim, l, r, lab, &loss_sim), SM_OK);
         float *g_sim = grads_of(&m, &n);
@@ -443,7 +448,8 @@ static void test_pk_softmax_reference(void **state)
     for (int i = 0; i < N; i++)
         for (int j = 0; j < N; j++) {
             z[i][j] = hp[d];
-            for (size_t e = 0; e < d; e++) z[i][j] += hp[e] * fabs((double)f[i * d + e] - f[j * d + e]);
+            for (size_t e = 0; e < d; e++)
+                z[i][j] += hp[e] * fabs((double)f[i * d + e] - f[j * d + e]);
         }
     for (int i = 0; i < N; i++) {
         double mx = -INFINITY, sum = 0;
@@ -461,13 +467,15 @@ static void test_pk_softmax_reference(void **state)
         }
     }
     assert_true(ref_loss > 0.1);
-    if (fabs(loss - ref_loss) > 1e-5 * ref_loss) fail_msg("loss %.9g, reference %.9g", loss, ref_loss);
+    if (fabs(loss - ref_loss) > 1e-5 * ref_loss)
+        fail_msg("loss %.9g, reference %.9g", loss, ref_loss);
     const float *gh = g + m.s->n_params;
     double scale = 0;
     for (size_t e = 0; e < d; e++) scale = fmax(scale, fabs(gw[e]));
     if (!(scale > 1e-4)) fail_msg("reference head gradient too small: %g", scale);
     for (size_t e = 0; e < d; e++)
-        if (fabs(gh[e] - gw[e]) > 1e-4 * scale) fail_msg("dw[%zu] %.9g, reference %.9g", e, gh[e], gw[e]);
+        if (fabs(gh[e] - gw[e]) > 1e-4 * scale)
+            fail_msg("dw[%zu] %.9g, reference %.9g", e, gh[e], gw[e]);
     assert_true(fabs(gb) < 1e-12);
     assert_true(fabs(gh[d]) < 1e-5 * scale);
     /* and the subnet got a gradient */
@@ -482,27 +490,27 @@ static void test_pk_loss_decreases(void **state)
 {
     (void)state;
     for (int mode = 0; mode <= SM_PK_LOSS_SOFTMAX; mode++) {
-    model m;
-    model_make(&m, 10, 6, 13 /* seed 3: every relu dead, features all equal */);
-    assert_int_equal(sm_adam_set(m.a, SM_ADAM_LEARNING_RATE, 1e-2), SM_OK);
-    assert_int_equal(sm_trainer_set_param(m.t, SM_TRAINER_PK_LOSS, mode), SM_OK);
-    widen_subnet(&m);
-    assert_int_equal(sm_trainer_set_param(m.t, SM_TRAINER_PK_CLASSES, 5), SM_OK);
-    assert_int_equal(sm_trainer_set_param(m.t, SM_TRAINER_PK_IMAGES, 3), SM_OK);
-    enum { STEPS = 150 };
-    double first = 0, last = 0;
-    for (int i = 0; i < STEPS; i++) {
-        float loss;
-        assert_int_equal(sm_train_step(m.t, &loss), SM_OK);
-        assert_true(isfinite(loss));
-        if (i < 10) first += loss;
-        if (i >= STEPS - 10) last += loss;
-    }
-    assert_int_equal(sm_trainer_iteration(m.t), STEPS);
-    printf("# P x K loss mode %d: mean of the first 10 steps %.4f, of the last 10 %.4f\n", mode,
-           first / 10, last / 10);
-    if (!(last < 0.7 * first)) fail_msg("loss %g -> %g", first / 10, last / 10);
-    model_free(&m);
+        model m;
+        model_make(&m, 10, 6, 13 /* seed 3: every relu dead, features all equal */);
+        assert_int_equal(sm_adam_set(m.a, SM_ADAM_LEARNING_RATE, 1e-2), SM_OK);
+        assert_int_equal(sm_trainer_set_param(m.t, SM_TRAINER_PK_LOSS, mode), SM_OK);
+        widen_subnet(&m);
+        assert_int_equal(sm_trainer_set_param(m.t, SM_TRAINER_PK_CLASSES, 5), SM_OK);
+        assert_int_equal(sm_trainer_set_param(m.t, SM_TRAINER_PK_IMAGES, 3), SM_OK);
+        enum { STEPS = 150 };
+        double first = 0, last = 0;
+        for (int i = 0; i < STEPS; i++) {
+            float loss;
+            assert_int_equal(sm_train_step(m.t, &loss), SM_OK);
+            assert_true(isfinite(loss));
+            if (i < 10) first += loss;
+            if (i >= STEPS - 10) last += loss;
+        }
+        assert_int_equal(sm_trainer_iteration(m.t), STEPS);
+        printf("# P x K loss mode %d: mean of the first 10 steps %.4f, of the last 10 %.4f\n", mode,
+               first / 10, last / 10);
+        if (!(last < 0.7 * first)) fail_msg("loss %g -> %g", first / 10, last / 10);
+        model_free(&m);
     }
 }
 
@@ -559,7 +567,8 @@ static void test_pk_bad_settings(void **state)
     assert_non_null(strstr(sm_last_error(), "4096"));
     assert_int_equal(sm_trainer_set_param(t, SM_TRAINER_PK_LOSS, 3), SM_ERR_INVALID_ARG);
     assert_int_equal(sm_trainer_set_param(t, SM_TRAINER_ALPHABET_BALANCED, 2), SM_ERR_INVALID_ARG);
-    assert_int_equal(sm_trainer_set_real(t, SM_TRAINER_NEG_SAME_ALPHABET, -0.1), SM_ERR_INVALID_ARG);
+    assert_int_equal(sm_trainer_set_real(t, SM_TRAINER_NEG_SAME_ALPHABET, -0.1),
+                     SM_ERR_INVALID_ARG);
     assert_int_equal(sm_trainer_set_real(t, SM_TRAINER_NEG_SAME_ALPHABET, 1.5), SM_ERR_INVALID_ARG);
     assert_int_equal(sm_trainer_set_real(t, SM_TRAINER_NEG_SAME_ALPHABET, NAN), SM_ERR_INVALID_ARG);
     assert_int_equal(sm_trainer_set_real(t, (sm_trainer_real)99, 0.5), SM_ERR_INVALID_ARG);
@@ -572,9 +581,12 @@ static void test_pk_bad_settings(void **state)
     assert_int_equal(v, 0);
 
     /* settings the dataset cannot serve: SM_ERR_DATASET from the step, which changes nothing */
-    struct { int p, k; const char *msg; } bad[] = {
-        {2, 5, "largest class"},  /* K larger than a class */
-        {7, 2, "such classes"},   /* P larger than the classes */
+    struct {
+        int p, k;
+        const char *msg;
+    } bad[] = {
+        {2, 5, "largest class"},      /* K larger than a class */
+        {7, 2, "such classes"},       /* P larger than the classes */
         {7, 4, "the dataset has 24"}, /* P x K above the dataset */
     };
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {

@@ -34,8 +34,7 @@ static void cpu_blas_refuses_bf16(void **state)
     int64_t v = -1;
     assert_int_equal(sm_backend_get_option(be, SM_BACKEND_OPT_PRECISION, &v), SM_OK);
     assert_int_equal(v, SM_PRECISION_FP32);
-    assert_int_equal(sm_backend_set_option(be, SM_BACKEND_OPT_PRECISION, SM_PRECISION_FP32),
-                     SM_OK);
+    assert_int_equal(sm_backend_set_option(be, SM_BACKEND_OPT_PRECISION, SM_PRECISION_FP32), SM_OK);
     assert_int_equal(sm_backend_set_option(be, SM_BACKEND_OPT_PRECISION, 2), SM_ERR_INVALID_ARG);
     assert_int_equal(sm_backend_set_option(be, SM_BACKEND_OPT_CONV_ALGO, 4), SM_ERR_INVALID_ARG);
     assert_int_equal(sm_backend_set_option(be, SM_BACKEND_OPT_CONV_ALGO, -1), SM_ERR_INVALID_ARG);
@@ -121,8 +120,7 @@ static int train_losses(int precision, float *losses)
     }
     sm_arch *arch;
     assert_int_equal(
-        sm_arch_from_string("1x20x20:conv6k5,relu,pool2,conv8k3,relu,flatten,fc16", &arch),
-        SM_OK);
+        sm_arch_from_string("1x20x20:conv6k5,relu,pool2,conv8k3,relu,flatten,fc16", &arch), SM_OK);
     sm_subnet *sub;
     sm_head *head;
     sm_adam *adam;
@@ -166,8 +164,8 @@ static void dnnl_bf16_trains(void **state)
         worst = fmax(worst, fabs((double)bf16[i] - fp32[i]));
         differ |= bf16[i] != fp32[i];
     }
-    print_message("%d steps: loss fp32 %.5f -> %.5f, bf16 %.5f -> %.5f, largest gap %.2e\n",
-                  STEPS, fp32[0], fp32[STEPS - 1], bf16[0], bf16[STEPS - 1], worst);
+    print_message("%d steps: loss fp32 %.5f -> %.5f, bf16 %.5f -> %.5f, largest gap %.2e\n", STEPS,
+                  fp32[0], fp32[STEPS - 1], bf16[0], bf16[STEPS - 1], worst);
     assert_true(differ);
     assert_true(worst < 0.02);
 }

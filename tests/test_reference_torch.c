@@ -26,11 +26,11 @@
 #endif
 
 #define REF_VERSION 1
-#define HINT "re-run `python3 tests/gen/make_reference.py` to regenerate tests/data/reference_*.bin"
+#define HINT        "re-run `python3 tests/gen/make_reference.py` to regenerate tests/data/reference_*.bin"
 
-#define TOL_LOSS 1e-5  /* the loss at the reference parameters */
-#define TOL_GRAD 1e-4  /* each gradient tensor */
-#define TOL_STEP 1e-4  /* losses of the Adam steps and parameters after them */
+#define TOL_LOSS 1e-5 /* the loss at the reference parameters */
+#define TOL_GRAD 1e-4 /* each gradient tensor */
+#define TOL_STEP 1e-4 /* losses of the Adam steps and parameters after them */
 
 typedef struct ref_data {
     uint8_t *blob;
@@ -93,7 +93,7 @@ static float *get_f32s(reader *r, size_t n)
 
 static void ref_free(ref_data *d)
 {
-    float *arrays[] = {d->sub,   d->head, d->left,   d->right, d->labels, d->loss,
+    float *arrays[] = {d->sub,   d->head,   d->left,   d->right, d->labels, d->loss,
                        d->g_sub, d->g_head, d->losses, d->p_sub, d->p_head};
     for (size_t i = 0; i < sizeof arrays / sizeof *arrays; i++) free(arrays[i]);
     free(d->blob);
@@ -168,7 +168,8 @@ typedef struct worst {
 #if defined(__GNUC__)
 __attribute__((format(printf, 3, 4)))
 #endif
-static void note(worst *w, double err, const char *fmt, ...)
+static void
+note(worst *w, double err, const char *fmt, ...)
 {
     if (!(err <= w->err)) { /* also keeps a NaN */
         w->err = err;
@@ -180,8 +181,8 @@ static void note(worst *w, double err, const char *fmt, ...)
 }
 
 /* Per-tensor errors of a subnet-sized and a head-sized array against the reference. */
-static void compare_tensors(const sm_subnet *s, const float *sub, const float *ref_sub,
-                            size_t dim, const float *head, const float *ref_head, worst *w)
+static void compare_tensors(const sm_subnet *s, const float *sub, const float *ref_sub, size_t dim,
+                            const float *head, const float *ref_head, worst *w)
 {
     for (size_t i = 0; i < s->arch.n_layers; i++) {
         const sm__layer *l = &s->arch.layers[i];

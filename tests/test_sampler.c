@@ -16,8 +16,8 @@
 #include "data/sampler.h"
 #include "siamese/siamese.h"
 
-#define H 3
-#define W 2
+#define H  3
+#define W  2
 #define HW (H * W)
 
 /* Adds an image whose pixels encode its index, so a drawn image can be traced back. */
@@ -53,8 +53,8 @@ typedef struct draw {
 static draw draw_new(size_t n)
 {
     draw d = {malloc(n * HW * sizeof(float)), malloc(n * HW * sizeof(float)),
-              malloc(n * sizeof(float)), malloc(n * sizeof(size_t)), malloc(n * sizeof(size_t)),
-              n};
+              malloc(n * sizeof(float)),      malloc(n * sizeof(size_t)),
+              malloc(n * sizeof(size_t)),     n};
     assert_true(d.left && d.right && d.labels && d.li && d.ri);
     return d;
 }
@@ -155,8 +155,8 @@ static void test_reproducible(void **state)
     assert_int_equal(sm_sampler_create(ds, 7, &s2), SM_OK);
     assert_int_equal(sm_sampler_next(s2, 100, b.left, b.right, b.labels, b.li, NULL), SM_OK);
     assert_int_equal(sm_sampler_next(s2, 0, NULL, NULL, NULL, NULL, NULL), SM_OK);
-    assert_int_equal(sm_sampler_next(s2, 200, b.left + 100 * HW, b.right + 100 * HW,
-                                     b.labels + 100, NULL, b.ri + 100),
+    assert_int_equal(sm_sampler_next(s2, 200, b.left + 100 * HW, b.right + 100 * HW, b.labels + 100,
+                                     NULL, b.ri + 100),
                      SM_OK);
     assert_memory_equal(a.left, b.left, a.n * HW * sizeof(float));
     assert_memory_equal(a.right, b.right, a.n * HW * sizeof(float));

@@ -14,7 +14,7 @@
 #include "fixtures.h"
 #include "siamese/siamese.h"
 
-#define BIG 40
+#define BIG   40
 #define SMALL 20
 
 /* Five alphabets A0..A4, alphabet a holding a + 2 classes of 2 images each, 40x40. */
@@ -273,8 +273,7 @@ static void test_runs_resized(void **state)
     opt.exclude = x;
     opt.n_exclude = 1;
     sm_oneshot_runs *bad = NULL;
-    assert_int_equal(sm_oneshot_runs_open_with(runs, SMALL, SMALL, &opt, &bad),
-                     SM_ERR_INVALID_ARG);
+    assert_int_equal(sm_oneshot_runs_open_with(runs, SMALL, SMALL, &opt, &bad), SM_ERR_INVALID_ARG);
     assert_null(bad);
     sm_oneshot_runs_destroy(small);
     sm_oneshot_runs_destroy(big);

@@ -71,8 +71,8 @@ static void pooled_conv_outputs_share_gradient_memory(void **state)
     float *larger = ws.act[1]; /* conv1 -> relu -> pool: transient, in a gradient buffer */
     assert_true(larger == ws.grad_a || larger == ws.grad_b);
     assert_ptr_equal(ws.act[2], larger);
-    assert_ptr_equal(ws.act[4], larger); /* conv2 -> relu -> pool: transient */
-    assert_ptr_not_equal(ws.act[3], larger); /* pool outputs are kept */
+    assert_ptr_equal(ws.act[4], larger);        /* conv2 -> relu -> pool: transient */
+    assert_ptr_not_equal(ws.act[3], larger);    /* pool outputs are kept */
     assert_ptr_not_equal(ws.act[7], ws.grad_a); /* conv3 -> relu -> flatten: kept */
     assert_ptr_not_equal(ws.act[7], ws.grad_b);
     sm__workspace_destroy(sub, &ws);

@@ -20,7 +20,10 @@
 /* 1x20x20 -> conv16k5 (400 w, 16 b) -> 16x16x16 -> pool2 -> 16x8x8 -> conv32k3 (4608 w, 32 b)
  * -> 32x6x6 = 1152 -> fc64 (73728 w, 64 b) */
 #define ARCH "1x20x20:conv16k5,relu,pool2,conv32k3,relu,flatten,fc64"
-typedef struct tensor { size_t off, n; double fan_in; } tensor;
+typedef struct tensor {
+    size_t off, n;
+    double fan_in;
+} tensor;
 static const tensor weights[] = {{0, 400, 25}, {416, 4608, 144}, {5056, 73728, 1152}};
 static const tensor biases[] = {{400, 16, 0}, {5024, 32, 0}, {78784, 64, 0}};
 enum { N_PARAMS = 78848 };

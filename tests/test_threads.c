@@ -27,19 +27,19 @@ typedef struct shared {
     const sm_head *head;
     const sm_dataset *ds;
     sm_backend *be;
-    float *a, *b;        /* PAIRS images each */
-    float *ref_scores;   /* PAIRS */
-    float *ref_feat;     /* 2 * PAIRS * DIM: embeddings of a then b */
+    float *a, *b;      /* PAIRS images each */
+    float *ref_scores; /* PAIRS */
+    float *ref_feat;   /* 2 * PAIRS * DIM: embeddings of a then b */
     float ref_loss[STEPS];
 } shared;
 
 typedef struct job {
     const shared *sh;
     int id;
-    int mismatches;        /* results that differ from the single-threaded ones */
-    sm_status failed;      /* the first unexpected status */
+    int mismatches;   /* results that differ from the single-threaded ones */
+    sm_status failed; /* the first unexpected status */
     char detail[256];
-    int error_mixups;      /* sm_last_error() showing another thread's failure */
+    int error_mixups; /* sm_last_error() showing another thread's failure */
     float loss[STEPS];
 } job;
 
@@ -227,7 +227,8 @@ static void test_limits_from_threads(void **state)
     (void)state;
     pthread_t th[3];
     int bad[3] = {0, 0, 0};
-    for (int i = 0; i < 3; i++) assert_int_equal(pthread_create(&th[i], NULL, limit_setter, &bad[i]), 0);
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(pthread_create(&th[i], NULL, limit_setter, &bad[i]), 0);
     for (int i = 0; i < 3; i++) assert_int_equal(pthread_join(th[i], NULL), 0);
     for (int i = 0; i < 3; i++) assert_int_equal(bad[i], 0);
     assert_int_equal(sm_set_limit(SM_LIMIT_IMAGE_SIDE, 4096), SM_OK);
@@ -250,7 +251,8 @@ static void test_backends_from_threads(void **state)
     (void)state;
     pthread_t th[4];
     int bad[4] = {0, 0, 0, 0};
-    for (int i = 0; i < 4; i++) assert_int_equal(pthread_create(&th[i], NULL, backend_churn, &bad[i]), 0);
+    for (int i = 0; i < 4; i++)
+        assert_int_equal(pthread_create(&th[i], NULL, backend_churn, &bad[i]), 0);
     for (int i = 0; i < 4; i++) assert_int_equal(pthread_join(th[i], NULL), 0);
     for (int i = 0; i < 4; i++) assert_int_equal(bad[i], 0);
 }
@@ -326,8 +328,7 @@ static void *identifier(void *arg)
     gallery_job *j = arg;
     for (int r = 0; r < 5 && j->st == SM_OK; r++) {
         j->st = sm_gallery_identify(j->g, 4, j->queries, 3, j->m, NULL);
-        if (j->st == SM_OK)
-            j->st = sm_gallery_verify(j->g, "c1", j->queries, 0.5, &j->score, NULL);
+        if (j->st == SM_OK) j->st = sm_gallery_verify(j->g, "c1", j->queries, 0.5, &j->score, NULL);
     }
     return NULL;
 }

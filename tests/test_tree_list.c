@@ -28,8 +28,8 @@ static const char *const LISTED[] = {
 
 /* Files the rules skip, wherever the tree comes from. */
 static const char *const SKIPPED[] = {
-    ".hidden/x.png",        "A/.git/y.png",           "A/.z.png",
-    "__MACOSX/A/._b.png",   "A/__MACOSX/q.png",       "Z/1/2/3/4/5/6/7/nine.png",
+    ".hidden/x.png",      "A/.git/y.png",     "A/.z.png",
+    "__MACOSX/A/._b.png", "A/__MACOSX/q.png", "Z/1/2/3/4/5/6/7/nine.png",
 };
 
 static void put(const char *root, const char *rel, const char *text)
@@ -138,8 +138,7 @@ static void test_zip(void **state)
         size_t n = 0;
         uint8_t *bytes = fx_read_bytes(zip, &n);
         assert_non_null(bytes);
-        assert_int_equal(sm__tree_open_zip_buffer(bytes, n, "mem.zip", "test tree", NULL, NULL,
-                                                  &t),
+        assert_int_equal(sm__tree_open_zip_buffer(bytes, n, "mem.zip", "test tree", NULL, NULL, &t),
                          SM_OK);
         expect_list(&t, LISTED, N_LISTED);
         expect_contents(&t);
@@ -215,8 +214,8 @@ static void test_links(void **state)
     free(p);
     sm__tree t;
     open_ok(root, keep_png, NULL, &t); /* the dangling .txt is not wanted: skipped */
-    const char *want[] = {"A/B/d.png", "A/b.png", "A/linked.png", "Z/1/2/3/4/5/6/eight.png",
-                          "a.png", "linked-dir/d.png"};
+    const char *want[] = {"A/B/d.png", "A/b.png",         "A/linked.png", "Z/1/2/3/4/5/6/eight.png",
+                          "a.png",     "linked-dir/d.png"};
     expect_list(&t, want, sizeof want / sizeof *want);
     sm__tree_close(&t);
     /* wanted by no filter (NULL lists everything): an error naming it */
@@ -274,8 +273,7 @@ static void test_filter(void **state)
         sm__tree_close(&t);
         long live = sm__alloc_live();
         calls = 0;
-        assert_int_equal(sm__tree_open(path, "test tree", stop_at_third, &calls, &t),
-                         SM_ERR_LIMIT);
+        assert_int_equal(sm__tree_open(path, "test tree", stop_at_third, &calls, &t), SM_ERR_LIMIT);
         assert_non_null(strstr(sm_last_error(), "the filter stops"));
         sm__tree_close(&t);
         assert_int_equal(sm__alloc_live(), live);
@@ -349,9 +347,9 @@ static void test_alloc_failures(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_folder),  cmocka_unit_test(test_zip),
-        cmocka_unit_test(test_zip_names), cmocka_unit_test(test_links),
-        cmocka_unit_test(test_filter),  cmocka_unit_test(test_bad_paths),
+        cmocka_unit_test(test_folder),         cmocka_unit_test(test_zip),
+        cmocka_unit_test(test_zip_names),      cmocka_unit_test(test_links),
+        cmocka_unit_test(test_filter),         cmocka_unit_test(test_bad_paths),
         cmocka_unit_test(test_alloc_failures),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

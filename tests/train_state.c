@@ -48,7 +48,6 @@ int train_state_equal(const train_state *a, const train_state *b)
 {
     size_t n = (a->ns + a->nh) * sizeof(float);
     return a->ns == b->ns && a->nh == b->nh && memcmp(a->params, b->params, n) == 0 &&
-           memcmp(a->m, b->m, n) == 0 && memcmp(a->v, b->v, n) == 0 &&
-           a->adam_t == b->adam_t && a->iteration == b->iteration &&
-           memcmp(a->sampler, b->sampler, sizeof a->sampler) == 0;
+           memcmp(a->m, b->m, n) == 0 && memcmp(a->v, b->v, n) == 0 && a->adam_t == b->adam_t &&
+           a->iteration == b->iteration && memcmp(a->sampler, b->sampler, sizeof a->sampler) == 0;
 }

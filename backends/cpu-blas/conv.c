@@ -108,8 +108,7 @@ static void col2im_range(void *p, size_t begin, size_t end)
         memset(dx, 0, (size_t)s->h * s->w * sizeof(float));
         for (int i = 0; i < s->kh; i++)
             for (int jj = 0; jj < s->kw; jj++) {
-                const float *src =
-                    j->in + ((cr * s->kh + i) * s->kw + jj) * ld + img * j->d.ohw;
+                const float *src = j->in + ((cr * s->kh + i) * s->kw + jj) * ld + img * j->d.ohw;
                 float *dst = dx + (size_t)i * s->w + jj;
                 for (int y = 0; y < s->oh; y++) {
                     const float *srow = src + (size_t)y * s->ow;
@@ -257,25 +256,24 @@ static void bwd_data_image(const sm_conv_shape *s, conv_dims d, const float *dy,
     const size_t kk = (size_t)s->kh * s->kw;
     for (int c0 = 0; c0 < s->c; c0 += d.cs) {
         int nc = s->c - c0 < d.cs ? s->c - c0 : d.cs;
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)(nc * kk), (int)d.ohw, s->k,
-                    1.0f, w + c0 * kk, (int)d.ckk, dy, (int)d.ohw, 0.0f, col, (int)d.ohw);
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)(nc * kk), (int)d.ohw, s->k, 1.0f,
+                    w + c0 * kk, (int)d.ckk, dy, (int)d.ohw, 0.0f, col, (int)d.ohw);
         copy_job j = {s, d, 1, c0, nc, col, dx, NULL};
         col2im_range(&j, 0, (size_t)nc);
     }
 }
 
 /* dw (+)= dy x cols^T, db (+)= row sums of dy; `first` overwrites (beta = 0). */
-static void bwd_filter_image(const sm_conv_shape *s, conv_dims d, const float *x,
-                             const float *dy, float *dw, float *db, bool first, float *col)
+static void bwd_filter_image(const sm_conv_shape *s, conv_dims d, const float *x, const float *dy,
+                             float *dw, float *db, bool first, float *col)
 {
     const size_t kk = (size_t)s->kh * s->kw;
     for (int c0 = 0; c0 < s->c; c0 += d.cs) {
         int nc = s->c - c0 < d.cs ? s->c - c0 : d.cs;
         copy_job j = {s, d, 1, c0, nc, x, col, NULL};
         im2col_range(&j, 0, (size_t)nc * s->kh);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, s->k, (int)(nc * kk), (int)d.ohw,
-                    1.0f, dy, (int)d.ohw, col, (int)d.ohw, first ? 0.0f : 1.0f, dw + c0 * kk,
-                    (int)d.ckk);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, s->k, (int)(nc * kk), (int)d.ohw, 1.0f,
+                    dy, (int)d.ohw, col, (int)d.ohw, first ? 0.0f : 1.0f, dw + c0 * kk, (int)d.ckk);
     }
     if (first) memset(db, 0, (size_t)s->k * sizeof *db);
     rowsum_job rj = {dy, d.ohw, db};
@@ -305,8 +303,7 @@ static void image_range(void *p, size_t begin, size_t end)
         for (size_t i = t; i < n; i += j->threads) {
             if (j->op == OP_FWD)
                 fwd_image(s, d, j->x + i * d.in_img, j->w, j->b, j->y + i * d.out_img, col);
-            else
-                bwd_data_image(s, d, j->dy + i * d.out_img, j->w, j->dx + i * d.in_img, col);
+            else bwd_data_image(s, d, j->dy + i * d.out_img, j->w, j->dx + i * d.in_img, col);
         }
     }
 }
@@ -330,8 +327,7 @@ static void reduce_range(void *p, size_t begin, size_t end)
 static pthread_mutex_t openblas_threads_lock = PTHREAD_MUTEX_INITIALIZER;
 
 /* The op over every image of s, whole images per thread (see above). */
-static void run_per_image(void *ctx, image_job *j, void *ws, size_t ws_bytes, float *dw,
-                          float *db)
+static void run_per_image(void *ctx, image_job *j, void *ws, size_t ws_bytes, float *dw, float *db)
 {
     const sm_conv_shape *s = j->s;
     const conv_dims d = j->d;
@@ -373,17 +369,16 @@ sm_status sm__cpu_conv_fwd(void *ctx, const sm_conv_shape *s, const float *x, co
         int g = s->n - n0 < d.g ? s->n - n0 : d.g;
         float *yn = y + (size_t)n0 * d.out_img;
         im2col(s, d, g, 0, s->c, x + (size_t)n0 * d.in_img, col);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, s->k, g * (int)d.ohw,
-                    (int)d.ckk, 1.0f, w, (int)d.ckk, col, g * (int)d.ohw, 0.0f, r,
-                    g * (int)d.ohw);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, s->k, g * (int)d.ohw, (int)d.ckk,
+                    1.0f, w, (int)d.ckk, col, g * (int)d.ohw, 0.0f, r, g * (int)d.ohw);
         copy_job j = {s, d, g, 0, 0, r, yn, b};
         sm__cpu_parallel_for((size_t)g * s->k, 8, scatter_bias_range, &j);
     }
     return SM_OK;
 }
 
-sm_status sm__cpu_conv_bwd_data(void *ctx, const sm_conv_shape *s, const float *dy,
-                                const float *w, float *dx, void *ws, size_t ws_bytes)
+sm_status sm__cpu_conv_bwd_data(void *ctx, const sm_conv_shape *s, const float *dy, const float *w,
+                                float *dx, void *ws, size_t ws_bytes)
 {
     conv_dims d = dims_of(s);
     if (d.g == 1) {
@@ -400,8 +395,8 @@ sm_status sm__cpu_conv_bwd_data(void *ctx, const sm_conv_shape *s, const float *
             sm__cpu_parallel_for((size_t)g * s->k, 16, gather_range, &j);
             dyn = r;
         }
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)d.ckk, g * (int)d.ohw, s->k,
-                    1.0f, w, (int)d.ckk, dyn, g * (int)d.ohw, 0.0f, col, g * (int)d.ohw);
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)d.ckk, g * (int)d.ohw, s->k, 1.0f,
+                    w, (int)d.ckk, dyn, g * (int)d.ohw, 0.0f, col, g * (int)d.ohw);
         copy_job j = {s, d, g, 0, s->c, col, dx + (size_t)n0 * d.in_img, NULL};
         sm__cpu_parallel_for((size_t)g * s->c, 1, col2im_range, &j);
     }
@@ -409,8 +404,7 @@ sm_status sm__cpu_conv_bwd_data(void *ctx, const sm_conv_shape *s, const float *
 }
 
 sm_status sm__cpu_conv_bwd_filter(void *ctx, const sm_conv_shape *s, const float *x,
-                                  const float *dy, float *dw, float *db, void *ws,
-                                  size_t ws_bytes)
+                                  const float *dy, float *dw, float *db, void *ws, size_t ws_bytes)
 {
     conv_dims d = dims_of(s);
     if (d.g == 1) {
@@ -428,8 +422,8 @@ sm_status sm__cpu_conv_bwd_filter(void *ctx, const sm_conv_shape *s, const float
             sm__cpu_parallel_for((size_t)g * s->k, 16, gather_range, &j);
             dyn = r;
         }
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, s->k, (int)d.ckk, g * (int)d.ohw,
-                    1.0f, dyn, g * (int)d.ohw, col, g * (int)d.ohw, 1.0f, dw, (int)d.ckk);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, s->k, (int)d.ckk, g * (int)d.ohw, 1.0f,
+                    dyn, g * (int)d.ohw, col, g * (int)d.ohw, 1.0f, dw, (int)d.ckk);
         rowsum_job rj = {dyn, (size_t)g * d.ohw, db};
         sm__cpu_parallel_for((size_t)s->k, 8, rowsum_range, &rj);
     }

@@ -15,11 +15,10 @@ size_t sm__cpu_conv_workspace(void *ctx, const sm_conv_shape *s);
 int sm__cpu_conv_group(const sm_conv_shape *s);
 sm_status sm__cpu_conv_fwd(void *ctx, const sm_conv_shape *s, const float *x, const float *w,
                            const float *b, float *y, void *ws, size_t ws_bytes);
-sm_status sm__cpu_conv_bwd_data(void *ctx, const sm_conv_shape *s, const float *dy,
-                                const float *w, float *dx, void *ws, size_t ws_bytes);
+sm_status sm__cpu_conv_bwd_data(void *ctx, const sm_conv_shape *s, const float *dy, const float *w,
+                                float *dx, void *ws, size_t ws_bytes);
 sm_status sm__cpu_conv_bwd_filter(void *ctx, const sm_conv_shape *s, const float *x,
-                                  const float *dy, float *dw, float *db, void *ws,
-                                  size_t ws_bytes);
+                                  const float *dy, float *dw, float *db, void *ws, size_t ws_bytes);
 
 sm_status sm__cpu_maxpool_fwd(void *ctx, const sm_pool_shape *s, const float *x, float *y,
                               int32_t *argmax);
@@ -40,8 +39,8 @@ sm_status sm__cpu_adam_update(void *ctx, size_t n, float *p, const float *g, flo
 sm_status sm__cpu_all_finite(void *ctx, size_t n, const float *x, bool *finite);
 
 sm_status sm__cpu_absdiff_fwd(void *ctx, size_t n, const float *a, const float *b, float *d);
-sm_status sm__cpu_absdiff_bwd(void *ctx, size_t n, const float *a, const float *b,
-                              const float *dd, float *da, float *db);
+sm_status sm__cpu_absdiff_bwd(void *ctx, size_t n, const float *a, const float *b, const float *dd,
+                              float *da, float *db);
 sm_status sm__cpu_bce_fwd_bwd(void *ctx, int n, const float *logits, const float *labels,
                               float scale, float *scores, float *loss_sum, float *dlogits);
 

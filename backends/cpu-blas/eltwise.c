@@ -142,8 +142,8 @@ sm_status sm__cpu_adam_update(void *ctx, size_t n, float *p, const float *g, flo
                               float step, float b1, float b2, float eps, float wd)
 {
     (void)ctx;
-    elt_job j = {.a = g, .x = p, .y = m, .z = v, .s0 = step, .s1 = b1, .s2 = b2, .s3 = eps,
-                 .s4 = wd};
+    elt_job j = {
+        .a = g, .x = p, .y = m, .z = v, .s0 = step, .s1 = b1, .s2 = b2, .s3 = eps, .s4 = wd};
     sm__cpu_parallel_for(n, GRAIN, wd != 0.0f ? adam_decay_range : adam_range, &j);
     return SM_OK;
 }

@@ -12,8 +12,8 @@ sm_status sm__cpu_absdiff_fwd(void *ctx, size_t n, const float *a, const float *
     return SM_OK;
 }
 
-sm_status sm__cpu_absdiff_bwd(void *ctx, size_t n, const float *a, const float *b,
-                              const float *dd, float *da, float *db)
+sm_status sm__cpu_absdiff_bwd(void *ctx, size_t n, const float *a, const float *b, const float *dd,
+                              float *da, float *db)
 {
     (void)ctx;
     for (size_t i = 0; i < n; i++) {

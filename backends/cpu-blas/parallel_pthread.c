@@ -42,16 +42,13 @@ void sm__cpu_parallel_for_threads(size_t threads, size_t n, size_t grain, sm__ra
     range_job jobs[MAX_THREADS];
     pthread_t tid[MAX_THREADS];
     int started[MAX_THREADS];
-    for (size_t i = 0; i < t; i++)
-        jobs[i] = (range_job){fn, arg, n * i / t, n * (i + 1) / t};
+    for (size_t i = 0; i < t; i++) jobs[i] = (range_job){fn, arg, n * i / t, n * (i + 1) / t};
     for (size_t i = 1; i < t; i++)
         /* a thread that cannot be made costs speed, not correctness: its range runs here */
         started[i] = pthread_create(&tid[i], NULL, run_range, &jobs[i]) == 0;
     run_range(&jobs[0]);
     for (size_t i = 1; i < t; i++) {
-        if (started[i])
-            pthread_join(tid[i], NULL);
-        else
-            run_range(&jobs[i]);
+        if (started[i]) pthread_join(tid[i], NULL);
+        else run_range(&jobs[i]);
     }
 }

@@ -18,8 +18,8 @@ typedef struct pool_job {
 /* The 2x2 window every pooling layer of the reference network uses, as selects the compiler
  * can vectorise: the same comparisons in the same order as the general loop below (ties keep
  * the earlier element, a NaN always wins), so the same outputs and argmax. */
-static void fwd_plane_2x2(const sm_pool_shape *s, const float *restrict xp,
-                          float *restrict yp, int32_t *restrict ap)
+static void fwd_plane_2x2(const sm_pool_shape *s, const float *restrict xp, float *restrict yp,
+                          int32_t *restrict ap)
 {
     const int w = s->w, oh = s->oh, ow = s->ow;
     for (int oy = 0; oy < oh; oy++) {

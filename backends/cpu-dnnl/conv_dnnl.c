@@ -36,7 +36,7 @@ typedef struct plan_arg {
 struct conv_plan {
     conv_plan *next;
     int op, precision; /* precision: sm_precision */
-    sm_conv_shape s; /* s.n: images per execution */
+    sm_conv_shape s;   /* s.n: images per execution */
     dnnl_primitive_t prim;
     plan_arg args[4];
     int nargs;
@@ -47,7 +47,6 @@ struct conv_plan {
     void *own_ws;
     pthread_mutex_t lock;
 };
-
 
 static void plan_destroy(conv_plan *p)
 {
@@ -115,8 +114,8 @@ static const dnnl_dims_t ones = {1, 1}, zeros = {0, 0};
 static sm_status fwd_desc(const conv_mds *m, dnnl_convolution_desc_t *d)
 {
     DNNL_TRY(dnnl_convolution_forward_desc_init(d, dnnl_forward_training, dnnl_convolution_direct,
-                                                &m->x_any, &m->w_any, &m->b, &m->y_any, ones,
-                                                zeros, zeros),
+                                                &m->x_any, &m->w_any, &m->b, &m->y_any, ones, zeros,
+                                                zeros),
              "describing a forward convolution");
     return SM_OK;
 }
@@ -143,8 +142,8 @@ static sm_status make_pd(dnnl_ctx *c, int op, const conv_mds *m, const conv_mds 
                                                       &m->w_any, &m->y_any, ones, zeros, zeros);
     else
         st = dnnl_convolution_backward_weights_desc_init(&bd, dnnl_convolution_direct, &m->x_any,
-                                                         &m->w_any, &m->b, &m->y_any, ones,
-                                                         zeros, zeros);
+                                                         &m->w_any, &m->b, &m->y_any, ones, zeros,
+                                                         zeros);
     if (st == dnnl_success) st = dnnl_primitive_desc_create(pd, &bd, attr, c->engine, hint);
     dnnl_primitive_desc_destroy(hint);
     if (st != dnnl_success) return smd_fail(st, op_names[op]);
@@ -215,8 +214,7 @@ static sm_status plan_create(dnnl_ctx *c, int op, int precision, const sm_conv_s
         if (st == SM_OK)
             st = add_arg(c, p, pd, DNNL_ARG_DST, dnnl_query_dst_md, &m.y, true, false, true);
     } else if (st == SM_OK && op == OP_BWD_DATA) {
-        st = add_arg(c, p, pd, DNNL_ARG_DIFF_DST, dnnl_query_diff_dst_md, &m.y, false, false,
-                     true);
+        st = add_arg(c, p, pd, DNNL_ARG_DIFF_DST, dnnl_query_diff_dst_md, &m.y, false, false, true);
         if (st == SM_OK)
             st = add_arg(c, p, pd, DNNL_ARG_WEIGHTS, dnnl_query_weights_md, &m.w, false, false,
                          false);
@@ -226,11 +224,11 @@ static sm_status plan_create(dnnl_ctx *c, int op, int precision, const sm_conv_s
     } else if (st == SM_OK) {
         st = add_arg(c, p, pd, DNNL_ARG_SRC, dnnl_query_src_md, &m.x, false, false, true);
         if (st == SM_OK)
-            st = add_arg(c, p, pd, DNNL_ARG_DIFF_DST, dnnl_query_diff_dst_md, &m.y, false,
-                         false, true);
+            st = add_arg(c, p, pd, DNNL_ARG_DIFF_DST, dnnl_query_diff_dst_md, &m.y, false, false,
+                         true);
         if (st == SM_OK)
-            st = add_arg(c, p, pd, DNNL_ARG_DIFF_WEIGHTS, dnnl_query_diff_weights_md, &m.w,
-                         true, true, false);
+            st = add_arg(c, p, pd, DNNL_ARG_DIFF_WEIGHTS, dnnl_query_diff_weights_md, &m.w, true,
+                         true, false);
         /* the bias gradient goes to the workspace and is added by a loop (K floats) */
         p->bias_off = p->ws_bytes;
         p->ws_bytes += smd_align64((size_t)s->k * sizeof(float));
@@ -354,8 +352,8 @@ static sm_status execute(dnnl_ctx *c, conv_plan *p, const user_ptrs *u, char *ws
         if (ds == dnnl_success) ds = dnnl_memory_create(&mem[nargs], bias_md, c->engine, bp);
         if (ds != dnnl_success) st = smd_fail(ds, "describing the bias");
         else
-            args[nargs] = (dnnl_exec_arg_t){p->op == OP_FWD ? DNNL_ARG_BIAS : DNNL_ARG_DIFF_BIAS,
-                                            mem[nargs]},
+            args[nargs] =
+                (dnnl_exec_arg_t){p->op == OP_FWD ? DNNL_ARG_BIAS : DNNL_ARG_DIFF_BIAS, mem[nargs]},
             nargs++;
     }
     if (st == SM_OK) {
@@ -422,7 +420,6 @@ typedef struct conv_call {
     float *y, *dx, *dw;
 } conv_call;
 
-
 static void put(user_ptrs *u, int arg, const void *p)
 {
     u->arg[u->n] = arg;
@@ -455,23 +452,23 @@ static void fill_bwd_filter(const void *call, int n0, user_ptrs *u)
 }
 
 sm_status smd_direct_fwd(void *ctx, const sm_conv_shape *s, const float *x, const float *w,
-                       const float *b, float *y, void *ws, size_t ws_bytes)
+                         const float *b, float *y, void *ws, size_t ws_bytes)
 {
     (void)smd_ws_touch(ctx);
     conv_call k = {.s = s, .x = x, .w = w, .b = b, .y = y};
     return run(ctx, OP_FWD, s, &k, fill_fwd, ws, ws_bytes, NULL);
 }
 
-sm_status smd_direct_bwd_data(void *ctx, const sm_conv_shape *s, const float *dy,
-                              const float *w, float *dx, void *ws, size_t ws_bytes)
+sm_status smd_direct_bwd_data(void *ctx, const sm_conv_shape *s, const float *dy, const float *w,
+                              float *dx, void *ws, size_t ws_bytes)
 {
     (void)smd_ws_touch(ctx);
     conv_call k = {.s = s, .dy = dy, .w = w, .dx = dx};
     return run(ctx, OP_BWD_DATA, s, &k, fill_bwd_data, ws, ws_bytes, NULL);
 }
 
-sm_status smd_direct_bwd_filter(void *ctx, const sm_conv_shape *s, const float *x,
-                                const float *dy, float *dw, float *db, void *ws, size_t ws_bytes)
+sm_status smd_direct_bwd_filter(void *ctx, const sm_conv_shape *s, const float *x, const float *dy,
+                                float *dw, float *db, void *ws, size_t ws_bytes)
 {
     (void)smd_ws_touch(ctx);
     conv_call k = {.s = s, .x = x, .dy = dy, .dw = dw};

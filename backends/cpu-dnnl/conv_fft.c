@@ -59,7 +59,6 @@ struct fft_plan {
     uint64_t dy_hash;
 };
 
-
 /* row-major, sequential inside our parallel regions (oneDNN runs a nested GEMM on one thread) */
 static void gemm(char ta, char tb, int m, int n, int k, float alpha, const float *a, int lda,
                  const float *b, int ldb, float beta, float *c, int ldc)
@@ -367,8 +366,10 @@ static sm_status ws_take(const fft_plan *p, int n, void *ws, size_t ws_bytes, ws
     }
     l->own = l->ptr = aligned_alloc(64, smd_align64(need));
     if (!l->ptr)
-        return smd_host->fail(SM_ERR_NOMEM, "out of memory for an FFT convolution's workspace "
-                                            "(%zu bytes)", need);
+        return smd_host->fail(SM_ERR_NOMEM,
+                              "out of memory for an FFT convolution's workspace "
+                              "(%zu bytes)",
+                              need);
     return SM_OK;
 }
 
@@ -421,7 +422,6 @@ static uint64_t hash_floats(const float *x, size_t n)
     for (int b = 0; b < BLOCKS; b++) h = (h ^ part[b]) * 0xff51afd7ed558ccdu;
     return h;
 }
-
 
 /* What every op starts with: the layer's plan, a workspace carved into spectra, and, given the
  * weights, their spectrum, in which case the call holds p->wlock until call_end. */
@@ -493,16 +493,16 @@ sm_status smd_fft_bwd_data(void *ctx, const sm_conv_shape *s, const float *dy, c
     fft_plan *p = c.p;
     const fft_ws f = c.f;
     bool reuse = s->n <= FFT_CHUNK && p->dy_seq + 1 == seq && p->dy_ws == c.l.ptr &&
-                 p->dy_ptr == dy &&
-                 p->dy_n == s->n && p->dy_hash == hash_floats(dy, (size_t)s->n * smd_out_img(s));
+                 p->dy_ptr == dy && p->dy_n == s->n &&
+                 p->dy_hash == hash_floats(dy, (size_t)s->n * smd_out_img(s));
     p->dy_ws = NULL;
     for (int n0 = 0; n0 < s->n; n0 += FFT_CHUNK) {
         int n = s->n - n0 < FFT_CHUNK ? s->n - n0 : FFT_CHUNK;
         if (!reuse)
             spectra_forward(p, dy + (size_t)n0 * smd_out_img(s), n * s->k, s->oh, s->ow, f.spec_a,
                             f.scratch);
-        products_inverse(p, BIN_BWD_DATA, n, f.spec_a, p->wspec, f.spec_out, n * s->c, s->h,
-                         s->w, 0.0f, dx + (size_t)n0 * smd_in_img(s), f.scratch);
+        products_inverse(p, BIN_BWD_DATA, n, f.spec_a, p->wspec, f.spec_out, n * s->c, s->h, s->w,
+                         0.0f, dx + (size_t)n0 * smd_in_img(s), f.scratch);
     }
     call_end(&c);
     return SM_OK;
@@ -524,8 +524,8 @@ sm_status smd_fft_bwd_filter(void *ctx, const sm_conv_shape *s, const float *x, 
         spectra_forward(p, x + (size_t)n0 * smd_in_img(s), n * s->c, s->h, s->w, f.spec_b,
                         f.scratch);
         spectra_forward(p, dyc, n * s->k, s->oh, s->ow, f.spec_a, f.scratch);
-        products_inverse(p, BIN_BWD_FILTER, n, f.spec_a, f.spec_b, f.spec_out, s->k * s->c,
-                         s->kh, s->kw, 1.0f, dw, f.scratch);
+        products_inverse(p, BIN_BWD_FILTER, n, f.spec_a, f.spec_b, f.spec_out, s->k * s->c, s->kh,
+                         s->kw, 1.0f, dw, f.scratch);
         /* the bias gradient in double per channel: a sum over n x oh x ow terms */
         for (int k = 0; k < s->k; k++) {
             double sum = 0.0;

@@ -15,8 +15,8 @@
  * choice that table's timings made, except where the two were within its 10 % margin. */
 #include "dnnl_internal.h"
 
-enum { FFT_MAX_SIDE = 512 };  /* a transform this large per plane costs more than it saves */
-enum { FFT_MIN_TAPS = 9 };    /* below 3x3 a direct kernel does 4 or fewer multiply-adds */
+enum { FFT_MAX_SIDE = 512 };    /* a transform this large per plane costs more than it saves */
+enum { FFT_MIN_TAPS = 9 };      /* below 3x3 a direct kernel does 4 or fewer multiply-adds */
 enum { FFT_CHUNK_IMAGES = 32 }; /* conv_fft.c's chunk: once-per-chunk costs are shared by it */
 /* Direct convolutions of fewer multiply-adds per image stay direct: at under about 2 ms for 32
  * images the most FFT could save is small, and direct's results are the reference's. */

@@ -91,8 +91,8 @@ typedef struct bufs {
  * stay in the heap, resident, and raise the process's peak memory for good. */
 static void *map_bytes(size_t bytes)
 {
-    void *p = mmap(NULL, bytes ? bytes : 1, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
-                   -1, 0);
+    void *p =
+        mmap(NULL, bytes ? bytes : 1, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (p == MAP_FAILED) return NULL;
     *(size_t *)p = 0; /* touched, so a failure shows here and not inside a kernel */
     return p;
@@ -184,10 +184,13 @@ static sm_status measure(void *ctx, int op, const sm_conv_shape *s, int *algo)
     smd_host->log(SM_LOG_DEBUG,
                   "cpu-dnnl: %s of %dx%dx%d -> %d, %dx%d kernel, %d images: direct %.3f ms, "
                   "fft %.3f ms: %s",
-                  op == 0 ? "forward" : op == 1 ? "backward-data" : "backward-filter", s->c,
-                  s->h, s->w, s->k, s->kh, s->kw, s->n, direct * 1e3, small ? 0.0 : fft * 1e3,
-                  small ? "direct (under 2 ms: not timed)" : *algo == SM_CONV_ALGO_FFT ? "fft"
-                                                                                  : "direct");
+                  op == 0   ? "forward"
+                  : op == 1 ? "backward-data"
+                            : "backward-filter",
+                  s->c, s->h, s->w, s->k, s->kh, s->kw, s->n, direct * 1e3, small ? 0.0 : fft * 1e3,
+                  small                       ? "direct (under 2 ms: not timed)"
+                  : *algo == SM_CONV_ALGO_FFT ? "fft"
+                                              : "direct");
     return SM_OK;
 }
 
@@ -200,17 +203,18 @@ static int measured(dnnl_ctx *c, int op, const sm_conv_shape *s)
     algo = lookup(op, c->precision, s); /* measured while this thread waited */
     if (algo < 0 && table_full()) {
         algo = smd_conv_modeled(op, c->precision, s);
-        smd_host->log(SM_LOG_DEBUG, "cpu-dnnl: %d layer choices measured already: the model "
-                                    "chooses for %dx%dx%d -> %d", MAX_CHOICES, s->c, s->h,
-                      s->w, s->k);
+        smd_host->log(SM_LOG_DEBUG,
+                      "cpu-dnnl: %d layer choices measured already: the model "
+                      "chooses for %dx%dx%d -> %d",
+                      MAX_CHOICES, s->c, s->h, s->w, s->k);
     } else if (algo < 0) {
         sm_conv_shape m = *s;
         m.n = MEASURE_IMAGES;
         if (measure(c, op, &m, &algo) != SM_OK) {
             /* FFT's workspace or the generated operands did not fit: direct needs neither */
             smd_host->log(SM_LOG_DEBUG,
-                          "cpu-dnnl: measuring a %dx%dx%d -> %d convolution failed: direct",
-                          s->c, s->h, s->w, s->k);
+                          "cpu-dnnl: measuring a %dx%dx%d -> %d convolution failed: direct", s->c,
+                          s->h, s->w, s->k);
             algo = SM_CONV_ALGO_DIRECT;
         }
         (void)remember(op, c->precision, s, algo);

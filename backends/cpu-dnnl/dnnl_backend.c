@@ -82,7 +82,7 @@ static sm_status be_set_option(void *ctx, sm_backend_option key, int64_t value)
 static int64_t be_get_option(void *ctx, sm_backend_option key)
 {
     const dnnl_ctx *c = ctx;
-    return key == SM_BACKEND_OPT_CONV_ALGO ? c->conv_algo
+    return key == SM_BACKEND_OPT_CONV_ALGO   ? c->conv_algo
            : key == SM_BACKEND_OPT_PRECISION ? c->precision
                                              : 0;
 }
@@ -115,7 +115,8 @@ static sm_status be_alloc(void *ctx, size_t bytes, void **ptr)
     }
     if (!block) {
         block = aligned_alloc(64, rounded);
-        if (!block) return smd_host->fail(SM_ERR_NOMEM, "out of memory allocating %zu bytes", bytes);
+        if (!block)
+            return smd_host->fail(SM_ERR_NOMEM, "out of memory allocating %zu bytes", bytes);
         memcpy(block, &rounded, sizeof rounded);
     }
     *ptr = block + HEADER;
@@ -156,14 +157,14 @@ static sm_status be_zero(void *ctx, void *dst, size_t bytes)
 }
 
 /* oneDNN's sgemm is row-major, like the slot */
-static sm_status be_gemm(void *ctx, bool trans_a, bool trans_b, int m, int n, int k,
-                           float alpha, const float *a, int lda, const float *b, int ldb,
-                           float beta, float *c, int ldc)
+static sm_status be_gemm(void *ctx, bool trans_a, bool trans_b, int m, int n, int k, float alpha,
+                         const float *a, int lda, const float *b, int ldb, float beta, float *c,
+                         int ldc)
 {
     (void)ctx;
     omp_set_num_threads(smd_threads());
-    dnnl_status_t st = dnnl_sgemm(trans_a ? 'T' : 'N', trans_b ? 'T' : 'N', m, n, k, alpha, a,
-                                  lda, b, ldb, beta, c, ldc);
+    dnnl_status_t st = dnnl_sgemm(trans_a ? 'T' : 'N', trans_b ? 'T' : 'N', m, n, k, alpha, a, lda,
+                                  b, ldb, beta, c, ldc);
     return st == dnnl_success ? SM_OK : smd_fail(st, "sgemm");
 }
 
@@ -190,7 +191,7 @@ static const sm_backend_ops be_ops = {
     .conv_fwd = smd_conv_fwd,
     .conv_bwd_data = smd_conv_bwd_data,
     .conv_bwd_filter = smd_conv_bwd_filter,
-    .maxpool_fwd = sm__cpu_maxpool_fwd,     /* cpu-blas's loops, from here on */
+    .maxpool_fwd = sm__cpu_maxpool_fwd, /* cpu-blas's loops, from here on */
     .maxpool_bwd = sm__cpu_maxpool_bwd,
     .relu_fwd = sm__cpu_relu_fwd,
     .relu_bwd = sm__cpu_relu_bwd,

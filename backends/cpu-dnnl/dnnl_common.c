@@ -29,15 +29,16 @@ void smd_set_threads(int threads)
 
 sm_status smd_fail(dnnl_status_t e, const char *what)
 {
-    static const char *const names[] = {
-        [dnnl_success] = "success", [dnnl_out_of_memory] = "out of memory",
-        [dnnl_invalid_arguments] = "invalid arguments", [dnnl_unimplemented] = "unimplemented",
-        [dnnl_iterator_ends] = "iterator ends", [dnnl_runtime_error] = "runtime error",
-        [dnnl_not_required] = "not required"};
+    static const char *const names[] = {[dnnl_success] = "success",
+                                        [dnnl_out_of_memory] = "out of memory",
+                                        [dnnl_invalid_arguments] = "invalid arguments",
+                                        [dnnl_unimplemented] = "unimplemented",
+                                        [dnnl_iterator_ends] = "iterator ends",
+                                        [dnnl_runtime_error] = "runtime error",
+                                        [dnnl_not_required] = "not required"};
     const char *name = (unsigned)e < sizeof names / sizeof *names && names[e] ? names[e] : "?";
     return smd_host->fail(e == dnnl_out_of_memory ? SM_ERR_NOMEM : SM_ERR_DEVICE,
-                          "cpu-dnnl backend: %s failed: oneDNN status %d (%s)", what, (int)e,
-                          name);
+                          "cpu-dnnl backend: %s failed: oneDNN status %d (%s)", what, (int)e, name);
 }
 
 /* What oneDNN itself will run (DNNL_MAX_CPU_ISA included): its ISA values are nested bit

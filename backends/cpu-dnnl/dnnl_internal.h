@@ -51,8 +51,8 @@ typedef struct dnnl_ctx {
     conv_plan *plans;
     fft_plan *fft_plans;
     smd_block cache[SMD_CACHE_SLOTS]; /* freed blocks (their headers), ptr NULL when empty */
-    int conv_algo; /* sm_conv_algo */
-    int precision; /* sm_precision */
+    int conv_algo;                    /* sm_conv_algo */
+    int precision;                    /* sm_precision */
     /* ops so far that can write host memory a caller chose (convolutions, upload, download,
      * zero): backward-data reuses the dy spectrum backward-filter left in the workspace only
      * when it is the very next such op, so no reordering of calls can feed it a stale one */
@@ -103,11 +103,10 @@ int smd_conv_chosen(void *ctx, int op, const sm_conv_shape *s);
 size_t smd_direct_workspace(void *ctx, const sm_conv_shape *s);
 sm_status smd_direct_fwd(void *ctx, const sm_conv_shape *s, const float *x, const float *w,
                          const float *b, float *y, void *ws, size_t ws_bytes);
-sm_status smd_direct_bwd_data(void *ctx, const sm_conv_shape *s, const float *dy,
-                              const float *w, float *dx, void *ws, size_t ws_bytes);
-sm_status smd_direct_bwd_filter(void *ctx, const sm_conv_shape *s, const float *x,
-                                const float *dy, float *dw, float *db, void *ws,
-                                size_t ws_bytes);
+sm_status smd_direct_bwd_data(void *ctx, const sm_conv_shape *s, const float *dy, const float *w,
+                              float *dx, void *ws, size_t ws_bytes);
+sm_status smd_direct_bwd_filter(void *ctx, const sm_conv_shape *s, const float *x, const float *dy,
+                                float *dw, float *db, void *ws, size_t ws_bytes);
 
 /* Convolution in the frequency domain, float32 (conv_fft.c) */
 void smd_fft_plans_destroy(dnnl_ctx *c);

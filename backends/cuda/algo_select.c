@@ -55,12 +55,13 @@ smc_algo_family smc_algo_family_of(smc_conv_dir dir, int algo)
 
 const char *smc_algo_name(smc_conv_dir dir, int algo)
 {
-    static const char *const fwd[] = {"IMPLICIT_GEMM", "IMPLICIT_PRECOMP_GEMM", "GEMM", "DIRECT",
-                                      "FFT", "FFT_TILING", "WINOGRAD", "WINOGRAD_NONFUSED"};
-    static const char *const data[] = {"ALGO_0", "ALGO_1", "FFT", "FFT_TILING", "WINOGRAD",
-                                       "WINOGRAD_NONFUSED"};
-    static const char *const filter[] = {"ALGO_0", "ALGO_1", "FFT", "ALGO_3", "WINOGRAD",
-                                         "WINOGRAD_NONFUSED", "FFT_TILING"};
+    static const char *const fwd[] = {
+        "IMPLICIT_GEMM", "IMPLICIT_PRECOMP_GEMM", "GEMM", "DIRECT", "FFT", "FFT_TILING",
+        "WINOGRAD",      "WINOGRAD_NONFUSED"};
+    static const char *const data[] = {"ALGO_0",     "ALGO_1",   "FFT",
+                                       "FFT_TILING", "WINOGRAD", "WINOGRAD_NONFUSED"};
+    static const char *const filter[] = {
+        "ALGO_0", "ALGO_1", "FFT", "ALGO_3", "WINOGRAD", "WINOGRAD_NONFUSED", "FFT_TILING"};
     const char *const *names = dir == SMC_FWD ? fwd : dir == SMC_BWD_DATA ? data : filter;
     int count = dir == SMC_FWD ? 8 : dir == SMC_BWD_DATA ? 6 : 7;
     return algo >= 0 && algo < count ? names[algo] : "unknown";

@@ -23,11 +23,11 @@ typedef enum smc_algo_family {
 /* One cuDNN result (the fields of cudnnConvolution*AlgoPerf_t), with `memory` replaced by the
  * workspace query's answer and `status` by the query's failure when it failed. */
 typedef struct smc_algo_result {
-    int algo;                       /* cudnnConvolution{Fwd,BwdData,BwdFilter}Algo_t */
+    int algo; /* cudnnConvolution{Fwd,BwdData,BwdFilter}Algo_t */
     cudnnStatus_t status;
-    float time;                     /* ms; negative when not measured (the _v7 heuristics) */
-    size_t memory;                  /* workspace bytes */
-    cudnnMathType_t math;           /* what cuDNN reported */
+    float time;           /* ms; negative when not measured (the _v7 heuristics) */
+    size_t memory;        /* workspace bytes */
+    cudnnMathType_t math; /* what cuDNN reported */
     cudnnDeterminism_t determinism;
 } smc_algo_result;
 
@@ -60,10 +60,10 @@ int smc_algo_rank(smc_conv_dir dir, const smc_algo_result *res, int n, bool tf32
 int smc_algo_fallback(smc_conv_dir dir);
 
 smc_algo_family smc_algo_family_of(smc_conv_dir dir, int algo);
-const char *smc_algo_name(smc_conv_dir dir, int algo);   /* "IMPLICIT_PRECOMP_GEMM", ... */
-const char *smc_family_name(smc_algo_family f);          /* "GEMM", "FFT", "Winograd" */
-const char *smc_math_name(cudnnMathType_t m);            /* "FMA", "DEFAULT", ... */
-const char *smc_dir_name(smc_conv_dir dir);              /* "forward", ... */
+const char *smc_algo_name(smc_conv_dir dir, int algo); /* "IMPLICIT_PRECOMP_GEMM", ... */
+const char *smc_family_name(smc_algo_family f);        /* "GEMM", "FFT", "Winograd" */
+const char *smc_math_name(cudnnMathType_t m);          /* "FMA", "DEFAULT", ... */
+const char *smc_dir_name(smc_conv_dir dir);            /* "forward", ... */
 /* Relative error per element against cpu-blas that a float32 (FMA math) run of one
  * convolution of this family is expected to stay within (docs/cuda.md). */
 double smc_family_tolerance(smc_algo_family f);

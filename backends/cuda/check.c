@@ -29,7 +29,7 @@ sm_status smc_cuda_fail(cudaError_t e, const char *what)
     cudaGetLastError();
     sm_status s = e == cudaErrorMemoryAllocation ? SM_ERR_NOMEM : SM_ERR_DEVICE;
     return fail(s, "cuda backend: %s failed: %s (%s)", what, cudaGetErrorName(e),
-                          cudaGetErrorString(e));
+                cudaGetErrorString(e));
 }
 
 sm_status smc_cudnn_fail(cudnnStatus_t e, const char *what)
@@ -42,12 +42,12 @@ sm_status smc_cudnn_fail(cudnnStatus_t e, const char *what)
                       ? SM_ERR_NOMEM
                       : SM_ERR_DEVICE;
     return fail(s, "cuda backend: %s failed: %s%s%s", what, cudnnGetErrorString(e),
-                          detail[0] ? ": " : "", detail);
+                detail[0] ? ": " : "", detail);
 }
 
 sm_status smc_cublas_fail(cublasStatus_t e, const char *what)
 {
     sm_status s = e == CUBLAS_STATUS_ALLOC_FAILED ? SM_ERR_NOMEM : SM_ERR_DEVICE;
     return fail(s, "cuda backend: %s failed: %s (%s)", what, cublasGetStatusName(e),
-                          cublasGetStatusString(e));
+                cublasGetStatusString(e));
 }

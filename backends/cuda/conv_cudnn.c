@@ -41,8 +41,8 @@ typedef struct conv_plan {
     cudnnTensorDescriptor_t x, y, bias;
     cudnnFilterDescriptor_t w;
     cudnnConvolutionDescriptor_t conv[MODES]; /* [tf32] */
-    bool ready[MODES];                       /* ranked[m] made (TF32's only once asked for) */
-    bool measured;                           /* ranked by cudnnFind* (SM_CONV_ALGO_MEASURED) */
+    bool ready[MODES];                        /* ranked[m] made (TF32's only once asked for) */
+    bool measured;                            /* ranked by cudnnFind* (SM_CONV_ALGO_MEASURED) */
     ranked ranked[MODES][DIRS];
 } conv_plan;
 
@@ -82,9 +82,11 @@ static cudnnStatus_t query_algos(cuda_ctx *c, conv_plan *p, int m, smc_conv_dir 
     cudnnStatus_t e = CUDNN_STATUS_SUCCESS;
     *got = 0;
 #define SMC_COPY_PERF(perf)                                                                        \
-    for (int i = 0; i < *got; i++)                                                                 \
-    res[i] = (smc_algo_result){(int)(perf)[i].algo, (perf)[i].status, (perf)[i].time,              \
-                               (perf)[i].memory, (perf)[i].mathType, (perf)[i].determinism}
+    for (int i = 0; i < *got; i++) res[i] = (smc_algo_result)                                      \
+        {                                                                                          \
+            (int)(perf)[i].algo, (perf)[i].status, (perf)[i].time, (perf)[i].memory,               \
+                (perf)[i].mathType, (perf)[i].determinism                                          \
+        }
     for (int measured = p->measured ? 1 : 0; measured >= 0; measured--) {
         if (dir == SMC_FWD) {
             cudnnConvolutionFwdAlgoPerf_t perf[MAX_ALGOS];
@@ -97,13 +99,13 @@ static cudnnStatus_t query_algos(cuda_ctx *c, conv_plan *p, int m, smc_conv_dir 
             cudnnConvolutionBwdDataAlgoPerf_t perf[MAX_ALGOS];
             e = measured ? cudnnFindConvolutionBackwardDataAlgorithm(c->dnn, p->w, p->y, cd, p->x,
                                                                      MAX_ALGOS, got, perf)
-                         : cudnnGetConvolutionBackwardDataAlgorithm_v7(c->dnn, p->w, p->y, cd,
-                                                                       p->x, MAX_ALGOS, got, perf);
+                         : cudnnGetConvolutionBackwardDataAlgorithm_v7(c->dnn, p->w, p->y, cd, p->x,
+                                                                       MAX_ALGOS, got, perf);
             if (e == CUDNN_STATUS_SUCCESS) SMC_COPY_PERF(perf);
         } else {
             cudnnConvolutionBwdFilterAlgoPerf_t perf[MAX_ALGOS];
-            e = measured ? cudnnFindConvolutionBackwardFilterAlgorithm(c->dnn, p->x, p->y, cd,
-                                                                       p->w, MAX_ALGOS, got, perf)
+            e = measured ? cudnnFindConvolutionBackwardFilterAlgorithm(c->dnn, p->x, p->y, cd, p->w,
+                                                                       MAX_ALGOS, got, perf)
                          : cudnnGetConvolutionBackwardFilterAlgorithm_v7(
                                c->dnn, p->x, p->y, cd, p->w, MAX_ALGOS, got, perf);
             if (e == CUDNN_STATUS_SUCCESS) SMC_COPY_PERF(perf);
@@ -111,8 +113,9 @@ static cudnnStatus_t query_algos(cuda_ctx *c, conv_plan *p, int m, smc_conv_dir 
         if (e == CUDNN_STATUS_SUCCESS) break;
         *got = 0;
         if (measured)
-            smc_host->log(SM_LOG_DEBUG, "cuda backend: %s failed (%s): cuDNN's heuristics rank "
-                                        "%s instead, unmeasured",
+            smc_host->log(SM_LOG_DEBUG,
+                          "cuda backend: %s failed (%s): cuDNN's heuristics rank "
+                          "%s instead, unmeasured",
                           find_call[dir], cudnnGetErrorString(e), smc_dir_name(dir));
     }
 #undef SMC_COPY_PERF
@@ -184,10 +187,10 @@ static sm_status rank_dir(cuda_ctx *c, conv_plan *p, int m, smc_conv_dir dir, si
                   "<= %.0e%s); %d of %d results usable, %d failed their workspace query",
                   s->n, s->c, s->h, s->w, s->k, s->c, s->kh, s->kw, m ? "on" : "off",
                   smc_dir_name(dir), smc_algo_name(dir, b->algo),
-                  b->fallback ? " (fixed fallback: no result qualified)" : "",
-                  smc_family_name(fam), b->deterministic ? "deterministic" : "non-deterministic",
-                  smc_math_name(b->math), b->memory, budget, smc_family_tolerance(fam),
-                  m ? ", more with TF32" : "", b->fallback ? 0 : r->n, got, skipped);
+                  b->fallback ? " (fixed fallback: no result qualified)" : "", smc_family_name(fam),
+                  b->deterministic ? "deterministic" : "non-deterministic", smc_math_name(b->math),
+                  b->memory, budget, smc_family_tolerance(fam), m ? ", more with TF32" : "",
+                  b->fallback ? 0 : r->n, got, skipped);
     return SM_OK;
 }
 
@@ -222,8 +225,8 @@ static sm_status plan_setup(conv_plan *p)
     SMC_CUDNN(cudnnSetTensor4dDescriptor(p->y, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, s->n, s->k,
                                          s->oh, s->ow));
     SMC_CUDNN(cudnnCreateTensorDescriptor(&p->bias));
-    SMC_CUDNN(cudnnSetTensor4dDescriptor(p->bias, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, 1, s->k,
-                                         1, 1));
+    SMC_CUDNN(
+        cudnnSetTensor4dDescriptor(p->bias, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, 1, s->k, 1, 1));
     SMC_CUDNN(cudnnCreateFilterDescriptor(&p->w));
     SMC_CUDNN(cudnnSetFilter4dDescriptor(p->w, CUDNN_DATA_FLOAT, CUDNN_TENSOR_NCHW, s->k, s->c,
                                          s->kh, s->kw));
@@ -289,8 +292,7 @@ size_t smc_conv_workspace(void *ctx, const sm_conv_shape *s)
             smc_host->log(SM_LOG_WARN,
                           "cuda backend: planning conv %dx%dx%dx%d * %dx%dx%dx%d for its "
                           "workspace failed: %s",
-                          sub.n, sub.c, sub.h, sub.w, sub.k, sub.c, sub.kh, sub.kw,
-                          smc_last_fail);
+                          sub.n, sub.c, sub.h, sub.w, sub.k, sub.c, sub.kh, sub.kw, smc_last_fail);
             break;
         }
         for (int m = 0; m < MODES; m++)
@@ -321,13 +323,13 @@ static cudnnStatus_t launch(cuda_ctx *c, conv_plan *p, int m, smc_conv_dir dir, 
                                             &zero, p->x, io->dx);
     /* beta = 1: gradients accumulate over micro-batches (and over the pieces of a split one) */
     return cudnnConvolutionBackwardFilter(c->dnn, &one, p->x, io->x, p->y, io->dy, p->conv[m],
-                                          (cudnnConvolutionBwdFilterAlgo_t)algo, ws, ws_bytes,
-                                          &one, p->w, io->dw);
+                                          (cudnnConvolutionBwdFilterAlgo_t)algo, ws, ws_bytes, &one,
+                                          p->w, io->dw);
 }
 
 /* One direction on one piece (s->n within int range). Caller holds c->lock. */
-static sm_status run_piece(cuda_ctx *c, const sm_conv_shape *s, smc_conv_dir dir,
-                           const conv_io *io, void *ws, size_t ws_bytes)
+static sm_status run_piece(cuda_ctx *c, const sm_conv_shape *s, smc_conv_dir dir, const conv_io *io,
+                           void *ws, size_t ws_bytes)
 {
     static const char *const run_call[DIRS] = {"cudnnConvolutionForward",
                                                "cudnnConvolutionBackwardData",
@@ -364,8 +366,8 @@ static sm_status run_piece(cuda_ctx *c, const sm_conv_shape *s, smc_conv_dir dir
 }
 
 /* Splits the batch into pieces cuDNN's int dimensions hold, and runs each. */
-static sm_status run(cuda_ctx *c, const sm_conv_shape *s, smc_conv_dir dir, conv_io io,
-                     void *ws, size_t ws_bytes)
+static sm_status run(cuda_ctx *c, const sm_conv_shape *s, smc_conv_dir dir, conv_io io, void *ws,
+                     size_t ws_bytes)
 {
     const size_t in = (size_t)s->c * s->h * s->w, outn = (size_t)s->k * s->oh * s->ow;
     const int chunk = chunk_images(s);
@@ -398,8 +400,8 @@ sm_status smc_conv_bwd_data(void *ctx, const sm_conv_shape *s, const float *dy, 
     return run(ctx, s, SMC_BWD_DATA, (conv_io){.dy = dy, .w = w, .dx = dx}, ws, ws_bytes);
 }
 
-sm_status smc_conv_bwd_filter(void *ctx, const sm_conv_shape *s, const float *x,
-                              const float *dy, float *dw, float *db, void *ws, size_t ws_bytes)
+sm_status smc_conv_bwd_filter(void *ctx, const sm_conv_shape *s, const float *x, const float *dy,
+                              float *dw, float *db, void *ws, size_t ws_bytes)
 {
     return run(ctx, s, SMC_BWD_FILTER, (conv_io){.x = x, .dy = dy, .dw = dw, .db = db}, ws,
                ws_bytes);

@@ -34,8 +34,9 @@ static sm_status cuda_probe(void)
     if (e != cudaSuccess || version == 0) {
         cudaGetLastError();
         return UNAVAILABLE("cuda backend: no usable NVIDIA driver: libcuda.so.1 loads but %s%s",
-                           e != cudaSuccess ? "fails: " : "reports no CUDA version (a stub "
-                                                          "library or a broken install?)",
+                           e != cudaSuccess ? "fails: "
+                                            : "reports no CUDA version (a stub "
+                                              "library or a broken install?)",
                            e != cudaSuccess ? cudaGetErrorString(e) : "");
     }
     int count = 0;
@@ -135,8 +136,8 @@ static sm_status cuda_set_option(void *ctx, sm_backend_option key, int64_t value
     }
     if (key != SM_BACKEND_OPT_TF32) return SM_OK;
     pthread_mutex_lock(&c->lock);
-    cublasStatus_t e = cublasSetMathMode(c->blas, value ? CUBLAS_TF32_TENSOR_OP_MATH
-                                                        : CUBLAS_DEFAULT_MATH);
+    cublasStatus_t e =
+        cublasSetMathMode(c->blas, value ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH);
     if (e == CUBLAS_STATUS_SUCCESS) c->tf32 = value != 0;
     pthread_mutex_unlock(&c->lock);
     return e == CUBLAS_STATUS_SUCCESS ? SM_OK : smc_cublas_fail(e, "cublasSetMathMode");
@@ -193,8 +194,9 @@ static const sm_backend_ops cuda_ops = {
     .name = "cuda",
     .kind = SM_BACKEND_CUDA,
     /* the GPU wants large chunks; embedding: the dispatch default */
-    .props = {.train_pairs = 32, .predict_pairs = 32, .honours = SM_BACKEND_HONOURS_TF32 |
-                                                                 SM_BACKEND_HONOURS_CONV_ALGO},
+    .props = {.train_pairs = 32,
+              .predict_pairs = 32,
+              .honours = SM_BACKEND_HONOURS_TF32 | SM_BACKEND_HONOURS_CONV_ALGO},
     .probe = cuda_probe,
     .init = cuda_init,
     .destroy = cuda_destroy,
@@ -217,7 +219,7 @@ static const sm_backend_ops cuda_ops = {
     .relu_bwd = smc_relu_bwd,
     .sigmoid_fwd = smc_sigmoid_fwd,
     .sigmoid_bwd = smc_sigmoid_bwd,
-    .gemm = smc_gemm,                       /* cuBLAS */
+    .gemm = smc_gemm, /* cuBLAS */
     .bias_add = smc_bias_add,
     .bias_grad = smc_bias_grad,
     .absdiff_fwd = smc_absdiff_fwd,

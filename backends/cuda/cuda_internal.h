@@ -24,15 +24,15 @@ typedef struct smc_block {
 
 typedef struct cuda_ctx {
     int device;
-    cudaStream_t stream;   /* every op runs on it, in submission order */
+    cudaStream_t stream; /* every op runs on it, in submission order */
     cublasHandle_t blas;
     cudnnHandle_t dnn;
     /* cuDNN handles must not be used by two threads at once, and cuBLAS's math mode, the plan
      * cache and `flag` are shared: ops that touch them hold this lock while they enqueue. */
     pthread_mutex_t lock;
-    int tf32;              /* SM_BACKEND_OPT_TF32 */
-    int conv_algo;         /* SM_BACKEND_OPT_CONV_ALGO: MEASURED runs cudnnFind*, else none */
-    int *flag;             /* device int for all_finite */
+    int tf32;                /* SM_BACKEND_OPT_TF32 */
+    int conv_algo;           /* SM_BACKEND_OPT_CONV_ALGO: MEASURED runs cudnnFind*, else none */
+    int *flag;               /* device int for all_finite */
     struct conv_plan *plans; /* one per conv shape seen, never freed before destroy */
     smc_block *blocks;       /* every allocation, in use or cached (under lock) */
 } cuda_ctx;
@@ -77,19 +77,17 @@ sm_status smc_conv_fwd(void *ctx, const sm_conv_shape *s, const float *x, const 
                        const float *b, float *y, void *ws, size_t ws_bytes);
 sm_status smc_conv_bwd_data(void *ctx, const sm_conv_shape *s, const float *dy, const float *w,
                             float *dx, void *ws, size_t ws_bytes);
-sm_status smc_conv_bwd_filter(void *ctx, const sm_conv_shape *s, const float *x,
-                              const float *dy, float *dw, float *db, void *ws,
-                              size_t ws_bytes);
+sm_status smc_conv_bwd_filter(void *ctx, const sm_conv_shape *s, const float *x, const float *dy,
+                              float *dw, float *db, void *ws, size_t ws_bytes);
 void smc_conv_plans_destroy(cuda_ctx *c);
 
 /* ops.c: cuBLAS GEMM and the kernels of kernels.cu behind the vtable's signatures */
 sm_status smc_gemm(void *ctx, bool trans_a, bool trans_b, int m, int n, int k, float alpha,
-                   const float *a, int lda, const float *b, int ldb, float beta, float *c,
-                   int ldc);
+                   const float *a, int lda, const float *b, int ldb, float beta, float *c, int ldc);
 sm_status smc_maxpool_fwd(void *ctx, const sm_pool_shape *s, const float *x, float *y,
                           int32_t *argmax);
-sm_status smc_maxpool_bwd(void *ctx, const sm_pool_shape *s, const float *dy,
-                          const int32_t *argmax, float *dx);
+sm_status smc_maxpool_bwd(void *ctx, const sm_pool_shape *s, const float *dy, const int32_t *argmax,
+                          float *dx);
 sm_status smc_relu_fwd(void *ctx, size_t n, const float *x, float *y);
 sm_status smc_relu_bwd(void *ctx, size_t n, const float *y, const float *dy, float *dx);
 sm_status smc_sigmoid_fwd(void *ctx, size_t n, const float *x, float *y);
@@ -99,8 +97,8 @@ sm_status smc_bias_grad(void *ctx, int rows, int cols, const float *dy, float *d
 sm_status smc_absdiff_fwd(void *ctx, size_t n, const float *a, const float *b, float *d);
 sm_status smc_absdiff_bwd(void *ctx, size_t n, const float *a, const float *b, const float *dd,
                           float *da, float *db);
-sm_status smc_bce_fwd_bwd(void *ctx, int n, const float *logits, const float *labels,
-                          float scale, float *scores, float *loss_sum, float *dlogits);
+sm_status smc_bce_fwd_bwd(void *ctx, int n, const float *logits, const float *labels, float scale,
+                          float *scores, float *loss_sum, float *dlogits);
 sm_status smc_adam_update(void *ctx, size_t n, float *p, const float *g, float *m, float *v,
                           float step, float b1, float b2, float eps, float wd);
 sm_status smc_all_finite(void *ctx, size_t n, const float *x, bool *finite);

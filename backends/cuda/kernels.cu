@@ -8,7 +8,8 @@
 
 #include "kernels.h"
 
-namespace {
+namespace
+{
 
 constexpr int kThreads = 256;
 // Grid-stride loops: enough blocks to fill an H200 (132 SMs) many times over, bounded so a
@@ -113,8 +114,8 @@ __global__ void bce_fwd_bwd(int n, const float *logits, const float *labels, flo
     if (threadIdx.x == 0) loss_sum[0] = (float)part[0];
 }
 
-__global__ void adam(size_t n, float *p, const float *g, float *m, float *v, float step,
-                     float b1, float b2, float eps)
+__global__ void adam(size_t n, float *p, const float *g, float *m, float *v, float step, float b1,
+                     float b2, float eps)
 {
     for (size_t i = first_index(); i < n; i += grid_stride()) {
         float gi = g[i];
@@ -209,8 +210,7 @@ cudaError_t smk_sigmoid_fwd(cudaStream_t st, size_t n, const float *x, float *y)
     return cudaGetLastError();
 }
 
-cudaError_t smk_sigmoid_bwd(cudaStream_t st, size_t n, const float *y, const float *dy,
-                            float *dx)
+cudaError_t smk_sigmoid_bwd(cudaStream_t st, size_t n, const float *y, const float *dy, float *dx)
 {
     if (n) sigmoid_bwd<<<blocks_for(n), kThreads, 0, st>>>(n, y, dy, dx);
     return cudaGetLastError();
@@ -256,8 +256,7 @@ cudaError_t smk_adam(cudaStream_t st, size_t n, float *p, const float *g, float 
 {
     if (n && wd != 0.0f)
         adam_decay<<<blocks_for(n), kThreads, 0, st>>>(n, p, g, m, v, step, b1, b2, eps, wd);
-    else if (n)
-        adam<<<blocks_for(n), kThreads, 0, st>>>(n, p, g, m, v, step, b1, b2, eps);
+    else if (n) adam<<<blocks_for(n), kThreads, 0, st>>>(n, p, g, m, v, step, b1, b2, eps);
     return cudaGetLastError();
 }
 
@@ -273,7 +272,7 @@ cudaError_t smk_maxpool_fwd(cudaStream_t st, int planes, int h, int w, int size,
     size_t total = (size_t)planes * (size_t)oh * (size_t)ow;
     if (total)
         maxpool_fwd<<<blocks_for(total), kThreads, 0, st>>>(total, h, w, size, oh, ow, x, y,
-                                                             argmax);
+                                                            argmax);
     return cudaGetLastError();
 }
 

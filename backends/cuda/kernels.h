@@ -16,8 +16,7 @@ extern "C" {
 cudaError_t smk_relu_fwd(cudaStream_t st, size_t n, const float *x, float *y);
 cudaError_t smk_relu_bwd(cudaStream_t st, size_t n, const float *y, const float *dy, float *dx);
 cudaError_t smk_sigmoid_fwd(cudaStream_t st, size_t n, const float *x, float *y);
-cudaError_t smk_sigmoid_bwd(cudaStream_t st, size_t n, const float *y, const float *dy,
-                            float *dx);
+cudaError_t smk_sigmoid_bwd(cudaStream_t st, size_t n, const float *y, const float *dy, float *dx);
 cudaError_t smk_bias_add(cudaStream_t st, int rows, int cols, const float *bias, float *y);
 cudaError_t smk_bias_grad(cudaStream_t st, int rows, int cols, const float *dy, float *db);
 cudaError_t smk_absdiff_fwd(cudaStream_t st, size_t n, const float *a, const float *b, float *d);

@@ -14,15 +14,14 @@
  * C^T = op(B)^T op(A)^T: swap the operands (and m with n), keep each one's transpose flag
  * (darknet's gemm_gpu does the same). */
 sm_status smc_gemm(void *ctx, bool trans_a, bool trans_b, int m, int n, int k, float alpha,
-                   const float *a, int lda, const float *b, int ldb, float beta, float *c,
-                   int ldc)
+                   const float *a, int lda, const float *b, int ldb, float beta, float *c, int ldc)
 {
     cuda_ctx *cx = ctx;
     if (m == 0 || n == 0) return SM_OK;
     pthread_mutex_lock(&cx->lock); /* the math mode may change under a concurrent set_option */
     cublasStatus_t e = cublasSgemm(cx->blas, trans_b ? CUBLAS_OP_T : CUBLAS_OP_N,
-                                   trans_a ? CUBLAS_OP_T : CUBLAS_OP_N, n, m, k, &alpha, b, ldb,
-                                   a, lda, &beta, c, ldc);
+                                   trans_a ? CUBLAS_OP_T : CUBLAS_OP_N, n, m, k, &alpha, b, ldb, a,
+                                   lda, &beta, c, ldc);
     pthread_mutex_unlock(&cx->lock);
     return e == CUBLAS_STATUS_SUCCESS ? SM_OK : smc_cublas_fail(e, "cublasSgemm");
 }
@@ -31,13 +30,13 @@ sm_status smc_maxpool_fwd(void *ctx, const sm_pool_shape *s, const float *x, flo
                           int32_t *argmax)
 {
     cuda_ctx *c = ctx;
-    SMC_LAUNCH(smk_maxpool_fwd(c->stream, s->n * s->c, s->h, s->w, s->size, s->oh, s->ow, x, y,
-                               argmax),
-               "maxpool forward kernel");
+    SMC_LAUNCH(
+        smk_maxpool_fwd(c->stream, s->n * s->c, s->h, s->w, s->size, s->oh, s->ow, x, y, argmax),
+        "maxpool forward kernel");
 }
 
-sm_status smc_maxpool_bwd(void *ctx, const sm_pool_shape *s, const float *dy,
-                          const int32_t *argmax, float *dx)
+sm_status smc_maxpool_bwd(void *ctx, const sm_pool_shape *s, const float *dy, const int32_t *argmax,
+                          float *dx)
 {
     cuda_ctx *c = ctx;
     size_t bytes = (size_t)s->n * s->c * s->h * s->w * sizeof(float);
@@ -63,8 +62,7 @@ sm_status smc_sigmoid_fwd(void *ctx, size_t n, const float *x, float *y)
 
 sm_status smc_sigmoid_bwd(void *ctx, size_t n, const float *y, const float *dy, float *dx)
 {
-    SMC_LAUNCH(smk_sigmoid_bwd(((cuda_ctx *)ctx)->stream, n, y, dy, dx),
-               "sigmoid backward kernel");
+    SMC_LAUNCH(smk_sigmoid_bwd(((cuda_ctx *)ctx)->stream, n, y, dy, dx), "sigmoid backward kernel");
 }
 
 sm_status smc_bias_add(void *ctx, int rows, int cols, const float *bias, float *y)
@@ -89,8 +87,8 @@ sm_status smc_absdiff_bwd(void *ctx, size_t n, const float *a, const float *b, c
                "absdiff backward kernel");
 }
 
-sm_status smc_bce_fwd_bwd(void *ctx, int n, const float *logits, const float *labels,
-                          float scale, float *scores, float *loss_sum, float *dlogits)
+sm_status smc_bce_fwd_bwd(void *ctx, int n, const float *logits, const float *labels, float scale,
+                          float *scores, float *loss_sum, float *dlogits)
 {
     SMC_LAUNCH(smk_bce_fwd_bwd(((cuda_ctx *)ctx)->stream, n, logits, labels, scale, scores,
                                loss_sum, dlogits),

@@ -24,12 +24,12 @@ static void module_backoff(unsigned attempt)
     nanosleep(&ts, NULL);
 }
 
-#define SM_COMM_MPI_CLOCK_NS() module_clock_ns()
+#define SM_COMM_MPI_CLOCK_NS()       module_clock_ns()
 #define SM_COMM_MPI_BACKOFF(attempt) module_backoff(attempt)
 #include "siamese/comm_mpi.h"
 
-__attribute__((visibility("default"))) int
-sm_comm_module_entry(const sm_comm_module_args *args, sm_comm_ops *ops, void **user)
+__attribute__((visibility("default"))) int sm_comm_module_entry(const sm_comm_module_args *args,
+                                                                sm_comm_ops *ops, void **user)
 {
     if (!args || args->abi != SM_COMM_MODULE_ABI) return -1;
     int inited = 0, finalized = 0, level = 0;

@@ -116,14 +116,13 @@ typedef ncclResult_t (*issue_fn)(nccl_state *s, unsigned char *din, unsigned cha
                                  size_t bytes, int root);
 
 static sm_comm_result run(nccl_state *s, issue_fn issue, const void *send, size_t in_bytes,
-                          void *recv, size_t out_bytes, size_t bytes, int root,
-                          int64_t deadline_ns)
+                          void *recv, size_t out_bytes, size_t bytes, int root, int64_t deadline_ns)
 {
     if (s->failed) return SM_COMM_FAILED;
     if (reserve(s, in_bytes + out_bytes + 1) != 0) return SM_COMM_FAILED;
     unsigned char *din = s->dev, *dout = s->dev + in_bytes;
-    if (in_bytes && cudaMemcpyAsync(din, send, in_bytes, cudaMemcpyHostToDevice, s->stream) !=
-                        cudaSuccess)
+    if (in_bytes &&
+        cudaMemcpyAsync(din, send, in_bytes, cudaMemcpyHostToDevice, s->stream) != cudaSuccess)
         return SM_COMM_FAILED;
     sm_comm_result r = wait_stream(s, deadline_ns);
     if (r != SM_COMM_OK) return r;
@@ -185,15 +184,14 @@ static sm_comm_result n_alltoall(void *u, const void *send, void *recv, size_t b
     return run(s, issue_alltoall, send, all, recv, all, bytes, 0, deadline_ns);
 }
 
-static sm_comm_result n_broadcast(void *u, void *buf, size_t bytes, int root,
-                                  int64_t deadline_ns)
+static sm_comm_result n_broadcast(void *u, void *buf, size_t bytes, int root, int64_t deadline_ns)
 {
     nccl_state *s = u;
     /* the result is in the input buffer: copy it back from there */
     if (s->failed) return SM_COMM_FAILED;
     sm_comm_result r = run(s, issue_broadcast, buf, bytes, NULL, 0, bytes, root, deadline_ns);
-    if (r == SM_COMM_OK && bytes && cudaMemcpy(buf, s->dev, bytes, cudaMemcpyDeviceToHost) !=
-                                        cudaSuccess) {
+    if (r == SM_COMM_OK && bytes &&
+        cudaMemcpy(buf, s->dev, bytes, cudaMemcpyDeviceToHost) != cudaSuccess) {
         do_abort(s);
         return SM_COMM_FAILED;
     }
@@ -214,8 +212,7 @@ static void finalize_comm(nccl_state *s)
     ncclResult_t fr = ncclCommFinalize(s->comm);
     if (fr == ncclSuccess || fr == ncclInProgress)
         (void)wait_comm(s, now_ns() + 10 * (int64_t)1000000000);
-    else
-        do_abort(s);
+    else do_abort(s);
     if (!s->aborted) ncclCommDestroy(s->comm);
 }
 
@@ -230,8 +227,8 @@ static void n_destroy(void *u)
     free(s);
 }
 
-__attribute__((visibility("default"))) int
-sm_comm_module_entry(const sm_comm_module_args *args, sm_comm_ops *ops, void **user)
+__attribute__((visibility("default"))) int sm_comm_module_entry(const sm_comm_module_args *args,
+                                                                sm_comm_ops *ops, void **user)
 {
     if (!args || args->abi != SM_COMM_MODULE_ABI) return -1;
     if (!args->bootstrap_bcast) {
@@ -292,8 +289,10 @@ sm_comm_module_entry(const sm_comm_module_args *args, sm_comm_ops *ops, void **u
         return -1;
     }
     if (wait_comm(s, now_ns() + 300 * (int64_t)1000000000) != SM_COMM_OK) {
-        snprintf(args->err, args->err_cap, "NCCL initialisation of rank %d of %d failed or "
-                 "timed out (300 s)", s->rank, s->size);
+        snprintf(args->err, args->err_cap,
+                 "NCCL initialisation of rank %d of %d failed or "
+                 "timed out (300 s)",
+                 s->rank, s->size);
         n_destroy(s);
         return -1;
     }

@@ -17,7 +17,7 @@ extern "C" {
 typedef struct sm_arch sm_arch;
 
 typedef enum sm_layer_kind {
-    SM_LAYER_CONV = 1,    /* a = out channels, b = kernel size; stride 1, no padding, with bias */
+    SM_LAYER_CONV = 1, /* a = out channels, b = kernel size; stride 1, no padding, with bias */
     SM_LAYER_RELU = 2,
     SM_LAYER_MAXPOOL = 3, /* a = window = stride; a trailing odd row/column is dropped */
     SM_LAYER_FLATTEN = 4, /* C x H x W -> C*H*W (no data movement) */
@@ -55,8 +55,8 @@ SM_API sm_status sm_arch_add_fc(sm_arch *arch, int out_features);
 /** Number of layers, 0 for NULL. */
 SM_API size_t sm_arch_num_layers(const sm_arch *arch);
 /** Layer `index`: its kind and parameters (a, b as in sm_layer_kind; 0 where unused). */
-SM_API sm_status sm_arch_get_layer(const sm_arch *arch, size_t index, sm_layer_kind *kind,
-                                   int *a, int *b);
+SM_API sm_status sm_arch_get_layer(const sm_arch *arch, size_t index, sm_layer_kind *kind, int *a,
+                                   int *b);
 /** Input shape. Any output pointer may be NULL. */
 SM_API sm_status sm_arch_input_shape(const sm_arch *arch, int *channels, int *height, int *width);
 /** Output size per image (the feature dimension once the arch ends in fc). */

@@ -94,27 +94,23 @@ typedef enum sm_backend_option {
 
 /** Values of SM_BACKEND_OPT_CONV_ALGO. Since 0.3. */
 typedef enum sm_conv_algo {
-    SM_CONV_ALGO_AUTO = 0,   /* chosen per layer shape and direction by a fixed rule (default) */
-    SM_CONV_ALGO_DIRECT = 1, /* spatial convolution (oneDNN's direct kernels, GEMM on cpu-blas) */
-    SM_CONV_ALGO_FFT = 2,    /* frequency domain wherever the backend offers it (cpu-dnnl:
+    SM_CONV_ALGO_AUTO = 0,    /* chosen per layer shape and direction by a fixed rule (default) */
+    SM_CONV_ALGO_DIRECT = 1,  /* spatial convolution (oneDNN's direct kernels, GEMM on cpu-blas) */
+    SM_CONV_ALGO_FFT = 2,     /* frequency domain wherever the backend offers it (cpu-dnnl:
                                 kernels of 3x3 and larger, sides up to 512) */
     SM_CONV_ALGO_MEASURED = 3 /* the fastest per layer and direction, timed once per process:
                                  results may differ in the last bits between runs. Since 0.4 */
 } sm_conv_algo;
 
 /** Values of SM_BACKEND_OPT_PRECISION. Since 0.3. */
-typedef enum sm_precision {
-    SM_PRECISION_FP32 = 0,
-    SM_PRECISION_BF16 = 1
-} sm_precision;
+typedef enum sm_precision { SM_PRECISION_FP32 = 0, SM_PRECISION_BF16 = 1 } sm_precision;
 
 /** Sets a backend option; SM_ERR_INVALID_ARG for NULL, an unknown key or a value out of range
  *  (TF32: 0 or 1; CONV_ALGO: an sm_conv_algo; PRECISION: an sm_precision), SM_ERR_UNSUPPORTED
  *  for a precision the backend cannot run here. Takes effect from the next op (a new
  *  CONV_ALGO or PRECISION from the next workspace a trainer or prediction sizes). Modifies the
  *  backend: call it while no other thread computes on it. Since 0.2. */
-SM_API sm_status sm_backend_set_option(sm_backend *backend, sm_backend_option key,
-                                       int64_t value);
+SM_API sm_status sm_backend_set_option(sm_backend *backend, sm_backend_option key, int64_t value);
 /** Reads an option into `*value`; SM_ERR_INVALID_ARG for NULL or an unknown key. Since 0.2. */
 SM_API sm_status sm_backend_get_option(const sm_backend *backend, sm_backend_option key,
                                        int64_t *value);

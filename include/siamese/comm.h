@@ -82,8 +82,7 @@ typedef struct sm_comm_ops {
     sm_comm_result (*alltoall)(void *user, const void *send, void *recv, size_t bytes,
                                int64_t deadline_ns);
     /** Rank `root`'s `bytes` at `buf` are copied into `buf` on every other rank (MPI_Bcast). */
-    sm_comm_result (*broadcast)(void *user, void *buf, size_t bytes, int root,
-                                int64_t deadline_ns);
+    sm_comm_result (*broadcast)(void *user, void *buf, size_t bytes, int root, int64_t deadline_ns);
     /** (optional, NULL: nothing) Called once when the communicator fails: may abort the
      *  transport's pending operations (ncclCommAbort); must not block. */
     void (*abort)(void *user);

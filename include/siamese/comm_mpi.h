@@ -38,10 +38,10 @@ extern "C" {
 /* The clock and the pause between polls; the comm-mpi module (not linked to libsiamese)
  * supplies its own. */
 #ifndef SM_COMM_MPI_CLOCK_NS
-#  define SM_COMM_MPI_CLOCK_NS() sm_comm_clock_ns()
+#define SM_COMM_MPI_CLOCK_NS() sm_comm_clock_ns()
 #endif
 #ifndef SM_COMM_MPI_BACKOFF
-#  define SM_COMM_MPI_BACKOFF(attempt) sm_comm_backoff(attempt)
+#define SM_COMM_MPI_BACKOFF(attempt) sm_comm_backoff(attempt)
 #endif
 
 /* MPI counts are int: the most bytes one call moves (INT_MAX, without <limits.h>, which a
@@ -50,13 +50,13 @@ extern "C" {
 
 /** The adapter's state behind the callbacks' `user`. */
 typedef struct sm_comm_mpi_state {
-    MPI_Comm comm;     /* a duplicate of the host's */
-    int failed;        /* a collective failed or timed out: comm is left alone */
-    int finalize;      /* MPI_Finalize at destroy (the comm-mpi module, when it initialised) */
+    MPI_Comm comm; /* a duplicate of the host's */
+    int failed;    /* a collective failed or timed out: comm is left alone */
+    int finalize;  /* MPI_Finalize at destroy (the comm-mpi module, when it initialised) */
 } sm_comm_mpi_state;
 
-static inline sm_comm_result sm_comm_mpi__wait(sm_comm_mpi_state *s, MPI_Request *req,
-                                               int rc, int64_t deadline_ns)
+static inline sm_comm_result sm_comm_mpi__wait(sm_comm_mpi_state *s, MPI_Request *req, int rc,
+                                               int64_t deadline_ns)
 {
     if (rc != MPI_SUCCESS) {
         s->failed = 1;
@@ -83,8 +83,7 @@ static inline sm_comm_result sm_comm_mpi__allgather(void *user, const void *send
     sm_comm_mpi_state *s = (sm_comm_mpi_state *)user;
     if (bytes > SM_COMM_MPI__MAX_COUNT) return SM_COMM_FAILED;
     MPI_Request req;
-    int rc = MPI_Iallgather(send, (int)bytes, MPI_BYTE, recv, (int)bytes, MPI_BYTE, s->comm,
-                            &req);
+    int rc = MPI_Iallgather(send, (int)bytes, MPI_BYTE, recv, (int)bytes, MPI_BYTE, s->comm, &req);
     return sm_comm_mpi__wait(s, &req, rc, deadline_ns);
 }
 
@@ -94,13 +93,12 @@ static inline sm_comm_result sm_comm_mpi__alltoall(void *user, const void *send,
     sm_comm_mpi_state *s = (sm_comm_mpi_state *)user;
     if (bytes > SM_COMM_MPI__MAX_COUNT) return SM_COMM_FAILED;
     MPI_Request req;
-    int rc = MPI_Ialltoall(send, (int)bytes, MPI_BYTE, recv, (int)bytes, MPI_BYTE, s->comm,
-                           &req);
+    int rc = MPI_Ialltoall(send, (int)bytes, MPI_BYTE, recv, (int)bytes, MPI_BYTE, s->comm, &req);
     return sm_comm_mpi__wait(s, &req, rc, deadline_ns);
 }
 
-static inline sm_comm_result sm_comm_mpi__broadcast(void *user, void *buf, size_t bytes,
-                                                    int root, int64_t deadline_ns)
+static inline sm_comm_result sm_comm_mpi__broadcast(void *user, void *buf, size_t bytes, int root,
+                                                    int64_t deadline_ns)
 {
     sm_comm_mpi_state *s = (sm_comm_mpi_state *)user;
     for (size_t off = 0; off < bytes || (bytes == 0 && off == 0);) {

@@ -17,15 +17,15 @@
  * (lib/meson.build), users define nothing. Elsewhere the library is built with hidden
  * visibility, and this makes the API visible. */
 #if defined(_WIN32)
-#  if defined(SM_BUILDING_LIBSIAMESE)
-#    define SM_API __declspec(dllexport)
-#  else
-#    define SM_API __declspec(dllimport)
-#  endif
-#elif defined(__GNUC__)
-#  define SM_API __attribute__((visibility("default")))
+#if defined(SM_BUILDING_LIBSIAMESE)
+#define SM_API __declspec(dllexport)
 #else
-#  define SM_API
+#define SM_API __declspec(dllimport)
+#endif
+#elif defined(__GNUC__)
+#define SM_API __attribute__((visibility("default")))
+#else
+#define SM_API
 #endif
 
 #ifdef __cplusplus

@@ -41,18 +41,21 @@ SM_API sm_status sm_dataset_open(const char *path, int height, int width,
  *  what sm_dataset_open does); the library reads only the fields that fit in it, and counts the
  *  others as 0, so later versions can append fields without breaking older callers. */
 typedef struct sm_dataset_options {
-    size_t struct_size;          /* set by the caller */
-    int resize;                  /* 0: every image must be height x width (SM_ERR_SHAPE
+    size_t struct_size;         /* set by the caller */
+    int resize;                 /* 0: every image must be height x width (SM_ERR_SHAPE
                                     otherwise); 1: images of any size are each resized once,
                                     at open, to height x width with sm_image_resize (an image
                                     of that size is kept exactly), then stored 8-bit as
                                     round(v * 255) */
-    const char *const *exclude;  /* alphabets to leave out (may be NULL when n_exclude is 0);
+    const char *const *exclude; /* alphabets to leave out (may be NULL when n_exclude is 0);
                                     an unknown name is SM_ERR_DATASET */
     size_t n_exclude;
 } sm_dataset_options;
 
-#define SM_DATASET_OPTIONS_INIT {sizeof(sm_dataset_options), 0, NULL, 0}
+#define SM_DATASET_OPTIONS_INIT                                                                    \
+    {                                                                                              \
+        sizeof(sm_dataset_options), 0, NULL, 0                                                     \
+    }
 
 /** sm_dataset_open with options (NULL: exactly sm_dataset_open): resizing images of other
  *  sizes to `height` x `width` once at open (`resize`), and leaving alphabets out (`exclude`,
@@ -128,8 +131,8 @@ SM_API sm_status sm_sampler_create(const sm_dataset *ds, uint64_t seed, sm_sampl
  *  the dataset indices of the images. n = 0 does nothing; an n whose buffers could not exist
  *  (n*height*width*sizeof(float) overflows) is SM_ERR_INVALID_ARG. Advances the sampler (one
  *  thread at a time per sampler); only reads the dataset. */
-SM_API sm_status sm_sampler_next(sm_sampler *s, size_t n, float *left, float *right,
-                                 float *labels, size_t *left_index, size_t *right_index);
+SM_API sm_status sm_sampler_next(sm_sampler *s, size_t n, float *left, float *right, float *labels,
+                                 size_t *left_index, size_t *right_index);
 /** Frees a sampler (not its dataset). NULL: no-op. */
 SM_API void sm_sampler_destroy(sm_sampler *s);
 

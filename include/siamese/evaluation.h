@@ -26,10 +26,10 @@ extern "C" {
  * ------------------------------------------------------------------------------------------- */
 
 typedef enum sm_eval_kind {
-    SM_EVAL_VERIFICATION = 1,     /* random pairs, same/different; chance 50 % */
-    SM_EVAL_ONESHOT_RUNS = 2,     /* the official 20-way within-alphabet runs; chance 5 % */
-    SM_EVAL_EPISODES_WITHIN = 3,  /* N-way k-shot episodes, classes of one alphabet */
-    SM_EVAL_EPISODES_BETWEEN = 4  /* N-way k-shot episodes, classes from any alphabets */
+    SM_EVAL_VERIFICATION = 1,    /* random pairs, same/different; chance 50 % */
+    SM_EVAL_ONESHOT_RUNS = 2,    /* the official 20-way within-alphabet runs; chance 5 % */
+    SM_EVAL_EPISODES_WITHIN = 3, /* N-way k-shot episodes, classes of one alphabet */
+    SM_EVAL_EPISODES_BETWEEN = 4 /* N-way k-shot episodes, classes from any alphabets */
 } sm_eval_kind;
 
 /** What an evaluation reports. The caller sets `struct_size` to sizeof(sm_eval_result) before
@@ -37,21 +37,24 @@ typedef enum sm_eval_kind {
  *  so later versions can append fields without breaking older callers. Fields are only ever
  *  appended. */
 typedef struct sm_eval_result {
-    size_t struct_size;   /* set by the caller */
-    sm_eval_kind kind;    /* which of the three numbers this is */
-    int n_way;            /* candidate classes per trial (2 for verification: same/different) */
-    int k_shot;           /* support images per candidate class (1 for runs, 0 verification) */
-    uint64_t trials;      /* queries classified (pairs judged for verification) */
-    uint64_t episodes;    /* episodes or runs the trials came from (batches: 1) */
-    double correct;       /* credit earned: ties give fractions (see above) */
-    double accuracy;      /* correct / trials, in [0, 1] */
-    double chance;        /* what a constant model scores: the mean of 1/candidates per trial */
-    uint64_t tied;        /* trials whose highest score was shared */
-    double score_mean;    /* mean of every score computed */
-    double score_std;     /* their standard deviation (0: the model's output is constant) */
+    size_t struct_size; /* set by the caller */
+    sm_eval_kind kind;  /* which of the three numbers this is */
+    int n_way;          /* candidate classes per trial (2 for verification: same/different) */
+    int k_shot;         /* support images per candidate class (1 for runs, 0 verification) */
+    uint64_t trials;    /* queries classified (pairs judged for verification) */
+    uint64_t episodes;  /* episodes or runs the trials came from (batches: 1) */
+    double correct;     /* credit earned: ties give fractions (see above) */
+    double accuracy;    /* correct / trials, in [0, 1] */
+    double chance;      /* what a constant model scores: the mean of 1/candidates per trial */
+    uint64_t tied;      /* trials whose highest score was shared */
+    double score_mean;  /* mean of every score computed */
+    double score_std;   /* their standard deviation (0: the model's output is constant) */
 } sm_eval_result;
 
-#define SM_EVAL_RESULT_INIT {sizeof(sm_eval_result), (sm_eval_kind)0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}
+#define SM_EVAL_RESULT_INIT                                                                        \
+    {                                                                                              \
+        sizeof(sm_eval_result), (sm_eval_kind)0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0                      \
+    }
 
 /** A short fixed description ("random-pair verification", "20-way one-shot runs",
  *  "N-way episodes within alphabets", ...); "unknown" otherwise. Static storage. Since 0.2. */
@@ -132,9 +135,8 @@ SM_API sm_status sm_roc_threshold_at_far(const sm_roc *roc, double target_far, d
  *  classes, in any one alphabet when within_alphabet: the message says how many there are),
  *  SM_ERR_NOMEM, SM_ERR_DEVICE. `result` is written only on success. Since 0.2. */
 SM_API sm_status sm_oneshot_episodes(const sm_subnet *subnet, const sm_head *head,
-                                     const sm_dataset *ds, int n_way, int k_shot,
-                                     size_t n_episodes, int within_alphabet, uint64_t seed,
-                                     sm_eval_result *result);
+                                     const sm_dataset *ds, int n_way, int k_shot, size_t n_episodes,
+                                     int within_alphabet, uint64_t seed, sm_eval_result *result);
 
 /** The official one-shot runs (Lake et al.), decoded once. */
 typedef struct sm_oneshot_runs sm_oneshot_runs;

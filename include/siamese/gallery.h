@@ -42,10 +42,10 @@ typedef struct sm_gallery sm_gallery;
 /** One label of an identification's top k. A fixed POD: its layout never changes (reserved
  *  fields are written as 0). */
 typedef struct sm_gallery_match {
-    size_t label;        /* label index (sm_gallery_label_name) */
-    double score;        /* the label's score in [0, 1]: the mean of its examples' scores */
-    size_t rank;         /* 1 + labels with a strictly higher score: tied labels share it */
-    size_t tied;         /* labels in the gallery with exactly this score (1: no tie) */
+    size_t label; /* label index (sm_gallery_label_name) */
+    double score; /* the label's score in [0, 1]: the mean of its examples' scores */
+    size_t rank;  /* 1 + labels with a strictly higher score: tied labels share it */
+    size_t tied;  /* labels in the gallery with exactly this score (1: no tie) */
     uint64_t reserved[4];
 } sm_gallery_match;
 
@@ -54,8 +54,7 @@ typedef struct sm_gallery_match {
  *  (sm_gallery_load checks a file against that fingerprint). Statuses: SM_ERR_INVALID_ARG
  *  (NULL, subnet and head on different backends), SM_ERR_SHAPE (a head of another width),
  *  SM_ERR_NOMEM, SM_ERR_DEVICE. */
-SM_API sm_status sm_gallery_create(const sm_subnet *subnet, const sm_head *head,
-                                   sm_gallery **out);
+SM_API sm_status sm_gallery_create(const sm_subnet *subnet, const sm_head *head, sm_gallery **out);
 /** Frees a gallery and its backend buffers. NULL: no-op. */
 SM_API void sm_gallery_destroy(sm_gallery *gallery);
 
@@ -86,8 +85,7 @@ SM_API sm_status sm_gallery_enrol_embeddings(sm_gallery *gallery, const char *la
  *  grey images), SM_ERR_DATASET (no PNG found), SM_ERR_NUMERIC (the model embeds a file as a
  *  feature vector that is not finite, naming it), SM_ERR_LIMIT, SM_ERR_INVALID_ARG (a label
  *  that is not UTF-8), SM_ERR_NOMEM, SM_ERR_DEVICE. */
-SM_API sm_status sm_gallery_enrol_path(sm_gallery *gallery, const char *path,
-                                       size_t *n_enrolled);
+SM_API sm_status sm_gallery_enrol_path(sm_gallery *gallery, const char *path, size_t *n_enrolled);
 /** Removes `label` and all its examples; `*removed` (optional) receives how many examples went
  *  (0, and SM_OK, when the label was not enrolled). Label indices may change. SM_ERR_INVALID_ARG,
  *  SM_ERR_NOMEM, SM_ERR_DEVICE (the gallery is then unchanged). */
@@ -131,9 +129,8 @@ SM_API sm_status sm_gallery_identify_embeddings(const sm_gallery *gallery, size_
  *  SM_ERR_INVALID_ARG (NULL image, a label that is not enrolled, a threshold outside [0, 1] or
  *  NaN, a bad pixel), SM_ERR_NUMERIC (as sm_gallery_identify: a non-finite feature vector or
  *  score), SM_ERR_NOMEM, SM_ERR_DEVICE. */
-SM_API sm_status sm_gallery_verify(const sm_gallery *gallery, const char *label,
-                                   const float *image, double threshold, double *score,
-                                   int *accept);
+SM_API sm_status sm_gallery_verify(const sm_gallery *gallery, const char *label, const float *image,
+                                   double threshold, double *score, int *accept);
 
 /** Saves the gallery (feature vectors, labels, the model's fingerprint and architecture) as a
  *  safetensors file (docs/gallery.md gives the format), atomically: a failure leaves any

@@ -108,7 +108,7 @@ typedef enum sm_trainer_param {
     SM_TRAINER_ALPHABET_BALANCED = 20, /* 0 (default) / 1: each class drawn (for a pair or a
                                           P x K batch) by first choosing an alphabet uniformly
                                           among those that can give one, then a class in it */
-    SM_TRAINER_PK_CLASSES = 21, /* P: 0 = off (random pairs, the default); 2..4096: each step
+    SM_TRAINER_PK_CLASSES = 21,        /* P: 0 = off (random pairs, the default); 2..4096: each step
                                    samples P distinct classes (among those with at least K
                                    images) and K distinct images of each, runs every image
                                    through the twin once, and takes the loss over all
@@ -118,8 +118,8 @@ typedef enum sm_trainer_param {
                                    head in chunks of as many pairs. P*K at most 4096. A dataset
                                    that cannot give such a batch makes the step fail with
                                    SM_ERR_DATASET (and the reason) */
-    SM_TRAINER_PK_IMAGES = 22,  /* K: images per class in a P x K batch, 2..4096, default 4 */
-    SM_TRAINER_PK_LOSS = 23,    /* an sm_pk_loss, default SM_PK_LOSS_BCE_BALANCED */
+    SM_TRAINER_PK_IMAGES = 22, /* K: images per class in a P x K batch, 2..4096, default 4 */
+    SM_TRAINER_PK_LOSS = 23,   /* an sm_pk_loss, default SM_PK_LOSS_BCE_BALANCED */
     /* since 0.3: data-parallel training (siamese/comm.h) */
     SM_TRAINER_GRAD_SHARDS = 30 /* K: the batch's pairs in K groups whose gradients are summed
                                    in group order, 1..1024, default 1 (the whole batch at
@@ -180,8 +180,7 @@ SM_API sm_status sm_trainer_get_param(const sm_trainer *trainer, sm_trainer_para
  *  SM_ERR_INVALID_ARG for NULL, an unknown key or a value out of range (NaN included). Since
  *  0.3. */
 SM_API sm_status sm_trainer_set_real(sm_trainer *trainer, sm_trainer_real key, double value);
-SM_API sm_status sm_trainer_get_real(const sm_trainer *trainer, sm_trainer_real key,
-                                     double *value);
+SM_API sm_status sm_trainer_get_real(const sm_trainer *trainer, sm_trainer_real key, double *value);
 /** Installs the progress callback called after every successful step (NULL removes it).
  *  It runs on the thread that calls sm_train_step. */
 SM_API sm_status sm_trainer_set_progress(sm_trainer *trainer, sm_progress_fn fn, void *user);
@@ -244,7 +243,7 @@ SM_API sm_status sm_trainer_load(sm_trainer *trainer, const char *path);
  * ------------------------------------------------------------------------------------------- */
 
 typedef enum sm_health_flag {
-    SM_HEALTH_HAS_VALIDATION = 1,     /* the val_* fields hold a fresh measurement */
+    SM_HEALTH_HAS_VALIDATION = 1, /* the val_* fields hold a fresh measurement */
     SM_HEALTH_STUCK = 2,
     SM_HEALTH_COLLAPSED = 4,
     SM_HEALTH_VALIDATION_FAILED = 8
@@ -254,16 +253,16 @@ typedef enum sm_health_flag {
  *  `struct_size` says how many bytes the library filled. */
 typedef struct sm_health {
     size_t struct_size;
-    int64_t iteration;       /* completed iterations */
-    float loss;              /* this iteration's batch loss */
-    float smoothed_loss;     /* the moving average described above */
-    double val_accuracy;     /* verification accuracy on the validation pairs (with the flag) */
-    double val_score_mean;   /* mean and std of their scores */
+    int64_t iteration;     /* completed iterations */
+    float loss;            /* this iteration's batch loss */
+    float smoothed_loss;   /* the moving average described above */
+    double val_accuracy;   /* verification accuracy on the validation pairs (with the flag) */
+    double val_score_mean; /* mean and std of their scores */
     double val_score_std;
-    uint64_t val_pairs;      /* pairs measured (0 without validation) */
-    unsigned flags;          /* an OR of sm_health_flag */
-    sm_status val_status;    /* SM_OK, or why validation failed */
-    const char *message;     /* plain-words warnings and advice, "" when all is well */
+    uint64_t val_pairs;   /* pairs measured (0 without validation) */
+    unsigned flags;       /* an OR of sm_health_flag */
+    sm_status val_status; /* SM_OK, or why validation failed */
+    const char *message;  /* plain-words warnings and advice, "" when all is well */
 } sm_health;
 
 /** Receives health reports, on the thread that called sm_train_step. It must not call back

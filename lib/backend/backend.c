@@ -19,9 +19,9 @@
 
 /* A backend built as a separate module: its file, and what to say when it is missing. */
 typedef struct module_info {
-    const char *name;   /* "cuda", "cpu-dnnl" */
-    const char *file;   /* libsiamese-cuda.so */
-    const char *option; /* the meson option that builds it */
+    const char *name;                       /* "cuda", "cpu-dnnl" */
+    const char *file;                       /* libsiamese-cuda.so */
+    const char *option;                     /* the meson option that builds it */
     _Atomic(const sm_backend_ops *) cached; /* atomic: backends may be created from any thread */
 } module_info;
 
@@ -58,8 +58,8 @@ static sm_status module_load_failure(const module_info *m, const char *path, con
                         "%s module '%s' could not be loaded: %s is missing (%s); put its "
                         "library folder on LD_LIBRARY_PATH",
                         m->name, path, vendor, why);
-    return sm__fail(SM_ERR_BACKEND_UNAVAILABLE, "%s module '%s' could not be loaded: %s",
-                    m->name, path, why);
+    return sm__fail(SM_ERR_BACKEND_UNAVAILABLE, "%s module '%s' could not be loaded: %s", m->name,
+                    path, why);
 }
 
 /* Loads a module; the handle stays open for the life of the process (unloading a CUDA runtime
@@ -114,14 +114,12 @@ static sm_status resolve(sm_backend_kind kind, const sm_backend_ops **out, char 
                          size_t cap)
 {
     switch (kind) {
-    case SM_BACKEND_CPU:
-        *out = sm__cpu_blas_ops();
-        return SM_OK;
+    case SM_BACKEND_CPU: *out = sm__cpu_blas_ops(); return SM_OK;
     case SM_BACKEND_CUDA: return load_usable(&cuda_module, out);
     case SM_BACKEND_CPU_DNNL: return load_usable(&dnnl_module, out);
     case SM_BACKEND_AUTO: {
         if (load_usable(&cuda_module, out) == SM_OK) return SM_OK;
-        char why[sizeof ((sm_backend *)0)->fallback_reason];
+        char why[sizeof((sm_backend *)0)->fallback_reason];
         snprintf(why, sizeof why, "%s", sm_last_error());
         if (load_usable(&dnnl_module, out) == SM_OK) {
             if (fallback) snprintf(fallback, cap, "%s", why);
@@ -176,7 +174,7 @@ SM_API sm_status sm_backend_create(sm_backend_kind kind, sm_backend **out)
 {
     SM_CHECK_ARG(out, "sm_backend_create: out is NULL");
     const sm_backend_ops *ops = NULL;
-    char fallback[sizeof ((sm_backend *)0)->fallback_reason] = "";
+    char fallback[sizeof((sm_backend *)0)->fallback_reason] = "";
     SM_TRY(resolve(kind, &ops, fallback, sizeof fallback));
     sm_backend *be = sm__calloc(1, sizeof *be);
     if (!be) return sm__fail(SM_ERR_NOMEM, "out of memory creating a backend");
@@ -233,15 +231,16 @@ SM_API sm_status sm_backend_set_option(sm_backend *be, sm_backend_option key, in
     SM_CHECK_ARG(be, "sm_backend_set_option: backend is NULL");
     switch (key) {
     case SM_BACKEND_OPT_TF32:
-        SM_CHECK_ARG(value == 0 || value == 1,
-                     "sm_backend_set_option: TF32 takes 0 or 1, got %lld", (long long)value);
+        SM_CHECK_ARG(value == 0 || value == 1, "sm_backend_set_option: TF32 takes 0 or 1, got %lld",
+                     (long long)value);
         /* TF32 is a GPU number format: host code may set it whatever the backend */
         if (!honours(be, SM_BACKEND_HONOURS_TF32) || !be->ops->set_option) return SM_OK;
         return be->ops->set_option(be->ctx, key, value);
     case SM_BACKEND_OPT_CONV_ALGO:
         SM_CHECK_ARG(value >= SM_CONV_ALGO_AUTO && value <= SM_CONV_ALGO_MEASURED,
                      "sm_backend_set_option: CONV_ALGO takes 0 (auto), 1 (direct), 2 (fft) or "
-                     "3 (measured), got %lld", (long long)value);
+                     "3 (measured), got %lld",
+                     (long long)value);
         if (!honours(be, SM_BACKEND_HONOURS_CONV_ALGO) || !be->ops->set_option) return SM_OK;
         return be->ops->set_option(be->ctx, key, value);
     case SM_BACKEND_OPT_PRECISION:
@@ -260,8 +259,7 @@ SM_API sm_status sm_backend_set_option(sm_backend *be, sm_backend_option key, in
     return sm__fail(SM_ERR_INVALID_ARG, "sm_backend_set_option: unknown option %d", (int)key);
 }
 
-SM_API sm_status sm_backend_get_option(const sm_backend *be, sm_backend_option key,
-                                       int64_t *value)
+SM_API sm_status sm_backend_get_option(const sm_backend *be, sm_backend_option key, int64_t *value)
 {
     SM_CHECK_ARG(be && value, "sm_backend_get_option: backend or value is NULL");
     switch (key) {

@@ -9,7 +9,6 @@
 #include "plugin/backend_plugin.h"
 #include "siamese/siamese.h"
 
-
 struct sm_backend {
     const sm_backend_ops *ops;
     void *ctx;

@@ -12,7 +12,7 @@
 #include "common/error.h"
 
 #define SM_COMM_DEFAULT_TIMEOUT_S 300.0
-#define SM_COMM_MAX_SIZE 65536
+#define SM_COMM_MAX_SIZE          65536
 
 int64_t sm__comm_now_ns(void)
 {
@@ -93,8 +93,10 @@ static sm_status run(sm_comm *c, int op, const void *send, void *recv, size_t by
                      const char *what)
 {
     if (atomic_load(&c->failed))
-        return sm__fail(SM_ERR_COMM, "rank %d: the communicator failed earlier (%s): %s is not "
-                                     "attempted", c->ops.rank, c->why, what);
+        return sm__fail(SM_ERR_COMM,
+                        "rank %d: the communicator failed earlier (%s): %s is not "
+                        "attempted",
+                        c->ops.rank, c->why, what);
     const int64_t t0 = sm__comm_now_ns(), deadline = t0 + c->timeout_ns;
     sm_comm_result r = SM_COMM_FAILED;
     switch (op) {
@@ -114,12 +116,13 @@ static sm_status run(sm_comm *c, int op, const void *send, void *recv, size_t by
     if (r == SM_COMM_TIMEOUT)
         snprintf(c->why, sizeof c->why,
                  "%s of %zu bytes per rank timed out after %.3f s (timeout %.3f s): a peer "
-                 "died or stalled", op_names[op], bytes, (double)(t1 - t0) / 1e9,
-                 (double)c->timeout_ns / 1e9);
+                 "died or stalled",
+                 op_names[op], bytes, (double)(t1 - t0) / 1e9, (double)c->timeout_ns / 1e9);
     else
-        snprintf(c->why, sizeof c->why, "%s of %zu bytes per rank failed after %.3f s (the "
-                 "transport reported an error; a peer may have died)", op_names[op], bytes,
-                 (double)(t1 - t0) / 1e9);
+        snprintf(c->why, sizeof c->why,
+                 "%s of %zu bytes per rank failed after %.3f s (the "
+                 "transport reported an error; a peer may have died)",
+                 op_names[op], bytes, (double)(t1 - t0) / 1e9);
     atomic_store(&c->failed, 1);
     if (c->ops.abort) c->ops.abort(c->user);
     return sm__fail(SM_ERR_COMM, "rank %d of %d: %s: %s", c->ops.rank, n, what, c->why);

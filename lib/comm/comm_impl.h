@@ -11,11 +11,11 @@
 #include "siamese/siamese.h"
 
 struct sm_comm {
-    sm_comm_ops ops;  /* the host's table, completed to this library's size */
+    sm_comm_ops ops; /* the host's table, completed to this library's size */
     void *user;
     int64_t timeout_ns;
     _Atomic int failed;
-    char why[384];    /* the first failure, repeated by every later call */
+    char why[384]; /* the first failure, repeated by every later call */
     uint64_t bytes_sent, ns_in;
 };
 

@@ -23,11 +23,11 @@ typedef struct local_group {
     pthread_mutex_t mu;
     pthread_cond_t cv;
     int size;
-    int arrived;          /* ranks at the current barrier */
-    uint64_t generation;  /* barriers completed */
+    int arrived;         /* ranks at the current barrier */
+    uint64_t generation; /* barriers completed */
     int failed;
-    int refs;             /* ranks not yet destroyed */
-    const void **send;    /* per rank: posted buffers of the current collective */
+    int refs;          /* ranks not yet destroyed */
+    const void **send; /* per rank: posted buffers of the current collective */
     void **recv;
 } local_group;
 
@@ -86,9 +86,7 @@ static void copy_in(const local_group *g, int rank, int op, void *recv, size_t b
 {
     for (int i = 0; i < g->size && bytes; i++) {
         switch (op) {
-        case L_ALLGATHER:
-            memcpy((char *)recv + (size_t)i * bytes, g->send[i], bytes);
-            break;
+        case L_ALLGATHER: memcpy((char *)recv + (size_t)i * bytes, g->send[i], bytes); break;
         case L_ALLTOALL:
             memcpy((char *)recv + (size_t)i * bytes,
                    (const char *)g->send[i] + (size_t)rank * bytes, bytes);
@@ -100,8 +98,8 @@ static void copy_in(const local_group *g, int rank, int op, void *recv, size_t b
     }
 }
 
-static sm_comm_result collective(local_rank *r, int op, const void *send, void *recv,
-                                 size_t bytes, int root, int64_t deadline_ns)
+static sm_comm_result collective(local_rank *r, int op, const void *send, void *recv, size_t bytes,
+                                 int root, int64_t deadline_ns)
 {
     local_group *g = r->g;
     sm_comm_result why = SM_COMM_OK;
@@ -196,8 +194,10 @@ static local_group *group_new(int size)
 SM_API sm_status sm_comm_local_create(int size, sm_comm **out)
 {
     SM_CHECK_ARG(out, "sm_comm_local_create: NULL argument");
-    SM_CHECK_ARG(size >= 1 && size <= SM_LOCAL_MAX, "sm_comm_local_create: %d ranks, expected "
-                 "1..%d", size, SM_LOCAL_MAX);
+    SM_CHECK_ARG(size >= 1 && size <= SM_LOCAL_MAX,
+                 "sm_comm_local_create: %d ranks, expected "
+                 "1..%d",
+                 size, SM_LOCAL_MAX);
     local_group *g = group_new(size);
     if (!g) return sm__fail(SM_ERR_NOMEM, "out of memory for %d local ranks", size);
     sm_comm_ops ops = {

@@ -24,9 +24,12 @@ SM_API sm_status sm_comm_open(const char *name, sm_comm *bootstrap, int device, 
 {
     SM_CHECK_ARG(name && out, "sm_comm_open: NULL argument");
     const int is_mpi = strcmp(name, "mpi") == 0, is_nccl = strcmp(name, "nccl") == 0;
-    SM_CHECK_ARG(is_mpi || is_nccl, "sm_comm_open: unknown communicator module '%.40s' "
-                 "(\"mpi\" or \"nccl\")", name);
-    SM_CHECK_ARG(!is_nccl || bootstrap, "sm_comm_open: \"nccl\" needs a bootstrap communicator "
+    SM_CHECK_ARG(is_mpi || is_nccl,
+                 "sm_comm_open: unknown communicator module '%.40s' "
+                 "(\"mpi\" or \"nccl\")",
+                 name);
+    SM_CHECK_ARG(!is_nccl || bootstrap,
+                 "sm_comm_open: \"nccl\" needs a bootstrap communicator "
                  "(for example sm_comm_open(\"mpi\", ...)) to share its unique id");
     char file[64], path[4096];
     snprintf(file, sizeof file, "libsiamese-comm-%s.so", name);
@@ -35,11 +38,15 @@ SM_API sm_status sm_comm_open(const char *name, sm_comm *bootstrap, int device, 
     if (!h) {
         const char *why = dlerror();
         if (access(path, F_OK) != 0)
-            return sm__fail(SM_ERR_BACKEND_UNAVAILABLE, "no comm-%s module at '%s' (this build "
+            return sm__fail(SM_ERR_BACKEND_UNAVAILABLE,
+                            "no comm-%s module at '%s' (this build "
                             "may not include it: meson option -Dcomm-%s=enabled; or set "
-                            "SIAMESE_BACKEND_DIR)", name, path, name);
-        return sm__fail(SM_ERR_BACKEND_UNAVAILABLE, "comm-%s module '%s' could not be loaded: "
-                        "%s", name, path, why ? why : "unknown dlopen error");
+                            "SIAMESE_BACKEND_DIR)",
+                            name, path, name);
+        return sm__fail(SM_ERR_BACKEND_UNAVAILABLE,
+                        "comm-%s module '%s' could not be loaded: "
+                        "%s",
+                        name, path, why ? why : "unknown dlopen error");
     }
     sm_comm_module_entry_fn entry;
     *(void **)&entry = dlsym(h, "sm_comm_module_entry");

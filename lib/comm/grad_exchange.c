@@ -29,8 +29,8 @@ static sm_status grow(void **p, size_t *cap, size_t bytes)
 {
     if (bytes <= *cap) return SM_OK;
     void *q = sm__realloc(*p, bytes);
-    if (!q) return sm__fail(SM_ERR_NOMEM, "out of memory for the gradient exchange (%zu bytes)",
-                            bytes);
+    if (!q)
+        return sm__fail(SM_ERR_NOMEM, "out of memory for the gradient exchange (%zu bytes)", bytes);
     *p = q;
     *cap = bytes;
     return SM_OK;
@@ -51,7 +51,8 @@ sm_status sm__grad_exchange_fold(sm__grad_exchange *x, sm_comm *comm, size_t sha
     const size_t r = comm ? (size_t)comm->ops.rank : 0;
     SM_RETURN_IF(k == 0 || k % nr != 0, SM_ERR_STATE,
                  "%zu gradient shards cannot be split over %zu ranks (the ranks must divide "
-                 "SM_TRAINER_GRAD_SHARDS)", k, nr);
+                 "SM_TRAINER_GRAD_SHARDS)",
+                 k, nr);
     const size_t per = k / nr, l = (g + nr - 1) / nr; /* the last slices may be padding */
     const size_t bb = block_bytes(per, l);
     size_t all_bytes, full_bytes;
@@ -77,8 +78,8 @@ sm_status sm__grad_exchange_fold(sm__grad_exchange *x, sm_comm *comm, size_t sha
             if (count < l) memset(d + count, 0, (l - count) * sizeof(float));
         }
     }
-    if (comm) SM_TRY(sm__comm_alltoall(comm, x->send, x->recv, bb,
-                                       "the gradient exchange (all-to-all)"));
+    if (comm)
+        SM_TRY(sm__comm_alltoall(comm, x->send, x->recv, bb, "the gradient exchange (all-to-all)"));
     else memcpy(x->recv, x->send, bb);
     /* 2. fold this rank's slice over the K shards in shard order: source rank i's block holds
      * shards i K/N .. (i+1) K/N - 1 */

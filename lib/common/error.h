@@ -7,9 +7,9 @@
 #include "siamese/siamese.h"
 
 #if defined(__GNUC__)
-#  define SM__PRINTF(f, a) __attribute__((format(printf, f, a)))
+#define SM__PRINTF(f, a) __attribute__((format(printf, f, a)))
 #else
-#  define SM__PRINTF(f, a)
+#define SM__PRINTF(f, a)
 #endif
 
 /* Records a detail message for sm_last_error() and returns `status`. */
@@ -26,9 +26,9 @@ extern const int sm__try_traces;
  * passes through also logs its file, line and expression, so a host that asks for debug
  * messages sees the path from the failed op to the public call (zstd's FORWARD_IF_ERROR). */
 #ifdef NDEBUG
-#  define SM__TRACE_TRY(expr, status) ((void)0)
+#define SM__TRACE_TRY(expr, status) ((void)0)
 #else
-#  define SM__TRACE_TRY(expr, status) sm__log_try_failed(__FILE__, __LINE__, expr, status)
+#define SM__TRACE_TRY(expr, status) sm__log_try_failed(__FILE__, __LINE__, expr, status)
 #endif
 
 #define SM_TRY(expr)                                                                               \

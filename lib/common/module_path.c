@@ -24,19 +24,17 @@ void sm__module_path(const char *file, char *buf, size_t cap)
             dir = colon ? colon + 1 : NULL;
         }
         const char *colon = strchr(env, ':');
-        snprintf(buf, cap, "%.*s/%s", colon ? (int)(colon - env) : (int)strlen(env), env,
-                 file);
+        snprintf(buf, cap, "%.*s/%s", colon ? (int)(colon - env) : (int)strlen(env), env, file);
         return;
     }
     Dl_info info;
     if (dladdr((void *)&sm__module_path, &info) && info.dli_fname) {
         const char *slash = strrchr(info.dli_fname, '/');
         if (slash) {
-            snprintf(buf, cap, "%.*s/libsiamese/%s", (int)(slash - info.dli_fname),
-                     info.dli_fname, file);
+            snprintf(buf, cap, "%.*s/libsiamese/%s", (int)(slash - info.dli_fname), info.dli_fname,
+                     file);
             return;
         }
     }
     snprintf(buf, cap, "%s", file);
 }
-

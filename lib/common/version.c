@@ -2,7 +2,7 @@
 #include "siamese/siamese.h"
 
 #define SM__STR2(x) #x
-#define SM__STR(x) SM__STR2(x)
+#define SM__STR(x)  SM__STR2(x)
 
 SM_API int sm_version_number(void) { return SM_VERSION_NUMBER; }
 SM_API const char *sm_version_string(void)

@@ -130,10 +130,8 @@ static int find_name(const char *const *names, size_t stride, size_t n, const ch
             *pos = mid;
             return 1;
         }
-        if (c < 0)
-            lo = mid + 1;
-        else
-            hi = mid;
+        if (c < 0) lo = mid + 1;
+        else hi = mid;
     }
     *pos = lo;
     return 0;
@@ -182,9 +180,9 @@ static sm_status prepare_class(sm_dataset *ds, const char *label, new_class *nc)
 {
     memset(nc, 0, sizeof *nc);
     size_t alen = alphabet_len(label);
-    int have_alphabet = ds->n_alphabets > 0 &&
-                        find_name((const char *const *)ds->alphabets, sizeof(char *),
-                                  ds->n_alphabets, label, alen, &nc->alphabet_pos);
+    int have_alphabet =
+        ds->n_alphabets > 0 && find_name((const char *const *)ds->alphabets, sizeof(char *),
+                                         ds->n_alphabets, label, alen, &nc->alphabet_pos);
     nc->name = sm__strdup(label);
     nc->images = sm__malloc(4 * sizeof *nc->images);
     if (!have_alphabet) nc->alphabet = copy_n(label, alen);
@@ -363,8 +361,8 @@ SM_API sm_status sm_dataset_split_alphabets(const sm_dataset *ds, size_t n_val, 
     size_t *order = sm__malloc(a * sizeof *order);
     unsigned char *is_val = sm__calloc(a, 1);
     sm_dataset *t = NULL, *v = NULL;
-    sm_status st = order && is_val ? SM_OK
-                                   : sm__fail(SM_ERR_NOMEM, "out of memory splitting a dataset");
+    sm_status st =
+        order && is_val ? SM_OK : sm__fail(SM_ERR_NOMEM, "out of memory splitting a dataset");
     if (st == SM_OK) {
         /* Fisher-Yates over the alphabets in name order; the first n_val are validation. */
         sm__rng rng;

@@ -29,9 +29,9 @@ struct sm_dataset {
     size_t pixels_per_image; /* height * width */
 
     size_t n_images, cap_images;
-    uint8_t *pixels;      /* n_images * pixels_per_image, value = round(v * 255) */
-    size_t *image_class;  /* per image */
-    char **image_source;  /* per image; NULL for images added in memory */
+    uint8_t *pixels;     /* n_images * pixels_per_image, value = round(v * 255) */
+    size_t *image_class; /* per image */
+    char **image_source; /* per image; NULL for images added in memory */
 
     size_t n_classes, cap_classes;
     sm__class *classes; /* sorted by name */
@@ -57,8 +57,8 @@ sm_status sm__dataset_reserve(sm_dataset *ds, size_t n);
 
 /* sm_dataset_open on a zip held in memory (`name` stands for its path in messages and
  * sources). For the fuzzers: the same listing, limits and decoding as a zip file. */
-sm_status sm__dataset_open_zip_buffer(const void *data, size_t size, const char *name,
-                                      int height, int width, const char *const *alphabets,
-                                      size_t n_alphabets, sm_dataset **out);
+sm_status sm__dataset_open_zip_buffer(const void *data, size_t size, const char *name, int height,
+                                      int width, const char *const *alphabets, size_t n_alphabets,
+                                      sm_dataset **out);
 
 #endif

@@ -33,7 +33,7 @@ typedef struct selection {
     int height, width;
     const char *const *exclude; /* alphabets left out (sm_dataset_options) */
     size_t n_exclude;
-    int resize; /* decode any size and resize to height x width */
+    int resize;                  /* decode any size and resize to height x width */
     unsigned char *exclude_seen; /* per excluded name: an image of it was listed (left out) */
 } selection;
 
@@ -179,8 +179,8 @@ sm_status sm__png_decode_resized(const void *data, size_t size, const char *name
         return SM_OK;
     }
     float *full = sm__malloc(n * sizeof *full), *fitted = sm__malloc(out_n * sizeof *fitted);
-    sm_status st = full && fitted ? SM_OK : sm__fail(SM_ERR_NOMEM, "out of memory resizing '%s'",
-                                                     name);
+    sm_status st =
+        full && fitted ? SM_OK : sm__fail(SM_ERR_NOMEM, "out of memory resizing '%s'", name);
     if (st == SM_OK) {
         for (size_t i = 0; i < n; i++) full[i] = (float)grey[i] / 255.0f;
         st = sm__image_resize(full, (size_t)h, (size_t)w, fitted, (size_t)height, (size_t)width);
@@ -223,8 +223,7 @@ static sm_status load_entries(const sm__tree *t, const entry *e, size_t n, int h
 
 /* Checks the arguments of sm_dataset_open; 0x0 becomes 105x105. */
 static sm_status check_open_args(const char *path, int *height, int *width,
-                                 const char *const *alphabets, size_t n_alphabets,
-                                 sm_dataset **out)
+                                 const char *const *alphabets, size_t n_alphabets, sm_dataset **out)
 {
     SM_CHECK_ARG(path && out, "sm_dataset_open: NULL argument");
     SM_CHECK_ARG(n_alphabets == 0 || alphabets, "sm_dataset_open: alphabets is NULL");
@@ -241,8 +240,9 @@ static selection new_selection(const char *path, int height, int width,
                                const char *const *alphabets, size_t n_alphabets)
 {
     size_t per = (size_t)height * (size_t)width;
-    return (selection){alphabets, n_alphabets, sm__dataset_max_images(per), 0, path, height,
-                       width, NULL, 0, 0, NULL};
+    return (selection){
+        alphabets, n_alphabets, sm__dataset_max_images(per), 0, path, height, width, NULL, 0,
+        0,         NULL};
 }
 
 /* The second half of sm_dataset_open, once the images are listed (or listing failed). */
@@ -255,8 +255,7 @@ static sm_status finish_open(sm_status st, sm__tree *t, const selection *sel, sm
             st = sm__fail(SM_ERR_DATASET, "excluded alphabet '%s' not found in '%s'%s",
                           sel->exclude[k], sel->path,
                           sel->n_alphabets ? " (among the selected alphabets)" : "");
-    if (st == SM_OK && sel->n_alphabets > 0)
-        st = check_alphabets(e, t->n, sel);
+    if (st == SM_OK && sel->n_alphabets > 0) st = check_alphabets(e, t->n, sel);
     if (st == SM_OK) {
         if (t->n > 1) qsort(e, t->n, sizeof *e, entry_cmp);
         st = check_entries(e, t->n, sel->path);
@@ -268,8 +267,7 @@ static sm_status finish_open(sm_status st, sm__tree *t, const selection *sel, sm
 }
 
 SM_API sm_status sm_dataset_open(const char *path, int height, int width,
-                                 const char *const *alphabets, size_t n_alphabets,
-                                 sm_dataset **out)
+                                 const char *const *alphabets, size_t n_alphabets, sm_dataset **out)
 {
     SM_TRY(check_open_args(path, &height, &width, alphabets, n_alphabets, out));
     selection sel = new_selection(path, height, width, alphabets, n_alphabets);
@@ -289,8 +287,7 @@ SM_API sm_status sm_dataset_open_with(const char *path, int height, int width,
                  options->struct_size);
     /* Fields past the caller's struct_size (an older caller) count as 0. */
     sm_dataset_options o = SM_DATASET_OPTIONS_INIT;
-    memcpy(&o, options,
-           options->struct_size < sizeof o ? options->struct_size : sizeof o);
+    memcpy(&o, options, options->struct_size < sizeof o ? options->struct_size : sizeof o);
     SM_CHECK_ARG(o.resize == 0 || o.resize == 1, "sm_dataset_open_with: resize is %d (0 or 1)",
                  o.resize);
     SM_CHECK_ARG(o.n_exclude == 0 || o.exclude, "sm_dataset_open_with: exclude is NULL");
@@ -309,9 +306,9 @@ SM_API sm_status sm_dataset_open_with(const char *path, int height, int width,
     return st;
 }
 
-sm_status sm__dataset_open_zip_buffer(const void *data, size_t size, const char *name,
-                                      int height, int width, const char *const *alphabets,
-                                      size_t n_alphabets, sm_dataset **out)
+sm_status sm__dataset_open_zip_buffer(const void *data, size_t size, const char *name, int height,
+                                      int width, const char *const *alphabets, size_t n_alphabets,
+                                      sm_dataset **out)
 {
     SM_TRY(check_open_args(name, &height, &width, alphabets, n_alphabets, out));
     selection sel = new_selection(name, height, width, alphabets, n_alphabets);

@@ -73,8 +73,8 @@ static sm_status index_alphabets(sm_sampler *s)
     const size_t na = ds->n_alphabets, nc = ds->n_classes;
     const size_t need = (na > nc ? na : nc) + 1;
     if (need > s->cap_alpha) {
-        size_t **arrays[] = {&s->by_alpha,  &s->alpha_start, &s->multi_by_alpha,
-                             &s->multi_start, &s->alpha_any, &s->alpha_multi};
+        size_t **arrays[] = {&s->by_alpha,    &s->alpha_start, &s->multi_by_alpha,
+                             &s->multi_start, &s->alpha_any,   &s->alpha_multi};
         for (size_t i = 0; i < sizeof arrays / sizeof *arrays; i++) {
             size_t cap = s->cap_alpha;
             SM_TRY(grow(arrays[i], &cap, need));
@@ -157,9 +157,9 @@ SM_API void sm_sampler_destroy(sm_sampler *s)
 {
     if (!s) return;
     sm__free(s->multi);
-    size_t *arrays[] = {s->by_alpha,   s->alpha_start, s->multi_by_alpha, s->multi_start,
-                        s->alpha_any,  s->alpha_multi, s->pk_classes,     s->pk_start,
-                        s->pk_count,   s->pk_alphas,   s->pk_images};
+    size_t *arrays[] = {s->by_alpha,  s->alpha_start, s->multi_by_alpha, s->multi_start,
+                        s->alpha_any, s->alpha_multi, s->pk_classes,     s->pk_start,
+                        s->pk_count,  s->pk_alphas,   s->pk_images};
     for (size_t i = 0; i < sizeof arrays / sizeof *arrays; i++) sm__free(arrays[i]);
     sm__free(s);
 }
@@ -178,10 +178,9 @@ static void draw_pair(sm_sampler *s, size_t *a, size_t *b, float *label)
     const sm_dataset *ds = s->ds;
     sm__rng *r = &s->rng;
     if (sm__rng_u64(r) >> 63) {
-        size_t cls = s->alphabet_balanced
-                         ? balanced_class(s, s->alpha_multi, s->n_alpha_multi,
-                                          s->multi_by_alpha, s->multi_start)
-                         : s->multi[sm__rng_below(r, s->n_multi)];
+        size_t cls = s->alphabet_balanced ? balanced_class(s, s->alpha_multi, s->n_alpha_multi,
+                                                           s->multi_by_alpha, s->multi_start)
+                                          : s->multi[sm__rng_below(r, s->n_multi)];
         const sm__class *c = &ds->classes[cls];
         size_t i = (size_t)sm__rng_below(r, c->n_images);
         size_t j = (size_t)sm__rng_below(r, c->n_images - 1);
@@ -206,8 +205,7 @@ static void draw_pair(sm_sampler *s, size_t *a, size_t *b, float *label)
             cb = s->by_alpha[lo + k];
         } else if (s->alphabet_balanced) {
             do {
-                cb = balanced_class(s, s->alpha_any, s->n_alpha_any, s->by_alpha,
-                                    s->alpha_start);
+                cb = balanced_class(s, s->alpha_any, s->n_alpha_any, s->by_alpha, s->alpha_start);
             } while (cb == ca);
         } else {
             cb = (size_t)sm__rng_below(r, ds->n_classes - 1);
@@ -226,8 +224,8 @@ static void to_float(const sm_dataset *ds, size_t index, float *dst)
     for (size_t i = 0; i < ds->pixels_per_image; i++) dst[i] = (float)src[i] / 255.0f;
 }
 
-SM_API sm_status sm_sampler_next(sm_sampler *s, size_t n, float *left, float *right,
-                                 float *labels, size_t *left_index, size_t *right_index)
+SM_API sm_status sm_sampler_next(sm_sampler *s, size_t n, float *left, float *right, float *labels,
+                                 size_t *left_index, size_t *right_index)
 {
     SM_CHECK_ARG(s, "sm_sampler_next: sampler is NULL");
     if (n == 0) return SM_OK;
@@ -268,10 +266,7 @@ void sm__sampler_set_options(sm_sampler *s, double neg_same_alphabet, bool alpha
 }
 
 /* Removes element i of a list of n by moving the last one into its place. */
-static void take(size_t *list, size_t *n, size_t i)
-{
-    list[i] = list[--*n];
-}
+static void take(size_t *list, size_t *n, size_t i) { list[i] = list[--*n]; }
 
 sm_status sm__sampler_next_pk(sm_sampler *s, size_t p, size_t k, float *images, size_t *index)
 {
@@ -305,7 +300,8 @@ sm_status sm__sampler_next_pk(sm_sampler *s, size_t p, size_t k, float *images, 
     }
     SM_RETURN_IF(n_elig < p, SM_ERR_DATASET,
                  "P x K batch: P = %zu classes of at least K = %zu images wanted, the dataset "
-                 "has %zu such classes", p, k, n_elig);
+                 "has %zu such classes",
+                 p, k, n_elig);
     size_t capi = s->pk_cap_images;
     SM_TRY(grow(&s->pk_images, &capi, biggest));
     s->pk_cap_images = capi;

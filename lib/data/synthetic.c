@@ -12,8 +12,8 @@
 #include "common/error.h"
 #include "common/rng.h"
 
-#define MAX_STROKES 4
-#define MAX_POINTS 4
+#define MAX_STROKES          4
+#define MAX_POINTS           4
 #define CLASSES_PER_ALPHABET 10
 
 /* Figure geometry, as fractions of the image size. Control points stay away from the border so
@@ -122,8 +122,8 @@ static sm_status fill(sm_dataset *ds, int n_classes, int per_class, uint64_t see
     size_t n = ds->pixels_per_image;
     float *cov = sm__malloc(n * sizeof *cov); /* n <= 4096^2: no overflow */
     uint8_t *pixels = sm__malloc(n);
-    sm_status st = cov && pixels ? SM_OK
-                                 : sm__fail(SM_ERR_NOMEM, "out of memory generating a dataset");
+    sm_status st =
+        cov && pixels ? SM_OK : sm__fail(SM_ERR_NOMEM, "out of memory generating a dataset");
     /* Zero-padded numbers keep the name order equal to the generation order. */
     int wa = digits((size_t)(n_classes - 1) / CLASSES_PER_ALPHABET, 2);
     int wc = digits((size_t)(n_classes - 1), 3);
@@ -131,8 +131,8 @@ static sm_status fill(sm_dataset *ds, int n_classes, int per_class, uint64_t see
     sm__rng_seed(&r, seed);
     for (int c = 0; c < n_classes && st == SM_OK; c++) {
         char label[64];
-        (void)snprintf(label, sizeof label, "synth%0*d/char%0*d", wa, c / CLASSES_PER_ALPHABET,
-                       wc, c);
+        (void)snprintf(label, sizeof label, "synth%0*d/char%0*d", wa, c / CLASSES_PER_ALPHABET, wc,
+                       c);
         figure f;
         random_figure(&r, &f);
         for (int k = 0; k < per_class && st == SM_OK; k++) {

@@ -16,9 +16,9 @@
 #include "network/network.h"
 #include "common/rng.h"
 
-#define VERIFY_CHUNK 128    /* pairs scored per sm_predict_pairs call: bounds memory */
-#define MAX_WAY 1000
-#define MAX_SHOT 100
+#define VERIFY_CHUNK 128 /* pairs scored per sm_predict_pairs call: bounds memory */
+#define MAX_WAY      1000
+#define MAX_SHOT     100
 #define MAX_EPISODES 1000000
 
 void sm__tally_score(sm__tally *t, double score)
@@ -68,7 +68,8 @@ sm_status sm__check_result(const char *fn, const sm_eval_result *r)
     SM_CHECK_ARG(r, "%s: result is NULL", fn);
     SM_CHECK_ARG(r->struct_size >= sizeof(sm_eval_result),
                  "%s: result->struct_size is %zu, expected at least %zu (use "
-                 "SM_EVAL_RESULT_INIT)", fn, r->struct_size, sizeof(sm_eval_result));
+                 "SM_EVAL_RESULT_INIT)",
+                 fn, r->struct_size, sizeof(sm_eval_result));
     return SM_OK;
 }
 
@@ -111,9 +112,8 @@ SM_API const char *sm_eval_kind_name(sm_eval_kind kind)
  * (a pair is "same" when score >= threshold) and, when `all_scores` is set, copied out with
  * their labels. */
 static sm_status verify_pairs(const char *fn, const sm_subnet *subnet, const sm_head *head,
-                              const sm_dataset *ds, size_t n_pairs, uint64_t seed,
-                              double threshold, sm__tally *t, float *all_scores,
-                              float *all_labels)
+                              const sm_dataset *ds, size_t n_pairs, uint64_t seed, double threshold,
+                              sm__tally *t, float *all_scores, float *all_labels)
 {
     SM_CHECK_ARG(ds, "%s: dataset is NULL", fn);
     SM_CHECK_ARG(n_pairs >= 1 && (uint64_t)n_pairs <= ((uint64_t)1 << 32),
@@ -167,8 +167,8 @@ SM_API sm_status sm_verification_accuracy_at(const sm_subnet *subnet, const sm_h
     SM_CHECK_ARG(threshold >= 0.0 && threshold <= 1.0,
                  "sm_verification_accuracy_at: threshold %g outside [0, 1]", threshold);
     sm__tally t = {0};
-    SM_TRY(verify_pairs("sm_verification_accuracy", subnet, head, ds, n_pairs, seed, threshold,
-                        &t, NULL, NULL));
+    SM_TRY(verify_pairs("sm_verification_accuracy", subnet, head, ds, n_pairs, seed, threshold, &t,
+                        NULL, NULL));
     sm__tally_result(&t, SM_EVAL_VERIFICATION, 2, 0, 1, result);
     return SM_OK;
 }
@@ -179,8 +179,8 @@ SM_API sm_status sm_verification_scores(const sm_subnet *subnet, const sm_head *
 {
     SM_CHECK_ARG(scores && labels, "sm_verification_scores: NULL argument");
     sm__tally t = {0};
-    return verify_pairs("sm_verification_scores", subnet, head, ds, n_pairs, seed, 0.5, &t,
-                        scores, labels);
+    return verify_pairs("sm_verification_scores", subnet, head, ds, n_pairs, seed, 0.5, &t, scores,
+                        labels);
 }
 
 /* ------------------------------------------------------------------ embedding */
@@ -210,7 +210,7 @@ static sm_status embed_u8(const sm_subnet *s, const uint8_t *pixels, const size_
 /* Scores every query against the n_way classes (mean over k supports) and tallies the trials.
  * Layout of `feat`: class c's query at c (k + 1), its supports after it. */
 static void score_episode(const float *hp, size_t d, const float *feat, size_t n_way, size_t k,
-                       double *cls, sm__tally *t)
+                          double *cls, sm__tally *t)
 {
     for (size_t q = 0; q < n_way; q++) {
         const float *fq = feat + q * (k + 1) * d;
@@ -244,7 +244,7 @@ typedef struct episode_plan {
     size_t *group_start; /* per eligible group: its first index in usable; groups[n] = end */
     size_t *group_len;
     size_t n_groups;
-    size_t largest;      /* most usable classes in one group, for the message */
+    size_t largest; /* most usable classes in one group, for the message */
 } episode_plan;
 
 static void plan_free(episode_plan *p)
@@ -297,9 +297,8 @@ static sm_status plan_episodes(const sm_dataset *ds, size_t n_way, size_t k, int
 }
 
 SM_API sm_status sm_oneshot_episodes(const sm_subnet *subnet, const sm_head *head,
-                                     const sm_dataset *ds, int n_way, int k_shot,
-                                     size_t n_episodes, int within_alphabet, uint64_t seed,
-                                     sm_eval_result *result)
+                                     const sm_dataset *ds, int n_way, int k_shot, size_t n_episodes,
+                                     int within_alphabet, uint64_t seed, sm_eval_result *result)
 {
     SM_CHECK_ARG(ds, "sm_oneshot_episodes: dataset is NULL");
     SM_TRY(sm__check_result("sm_oneshot_episodes", result));

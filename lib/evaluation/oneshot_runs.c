@@ -22,7 +22,7 @@
 #include "io/png.h"
 #include "io/tree_list.h"
 
-#define LABELS "class_labels.txt"
+#define LABELS   "class_labels.txt"
 #define MAX_LINE 4096
 
 /* ------------------------------------------------------------------ runs and their labels */
@@ -103,8 +103,8 @@ static sm_status parse_line(const sm__tree *s, run_plan *p, const char *where, s
                  "space), got '%.*s'",
                  where, line_no, p->name, p->name, (int)(len < 200 ? len : 200), line);
     const sm__tree_file *q = lookup(s, p->dir, "test", a, fa, buf, sizeof buf);
-    SM_RETURN_IF(!q, SM_ERR_FORMAT, "%s, line %zu: the query '%.*s' does not exist", where,
-                 line_no, (int)(sp - line), line);
+    SM_RETURN_IF(!q, SM_ERR_FORMAT, "%s, line %zu: the query '%.*s' does not exist", where, line_no,
+                 (int)(sp - line), line);
     const sm__tree_file *c = lookup(s, p->dir, "training", b, fb, buf, sizeof buf);
     size_t ci = p->n_cand;
     for (size_t i = 0; c && i < p->n_cand; i++)
@@ -215,8 +215,9 @@ static sm_status plan_run(const sm__tree *s, const sm__tree_file *labels, run_pl
 
     char where[600];
     snprintf(where, sizeof where, "one-shot runs '%.250s': '%.300s'", s->path, rel);
-    SM_RETURN_IF(n < 2, SM_ERR_FORMAT, "%s: the run has %zu candidate image%s in %straining/, "
-                                       "at least 2 are needed",
+    SM_RETURN_IF(n < 2, SM_ERR_FORMAT,
+                 "%s: the run has %zu candidate image%s in %straining/, "
+                 "at least 2 are needed",
                  where, n, n == 1 ? "" : "s", p->dir);
     if (text) return parse_labels(s, p, where, text, text_size);
     uint8_t *data = NULL;
@@ -275,8 +276,8 @@ SM_API void sm_oneshot_runs_destroy(sm_oneshot_runs *runs)
     if (runs) runs_free_all(runs);
 }
 
-static sm_status decode_all(const sm__tree *s, const sm__tree_file *const *files, size_t n,
-                            int h, int w, int resize, uint8_t *out)
+static sm_status decode_all(const sm__tree *s, const sm__tree_file *const *files, size_t n, int h,
+                            int w, int resize, uint8_t *out)
 {
     size_t px = (size_t)h * (size_t)w;
     for (size_t i = 0; i < n; i++) {
@@ -284,7 +285,7 @@ static sm_status decode_all(const sm__tree *s, const sm__tree_file *const *files
         size_t size = 0;
         SM_TRY(sm__tree_read(s, files[i], &data, &size));
         char *name = sm__tree_source(s, files[i]);
-        sm_status st = !name ? sm__fail(SM_ERR_NOMEM, "out of memory decoding runs")
+        sm_status st = !name    ? sm__fail(SM_ERR_NOMEM, "out of memory decoding runs")
                        : resize ? sm__png_decode_resized(data, size, name, h, w, out + i * px)
                                 : sm__png_decode(data, size, name, h, w, out + i * px);
         sm__free(name);
@@ -301,12 +302,13 @@ static sm_status build_runs(const sm__tree *s, int h, int w, int resize, sm_ones
     for (size_t i = 0; i < s->n; i++) n_runs += is_labels(s->files[i].rel);
     SM_RETURN_IF(n_runs == 0, SM_ERR_DATASET,
                  "no one-shot runs in '%s' (expected runNN/class_labels.txt, runNN/training/ "
-                 "and runNN/test/)", s->path);
+                 "and runNN/test/)",
+                 s->path);
     run_plan *plans = sm__calloc(n_runs, sizeof *plans);
     sm_oneshot_runs *r = sm__calloc(1, sizeof *r);
     sm__run *runs = sm__calloc(n_runs, sizeof *runs);
-    sm_status st = plans && r && runs ? SM_OK
-                                      : sm__fail(SM_ERR_NOMEM, "out of memory reading runs");
+    sm_status st =
+        plans && r && runs ? SM_OK : sm__fail(SM_ERR_NOMEM, "out of memory reading runs");
     size_t k = 0;
     for (size_t i = 0; i < s->n && st == SM_OK; i++)
         if (is_labels(s->files[i].rel)) st = plan_run(s, &s->files[i], &plans[k++], NULL, 0);
@@ -360,8 +362,8 @@ static sm_status check_args(const char *path, int *h, int *w, sm_oneshot_runs **
     SM_CHECK_ARG(path && out, "sm_oneshot_runs_open: NULL argument");
     if (*h == 0 && *w == 0) *h = *w = 105;
     SM_CHECK_ARG(*h >= 1 && *h <= SM__MAX_IMAGE_SIDE && *w >= 1 && *w <= SM__MAX_IMAGE_SIDE,
-                 "sm_oneshot_runs_open: image size %dx%d out of range (1..%d each, or 0x0)", *w,
-                 *h, SM__MAX_IMAGE_SIDE);
+                 "sm_oneshot_runs_open: image size %dx%d out of range (1..%d each, or 0x0)", *w, *h,
+                 SM__MAX_IMAGE_SIDE);
     return SM_OK;
 }
 
@@ -377,8 +379,7 @@ SM_API sm_status sm_oneshot_runs_open(const char *path, int height, int width,
 }
 
 SM_API sm_status sm_oneshot_runs_open_with(const char *path, int height, int width,
-                                           const sm_dataset_options *options,
-                                           sm_oneshot_runs **out)
+                                           const sm_dataset_options *options, sm_oneshot_runs **out)
 {
     if (!options) return sm_oneshot_runs_open(path, height, width, out);
     SM_CHECK_ARG(options->struct_size >= sizeof(size_t),
@@ -387,8 +388,8 @@ SM_API sm_status sm_oneshot_runs_open_with(const char *path, int height, int wid
                  options->struct_size);
     sm_dataset_options o = SM_DATASET_OPTIONS_INIT;
     memcpy(&o, options, options->struct_size < sizeof o ? options->struct_size : sizeof o);
-    SM_CHECK_ARG(o.resize == 0 || o.resize == 1,
-                 "sm_oneshot_runs_open_with: resize is %d (0 or 1)", o.resize);
+    SM_CHECK_ARG(o.resize == 0 || o.resize == 1, "sm_oneshot_runs_open_with: resize is %d (0 or 1)",
+                 o.resize);
     SM_CHECK_ARG(o.n_exclude == 0,
                  "sm_oneshot_runs_open_with: runs have no alphabets to exclude (n_exclude %zu)",
                  o.n_exclude);

@@ -9,7 +9,7 @@
 #include "siamese/siamese.h"
 
 struct sm_roc {
-    size_t n;            /* points */
+    size_t n; /* points */
     double *thr, *far, *frr;
 };
 
@@ -35,8 +35,10 @@ SM_API sm_status sm_roc_create(size_t n, const float *scores, const float *label
                      "sm_roc_create: label %zu is %g, expected 0 or 1", i, (double)labels[i]);
         n_same += labels[i] == 1.0f;
     }
-    SM_CHECK_ARG(n_same > 0 && n_same < n, "sm_roc_create: %zu same-class and %zu "
-                 "different-class pairs; the curve needs at least one of each", n_same, n - n_same);
+    SM_CHECK_ARG(n_same > 0 && n_same < n,
+                 "sm_roc_create: %zu same-class and %zu "
+                 "different-class pairs; the curve needs at least one of each",
+                 n_same, n - n_same);
     size_t n_diff = n - n_same;
     scored *v = sm__malloc(n * sizeof *v);
     sm_roc *r = sm__calloc(1, sizeof *r);

@@ -21,8 +21,7 @@ static uint64_t fnv1a(uint64_t h, const uint8_t *p, size_t n)
     return h;
 }
 
-static sm_status hash_floats(sm_backend *be, const float *dev, size_t n, float *chunk,
-                             uint64_t *h)
+static sm_status hash_floats(sm_backend *be, const float *dev, size_t n, float *chunk, uint64_t *h)
 {
     for (size_t off = 0; off < n; off += ID_CHUNK) {
         size_t m = n - off < ID_CHUNK ? n - off : ID_CHUNK;
@@ -93,13 +92,13 @@ static void hash_put(uint32_t *t, size_t cap, const char *name, size_t l)
  * changes only once everything is in hand (a failure leaves it, and the allocations it holds,
  * exactly as they were). */
 typedef struct growth {
-    char *name;          /* a new label's copy */
-    char **labels;       /* larger label arrays, or NULL */
+    char *name;    /* a new label's copy */
+    char **labels; /* larger label arrays, or NULL */
     size_t *label_n;
     size_t cap_labels;
-    uint32_t *hash;      /* a larger table, or NULL */
+    uint32_t *hash; /* a larger table, or NULL */
     size_t hash_cap;
-    float *feat;         /* a larger backend buffer (rows copied), or NULL */
+    float *feat; /* a larger backend buffer (rows copied), or NULL */
     uint32_t *example_label;
     size_t cap;
 } growth;
@@ -151,8 +150,8 @@ static sm_status grow_rows(sm_gallery *g, size_t need, growth *w)
     SM_TRY(sm__be_alloc_floats(g->be, floats, &w->feat));
     const size_t total = g->n * g->dim, step = total < ID_CHUNK ? total : ID_CHUNK;
     float *host = total ? sm__malloc(step * sizeof *host) : NULL;
-    sm_status st = total && !host ? sm__fail(SM_ERR_NOMEM, "out of memory growing a gallery")
-                                  : SM_OK;
+    sm_status st =
+        total && !host ? sm__fail(SM_ERR_NOMEM, "out of memory growing a gallery") : SM_OK;
     for (size_t off = 0; off < total && st == SM_OK; off += step) {
         size_t m = total - off < step ? total - off : step;
         st = g->be->ops->download(g->be->ctx, host, g->feat + off, m * sizeof *host);
@@ -241,15 +240,14 @@ sm_status sm__gallery_new(const sm_subnet *s, const sm_head *h, sm_gallery **out
     return SM_OK;
 }
 
-SM_API sm_status sm_gallery_create(const sm_subnet *subnet, const sm_head *head,
-                                   sm_gallery **out)
+SM_API sm_status sm_gallery_create(const sm_subnet *subnet, const sm_head *head, sm_gallery **out)
 {
     SM_CHECK_ARG(subnet && head && out, "sm_gallery_create: NULL argument");
     SM_CHECK_ARG(subnet->be == head->be, "sm_gallery_create: subnet and head are on different "
                                          "backends");
     SM_RETURN_IF(head->dim != sm_subnet_feature_dim(subnet), SM_ERR_SHAPE,
-                 "sm_gallery_create: the head takes %zu features, the subnet gives %zu",
-                 head->dim, sm_subnet_feature_dim(subnet));
+                 "sm_gallery_create: the head takes %zu features, the subnet gives %zu", head->dim,
+                 sm_subnet_feature_dim(subnet));
     return sm__gallery_new(subnet, head, out);
 }
 
@@ -292,8 +290,8 @@ sm_status sm__gallery_embed(const sm_gallery *g, const char *fn, size_t n, const
     size_t bad = sm__gallery_first_bad(n * d, feat);
     SM_RETURN_IF(bad != SIZE_MAX, SM_ERR_NUMERIC,
                  "%s: the model embeds image %zu as a feature vector holding %g at %zu, not in "
-                 "[0, 1]: the subnet's parameters are not finite", fn, bad / d,
-                 (double)feat[bad], bad % d);
+                 "[0, 1]: the subnet's parameters are not finite",
+                 fn, bad / d, (double)feat[bad], bad % d);
     return SM_OK;
 }
 
@@ -302,8 +300,8 @@ static sm_status check_features(const char *fn, size_t n, size_t dim, const floa
     size_t bad = sm__gallery_first_bad(n * dim, f);
     SM_CHECK_ARG(bad == SIZE_MAX,
                  "%s: feature vector %zu has the value %g at %zu, expected [0, 1] (a sigmoid "
-                 "output of sm_embed; NaN and infinities are refused)", fn, bad / dim,
-                 (double)f[bad], bad % dim);
+                 "output of sm_embed; NaN and infinities are refused)",
+                 fn, bad / dim, (double)f[bad], bad % dim);
     return SM_OK;
 }
 
@@ -320,12 +318,11 @@ static sm_status enrol_args(const char *fn, const sm_gallery *g, const char *lab
     return SM_OK;
 }
 
-SM_API sm_status sm_gallery_enrol(sm_gallery *g, const char *label, size_t n,
-                                  const float *images)
+SM_API sm_status sm_gallery_enrol(sm_gallery *g, const char *label, size_t n, const float *images)
 {
     size_t bytes;
-    SM_TRY(enrol_args("sm_gallery_enrol", g, label, n, images,
-                      sm__arch_in_size(&g->subnet->arch), &bytes));
+    SM_TRY(enrol_args("sm_gallery_enrol", g, label, n, images, sm__arch_in_size(&g->subnet->arch),
+                      &bytes));
     float *feat = sm__malloc(n * g->dim * sizeof *feat);
     if (!feat) return sm__fail(SM_ERR_NOMEM, "sm_gallery_enrol: out of memory");
     /* every image embedded and checked before the gallery changes: no partial enrolment */
@@ -339,8 +336,8 @@ SM_API sm_status sm_gallery_enrol_embeddings(sm_gallery *g, const char *label, s
                                              const float *features)
 {
     size_t bytes;
-    SM_TRY(enrol_args("sm_gallery_enrol_embeddings", g, label, n, features, g ? g->dim : 0,
-                      &bytes));
+    SM_TRY(
+        enrol_args("sm_gallery_enrol_embeddings", g, label, n, features, g ? g->dim : 0, &bytes));
     SM_TRY(check_features("sm_gallery_enrol_embeddings", n, g->dim, features));
     return sm__gallery_append(g, label, n, features);
 }
@@ -370,7 +367,8 @@ SM_API sm_status sm_gallery_remove(sm_gallery *g, const char *label, size_t *rem
             if (w != i) memmove(host + w * d, host + i * d, d * sizeof *host);
             w++;
         }
-    if (st == SM_OK && keep) st = g->be->ops->upload(g->be->ctx, g->feat, host, keep * d * sizeof *host);
+    if (st == SM_OK && keep)
+        st = g->be->ops->upload(g->be->ctx, g->feat, host, keep * d * sizeof *host);
     sm__free(host);
     if (st != SM_OK) {
         sm__free(t);

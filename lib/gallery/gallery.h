@@ -20,18 +20,18 @@ struct sm_gallery {
     const sm_subnet *subnet;
     const sm_head *head;
     sm_backend *be;
-    size_t dim;       /* feature size */
+    size_t dim;        /* feature size */
     uint64_t model_id; /* sm__model_id of subnet + head */
-    char *arch;       /* the subnet's architecture text */
+    char *arch;        /* the subnet's architecture text */
 
-    float *feat;      /* backend buffer: cap x dim */
-    size_t n, cap;    /* examples, rows allocated */
+    float *feat;             /* backend buffer: cap x dim */
+    size_t n, cap;           /* examples, rows allocated */
     uint32_t *example_label; /* host: per example, its label index */
 
-    char **labels;    /* per label index */
-    size_t *label_n;  /* examples per label */
+    char **labels;   /* per label index */
+    size_t *label_n; /* examples per label */
     size_t n_labels, cap_labels;
-    uint32_t *hash;   /* open addressing: label index + 1, 0 = empty; hash_cap a power of 2 */
+    uint32_t *hash; /* open addressing: label index + 1, 0 = empty; hash_cap a power of 2 */
     size_t hash_cap;
 };
 

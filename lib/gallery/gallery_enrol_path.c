@@ -56,11 +56,12 @@ static sm_status check_embedded(const sm_gallery *g, const sm__tree *t, size_t f
     size_t bad = sm__gallery_first_bad(m * g->dim, feat);
     if (bad == SIZE_MAX) return SM_OK;
     char *src = sm__tree_source(t, &t->files[first + bad / g->dim]);
-    sm_status st = sm__fail(SM_ERR_NUMERIC, "sm_gallery_enrol_path: the model embeds '%s' as a "
-                                            "feature vector holding %g at %zu, not in [0, 1]: "
-                                            "the subnet's parameters are not finite",
-                            src ? src : t->files[first + bad / g->dim].rel,
-                            (double)feat[bad], bad % g->dim);
+    sm_status st =
+        sm__fail(SM_ERR_NUMERIC,
+                 "sm_gallery_enrol_path: the model embeds '%s' as a "
+                 "feature vector holding %g at %zu, not in [0, 1]: "
+                 "the subnet's parameters are not finite",
+                 src ? src : t->files[first + bad / g->dim].rel, (double)feat[bad], bad % g->dim);
     sm__free(src);
     return st;
 }
@@ -73,8 +74,7 @@ static sm_status append_runs(sm_gallery *g, const sm__tree *t, size_t first, siz
     for (size_t i = 0; i < m;) {
         label_of(t->files[first + i].rel, a, sizeof a);
         size_t r = 1;
-        while (i + r < m && label_of(t->files[first + i + r].rel, b, sizeof b) &&
-               strcmp(a, b) == 0)
+        while (i + r < m && label_of(t->files[first + i + r].rel, b, sizeof b) && strcmp(a, b) == 0)
             r++;
         SM_TRY(sm__gallery_append(g, a, r, feat + i * g->dim));
         i += r;
@@ -99,9 +99,8 @@ static sm_status enrol_tree(sm_gallery *g, const sm__tree *t)
     uint8_t *u8 = sm__malloc(px);
     float *img = sm__malloc(chunk * px * sizeof *img);
     float *feat = sm__malloc(chunk * g->dim * sizeof *feat);
-    sm_status st = u8 && img && feat ? SM_OK
-                                     : sm__fail(SM_ERR_NOMEM, "out of memory enrolling '%s'",
-                                                t->path);
+    sm_status st =
+        u8 && img && feat ? SM_OK : sm__fail(SM_ERR_NOMEM, "out of memory enrolling '%s'", t->path);
     for (size_t off = 0; off < t->n && st == SM_OK; off += chunk) {
         size_t m = t->n - off < chunk ? t->n - off : chunk;
         for (size_t i = 0; i < m && st == SM_OK; i++) {
@@ -131,12 +130,15 @@ SM_API sm_status sm_gallery_enrol_path(sm_gallery *g, const char *path, size_t *
     const sm_arch *arch = &g->subnet->arch;
     SM_RETURN_IF(arch->in_c != 1, SM_ERR_SHAPE,
                  "sm_gallery_enrol_path: the model takes %d channels; PNGs are read as grey "
-                 "images (1 channel)", arch->in_c);
+                 "images (1 channel)",
+                 arch->in_c);
     sm__tree t;
     sm_status st = sm__tree_open(path, "gallery folder", filter, NULL, &t);
     if (st == SM_OK && t.n == 0)
-        st = sm__fail(SM_ERR_DATASET, "'%s' holds no PNG in a folder (label/*.png or "
-                                      "Alphabet/character/*.png)", path);
+        st = sm__fail(SM_ERR_DATASET,
+                      "'%s' holds no PNG in a folder (label/*.png or "
+                      "Alphabet/character/*.png)",
+                      path);
     if (st == SM_OK && t.n > SM__GALLERY_MAX_EXAMPLES - g->n)
         st = sm__fail(SM_ERR_LIMIT, "a gallery holds at most 2^31 - 1 examples");
     const size_t n0 = g->n, l0 = g->n_labels;

@@ -23,10 +23,10 @@
 #include "io/safetensors.h"
 #include "io/sealed.h"
 
-#define GF_FORMAT "libsiamese-gallery"
-#define GF_VERSION 1
+#define GF_FORMAT       "libsiamese-gallery"
+#define GF_VERSION      1
 #define GF_VERSION_TEXT "1"
-#define GF_ROWS_CHUNK 1024 /* feature rows per transfer */
+#define GF_ROWS_CHUNK   1024 /* feature rows per transfer */
 
 static void put_le32(uint8_t *p, uint32_t v)
 {
@@ -62,8 +62,7 @@ static sm_status stream_data(void *user, sm__sealed_out *out)
     const size_t d = g->dim;
     for (size_t off = 0; off < g->n; off += GF_ROWS_CHUNK) {
         size_t m = g->n - off < GF_ROWS_CHUNK ? g->n - off : GF_ROWS_CHUNK;
-        SM_TRY(g->be->ops->download(g->be->ctx, s->rows, g->feat + off * d,
-                                    m * d * sizeof(float)));
+        SM_TRY(g->be->ops->download(g->be->ctx, s->rows, g->feat + off * d, m * d * sizeof(float)));
         for (size_t i = 0; i < m * d; i++) {
             uint32_t bits;
             memcpy(&bits, &s->rows[i], 4);
@@ -95,13 +94,14 @@ SM_API sm_status sm_gallery_save(const sm_gallery *g, const char *path)
     snprintf(id, sizeof id, "%016" PRIx64, g->model_id);
     snprintf(dim, sizeof dim, "%zu", g->dim);
     sm__st_out_meta m[6] = {
-        {"format", GF_FORMAT, 0}, {"format_version", GF_VERSION_TEXT, 0}, {"arch", g->arch, 0},
-        {"feature_dim", dim, 0},  {"model_id", id, 0},                     {"crc32", "00000000", 0},
+        {"format", GF_FORMAT, 0}, {"format_version", GF_VERSION_TEXT, 0},
+        {"arch", g->arch, 0},     {"feature_dim", dim, 0},
+        {"model_id", id, 0},      {"crc32", "00000000", 0},
     };
     gf_stream s = {g, sm__malloc(GF_ROWS_CHUNK * g->dim * 4),
                    sm__malloc(GF_ROWS_CHUNK * g->dim * sizeof(float)), NULL};
-    sm_status st = s.chunk && s.rows ? SM_OK
-                                     : sm__fail(SM_ERR_NOMEM, "out of memory saving '%s'", path);
+    sm_status st =
+        s.chunk && s.rows ? SM_OK : sm__fail(SM_ERR_NOMEM, "out of memory saving '%s'", path);
     if (st == SM_OK) st = sm__sealed_write(path, t, 3, m, 6, stream_data, &s, "feature vectors");
     sm__free(s.chunk);
     sm__free(s.rows);
@@ -148,7 +148,8 @@ static sm_status check_model(const sm__st_file *f, const sm_gallery *g, const ch
                  "gallery '%s': model_id '%.20s' is not 16 lowercase hex digits", name, id);
     SM_RETURN_IF(strcmp(arch, g->arch) != 0, SM_ERR_SHAPE,
                  "gallery '%s' was enrolled with the architecture '%.200s', this model is "
-                 "'%.200s'", name, arch, g->arch);
+                 "'%.200s'",
+                 name, arch, g->arch);
     char mine[24];
     snprintf(mine, sizeof mine, "%zu", g->dim);
     SM_RETURN_IF(strcmp(dim, mine) != 0, SM_ERR_SHAPE,
@@ -182,15 +183,15 @@ static sm_status check_tensors(const sm__st_file *f, const uint8_t *buf, size_t 
                                const char *name, gf_parts *p)
 {
     const sm__st_tensor *e = NULL, *l = NULL, *s = NULL;
-    SM_RETURN_IF(f->n_tensors != 3, SM_ERR_FORMAT,
-                 "gallery '%s' holds %zu tensors, expected 3", name, f->n_tensors);
+    SM_RETURN_IF(f->n_tensors != 3, SM_ERR_FORMAT, "gallery '%s' holds %zu tensors, expected 3",
+                 name, f->n_tensors);
     SM_TRY(find_tensor(f, name, "embeddings", SM__ST_F32, 2, &e));
     SM_TRY(find_tensor(f, name, "example_label", SM__ST_U32, 1, &l));
     SM_TRY(find_tensor(f, name, "label_names", SM__ST_U8, 1, &s));
     SM_RETURN_IF(e->shape[1] != dim || l->shape[0] != e->shape[0], SM_ERR_FORMAT,
                  "gallery '%s': embeddings [%" PRIu64 ", %" PRIu64 "] and example_label [%" PRIu64
-                 "] do not fit %zu features per example", name, e->shape[0], e->shape[1],
-                 l->shape[0], dim);
+                 "] do not fit %zu features per example",
+                 name, e->shape[0], e->shape[1], l->shape[0], dim);
     SM_RETURN_IF(e->shape[0] > SM__GALLERY_MAX_EXAMPLES, SM_ERR_LIMIT,
                  "gallery '%s' holds more than 2^31 - 1 examples", name);
     p->n = (size_t)e->shape[0];
@@ -227,8 +228,10 @@ static sm_status check_labels(const gf_parts *p, const char *name, size_t **star
         size_t len = strlen(s);
         starts[l] = i;
         if (len == 0 || len > SM_GALLERY_MAX_LABEL || !sm__utf8_valid((const uint8_t *)s, len))
-            st = sm__fail(SM_ERR_FORMAT, "gallery '%s': label %zu is empty, longer than %d "
-                                         "bytes or not UTF-8", name, l, SM_GALLERY_MAX_LABEL);
+            st = sm__fail(SM_ERR_FORMAT,
+                          "gallery '%s': label %zu is empty, longer than %d "
+                          "bytes or not UTF-8",
+                          name, l, SM_GALLERY_MAX_LABEL);
         i += len + 1;
     }
     /* every label used, numbered by first appearance */
@@ -236,11 +239,11 @@ static sm_status check_labels(const gf_parts *p, const char *name, size_t **star
     for (size_t i = 0; i < p->n && st == SM_OK; i++) {
         uint32_t v = get_le32(p->lab + 4 * i);
         if (v > next || v >= n)
-            st = sm__fail(SM_ERR_FORMAT, "gallery '%s': example %zu has the label index %" PRIu32
-                                         " (labels: %zu, next new one: %" PRIu32 ")",
+            st = sm__fail(SM_ERR_FORMAT,
+                          "gallery '%s': example %zu has the label index %" PRIu32
+                          " (labels: %zu, next new one: %" PRIu32 ")",
                           name, i, v, n, next);
-        else if (v == next)
-            next++;
+        else if (v == next) next++;
     }
     if (st == SM_OK && next != n)
         st = sm__fail(SM_ERR_FORMAT, "gallery '%s' names %zu labels, its examples use %" PRIu32,

@@ -16,12 +16,12 @@
 #define CHUNK_FLOATS ((size_t)1 << 20) /* floats per diff chunk: 4 MiB */
 
 typedef struct search_bufs {
-    size_t rows;        /* rows per chunk */
-    float *qrep_host;   /* rows x dim */
-    float *qrep, *diff; /* backend: rows x dim each */
+    size_t rows;            /* rows per chunk */
+    float *qrep_host;       /* rows x dim */
+    float *qrep, *diff;     /* backend: rows x dim each */
     float *logits, *scores; /* backend: n each */
-    float *host_scores; /* n */
-    double *label_score; /* n_labels */
+    float *host_scores;     /* n */
+    double *label_score;    /* n_labels */
 } search_bufs;
 
 static void bufs_free(const sm_gallery *g, search_bufs *b)
@@ -79,8 +79,8 @@ static sm_status score_query(const char *fn, const sm_gallery *g, search_bufs *b
     size_t bad = sm__gallery_first_bad(g->n, b->host_scores);
     SM_RETURN_IF(bad != SIZE_MAX, SM_ERR_NUMERIC,
                  "%s: the head scores example %zu (label '%.80s') %g, not in [0, 1]: the head's "
-                 "parameters are not finite", fn, bad, g->labels[g->example_label[bad]],
-                 (double)b->host_scores[bad]);
+                 "parameters are not finite",
+                 fn, bad, g->labels[g->example_label[bad]], (double)b->host_scores[bad]);
     memset(b->label_score, 0, g->n_labels * sizeof(double));
     for (size_t i = 0; i < g->n; i++) b->label_score[g->example_label[i]] += b->host_scores[i];
     for (size_t l = 0; l < g->n_labels; l++) b->label_score[l] /= (double)g->label_n[l];
@@ -121,9 +121,8 @@ static void top_k(const sm_gallery *g, const double *s, size_t k, sm_gallery_mat
     }
 }
 
-static sm_status identify(const char *fn, const sm_gallery *g, size_t n_queries,
-                          const float *data, int is_images, size_t k, sm_gallery_match *matches,
-                          size_t *n_found)
+static sm_status identify(const char *fn, const sm_gallery *g, size_t n_queries, const float *data,
+                          int is_images, size_t k, sm_gallery_match *matches, size_t *n_found)
 {
     SM_CHECK_ARG(g && data && matches, "%s: NULL argument", fn);
     SM_CHECK_ARG(k >= 1 && n_queries >= 1, "%s: k and n_queries must be at least 1", fn);
@@ -147,7 +146,8 @@ static sm_status identify(const char *fn, const sm_gallery *g, size_t n_queries,
         size_t bad = sm__gallery_first_bad(n_queries * d, data);
         SM_CHECK_ARG(bad == SIZE_MAX,
                      "%s: query %zu has the value %g at %zu, expected [0, 1] (NaN and "
-                     "infinities are refused)", fn, bad / d, (double)data[bad], bad % d);
+                     "infinities are refused)",
+                     fn, bad / d, (double)data[bad], bad % d);
     }
     /* the answers go to the caller's array only once every query is done */
     sm_gallery_match *out = sm__malloc(n_queries * k * sizeof *out);

@@ -33,10 +33,10 @@
 #include "common/error.h"
 
 #ifndef O_CLOEXEC
-#  define O_CLOEXEC 0
+#define O_CLOEXEC 0
 #endif
 #ifndef O_DIRECTORY
-#  define O_DIRECTORY 0
+#define O_DIRECTORY 0
 #endif
 
 static atomic_uint_fast64_t name_counter;
@@ -197,17 +197,19 @@ static void sync_dir(const char *dir, const char *path)
 {
     int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (fd < 0) {
-        sm__log(SM_LOG_WARN, "'%s' was written, but its directory '%s' cannot be opened to "
-                "sync it (%s): the new file may not survive a power loss", path, dir,
-                strerror(errno));
+        sm__log(SM_LOG_WARN,
+                "'%s' was written, but its directory '%s' cannot be opened to "
+                "sync it (%s): the new file may not survive a power loss",
+                path, dir, strerror(errno));
         return;
     }
     /* Some file systems cannot sync a directory; the rename is then as durable as they make
      * it, which is all anyone can have there. */
-    if (sm__afile_test_dir_fsync(fd) != 0 && errno != EINVAL && errno != ENOTSUP &&
-        errno != EBADF)
-        sm__log(SM_LOG_WARN, "'%s' was written, but syncing its directory failed (%s): the "
-                "new file may not survive a power loss", path, strerror(errno));
+    if (sm__afile_test_dir_fsync(fd) != 0 && errno != EINVAL && errno != ENOTSUP && errno != EBADF)
+        sm__log(SM_LOG_WARN,
+                "'%s' was written, but syncing its directory failed (%s): the "
+                "new file may not survive a power loss",
+                path, strerror(errno));
     close(fd);
 }
 
@@ -289,11 +291,10 @@ sm_status sm__afile_commit(sm__afile *f)
         st = sm__fail(SM_ERR_IO, "cannot sync the temporary file of '%s': %s", f->path,
                       strerror(errno));
     if (st == SM_OK && !f->tmp && create_temp(f->path, &f->tmp, f->fd) < 0)
-        st = errno == ENOMEM
-                 ? sm__fail(SM_ERR_NOMEM, "out of memory naming the temporary file of '%s'",
-                            f->path)
-                 : sm__fail(SM_ERR_IO, "cannot name the temporary file of '%s': %s", f->path,
-                            strerror(errno));
+        st = errno == ENOMEM ? sm__fail(SM_ERR_NOMEM,
+                                        "out of memory naming the temporary file of '%s'", f->path)
+                             : sm__fail(SM_ERR_IO, "cannot name the temporary file of '%s': %s",
+                                        f->path, strerror(errno));
     /* A second descriptor of the same open file keeps the lock past the close below, until the
      * file has its final name (a cleaner must not take it for a dead writer's in between). */
     int keep = fcntl(f->fd, F_DUPFD_CLOEXEC, 0);
@@ -304,8 +305,8 @@ sm_status sm__afile_commit(sm__afile *f)
         st = sm__fail(SM_ERR_IO, "cannot close the temporary file of '%s': %s", f->path,
                       strerror(errno));
     if (st == SM_OK && rename(f->tmp, f->path) != 0)
-        st = sm__fail(SM_ERR_IO, "cannot rename '%s' to '%s': %s", f->tmp, f->path,
-                      strerror(errno));
+        st =
+            sm__fail(SM_ERR_IO, "cannot rename '%s' to '%s': %s", f->tmp, f->path, strerror(errno));
     if (keep >= 0) close(keep);
     if (st != SM_OK) {
         sm__afile_abort(f);

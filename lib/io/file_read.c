@@ -14,11 +14,11 @@
 #include "common/error.h"
 
 #ifndef O_CLOEXEC
-#  define O_CLOEXEC 0
+#define O_CLOEXEC 0
 #endif
 
 sm_status sm__file_read_all(const char *path, uint64_t max_size, const char *limit_name,
-                           uint8_t **out, size_t *size)
+                            uint8_t **out, size_t *size)
 {
     SM_CHECK_ARG(path && out && size, "sm__file_read_all: NULL argument");
     int fd;
@@ -35,11 +35,13 @@ sm_status sm__file_read_all(const char *path, uint64_t max_size, const char *lim
         st = sm__fail(SM_ERR_IO, "'%s' is not a regular file", path);
     } else if (sb.st_size < 0 || (uintmax_t)sb.st_size > max_size ||
                (uintmax_t)sb.st_size > SIZE_MAX) {
-        st = limit_name ? sm__fail(SM_ERR_LIMIT, "'%s' is %jd bytes, more than %s (%" PRIu64
-                                   "); raise it with sm_set_limit(%s)", path,
-                                   (intmax_t)sb.st_size, limit_name, max_size, limit_name)
-                        : sm__fail(SM_ERR_LIMIT, "'%s' is %jd bytes, more than the limit of %"
-                                   PRIu64, path, (intmax_t)sb.st_size, max_size);
+        st = limit_name
+                 ? sm__fail(SM_ERR_LIMIT,
+                            "'%s' is %jd bytes, more than %s (%" PRIu64
+                            "); raise it with sm_set_limit(%s)",
+                            path, (intmax_t)sb.st_size, limit_name, max_size, limit_name)
+                 : sm__fail(SM_ERR_LIMIT, "'%s' is %jd bytes, more than the limit of %" PRIu64,
+                            path, (intmax_t)sb.st_size, max_size);
     } else {
         n = (size_t)sb.st_size;
         buf = sm__malloc(n ? n : 1);
@@ -51,8 +53,8 @@ sm_status sm__file_read_all(const char *path, uint64_t max_size, const char *lim
         if (r < 0 && errno == EINTR) continue;
         if (r < 0) st = sm__fail(SM_ERR_IO, "cannot read '%s': %s", path, strerror(errno));
         else if (r == 0)
-            st = sm__fail(SM_ERR_IO, "'%s' shrank while being read (%zu of %zu bytes)", path,
-                          got, n);
+            st = sm__fail(SM_ERR_IO, "'%s' shrank while being read (%zu of %zu bytes)", path, got,
+                          n);
         else got += (size_t)r;
     }
     close(fd);

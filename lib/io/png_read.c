@@ -50,8 +50,10 @@ static sm_status spng_failure(int err, const char *name)
         return sm__fail(SM_ERR_LIMIT, "image '%s' is larger than %ux%u", name, PNG_SPNG_SIDE_MAX,
                         PNG_SPNG_SIDE_MAX);
     if (err == SPNG_ECHUNK_CRC)
-        return sm__fail(SM_ERR_FORMAT, "image '%s' is damaged: a chunk's CRC does not match its "
-                        "data", name);
+        return sm__fail(SM_ERR_FORMAT,
+                        "image '%s' is damaged: a chunk's CRC does not match its "
+                        "data",
+                        name);
     return sm__fail(SM_ERR_FORMAT, "image '%s' is not a valid PNG: %s", name, spng_strerror(err));
 }
 
@@ -60,8 +62,10 @@ static sm_status read_to_iend(spng_ctx *ctx, const char *name)
 {
     int err = spng_decode_chunks(ctx);
     if (err == SPNG_IO_EOF)
-        return sm__fail(SM_ERR_FORMAT, "image '%s' is not a valid PNG: it ends before its IEND "
-                        "chunk (truncated)", name);
+        return sm__fail(SM_ERR_FORMAT,
+                        "image '%s' is not a valid PNG: it ends before its IEND "
+                        "chunk (truncated)",
+                        name);
     return err ? spng_failure(err, name) : SM_OK;
 }
 
@@ -189,8 +193,8 @@ static sm_status decode(spng_ctx *ctx, const char *name, int height, int width, 
     return SM_OK;
 }
 
-static sm_status run_decoder(const void *data, size_t size, const char *name, int height,
-                             int width, uint8_t *out, uint8_t **alloc_out, int *got_h, int *got_w)
+static sm_status run_decoder(const void *data, size_t size, const char *name, int height, int width,
+                             uint8_t *out, uint8_t **alloc_out, int *got_h, int *got_w)
 {
     /* libspng's allocations go through the library's allocator, so failure injection covers
      * them too. */
@@ -204,10 +208,8 @@ static sm_status run_decoder(const void *data, size_t size, const char *name, in
     if (!err) err = spng_set_chunk_limits(ctx, PNG_CHUNK_LIMIT, PNG_CACHE_LIMIT);
     if (!err) err = spng_set_crc_action(ctx, SPNG_CRC_ERROR, SPNG_CRC_ERROR);
     if (!err) err = spng_set_png_buffer(ctx, data, size);
-    if (err)
-        st = spng_failure(err, name);
-    else
-        st = decode(ctx, name, height, width, out, alloc_out, got_h, got_w);
+    if (err) st = spng_failure(err, name);
+    else st = decode(ctx, name, height, width, out, alloc_out, got_h, got_w);
     spng_ctx_free(ctx);
     return st;
 }

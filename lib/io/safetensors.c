@@ -31,10 +31,7 @@ static const struct {
 };
 #define N_DTYPES (sizeof dtypes / sizeof dtypes[0])
 
-size_t sm__st_dtype_size(sm__st_dtype dt)
-{
-    return (size_t)dt < N_DTYPES ? dtypes[dt].size : 0;
-}
+size_t sm__st_dtype_size(sm__st_dtype dt) { return (size_t)dt < N_DTYPES ? dtypes[dt].size : 0; }
 
 const char *sm__st_dtype_name(sm__st_dtype dt)
 {
@@ -58,8 +55,7 @@ static size_t utf8_seq_len(const uint8_t *p, size_t n)
         len = 4;
         if (c == 0xF0) lo = 0x90;
         if (c == 0xF4) hi = 0x8F;
-    } else
-        return 0;
+    } else return 0;
     if (n < len) return 0;
     if (p[1] < lo || p[1] > hi) return 0;
     for (size_t i = 2; i < len; i++)
@@ -168,8 +164,8 @@ static sm_status gb_json_string(growbuf *b, const char *s)
 }
 
 sm_status sm__st_build_header(const sm__st_out_tensor *tensors, size_t n_tensors,
-                              sm__st_out_meta *meta, size_t n_meta, uint8_t **out,
-                              size_t *out_len, uint64_t *data_size)
+                              sm__st_out_meta *meta, size_t n_meta, uint8_t **out, size_t *out_len,
+                              uint64_t *data_size)
 {
     SM_CHECK_ARG(out && out_len && data_size && (tensors || !n_tensors) && (meta || !n_meta),
                  "sm__st_build_header: NULL argument");
@@ -244,7 +240,7 @@ typedef struct parser {
     const uint8_t *p; /* header JSON */
     size_t n;         /* its length */
     size_t pos;
-    size_t base;      /* file offset of p[0], for messages and value positions */
+    size_t base; /* file offset of p[0], for messages and value positions */
     size_t data_size;
     sm__st_tensor *t;
     size_t nt, capt;
@@ -255,8 +251,7 @@ typedef struct parser {
 
 static sm_status perr(const parser *ps, const char *what)
 {
-    return sm__fail(SM_ERR_FORMAT, "safetensors header: %s at byte %zu", what,
-                    ps->base + ps->pos);
+    return sm__fail(SM_ERR_FORMAT, "safetensors header: %s at byte %zu", what, ps->base + ps->pos);
 }
 
 static void skip_ws(parser *ps)
@@ -553,9 +548,11 @@ static sm_status parse_tensor_fields(parser *ps, sm__st_tensor *t)
     } else {
         ps->pos++;
     }
-    SM_RETURN_IF(!have_dtype || !have_shape || !have_offsets, SM_ERR_FORMAT,
-                 "tensor '%s' lacks %s", t->name,
-                 !have_dtype ? "\"dtype\"" : !have_shape ? "\"shape\"" : "\"data_offsets\"");
+    SM_RETURN_IF(!have_dtype || !have_shape || !have_offsets, SM_ERR_FORMAT, "tensor '%s' lacks %s",
+                 t->name,
+                 !have_dtype   ? "\"dtype\""
+                 : !have_shape ? "\"shape\""
+                               : "\"data_offsets\"");
     SM_RETURN_IF(begin > end || end > ps->data_size, SM_ERR_FORMAT,
                  "tensor '%s': data_offsets [%" PRIu64 ", %" PRIu64
                  "] do not lie within the %zu-byte data region",
@@ -671,8 +668,8 @@ static sm_status check_layout(parser *ps)
     }
     if (st == SM_OK && at != ps->data_size)
         st = sm__fail(SM_ERR_FORMAT,
-                      "safetensors data: tensors end at byte %zu but the data region has %zu",
-                      at, ps->data_size);
+                      "safetensors data: tensors end at byte %zu but the data region has %zu", at,
+                      ps->data_size);
     sm__free(ord);
     return st;
 }
@@ -696,8 +693,8 @@ sm_status sm__st_parse(const uint8_t *buf, size_t size, sm__st_file *out)
     uint64_t n = 0;
     for (int i = 7; i >= 0; i--) n = (n << 8) | buf[i];
     SM_RETURN_IF(n > SM__ST_MAX_HEADER, SM_ERR_LIMIT,
-                 "safetensors header length %" PRIu64 " exceeds the limit of %" PRIu64 " bytes",
-                 n, SM__ST_MAX_HEADER);
+                 "safetensors header length %" PRIu64 " exceeds the limit of %" PRIu64 " bytes", n,
+                 SM__ST_MAX_HEADER);
     SM_RETURN_IF(n > size - 8, SM_ERR_FORMAT,
                  "safetensors header length %" PRIu64 " exceeds the %zu bytes after it "
                  "(truncated file?)",

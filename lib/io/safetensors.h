@@ -24,10 +24,21 @@
 #define SM__ST_MAX_TENSORS 65536
 
 typedef enum sm__st_dtype {
-    SM__ST_BOOL, SM__ST_U8, SM__ST_I8, SM__ST_F8_E5M2, SM__ST_F8_E4M3,
-    SM__ST_I16, SM__ST_U16, SM__ST_F16, SM__ST_BF16,
-    SM__ST_I32, SM__ST_U32, SM__ST_F32,
-    SM__ST_I64, SM__ST_U64, SM__ST_F64
+    SM__ST_BOOL,
+    SM__ST_U8,
+    SM__ST_I8,
+    SM__ST_F8_E5M2,
+    SM__ST_F8_E4M3,
+    SM__ST_I16,
+    SM__ST_U16,
+    SM__ST_F16,
+    SM__ST_BF16,
+    SM__ST_I32,
+    SM__ST_U32,
+    SM__ST_F32,
+    SM__ST_I64,
+    SM__ST_U64,
+    SM__ST_F64
 } sm__st_dtype;
 
 /* Bytes per element, and the name the header uses ("F32"). */
@@ -58,8 +69,8 @@ typedef struct sm__st_out_meta {
  * order; `*data_size` receives the data region's length. `*out` is sm__malloc'd. Strings are
  * JSON-escaped; a value with a byte that needs escaping gets value_pos all the same. */
 sm_status sm__st_build_header(const sm__st_out_tensor *tensors, size_t n_tensors,
-                              sm__st_out_meta *meta, size_t n_meta, uint8_t **out,
-                              size_t *out_len, uint64_t *data_size);
+                              sm__st_out_meta *meta, size_t n_meta, uint8_t **out, size_t *out_len,
+                              uint64_t *data_size);
 
 /* ---- reading ---- */
 
@@ -80,9 +91,9 @@ typedef struct sm__st_kv {
 typedef struct sm__st_file {
     sm__st_tensor *tensors; /* sorted by name (JSON member order carries no meaning) */
     size_t n_tensors;
-    sm__st_kv *meta;        /* sorted by key */
+    sm__st_kv *meta; /* sorted by key */
     size_t n_meta;
-    size_t data_off;        /* file offset of the data region: 8 + N */
+    size_t data_off; /* file offset of the data region: 8 + N */
     size_t data_size;
 } sm__st_file;
 

@@ -33,8 +33,8 @@ static uint32_t header_crc(const uint8_t *hdr, size_t len, size_t pos)
 }
 
 sm_status sm__sealed_write(const char *path, const sm__st_out_tensor *t, size_t nt,
-                           sm__st_out_meta *m, size_t nm, sm__sealed_data_fn produce,
-                           void *user, const char *data)
+                           sm__st_out_meta *m, size_t nm, sm__sealed_data_fn produce, void *user,
+                           const char *data)
 {
     SM_CHECK_ARG(nm >= 1 && !strcmp(m[nm - 1].key, "crc32") && !strcmp(m[nm - 1].value, "00000000"),
                  "sm__sealed_write: the last metadata entry must be the crc32 placeholder");
@@ -62,8 +62,10 @@ sm_status sm__sealed_write(const char *path, const sm__st_out_tensor *t, size_t 
         sm__sealed_out w = {header_crc(hdr, hdr_len, pos), &af};
         st = produce(user, &w);
         if (st == SM_OK && w.crc != seal.crc)
-            st = sm__fail(SM_ERR_DEVICE, "saving '%s': the %s read back differently on the "
-                                         "second pass", path, data);
+            st = sm__fail(SM_ERR_DEVICE,
+                          "saving '%s': the %s read back differently on the "
+                          "second pass",
+                          path, data);
     }
     if (st == SM_OK) {
         open = 0;
@@ -95,21 +97,21 @@ static int parse_hex8(const char *s, uint32_t *out)
     return 1;
 }
 
-sm_status sm__sealed_check(const sm__st_file *f, const uint8_t *buf, size_t size,
-                           const char *path, const char *format, uint64_t max_version,
-                           const char *kind)
+sm_status sm__sealed_check(const sm__st_file *f, const uint8_t *buf, size_t size, const char *path,
+                           const char *format, uint64_t max_version, const char *kind)
 {
     const char *fmt = meta(f, "format"), *ver = meta(f, "format_version");
     SM_RETURN_IF(!fmt || strcmp(fmt, format) != 0, SM_ERR_FORMAT,
                  "'%s' is a safetensors file but not a libsiamese %s (metadata 'format' is not "
-                 "'%s')", path, kind, format);
+                 "'%s')",
+                 path, kind, format);
     SM_RETURN_IF(!ver || !*ver || strspn(ver, "0123456789") != strlen(ver) || ver[0] == '0',
-                 SM_ERR_FORMAT, "%s '%s': bad format_version '%.20s'", kind, path,
-                 ver ? ver : "");
+                 SM_ERR_FORMAT, "%s '%s': bad format_version '%.20s'", kind, path, ver ? ver : "");
     /* more digits than any version we write: newer all the same */
     SM_RETURN_IF(strlen(ver) > 18 || strtoull(ver, NULL, 10) > max_version, SM_ERR_VERSION,
                  "%s '%s' has format version %.20s; this libsiamese reads version %" PRIu64
-                 ": upgrade the library", kind, path, ver, max_version);
+                 ": upgrade the library",
+                 kind, path, ver, max_version);
     const sm__st_kv *kv = sm__st_meta(f, "crc32");
     uint32_t want;
     /* raw length 8 and decoded length 8: no escapes, so the raw bytes are the digits */
@@ -121,6 +123,7 @@ sm_status sm__sealed_check(const sm__st_file *f, const uint8_t *buf, size_t size
     c = sm__crc32_update(c, buf + pos + 8, size - pos - 8);
     SM_RETURN_IF(c != want, SM_ERR_FORMAT,
                  "%s '%s': checksum mismatch (file says %08" PRIx32 ", contents give %08" PRIx32
-                 "): the file is damaged", kind, path, want, c);
+                 "): the file is damaged",
+                 kind, path, want, c);
     return SM_OK;
 }

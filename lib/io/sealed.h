@@ -25,14 +25,13 @@ typedef sm_status (*sm__sealed_data_fn)(void *user, sm__sealed_out *out);
  * seal and once to write. SM_ERR_DEVICE when the second pass gives other bytes than the first
  * (`data` names them in the message); else the statuses of the header and the file. */
 sm_status sm__sealed_write(const char *path, const sm__st_out_tensor *t, size_t nt,
-                           sm__st_out_meta *m, size_t nm, sm__sealed_data_fn produce,
-                           void *user, const char *data);
+                           sm__st_out_meta *m, size_t nm, sm__sealed_data_fn produce, void *user,
+                           const char *data);
 
 /* A parsed file (`buf`, `size` bytes) is of `format`, at a version from 1 to `max_version`, and
  * its seal holds. SM_ERR_FORMAT (another format, a bad version or seal: damaged),
  * SM_ERR_VERSION (a newer version). `kind` names it in messages ("checkpoint"). */
-sm_status sm__sealed_check(const sm__st_file *f, const uint8_t *buf, size_t size,
-                           const char *path, const char *format, uint64_t max_version,
-                           const char *kind);
+sm_status sm__sealed_check(const sm__st_file *f, const uint8_t *buf, size_t size, const char *path,
+                           const char *format, uint64_t max_version, const char *kind);
 
 #endif

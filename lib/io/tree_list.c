@@ -205,8 +205,7 @@ sm_status sm__tree_open(const char *path, const char *what, sm__tree_filter filt
 }
 
 sm_status sm__tree_open_zip_buffer(const void *data, size_t size, const char *name,
-                                   const char *what, sm__tree_filter filter, void *ctx,
-                                   sm__tree *t)
+                                   const char *what, sm__tree_filter filter, void *ctx, sm__tree *t)
 {
     memset(t, 0, sizeof *t);
     t->path = name;
@@ -228,10 +227,8 @@ const sm__tree_file *sm__tree_find(const sm__tree *t, const char *rel)
     size_t lo = 0, hi = t->n; /* the first entry not below rel */
     while (lo < hi) {
         size_t mid = lo + (hi - lo) / 2;
-        if (strcmp(t->files[mid].rel, rel) < 0)
-            lo = mid + 1;
-        else
-            hi = mid;
+        if (strcmp(t->files[mid].rel, rel) < 0) lo = mid + 1;
+        else hi = mid;
     }
     return lo < t->n && strcmp(t->files[lo].rel, rel) == 0 ? &t->files[lo] : NULL;
 }
@@ -250,8 +247,8 @@ sm_status sm__tree_read(const sm__tree *t, const sm__tree_file *f, uint8_t **dat
     if (t->zip) return sm__zip_read(t->zip, f->zip_index, data, size);
     char *full = join(t->folder, f->rel);
     if (!full) return sm__fail(SM_ERR_NOMEM, "out of memory reading '%s'", f->rel);
-    sm_status st = sm__file_read_all(full, sm__limit(SM_LIMIT_ENTRY_BYTES),
-                                     "SM_LIMIT_ENTRY_BYTES", data, size);
+    sm_status st = sm__file_read_all(full, sm__limit(SM_LIMIT_ENTRY_BYTES), "SM_LIMIT_ENTRY_BYTES",
+                                     data, size);
     sm__free(full);
     return st;
 }

@@ -38,8 +38,7 @@ static sm_status open_failure(int code, const char *path, int in_memory)
     if (st == SM_ERR_FORMAT)
         st = sm__fail(st, "zip '%s' is damaged or not a zip (libzip: %s)", path,
                       zip_error_strerror(&ze));
-    else
-        st = sm__fail(st, "cannot open zip '%s': %s", path, zip_error_strerror(&ze));
+    else st = sm__fail(st, "cannot open zip '%s': %s", path, zip_error_strerror(&ze));
     zip_error_fini(&ze);
     return st;
 }

@@ -9,10 +9,10 @@
 #include "common/error.h"
 #include "network/network.h"
 
-#define SM_MAX_LAYERS 256
-#define SM_MAX_DIM 4096
+#define SM_MAX_LAYERS   256
+#define SM_MAX_DIM      4096
 #define SM_MAX_CHANNELS 65536
-#define SM_MAX_TENSOR ((size_t)1 << 31) /* elements in one tensor: GEMM dimensions are int */
+#define SM_MAX_TENSOR   ((size_t)1 << 31) /* elements in one tensor: GEMM dimensions are int */
 
 static const char *kind_name(sm_layer_kind k)
 {
@@ -177,15 +177,9 @@ SM_API sm_status sm_arch_add_fc(sm_arch *a, int out_features)
     return push(a, l);
 }
 
-SM_API sm_status sm_arch_create_koch(sm_arch **out)
-{
-    return sm_arch_from_string("koch", out);
-}
+SM_API sm_status sm_arch_create_koch(sm_arch **out) { return sm_arch_from_string("koch", out); }
 
-SM_API sm_status sm_arch_create_laptop(sm_arch **out)
-{
-    return sm_arch_from_string("laptop", out);
-}
+SM_API sm_status sm_arch_create_laptop(sm_arch **out) { return sm_arch_from_string("laptop", out); }
 
 SM_API size_t sm_arch_num_layers(const sm_arch *a) { return a ? a->n_layers : 0; }
 
@@ -258,8 +252,8 @@ static sm_status parse_layer(sm_arch *a, const char *tok, size_t len)
     if (strcmp(t, "flatten") == 0) return sm_arch_add_flatten(a);
     if (strncmp(t, "conv", 4) == 0) {
         p += 4;
-        if (parse_int(&p, SM_MAX_CHANNELS, &x) && *p == 'k' && (p++, parse_int(&p, SM_MAX_DIM, &y)) &&
-            *p == 0)
+        if (parse_int(&p, SM_MAX_CHANNELS, &x) && *p == 'k' &&
+            (p++, parse_int(&p, SM_MAX_DIM, &y)) && *p == 0)
             return sm_arch_add_conv(a, x, y);
     } else if (strncmp(t, "pool", 4) == 0) {
         p += 4;
@@ -283,7 +277,8 @@ SM_API sm_status sm_arch_from_string(const char *text, sm_arch **out)
                    *p++ == 'x' && parse_int(&p, SM_MAX_DIM, &w) && *p++ == ':'),
                  SM_ERR_INVALID_ARG,
                  "arch text '%.80s' must start with CxHxW: (for example 1x105x105:) or be a "
-                 "preset name (koch, laptop)", text);
+                 "preset name (koch, laptop)",
+                 text);
     sm_arch *a;
     SM_TRY(sm_arch_create(c, h, w, &a));
     while (*p) {

@@ -73,11 +73,11 @@ sm_status sm__head_backward(sm_head *h, size_t pairs, const float *feat, const f
     void *ctx = h->be->ctx;
     const size_t d = h->dim;
     /* dw += diff^T dlogits; db += sum(dlogits); ddiff = dlogits w^T */
-    SM_TRY(ops->gemm(ctx, true, false, (int)d, 1, (int)pairs, 1.0f, diff, (int)d, dlogits, 1,
-                     1.0f, h->grads, 1));
+    SM_TRY(ops->gemm(ctx, true, false, (int)d, 1, (int)pairs, 1.0f, diff, (int)d, dlogits, 1, 1.0f,
+                     h->grads, 1));
     SM_TRY(ops->bias_grad(ctx, (int)pairs, 1, dlogits, h->grads + d));
-    SM_TRY(ops->gemm(ctx, false, false, (int)pairs, (int)d, 1, 1.0f, dlogits, 1, h->params,
-                     (int)d, 0.0f, ddiff, (int)d));
+    SM_TRY(ops->gemm(ctx, false, false, (int)pairs, (int)d, 1, 1.0f, dlogits, 1, h->params, (int)d,
+                     0.0f, ddiff, (int)d));
     return ops->absdiff_bwd(ctx, pairs * d, feat, feat + pairs * d, ddiff, dfeat,
                             dfeat + pairs * d);
 }

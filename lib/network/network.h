@@ -17,11 +17,11 @@
 
 typedef struct sm__layer {
     sm_layer_kind kind;
-    int a, b;                  /* as sm_layer_kind documents */
-    int in_c, in_h, in_w;      /* input shape (flat inputs: in_c = size, in_h = in_w = 1) */
-    int out_c, out_h, out_w;   /* output shape */
-    size_t w_off, n_w;         /* weight offset and count in the flat parameter buffer */
-    size_t b_off, n_b;         /* bias offset and count */
+    int a, b;                /* as sm_layer_kind documents */
+    int in_c, in_h, in_w;    /* input shape (flat inputs: in_c = size, in_h = in_w = 1) */
+    int out_c, out_h, out_w; /* output shape */
+    size_t w_off, n_w;       /* weight offset and count in the flat parameter buffer */
+    size_t b_off, n_b;       /* bias offset and count */
 } sm__layer;
 
 struct sm_arch {
@@ -77,12 +77,12 @@ typedef struct sm__layer_plan {
 
 /* Activations and gradient scratch for forward/backward over up to `cap` images. */
 typedef struct sm__workspace {
-    size_t cap;          /* images */
-    sm__layer_plan *plan; /* per layer */
-    float **act;         /* act[i] = input of layer i (act[0] is the batch input), act[n] out;
+    size_t cap;             /* images */
+    sm__layer_plan *plan;   /* per layer */
+    float **act;            /* act[i] = input of layer i (act[0] is the batch input), act[n] out;
                           * act[i + 1] is act[i] for an in-place layer, a gradient buffer for
                           * an output training does not keep, a ping buffer in inference */
-    int32_t **argmax;    /* per maxpool layer (inference: all shared_argmax), else NULL */
+    int32_t **argmax;       /* per maxpool layer (inference: all shared_argmax), else NULL */
     float *grad_a, *grad_b; /* training: ping-pong gradient buffers, each sized for what lands
                              * in it (the larger one also for the outputs not kept); else NULL */
     void *conv_ws;          /* the largest conv workspace over the layers at `cap` images */

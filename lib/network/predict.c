@@ -101,7 +101,8 @@ SM_API sm_status sm_predict_pairs(const sm_subnet *s, const sm_head *h, size_t n
         size_t p = n - off < chunk ? n - off : chunk;
         float *x = b.ws.act[0];
         st = ops->upload(ctx, x, a + off * in, p * in * sizeof(float));
-        if (st == SM_OK) st = ops->upload(ctx, x + p * in, b_img + off * in, p * in * sizeof(float));
+        if (st == SM_OK)
+            st = ops->upload(ctx, x + p * in, b_img + off * in, p * in * sizeof(float));
         if (st == SM_OK) st = sm__subnet_forward(s, &b.ws, 2 * p);
         if (st == SM_OK) st = ops->sigmoid_fwd(ctx, 2 * p * d, b.ws.act[s->arch.n_layers], b.feat);
         if (st == SM_OK) st = sm__head_logits(h, p, b.feat, b.diff, b.logits);

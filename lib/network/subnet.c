@@ -92,7 +92,8 @@ SM_API size_t sm_subnet_feature_dim(const sm_subnet *s)
 
 static sm_conv_shape conv_shape(const sm__layer *l, size_t n)
 {
-    sm_conv_shape cs = {(int)n, l->in_c, l->in_h, l->in_w, l->out_c, l->b, l->b, l->out_h, l->out_w, 0};
+    sm_conv_shape cs = {(int)n, l->in_c, l->in_h,  l->in_w,  l->out_c,
+                        l->b,   l->b,    l->out_h, l->out_w, 0};
     return cs;
 }
 
@@ -179,8 +180,7 @@ static void grad_sizes(const sm_arch *a, const sm__layer_plan *plan, size_t need
     if (!need[1]) need[1] = 1;
 }
 
-sm_status sm__workspace_create(const sm_subnet *s, size_t cap, bool for_training,
-                               sm__workspace *ws)
+sm_status sm__workspace_create(const sm_subnet *s, size_t cap, bool for_training, sm__workspace *ws)
 {
     const sm_arch *a = &s->arch;
     sm_backend *be = s->be;
@@ -229,7 +229,8 @@ sm_status sm__workspace_create(const sm_subnet *s, size_t cap, bool for_training
         st = alloc_images(be, ping_need[0] ? ping_need[0] : 1, cap, (void **)&ws->ping[0]);
         if (st == SM_OK)
             st = alloc_images(be, ping_need[1] ? ping_need[1] : 1, cap, (void **)&ws->ping[1]);
-        if (st == SM_OK && max_pool) st = alloc_images(be, max_pool, cap, (void **)&ws->shared_argmax);
+        if (st == SM_OK && max_pool)
+            st = alloc_images(be, max_pool, cap, (void **)&ws->shared_argmax);
     }
     /* Gradient buffers first: the larger one also holds the transient conv outputs during the
      * forward pass (it is idle until the backward pass starts). */
@@ -237,10 +238,8 @@ sm_status sm__workspace_create(const sm_subnet *s, size_t cap, bool for_training
     grad_sizes(a, ws->plan, grad_need);
     int big = grad_need[1] > grad_need[0];
     if (grad_need[big] < max_transient) grad_need[big] = max_transient;
-    if (st == SM_OK && for_training)
-        st = alloc_images(be, grad_need[0], cap, (void **)&ws->grad_a);
-    if (st == SM_OK && for_training)
-        st = alloc_images(be, grad_need[1], cap, (void **)&ws->grad_b);
+    if (st == SM_OK && for_training) st = alloc_images(be, grad_need[0], cap, (void **)&ws->grad_a);
+    if (st == SM_OK && for_training) st = alloc_images(be, grad_need[1], cap, (void **)&ws->grad_b);
     float *transient = big ? ws->grad_b : ws->grad_a;
 
     int cur = 1;
@@ -260,8 +259,7 @@ sm_status sm__workspace_create(const sm_subnet *s, size_t cap, bool for_training
         if (st == SM_OK && l->kind == SM_LAYER_MAXPOOL) {
             if (for_training)
                 st = alloc_images(be, sm__layer_out_size(l), cap, (void **)&ws->argmax[i]);
-            else
-                ws->argmax[i] = ws->shared_argmax;
+            else ws->argmax[i] = ws->shared_argmax;
         }
     }
     if (st == SM_OK && max_ws) st = be->ops->alloc(be->ctx, max_ws, &ws->conv_ws);
@@ -322,8 +320,7 @@ sm_status sm__subnet_backward(sm_subnet *s, sm__workspace *ws, size_t n)
         switch (l->kind) {
         case SM_LAYER_CONV: {
             sm_conv_shape cs = conv_shape(l, n);
-            SM_TRY(ops->conv_bwd_filter(ctx, &cs, x, g, dw, db, ws->conv_ws,
-                                         ws->conv_ws_bytes));
+            SM_TRY(ops->conv_bwd_filter(ctx, &cs, x, g, dw, db, ws->conv_ws, ws->conv_ws_bytes));
             if (p->passes_grad)
                 SM_TRY(ops->conv_bwd_data(ctx, &cs, g, w, other, ws->conv_ws, ws->conv_ws_bytes));
             break;
@@ -348,8 +345,8 @@ sm_status sm__subnet_backward(sm_subnet *s, sm__workspace *ws, size_t n)
                              l->in_c, 1.0f, dw, l->in_c));
             SM_TRY(ops->bias_grad(ctx, (int)n, l->out_c, g, db));
             if (p->passes_grad)
-                SM_TRY(ops->gemm(ctx, false, false, (int)n, l->in_c, l->out_c, 1.0f, g, l->out_c,
-                                 w, l->in_c, 0.0f, other, l->in_c));
+                SM_TRY(ops->gemm(ctx, false, false, (int)n, l->in_c, l->out_c, 1.0f, g, l->out_c, w,
+                                 l->in_c, 0.0f, other, l->in_c));
             break;
         }
         if (!p->passes_grad) continue; /* the gradient stays where it is */

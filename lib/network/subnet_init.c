@@ -9,7 +9,6 @@
 #include "network/network.h"
 #include "common/rng.h"
 
-
 /* Inputs feeding one output of the layer: a conv's in_c * k * k, an fc's input size. */
 static double fan_in(const sm__layer *l)
 {
@@ -31,8 +30,8 @@ SM_API sm_status sm_subnet_init(sm_subnet *subnet, sm_init kind, uint64_t seed)
     for (size_t i = 0; i < subnet->arch.n_layers; i++) {
         const sm__layer *l = &subnet->arch.layers[i];
         if (l->n_w == 0 && l->n_b == 0) continue;
-        SM_TRY(sm__init_normal(subnet->be, subnet->params + l->w_off, l->n_w,
-                               sqrt(2.0 / fan_in(l)), &rng));
+        SM_TRY(sm__init_normal(subnet->be, subnet->params + l->w_off, l->n_w, sqrt(2.0 / fan_in(l)),
+                               &rng));
         /* std 0 would give -0.0 for negative draws: zeros are uploaded as they are */
         SM_TRY(sm__init_normal(subnet->be, subnet->params + l->b_off, l->n_b, 0.0, NULL));
     }

@@ -45,8 +45,8 @@ typedef struct sm_backend_props {
 /* A setting the backend does not honour is accepted by the dispatch layer and has no effect
  * (threads read back 1, options 0); its slot is then never called and may be NULL. */
 enum {
-    SM_BACKEND_HONOURS_THREADS = 1u << 0, /* set_threads/get_threads */
-    SM_BACKEND_HONOURS_TF32 = 1u << 1,    /* set_option/get_option with SM_BACKEND_OPT_TF32 */
+    SM_BACKEND_HONOURS_THREADS = 1u << 0,   /* set_threads/get_threads */
+    SM_BACKEND_HONOURS_TF32 = 1u << 1,      /* set_option/get_option with SM_BACKEND_OPT_TF32 */
     SM_BACKEND_HONOURS_CONV_ALGO = 1u << 2, /* ... with SM_BACKEND_OPT_CONV_ALGO */
     SM_BACKEND_HONOURS_PRECISION = 1u << 3, /* ... with SM_BACKEND_OPT_PRECISION; set_option may
                                              * refuse BF16 with SM_ERR_UNSUPPORTED */
@@ -54,10 +54,10 @@ enum {
 
 /* One convolution's shapes: stride 1, no padding (what the architecture language offers). */
 typedef struct sm_conv_shape {
-    int n, c, h, w;   /* input */
-    int k, kh, kw;    /* filters */
-    int oh, ow;       /* output: h - kh + 1, w - kw + 1 */
-    unsigned dirs;    /* for conv_workspace: the SM_CONV_DIR_* the caller will run on this
+    int n, c, h, w; /* input */
+    int k, kh, kw;  /* filters */
+    int oh, ow;     /* output: h - kh + 1, w - kw + 1 */
+    unsigned dirs;  /* for conv_workspace: the SM_CONV_DIR_* the caller will run on this
                        * shape (0: all), so a backend sizes and chooses only for those */
 } sm_conv_shape;
 
@@ -80,7 +80,7 @@ typedef struct sm_backend_ops {
     sm_backend_props props;
 
     /* lifecycle */
-    sm_status (*probe)(void);                       /* SM_OK when usable here (reason set if not) */
+    sm_status (*probe)(void); /* SM_OK when usable here (reason set if not) */
     sm_status (*init)(void **ctx);
     void (*destroy)(void *ctx);
 
@@ -112,12 +112,11 @@ typedef struct sm_backend_ops {
      * backend that reuses must check that the previous op it ran on this context was that
      * call (cpu-dnnl counts its ops, and hashes dy), since another caller, thread or order of
      * calls may have written the workspace in between. */
-    sm_status (*conv_bwd_data)(void *ctx, const sm_conv_shape *s, const float *dy,
-                               const float *w, float *dx, void *ws, size_t ws_bytes);
+    sm_status (*conv_bwd_data)(void *ctx, const sm_conv_shape *s, const float *dy, const float *w,
+                               float *dx, void *ws, size_t ws_bytes);
     /* dw += corr(x, dy), db += sum(dy) (accumulate, for micro-batches) */
-    sm_status (*conv_bwd_filter)(void *ctx, const sm_conv_shape *s, const float *x,
-                                 const float *dy, float *dw, float *db, void *ws,
-                                 size_t ws_bytes);
+    sm_status (*conv_bwd_filter)(void *ctx, const sm_conv_shape *s, const float *x, const float *dy,
+                                 float *dw, float *db, void *ws, size_t ws_bytes);
 
     /* max pooling; argmax receives, per output, the input offset within its (n, c) plane */
     sm_status (*maxpool_fwd)(void *ctx, const sm_pool_shape *s, const float *x, float *y,
@@ -143,8 +142,8 @@ typedef struct sm_backend_ops {
 
     /* head: d = |a - b|; da = sign(a - b) dd, db = -da (overwrite) */
     sm_status (*absdiff_fwd)(void *ctx, size_t n, const float *a, const float *b, float *d);
-    sm_status (*absdiff_bwd)(void *ctx, size_t n, const float *a, const float *b,
-                             const float *dd, float *da, float *db);
+    sm_status (*absdiff_bwd)(void *ctx, size_t n, const float *a, const float *b, const float *dd,
+                             float *da, float *db);
     /* Fused sigmoid + clipped BCE for n logits: scores[i] = sigmoid(z), clipped to
      * [eps, 1 - eps] (eps = 2^-23); loss_sum[0] = sum of the per-pair losses (one float);
      * dlogits[i] = scale * dL_i/dz_i (0 where the clip is active). dlogits may be NULL. */

@@ -13,13 +13,13 @@
 #define SM_COMM_MODULE_ABI 1
 
 typedef struct sm_comm_module_args {
-    uint32_t abi;  /* SM_COMM_MODULE_ABI */
-    int device;    /* nccl: the GPU, -1 = rank modulo the visible GPUs */
+    uint32_t abi; /* SM_COMM_MODULE_ABI */
+    int device;   /* nccl: the GPU, -1 = rank modulo the visible GPUs */
     /* nccl's bootstrap: a broadcast through another communicator (NULL for mpi) */
     sm_comm_result (*bootstrap_bcast)(void *ctx, void *buf, size_t bytes, int root);
     void *bootstrap_ctx;
     int bootstrap_rank, bootstrap_size;
-    char *err;     /* receives why on failure */
+    char *err; /* receives why on failure */
     size_t err_cap;
 } sm_comm_module_args;
 

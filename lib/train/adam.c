@@ -11,14 +11,15 @@
 SM_API sm_status sm_adam_create(sm_subnet *subnet, sm_head *head, sm_adam **out)
 {
     SM_CHECK_ARG(subnet && head && out, "sm_adam_create: NULL argument");
-    SM_CHECK_ARG(subnet->be == head->be, "sm_adam_create: subnet and head are on different backends");
+    SM_CHECK_ARG(subnet->be == head->be,
+                 "sm_adam_create: subnet and head are on different backends");
     sm_adam *a = sm__calloc(1, sizeof *a);
     if (!a) return sm__fail(SM_ERR_NOMEM, "out of memory creating Adam state");
     a->subnet = subnet;
     a->head = head;
     for (size_t i = 0; i < sm__n_settings; i++)
-        if (sm__settings[i].owner == SM__SET_ADAM) sm__setting_put(&sm__settings[i], a,
-                                                                   sm__settings[i].dflt);
+        if (sm__settings[i].owner == SM__SET_ADAM)
+            sm__setting_put(&sm__settings[i], a, sm__settings[i].dflt);
     sm_backend *be = subnet->be;
     sm_status st = sm__be_alloc_floats(be, subnet->n_params, &a->m_sub);
     if (st == SM_OK) st = sm__be_alloc_floats(be, subnet->n_params, &a->v_sub);
@@ -88,9 +89,7 @@ sm_status sm__adam_lr_factor(const sm_adam *a, int64_t t, double *factor)
     case SM_ADAM_SCHEDULE_STEP:
         *factor = pow(a->step_gamma, (double)(s / a->sched_steps));
         return SM_OK;
-    default:
-        *factor = 1.0;
-        return SM_OK;
+    default: *factor = 1.0; return SM_OK;
     }
 }
 
@@ -171,14 +170,15 @@ sm_status sm__adam_apply(sm_adam *a)
     SM_TRY(sm__adam_lr_factor(a, t, &f));
     /* The reference's form (docs/reference.md): bias corrections folded into the step size,
      * eps not rescaled; f = 1 without a schedule, and lr * 1 is lr exactly */
-    double step = a->lr * f * sqrt(1.0 - pow(a->beta2, (double)t)) / (1.0 - pow(a->beta1, (double)t));
+    double step =
+        a->lr * f * sqrt(1.0 - pow(a->beta2, (double)t)) / (1.0 - pow(a->beta1, (double)t));
     SM_TRY(update_subnet(a, (float)step));
     /* the head: dim weights, then the bias (never decayed) */
     const sm_head *h = a->head;
     const float b1 = (float)a->beta1, b2 = (float)a->beta2, eps = (float)a->eps;
     if (a->wd_head == 0) {
-        SM_TRY(be->ops->adam_update(be->ctx, h->n_params, h->params, h->grads, a->m_head,
-                                    a->v_head, (float)step, b1, b2, eps, 0.0f));
+        SM_TRY(be->ops->adam_update(be->ctx, h->n_params, h->params, h->grads, a->m_head, a->v_head,
+                                    (float)step, b1, b2, eps, 0.0f));
     } else {
         SM_TRY(be->ops->adam_update(be->ctx, h->dim, h->params, h->grads, a->m_head, a->v_head,
                                     (float)step, b1, b2, eps, (float)a->wd_head));

@@ -26,10 +26,10 @@
 #include "train/settings.h"
 #include "train/training.h"
 
-#define CK_FORMAT "libsiamese-checkpoint"
-#define CK_VERSION 1
+#define CK_FORMAT       "libsiamese-checkpoint"
+#define CK_VERSION      1
 #define CK_VERSION_TEXT "1"
-#define CK_CHUNK ((size_t)1 << 20) /* bytes per download/upload; a multiple of 4 */
+#define CK_CHUNK        ((size_t)1 << 20) /* bytes per download/upload; a multiple of 4 */
 
 /* The backend buffers a checkpoint tensor lives in. */
 enum ck_buf { BUF_SUB_P, BUF_HEAD_P, BUF_M_SUB, BUF_M_HEAD, BUF_V_SUB, BUF_V_HEAD, BUF_COUNT };
@@ -150,8 +150,10 @@ static sm_status build_list(const sm_arch *arch, size_t dim, int with_adam, ck_l
         if ((ly->kind != SM_LAYER_CONV && ly->kind != SM_LAYER_FC) || prod != ly->n_w ||
             ly->n_b != (size_t)ly->a) {
             sm__free(l.t);
-            return sm__fail(SM_ERR_INTERNAL, "layer %zu's parameter counts do not match its "
-                                             "shape", i);
+            return sm__fail(SM_ERR_INTERNAL,
+                            "layer %zu's parameter counts do not match its "
+                            "shape",
+                            i);
         }
         char name[64];
         snprintf(name, sizeof name, "subnet.%zu.weight", i);
@@ -171,8 +173,8 @@ static sm_status build_list(const sm_arch *arch, size_t dim, int with_adam, ck_l
             size_t len = strlen(src.name);
             memcpy(t->name, v ? "adam.v." : "adam.m.", 7);
             memcpy(t->name + 7, src.name, len + 1);
-            t->buf = src.buf == BUF_SUB_P ? (v ? BUF_V_SUB : BUF_M_SUB)
-                                          : (v ? BUF_V_HEAD : BUF_M_HEAD);
+            t->buf =
+                src.buf == BUF_SUB_P ? (v ? BUF_V_SUB : BUF_M_SUB) : (v ? BUF_V_HEAD : BUF_M_HEAD);
         }
     }
     *out = l;
@@ -234,7 +236,7 @@ static sm_status stream_tensors(void *user, sm__sealed_out *out)
 }
 
 #ifndef CK_META_SLOTS
-#  define CK_META_SLOTS 48 /* tests may build this file with fewer */
+#define CK_META_SLOTS 48 /* tests may build this file with fewer */
 #endif
 
 /* Fixed slots: a key that does not fit sets `full`, and save() then fails with SM_ERR_LIMIT
@@ -281,8 +283,7 @@ static void meta_addf_u64(ck_meta_store *m, const char *key, uint64_t v)
     meta_add(m, key, text);
 }
 
-static sm_status save(const sm_subnet *s, const sm_head *h, const sm_trainer *tr,
-                      const char *path)
+static sm_status save(const sm_subnet *s, const sm_head *h, const sm_trainer *tr, const char *path)
 {
     const sm_adam *a = tr ? tr->adam : NULL;
     SM_RETURN_IF(h->dim != sm_subnet_feature_dim(s), SM_ERR_SHAPE,
@@ -321,8 +322,8 @@ static sm_status save(const sm_subnet *s, const sm_head *h, const sm_trainer *tr
             meta_addf_u64(&m, "adam_t", (uint64_t)a->t);
             for (size_t i = 0; i < sm__n_settings; i++) {
                 const sm__setting *row = &sm__settings[i];
-                const double v = sm__setting_get(row, row->owner == SM__SET_ADAM
-                                                          ? (const void *)a : (const void *)tr);
+                const double v = sm__setting_get(
+                    row, row->owner == SM__SET_ADAM ? (const void *)a : (const void *)tr);
                 if (row->type == SM__T_DOUBLE) meta_addf_double(&m, row->ck_key, v, c_loc);
                 else meta_addf_u64(&m, row->ck_key, (uint64_t)v);
             }
@@ -342,8 +343,10 @@ static sm_status save(const sm_subnet *s, const sm_head *h, const sm_trainer *tr
         }
         meta_add(&m, "crc32", "00000000"); /* patched once the checksum is known */
         if (m.full)
-            st = sm__fail(SM_ERR_LIMIT, "saving '%s': more than %d metadata keys (a bug in "
-                          "libsiamese: please report it)", path, CK_META_SLOTS);
+            st = sm__fail(SM_ERR_LIMIT,
+                          "saving '%s': more than %d metadata keys (a bug in "
+                          "libsiamese: please report it)",
+                          path, CK_META_SLOTS);
     }
     ck_bufs b;
     bufs_for(s, h, a, &b);
@@ -442,8 +445,9 @@ static sm_status rng_state(const char *path, const char *key, const char *v, int
     for (size_t i = 0; ok && i < 4; i++)
         ok = parse_hex_word(v + 17 * i, 16, &out[i]) && (i == 3 || v[17 * i + 16] == ':');
     if (ok && nonzero) ok = (out[0] | out[1] | out[2] | out[3]) != 0;
-    SM_RETURN_IF(!ok, SM_ERR_FORMAT, "checkpoint '%s': %s '%.80s' is not four 16-digit hex "
-                                     "words joined by ':' (not all zero)",
+    SM_RETURN_IF(!ok, SM_ERR_FORMAT,
+                 "checkpoint '%s': %s '%.80s' is not four 16-digit hex "
+                 "words joined by ':' (not all zero)",
                  path, key, v);
     return SM_OK;
 }
@@ -456,8 +460,8 @@ static sm_status read_setting(const ck_file *f, const char *path, const sm__sett
 {
     const char *v = meta_value(f, row->ck_key);
     if (!v) {
-        SM_RETURN_IF(row->since <= 1, SM_ERR_FORMAT,
-                     "checkpoint '%s' lacks the metadata key '%s'", path, row->ck_key);
+        SM_RETURN_IF(row->since <= 1, SM_ERR_FORMAT, "checkpoint '%s' lacks the metadata key '%s'",
+                     path, row->ck_key);
         *out = row->absent;
         return SM_OK;
     }
@@ -468,8 +472,7 @@ static sm_status read_setting(const ck_file *f, const char *path, const sm__sett
         x = strtod(v, &end);
         uselocale(old);
         SM_RETURN_IF(!(*v >= '0' && *v <= '9') || !end || *end, SM_ERR_FORMAT,
-                     "checkpoint '%s': %s '%.40s' is not a decimal number", path, row->ck_key,
-                     v);
+                     "checkpoint '%s': %s '%.40s' is not a decimal number", path, row->ck_key, v);
     } else {
         uint64_t u;
         SM_RETURN_IF(!parse_dec_u64(v, &u) || u > (uint64_t)1 << 53, SM_ERR_FORMAT,
@@ -489,8 +492,9 @@ static sm_status check_groups(const ck_file *f, const char *path)
         if (!g || (i > 0 && sm__settings[i - 1].group && !strcmp(sm__settings[i - 1].group, g)))
             continue; /* counted from a group's first row (a group's rows are adjacent) */
         size_t n = 0, have = 0;
-        for (size_t j = i; j < sm__n_settings && sm__settings[j].group &&
-                           !strcmp(sm__settings[j].group, g); j++, n++)
+        for (size_t j = i;
+             j < sm__n_settings && sm__settings[j].group && !strcmp(sm__settings[j].group, g);
+             j++, n++)
             have += meta_value(f, sm__settings[j].ck_key) != NULL;
         SM_RETURN_IF(have != 0 && have != n, SM_ERR_FORMAT,
                      "checkpoint '%s' has %zu of the %zu '%s' keys (all or none)", path, have, n,
@@ -522,8 +526,8 @@ static sm_status read_state(ck_file *f, const char *path)
     }
     if (st == SM_OK) st = need_meta(f, path, "seed", &v);
     if (st == SM_OK && !parse_dec_u64(v, &s->seed))
-        st = sm__fail(SM_ERR_FORMAT, "checkpoint '%s': seed '%.40s' is not a 64-bit integer",
-                      path, v);
+        st = sm__fail(SM_ERR_FORMAT, "checkpoint '%s': seed '%.40s' is not a 64-bit integer", path,
+                      v);
     if (st == SM_OK) st = need_meta(f, path, "sampler_state", &v);
     if (st == SM_OK) st = rng_state(path, "sampler_state", v, s->has_sampler, s->sampler);
     /* augmentation (0.2): the setting and its RNG state, both keys or neither */
@@ -531,8 +535,10 @@ static sm_status read_state(ck_file *f, const char *path)
     if (st == SM_OK && (aug || aug_st)) {
         s->has_augment = 1;
         if (!aug || !aug_st)
-            st = sm__fail(SM_ERR_FORMAT, "checkpoint '%s' has only one of 'augment' and "
-                                         "'augment_state'", path);
+            st = sm__fail(SM_ERR_FORMAT,
+                          "checkpoint '%s' has only one of 'augment' and "
+                          "'augment_state'",
+                          path);
         if (st == SM_OK) st = rng_state(path, "augment_state", aug_st, 1, s->augment_state);
     }
     return st;
@@ -556,8 +562,10 @@ static sm_status file_read(const char *path, ck_file *f)
     if (st == SM_ERR_LIMIT) {
         char detail[512]; /* it names the file, its size and the limit */
         snprintf(detail, sizeof detail, "%s", sm_last_error());
-        return sm__fail(st, "checkpoint %s (SM_LIMIT_FILE_BYTES); raise it with "
-                            "sm_set_limit(SM_LIMIT_FILE_BYTES)", detail);
+        return sm__fail(st,
+                        "checkpoint %s (SM_LIMIT_FILE_BYTES); raise it with "
+                        "sm_set_limit(SM_LIMIT_FILE_BYTES)",
+                        detail);
     }
     if (st != SM_OK) return st;
     st = sm__st_parse(f->buf, f->size, &f->st);
@@ -598,8 +606,9 @@ static sm_status check_tensors(const ck_file *f, const char *path, const ck_list
             char got[160], want[160];
             fmt_shape(got, sizeof got, t->shape, t->rank);
             fmt_shape(want, sizeof want, e->shape, e->rank);
-            return sm__fail(SM_ERR_SHAPE, "checkpoint '%s': tensor '%s' has shape %s, the "
-                                          "architecture needs %s",
+            return sm__fail(SM_ERR_SHAPE,
+                            "checkpoint '%s': tensor '%s' has shape %s, the "
+                            "architecture needs %s",
                             path, e->name, got, want);
         }
     }
@@ -617,11 +626,11 @@ static sm_status check_tensors(const ck_file *f, const char *path, const ck_list
         const sm__st_tensor *t = sm__st_find(&f->st, l->t[i].name);
         const uint8_t *p = f->buf + f->st.data_off + t->begin;
         for (size_t k = 0; k < l->t[i].count; k++, p += 4) {
-            uint32_t bits = (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
-                            (uint32_t)p[3] << 24;
+            uint32_t bits =
+                (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
             SM_RETURN_IF((bits & 0x7F800000u) == 0x7F800000u, SM_ERR_FORMAT,
-                         "checkpoint '%s': tensor '%s' holds a non-finite value at index %zu",
-                         path, l->t[i].name, k);
+                         "checkpoint '%s': tensor '%s' holds a non-finite value at index %zu", path,
+                         l->t[i].name, k);
         }
     }
     return SM_OK;
@@ -674,9 +683,12 @@ SM_API sm_status sm_model_load(sm_backend *backend, const char *path, sm_subnet 
         st = sm__fail(SM_ERR_FORMAT, "checkpoint '%s': its architecture is not valid: %s", path,
                       detail);
     }
-    if (st == SM_OK && (arch->n_layers == 0 || arch->layers[arch->n_layers - 1].kind != SM_LAYER_FC))
-        st = sm__fail(SM_ERR_FORMAT, "checkpoint '%s': its architecture '%.200s' does not end "
-                                     "in an fc layer", path, f.arch);
+    if (st == SM_OK &&
+        (arch->n_layers == 0 || arch->layers[arch->n_layers - 1].kind != SM_LAYER_FC))
+        st = sm__fail(SM_ERR_FORMAT,
+                      "checkpoint '%s': its architecture '%.200s' does not end "
+                      "in an fc layer",
+                      path, f.arch);
     if (st == SM_OK) st = build_list(arch, sm_arch_output_size(arch), f.is_trainer, &l);
     if (st == SM_OK) st = check_tensors(&f, path, &l);
     /* any seed: every parameter is overwritten */
@@ -710,12 +722,16 @@ SM_API sm_status sm_trainer_load(sm_trainer *t, const char *path)
     ck_list l = {0};
     sm_status st = SM_OK;
     if (!f.is_trainer)
-        st = sm__fail(SM_ERR_FORMAT, "checkpoint '%s' holds a model, not a trainer state "
-                                     "(load it with sm_model_load)", path);
+        st = sm__fail(SM_ERR_FORMAT,
+                      "checkpoint '%s' holds a model, not a trainer state "
+                      "(load it with sm_model_load)",
+                      path);
     if (st == SM_OK) st = sm__arch_text(&t->subnet->arch, &mine);
     if (st == SM_OK && strcmp(mine, f.arch) != 0)
-        st = sm__fail(SM_ERR_SHAPE, "checkpoint '%s' is for the architecture '%.300s', the "
-                                    "trainer's subnet is '%.300s'", path, f.arch, mine);
+        st = sm__fail(SM_ERR_SHAPE,
+                      "checkpoint '%s' is for the architecture '%.300s', the "
+                      "trainer's subnet is '%.300s'",
+                      path, f.arch, mine);
     if (st == SM_OK) st = build_list(&t->subnet->arch, t->head->dim, 1, &l);
     if (st == SM_OK) st = check_tensors(&f, path, &l);
 
@@ -725,10 +741,10 @@ SM_API sm_status sm_trainer_load(sm_trainer *t, const char *path)
     uint8_t *chunk = NULL;
     if (st == SM_OK && !(chunk = sm__malloc_aligned(CK_CHUNK)))
         st = sm__fail(SM_ERR_NOMEM, "out of memory loading '%s'", path);
-    const int64_t batch = (int64_t)s->setting[sm__setting_find(SM__API_PARAM,
-                                                               SM_TRAINER_BATCH_SIZE) - sm__settings];
-    const int64_t micro = (int64_t)s->setting[sm__setting_find(SM__API_PARAM,
-                                                               SM_TRAINER_MICRO_BATCH) - sm__settings];
+    const int64_t batch =
+        (int64_t)s->setting[sm__setting_find(SM__API_PARAM, SM_TRAINER_BATCH_SIZE) - sm__settings];
+    const int64_t micro =
+        (int64_t)s->setting[sm__setting_find(SM__API_PARAM, SM_TRAINER_MICRO_BATCH) - sm__settings];
     if (st == SM_OK && (batch != t->batch_size || micro != t->micro_batch))
         st = sm__trainer_resize(t, batch, micro);
     if (st == SM_OK) {
@@ -743,8 +759,9 @@ SM_API sm_status sm_trainer_load(sm_trainer *t, const char *path)
         a->t = s->adam_t;
         /* the batch sizes are in place already (sm__trainer_resize) */
         for (size_t i = 0; i < sm__n_settings; i++)
-            sm__setting_put(&sm__settings[i], sm__settings[i].owner == SM__SET_ADAM
-                                                  ? (void *)a : (void *)t, s->setting[i]);
+            sm__setting_put(&sm__settings[i],
+                            sm__settings[i].owner == SM__SET_ADAM ? (void *)a : (void *)t,
+                            s->setting[i]);
         t->iteration = s->iteration;
         t->seed = s->seed;
         if (t->sampler && s->has_sampler) sm__sampler_set_state(t->sampler, s->sampler);

@@ -34,7 +34,10 @@ typedef struct field {
 } field;
 
 /* What is compared besides the settings (the table's `compared` rows come after these). */
-#define F(name, member, kind) {name, offsetof(config, member), kind}
+#define F(name, member, kind)                                                                      \
+    {                                                                                              \
+        name, offsetof(config, member), kind                                                       \
+    }
 static const field fields[] = {
     F("the configuration record's format (different libsiamese builds?)", magic, 'u'),
     F("the configuration record's size (different libsiamese builds?)", size, 'u'),
@@ -100,10 +103,22 @@ static void show(const field *f, const config *c, char *buf, size_t cap)
     uint64_t u;
     double d;
     switch (f->kind) {
-    case 'i': memcpy(&i, p, sizeof i); snprintf(buf, cap, "%" PRId64, i); break;
-    case 'u': memcpy(&u, p, sizeof u); snprintf(buf, cap, "%" PRIu64, u); break;
-    case 'h': memcpy(&u, p, sizeof u); snprintf(buf, cap, "hash %016" PRIx64, u); break;
-    case 'd': memcpy(&d, p, sizeof d); snprintf(buf, cap, "%.17g", d); break;
+    case 'i':
+        memcpy(&i, p, sizeof i);
+        snprintf(buf, cap, "%" PRId64, i);
+        break;
+    case 'u':
+        memcpy(&u, p, sizeof u);
+        snprintf(buf, cap, "%" PRIu64, u);
+        break;
+    case 'h':
+        memcpy(&u, p, sizeof u);
+        snprintf(buf, cap, "hash %016" PRIx64, u);
+        break;
+    case 'd':
+        memcpy(&d, p, sizeof d);
+        snprintf(buf, cap, "%.17g", d);
+        break;
     default: snprintf(buf, cap, "'%.31s'", p); break;
     }
 }
@@ -115,9 +130,10 @@ static size_t field_size(const field *f)
 
 static sm_status differ(int me, int r, const char *name, const char *mine, const char *theirs)
 {
-    return sm__fail(SM_ERR_STATE, "rank %d: the ranks' configurations differ: rank %d has %s = "
-                    "%s, rank 0 has %s (every rank must be set up alike)", me, r, name, mine,
-                    theirs);
+    return sm__fail(SM_ERR_STATE,
+                    "rank %d: the ranks' configurations differ: rank %d has %s = "
+                    "%s, rank 0 has %s (every rank must be set up alike)",
+                    me, r, name, mine, theirs);
 }
 
 /* The first field in which some rank differs from rank 0, or SM_OK. */
@@ -170,8 +186,8 @@ static sm_status share_state(sm_trainer *t, bool with_moments)
                  SM_ERR_LIMIT, "the training state is too large to broadcast");
     bytes += N_WORDS * sizeof(uint64_t);
     unsigned char *buf = sm__malloc(bytes);
-    if (!buf) return sm__fail(SM_ERR_NOMEM, "out of memory for the training state (%zu bytes)",
-                              bytes);
+    if (!buf)
+        return sm__fail(SM_ERR_NOMEM, "out of memory for the training state (%zu bytes)", bytes);
     float *f = (float *)(void *)buf;
     float *bufs_dev[6] = {s->params, h->params, a->m_sub, a->m_head, a->v_sub, a->v_head};
     /* without the moments: rank 0's are zero; a rank that stepped alone zeroes its own */
@@ -219,21 +235,25 @@ SM_API sm_status sm_trainer_attach_comm(sm_trainer *t, sm_comm *comm)
     config mine, *all = sm__calloc((size_t)n, sizeof *all);
     if (!all) return sm__fail(SM_ERR_NOMEM, "out of memory attaching to %d ranks", n);
     config_of(t, &mine);
-    sm_status st = sm__comm_allgather(comm, &mine, all, sizeof mine,
-                                      "comparing the ranks' configurations");
+    sm_status st =
+        sm__comm_allgather(comm, &mine, all, sizeof mine, "comparing the ranks' configurations");
     if (st == SM_OK) st = compare(all, n, me);
     /* the same verdict on every rank: rank 0's K, which all now share */
-    const int64_t shards = (int64_t)all[0].setting[sm__setting_find(
-        SM__API_PARAM, SM_TRAINER_GRAD_SHARDS) - sm__settings];
+    const int64_t shards =
+        (int64_t)all[0]
+            .setting[sm__setting_find(SM__API_PARAM, SM_TRAINER_GRAD_SHARDS) - sm__settings];
     if (st == SM_OK && shards % n != 0)
-        st = sm__fail(SM_ERR_INVALID_ARG, "rank %d: %lld gradient shards cannot be split over "
-                      "%d ranks: set SM_TRAINER_GRAD_SHARDS to a multiple of %d", me,
-                      (long long)shards, n, n);
+        st = sm__fail(SM_ERR_INVALID_ARG,
+                      "rank %d: %lld gradient shards cannot be split over "
+                      "%d ranks: set SM_TRAINER_GRAD_SHARDS to a multiple of %d",
+                      me, (long long)shards, n, n);
     /* a measured choice is each process's own: the ranks would compute different bits */
     if (st == SM_OK && n > 1 && all[0].conv_algo == SM_CONV_ALGO_MEASURED)
-        st = sm__fail(SM_ERR_INVALID_ARG, "rank %d: SM_CONV_ALGO_MEASURED times each layer in "
+        st = sm__fail(SM_ERR_INVALID_ARG,
+                      "rank %d: SM_CONV_ALGO_MEASURED times each layer in "
                       "each process, so %d ranks could compute different bits: use "
-                      "SM_CONV_ALGO_AUTO (or DIRECT or FFT) for data-parallel training", me, n);
+                      "SM_CONV_ALGO_AUTO (or DIRECT or FFT) for data-parallel training",
+                      me, n);
     const bool with_moments = st == SM_OK && all[0].adam_t != 0;
     sm__free(all);
     if (st == SM_OK) {

@@ -10,12 +10,13 @@
 #include "common/error.h"
 #include "train/training.h"
 
-#define EMA_WEIGHT 0.02         /* per step: a time constant of about 50 steps */
-#define STUCK_AFTER 500         /* iterations before "stuck" or "collapsed" may be said: an
+#define EMA_WEIGHT 0.02 /* per step: a time constant of about 50 steps */
+#define STUCK_AFTER                                                                                \
+    500                   /* iterations before "stuck" or "collapsed" may be said: an
                                    untrained network gives nearly equal scores too */
-#define STUCK_BAND 0.02         /* |smoothed loss - ln 2| below this is "not moved" */
-#define COLLAPSE_STD 1e-3       /* validation score std below this is "constant" */
-#define LN2 0.69314718055994531
+#define STUCK_BAND   0.02 /* |smoothed loss - ln 2| below this is "not moved" */
+#define COLLAPSE_STD 1e-3 /* validation score std below this is "constant" */
+#define LN2          0.69314718055994531
 
 SM_API sm_status sm_trainer_set_health(sm_trainer *t, int64_t every, sm_health_fn fn, void *user)
 {
@@ -44,8 +45,8 @@ SM_API sm_status sm_trainer_set_validation(sm_trainer *t, const sm_dataset *ds, 
     SM_TRY(sm_dataset_image_size(ds, &h, &w));
     const sm_arch *a = &t->subnet->arch;
     SM_RETURN_IF(a->in_c != 1 || a->in_h != h || a->in_w != w, SM_ERR_SHAPE,
-                 "validation images are 1x%dx%d, the subnet takes %dx%dx%d", h, w, a->in_c,
-                 a->in_h, a->in_w);
+                 "validation images are 1x%dx%d, the subnet takes %dx%dx%d", h, w, a->in_c, a->in_h,
+                 a->in_w);
     sm_sampler *probe = NULL; /* can it give pairs at all? */
     SM_TRY(sm_sampler_create(ds, seed, &probe));
     sm_sampler_destroy(probe);
@@ -81,8 +82,8 @@ void sm__health_after_step(sm_trainer *t, float loss)
     char text[512];
     if (t->val) {
         sm_eval_result r = SM_EVAL_RESULT_INIT;
-        h.val_status = sm_verification_accuracy(t->subnet, t->head, t->val, t->val_pairs,
-                                                t->val_seed, &r);
+        h.val_status =
+            sm_verification_accuracy(t->subnet, t->head, t->val, t->val_pairs, t->val_seed, &r);
         if (h.val_status == SM_OK) {
             h.flags |= SM_HEALTH_HAS_VALIDATION;
             h.val_accuracy = r.accuracy;

@@ -19,26 +19,30 @@ typedef enum sm__set_owner { SM__SET_ADAM, SM__SET_TRAINER } sm__set_owner;
 typedef enum sm__set_api { SM__API_ADAM, SM__API_PARAM, SM__API_REAL } sm__set_api;
 /* the field's C type */
 typedef enum sm__set_type {
-    SM__T_DOUBLE, SM__T_I64, SM__T_INT, SM__T_UNSIGNED, SM__T_BOOL
+    SM__T_DOUBLE,
+    SM__T_I64,
+    SM__T_INT,
+    SM__T_UNSIGNED,
+    SM__T_BOOL
 } sm__set_type;
 
 typedef struct sm__setting {
-    const char *ck_key;   /* checkpoint metadata key */
-    const char *what;     /* for messages */
+    const char *ck_key; /* checkpoint metadata key */
+    const char *what;   /* for messages */
     sm__set_owner owner;
     sm__set_api api;
-    int key;              /* the public enum value (sm_adam_param, sm_trainer_param, ...) */
-    size_t off;           /* of the field in sm_adam or sm_trainer */
+    int key;    /* the public enum value (sm_adam_param, sm_trainer_param, ...) */
+    size_t off; /* of the field in sm_adam or sm_trainer */
     sm__set_type type;
-    double lo, hi;        /* the range; integer types take whole numbers only */
+    double lo, hi; /* the range; integer types take whole numbers only */
     bool lo_open, hi_open;
-    bool zero_ok;         /* 0 (off) allowed below lo */
-    int since;            /* the library version 0.x that added the key (1: there from the
+    bool zero_ok;      /* 0 (off) allowed below lo */
+    int since;         /* the library version 0.x that added the key (1: there from the
                            * start, so a file must have it) */
-    double absent;        /* the value a file without the key implies */
-    const char *group;    /* keys a file holds all together or not at all (NULL: alone) */
-    bool compared;        /* data-parallel ranks must agree on it (sm_trainer_attach_comm) */
-    double dflt;          /* at creation (NAN: the create function decides) */
+    double absent;     /* the value a file without the key implies */
+    const char *group; /* keys a file holds all together or not at all (NULL: alone) */
+    bool compared;     /* data-parallel ranks must agree on it (sm_trainer_attach_comm) */
+    double dflt;       /* at creation (NAN: the create function decides) */
 } sm__setting;
 
 /* More than there are rows (settings.c checks it), for arrays indexed by row. */

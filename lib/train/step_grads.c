@@ -86,8 +86,8 @@ sm_status sm__trainer_check_finite(sm_trainer *t, double total, float *loss)
     return SM_OK;
 }
 
-sm_status sm__trainer_compute_grads(sm_trainer *t, size_t n, const float *left,
-                                    const float *right, const float *labels, float *loss)
+sm_status sm__trainer_compute_grads(sm_trainer *t, size_t n, const float *left, const float *right,
+                                    const float *labels, float *loss)
 {
     if (t->shards > 1 || t->comm) return sm__shards_grads(t, n, left, right, labels, loss);
     double total;

@@ -14,12 +14,11 @@
 #include "train/training.h"
 #include "data/sampler.h"
 
-
 static void step_buffers_destroy(const sm_trainer *t, sm__step_buffers *b)
 {
     sm_backend *be = t->subnet->be;
     if (b->ws.act) sm__workspace_destroy(t->subnet, &b->ws);
-    float **bufs[] = {&b->feat, &b->diff, &b->ddiff, &b->dfeat, &b->logits,
+    float **bufs[] = {&b->feat,   &b->diff,    &b->ddiff,  &b->dfeat,   &b->logits,
                       &b->scores, &b->dlogits, &b->labels, &b->loss_sum};
     for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++) {
         sm__be_free(be, *bufs[i]);
@@ -194,8 +193,8 @@ static sm_status set_setting(sm_trainer *t, const sm__setting *row, double v)
     if (key == SM_TRAINER_PK_IMAGES) SM_TRY(sm__settings_check_pk(t->pk_classes, (int64_t)v, NULL));
     SM_CHECK_ARG(key != SM_TRAINER_GRAD_SHARDS || !t->comm ||
                      (int64_t)v % sm_comm_size(t->comm) == 0,
-                 "gradient shards %lld: the communicator's %d ranks must divide it",
-                 (long long)v, t->comm ? sm_comm_size(t->comm) : 1);
+                 "gradient shards %lld: the communicator's %d ranks must divide it", (long long)v,
+                 t->comm ? sm_comm_size(t->comm) : 1);
     sm__setting_put(row, t, v);
     if (t->sampler) /* the sampling options live in the sampler too */
         sm__sampler_set_options(t->sampler, t->neg_same_alphabet, t->alphabet_balanced);
@@ -337,8 +336,8 @@ SM_API sm_status sm_train_step(sm_trainer *t, float *loss)
     return st;
 }
 
-SM_API sm_status sm_train_step_batch(sm_trainer *t, size_t n, const float *left,
-                                     const float *right, const float *labels, float *loss)
+SM_API sm_status sm_train_step_batch(sm_trainer *t, size_t n, const float *left, const float *right,
+                                     const float *labels, float *loss)
 {
     SM_CHECK_ARG(t && left && right && labels, "sm_train_step_batch: NULL argument");
     SM_CHECK_ARG(n >= 1 && n <= SM__MAX_BATCH, "sm_train_step_batch: %zu pairs out of range 1..%d",

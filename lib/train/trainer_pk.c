@@ -18,8 +18,8 @@
 /* Pairs of a P x K batch in a fixed order: similar pairs first (i < j in one class), then
  * dissimilar ones (i < j in different classes), both in increasing (i, j). */
 typedef struct pk_iter {
-    size_t n, k;   /* images, images per class */
-    int similar;   /* the phase */
+    size_t n, k; /* images, images per class */
+    int similar; /* the phase */
     size_t i, j;
     int done;
 } pk_iter;
@@ -126,8 +126,8 @@ static double pk_softmax(sm_trainer *t, size_t n, size_t k, float *z)
     return total / (double)n;
 }
 
-static sm_status compute_grads_pk(sm_trainer *t, size_t p, size_t k, const float *images,
-                                  int mode, float *loss)
+static sm_status compute_grads_pk(sm_trainer *t, size_t p, size_t k, const float *images, int mode,
+                                  float *loss)
 {
     sm_subnet *s = t->subnet;
     sm_head *h = t->head;
@@ -177,8 +177,7 @@ static sm_status compute_grads_pk(sm_trainer *t, size_t p, size_t k, const float
             }
             for (size_t r = 0; r < q; r++) {
                 memcpy(t->pk_pair + r * d, t->pk_feat + t->pk_pi[r] * d, d * sizeof(float));
-                memcpy(t->pk_pair + (q + r) * d, t->pk_feat + t->pk_pj[r] * d,
-                       d * sizeof(float));
+                memcpy(t->pk_pair + (q + r) * d, t->pk_feat + t->pk_pj[r] * d, d * sizeof(float));
             }
             SM_TRY(ops->upload(ctx, b->feat, t->pk_pair, 2 * q * d * sizeof(float)));
             SM_TRY(sm__head_logits(h, q, b->feat, b->diff, b->logits));

@@ -46,9 +46,12 @@ sm_status sm__shards_grads(sm_trainer *t, size_t n, const float *left, const flo
     const size_t k = (size_t)t->shards, nr = (size_t)n_ranks(t), r = (size_t)my_rank(t);
     SM_RETURN_IF(k % nr != 0, SM_ERR_STATE,
                  "%zu gradient shards cannot be split over %zu ranks (the ranks must divide "
-                 "SM_TRAINER_GRAD_SHARDS)", k, nr);
-    SM_RETURN_IF(n < k, SM_ERR_STATE, "a batch of %zu pairs cannot be cut into %zu gradient "
-                 "shards (at least one pair each)", n, k);
+                 "SM_TRAINER_GRAD_SHARDS)",
+                 k, nr);
+    SM_RETURN_IF(n < k, SM_ERR_STATE,
+                 "a batch of %zu pairs cannot be cut into %zu gradient "
+                 "shards (at least one pair each)",
+                 n, k);
     const size_t per = k / nr, in = sm__arch_in_size(&s->arch);
     const size_t ns = s->n_params, g = ns + h->n_params;
     size_t part_bytes;
@@ -65,16 +68,15 @@ sm_status sm__shards_grads(sm_trainer *t, size_t n, const float *left, const flo
     double losses[SM__MAX_GRAD_SHARDS];
     for (size_t q = 0; q < per; q++) {
         const size_t sh = r * per + q, lo = shard_begin(n, k, sh), hi = shard_begin(n, k, sh + 1);
-        SM_TRY(sm__trainer_grads_part(t, hi - lo, n, left + lo * in, right + lo * in,
-                                      labels + lo, &losses[q]));
+        SM_TRY(sm__trainer_grads_part(t, hi - lo, n, left + lo * in, right + lo * in, labels + lo,
+                                      &losses[q]));
         float *p = t->sh_part + q * g;
         SM_TRY(ops->download(ctx, p, s->grads, ns * sizeof(float)));
         SM_TRY(ops->download(ctx, p + ns, h->grads, h->n_params * sizeof(float)));
     }
     const float *folded;
     double total;
-    SM_TRY(sm__grad_exchange_fold(&t->sh_x, t->comm, k, g, t->sh_part, losses, &folded,
-                                  &total));
+    SM_TRY(sm__grad_exchange_fold(&t->sh_x, t->comm, k, g, t->sh_part, losses, &folded, &total));
     SM_TRY(ops->upload(ctx, s->grads, folded, ns * sizeof(float)));
     SM_TRY(ops->upload(ctx, h->grads, folded + ns, h->n_params * sizeof(float)));
     return sm__trainer_check_finite(t, total / (double)n, loss);

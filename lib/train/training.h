@@ -16,10 +16,10 @@
 
 /* The trainer's limits, the one place they are written (set_param, checkpoints, the shard
  * exchange's per-rank arrays). */
-#define SM__MAX_BATCH 65536       /* pairs per batch and per micro-batch */
-#define SM__MAX_PK_IMAGES 4096    /* P x K */
+#define SM__MAX_BATCH       65536 /* pairs per batch and per micro-batch */
+#define SM__MAX_PK_IMAGES   4096  /* P x K */
 #define SM__MAX_GRAD_SHARDS 1024  /* K gradient shards */
-#define SM__MAX_VAL_PAIRS 65536   /* validation pairs (sm_trainer_set_validation) */
+#define SM__MAX_VAL_PAIRS   65536 /* validation pairs (sm_trainer_set_validation) */
 
 struct sm_adam {
     sm_subnet *subnet;
@@ -30,7 +30,7 @@ struct sm_adam {
     int schedule; /* an sm_adam_schedule */
     double min_lr_factor, step_gamma;
     double wd_conv, wd_fc, wd_head;
-    int64_t t;     /* updates applied */
+    int64_t t;                              /* updates applied */
     float *m_sub, *v_sub, *m_head, *v_head; /* backend buffers, zero-initialised */
 };
 
@@ -44,12 +44,12 @@ sm_status sm__adam_lr_factor(const sm_adam *a, int64_t t, double *factor);
 typedef struct sm__step_buffers {
     size_t pairs;
     sm__workspace ws;
-    float *feat;    /* 2P x D sigmoid features: lefts, then rights */
-    float *diff;    /* P x D */
-    float *ddiff;   /* P x D */
-    float *dfeat;   /* 2P x D */
+    float *feat;                               /* 2P x D sigmoid features: lefts, then rights */
+    float *diff;                               /* P x D */
+    float *ddiff;                              /* P x D */
+    float *dfeat;                              /* 2P x D */
     float *logits, *scores, *dlogits, *labels; /* P each */
-    float *loss_sum; /* 1 */
+    float *loss_sum;                           /* 1 */
 } sm__step_buffers;
 
 struct sm_trainer {
@@ -64,38 +64,38 @@ struct sm_trainer {
     sm_progress_fn progress;
     void *progress_user;
 
-    sm__step_buffers buf;  /* sized for min(micro_batch, batch_size) pairs; rebuilt when that
+    sm__step_buffers buf; /* sized for min(micro_batch, batch_size) pairs; rebuilt when that
                             * changes */
     float *batch_left, *batch_right, *batch_labels; /* host: one sampled batch */
-    size_t batch_cap;      /* pairs the batch buffers hold */
+    size_t batch_cap;                               /* pairs the batch buffers hold */
 
     /* augmentation (since 0.2): its own RNG, so the sampler's pairs do not depend on it */
-    unsigned augment;      /* an OR of sm_distort_part; 0 = off */
+    unsigned augment; /* an OR of sm_distort_part; 0 = off */
     sm__rng aug_rng;
-    float *aug_scratch;    /* one image; allocated with the sampler */
+    float *aug_scratch; /* one image; allocated with the sampler */
 
     /* sampling options and P x K batches (since 0.3; all off by default) */
-    double neg_same_alphabet;   /* fraction of negatives within the alphabet, 0 = off */
+    double neg_same_alphabet; /* fraction of negatives within the alphabet, 0 = off */
     bool alphabet_balanced;
-    int64_t pk_classes;         /* P; 0 = random pairs */
-    int64_t pk_images;          /* K */
-    int64_t pk_loss;            /* sm_pk_loss */
+    int64_t pk_classes; /* P; 0 = random pairs */
+    int64_t pk_images;  /* K */
+    int64_t pk_loss;    /* sm_pk_loss */
     /* host buffers of a P x K step, grown on demand (the device side reuses `buf`) */
-    float *pk_img;              /* P*K images */
-    float *pk_feat, *pk_dfeat;  /* P*K x D: sigmoid features, dL/dfeature */
-    float *pk_pair;             /* 2 x pairs x D: one chunk's features, then its dfeat */
-    float *pk_labels;           /* pairs */
-    size_t *pk_pi, *pk_pj;      /* pairs: the chunk's two image indices */
-    double *pk_query;           /* 2 x P*K: softmax mode's per-query max and sum */
-    float *pk_z;                /* all pairs: softmax mode's logits, then dL/dlogit */
+    float *pk_img;             /* P*K images */
+    float *pk_feat, *pk_dfeat; /* P*K x D: sigmoid features, dL/dfeature */
+    float *pk_pair;            /* 2 x pairs x D: one chunk's features, then its dfeat */
+    float *pk_labels;          /* pairs */
+    size_t *pk_pi, *pk_pj;     /* pairs: the chunk's two image indices */
+    double *pk_query;          /* 2 x P*K: softmax mode's per-query max and sum */
+    float *pk_z;               /* all pairs: softmax mode's logits, then dL/dlogit */
     size_t pk_cap_img, pk_cap_chunk, pk_cap_z;
 
     /* data-parallel training (since 0.3, train/trainer_shards.c) */
-    int64_t shards;             /* K gradient shards, 1 = the whole batch at once */
-    sm_comm *comm;              /* borrowed; NULL = alone */
-    float *sh_part;             /* host: this rank's K/N shard gradients, G floats each */
+    int64_t shards; /* K gradient shards, 1 = the whole batch at once */
+    sm_comm *comm;  /* borrowed; NULL = alone */
+    float *sh_part; /* host: this rank's K/N shard gradients, G floats each */
     size_t sh_cap_part;
-    sm__grad_exchange sh_x;     /* the exchange's buffers */
+    sm__grad_exchange sh_x; /* the exchange's buffers */
 
     /* health reports and validation (since 0.2); none of it touches the training RNGs */
     sm_health_fn health;
@@ -104,7 +104,7 @@ struct sm_trainer {
     const sm_dataset *val;
     size_t val_pairs;
     uint64_t val_seed;
-    double smoothed_loss;  /* EMA of batch losses; NAN before the first step */
+    double smoothed_loss; /* EMA of batch losses; NAN before the first step */
     char health_msg[1024];
 };
 

@@ -30,8 +30,8 @@
 
 struct ncclComm {
     int used, freed, finalized;
-    int polls;           /* queries left before the pending call's outcome is the state */
-    ncclResult_t state;  /* what ncclCommGetAsyncError reports */
+    int polls;          /* queries left before the pending call's outcome is the state */
+    ncclResult_t state; /* what ncclCommGetAsyncError reports */
     ncclResult_t outcome;
 };
 
@@ -46,10 +46,9 @@ static struct {
 
 static const char *result_name(ncclResult_t r)
 {
-    static const char *const names[] = {"ncclSuccess",         "ncclUnhandledCudaError",
-                                        "ncclSystemError",     "ncclInternalError",
-                                        "ncclInvalidArgument", "ncclInvalidUsage",
-                                        "ncclRemoteError",     "ncclInProgress"};
+    static const char *const names[] = {
+        "ncclSuccess",         "ncclUnhandledCudaError", "ncclSystemError", "ncclInternalError",
+        "ncclInvalidArgument", "ncclInvalidUsage",       "ncclRemoteError", "ncclInProgress"};
     return (unsigned)r < sizeof names / sizeof *names ? names[r] : "(unknown ncclResult_t)";
 }
 
@@ -161,8 +160,8 @@ ncclResult_t ncclGroupStart(void)
 }
 
 /* Point-to-point, inside a group only, to this rank only: each ncclSend then its ncclRecv. */
-ncclResult_t ncclSend(const void *buf, size_t count, ncclDataType_t type, int peer,
-                      ncclComm_t comm, cudaStream_t stream)
+ncclResult_t ncclSend(const void *buf, size_t count, ncclDataType_t type, int peer, ncclComm_t comm,
+                      cudaStream_t stream)
 {
     (void)stream;
     ncclResult_t r = ready(comm);
@@ -213,8 +212,8 @@ ncclResult_t ncclCommFinalize(ncclComm_t comm)
     comm->finalized = 1;
     if (env_is("SIAMESE_FAKE_NCCL_FINALIZE", "error"))
         return logged(fn, comm->state = ncclSystemError, NULL);
-    ncclResult_t outcome = env_is("SIAMESE_FAKE_NCCL_FINALIZE", "async") ? ncclRemoteError
-                                                                        : ncclSuccess;
+    ncclResult_t outcome =
+        env_is("SIAMESE_FAKE_NCCL_FINALIZE", "async") ? ncclRemoteError : ncclSuccess;
     return logged(fn, pending(comm, outcome), NULL);
 }
 

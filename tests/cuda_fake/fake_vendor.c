@@ -47,8 +47,7 @@ static bool fault(const char *name)
         if (v && *v) {
             char *end;
             long n = strtol(v, &end, 10);
-            if (*end == '\0')
-                fault_n = n;
+            if (*end == '\0') fault_n = n;
             else {
                 snprintf(fault_name, sizeof fault_name, "%s", v);
                 size_t len = strlen(fault_name);
@@ -240,8 +239,7 @@ cudaError_t smk_sigmoid_fwd(cudaStream_t st, size_t n, const float *x, float *y)
     (void)st, (void)n, (void)x, (void)y;
     KERNEL("smk_sigmoid_fwd");
 }
-cudaError_t smk_sigmoid_bwd(cudaStream_t st, size_t n, const float *y, const float *dy,
-                            float *dx)
+cudaError_t smk_sigmoid_bwd(cudaStream_t st, size_t n, const float *y, const float *dy, float *dx)
 {
     (void)st, (void)n, (void)y, (void)dy, (void)dx;
     KERNEL("smk_sigmoid_bwd");
@@ -298,8 +296,7 @@ cudaError_t smk_maxpool_fwd(cudaStream_t st, int planes, int h, int w, int size,
 cudaError_t smk_maxpool_bwd(cudaStream_t st, int planes, int h, int w, int oh, int ow,
                             const float *dy, const int32_t *argmax, float *dx)
 {
-    (void)st, (void)planes, (void)h, (void)w, (void)oh, (void)ow, (void)dy, (void)argmax,
-        (void)dx;
+    (void)st, (void)planes, (void)h, (void)w, (void)oh, (void)ow, (void)dy, (void)argmax, (void)dx;
     KERNEL("smk_maxpool_bwd");
 }
 
@@ -365,9 +362,9 @@ cudnnStatus_t cudnnSetFilter4dDescriptor(cudnnFilterDescriptor_t d, cudnnDataTyp
     CUDNN_FAULT("cudnnSetFilter4dDescriptor");
     return CUDNN_STATUS_SUCCESS;
 }
-cudnnStatus_t cudnnSetConvolution2dDescriptor(cudnnConvolutionDescriptor_t d, int ph, int pw,
-                                              int u, int v, int dh, int dw,
-                                              cudnnConvolutionMode_t mode, cudnnDataType_t t)
+cudnnStatus_t cudnnSetConvolution2dDescriptor(cudnnConvolutionDescriptor_t d, int ph, int pw, int u,
+                                              int v, int dh, int dw, cudnnConvolutionMode_t mode,
+                                              cudnnDataType_t t)
 {
     (void)d, (void)ph, (void)pw, (void)u, (void)v, (void)dh, (void)dw, (void)mode, (void)t;
     CUDNN_FAULT("cudnnSetConvolution2dDescriptor");

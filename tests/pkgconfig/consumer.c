@@ -6,14 +6,14 @@
 
 #include <siamese/siamese.h>
 
-#define CHECK(call)                                                                            \
-    do {                                                                                       \
-        sm_status st_ = (call);                                                                \
-        if (st_ != SM_OK) {                                                                    \
-            fprintf(stderr, "consumer: %s: %s: %s\n", #call, sm_status_name(st_),              \
-                    sm_last_error());                                                          \
-            return 1;                                                                          \
-        }                                                                                      \
+#define CHECK(call)                                                                                \
+    do {                                                                                           \
+        sm_status st_ = (call);                                                                    \
+        if (st_ != SM_OK) {                                                                        \
+            fprintf(stderr, "consumer: %s: %s: %s\n", #call, sm_status_name(st_),                  \
+                    sm_last_error());                                                              \
+            return 1;                                                                              \
+        }                                                                                          \
     } while (0)
 
 int main(void)
