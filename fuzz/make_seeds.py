@@ -132,7 +132,7 @@ def checkpoint(arch, trainer=False):
 
 
 def gallery(example_labels, names, dim=3, arch="1x4x4:flatten,fc3", version="1"):
-    """A gallery file (lib/gallery_file.c) for `arch`; model_id is a placeholder the fuzz entry
+    """A gallery file (lib/gallery/gallery_file.c) for `arch`; model_id is a placeholder the fuzz entry
     patches to its model's fingerprint, then the checksum."""
     n = len(example_labels)
     emb = struct.pack("<%df" % (n * dim), *[((i * 5) % 9) / 8.0 for i in range(n * dim)])

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* Leftover temporary files of killed saves (lib/file_atomic.c): a save removes the temporary
+/* Leftover temporary files of killed saves (lib/io/file_atomic.c): a save removes the temporary
  * files that dead writers of ours left ("<path>.libsiamese-tmp." + 8 random characters + 4 of
  * their keyed hash; not locked; not empty, or older than a minute) and leaves alone a live
  * writer's (locked), a fresh empty one, a user's "<path>.tmp.backup", another tool's mkstemp

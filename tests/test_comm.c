@@ -57,7 +57,7 @@ typedef struct rank_job {
 } rank_job;
 
 /* The gathered gradient past the G floats of the parameters: the N slices' padding, which
- * only zeros may fill (lib/trainer_shards.c). */
+ * only zeros may fill (lib/train/trainer_shards.c). */
 static size_t padding_nonzero(const sm_trainer *t)
 {
     const size_t g = t->subnet->n_params + t->head->n_params;
@@ -425,7 +425,7 @@ static void test_collectives(void **state)
     sm_comm_destroy(c[0]);
 }
 
-/* The late rank of lib/comm_local.c: 3 ranks pass an all-gather's first barrier, the last is
+/* The late rank of lib/comm/comm_local.c: 3 ranks pass an all-gather's first barrier, the last is
  * held (by the test hook, without the lock) between its wake-up and its copy, the other two
  * copy, time out in the second barrier and return, and their callers poison and free their send
  * buffers. Only then is the late rank let go: it must see the failure and copy nothing (it used

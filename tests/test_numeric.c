@@ -1,10 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 /* Numerical faults: a non-finite gradient or loss, planted through the test-only hook
- * sm__inject_nonfinite (lib/model.h) after a real forward/backward pass, makes sm_train_step and
- * sm_train_step_batch return SM_ERR_NUMERIC with a message, and leaves everything exactly as
- * before the step: subnet and head parameters, Adam's m and v (bit for bit) and step count, the
- * trainer's iteration and the pair sampler's state. The loss output is not written and the
- * progress callback is not called. The next step then gives exactly the loss (and parameters)
+ * sm__inject_nonfinite (lib/train/training.h) after a real forward/backward pass, makes
+ * sm_train_step and sm_train_step_batch return SM_ERR_NUMERIC with a message, and leaves everything
+ * exactly as before the step: subnet and head parameters, Adam's m and v (bit for bit) and step
+ * count, the trainer's iteration and the pair sampler's state. The loss output is not written and
+ * the progress callback is not called. The next step then gives exactly the loss (and parameters)
  * an uninterrupted run gives at that iteration. */
 #include <math.h>
 #include <setjmp.h>

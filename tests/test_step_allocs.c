@@ -51,7 +51,7 @@ static void steps_allocate_nothing(void **state)
 }
 
 /* A conv whose output only feeds relu -> pool keeps no buffer of its own in a training
- * workspace: it lives in the larger gradient buffer during the forward pass (lib/subnet.c).
+ * workspace: it lives in the larger gradient buffer during the forward pass (lib/network/subnet.c).
  * A conv followed by relu -> flatten keeps its output (the ReLU mask needs it). The gradients
  * through the shared path are checked by net_gradcheck and reference_torch. */
 static void pooled_conv_outputs_share_gradient_memory(void **state)

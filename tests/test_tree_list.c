@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* The folder-or-zip lister (lib/tree_list.h) on trees generated here: what it skips (hidden,
+/* The folder-or-zip lister (lib/io/tree_list.h) on trees generated here: what it skips (hidden,
  * __MACOSX, folder entries, too deep), how it treats links (followed; dangling ones an error
  * only when wanted; loops bounded), its order, its filter, and the same list from a folder, a
  * zip with and without folder entries, and a zip in memory. */

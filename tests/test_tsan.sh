@@ -50,6 +50,6 @@ if command -v setarch >/dev/null 2>&1 && setarch "$(uname -m)" -R true 2>/dev/nu
     runner=(setarch "$(uname -m)" -R)
 fi
 "${runner[@]}" "$dir/tests/test_threads"
-# the in-process communicator: ranks on threads meeting at a rendezvous (lib/comm_local.c)
+# the in-process communicator: ranks on threads meeting at a rendezvous (lib/comm/comm_local.c)
 "${runner[@]}" "$dir/tests/test_comm"
 echo "tsan: OK (no data race reported)"

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /* The cpu-dnnl backend's entry point, context and vtable. Built as the module
- * libsiamese-dnnl.so, which the core dlopens (lib/backend.c), so libsiamese.so keeps no
+ * libsiamese-dnnl.so, which the core dlopens (lib/backend/backend.c), so libsiamese.so keeps no
  * link-time oneDNN dependency; only sm_backend_module_entry is exported (module.map).
  * Convolutions and the dense GEMM are oneDNN's (its AVX-512 kernels, which the OpenBLAS build
  * here does not use); pooling, the element-wise ops, the head and Adam are cpu-blas's loops,

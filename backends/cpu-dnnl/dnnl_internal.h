@@ -14,7 +14,7 @@
 
 extern const sm_backend_host *smd_host;
 
-/* the core's SM_TRY, which a module cannot take from lib/error.h (its other macros call the
+/* the core's SM_TRY, which a module cannot take from lib/common/error.h (its other macros call the
  * core's hidden sm__fail) */
 #define SMD_TRY(expr)                                                                              \
     do {                                                                                           \

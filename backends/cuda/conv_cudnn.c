@@ -25,7 +25,7 @@
 
 /* tests build the fake module with a small value to reach the split without huge buffers */
 #ifndef SMC_MAX_TENSOR_ELEMS
-#define SMC_MAX_TENSOR_ELEMS 2147483647 /* INT_MAX (lib/limits.h hides <limits.h>) */
+#define SMC_MAX_TENSOR_ELEMS 2147483647 /* INT_MAX (lib/common/limits.h hides <limits.h>) */
 #endif
 
 enum { MODES = 2, DIRS = 3, MAX_ALGOS = 16 };

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* The cuda backend's entry point, probe, context and memory ops. Built as the module
- * libsiamese-cuda.so, which the core dlopens (lib/backend.c); only sm_backend_module_entry is
- * exported (module.map). One device (0), one stream per backend; every vendor status becomes an
+ * libsiamese-cuda.so, which the core dlopens (lib/backend/backend.c); only sm_backend_module_entry
+ * is exported (module.map). One device (0), one stream per backend; every vendor status becomes an
  * sm_status through the host's error function, and nothing here aborts or prints. */
 #include <dlfcn.h>
 #include <stdlib.h>

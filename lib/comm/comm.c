@@ -2,7 +2,7 @@
 /* Communicators (include/siamese/comm.h): a host's byte-moving callbacks behind one handle that
  * adds a deadline to every collective and fails for good at the first fault, so that no rank
  * ever waits on a dead peer twice. The sums are never here: the trainer folds the bytes it gets
- * in a fixed order (lib/trainer_shards.c). */
+ * in a fixed order (lib/train/trainer_shards.c). */
 #include <stdio.h>
 #include <string.h>
 #include <time.h>

@@ -29,7 +29,7 @@ sm_status sm__comm_broadcast(sm_comm *c, void *buf, size_t bytes, int root, cons
 /* CLOCK_MONOTONIC in nanoseconds. */
 int64_t sm__comm_now_ns(void);
 
-/* TEST ONLY (tests/test_comm.c): called by an in-process rank (lib/comm_local.c) between its
+/* TEST ONLY (tests/test_comm.c): called by an in-process rank (lib/comm/comm_local.c) between its
  * wake-up from a collective's first barrier and its copying from the peers' buffers, without
  * the group's lock, as a thread that was woken but not yet scheduled would be. `phase` is
  * SM__COMM_LOCAL_WOKEN (the only one). NULL (the default) costs one load per collective. Set it

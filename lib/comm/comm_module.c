@@ -1,9 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /* sm_comm_open: communicators from run-time modules (libsiamese-comm-mpi.so,
- * libsiamese-comm-nccl.so), found where the backend modules are (lib/backend.c). The core never
- * links MPI or NCCL: a module that is missing or whose library is missing is
- * SM_ERR_BACKEND_UNAVAILABLE, and the program goes on without it. Module handles stay open for
- * the life of the process (unloading an MPI or CUDA runtime is not safe). */
+ * libsiamese-comm-nccl.so), found where the backend modules are (lib/backend/backend.c). The core
+ * never links MPI or NCCL: a module that is missing or whose library is missing is
+ * SM_ERR_BACKEND_UNAVAILABLE, and the program goes on without it. Module handles stay open for the
+ * life of the process (unloading an MPI or CUDA runtime is not safe). */
 #include <dlfcn.h>
 #include <stdio.h>
 #include <string.h>

@@ -36,7 +36,7 @@ static float sample(const float *src, int h, int w, double x, double y)
 
 /* The draws sm__distort makes for one image (4 switches, 7 parameters), without the warp: a
  * rank of a data-parallel run skips the images of other ranks' shards this way and stays in
- * step with them (lib/trainer_shards.c). Keep in step with sm__distort. */
+ * step with them (lib/train/trainer_shards.c). Keep in step with sm__distort. */
 void sm__distort_skip(sm__rng *rng)
 {
     for (int i = 0; i < 4 + 7; i++) (void)sm__rng_u64(rng);

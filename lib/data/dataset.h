@@ -14,7 +14,7 @@
 #include "siamese/siamese.h"
 
 /* The largest side sm_dataset_* accepts, as documented for sm_dataset_create. (The sizes the
- * readers accept from files are the public limits: lib/limits.h.) */
+ * readers accept from files are the public limits: lib/common/limits.h.) */
 #define SM__MAX_IMAGE_SIDE 4096
 
 typedef struct sm__class {

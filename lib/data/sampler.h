@@ -13,8 +13,8 @@
 void sm__sampler_get_state(const sm_sampler *s, uint64_t state[4]);
 void sm__sampler_set_state(sm_sampler *s, const uint64_t state[4]);
 
-/* Since 0.3, both off by default (lib/sampler.c describes the draws): the fraction in [0, 1] of
- * dissimilar pairs whose second class is drawn from the first's alphabet, and alphabet-balanced
+/* Since 0.3, both off by default (lib/data/sampler.c describes the draws): the fraction in [0, 1]
+ * of dissimilar pairs whose second class is drawn from the first's alphabet, and alphabet-balanced
  * class draws (pairs and P x K batches). The caller checked the ranges. */
 void sm__sampler_set_options(sm_sampler *s, double neg_same_alphabet, bool alphabet_balanced);
 /* A P x K batch: p distinct classes among those with >= k images, k distinct images of each,

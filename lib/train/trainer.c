@@ -103,11 +103,11 @@ static sm_status ensure_grads(sm_backend *be, float **grads, size_t n)
     return sm__be_alloc_floats(be, n, grads);
 }
 
-/* The backend's preferred micro-batch: 16 pairs on the CPU backends keep a batch-180 step of
- * the reference network under a fifth of PyTorch's peak memory (conv outputs that feed
- * relu -> pool are not kept, lib/subnet.c), while the fc layer's products are wide enough not
- * to cost much more than at 32 pairs (docs/performance.md measures 8, 16 and 32); the GPU wants
- * large chunks and asks for 32. */
+/* The backend's preferred micro-batch: 16 pairs on the CPU backends keep a batch-180 step of the
+ * reference network under a fifth of PyTorch's peak memory (conv outputs that feed relu -> pool are
+ * not kept, lib/network/subnet.c), while the fc layer's products are wide enough not to cost much
+ * more than at 32 pairs (docs/performance.md measures 8, 16 and 32); the GPU wants large chunks and
+ * asks for 32. */
 static int64_t default_micro_batch(const sm_backend *be)
 {
     return sm__backend_props(be)->train_pairs;

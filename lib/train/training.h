@@ -111,7 +111,7 @@ struct sm_trainer {
 /* The augmentation RNG's seed for a trainer seed (a stream apart from the sampler's). */
 uint64_t sm__augment_seed(uint64_t trainer_seed);
 /* After a successful step: updates the smoothed loss and sends a health report when one is
- * due (lib/health.c). */
+ * due (lib/train/health.c). */
 void sm__health_after_step(sm_trainer *t, float loss);
 
 /* Sets batch size and micro-batch together, all or nothing (for checkpoint loading). */
