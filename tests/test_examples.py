@@ -9,7 +9,7 @@ generated dataset folder and generated one-shot runs; and bad arguments: a clear
 a nonzero exit, never a crash.
 
 Usage (tests/meson.build): test_examples.py BUILD_EXAMPLES_DIR FIGURES(0|1) GRID_WxH PAIRS_WxH
-LOSS_WxH ROC_WxH
+LOSS_WxH ROC_WxH DNNL_BUILT(0|1)
 """
 import os
 import re
@@ -23,6 +23,7 @@ import zlib
 bindir, with_figures = sys.argv[1], sys.argv[2] == "1"
 sizes = {name: tuple(int(v) for v in arg.split("x"))
          for name, arg in zip(("grid", "pairs", "loss", "roc"), sys.argv[3:7])}
+dnnl_built = len(sys.argv) > 7 and sys.argv[7] == "1"
 failures = []
 
 
@@ -35,6 +36,9 @@ def check(cond, what):
 # Runs see no Omniglot unless a check puts it there: CI sets SIAMESE_OMNIGLOT_DIR, and the
 # programs look for data in it and in ./data/omniglot when --data is not given.
 quiet_env = {k: v for k, v in os.environ.items() if k != "SIAMESE_OMNIGLOT_DIR"}
+# ... nor a module folder: the programs must find the modules the build staged beside
+# libsiamese.so (build/lib/libsiamese/), as a user running them from the build tree does
+quiet_env.pop("SIAMESE_BACKEND_DIR", None)
 
 
 def run(prog, *args, cwd=None, env=None):
@@ -94,6 +98,10 @@ with tempfile.TemporaryDirectory(prefix="siamese-examples.") as tmp:
     # --- siamese-train: figures, log, evaluation ------------------------------------------
     rc, so, se = run("siamese-train", *train_args)
     check(rc == 0, f"siamese-train on synthetic glyphs exits 0 (rc {rc}) {se[-400:]}")
+    if dnnl_built:
+        check(re.search(r"^backend: cpu-dnnl", so, re.M) is not None,
+              "the build's cpu-dnnl module is found from the build tree (build/lib/libsiamese/): "
+              + (re.search(r"^backend: .*", so, re.M) or re.search("", "")).group(0))
     check(re.search(r"^\(i\) +random-pair verification: [0-9.]+ %", so, re.M) is not None,
           "reports (i) verification on its own line")
     check(re.search(r"^    equal error rate [0-9.]+ % at threshold [0-9.e+-]+; for a false-accept rate "
