@@ -356,17 +356,21 @@ static void assert_close(const float *a, const float *b, size_t n)
 /* The P x K gradient against sm__trainer_compute_grads (the pair path) on the explicit list of
  * every pair of the same images: unweighted = the mean over all pairs; balanced = half the
  * mean over the similar pairs plus half the mean over the dissimilar ones (two pair-path runs).
- * Micro-batches 4 (9 images in chunks of 8: features recomputed, head chunks split across the
- * similar/dissimilar boundary) and 32 (one chunk: activations kept). */
+ * Micro-batch 4 with no one-pass budget (9 images in chunks of 8: features recomputed, head
+ * chunks split across the similar/dissimilar boundary), micro-batch 4 within the budget (the
+ * batch's own buffers: each image once forward, once backward) and 32 (the trainer's buffers
+ * hold the batch). */
 static void test_pk_gradient_equals_pairs(void **state)
 {
     (void)state;
     enum { P = 3, K = 3, N = P * K, IN = 144 };
     const size_t n_pairs = N * (N - 1) / 2, n_sim = P * K * (K - 1) / 2;
-    const int micros[] = {4, 32};
-    for (int mi = 0; mi < 2; mi++) {
+    const int micros[] = {4, 4, 32};
+    const size_t budgets[] = {0, SM__PK_ONE_PASS_BYTES, SM__PK_ONE_PASS_BYTES};
+    for (int mi = 0; mi < 3; mi++) {
         model m;
         model_make(&m, 6, 4, 11);
+        sm__pk_one_pass_bytes = budgets[mi];
         assert_int_equal(sm_trainer_set_param(m.t, SM_TRAINER_MICRO_BATCH, micros[mi]), SM_OK);
         float *img = malloc(N * IN * sizeof *img);
         assert_int_equal(sm__sampler_next_pk(m.t->sampler, P, K, img, NULL), SM_OK);
@@ -411,10 +415,13 @@ static void test_pk_gradient_equals_pairs(void **state)
         for (size_t i = 0; i < n; i++) diff = fmax(diff, fabs((double)g_bal[i] - g_pk[i]));
         assert_true(diff > 1e-4);
 
+        /* which buffers ran it */
+        assert_true(mi == 1 ? m.t->pk_buf.ws.cap >= N : m.t->pk_buf.ws.cap == 0);
         free(g_pk), free(g_pairs), free(g_bal), free(g_sim), free(g_dis);
         free(img), free(l), free(r), free(lab);
         model_free(&m);
     }
+    sm__pk_one_pass_bytes = SM__PK_ONE_PASS_BYTES;
 }
 
 /* The softmax mode against a double-precision reference computed on the host from the same

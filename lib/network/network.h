@@ -96,6 +96,9 @@ typedef struct sm__workspace {
 sm_status sm__workspace_create(const sm_subnet *s, size_t cap, bool for_training,
                                sm__workspace *ws);
 void sm__workspace_destroy(const sm_subnet *s, sm__workspace *ws);
+/* An upper bound of a training workspace's bytes per image: input, every layer's output, the
+ * pools' argmax and the two gradient buffers (not the backend's convolution workspace). */
+size_t sm__workspace_image_bytes(const sm_subnet *s);
 
 /* Forward n <= ws->cap images already in ws->act[0]; the raw output (pre-sigmoid) ends in
  * ws->act[n_layers]. */

@@ -180,6 +180,19 @@ static void grad_sizes(const sm_arch *a, const sm__layer_plan *plan, size_t need
     if (!need[1]) need[1] = 1;
 }
 
+size_t sm__workspace_image_bytes(const sm_subnet *s)
+{
+    const sm_arch *a = &s->arch;
+    size_t floats = sm__arch_in_size(a), largest = 0;
+    for (size_t i = 0; i < a->n_layers; i++) {
+        const size_t o = sm__layer_out_size(&a->layers[i]);
+        floats += o; /* kept, or the argmax of a pool (as many int32s) */
+        if (a->layers[i].kind == SM_LAYER_MAXPOOL) floats += o;
+        if (o > largest) largest = o;
+    }
+    return (floats + 2 * largest) * sizeof(float); /* and the two gradient buffers */
+}
+
 sm_status sm__workspace_create(const sm_subnet *s, size_t cap, bool for_training, sm__workspace *ws)
 {
     const sm_arch *a = &s->arch;

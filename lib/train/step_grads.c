@@ -5,9 +5,43 @@
  * sharded form, for data-parallel runs, is trainer_shards.c's. */
 #include <math.h>
 #include <stdatomic.h>
+#include <string.h>
 
 #include "common/error.h"
 #include "train/training.h"
+
+void sm__step_buffers_destroy(const sm_trainer *t, sm__step_buffers *b)
+{
+    sm_backend *be = t->subnet->be;
+    if (b->ws.act) sm__workspace_destroy(t->subnet, &b->ws);
+    float **bufs[] = {&b->feat,   &b->diff,    &b->ddiff,  &b->dfeat,   &b->logits,
+                      &b->scores, &b->dlogits, &b->labels, &b->loss_sum};
+    for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++) {
+        sm__be_free(be, *bufs[i]);
+        *bufs[i] = NULL;
+    }
+    b->pairs = 0;
+}
+
+sm_status sm__step_buffers_create(const sm_trainer *t, size_t pairs, sm__step_buffers *b)
+{
+    sm_backend *be = t->subnet->be;
+    const size_t d = t->head->dim;
+    memset(b, 0, sizeof *b);
+    b->pairs = pairs;
+    sm_status st = sm__workspace_create(t->subnet, 2 * pairs, true, &b->ws);
+    if (st == SM_OK) st = sm__be_alloc_floats(be, 2 * pairs * d, &b->feat);
+    if (st == SM_OK) st = sm__be_alloc_floats(be, 2 * pairs * d, &b->dfeat);
+    if (st == SM_OK) st = sm__be_alloc_floats(be, pairs * d, &b->diff);
+    if (st == SM_OK) st = sm__be_alloc_floats(be, pairs * d, &b->ddiff);
+    if (st == SM_OK) st = sm__be_alloc_floats(be, pairs, &b->logits);
+    if (st == SM_OK) st = sm__be_alloc_floats(be, pairs, &b->scores);
+    if (st == SM_OK) st = sm__be_alloc_floats(be, pairs, &b->dlogits);
+    if (st == SM_OK) st = sm__be_alloc_floats(be, pairs, &b->labels);
+    if (st == SM_OK) st = sm__be_alloc_floats(be, 1, &b->loss_sum);
+    if (st != SM_OK) sm__step_buffers_destroy(t, b);
+    return st;
+}
 
 _Atomic int sm__inject_nonfinite; /* test only: see train/training.h */
 

@@ -14,39 +14,6 @@
 #include "train/training.h"
 #include "data/sampler.h"
 
-static void step_buffers_destroy(const sm_trainer *t, sm__step_buffers *b)
-{
-    sm_backend *be = t->subnet->be;
-    if (b->ws.act) sm__workspace_destroy(t->subnet, &b->ws);
-    float **bufs[] = {&b->feat,   &b->diff,    &b->ddiff,  &b->dfeat,   &b->logits,
-                      &b->scores, &b->dlogits, &b->labels, &b->loss_sum};
-    for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++) {
-        sm__be_free(be, *bufs[i]);
-        *bufs[i] = NULL;
-    }
-    b->pairs = 0;
-}
-
-static sm_status step_buffers_create(const sm_trainer *t, size_t pairs, sm__step_buffers *b)
-{
-    sm_backend *be = t->subnet->be;
-    const size_t d = t->head->dim;
-    memset(b, 0, sizeof *b);
-    b->pairs = pairs;
-    sm_status st = sm__workspace_create(t->subnet, 2 * pairs, true, &b->ws);
-    if (st == SM_OK) st = sm__be_alloc_floats(be, 2 * pairs * d, &b->feat);
-    if (st == SM_OK) st = sm__be_alloc_floats(be, 2 * pairs * d, &b->dfeat);
-    if (st == SM_OK) st = sm__be_alloc_floats(be, pairs * d, &b->diff);
-    if (st == SM_OK) st = sm__be_alloc_floats(be, pairs * d, &b->ddiff);
-    if (st == SM_OK) st = sm__be_alloc_floats(be, pairs, &b->logits);
-    if (st == SM_OK) st = sm__be_alloc_floats(be, pairs, &b->scores);
-    if (st == SM_OK) st = sm__be_alloc_floats(be, pairs, &b->dlogits);
-    if (st == SM_OK) st = sm__be_alloc_floats(be, pairs, &b->labels);
-    if (st == SM_OK) st = sm__be_alloc_floats(be, 1, &b->loss_sum);
-    if (st != SM_OK) step_buffers_destroy(t, b);
-    return st;
-}
-
 /* Resizes what depends on batch_size and micro_batch; on failure the trainer keeps its old
  * buffers and sizes. */
 static sm_status resize(sm_trainer *t, int64_t batch, int64_t micro)
@@ -55,14 +22,14 @@ static sm_status resize(sm_trainer *t, int64_t batch, int64_t micro)
     size_t pairs = (size_t)(micro < batch ? micro : batch);
     sm__step_buffers nb = t->buf;
     int new_step = t->buf.pairs != pairs;
-    if (new_step) SM_TRY(step_buffers_create(t, pairs, &nb));
+    if (new_step) SM_TRY(sm__step_buffers_create(t, pairs, &nb));
 
     float *l = t->batch_left, *r = t->batch_right, *lab = t->batch_labels;
     int new_batch = t->dataset && t->batch_cap != (size_t)batch;
     if (new_batch) {
         size_t n;
         if (!sm__mul_size((size_t)batch, in, &n) || !sm__mul_size(n, sizeof(float), &n)) {
-            if (new_step) step_buffers_destroy(t, &nb);
+            if (new_step) sm__step_buffers_destroy(t, &nb);
             return sm__fail(SM_ERR_LIMIT, "a batch of %lld pairs is too large", (long long)batch);
         }
         l = sm__malloc(n);
@@ -70,13 +37,13 @@ static sm_status resize(sm_trainer *t, int64_t batch, int64_t micro)
         lab = sm__malloc((size_t)batch * sizeof(float));
         if (!l || !r || !lab) {
             sm__free(l), sm__free(r), sm__free(lab);
-            if (new_step) step_buffers_destroy(t, &nb);
+            if (new_step) sm__step_buffers_destroy(t, &nb);
             return sm__fail(SM_ERR_NOMEM, "out of memory for a batch of %lld pairs",
                             (long long)batch);
         }
     }
     if (new_step) {
-        step_buffers_destroy(t, &t->buf);
+        sm__step_buffers_destroy(t, &t->buf);
         t->buf = nb;
     }
     if (new_batch) {
@@ -166,7 +133,8 @@ SM_API sm_status sm_trainer_create(sm_subnet *subnet, sm_head *head, sm_adam *ad
 SM_API void sm_trainer_destroy(sm_trainer *t)
 {
     if (!t) return;
-    step_buffers_destroy(t, &t->buf);
+    sm__step_buffers_destroy(t, &t->buf);
+    sm__step_buffers_destroy(t, &t->pk_buf);
     sm__free(t->batch_left);
     sm__free(t->batch_right);
     sm__free(t->batch_labels);

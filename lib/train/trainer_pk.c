@@ -126,6 +126,29 @@ static double pk_softmax(sm_trainer *t, size_t n, size_t k, float *z)
     return total / (double)n;
 }
 
+size_t sm__pk_one_pass_bytes = SM__PK_ONE_PASS_BYTES;
+
+/* The buffers a batch of n images runs in: the trainer's when they hold n images; else, when
+ * a workspace for all n fits SM__PK_ONE_PASS_BYTES, buffers for the whole batch (made once,
+ * kept); else the trainer's, in chunks. */
+static sm_status pk_buffers(sm_trainer *t, size_t n, sm__step_buffers **out)
+{
+    *out = &t->buf;
+    if (n <= t->buf.ws.cap) return SM_OK;
+    size_t bytes;
+    if (!sm__mul_size(sm__workspace_image_bytes(t->subnet), n, &bytes) ||
+        bytes > sm__pk_one_pass_bytes)
+        return SM_OK;
+    if (t->pk_buf.ws.cap < n) {
+        sm__step_buffers nb;
+        SM_TRY(sm__step_buffers_create(t, (n + 1) / 2, &nb));
+        sm__step_buffers_destroy(t, &t->pk_buf);
+        t->pk_buf = nb;
+    }
+    *out = &t->pk_buf;
+    return SM_OK;
+}
+
 static sm_status compute_grads_pk(sm_trainer *t, size_t p, size_t k, const float *images, int mode,
                                   float *loss)
 {
@@ -133,7 +156,8 @@ static sm_status compute_grads_pk(sm_trainer *t, size_t p, size_t k, const float
     sm_head *h = t->head;
     const sm_backend_ops *ops = s->be->ops;
     void *ctx = s->be->ctx;
-    sm__step_buffers *b = &t->buf;
+    sm__step_buffers *b;
+    SM_TRY(pk_buffers(t, p * k, &b));
     const size_t in = sm__arch_in_size(&s->arch), d = h->dim, nl = s->arch.n_layers;
     const size_t n = p * k, cap = b->ws.cap, chunk = b->pairs;
     const double n_sim = (double)p * (double)(k * (k - 1) / 2);

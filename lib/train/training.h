@@ -20,6 +20,14 @@
 #define SM__MAX_PK_IMAGES   4096  /* P x K */
 #define SM__MAX_GRAD_SHARDS 1024  /* K gradient shards */
 #define SM__MAX_VAL_PAIRS   65536 /* validation pairs (sm_trainer_set_validation) */
+/* A P x K batch whose training workspace (sm__workspace_image_bytes per image) fits this runs
+ * every image through the twin once forward and once backward; a larger one runs in the
+ * trainer's micro-batch chunks, forward twice (trainer_pk.c). A rule of the batch's shape, so
+ * the same settings give the same bits on every machine. */
+#define SM__PK_ONE_PASS_BYTES ((size_t)256 << 20)
+/* TEST ONLY: the budget in force (tests/test_pk.c sets 0 to run the chunked path); never set by
+ * the library. */
+extern size_t sm__pk_one_pass_bytes;
 
 struct sm_adam {
     sm_subnet *subnet;
@@ -80,7 +88,10 @@ struct sm_trainer {
     int64_t pk_classes; /* P; 0 = random pairs */
     int64_t pk_images;  /* K */
     int64_t pk_loss;    /* sm_pk_loss */
-    /* host buffers of a P x K step, grown on demand (the device side reuses `buf`) */
+    /* backend buffers for a whole P x K batch at once (pk_buf.pairs = ceil(P K / 2)), made by
+     * its first step when it fits SM__PK_ONE_PASS_BYTES and is larger than `buf` */
+    sm__step_buffers pk_buf;
+    /* host buffers of a P x K step, grown on demand */
     float *pk_img;             /* P*K images */
     float *pk_feat, *pk_dfeat; /* P*K x D: sigmoid features, dL/dfeature */
     float *pk_pair;            /* 2 x pairs x D: one chunk's features, then its dfeat */
@@ -107,6 +118,11 @@ struct sm_trainer {
     double smoothed_loss; /* EMA of batch losses; NAN before the first step */
     char health_msg[1024];
 };
+
+/* step_grads.c: the backend buffers of a step for `pairs` pairs (2 x pairs images); on failure
+ * none is left. Destroy frees them (safe on zeroed ones). */
+sm_status sm__step_buffers_create(const sm_trainer *t, size_t pairs, sm__step_buffers *b);
+void sm__step_buffers_destroy(const sm_trainer *t, sm__step_buffers *b);
 
 /* The augmentation RNG's seed for a trainer seed (a stream apart from the sampler's). */
 uint64_t sm__augment_seed(uint64_t trainer_seed);
