@@ -8,7 +8,9 @@
  * budget). Prints the median ms per step of each and their ratio, and RESULT lines.
  *
  *   bench_preset [--backend auto|cpu|cpu-dnnl] [--steps N] [--rounds R] [--threads N]
- *                [--pk P,K] [--arch TEXT] */
+ *                [--pk P,K] [--arch TEXT] [--conv-algo auto|direct|fft|measured]
+ *                [--only-one-pass 1] (for profilers: skips the chunked
+ *                runs) */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -86,13 +88,19 @@ static double time_steps(run *r, size_t budget, int steps, double *all)
 int main(int argc, char **argv)
 {
     const char *backend = "auto", *arch_text = PRESET_ARCH;
-    int steps = 20, rounds = 3, threads = 0, p = 16, k = 4;
+    int steps = 20, rounds = 3, threads = 0, p = 16, k = 4, only_one = 0, algo = -1;
     for (int i = 1; i + 1 < argc; i += 2) {
         if (!strcmp(argv[i], "--backend")) backend = argv[i + 1];
         else if (!strcmp(argv[i], "--steps")) steps = atoi(argv[i + 1]);
         else if (!strcmp(argv[i], "--rounds")) rounds = atoi(argv[i + 1]);
         else if (!strcmp(argv[i], "--threads")) threads = atoi(argv[i + 1]);
         else if (!strcmp(argv[i], "--arch")) arch_text = argv[i + 1];
+        else if (!strcmp(argv[i], "--only-one-pass")) only_one = atoi(argv[i + 1]);
+        else if (!strcmp(argv[i], "--conv-algo")) /* auto, direct, fft or measured */
+            algo = !strcmp(argv[i + 1], "direct")     ? SM_CONV_ALGO_DIRECT
+                   : !strcmp(argv[i + 1], "fft")      ? SM_CONV_ALGO_FFT
+                   : !strcmp(argv[i + 1], "measured") ? SM_CONV_ALGO_MEASURED
+                                                      : SM_CONV_ALGO_AUTO;
         else if (!strcmp(argv[i], "--pk")) {
             if (sscanf(argv[i + 1], "%d,%d", &p, &k) != 2) return fprintf(stderr, "bad --pk\n"), 2;
         } else return fprintf(stderr, "bench_preset: unknown option %s\n", argv[i]), 2;
@@ -106,6 +114,7 @@ int main(int argc, char **argv)
     sm_dataset *ds;
     CHECK(sm_backend_create(kind, &be));
     if (threads) CHECK(sm_backend_set_threads(be, threads));
+    if (algo >= 0) CHECK(sm_backend_set_option(be, SM_BACKEND_OPT_CONV_ALGO, algo));
     CHECK(sm_arch_from_string(arch_text, &arch));
     int in_c, h, w;
     CHECK(sm_arch_input_shape(arch, &in_c, &h, &w));
@@ -118,7 +127,7 @@ int main(int argc, char **argv)
     double *all = malloc((size_t)steps * sizeof *all), best_one = 1e30, best_chunked = 1e30;
     for (int r = 0; r < rounds; r++) {
         const double a = time_steps(&one, SM__PK_ONE_PASS_BYTES, steps, all);
-        const double b = time_steps(&chunked, 0, steps, all);
+        const double b = only_one ? a : time_steps(&chunked, 0, steps, all);
         printf("round %d: one-pass %.2f ms/step, chunked %.2f ms/step, ratio %.3f\n", r + 1, a, b,
                a / b);
         if (a < best_one) best_one = a;
