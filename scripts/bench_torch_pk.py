@@ -17,10 +17,11 @@ import sys
 import time
 
 import torch
-import torch.nn.functional as F
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "gen"))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from make_reference import parse_arch  # noqa: E402  (the one parser of the arch text)
+from bench_torch_cpu import subnet as twin  # noqa: E402  (the same twin as the Koch benchmark)
 
 CLIP_EPS = 2.0 ** -23
 LR, BETA1, BETA2, ADAM_EPS = 1e-3, 0.9, 0.99, 1e-8
@@ -44,24 +45,6 @@ def build(arch_text, gen):
             flat = a
     head = torch.randn(flat + 1, generator=gen) * 0.01
     return in_shape, layers, params, head
-
-
-def twin(x, layers, params):
-    i = 0
-    for kind, a, _ in layers:
-        if kind == "conv":
-            x = F.conv2d(x, params[i], params[i + 1])
-            i += 2
-        elif kind == "relu":
-            x = F.relu(x)
-        elif kind == "pool":
-            x = F.max_pool2d(x, a)
-        elif kind == "flatten":
-            x = x.flatten(1)
-        elif kind == "fc":
-            x = F.linear(x, params[i], params[i + 1])
-            i += 2
-    return x
 
 
 def main():

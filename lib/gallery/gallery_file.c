@@ -116,21 +116,6 @@ static const char *meta(const sm__st_file *f, const char *key)
     return kv ? kv->value : NULL;
 }
 
-static int parse_hex(const char *s, size_t digits, uint64_t *out)
-{
-    uint64_t v = 0;
-    if (strlen(s) != digits) return 0;
-    for (size_t i = 0; i < digits; i++) {
-        char c = s[i];
-        v <<= 4;
-        if (c >= '0' && c <= '9') v |= (uint64_t)(c - '0');
-        else if (c >= 'a' && c <= 'f') v |= (uint64_t)(c - 'a' + 10);
-        else return 0;
-    }
-    *out = v;
-    return 1;
-}
-
 static sm_status check_header(const sm__st_file *f, const uint8_t *buf, size_t size,
                               const char *name)
 {
@@ -144,7 +129,7 @@ static sm_status check_model(const sm__st_file *f, const sm_gallery *g, const ch
     uint64_t v;
     SM_RETURN_IF(!arch || !dim || !id, SM_ERR_FORMAT,
                  "gallery '%s' lacks the metadata 'arch', 'feature_dim' or 'model_id'", name);
-    SM_RETURN_IF(!parse_hex(id, 16, &v), SM_ERR_FORMAT,
+    SM_RETURN_IF(strlen(id) != 16 || !sm__parse_hex(id, 16, &v), SM_ERR_FORMAT,
                  "gallery '%s': model_id '%.20s' is not 16 lowercase hex digits", name, id);
     SM_RETURN_IF(strcmp(arch, g->arch) != 0, SM_ERR_SHAPE,
                  "gallery '%s' was enrolled with the architecture '%.200s', this model is "

@@ -82,15 +82,14 @@ static const char *meta(const sm__st_file *f, const char *key)
     return kv ? kv->value : NULL;
 }
 
-static int parse_hex8(const char *s, uint32_t *out)
+int sm__parse_hex(const char *s, size_t digits, uint64_t *out)
 {
-    uint32_t v = 0;
-    if (strlen(s) != 8) return 0;
-    for (size_t i = 0; i < 8; i++) {
-        const char c = s[i];
+    uint64_t v = 0;
+    for (size_t i = 0; i < digits; i++) {
+        const char c = s[i]; /* a NUL ends the loop as any other non-digit does */
         v <<= 4;
-        if (c >= '0' && c <= '9') v |= (uint32_t)(c - '0');
-        else if (c >= 'a' && c <= 'f') v |= (uint32_t)(c - 'a' + 10);
+        if (c >= '0' && c <= '9') v |= (uint64_t)(c - '0');
+        else if (c >= 'a' && c <= 'f') v |= (uint64_t)(c - 'a' + 10);
         else return 0;
     }
     *out = v;
@@ -113,17 +112,19 @@ sm_status sm__sealed_check(const sm__st_file *f, const uint8_t *buf, size_t size
                  ": upgrade the library",
                  kind, path, ver, max_version);
     const sm__st_kv *kv = sm__st_meta(f, "crc32");
-    uint32_t want;
+    uint64_t want;
     /* raw length 8 and decoded length 8: no escapes, so the raw bytes are the digits */
-    SM_RETURN_IF(!kv || kv->value_rawlen != 8 || !parse_hex8(kv->value, &want), SM_ERR_FORMAT,
-                 "%s '%s': crc32 is missing or not 8 lowercase hex digits", kind, path);
+    SM_RETURN_IF(!kv || kv->value_rawlen != 8 || strlen(kv->value) != 8 ||
+                     !sm__parse_hex(kv->value, 8, &want),
+                 SM_ERR_FORMAT, "%s '%s': crc32 is missing or not 8 lowercase hex digits", kind,
+                 path);
     const size_t pos = kv->value_pos;
     uint32_t c = sm__crc32_update(0, buf, pos);
     c = sm__crc32_update(c, zeros, 8);
     c = sm__crc32_update(c, buf + pos + 8, size - pos - 8);
-    SM_RETURN_IF(c != want, SM_ERR_FORMAT,
+    SM_RETURN_IF(c != (uint32_t)want, SM_ERR_FORMAT,
                  "%s '%s': checksum mismatch (file says %08" PRIx32 ", contents give %08" PRIx32
                  "): the file is damaged",
-                 kind, path, want, c);
+                 kind, path, (uint32_t)want, c);
     return SM_OK;
 }

@@ -28,6 +28,11 @@ sm_status sm__sealed_write(const char *path, const sm__st_out_tensor *t, size_t 
                            sm__st_out_meta *m, size_t nm, sm__sealed_data_fn produce, void *user,
                            const char *data);
 
+/* Exactly `digits` lowercase hex digits at `s` (what sealed files write: the crc32, ids, RNG
+ * states) into *out; 0 when one is not (a string's end included). Callers that want the whole
+ * string to be the number check its length. */
+int sm__parse_hex(const char *s, size_t digits, uint64_t *out);
+
 /* A parsed file (`buf`, `size` bytes) is of `format`, at a version from 1 to `max_version`, and
  * its seal holds. SM_ERR_FORMAT (another format, a bad version or seal: damaged),
  * SM_ERR_VERSION (a newer version). `kind` names it in messages ("checkpoint"). */

@@ -422,20 +422,6 @@ static sm_status meta_int(const ck_file *f, const char *path, const char *key, u
     return SM_OK;
 }
 
-static int parse_hex_word(const char *s, size_t digits, uint64_t *out)
-{
-    uint64_t v = 0;
-    for (size_t i = 0; i < digits; i++) {
-        char c = s[i];
-        v <<= 4;
-        if (c >= '0' && c <= '9') v |= (uint64_t)(c - '0');
-        else if (c >= 'a' && c <= 'f') v |= (uint64_t)(c - 'a' + 10);
-        else return 0;
-    }
-    *out = v;
-    return 1;
-}
-
 /* Four 16-digit hex words joined by ':'; all zero only where `nonzero` is 0 (xoshiro's
  * all-zero state is a fixed point: no live generator has it). */
 static sm_status rng_state(const char *path, const char *key, const char *v, int nonzero,
@@ -443,7 +429,7 @@ static sm_status rng_state(const char *path, const char *key, const char *v, int
 {
     int ok = strlen(v) == 4 * 16 + 3;
     for (size_t i = 0; ok && i < 4; i++)
-        ok = parse_hex_word(v + 17 * i, 16, &out[i]) && (i == 3 || v[17 * i + 16] == ':');
+        ok = sm__parse_hex(v + 17 * i, 16, &out[i]) && (i == 3 || v[17 * i + 16] == ':');
     if (ok && nonzero) ok = (out[0] | out[1] | out[2] | out[3]) != 0;
     SM_RETURN_IF(!ok, SM_ERR_FORMAT,
                  "checkpoint '%s': %s '%.80s' is not four 16-digit hex "
