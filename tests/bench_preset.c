@@ -9,7 +9,7 @@
  *
  *   bench_preset [--backend auto|cpu|cpu-dnnl] [--steps N] [--rounds R] [--threads N]
  *                [--pk P,K] [--arch TEXT] [--conv-algo auto|direct|fft|measured]
- *                [--only-one-pass 1] (for profilers: skips the chunked
+ *                [--precision fp32|bf16] [--only-one-pass 1] (for profilers: skips the chunked
  *                runs) */
 #include <stdio.h>
 #include <stdlib.h>
@@ -88,7 +88,7 @@ static double time_steps(run *r, size_t budget, int steps, double *all)
 int main(int argc, char **argv)
 {
     const char *backend = "auto", *arch_text = PRESET_ARCH;
-    int steps = 20, rounds = 3, threads = 0, p = 16, k = 4, only_one = 0, algo = -1;
+    int steps = 20, rounds = 3, threads = 0, p = 16, k = 4, only_one = 0, algo = -1, bf16 = 0;
     for (int i = 1; i + 1 < argc; i += 2) {
         if (!strcmp(argv[i], "--backend")) backend = argv[i + 1];
         else if (!strcmp(argv[i], "--steps")) steps = atoi(argv[i + 1]);
@@ -101,6 +101,7 @@ int main(int argc, char **argv)
                    : !strcmp(argv[i + 1], "fft")      ? SM_CONV_ALGO_FFT
                    : !strcmp(argv[i + 1], "measured") ? SM_CONV_ALGO_MEASURED
                                                       : SM_CONV_ALGO_AUTO;
+        else if (!strcmp(argv[i], "--precision")) bf16 = !strcmp(argv[i + 1], "bf16");
         else if (!strcmp(argv[i], "--pk")) {
             if (sscanf(argv[i + 1], "%d,%d", &p, &k) != 2) return fprintf(stderr, "bad --pk\n"), 2;
         } else return fprintf(stderr, "bench_preset: unknown option %s\n", argv[i]), 2;
@@ -115,6 +116,7 @@ int main(int argc, char **argv)
     CHECK(sm_backend_create(kind, &be));
     if (threads) CHECK(sm_backend_set_threads(be, threads));
     if (algo >= 0) CHECK(sm_backend_set_option(be, SM_BACKEND_OPT_CONV_ALGO, algo));
+    if (bf16) CHECK(sm_backend_set_option(be, SM_BACKEND_OPT_PRECISION, SM_PRECISION_BF16));
     CHECK(sm_arch_from_string(arch_text, &arch));
     int in_c, h, w;
     CHECK(sm_arch_input_shape(arch, &in_c, &h, &w));
@@ -134,9 +136,9 @@ int main(int argc, char **argv)
         if (b < best_chunked) best_chunked = b;
     }
     sm__pk_one_pass_bytes = SM__PK_ONE_PASS_BYTES;
-    printf("RESULT backend=%s pk=%dx%d one_pass_ms=%.3f chunked_ms=%.3f ratio=%.3f "
+    printf("RESULT backend=%s%s pk=%dx%d one_pass_ms=%.3f chunked_ms=%.3f ratio=%.3f "
            "one_pass_buffers=%s\n",
-           sm_backend_name(be), p, k, best_one, best_chunked, best_one / best_chunked,
+           sm_backend_name(be), bf16 ? "-bf16" : "", p, k, best_one, best_chunked, best_one / best_chunked,
            one.tr->pk_buf.ws.cap ? "yes" : "no (the trainer's own hold the batch)");
     free(all);
     destroy(&one);
