@@ -890,8 +890,8 @@ static int train(run *r)
         /* By default the loss curve is redrawn by the clock, not every few steps: a redraw
          * plots every step so far, so redrawing by steps would cost more the longer a run
          * goes (every 10 steps cost 12 s in a 3000-step run of the preset, 5.6 % of it, and grows with the square of the steps). */
-        int redraw = o->figure_every > 0 ? it % o->figure_every == 0
-                                         : t - t_drawn >= FIGURE_EVERY_SECONDS;
+        int redraw =
+            o->figure_every > 0 ? it % o->figure_every == 0 : t - t_drawn >= FIGURE_EVERY_SECONDS;
         if (r->figures && (redraw || last)) {
             draw_loss(r, it, per_step);
             t_drawn = cli_now();
@@ -924,8 +924,8 @@ static int train(run *r)
         double loop = cli_now() - t_start, outside = loop - in_step;
         printf("time: %.1f s in sm_train_step, %.1f s outside it (%.1f %%: validation checks "
                "%.1f s, loss figure %.1f s, logs and the rest %.1f s)\n",
-               in_step, outside, loop > 0 ? 100.0 * outside / loop : 0.0, in_validation,
-               in_figures, outside - in_validation - in_figures);
+               in_step, outside, loop > 0 ? 100.0 * outside / loop : 0.0, in_validation, in_figures,
+               outside - in_validation - in_figures);
     }
     printf("saved %s and %s\n", r->model_path, r->csv_path);
     return 0;

@@ -138,7 +138,8 @@ int main(int argc, char **argv)
     sm__pk_one_pass_bytes = SM__PK_ONE_PASS_BYTES;
     printf("RESULT backend=%s%s pk=%dx%d one_pass_ms=%.3f chunked_ms=%.3f ratio=%.3f "
            "one_pass_buffers=%s\n",
-           sm_backend_name(be), bf16 ? "-bf16" : "", p, k, best_one, best_chunked, best_one / best_chunked,
+           sm_backend_name(be), bf16 ? "-bf16" : "", p, k, best_one, best_chunked,
+           best_one / best_chunked,
            one.tr->pk_buf.ws.cap ? "yes" : "no (the trainer's own hold the batch)");
     free(all);
     destroy(&one);
