@@ -4,9 +4,8 @@
  * layers, whose images give only 36 or 324 columns each, still hand OpenBLAS products wide
  * enough for its kernels. g is chosen per layer within a fixed column budget, so the workspace
  * does not grow with the batch. The copies around the GEMM (im2col, col2im, the reshuffle
- * between [K][g][oh*ow] and NCHW) run on all threads while OpenBLAS's workers are idle. */
+ * between [K][g][oh*ow] and NCHW) and the products (gemm.c) run on the backend's threads. */
 #include <cblas.h>
-#include <pthread.h>
 #include <string.h>
 
 #include "cpu_internal.h"
@@ -183,18 +182,10 @@ static void rowsum_range(void *p, size_t begin, size_t end)
  * copy is the cost: columns that one core writes and OpenBLAS then packs on every core ran
  * conv2 at ~75 % of its SGEMM time, against 95-101 % with the copy switched off
  * (docs/performance.md). So each thread takes whole images and makes, multiplies and consumes
- * their columns itself, with OpenBLAS set to one thread meanwhile (its setting is process-wide:
- * a lock keeps two such regions from interleaving their changes, and the count is restored).
+ * their columns itself, with OpenBLAS set to one thread meanwhile (sm__cpu_blas_serial_begin).
  * Backward-filter sums each run of IMAGES_PER_PARTIAL images into a partial dW/db of its own,
  * then the partials into dw/db in order: the same bits whatever the thread count. */
 enum { IMAGES_PER_PARTIAL = 4 };
-
-static int backend_threads(const void *ctx)
-{
-    const cpu_ctx *c = ctx;
-    int t = c && c->threads > 0 ? c->threads : openblas_get_num_threads();
-    return t < 1 ? 1 : t;
-}
 
 static size_t slice_floats(const sm_conv_shape *s, conv_dims d)
 {
@@ -218,7 +209,7 @@ size_t sm__cpu_conv_workspace(void *ctx, const sm_conv_shape *s)
     conv_dims d = dims_of(s);
     /* g == 1: per-thread column slices and the partial gradients; else the columns of g
      * images, then the GEMM's [K][g*ohw] side */
-    size_t floats = d.g == 1 ? per_image_floats(s, d, (size_t)backend_threads(ctx))
+    size_t floats = d.g == 1 ? per_image_floats(s, d, (size_t)sm__cpu_threads(ctx))
                              : (size_t)d.g * d.ckk * d.ohw + (size_t)d.g * d.out_img;
     return floats * sizeof(float);
 }
@@ -324,23 +315,19 @@ static void reduce_range(void *p, size_t begin, size_t end)
     }
 }
 
-static pthread_mutex_t openblas_threads_lock = PTHREAD_MUTEX_INITIALIZER;
-
 /* The op over every image of s, whole images per thread (see above). */
 static void run_per_image(void *ctx, image_job *j, void *ws, size_t ws_bytes, float *dw, float *db)
 {
     const sm_conv_shape *s = j->s;
     const conv_dims d = j->d;
     /* as many threads as the backend has, within what the workspace was sized for */
-    size_t t = (size_t)backend_threads(ctx);
+    size_t t = (size_t)sm__cpu_threads(ctx);
     while (t > 1 && per_image_floats(s, d, t) * sizeof(float) > ws_bytes) t--;
     if (t > (size_t)s->n) t = (size_t)s->n;
     j->threads = t;
     j->cols = ws;
     j->partials = j->cols + t * slice_floats(s, d);
-    pthread_mutex_lock(&openblas_threads_lock);
-    int blas_threads = openblas_get_num_threads();
-    if (blas_threads != 1) openblas_set_num_threads(1);
+    int blas_threads = sm__cpu_blas_serial_begin();
     sm__cpu_parallel_for_threads(t, t, 1, image_range, j);
     if (j->op == OP_BWD_FILTER) {
         size_t runs = ((size_t)s->n + IMAGES_PER_PARTIAL - 1) / IMAGES_PER_PARTIAL;
@@ -349,8 +336,7 @@ static void run_per_image(void *ctx, image_job *j, void *ws, size_t ws_bytes, fl
         reduce_job rb = {j->partials + (size_t)s->k * d.ckk, runs, partial_floats(s, d), db};
         reduce_range(&rb, 0, (size_t)s->k);
     }
-    if (blas_threads != 1) openblas_set_num_threads(blas_threads);
-    pthread_mutex_unlock(&openblas_threads_lock);
+    sm__cpu_blas_serial_end(blas_threads);
 }
 
 sm_status sm__cpu_conv_fwd(void *ctx, const sm_conv_shape *s, const float *x, const float *w,
@@ -363,14 +349,14 @@ sm_status sm__cpu_conv_fwd(void *ctx, const sm_conv_shape *s, const float *x, co
         run_per_image(ctx, &j, ws, ws_bytes, NULL, NULL);
         return SM_OK;
     }
-    /* several images per product: OpenBLAS threads each shared product */
+    /* several images per product, each product on the backend's threads (gemm.c) */
     float *col = ws, *r = col + (size_t)d.g * d.ckk * d.ohw;
     for (int n0 = 0; n0 < s->n; n0 += d.g) {
         int g = s->n - n0 < d.g ? s->n - n0 : d.g;
         float *yn = y + (size_t)n0 * d.out_img;
         im2col(s, d, g, 0, s->c, x + (size_t)n0 * d.in_img, col);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, s->k, g * (int)d.ohw, (int)d.ckk,
-                    1.0f, w, (int)d.ckk, col, g * (int)d.ohw, 0.0f, r, g * (int)d.ohw);
+        sm__cpu_sgemm(ctx, false, false, s->k, g * (int)d.ohw, (int)d.ckk, 1.0f, w, (int)d.ckk, col,
+                      g * (int)d.ohw, 0.0f, r, g * (int)d.ohw);
         copy_job j = {s, d, g, 0, 0, r, yn, b};
         sm__cpu_parallel_for((size_t)g * s->k, 8, scatter_bias_range, &j);
     }
@@ -395,8 +381,8 @@ sm_status sm__cpu_conv_bwd_data(void *ctx, const sm_conv_shape *s, const float *
             sm__cpu_parallel_for((size_t)g * s->k, 16, gather_range, &j);
             dyn = r;
         }
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)d.ckk, g * (int)d.ohw, s->k, 1.0f,
-                    w, (int)d.ckk, dyn, g * (int)d.ohw, 0.0f, col, g * (int)d.ohw);
+        sm__cpu_sgemm(ctx, true, false, (int)d.ckk, g * (int)d.ohw, s->k, 1.0f, w, (int)d.ckk, dyn,
+                      g * (int)d.ohw, 0.0f, col, g * (int)d.ohw);
         copy_job j = {s, d, g, 0, s->c, col, dx + (size_t)n0 * d.in_img, NULL};
         sm__cpu_parallel_for((size_t)g * s->c, 1, col2im_range, &j);
     }
@@ -422,8 +408,8 @@ sm_status sm__cpu_conv_bwd_filter(void *ctx, const sm_conv_shape *s, const float
             sm__cpu_parallel_for((size_t)g * s->k, 16, gather_range, &j);
             dyn = r;
         }
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, s->k, (int)d.ckk, g * (int)d.ohw, 1.0f,
-                    dyn, g * (int)d.ohw, col, g * (int)d.ohw, 1.0f, dw, (int)d.ckk);
+        sm__cpu_sgemm(ctx, false, true, s->k, (int)d.ckk, g * (int)d.ohw, 1.0f, dyn, g * (int)d.ohw,
+                      col, g * (int)d.ohw, 1.0f, dw, (int)d.ckk);
         rowsum_job rj = {dyn, (size_t)g * d.ohw, db};
         sm__cpu_parallel_for((size_t)s->k, 8, rowsum_range, &rj);
     }

@@ -32,6 +32,15 @@ sm_status sm__cpu_sigmoid_bwd(void *ctx, size_t n, const float *y, const float *
 sm_status sm__cpu_gemm(void *ctx, bool trans_a, bool trans_b, int m, int n, int k, float alpha,
                        const float *a, int lda, const float *b, int ldb, float beta, float *c,
                        int ldc);
+/* Every product of cpu-blas (gemm.c): on the backend's threads, OpenBLAS at one thread. */
+void sm__cpu_sgemm(const void *ctx, bool trans_a, bool trans_b, int m, int n, int k, float alpha,
+                   const float *a, int lda, const float *b, int ldb, float beta, float *c, int ldc);
+/* The backend's thread count (its setting, else OpenBLAS's). */
+int sm__cpu_threads(const void *ctx);
+/* OpenBLAS at one thread from begin to end (process-wide, under a lock); end restores the count
+ * begin returned. */
+int sm__cpu_blas_serial_begin(void);
+void sm__cpu_blas_serial_end(int before);
 sm_status sm__cpu_bias_add(void *ctx, int rows, int cols, const float *bias, float *y);
 sm_status sm__cpu_bias_grad(void *ctx, int rows, int cols, const float *dy, float *db);
 sm_status sm__cpu_adam_update(void *ctx, size_t n, float *p, const float *g, float *m, float *v,
