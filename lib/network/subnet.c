@@ -14,7 +14,7 @@ static sm_status init_values(sm_backend *be, float *dst, size_t n, double std, s
 {
     enum { CHUNK = 1 << 16 };
     if (n == 0) return SM_OK;
-    float *tmp = sm__malloc(CHUNK * sizeof *tmp);
+    float *tmp = sm__malloc((n < CHUNK ? n : CHUNK) * sizeof *tmp);
     if (!tmp) return sm__fail(SM_ERR_NOMEM, "out of memory initialising weights");
     sm_status s = SM_OK;
     for (size_t done = 0; done < n && s == SM_OK; done += CHUNK) {
