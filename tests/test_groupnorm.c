@@ -2,12 +2,13 @@
 /* GroupNorm layers (gnG, 0.4) through the whole twin, on cpu-blas and cpu-dnnl:
  *  - GroupNorm normalises each image by itself (batch normalisation would not), so an image's
  *    results do not depend on the other images of its micro-batch, P x K chunk or shard: the
- *    ops give the same bits for an image alone and in a batch of 5; so does every layer of the
- *    twin up to its fc, in the training workspace's forward; and an image's embedding in a
- *    batch of 5 is the same at another position among other images (sm_embed). The whole
- *    embedding alone and in a batch is the same on cpu-blas; on cpu-dnnl it is not, with or
- *    without groupnorm layers: oneDNN's sgemm (the fc) rounds a 1-row product differently
- *    from a 5-row one, which this test prints;
+ *    groupnorm ops give the same bits for an image alone and in a batch of 5, and in the twin
+ *    an image's embedding (sm_embed) and every layer's output in the training forward are the
+ *    same bits whatever the other 4 images of its batch are. The twin's output for an image
+ *    alone, or at another position in the batch, is only printed: the convolutions' and the
+ *    fc's GEMMs may round differently with the batch's shape, with or without groupnorm
+ *    (measured: cpu-dnnl's sgemm for a 1-row fc; cpu-blas under valgrind, whose emulated CPU
+ *    gets other OpenBLAS kernels);
  *  - cpu-blas and cpu-dnnl agree on the embeddings, the loss and every gradient.
  * The op-level checks are in test_ops_gradcheck.c, the PyTorch comparison in
  * test_reference_torch.c (case "gn"). */
@@ -141,40 +142,41 @@ static void check_invariance(sm_backend_kind kind)
     const size_t d = sm_subnet_feature_dim(s), nl = a->n_layers;
     float batch[N * PIX], other[N * PIX];
     for (size_t i = 0; i < N * PIX; i++) batch[i] = urand(0, 1), other[i] = urand(-1, 2);
-    float f5[N * 16], f1[16], g5[N * 16], *t5[16], *t1[16];
+    float f5[N * 16], f1[16], g5[N * 16], *t5[16], *u5[16];
     assert_int_equal(d, 16);
     assert_true(nl <= 16);
     assert_int_equal(sm_embed(s, N, batch, f5), SM_OK);
     train_forward(s, N, batch, t5);
-    int alone_differs = 0;
+    int alone_differs = 0, moved_differs = 0;
     for (int k = 0; k < N; k++) {
-        /* alone: every layer before the fc, in the training workspace */
-        train_forward(s, 1, batch + k * PIX, t1);
-        for (size_t i = 0; i < nl && a->layers[i].kind != SM_LAYER_FC; i++) {
-            const size_t o = sm__layer_out_size(&a->layers[i]);
-            if (t1[i]) assert_memory_equal(t1[i], t5[i] + k * o, o * sizeof(float));
-        }
-        for (size_t i = 0; i < nl; i++) free(t1[i]);
-        /* the whole embedding alone: cpu-blas only (cpu-dnnl's sgemm, see the top) */
-        assert_int_equal(sm_embed(s, 1, batch + k * PIX, f1), SM_OK);
-        if (memcmp(f1, f5 + k * d, d * sizeof *f1) != 0) alone_differs++;
-        if (!strcmp(sm_backend_name(be), "cpu-blas"))
-            assert_memory_equal(f1, f5 + k * d, d * sizeof *f1);
-        /* at another position among other images, in a batch of the same size */
+        /* among other images, at its own position: the same bits, in inference and in every
+         * layer of the training forward */
         float mixed[N * PIX];
+        memcpy(mixed, other, sizeof mixed);
+        memcpy(mixed + k * PIX, batch + k * PIX, PIX * sizeof *mixed);
+        assert_int_equal(sm_embed(s, N, mixed, g5), SM_OK);
+        assert_memory_equal(g5 + k * d, f5 + k * d, d * sizeof *g5);
+        train_forward(s, N, mixed, u5);
+        for (size_t i = 0; i < nl; i++) {
+            const size_t o = sm__layer_out_size(&a->layers[i]);
+            if (t5[i]) assert_memory_equal(u5[i] + k * o, t5[i] + k * o, o * sizeof(float));
+            free(u5[i]);
+        }
+        /* alone, and at another position: printed only (see the top) */
+        assert_int_equal(sm_embed(s, 1, batch + k * PIX, f1), SM_OK);
+        alone_differs += memcmp(f1, f5 + k * d, d * sizeof *f1) != 0;
         memcpy(mixed, other, sizeof mixed);
         memcpy(mixed + (N - 1 - k) * PIX, batch + k * PIX, PIX * sizeof *mixed);
         assert_int_equal(sm_embed(s, N, mixed, g5), SM_OK);
-        assert_memory_equal(g5 + (N - 1 - k) * d, f5 + k * d, d * sizeof *g5);
+        moved_differs += memcmp(g5 + (N - 1 - k) * d, f5 + k * d, d * sizeof *g5) != 0;
     }
     for (size_t i = 0; i < nl; i++) free(t5[i]);
     /* the embeddings do differ between images (the layer is not a constant) */
     assert_memory_not_equal(f5, f5 + d, d * sizeof *f5);
-    printf("%s: %d images: groupnorm ops and every layer before the fc give the same bits alone "
-           "and in a batch; embeddings the same among other images; whole embedding alone: %d "
-           "of %d differ in the last bits%s\n",
-           sm_backend_name(be), N, alone_differs, N,
-           alone_differs ? " (the fc's sgemm, not groupnorm)" : "");
+    printf("%s: groupnorm ops: the same bits alone and in a batch of %d; the twin: each image's "
+           "outputs the same among other images; whole embedding alone / at another position "
+           "differs for %d / %d of %d images (GEMM rounding by batch shape, not groupnorm)\n",
+           sm_backend_name(be), N, alone_differs, moved_differs, N);
     destroy(s, be);
 }
 
