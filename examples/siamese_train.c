@@ -88,6 +88,8 @@ static void usage(FILE *f)
         "                       preset: use it with --lr 1e-3 --batch 32) or a layer list,\n"
         "                       e.g. "
         "\"1x105x105:conv32k10,relu,pool4,conv64k5,relu,pool2,flatten,fc128\"\n"
+        "                       (layers: convNkK, relu, poolN, flatten, fcN, gnG = GroupNorm\n"
+        "                       with G groups)\n"
         "  --backend NAME       auto (default), cpu, cpu-dnnl or cuda\n" CLI_BACKEND_OPTIONS_HELP
         "  --iterations N       training steps (default 10000)\n"
         "  --time-limit SECONDS stop training after this long (then save and evaluate as usual);\n"

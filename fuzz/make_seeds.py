@@ -87,6 +87,8 @@ def arch_tensors(arch):
         elif layer.startswith("pool"):
             p = int(layer[4:])
             h, w = h // p, w // p
+        elif layer.startswith("gn"):
+            out += [("subnet.%d.weight" % i, [c]), ("subnet.%d.bias" % i, [c])]
         elif layer == "flatten":
             flat = c * h * w
         elif layer.startswith("fc"):
@@ -297,6 +299,7 @@ def main(root):
             "model-conv-fc.safetensors": checkpoint("1x6x6:conv2k3,relu,pool2,flatten,fc3"),
             "trainer-fc.safetensors": checkpoint("1x2x2:flatten,fc2", trainer=True),
             "model-two-conv.safetensors": checkpoint("2x5x5:conv2k2,relu,conv1k2,flatten,fc2"),
+            "model-groupnorm.safetensors": checkpoint("1x6x6:conv4k3,gn2,relu,pool2,flatten,fc3"),
         },
         "oneshot_runs": {
             "two-runs.zip": runs_zip(2),
@@ -320,6 +323,7 @@ def main(root):
             "small.txt": b"1x28x28:conv8k3,relu,pool2,flatten,fc16",
             "colour.txt": b"3x32x32:conv4k5,relu,pool2,conv8k3,relu,flatten,fc10",
             "fc-only.txt": b"1x4x4:flatten,fc1",
+            "groupnorm.txt": b"1x12x12:conv8k3,gn4,relu,pool2,conv8k3,gn2,relu,flatten,fc16",
         },
     }
     write_all(os.path.join(root, "corpus"), seeds)

@@ -37,6 +37,27 @@ void ref_maxpool(int n, int c, int h, int w, int s, const double *x, double *y)
             }
 }
 
+void ref_groupnorm(int n, int c, int h, int w, int groups, double eps, const double *x,
+                   const double *gamma, const double *beta, double *y)
+{
+    const int cpg = c / groups;
+    const size_t hw = (size_t)h * w, m = (size_t)cpg * hw;
+    for (int in = 0; in < n; in++)
+        for (int g = 0; g < groups; g++) {
+            const size_t base = ((size_t)in * c + (size_t)g * cpg) * hw;
+            double mean = 0, var = 0;
+            for (size_t i = 0; i < m; i++) mean += x[base + i];
+            mean /= (double)m;
+            for (size_t i = 0; i < m; i++) var += (x[base + i] - mean) * (x[base + i] - mean);
+            var /= (double)m;
+            const double rstd = 1.0 / sqrt(var + eps);
+            for (size_t i = 0; i < m; i++) {
+                const int ch = g * cpg + (int)(i / hw);
+                y[base + i] = (x[base + i] - mean) * rstd * gamma[ch] + beta[ch];
+            }
+        }
+}
+
 void ref_relu(size_t n, const double *x, double *y)
 {
     for (size_t i = 0; i < n; i++) y[i] = x[i] > 0 ? x[i] : 0;

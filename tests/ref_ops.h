@@ -11,6 +11,10 @@ void ref_conv(int n, int c, int h, int w, int k, int kh, int kw, const double *x
               const double *b, double *y);
 /* window = stride = s; y [n,c,h/s,w/s] */
 void ref_maxpool(int n, int c, int h, int w, int s, const double *x, double *y);
+/* GroupNorm (torch.nn.GroupNorm(groups, c)): y [n,c,h,w] from x, per-channel gamma and beta;
+ * biased variance over each image's group of c / groups channels */
+void ref_groupnorm(int n, int c, int h, int w, int groups, double eps, const double *x,
+                   const double *gamma, const double *beta, double *y);
 void ref_relu(size_t n, const double *x, double *y);
 void ref_sigmoid(size_t n, const double *x, double *y);
 /* row-major C = op(A) op(B), op(A) m x k */

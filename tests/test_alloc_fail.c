@@ -30,7 +30,7 @@
 #include "network/network.h"
 #include "siamese/siamese.h"
 
-#define ARCH    "1x12x12:conv4k3,relu,pool2,conv4k3,relu,flatten,fc8"
+#define ARCH    "1x12x12:conv4k3,gn2,relu,pool2,conv4k3,relu,flatten,fc8"
 #define N_PAIRS 3
 #define N_EMBED 4
 #define DIM     8

@@ -195,6 +195,74 @@ static void test_arch(void **state)
     expect_status(sm_arch_create(1, 5000, 5, &a), SM_ERR_INVALID_ARG, NULL);
 }
 
+/* GroupNorm in the architecture language (0.4): text round trip, parameters (a weight and a
+ * bias per channel), and what is refused, by the text form and by sm_arch_add_groupnorm. */
+static void test_arch_groupnorm(void **state)
+{
+    (void)state;
+    const char *text = "1x12x12:conv8k3,gn4,relu,pool2,conv8k3,gn2,relu,flatten,fc16";
+    sm_arch *a = NULL;
+    assert_int_equal(sm_arch_from_string(text, &a), SM_OK);
+    char back[128];
+    assert_int_equal(sm_arch_to_string(a, back, sizeof back, NULL), SM_OK);
+    assert_string_equal(back, text);
+    sm_layer_kind k;
+    int pa, pb;
+    assert_int_equal(sm_arch_get_layer(a, 1, &k, &pa, &pb), SM_OK);
+    assert_int_equal(k, SM_LAYER_GROUPNORM);
+    assert_int_equal(pa, 4);
+    assert_int_equal(pb, 0);
+    /* conv 8*9+8, gn 8+8, conv 8*8*9+8, gn 8+8, fc 16*(8*3*3)+16 */
+    assert_int_equal(sm_arch_num_params(a), 80 + 16 + 584 + 16 + 1168);
+    assert_int_equal(sm_arch_output_size(a), 16);
+    sm_arch_destroy(a);
+
+    /* the API: groups must divide the channels; not on a flat input; at least 1 */
+    assert_int_equal(sm_arch_create(3, 8, 8, &a), SM_OK);
+    assert_int_equal(sm_arch_add_groupnorm(a, 3), SM_OK); /* on the input: 1 channel a group */
+    assert_int_equal(sm_arch_add_groupnorm(a, 1), SM_OK);
+    assert_int_equal(sm_arch_add_conv(a, 8, 3), SM_OK);
+    expect_status(sm_arch_add_groupnorm(a, 3), SM_ERR_SHAPE, "divide");
+    expect_status(sm_arch_add_groupnorm(a, 16), SM_ERR_SHAPE, "divide");
+    expect_status(sm_arch_add_groupnorm(a, 0), SM_ERR_INVALID_ARG, NULL);
+    expect_status(sm_arch_add_groupnorm(a, -2), SM_ERR_INVALID_ARG, NULL);
+    expect_status(sm_arch_add_groupnorm(NULL, 2), SM_ERR_INVALID_ARG, NULL);
+    assert_int_equal(sm_arch_num_layers(a), 3); /* unchanged by the refusals */
+    assert_int_equal(sm_arch_add_groupnorm(a, 8), SM_OK);
+    assert_int_equal(sm_arch_add_flatten(a), SM_OK);
+    expect_status(sm_arch_add_groupnorm(a, 1), SM_ERR_SHAPE, "flat");
+    assert_int_equal(sm_arch_add_relu(a), SM_OK);
+    expect_status(sm_arch_add_groupnorm(a, 1), SM_ERR_SHAPE, "flat");
+    assert_int_equal(sm_arch_add_fc(a, 4), SM_OK);
+    expect_status(sm_arch_add_groupnorm(a, 1), SM_ERR_SHAPE, "flat");
+    assert_int_equal(sm_arch_to_string(a, back, sizeof back, NULL), SM_OK);
+    assert_string_equal(back, "3x8x8:gn3,gn1,conv8k3,gn8,flatten,relu,fc4");
+    sm_arch_destroy(a);
+
+    /* the text form: the same refusals, and malformed tokens */
+    const struct {
+        const char *text;
+        sm_status want;
+    } cases[] = {
+        {"1x10x10:conv8k3,gn3", SM_ERR_SHAPE},
+        {"1x10x10:conv8k3,flatten,gn1", SM_ERR_SHAPE},
+        {"1x10x10:conv8k3,flatten,fc4,gn1", SM_ERR_SHAPE},
+        {"1x10x10:conv8k3,gn0", SM_ERR_INVALID_ARG},
+        {"1x10x10:conv8k3,gn", SM_ERR_INVALID_ARG},
+        {"1x10x10:conv8k3,gn2x", SM_ERR_INVALID_ARG},
+        {"1x10x10:conv8k3,gn-2", SM_ERR_INVALID_ARG},
+        {"1x10x10:conv8k3,gn99999999999", SM_ERR_INVALID_ARG},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        a = NULL;
+        sm_status st = sm_arch_from_string(cases[i].text, &a);
+        if (st != cases[i].want)
+            fail_msg("'%s': %s (%s), expected %s", cases[i].text, sm_status_name(st),
+                     sm_last_error(), sm_status_name(cases[i].want));
+        assert_null(a);
+    }
+}
+
 typedef struct model {
     sm_backend *be;
     sm_arch *arch;
@@ -418,6 +486,7 @@ int main(void)
         cmocka_unit_test(test_null_arguments),
         cmocka_unit_test(test_backend_selection),
         cmocka_unit_test(test_arch),
+        cmocka_unit_test(test_arch_groupnorm),
         cmocka_unit_test(test_options_out_of_range),
         cmocka_unit_test(test_mismatches),
         cmocka_unit_test(test_determinism_and_micro_batches),

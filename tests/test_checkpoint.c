@@ -336,6 +336,80 @@ static void test_trainer_resume(void **state)
     model_free(&b);
 }
 
+/* GroupNorm (0.4): its weight and bias are saved as subnet.<i>.weight and subnet.<i>.bias of
+ * shape [channels], PyTorch's nn.GroupNorm names inside the nn.Sequential; a trainer file
+ * carries their Adam moments too, and a resumed run continues bit for bit. */
+static void test_groupnorm_roundtrip(void **state)
+{
+    env *e = *state;
+    enum { N = 3, M = 3 };
+    const char *arch = "1x12x12:conv4k3,gn2,relu,pool2,conv6k3,gn3,relu,flatten,fc8";
+    model a, b;
+    model_make(e, arch, 31, 1, e->ds, 78, &a);
+    assert_int_equal(sm_adam_set(a.a, SM_ADAM_LEARNING_RATE, 1e-2), SM_OK);
+    train(&a, N, NULL); /* moves the groupnorm weights and biases away from 1 and 0 */
+    const char *p = path_in(e, "gn.safetensors");
+    assert_int_equal(sm_trainer_save(a.t, p), SM_OK);
+    size_t n;
+    float *at_save = params_of(a.s, a.h, &n);
+    /* layer 1: gn2 on 4 channels (w_off 40); layer 5: gn3 on 6 channels */
+    int moved = 0;
+    for (int i = 0; i < 4; i++) moved += at_save[40 + i] != 1.0f && at_save[44 + i] != 0.0f;
+    assert_int_equal(moved, 4);
+
+    size_t fn;
+    uint8_t *bytes = read_file(p, &fn);
+    const char *names[] = {"\"subnet.1.weight\":{\"dtype\":\"F32\",\"shape\":[4],",
+                           "\"subnet.1.bias\":{\"dtype\":\"F32\",\"shape\":[4],",
+                           "\"subnet.5.weight\":{\"dtype\":\"F32\",\"shape\":[6],",
+                           "\"subnet.5.bias\":{\"dtype\":\"F32\",\"shape\":[6],",
+                           "\"adam.m.subnet.5.weight\":{\"dtype\":\"F32\",\"shape\":[6],",
+                           "\"adam.v.subnet.1.bias\":{\"dtype\":\"F32\",\"shape\":[4],",
+                           "\"subnet.4.weight\":{\"dtype\":\"F32\",\"shape\":[6,4,3,3],",
+                           "\"subnet.8.weight\":{\"dtype\":\"F32\",\"shape\":[8,54],"};
+    for (size_t i = 0; i < sizeof names / sizeof *names; i++)
+        if (!contains(bytes, fn, names[i])) fail_msg("no %s in the header", names[i]);
+    assert_false(contains(bytes, fn, "running_mean")); /* GroupNorm has no running statistics */
+    free(bytes);
+
+    float la[M], lb[M];
+    train(&a, M, la);
+    float *after = params_of(a.s, a.h, &n);
+    model_make(e, arch, 99, 1, e->ds, 12345, &b);
+    assert_int_equal(sm_trainer_load(b.t, p), SM_OK);
+    assert_params_equal(at_save, n, b.s, b.h);
+    train(&b, M, lb);
+    assert_memory_equal(la, lb, sizeof la);
+    assert_params_equal(after, n, b.s, b.h);
+
+    /* as a model file: the same weights and the same scores */
+    sm_subnet *s = NULL;
+    sm_head *h = NULL;
+    assert_int_equal(sm_model_load(e->be, p, &s, &h), SM_OK);
+    assert_params_equal(at_save, n, s, h);
+    enum { P = 5, PIX = 144 };
+    float left[P * PIX], right[P * PIX], s1[P], s2[P];
+    for (int i = 0; i < P; i++) {
+        assert_int_equal(sm_dataset_get_image(e->ds, (size_t)i, left + i * PIX), SM_OK);
+        assert_int_equal(sm_dataset_get_image(e->ds, (size_t)(40 + i), right + i * PIX), SM_OK);
+    }
+    model c;
+    model_make(e, arch, 5, 0, NULL, 0, &c);
+    float *q = params_of(c.s, c.h, &n);
+    memcpy(q, at_save, n * sizeof *q);
+    assert_int_equal(sm__subnet_write_params(c.s, q), SM_OK);
+    assert_int_equal(sm__head_write_params(c.h, q + c.s->n_params), SM_OK);
+    assert_int_equal(sm_predict_pairs(c.s, c.h, P, left, right, s1), SM_OK);
+    assert_int_equal(sm_predict_pairs(s, h, P, left, right, s2), SM_OK);
+    assert_memory_equal(s1, s2, sizeof s1);
+    sm_head_destroy(h);
+    sm_subnet_destroy(s);
+    free(q), free(at_save), free(after);
+    model_free(&a);
+    model_free(&b);
+    model_free(&c);
+}
+
 /* The same for a P x K run with the 0.3 sampling options and augmentation: the settings and
  * both RNG streams come from the file, and the continued run is bit-identical. Then a pair
  * run with negatives within the alphabet, whose draws depend on the restored fraction. */
@@ -1141,6 +1215,7 @@ int main(void)
         cmocka_unit_test(test_safetensors_writer),
         cmocka_unit_test_setup_teardown(test_model_roundtrip, setup, teardown),
         cmocka_unit_test_setup_teardown(test_trainer_resume, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_groupnorm_roundtrip, setup, teardown),
         cmocka_unit_test_setup_teardown(test_trainer_resume_pk, setup, teardown),
         cmocka_unit_test_setup_teardown(test_trainer_resume_schedule, setup, teardown),
         cmocka_unit_test_setup_teardown(test_trainer_without_dataset, setup, teardown),

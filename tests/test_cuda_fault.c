@@ -27,7 +27,7 @@
 
 #include "siamese/siamese.h"
 
-#define ARCH "1x28x28:conv8k5,relu,pool2,conv16k3,relu,pool2,flatten,fc32"
+#define ARCH "1x28x28:conv8k5,gn4,relu,pool2,conv16k3,relu,pool2,flatten,fc32"
 
 typedef struct outcome {
     int signal;       /* the child died of this signal (0: exited) */

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* The cuda backend against cpu-blas (the reference), on a GPU: every vtable op on random inputs,
  * then whole networks (loss and every gradient at the same weights and batch, a small
- * architecture and Koch's at a small batch, with micro-batches so that a smaller last chunk
+ * architecture, one with GroupNorm layers and Koch's at a small batch, with micro-batches so that a smaller last chunk
  * runs on the workspace of a larger one), a few Adam steps, and checkpoints saved on one backend
  * and loaded on the other. Float32 (TF32 off) must agree to a relative error well under 1e-3;
  * what TF32 changes is printed, not asserted tightly. Without a usable GPU: exit 77 (skip) with
@@ -199,6 +199,55 @@ static void pool_ops(void **state)
     (void)state;
     pool_case(2, 3, 9, 8, 2); /* odd height: the last row is dropped */
     pool_case(1, 4, 10, 11, 3);
+}
+
+/* GroupNorm: forward (y and the per-(image, group) statistics), backward (d(input), and dgamma,
+ * dbeta accumulated onto what is there), and the GPU's results twice over: the same bits (its
+ * sums are fixed-order block reductions). Groups of fewer and of more values than a block has
+ * threads. */
+static void groupnorm_case(int n, int c, int h, int w, int groups)
+{
+    sm_norm_shape s = {n, c, h, w, groups, 1e-5};
+    size_t nx = (size_t)n * c * h * w, ns = 2 * (size_t)n * groups;
+    float *hx = rnd(nx, -1, 3), *hg = rnd((size_t)c, 0.5f, 1.5f), *hb = rnd((size_t)c, -0.5f, 0.5f);
+    float *hdy = rnd(nx, -1, 1), *hdg = rnd((size_t)c, -1, 1), *hdb = rnd((size_t)c, -1, 1);
+    twin x = both(hx, nx * 4), g = both(hg, (size_t)c * 4), b = both(hb, (size_t)c * 4);
+    twin y = both(NULL, nx * 4), st = both(NULL, ns * 4), dy = both(hdy, nx * 4);
+    twin dx = both(NULL, nx * 4), dg = both(hdg, (size_t)c * 4), db = both(hdb, (size_t)c * 4);
+    printf("# groupnorm %dx%dx%dx%d, %d groups\n", n, c, h, w, groups);
+    assert_int_equal(OPS(cpu)->groupnorm_fwd(cpu->ctx, &s, x.c, g.c, b.c, y.c, st.c), SM_OK);
+    assert_int_equal(OPS(gpu)->groupnorm_fwd(gpu->ctx, &s, x.g, g.g, b.g, y.g, st.g), SM_OK);
+    check_close("groupnorm forward", y.c, y.g, nx, 1e-5);
+    check_close("groupnorm statistics", st.c, st.g, ns, 1e-5);
+    assert_int_equal(OPS(cpu)->groupnorm_bwd(cpu->ctx, &s, x.c, dy.c, g.c, st.c, dx.c, dg.c, db.c),
+                     SM_OK);
+    assert_int_equal(OPS(gpu)->groupnorm_bwd(gpu->ctx, &s, x.g, dy.g, g.g, st.g, dx.g, dg.g, db.g),
+                     SM_OK);
+    check_close("groupnorm backward-data", dx.c, dx.g, nx, 1e-5);
+    check_close("groupnorm weight gradient (accumulated)", dg.c, dg.g, (size_t)c, 1e-5);
+    check_close("groupnorm bias gradient (accumulated)", db.c, db.g, (size_t)c, 1e-5);
+    /* once more on the GPU: the same bits (dgamma, dbeta reset to their first values) */
+    float *y1 = get(gpu, y.g, nx * 4), *dx1 = get(gpu, dx.g, nx * 4), *dg1 = get(gpu, dg.g, c * 4);
+    assert_int_equal(OPS(gpu)->upload(gpu->ctx, dg.g, hdg, (size_t)c * 4), SM_OK);
+    assert_int_equal(OPS(gpu)->groupnorm_fwd(gpu->ctx, &s, x.g, g.g, b.g, y.g, st.g), SM_OK);
+    assert_int_equal(OPS(gpu)->groupnorm_bwd(gpu->ctx, &s, x.g, dy.g, g.g, st.g, dx.g, dg.g, db.g),
+                     SM_OK);
+    float *y2 = get(gpu, y.g, nx * 4), *dx2 = get(gpu, dx.g, nx * 4), *dg2 = get(gpu, dg.g, c * 4);
+    assert_memory_equal(y1, y2, nx * 4);
+    assert_memory_equal(dx1, dx2, nx * 4);
+    assert_memory_equal(dg1, dg2, (size_t)c * 4);
+    twin *all[] = {&x, &g, &b, &y, &st, &dy, &dx, &dg, &db};
+    for (size_t i = 0; i < sizeof all / sizeof *all; i++) twin_free(all[i]);
+    free(hx), free(hg), free(hb), free(hdy), free(hdg), free(hdb);
+    free(y1), free(dx1), free(dg1), free(y2), free(dx2), free(dg2);
+}
+
+static void groupnorm_ops(void **state)
+{
+    (void)state;
+    groupnorm_case(3, 8, 12, 11, 4);   /* 264 values a group */
+    groupnorm_case(2, 64, 48, 48, 32); /* 4608 a group, 2 x 2304 a channel */
+    groupnorm_case(5, 6, 3, 3, 6);     /* 9 values a group: fewer than a block's threads */
 }
 
 static void eltwise_ops(void **state)
@@ -511,6 +560,14 @@ static void small_network(void **state)
     network_case("1x28x28:conv8k5,relu,pool2,conv16k3,relu,pool2,flatten,fc32", 10, 4, 1e-4, 1e-3);
 }
 
+/* GroupNorm before relu + pool, and before relu + pool once more */
+static void groupnorm_network(void **state)
+{
+    (void)state;
+    network_case("1x28x28:conv8k5,gn4,relu,pool2,conv16k3,gn8,relu,pool2,flatten,fc32", 10, 4, 1e-4,
+                 1e-3);
+}
+
 static void koch_network(void **state)
 {
     (void)state;
@@ -539,11 +596,18 @@ int main(void)
         return 1;
     }
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(memory_ops),    cmocka_unit_test(conv_ops),
-        cmocka_unit_test(pool_ops),      cmocka_unit_test(eltwise_ops),
-        cmocka_unit_test(gemm_ops),      cmocka_unit_test(bias_and_head_ops),
-        cmocka_unit_test(bce_op),        cmocka_unit_test(adam_and_finite_ops),
-        cmocka_unit_test(small_network), cmocka_unit_test(koch_network),
+        cmocka_unit_test(memory_ops),
+        cmocka_unit_test(conv_ops),
+        cmocka_unit_test(pool_ops),
+        cmocka_unit_test(groupnorm_ops),
+        cmocka_unit_test(eltwise_ops),
+        cmocka_unit_test(gemm_ops),
+        cmocka_unit_test(bias_and_head_ops),
+        cmocka_unit_test(bce_op),
+        cmocka_unit_test(adam_and_finite_ops),
+        cmocka_unit_test(small_network),
+        cmocka_unit_test(groupnorm_network),
+        cmocka_unit_test(koch_network),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     printf("# worst op rel err: %.3g\n", worst_err);

@@ -39,6 +39,10 @@ static size_t ref_subnet(const sm_arch *a, const double *p, const double *x, dou
                      p + l->b_off, nxt);
             break;
         case SM_LAYER_RELU: ref_relu(no, cur, nxt); break;
+        case SM_LAYER_GROUPNORM:
+            ref_groupnorm(1, l->in_c, l->in_h, l->in_w, l->a, 1e-5, cur, p + l->w_off, p + l->b_off,
+                          nxt);
+            break;
         case SM_LAYER_MAXPOOL: ref_maxpool(1, l->in_c, l->in_h, l->in_w, l->a, cur, nxt); break;
         case SM_LAYER_FLATTEN: memcpy(nxt, cur, no * sizeof *nxt); break;
         case SM_LAYER_FC: ref_fc(1, l->in_c, l->out_c, cur, p + l->w_off, p + l->b_off, nxt); break;
@@ -98,6 +102,15 @@ static void check_net(const char *arch_text, size_t pairs, int micro, unsigned s
     /* weights well above the narrow init, so every layer matters to the loss */
     c.params = malloc(np * sizeof *c.params);
     ref_fill_uniform(&seed, -0.6, 0.6, np, c.params);
+    /* GroupNorm near its init (weight 1 +- 0.3, bias +- 0.18): a weight near 0 with a negative
+     * bias would put every output below the ReLU after it, a dead layer with no gradient */
+    for (size_t i = 0; i < arch->n_layers; i++) {
+        const sm__layer *l = &arch->layers[i];
+        if (l->kind != SM_LAYER_GROUPNORM) continue;
+        for (size_t k = 0; k < l->n_w; k++)
+            c.params[l->w_off + k] = 1.0 + 0.5 * c.params[l->w_off + k];
+        for (size_t k = 0; k < l->n_b; k++) c.params[l->b_off + k] *= 0.3;
+    }
     double *left = malloc(pairs * c.in * sizeof *left),
            *right = malloc(pairs * c.in * sizeof *right);
     double *labels = malloc(pairs * sizeof *labels);
@@ -123,6 +136,7 @@ static void check_net(const char *arch_text, size_t pairs, int micro, unsigned s
     float *fg = malloc(np * sizeof *fg);
     assert_int_equal(sm__subnet_read_grads(sub, fg), SM_OK);
     assert_int_equal(sm__head_read_grads(head, fg + c.n_sub), SM_OK);
+    for (size_t i = 0; i < np; i++) assert_true(isfinite(fg[i])); /* ref_rel_err skips NaN */
 
     double want_loss = ref_loss(&c, NULL);
     printf("%s, %zu pairs, micro-batch %d: loss %.6f (reference %.6f)\n", arch_text, pairs, micro,
@@ -148,7 +162,10 @@ static void check_net(const char *arch_text, size_t pairs, int micro, unsigned s
         double ew = ref_rel_err(ana + l->w_off, num + l->w_off, l->n_w);
         double eb = ref_rel_err(ana + l->b_off, num + l->b_off, l->n_b);
         printf("  layer %zu (%s): weight %.2e, bias %.2e\n", i,
-               l->kind == SM_LAYER_CONV ? "conv" : "fc", ew, eb);
+               l->kind == SM_LAYER_CONV ? "conv"
+               : l->kind == SM_LAYER_FC ? "fc"
+                                        : "gn",
+               ew, eb);
         worst = fmax(worst, fmax(ew, eb));
     }
     double eh = ref_rel_err(ana + c.n_sub, num + c.n_sub, c.n_head);
@@ -180,11 +197,25 @@ static void test_mlp_tail(void **state)
     check_net("1x11x9:conv2k3,relu,pool2,conv3k3,flatten,fc8,relu,fc5", 4, 3, 9);
 }
 
+/* GroupNorm: before relu + pool (its output then lives in the gradient buffer), before relu +
+ * flatten, as the first layer (no d(input)) with one channel per group, after a relu, and
+ * feeding a conv (which reads its output in backward); micro-batches of 2 and 3 pairs over 5,
+ * and all in one chunk. (Not one channel per group right after a conv: that conv's bias then
+ * has a gradient of exactly 0, which a relative error cannot measure.) */
+static void test_groupnorm_net(void **state)
+{
+    (void)state;
+    check_net("1x12x12:conv4k3,gn2,relu,pool2,conv6k2,gn3,relu,flatten,fc6", 5, 2, 11);
+    check_net("1x12x12:conv4k3,gn2,relu,pool2,conv6k2,gn3,relu,flatten,fc6", 5, 32, 12);
+    check_net("2x9x9:gn2,conv4k3,relu,gn2,conv3k2,gn1,relu,pool2,flatten,fc5", 5, 3, 13);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_conv_net),
         cmocka_unit_test(test_mlp_tail),
+        cmocka_unit_test(test_groupnorm_net),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -352,6 +352,131 @@ static void test_maxpool(void **state)
     for (int i = 0; i < 4; i++) be->ops->free(be->ctx, bufs[i]);
 }
 
+/* ---- GroupNorm ---- */
+
+typedef struct gn_case {
+    int n, c, h, w, groups;
+    double *x, *gamma, *beta, *dy;
+} gn_case;
+
+static size_t gn_size(const gn_case *g) { return (size_t)g->n * g->c * g->h * g->w; }
+
+static double gn_loss(void *p, const double *unused)
+{
+    (void)unused;
+    gn_case *g = p;
+    size_t n = gn_size(g);
+    double *y = malloc(n * sizeof *y);
+    ref_groupnorm(g->n, g->c, g->h, g->w, g->groups, 1e-5, g->x, g->gamma, g->beta, y);
+    double l = dot(y, g->dy, n);
+    free(y);
+    return l;
+}
+
+static void check_groupnorm(int n, int c, int h, int w, int groups)
+{
+    gn_case g = {n, c, h, w, groups, NULL, NULL, NULL, NULL};
+    const size_t nx = gn_size(&g), ns = 2 * (size_t)n * groups;
+    /* inputs with a per-channel offset and scale, so the groups' statistics differ */
+    g.x = rnd(nx, -1, 1);
+    for (size_t i = 0; i < nx; i++) {
+        size_t ch = i / ((size_t)h * w) % (size_t)c;
+        g.x[i] = g.x[i] * (0.5 + 0.25 * (double)(ch % 3)) + 0.3 * (double)(ch % 4) - 0.4;
+    }
+    g.gamma = rnd((size_t)c, 0.5, 1.5), g.beta = rnd((size_t)c, -0.5, 0.5), g.dy = rnd(nx, -1, 1);
+    sm_norm_shape s = {n, c, h, w, groups, 1e-5};
+    float *dx_ = to_dev(g.x, nx), *dg = to_dev(g.gamma, (size_t)c), *db = to_dev(g.beta, (size_t)c);
+    float *ddy = to_dev(g.dy, nx), *dout = to_dev(g.dy, nx), *dstats = to_dev(g.dy, ns);
+
+    double *want = malloc(nx * sizeof *want), *got = malloc(nx * sizeof *got);
+    ref_groupnorm(n, c, h, w, groups, 1e-5, g.x, g.gamma, g.beta, want);
+    assert_int_equal(be->ops->groupnorm_fwd(be->ctx, &s, dx_, dg, db, dout, dstats), SM_OK);
+    from_dev(dout, nx, got);
+    expect_close("groupnorm forward", got, want, nx, 1e-6);
+
+    /* backward: d(input), and the parameter gradients accumulated onto what is there */
+    double *g0 = rnd((size_t)c, -1, 1), *b0 = rnd((size_t)c, -1, 1);
+    float *ddx = to_dev(g.x, nx), *ddg = to_dev(g0, (size_t)c), *ddb = to_dev(b0, (size_t)c);
+    assert_int_equal(be->ops->groupnorm_bwd(be->ctx, &s, dx_, ddy, dg, dstats, ddx, ddg, ddb),
+                     SM_OK);
+    double *ana = malloc(nx * sizeof *ana), *num = malloc(nx * sizeof *num);
+    double anag[64], anab[64], numg[64], numb[64];
+    from_dev(ddx, nx, ana);
+    from_dev(ddg, (size_t)c, anag);
+    from_dev(ddb, (size_t)c, anab);
+    for (int i = 0; i < c; i++) anag[i] -= g0[i], anab[i] -= b0[i];
+    numeric_grad(gn_loss, &g, g.x, nx, 1e-6, num);
+    numeric_grad(gn_loss, &g, g.gamma, (size_t)c, 1e-6, numg);
+    numeric_grad(gn_loss, &g, g.beta, (size_t)c, 1e-6, numb);
+    double ex = ref_rel_err(ana, num, nx), eg = ref_rel_err(anag, numg, (size_t)c);
+    double eb = ref_rel_err(anab, numb, (size_t)c);
+    printf("groupnorm %dx%dx%dx%d, %d groups [%s]: backward rel err dx %.2e, dgamma %.2e, dbeta "
+           "%.2e\n",
+           n, c, h, w, groups, be->ops->name, ex, eg, eb);
+    expect_close("groupnorm backward-data", ana, num, nx, 1e-4);
+    expect_close("groupnorm backward-weight", anag, numg, (size_t)c, 1e-4);
+    expect_close("groupnorm backward-bias", anab, numb, (size_t)c, 1e-4);
+
+    /* without d(input) (a first layer): the same parameter gradients, added once more */
+    assert_int_equal(be->ops->groupnorm_bwd(be->ctx, &s, dx_, ddy, dg, dstats, NULL, ddg, ddb),
+                     SM_OK);
+    double twice[64];
+    from_dev(ddg, (size_t)c, twice);
+    for (int i = 0; i < c; i++) twice[i] -= g0[i] + 2 * anag[i];
+    for (int i = 0; i < c; i++) assert_true(fabs(twice[i]) <= 1e-5 * (1 + fabs(anag[i])));
+
+    void *devs[] = {dx_, dg, db, ddy, dout, dstats, ddx, ddg, ddb};
+    for (size_t i = 0; i < sizeof devs / sizeof *devs; i++) be->ops->free(be->ctx, devs[i]);
+    free(g.x), free(g.gamma), free(g.beta), free(g.dy), free(want), free(got), free(g0), free(b0);
+    free(ana), free(num);
+}
+
+static void test_groupnorm(void **state)
+{
+    (void)state;
+    check_groupnorm(2, 6, 5, 4, 3); /* two channels a group */
+    check_groupnorm(3, 4, 3, 3, 1); /* one group: LayerNorm over C, H, W */
+    check_groupnorm(2, 5, 7, 7, 5); /* one channel a group: InstanceNorm */
+    check_groupnorm(4, 8, 2, 1, 2); /* a tiny plane */
+}
+
+/* GroupNorm gives the same bits at 1 and 2 threads: forward and d(input) one (image, group)
+ * per unit, the parameter gradients one channel per unit with the images summed in order. */
+static void groupnorm_bits(int threads, const sm_norm_shape *s, const double *x,
+                           const double *gamma, const double *beta, const double *dy, float *out)
+{
+    const size_t nx = (size_t)s->n * s->c * s->h * s->w, c = (size_t)s->c;
+    assert_int_equal(sm_backend_set_threads(be, threads), SM_OK);
+    float *dx_ = to_dev(x, nx), *dg = to_dev(gamma, c), *db = to_dev(beta, c);
+    float *ddy = to_dev(dy, nx), *y = to_dev(dy, nx), *gx = to_dev(x, nx);
+    float *gg = to_dev(gamma, c), *gb = to_dev(beta, c);
+    float *st = to_dev(dy, 2 * (size_t)s->n * s->groups);
+    assert_int_equal(be->ops->groupnorm_fwd(be->ctx, s, dx_, dg, db, y, st), SM_OK);
+    assert_int_equal(be->ops->groupnorm_bwd(be->ctx, s, dx_, ddy, dg, st, gx, gg, gb), SM_OK);
+    assert_int_equal(be->ops->download(be->ctx, out, y, nx * sizeof(float)), SM_OK);
+    assert_int_equal(be->ops->download(be->ctx, out + nx, gx, nx * sizeof(float)), SM_OK);
+    assert_int_equal(be->ops->download(be->ctx, out + 2 * nx, gg, c * sizeof(float)), SM_OK);
+    assert_int_equal(be->ops->download(be->ctx, out + 2 * nx + c, gb, c * sizeof(float)), SM_OK);
+    void *devs[] = {dx_, dg, db, ddy, y, gx, gg, gb, st};
+    for (size_t i = 0; i < sizeof devs / sizeof *devs; i++) be->ops->free(be->ctx, devs[i]);
+    assert_int_equal(sm_backend_set_threads(be, 0), SM_OK);
+}
+
+static void test_groupnorm_thread_count(void **state)
+{
+    (void)state;
+    /* 12 (image, group) units of 4096 floats, 8 channel units of 6144: both loops split */
+    const sm_norm_shape s = {6, 8, 32, 32, 2, 1e-5};
+    const size_t nx = (size_t)s.n * s.c * s.h * s.w, total = 2 * nx + 2 * (size_t)s.c;
+    double *x = rnd(nx, -2, 3), *gamma = rnd((size_t)s.c, 0.5, 1.5);
+    double *beta = rnd((size_t)s.c, -0.5, 0.5), *dy = rnd(nx, -1, 1);
+    float *r1 = malloc(total * sizeof *r1), *r2 = malloc(total * sizeof *r2);
+    groupnorm_bits(1, &s, x, gamma, beta, dy, r1);
+    groupnorm_bits(2, &s, x, gamma, beta, dy, r2);
+    assert_memory_equal(r1, r2, total * sizeof *r1);
+    free(x), free(gamma), free(beta), free(dy), free(r1), free(r2);
+}
+
 /* ---- element-wise ops ---- */
 
 typedef struct elt_case {
@@ -612,6 +737,8 @@ static int run_on(sm_backend_kind kind)
         cmocka_unit_test(test_conv_batched),
         cmocka_unit_test(test_conv_thread_count),
         cmocka_unit_test(test_maxpool),
+        cmocka_unit_test(test_groupnorm),
+        cmocka_unit_test(test_groupnorm_thread_count),
         cmocka_unit_test(test_relu_sigmoid),
         cmocka_unit_test(test_gemm_bias),
         cmocka_unit_test(test_absdiff),

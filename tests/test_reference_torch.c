@@ -300,6 +300,19 @@ static void koch_like_one_chunk(void **state)
     check_case("koch_like", 32); /* the default micro-batch, larger than the batch */
 }
 
+/* GroupNorm (F.group_norm, as torch.nn.GroupNorm) with weights and biases away from 1 and 0 */
+static void gn_micro_batches(void **state)
+{
+    (void)state;
+    check_case("gn", 4); /* 6 pairs: chunks of 4 and 2, each image normalised by itself */
+}
+
+static void gn_one_chunk(void **state)
+{
+    (void)state;
+    check_case("gn", 6);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -307,6 +320,8 @@ int main(void)
         cmocka_unit_test(small_one_chunk),
         cmocka_unit_test(koch_like_micro_batches),
         cmocka_unit_test(koch_like_one_chunk),
+        cmocka_unit_test(gn_micro_batches),
+        cmocka_unit_test(gn_one_chunk),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

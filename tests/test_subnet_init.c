@@ -154,6 +154,39 @@ static void test_he_keeps_features_apart(void **state)
     sm_subnet_destroy(s);
 }
 
+/* GroupNorm's weight and bias start at 1 and 0 under both schemes and draw nothing from the
+ * seed's stream: every other layer gets exactly the numbers it gets in the same arch without
+ * the groupnorm layers (0.4). */
+static void test_groupnorm_init(void **state)
+{
+    (void)state;
+    const char *with = "1x20x20:conv16k5,gn4,relu,pool2,conv32k3,gn8,relu,flatten,fc64";
+    sm_arch *arch;
+    sm_subnet *g, *plain = make(7);
+    assert_int_equal(sm_arch_from_string(with, &arch), SM_OK);
+    assert_int_equal(sm_subnet_create(be, arch, 7, &g), SM_OK);
+    sm_arch_destroy(arch);
+    assert_int_equal(sm_subnet_num_params(g), N_PARAMS + 2 * 16 + 2 * 32);
+    float *pg = malloc((N_PARAMS + 96) * sizeof *pg), *pp = malloc(N_PARAMS * sizeof *pp);
+    for (int scheme = 0; scheme < 2; scheme++) {
+        if (scheme) {
+            assert_int_equal(sm_subnet_init(g, SM_INIT_HE, 9), SM_OK);
+            assert_int_equal(sm_subnet_init(plain, SM_INIT_HE, 9), SM_OK);
+        }
+        assert_int_equal(sm__subnet_read_params(g, pg), SM_OK);
+        assert_int_equal(sm__subnet_read_params(plain, pp), SM_OK);
+        /* conv1 (416), gn 16 + 16, conv2 (4640), gn 32 + 32, fc (73792) */
+        assert_memory_equal(pg, pp, 416 * sizeof *pg);
+        for (int i = 0; i < 16; i++) assert_true(pg[416 + i] == 1.0f && pg[432 + i] == 0.0f);
+        assert_memory_equal(pg + 448, pp + 416, 4640 * sizeof *pg);
+        for (int i = 0; i < 32; i++) assert_true(pg[5088 + i] == 1.0f && pg[5120 + i] == 0.0f);
+        assert_memory_equal(pg + 5152, pp + 5056, 73792 * sizeof *pg);
+    }
+    free(pg), free(pp);
+    sm_subnet_destroy(g);
+    sm_subnet_destroy(plain);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -162,6 +195,7 @@ int main(void)
         cmocka_unit_test(test_reference_is_what_create_draws),
         cmocka_unit_test(test_bad_arguments_change_nothing),
         cmocka_unit_test(test_he_keeps_features_apart),
+        cmocka_unit_test(test_groupnorm_init),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -25,6 +25,12 @@ sm_status sm__cpu_maxpool_fwd(void *ctx, const sm_pool_shape *s, const float *x,
 sm_status sm__cpu_maxpool_bwd(void *ctx, const sm_pool_shape *s, const float *dy,
                               const int32_t *argmax, float *dx);
 
+sm_status sm__cpu_groupnorm_fwd(void *ctx, const sm_norm_shape *s, const float *x,
+                                const float *gamma, const float *beta, float *y, float *stats);
+sm_status sm__cpu_groupnorm_bwd(void *ctx, const sm_norm_shape *s, const float *x, const float *dy,
+                                const float *gamma, const float *stats, float *dx, float *dgamma,
+                                float *dbeta);
+
 sm_status sm__cpu_relu_fwd(void *ctx, size_t n, const float *x, float *y);
 sm_status sm__cpu_relu_bwd(void *ctx, size_t n, const float *y, const float *dy, float *dx);
 sm_status sm__cpu_sigmoid_fwd(void *ctx, size_t n, const float *x, float *y);

@@ -3,9 +3,11 @@
  * libsiamese-dnnl.so, which the core dlopens (lib/backend/backend.c), so libsiamese.so keeps no
  * link-time oneDNN dependency; only sm_backend_module_entry is exported (module.map).
  * Convolutions and the dense GEMM are oneDNN's (its AVX-512 kernels, which the OpenBLAS build
- * here does not use); pooling, the element-wise ops, the head and Adam are cpu-blas's loops,
- * compiled into this module and run on oneDNN's OpenMP team (parallel_omp.c). One line per
- * slot, so a new slot shows up in review. */
+ * here does not use); pooling, GroupNorm, the element-wise ops, the head and Adam are cpu-blas's
+ * loops, compiled into this module and run on oneDNN's OpenMP team (parallel_omp.c). Tensors
+ * between ops are NCHW (conv_dnnl.c reorders to and from oneDNN's blocked layouts inside each
+ * call), so those loops read them as cpu-blas does. One line per slot, so a new slot shows up
+ * in review. */
 #include <omp.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -193,6 +195,8 @@ static const sm_backend_ops be_ops = {
     .conv_bwd_filter = smd_conv_bwd_filter,
     .maxpool_fwd = sm__cpu_maxpool_fwd, /* cpu-blas's loops, from here on */
     .maxpool_bwd = sm__cpu_maxpool_bwd,
+    .groupnorm_fwd = sm__cpu_groupnorm_fwd,
+    .groupnorm_bwd = sm__cpu_groupnorm_bwd,
     .relu_fwd = sm__cpu_relu_fwd,
     .relu_bwd = sm__cpu_relu_bwd,
     .sigmoid_fwd = sm__cpu_sigmoid_fwd,

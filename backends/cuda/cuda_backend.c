@@ -215,6 +215,8 @@ static const sm_backend_ops cuda_ops = {
     .conv_bwd_filter = smc_conv_bwd_filter, /* cuDNN, beta = 1 */
     .maxpool_fwd = smc_maxpool_fwd,         /* own kernel: the CPU's argmax semantics */
     .maxpool_bwd = smc_maxpool_bwd,         /* own kernel */
+    .groupnorm_fwd = smc_groupnorm_fwd,     /* own kernels: one block per (image, group) */
+    .groupnorm_bwd = smc_groupnorm_bwd,     /* and one per channel for dgamma, dbeta */
     .relu_fwd = smc_relu_fwd,
     .relu_bwd = smc_relu_bwd,
     .sigmoid_fwd = smc_sigmoid_fwd,

@@ -88,6 +88,11 @@ sm_status smc_maxpool_fwd(void *ctx, const sm_pool_shape *s, const float *x, flo
                           int32_t *argmax);
 sm_status smc_maxpool_bwd(void *ctx, const sm_pool_shape *s, const float *dy, const int32_t *argmax,
                           float *dx);
+sm_status smc_groupnorm_fwd(void *ctx, const sm_norm_shape *s, const float *x, const float *gamma,
+                            const float *beta, float *y, float *stats);
+sm_status smc_groupnorm_bwd(void *ctx, const sm_norm_shape *s, const float *x, const float *dy,
+                            const float *gamma, const float *stats, float *dx, float *dgamma,
+                            float *dbeta);
 sm_status smc_relu_fwd(void *ctx, size_t n, const float *x, float *y);
 sm_status smc_relu_bwd(void *ctx, size_t n, const float *y, const float *dy, float *dx);
 sm_status smc_sigmoid_fwd(void *ctx, size_t n, const float *x, float *y);

@@ -188,6 +188,98 @@ __global__ void maxpool_bwd(size_t total, int h, int w, int oh, int ow, const fl
     }
 }
 
+// ---- GroupNorm (backends/cpu-blas/norm.c is the reference) ----
+
+// The sum of every thread's v over one block, by a fixed tree: the same bits on every run.
+// `part` is kThreads doubles of shared memory, free again when this returns.
+__device__ double block_sum(double v, double *part)
+{
+    part[threadIdx.x] = v;
+    __syncthreads();
+    for (int half = kThreads / 2; half > 0; half /= 2) {
+        if ((int)threadIdx.x < half) part[threadIdx.x] += part[threadIdx.x + half];
+        __syncthreads();
+    }
+    double r = part[0];
+    __syncthreads();
+    return r;
+}
+
+// One block per (image, group): its c / groups channels are m contiguous floats.
+__global__ void groupnorm_fwd(int c, size_t hw, int groups, double eps, const float *x,
+                              const float *gamma, const float *beta, float *y, float *stats)
+{
+    __shared__ double part[kThreads];
+    const size_t u = blockIdx.x, cpg = (size_t)(c / groups), m = cpg * hw;
+    const size_t c0 = (u % (size_t)groups) * cpg;
+    const float *xg = x + u * m;
+    float *yg = y + u * m;
+    double sum = 0.0;
+    for (size_t i = threadIdx.x; i < m; i += kThreads) sum += xg[i];
+    const double mean = block_sum(sum, part) / (double)m;
+    double sq = 0.0;
+    for (size_t i = threadIdx.x; i < m; i += kThreads) {
+        double d = xg[i] - mean;
+        sq += d * d;
+    }
+    const double rstd = 1.0 / sqrt(block_sum(sq, part) / (double)m + eps);
+    if (threadIdx.x == 0) {
+        stats[2 * u] = (float)mean;
+        stats[2 * u + 1] = (float)rstd;
+    }
+    for (size_t i = threadIdx.x; i < m; i += kThreads) {
+        const size_t ch = c0 + i / hw;
+        yg[i] = (float)((xg[i] - mean) * rstd * (double)gamma[ch] + (double)beta[ch]);
+    }
+}
+
+// One block per channel: dgamma += sum dy xhat, dbeta += sum dy over its n planes.
+__global__ void groupnorm_bwd_params(int n, int c, size_t hw, int groups, const float *x,
+                                     const float *dy, const float *stats, float *dgamma,
+                                     float *dbeta)
+{
+    __shared__ double part[kThreads];
+    const size_t ch = blockIdx.x, g = ch / (size_t)(c / groups), total = (size_t)n * hw;
+    double sg = 0.0, sb = 0.0;
+    for (size_t k = threadIdx.x; k < total; k += kThreads) {
+        const size_t img = k / hw, off = (img * (size_t)c + ch) * hw + k % hw;
+        const size_t u = img * (size_t)groups + g;
+        const double mean = stats[2 * u], rstd = stats[2 * u + 1];
+        sb += dy[off];
+        sg += dy[off] * ((x[off] - mean) * rstd);
+    }
+    sg = block_sum(sg, part);
+    sb = block_sum(sb, part);
+    if (threadIdx.x == 0) {
+        dgamma[ch] += (float)sg;
+        dbeta[ch] += (float)sb;
+    }
+}
+
+// One block per (image, group): dx = rstd (gamma dy - mean(gamma dy) - xhat mean(gamma dy xhat)).
+__global__ void groupnorm_bwd_data(int c, size_t hw, int groups, const float *x, const float *dy,
+                                   const float *gamma, const float *stats, float *dx)
+{
+    __shared__ double part[kThreads];
+    const size_t u = blockIdx.x, cpg = (size_t)(c / groups), m = cpg * hw;
+    const size_t c0 = (u % (size_t)groups) * cpg;
+    const float *xg = x + u * m, *dyg = dy + u * m;
+    float *dxg = dx + u * m;
+    const double mean = stats[2 * u], rstd = stats[2 * u + 1];
+    double a = 0.0, b = 0.0;
+    for (size_t i = threadIdx.x; i < m; i += kThreads) {
+        const double gdy = (double)gamma[c0 + i / hw] * dyg[i];
+        a += gdy;
+        b += gdy * ((xg[i] - mean) * rstd);
+    }
+    a = block_sum(a, part) / (double)m;
+    b = block_sum(b, part) / (double)m;
+    for (size_t i = threadIdx.x; i < m; i += kThreads) {
+        const double g = gamma[c0 + i / hw];
+        dxg[i] = (float)(rstd * (g * dyg[i] - a - (xg[i] - mean) * rstd * b));
+    }
+}
+
 } // namespace
 
 extern "C" {
@@ -282,6 +374,36 @@ cudaError_t smk_maxpool_bwd(cudaStream_t st, int planes, int h, int w, int oh, i
     size_t total = (size_t)planes * (size_t)oh * (size_t)ow;
     if (total)
         maxpool_bwd<<<blocks_for(total), kThreads, 0, st>>>(total, h, w, oh, ow, dy, argmax, dx);
+    return cudaGetLastError();
+}
+
+cudaError_t smk_groupnorm_fwd(cudaStream_t st, int n, int c, size_t hw, int groups, double eps,
+                              const float *x, const float *gamma, const float *beta, float *y,
+                              float *stats)
+{
+    const unsigned units = (unsigned)n * (unsigned)groups;
+    if (units && hw)
+        groupnorm_fwd<<<units, kThreads, 0, st>>>(c, hw, groups, eps, x, gamma, beta, y, stats);
+    return cudaGetLastError();
+}
+
+cudaError_t smk_groupnorm_bwd_params(cudaStream_t st, int n, int c, size_t hw, int groups,
+                                     const float *x, const float *dy, const float *stats,
+                                     float *dgamma, float *dbeta)
+{
+    if (n > 0 && c > 0 && hw)
+        groupnorm_bwd_params<<<(unsigned)c, kThreads, 0, st>>>(n, c, hw, groups, x, dy, stats,
+                                                               dgamma, dbeta);
+    return cudaGetLastError();
+}
+
+cudaError_t smk_groupnorm_bwd_data(cudaStream_t st, int n, int c, size_t hw, int groups,
+                                   const float *x, const float *dy, const float *gamma,
+                                   const float *stats, float *dx)
+{
+    const unsigned units = (unsigned)n * (unsigned)groups;
+    if (units && hw)
+        groupnorm_bwd_data<<<units, kThreads, 0, st>>>(c, hw, groups, x, dy, gamma, stats, dx);
     return cudaGetLastError();
 }
 

@@ -35,6 +35,19 @@ cudaError_t smk_maxpool_fwd(cudaStream_t st, int planes, int h, int w, int size,
 /* dx must be zeroed by the caller: windows do not overlap, so each output writes one input. */
 cudaError_t smk_maxpool_bwd(cudaStream_t st, int planes, int h, int w, int oh, int ow,
                             const float *dy, const int32_t *argmax, float *dx);
+/* GroupNorm over n images of c channels of hw pixels in `groups` groups (backend_plugin.h):
+ * forward writes y and, per (image, group), mean then rstd into stats; backward_params adds
+ * each channel's sums into dgamma and dbeta; backward_data overwrites dx. Each sum is one
+ * block's fixed-order reduction (in double), so a run gives the same bits every time. */
+cudaError_t smk_groupnorm_fwd(cudaStream_t st, int n, int c, size_t hw, int groups, double eps,
+                              const float *x, const float *gamma, const float *beta, float *y,
+                              float *stats);
+cudaError_t smk_groupnorm_bwd_params(cudaStream_t st, int n, int c, size_t hw, int groups,
+                                     const float *x, const float *dy, const float *stats,
+                                     float *dgamma, float *dbeta);
+cudaError_t smk_groupnorm_bwd_data(cudaStream_t st, int n, int c, size_t hw, int groups,
+                                   const float *x, const float *dy, const float *gamma,
+                                   const float *stats, float *dx);
 
 #ifdef __cplusplus
 }

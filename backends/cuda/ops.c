@@ -45,6 +45,31 @@ sm_status smc_maxpool_bwd(void *ctx, const sm_pool_shape *s, const float *dy, co
                "maxpool backward kernel");
 }
 
+sm_status smc_groupnorm_fwd(void *ctx, const sm_norm_shape *s, const float *x, const float *gamma,
+                            const float *beta, float *y, float *stats)
+{
+    cuda_ctx *c = ctx;
+    SMC_LAUNCH(smk_groupnorm_fwd(c->stream, s->n, s->c, (size_t)s->h * s->w, s->groups, s->eps, x,
+                                 gamma, beta, y, stats),
+               "groupnorm forward kernel");
+}
+
+/* The parameter gradients first (they read dy, which d(input) leaves alone), then d(input). */
+sm_status smc_groupnorm_bwd(void *ctx, const sm_norm_shape *s, const float *x, const float *dy,
+                            const float *gamma, const float *stats, float *dx, float *dgamma,
+                            float *dbeta)
+{
+    cuda_ctx *c = ctx;
+    const size_t hw = (size_t)s->h * s->w;
+    cudaError_t e =
+        smk_groupnorm_bwd_params(c->stream, s->n, s->c, hw, s->groups, x, dy, stats, dgamma, dbeta);
+    if (e != cudaSuccess) return smc_cuda_fail(e, "groupnorm parameter-gradient kernel");
+    if (!dx) return SM_OK;
+    SMC_LAUNCH(
+        smk_groupnorm_bwd_data(c->stream, s->n, s->c, hw, s->groups, x, dy, gamma, stats, dx),
+        "groupnorm backward kernel");
+}
+
 sm_status smc_relu_fwd(void *ctx, size_t n, const float *x, float *y)
 {
     SMC_LAUNCH(smk_relu_fwd(((cuda_ctx *)ctx)->stream, n, x, y), "relu forward kernel");

@@ -22,6 +22,7 @@ static const char *kind_name(sm_layer_kind k)
     case SM_LAYER_MAXPOOL: return "pool";
     case SM_LAYER_FLATTEN: return "flatten";
     case SM_LAYER_FC: return "fc";
+    case SM_LAYER_GROUPNORM: return "gn";
     }
     return "?";
 }
@@ -177,6 +178,25 @@ SM_API sm_status sm_arch_add_fc(sm_arch *a, int out_features)
     return push(a, l);
 }
 
+/* GroupNorm's parameters are one weight (gamma) and one bias (beta) per channel, as
+ * torch.nn.GroupNorm(groups, C) with affine=True. */
+SM_API sm_status sm_arch_add_groupnorm(sm_arch *a, int groups)
+{
+    SM_CHECK_ARG(a, "sm_arch_add_groupnorm: arch is NULL");
+    SM_CHECK_ARG(groups >= 1 && groups <= SM_MAX_CHANNELS, "groupnorm groups %d out of range 1..%d",
+                 groups, SM_MAX_CHANNELS);
+    SM_RETURN_IF(is_flat(a), SM_ERR_SHAPE,
+                 "groupnorm cannot follow a flat (flatten/fc) layer: it normalises channels");
+    int c, h, w;
+    current_shape(a, &c, &h, &w);
+    SM_RETURN_IF(c % groups != 0, SM_ERR_SHAPE,
+                 "groupnorm: %d groups do not divide the input's %d channels", groups, c);
+    sm__layer l = {.kind = SM_LAYER_GROUPNORM, .a = groups};
+    l.out_c = c, l.out_h = h, l.out_w = w;
+    l.n_w = l.n_b = (size_t)c;
+    return push(a, l);
+}
+
 SM_API sm_status sm_arch_create_koch(sm_arch **out) { return sm_arch_from_string("koch", out); }
 
 SM_API sm_status sm_arch_create_laptop(sm_arch **out) { return sm_arch_from_string("laptop", out); }
@@ -261,9 +281,13 @@ static sm_status parse_layer(sm_arch *a, const char *tok, size_t len)
     } else if (strncmp(t, "fc", 2) == 0) {
         p += 2;
         if (parse_int(&p, 1 << 24, &x) && *p == 0) return sm_arch_add_fc(a, x);
+    } else if (strncmp(t, "gn", 2) == 0) {
+        p += 2;
+        if (parse_int(&p, SM_MAX_CHANNELS, &x) && *p == 0) return sm_arch_add_groupnorm(a, x);
     }
     return sm__fail(SM_ERR_INVALID_ARG,
-                    "arch text: bad layer '%s' (expected convNkK, relu, poolN, flatten, fcN)", t);
+                    "arch text: bad layer '%s' (expected convNkK, relu, poolN, flatten, fcN, gnG)",
+                    t);
 }
 
 SM_API sm_status sm_arch_from_string(const char *text, sm_arch **out)
@@ -314,6 +338,7 @@ SM_API sm_status sm_arch_to_string(const sm_arch *a, char *buf, size_t cap, size
         case SM_LAYER_CONV: n = snprintf(tmp, sizeof tmp, "conv%dk%d", l->a, l->b); break;
         case SM_LAYER_MAXPOOL: n = snprintf(tmp, sizeof tmp, "pool%d", l->a); break;
         case SM_LAYER_FC: n = snprintf(tmp, sizeof tmp, "fc%d", l->a); break;
+        case SM_LAYER_GROUPNORM: n = snprintf(tmp, sizeof tmp, "gn%d", l->a); break;
         default: n = snprintf(tmp, sizeof tmp, "%s", kind_name(l->kind)); break;
         }
         if (i > 0) {

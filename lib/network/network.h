@@ -62,10 +62,11 @@ typedef struct sm__layer_plan {
     bool in_place;    /* relu, flatten: the output is the input's buffer */
     bool keep_output; /* training: the output has a buffer of its own, which backward reads
                        * (false for in-place layers and for every layer in inference) */
-    bool output_in_grad_buffer; /* training, a conv whose output only feeds relu then max-pool:
-                                 * backward does not need it, so it is not kept; it lives in
-                                 * the larger gradient buffer, idle until backward */
-    bool relu_folded_into_pool; /* a relu between such a conv and its max-pool: its backward
+    bool output_in_grad_buffer; /* training, a conv or groupnorm whose output only feeds relu
+                                 * then max-pool: backward does not need it (both read their
+                                 * input), so it is not kept; it lives in the larger gradient
+                                 * buffer, idle until backward */
+    bool relu_folded_into_pool; /* a relu between such a layer and its max-pool: its backward
                                  * is done by the pool's (pool_applies_relu) */
     bool pool_applies_relu;     /* that max-pool: masks its gradient with (pooled value > 0)
                                  * before the scatter. ReLU commutes with the max, and the
@@ -83,6 +84,8 @@ typedef struct sm__workspace {
                           * act[i + 1] is act[i] for an in-place layer, a gradient buffer for
                           * an output training does not keep, a ping buffer in inference */
     int32_t **argmax;       /* per maxpool layer (inference: all shared_argmax), else NULL */
+    float **stats;          /* per groupnorm layer: mean and rstd per (image, group), 2 x groups
+                             * floats an image (inference: all shared_stats), else NULL */
     float *grad_a, *grad_b; /* training: ping-pong gradient buffers, each sized for what lands
                              * in it (the larger one also for the outputs not kept); else NULL */
     void *conv_ws;          /* the largest conv workspace over the layers at `cap` images */
@@ -90,6 +93,7 @@ typedef struct sm__workspace {
     bool training;          /* training keeps the outputs backward needs; inference reuses two */
     float *ping[2];         /* inference: the two alternating output buffers */
     int32_t *shared_argmax; /* inference: one argmax buffer for every pool layer */
+    float *shared_stats;    /* inference: one statistics buffer for every groupnorm layer */
 } sm__workspace;
 
 /* Plans the layers and allocates every buffer for `cap` images; nothing is allocated later. */
@@ -97,7 +101,8 @@ sm_status sm__workspace_create(const sm_subnet *s, size_t cap, bool for_training
                                sm__workspace *ws);
 void sm__workspace_destroy(const sm_subnet *s, sm__workspace *ws);
 /* An upper bound of a training workspace's bytes per image: input, every layer's output, the
- * pools' argmax and the two gradient buffers (not the backend's convolution workspace). */
+ * pools' argmax, the groupnorms' statistics and the two gradient buffers (not the backend's
+ * convolution workspace). */
 size_t sm__workspace_image_bytes(const sm_subnet *s);
 
 /* Forward n <= ws->cap images already in ws->act[0]; the raw output (pre-sigmoid) ends in
@@ -123,6 +128,11 @@ sm_status sm__head_backward(sm_head *h, size_t pairs, const float *feat, const f
 /* Fills n parameters at `dst` (a backend buffer) with N(0, std^2) drawn from `rng`; zeros when
  * rng is NULL. */
 sm_status sm__init_normal(sm_backend *be, float *dst, size_t n, double std, sm__rng *rng);
+/* Fills n parameters at `dst` with `value` (draws nothing). */
+sm_status sm__init_fill(sm_backend *be, float *dst, size_t n, float value);
+/* The reference initialisation of every parameter of `s` from `rng` (sm_subnet_create's):
+ * N(0, 0.01^2) in state_dict order; groupnorm weights 1 and biases 0, drawing nothing. */
+sm_status sm__init_reference(sm_subnet *s, sm__rng *rng);
 
 /* Debug/test access (tests link the internal static library). */
 sm_status sm__subnet_read_params(const sm_subnet *s, float *host);

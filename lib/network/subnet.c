@@ -8,20 +8,51 @@
 #include "network/network.h"
 #include "common/rng.h"
 
-/* n draws from N(0, std^2) uploaded to dst; a NULL rng uploads zeros. */
-sm_status sm__init_normal(sm_backend *be, float *dst, size_t n, double std, sm__rng *rng)
+/* n values uploaded to dst: draws from N(0, std^2), or `value` when rng is NULL. */
+static sm_status init_values(sm_backend *be, float *dst, size_t n, double std, sm__rng *rng,
+                             float value)
 {
     enum { CHUNK = 1 << 16 };
-    float *tmp = sm__malloc(CHUNK * sizeof *tmp);
+    if (n == 0) return SM_OK;
+    float *tmp = sm__malloc((n < CHUNK ? n : CHUNK) * sizeof *tmp);
     if (!tmp) return sm__fail(SM_ERR_NOMEM, "out of memory initialising weights");
     sm_status s = SM_OK;
     for (size_t done = 0; done < n && s == SM_OK; done += CHUNK) {
         size_t m = n - done < CHUNK ? n - done : CHUNK;
-        for (size_t i = 0; i < m; i++) tmp[i] = rng ? (float)(std * sm__rng_normal(rng)) : 0.0f;
+        for (size_t i = 0; i < m; i++) tmp[i] = rng ? (float)(std * sm__rng_normal(rng)) : value;
         s = be->ops->upload(be->ctx, dst + done, tmp, m * sizeof *tmp);
     }
     sm__free(tmp);
     return s;
+}
+
+sm_status sm__init_normal(sm_backend *be, float *dst, size_t n, double std, sm__rng *rng)
+{
+    return init_values(be, dst, n, std, rng, 0.0f);
+}
+
+sm_status sm__init_fill(sm_backend *be, float *dst, size_t n, float value)
+{
+    return init_values(be, dst, n, 0.0, NULL, value);
+}
+
+/* The reference initialisation: every weight and bias from N(0, 0.01^2), one stream in
+ * state_dict order, except GroupNorm's weight and bias, which start at 1 and 0 (PyTorch's
+ * init: normalisation layers start as the identity) and draw nothing, so the other layers get
+ * the same numbers as in the same arch without its groupnorm layers. */
+sm_status sm__init_reference(sm_subnet *s, sm__rng *rng)
+{
+    for (size_t i = 0; i < s->arch.n_layers; i++) {
+        const sm__layer *l = &s->arch.layers[i];
+        if (l->kind == SM_LAYER_GROUPNORM) {
+            SM_TRY(sm__init_fill(s->be, s->params + l->w_off, l->n_w, 1.0f));
+            SM_TRY(sm__init_fill(s->be, s->params + l->b_off, l->n_b, 0.0f));
+        } else {
+            SM_TRY(sm__init_normal(s->be, s->params + l->w_off, l->n_w, 0.01, rng));
+            SM_TRY(sm__init_normal(s->be, s->params + l->b_off, l->n_b, 0.01, rng));
+        }
+    }
+    return SM_OK;
 }
 
 SM_API sm_status sm_subnet_create(sm_backend *be, const sm_arch *arch, uint64_t seed,
@@ -48,7 +79,7 @@ SM_API sm_status sm_subnet_create(sm_backend *be, const sm_arch *arch, uint64_t 
          * weights on every backend. */
         sm__rng rng;
         sm__rng_seed(&rng, seed);
-        st = sm__init_normal(be, s->params, s->n_params, 0.01, &rng);
+        st = sm__init_reference(s, &rng);
     }
     if (st != SM_OK) {
         sm_subnet_destroy(s);
@@ -103,15 +134,33 @@ static sm_pool_shape pool_shape(const sm__layer *l, size_t n)
     return ps;
 }
 
-/* Whether layer i is a conv whose output only feeds ReLU then max-pool. The backward pass needs
- * nothing of that output: ReLU commutes with the max, so the ReLU mask at a window's argmax is
- * (pooled value > 0) and the pool can apply it (sm__layer_plan). Training then keeps such an
+/* GroupNorm's eps: PyTorch's default */
+#define SM_GROUPNORM_EPS 1e-5
+
+static sm_norm_shape norm_shape(const sm__layer *l, size_t n)
+{
+    sm_norm_shape ns = {(int)n, l->in_c, l->in_h, l->in_w, l->a, SM_GROUPNORM_EPS};
+    return ns;
+}
+
+/* Floats of statistics a groupnorm layer keeps per image (mean and rstd per group); 0 for
+ * other layers. */
+static size_t stats_per_image(const sm__layer *l)
+{
+    return l->kind == SM_LAYER_GROUPNORM ? 2 * (size_t)l->a : 0;
+}
+
+/* Whether layer i is a conv or groupnorm whose output only feeds ReLU then max-pool. The
+ * backward pass needs nothing of that output (both layers' backward read their input, and
+ * groupnorm its statistics): ReLU commutes with the max, so the ReLU mask at a window's argmax
+ * is (pooled value > 0) and the pool can apply it (sm__layer_plan). Training then keeps such an
  * output only while the forward pass runs, in gradient memory that is idle until the backward
  * pass; for Koch's net that drops conv1-3's outputs, ~3.4 MB of ~5.2 MB of saved activations
  * per image. */
 static bool feeds_relu_then_pool(const sm_arch *a, size_t i)
 {
-    return i + 2 < a->n_layers && a->layers[i].kind == SM_LAYER_CONV &&
+    return i + 2 < a->n_layers &&
+           (a->layers[i].kind == SM_LAYER_CONV || a->layers[i].kind == SM_LAYER_GROUPNORM) &&
            a->layers[i + 1].kind == SM_LAYER_RELU && a->layers[i + 2].kind == SM_LAYER_MAXPOOL;
 }
 
@@ -141,11 +190,15 @@ void sm__workspace_destroy(const sm_subnet *s, sm__workspace *ws)
     }
     for (size_t i = 0; ws->argmax && ws->training && i < s->arch.n_layers; i++)
         sm__be_free(be, ws->argmax[i]);
+    for (size_t i = 0; ws->stats && ws->training && i < s->arch.n_layers; i++)
+        sm__be_free(be, ws->stats[i]);
     sm__be_free(be, ws->ping[0]);
     sm__be_free(be, ws->ping[1]);
     sm__be_free(be, ws->shared_argmax);
+    sm__be_free(be, ws->shared_stats);
     sm__free(ws->act);
     sm__free(ws->argmax);
+    sm__free(ws->stats);
     sm__free(ws->plan);
     sm__be_free(be, ws->grad_a);
     sm__be_free(be, ws->grad_b);
@@ -188,6 +241,7 @@ size_t sm__workspace_image_bytes(const sm_subnet *s)
         const size_t o = sm__layer_out_size(&a->layers[i]);
         floats += o; /* kept, or the argmax of a pool (as many int32s) */
         if (a->layers[i].kind == SM_LAYER_MAXPOOL) floats += o;
+        floats += stats_per_image(&a->layers[i]);
         if (o > largest) largest = o;
     }
     return (floats + 2 * largest) * sizeof(float); /* and the two gradient buffers */
@@ -202,20 +256,22 @@ sm_status sm__workspace_create(const sm_subnet *s, size_t cap, bool for_training
     ws->training = for_training;
     ws->act = sm__calloc(a->n_layers + 1, sizeof *ws->act);
     ws->argmax = sm__calloc(a->n_layers, sizeof *ws->argmax);
+    ws->stats = sm__calloc(a->n_layers, sizeof *ws->stats);
     ws->plan = sm__calloc(a->n_layers, sizeof *ws->plan);
-    if (!ws->act || !ws->argmax || !ws->plan) {
+    if (!ws->act || !ws->argmax || !ws->stats || !ws->plan) {
         sm__workspace_destroy(s, ws);
         return sm__fail(SM_ERR_NOMEM, "out of memory creating a workspace");
     }
     plan_layers(a, for_training, ws->plan);
     sm_status st = alloc_images(be, sm__arch_in_size(a), cap, (void **)&ws->act[0]);
 
-    size_t max_pool = 0, max_ws = 0, max_transient = 0;
+    size_t max_pool = 0, max_ws = 0, max_transient = 0, max_stats = 0;
     for (size_t i = 0; i < a->n_layers; i++) {
         const sm__layer *l = &a->layers[i];
         size_t o = sm__layer_out_size(l);
         if (ws->plan[i].output_in_grad_buffer && o > max_transient) max_transient = o;
         if (l->kind == SM_LAYER_MAXPOOL && o > max_pool) max_pool = o;
+        if (stats_per_image(l) > max_stats) max_stats = stats_per_image(l);
         if (l->kind == SM_LAYER_CONV) {
             sm_conv_shape cs = conv_shape(l, cap);
             /* the first layer's input gradient is never computed, inference runs forward only */
@@ -244,6 +300,8 @@ sm_status sm__workspace_create(const sm_subnet *s, size_t cap, bool for_training
             st = alloc_images(be, ping_need[1] ? ping_need[1] : 1, cap, (void **)&ws->ping[1]);
         if (st == SM_OK && max_pool)
             st = alloc_images(be, max_pool, cap, (void **)&ws->shared_argmax);
+        if (st == SM_OK && max_stats)
+            st = alloc_images(be, max_stats, cap, (void **)&ws->shared_stats);
     }
     /* Gradient buffers first: the larger one also holds the transient conv outputs during the
      * forward pass (it is idle until the backward pass starts). */
@@ -273,6 +331,12 @@ sm_status sm__workspace_create(const sm_subnet *s, size_t cap, bool for_training
             if (for_training)
                 st = alloc_images(be, sm__layer_out_size(l), cap, (void **)&ws->argmax[i]);
             else ws->argmax[i] = ws->shared_argmax;
+        }
+        /* per image, so a micro-batch of any size up to cap has its own statistics */
+        if (st == SM_OK && l->kind == SM_LAYER_GROUPNORM) {
+            if (for_training)
+                st = alloc_images(be, stats_per_image(l), cap, (void **)&ws->stats[i]);
+            else ws->stats[i] = ws->shared_stats;
         }
     }
     if (st == SM_OK && max_ws) st = be->ops->alloc(be->ctx, max_ws, &ws->conv_ws);
@@ -306,6 +370,11 @@ sm_status sm__subnet_forward(const sm_subnet *s, sm__workspace *ws, size_t n)
         case SM_LAYER_MAXPOOL: {
             sm_pool_shape ps = pool_shape(l, n);
             SM_TRY(ops->maxpool_fwd(ctx, &ps, x, y, ws->argmax[i]));
+            break;
+        }
+        case SM_LAYER_GROUPNORM: {
+            sm_norm_shape ns = norm_shape(l, n);
+            SM_TRY(ops->groupnorm_fwd(ctx, &ns, x, w, b, y, ws->stats[i]));
             break;
         }
         case SM_LAYER_FLATTEN: break;
@@ -349,6 +418,13 @@ sm_status sm__subnet_backward(sm_subnet *s, sm__workspace *ws, size_t n)
                 SM_TRY(ops->relu_bwd(ctx, n * sm__layer_out_size(l), ws->act[i + 1], g, g));
             sm_pool_shape ps = pool_shape(l, n);
             SM_TRY(ops->maxpool_bwd(ctx, &ps, g, ws->argmax[i], other));
+            break;
+        }
+        case SM_LAYER_GROUPNORM: {
+            /* the parameter gradients always; d(input) unless this is the first layer */
+            sm_norm_shape ns = norm_shape(l, n);
+            SM_TRY(ops->groupnorm_bwd(ctx, &ns, x, g, w, ws->stats[i],
+                                      p->passes_grad ? other : NULL, dw, db));
             break;
         }
         case SM_LAYER_FLATTEN: break;

@@ -25,11 +25,15 @@ SM_API sm_status sm_subnet_init(sm_subnet *subnet, sm_init kind, uint64_t seed)
      * every backend. */
     sm__rng rng;
     sm__rng_seed(&rng, seed);
-    if (kind == SM_INIT_REFERENCE)
-        return sm__init_normal(subnet->be, subnet->params, subnet->n_params, 0.01, &rng);
+    if (kind == SM_INIT_REFERENCE) return sm__init_reference(subnet, &rng);
     for (size_t i = 0; i < subnet->arch.n_layers; i++) {
         const sm__layer *l = &subnet->arch.layers[i];
         if (l->n_w == 0 && l->n_b == 0) continue;
+        if (l->kind == SM_LAYER_GROUPNORM) { /* PyTorch's init, with no draw (as reference) */
+            SM_TRY(sm__init_fill(subnet->be, subnet->params + l->w_off, l->n_w, 1.0f));
+            SM_TRY(sm__init_fill(subnet->be, subnet->params + l->b_off, l->n_b, 0.0f));
+            continue;
+        }
         SM_TRY(sm__init_normal(subnet->be, subnet->params + l->w_off, l->n_w, sqrt(2.0 / fan_in(l)),
                                &rng));
         /* std 0 would give -0.0 for negative draws: zeros are uploaded as they are */

@@ -28,8 +28,9 @@
  * 3: the table carries sm_backend_props (chunk sizes, the settings the backend honours); the
  * settings slots (set_threads, get_threads, set_option, get_option) may be NULL; the `copy`
  * slot, which the core never called, is gone. adam_update takes a weight-decay coefficient
- * (per-layer L2, 0.3). 3 is unreleased, so these all count as 3. */
-#define SM_BACKEND_ABI_VERSION 3
+ * (per-layer L2, 0.3). 3 is unreleased, so these all count as 3.
+ * 4: the groupnorm_fwd and groupnorm_bwd slots (GroupNorm layers, 0.4). */
+#define SM_BACKEND_ABI_VERSION 4
 
 /* What a backend tells the core about itself, so that no file outside the dispatch layer needs
  * to know which backend it runs on. A zero field means "the default": sm__backend_props
@@ -72,6 +73,13 @@ typedef struct sm_pool_shape {
     int size;       /* window = stride */
     int oh, ow;     /* h / size, w / size */
 } sm_pool_shape;
+
+/* One GroupNorm's shapes (torch.nn.GroupNorm(groups, c)): output shape = input shape. */
+typedef struct sm_norm_shape {
+    int n, c, h, w; /* input */
+    int groups;     /* divides c: a group is c / groups consecutive channels of one image */
+    double eps;     /* added to the variance (1e-5, PyTorch's default) */
+} sm_norm_shape;
 
 typedef struct sm_backend_ops {
     int abi_version;
@@ -124,6 +132,21 @@ typedef struct sm_backend_ops {
     /* dx = scatter(dy) (overwrites dx, which may not alias dy) */
     sm_status (*maxpool_bwd)(void *ctx, const sm_pool_shape *s, const float *dy,
                              const int32_t *argmax, float *dx);
+
+    /* GroupNorm. For each image and group, mean and (biased) variance over the group's
+     * (c / groups) * h * w values; y = (x - mean) * rstd * gamma[ch] + beta[ch] with
+     * rstd = 1 / sqrt(var + eps). An image's y depends on that image only. `stats` receives,
+     * per (image, group) in that order, the mean then rstd (2 * n * groups floats), which
+     * backward reads. x and y do not alias. */
+    sm_status (*groupnorm_fwd)(void *ctx, const sm_norm_shape *s, const float *x,
+                               const float *gamma, const float *beta, float *y, float *stats);
+    /* From the forward's x and stats: dx = d(input) (overwrites; NULL when not wanted, for a
+     * first layer), dgamma[ch] += sum of dy * (x - mean) * rstd, dbeta[ch] += sum of dy over
+     * the n images and the channel's pixels (accumulate, for micro-batches). The sums run in
+     * an order that does not depend on the thread count. dx aliases neither x nor dy. */
+    sm_status (*groupnorm_bwd)(void *ctx, const sm_norm_shape *s, const float *x, const float *dy,
+                               const float *gamma, const float *stats, float *dx, float *dgamma,
+                               float *dbeta);
 
     /* element-wise; x and y (dy and dx) may alias */
     sm_status (*relu_fwd)(void *ctx, size_t n, const float *x, float *y);

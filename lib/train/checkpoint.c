@@ -135,20 +135,27 @@ static sm_status build_list(const sm_arch *arch, size_t dim, int with_adam, ck_l
     for (size_t i = 0; i < arch->n_layers; i++) {
         const sm__layer *ly = &arch->layers[i];
         if (!ly->n_w) continue;
-        uint64_t ws[4], bs[1] = {(uint64_t)ly->a};
+        /* PyTorch's shapes: Conv2d weight [out, in, k, k], Linear [out, in], bias [out];
+         * GroupNorm weight and bias [channels] (no running statistics: it has none) */
+        const bool gn = ly->kind == SM_LAYER_GROUPNORM;
+        const uint64_t outs = gn ? (uint64_t)ly->in_c : (uint64_t)ly->a;
+        uint64_t ws[4], bs[1] = {outs};
         size_t wr;
         if (ly->kind == SM_LAYER_CONV) {
-            ws[0] = (uint64_t)ly->a, ws[1] = (uint64_t)ly->in_c;
+            ws[0] = outs, ws[1] = (uint64_t)ly->in_c;
             ws[2] = ws[3] = (uint64_t)ly->b;
             wr = 4;
+        } else if (gn) {
+            ws[0] = outs;
+            wr = 1;
         } else {
-            ws[0] = (uint64_t)ly->a, ws[1] = (uint64_t)ly->in_c;
+            ws[0] = outs, ws[1] = (uint64_t)ly->in_c;
             wr = 2;
         }
         uint64_t prod = 1;
         for (size_t d = 0; d < wr; d++) prod *= ws[d];
-        if ((ly->kind != SM_LAYER_CONV && ly->kind != SM_LAYER_FC) || prod != ly->n_w ||
-            ly->n_b != (size_t)ly->a) {
+        if ((ly->kind != SM_LAYER_CONV && ly->kind != SM_LAYER_FC && !gn) || prod != ly->n_w ||
+            ly->n_b != outs) {
             sm__free(l.t);
             return sm__fail(SM_ERR_INTERNAL,
                             "layer %zu's parameter counts do not match its "

@@ -6,6 +6,7 @@ PyTorch on fixed weights and inputs, with its loss, every gradient and three Ada
 Regenerate (from the repository root; needs PyTorch >= 1.13 and numpy, no GPU):
 
     python3 tests/gen/make_reference.py            # writes tests/data/reference_<case>.bin
+    python3 tests/gen/make_reference.py DIR gn     # only the named cases, into DIR
 
 The output is deterministic for a given PyTorch version (a fixed generator seed per case);
 commit the .bin files together with any change to this script. The script refuses data that
@@ -28,7 +29,10 @@ float32 torch and prints how far that lands from float64, for comparison.
 Weights are NOT the narrow N(0, 0.01^2) init: each layer is drawn from N(0, s^2) with
 s = sqrt(2 / fan_in) (biases: s = 0.1), and the head from a wider normal, so that activations are
 O(1), features differ between images and the scores spread over (0, 1); with the narrow init
-every gradient would be tiny and the check would prove little.
+every gradient would be tiny and the check would prove little. GroupNorm layers ("gnG",
+F.group_norm with eps 1e-5, as torch.nn.GroupNorm(G, C)) get weights 1 + N(0, 0.2^2) and biases
+N(0, 0.1^2) rather than their 1 and 0 init, so that a wrong affine step cannot hide; the cases
+without GroupNorm draw exactly what they drew before it existed (their files are unchanged).
 
 File layout (little-endian):
     char[8]  magic "SMREF001"
@@ -37,7 +41,7 @@ File layout (little-endian):
     u32      n_pairs, channels, height, width
     u32      n_subnet_params P, n_head_params Q (= feature dim + 1), n_steps S
     f64      lr, beta1, beta2, eps (Adam)
-    f32[P]   subnet params (state_dict order: per conv/fc layer weight then bias)
+    f32[P]   subnet params (state_dict order: per conv/fc/gn layer weight then bias)
     f32[Q]   head params (weights then bias)
     f32[N*C*H*W] left images, f32[N*C*H*W] right images, f32[N] labels
     f32[1]   loss at the initial params
@@ -66,6 +70,8 @@ CASES = [
     ("small", "1x20x20:conv6k5,relu,pool2,conv8k3,relu,pool2,conv8k2,relu,flatten,fc16", 6, 1),
     ("koch_like", "1x105x105:conv8k10,relu,pool2,conv16k7,relu,pool2,conv16k4,relu,pool2,"
                   "conv32k5,relu,flatten,fc64", 4, 9),
+    # GroupNorm (0.4): two channels a group before relu + pool, four after the second conv
+    ("gn", "1x12x12:conv8k3,gn4,relu,pool2,conv8k3,gn2,relu,flatten,fc16", 6, 3),
 ]
 
 
@@ -86,6 +92,8 @@ def parse_arch(text):
             out.append(("flatten", 0, 0))
         elif tok.startswith("fc"):
             out.append(("fc", int(tok[2:]), 0))
+        elif tok.startswith("gn"):
+            out.append(("gn", int(tok[2:]), 0))
         else:
             raise ValueError(tok)
     return (c, h, w), out
@@ -103,6 +111,10 @@ def init_params(shape, layers, gen):
             c, h, w = a, h - b + 1, w - b + 1
         elif kind == "pool":
             h, w = h // a, w // a
+        elif kind == "gn":
+            assert c % a == 0, f"gn{a} on {c} channels"
+            params.append(1.0 + torch.randn(c, generator=gen) * 0.2)
+            params.append(torch.randn(c, generator=gen) * 0.1)
         elif kind == "flatten":
             flat = c * h * w
         elif kind == "fc":
@@ -124,6 +136,9 @@ def subnet(x, layers, params):
             x = F.relu(x)
         elif kind == "pool":
             x = F.max_pool2d(x, a)  # floor mode: a trailing odd row/column is dropped
+        elif kind == "gn":
+            x = F.group_norm(x, a, params[i], params[i + 1], eps=1e-5)  # nn.GroupNorm(a, C)
+            i += 2
         elif kind == "flatten":
             x = x.flatten(1)
         elif kind == "fc":
@@ -260,8 +275,13 @@ def main():
     here = os.path.dirname(os.path.abspath(__file__))
     out_dir = sys.argv[1] if len(sys.argv) > 1 else os.path.join(here, "..", "data")
     os.makedirs(out_dir, exist_ok=True)
+    only = set(sys.argv[2:])
+    unknown = only - {name for name, _, _, _ in CASES}
+    if unknown:
+        sys.exit(f"unknown case(s): {', '.join(sorted(unknown))}")
     for name, arch, n, seed in CASES:
-        make_case(name, arch, n, seed, os.path.normpath(out_dir))
+        if not only or name in only:
+            make_case(name, arch, n, seed, os.path.normpath(out_dir))
 
 
 if __name__ == "__main__":
