@@ -118,13 +118,16 @@ SM_API sm_status sm_head_calibration(const sm_head *head, int *calibrated, doubl
 
 /** Saves subnet + head (architecture included) as a safetensors file, atomically: a failure
  *  (SM_ERR_IO naming the path, SM_ERR_NOMEM) leaves any existing file untouched; SM_OK means
- *  the new file is in place (as for sm_trainer_save). SM_ERR_SHAPE
+ *  the new file is in place (as for sm_trainer_save). A calibrated head's calibration goes in
+ *  the metadata (since 0.4; docs/checkpoint-format.md). SM_ERR_SHAPE
  *  when the head does not fit the subnet. Only reads the model: other threads may predict
  *  with it meanwhile (not train it). */
 SM_API sm_status sm_model_save(const sm_subnet *subnet, const sm_head *head, const char *path);
 /** Creates a subnet and head on `backend` from a file written by sm_model_save or
- *  sm_trainer_save (format: docs/checkpoint-format.md). Statuses: SM_ERR_IO (missing or
- *  unreadable), SM_ERR_FORMAT (damaged, truncated, checksum mismatch, non-finite values),
+ *  sm_trainer_save (format: docs/checkpoint-format.md); the head is calibrated when the file
+ *  says so (since 0.4; sm_head_calibration), else not. Statuses: SM_ERR_IO (missing or
+ *  unreadable), SM_ERR_FORMAT (damaged, truncated, checksum mismatch, non-finite values, bad
+ *  calibration metadata),
  *  SM_ERR_VERSION (a newer format), SM_ERR_SHAPE (a tensor that does not fit the architecture),
  *  SM_ERR_LIMIT (a header or file beyond the size limits), SM_ERR_NOMEM, SM_ERR_INVALID_ARG.
  *  On failure *subnet and *head are not written. */
