@@ -30,7 +30,10 @@ static uint64_t rng_next(uint64_t *s) /* splitmix64 */
     return z ^ (z >> 31);
 }
 
-static double uniform(uint64_t *s) { return ((double)(rng_next(s) >> 11) + 0.5) / 9007199254740992.0; }
+static double uniform(uint64_t *s)
+{
+    return ((double)(rng_next(s) >> 11) + 0.5) / 9007199254740992.0;
+}
 
 static double normal(uint64_t *s)
 {
@@ -217,8 +220,7 @@ static int setup(void **state)
     if (!mkdtemp(e->dir)) return -1;
     sm_arch *arch;
     if (sm_backend_create(SM_BACKEND_CPU, &e->be) || sm_backend_set_threads(e->be, 1) ||
-        sm_dataset_create_synthetic(12, 4, 12, 12, 5, &e->ds) ||
-        sm_arch_from_string(ARCH, &arch))
+        sm_dataset_create_synthetic(12, 4, 12, 12, 5, &e->ds) || sm_arch_from_string(ARCH, &arch))
         return -1;
     sm_status st = sm_subnet_create(e->be, arch, 1, &e->s);
     sm_arch_destroy(arch);
@@ -329,7 +331,7 @@ static void test_fold_is_exact(void **state)
 
     /* refusals leave the head as it was */
     float *kept = head_params(e->h);
-    const double bad[][2] = {{0.0, 0.0}, {-1.0, 0.0}, {NAN, 0.0}, {INFINITY, 0.0},
+    const double bad[][2] = {{0.0, 0.0}, {-1.0, 0.0},      {NAN, 0.0},  {INFINITY, 0.0},
                              {1.0, NAN}, {1.0, -INFINITY}, {1e300, 0.0}};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         assert_int_equal(sm_head_calibrate(e->h, bad[i][0], bad[i][1], 1), SM_ERR_INVALID_ARG);

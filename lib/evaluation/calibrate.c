@@ -71,8 +71,8 @@ static void derivatives(const fit_data *d, double a, double b, double g[2], doub
 
 static double max_abs(const double g[2]) { return fmax(fabs(g[0]), fabs(g[1])); }
 
-SM_API sm_status sm_calibrate_fit(size_t n, const float *logits, const float *labels,
-                                  double *scale, double *shift)
+SM_API sm_status sm_calibrate_fit(size_t n, const float *logits, const float *labels, double *scale,
+                                  double *shift)
 {
     SM_CHECK_ARG(logits && labels && scale && shift, "sm_calibrate_fit: NULL argument");
     SM_CHECK_ARG(n >= 2, "sm_calibrate_fit: %zu labelled pairs; a fit needs at least 2", n);
@@ -126,8 +126,8 @@ SM_API sm_status sm_calibrate_fit(size_t n, const float *logits, const float *la
     }
     derivatives(&d, a, b, g, h);
     SM_RETURN_IF(!(max_abs(g) < GRAD_ACCEPT), SM_ERR_NUMERIC,
-                 "sm_calibrate_fit: Newton's method did not converge on %zu pairs (gradient %g)",
-                 n, max_abs(g));
+                 "sm_calibrate_fit: Newton's method did not converge on %zu pairs (gradient %g)", n,
+                 max_abs(g));
     const double A = a * d.inv_sd, B = b - a * d.mu * d.inv_sd;
     SM_CHECK_ARG(isfinite(A) && isfinite(B) && A > 0,
                  "sm_calibrate_fit: the fitted scale is %g: the logits do not rank same-class "
