@@ -62,6 +62,22 @@ static void print_result(const char *label, const char *title, const sm_eval_res
                r->score_mean);
 }
 
+/* What the cut at 0.5 of (i) means for this model. */
+static void print_calibration(const sm_head *head)
+{
+    int calibrated = 0;
+    double scale = 1, shift = 0;
+    size_t pairs = 0;
+    sm_head_calibration(head, &calibrated, &scale, &shift, &pairs);
+    if (calibrated)
+        printf("    cut at 0.5, the calibrated decision point (Platt scaling folded into the "
+               "head: scale %.6g, shift %+.6g, fitted on %zu pairs)\n",
+               scale, shift, pairs);
+    else
+        printf("    cut at 0.5; the model is not calibrated, so 0.5 is where its training "
+               "loss put the cut, not a calibrated decision point\n");
+}
+
 /* The ROC of the verification pairs (the same pairs as (i)): the equal error rate and the
  * threshold for a 1 % false-accept rate, printed under (i). */
 static int report_roc(const sm_subnet *subnet, const sm_head *head, const sm_dataset *ds, size_t n,
@@ -105,6 +121,7 @@ int eval_report(const sm_subnet *subnet, const sm_head *head, const sm_dataset *
         snprintf(what, sizeof what, "random pairs (%d x %d) of %s", p->verify_batches,
                  p->verify_pairs, split);
         print_result("(i)  ", "random-pair verification", &r, what);
+        print_calibration(head);
         if (p->threshold_from) {
             sm_eval_result rt = SM_EVAL_RESULT_INIT;
             if ((st = sm_verification_accuracy_at(subnet, head, ds, n, p->seed + 0x5eedULL,

@@ -51,6 +51,8 @@ int selection_option(selection *s, const char *opt, const char *value)
         s->patience_given = 1;
     } else if (!strcmp(opt, "resize-images")) {
         s->resize = 1;
+    } else if (!strcmp(opt, "no-calibrate")) {
+        s->no_calibrate = 1;
     } else {
         return 0;
     }
@@ -63,6 +65,9 @@ int selection_check_options(const selection *s, int have_data)
     if (!s->val_alphabets && (s->episodes_given || s->patience_given))
         return cli_error(2, "%s needs --val-alphabets (the validation alphabets to measure)",
                          s->patience_given ? "--patience" : "--val-episodes");
+    if (!s->val_alphabets && s->no_calibrate)
+        return cli_error(2, "--no-calibrate needs --val-alphabets (only then does siamese-train "
+                            "calibrate, on the validation alphabets)");
     return 0;
 }
 

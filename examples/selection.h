@@ -8,7 +8,10 @@
  *   - the best checkpoint kept as OUT/best.safetensors (sm_trainer_save: atomic), early stop
  *     after --patience checks without improvement, and the final evaluation on the best
  *     checkpoint;
- *   - the evaluation set is not opened before that final evaluation.
+ *   - the evaluation set is not opened before that final evaluation;
+ *   - the selected model calibrated (siamese_train.c: Platt scaling on the validation
+ *     alphabets' pairs, folded into the head, saved as OUT/best.safetensors) unless
+ *     --no-calibrate.
  * And --resize-images: open every image set at the arch's input size, resized once at open
  * (sm_dataset_open_with, sm_oneshot_runs_open_with). */
 #ifndef SIAMESE_EXAMPLES_SELECTION_H
@@ -26,6 +29,7 @@ typedef struct selection {
     long long val_episodes;    /* episodes per check */
     long long patience;        /* checks without improvement before stopping; 0: never */
     int resize;                /* --resize-images */
+    int no_calibrate;          /* --no-calibrate */
     int episodes_given, patience_given;
     /* state */
     sm_dataset *val;       /* the held-out background alphabets */
@@ -50,6 +54,10 @@ typedef struct selection {
     "                       the evaluation set is not read before that final evaluation\n"         \
     "  --val-episodes N     episodes per check, the same ones every time (default 100)\n"          \
     "  --patience N         stop after N checks without improvement (default 0 = never)\n"         \
+    "  --no-calibrate       do not calibrate the selected model (by default Platt scaling\n"      \
+    "                       is fitted on 2000 pairs of the validation alphabets and folded\n"     \
+    "                       into the head, so that its score 0.5 is the balanced decision\n"     \
+    "                       point; the calibrated model is saved as DIR/best.safetensors)\n"      \
     "Images:\n"                                                                                    \
     "  --resize-images      resize images of any size to the arch's input size, once, when\n"      \
     "                       the sets are opened (default: refuse other sizes)\n"

@@ -6,7 +6,9 @@
  * MODEL is a file written by siamese-train (OUT/model.safetensors), sm_trainer_save or
  * sm_model_save. The images may be any PNGs: any size (resized to the model's input), colour
  * or with alpha (made grey by the library's grey rule, sm_image_load_png). Prints the score in
- * [0, 1] and a verdict: "same" (score >= 0.5) or "different". */
+ * [0, 1] and a verdict: "same" (score >= 0.5) or "different". On a calibrated model
+ * (siamese-train --val-alphabets, siamese-gallery calibrate --save) 0.5 is the balanced
+ * decision point; on another, a note on stderr says that the verdict's cut is not calibrated. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,7 +23,9 @@ static void usage(FILE *f)
                "Prints how similar two images are under MODEL (a file written by siamese-train):\n"
                "a score in [0, 1] (1 = the same class) and \"same\" (score >= 0.5) or\n"
                "\"different\". Any PNG works: it is made grey (colour and transparency over\n"
-               "white) and resized to the model's input size.\n");
+               "white) and resized to the model's input size. 0.5 is the balanced decision\n"
+               "point of a calibrated model (siamese-train --val-alphabets, siamese-gallery\n"
+               "calibrate --save); for a model that is not, a note on stderr says so.\n");
 }
 
 int main(int argc, char **argv)
@@ -77,6 +81,13 @@ int main(int argc, char **argv)
         goto done;
     }
     printf("%.4f %s\n", (double)score, score >= 0.5f ? "same" : "different");
+    int calibrated = 0;
+    sm_head_calibration(head, &calibrated, NULL, NULL, NULL);
+    if (!calibrated)
+        cli_error(0, "note: '%s' is not calibrated: \"same\" means a score >= 0.5, which is not "
+                     "a calibrated decision point for it (siamese-gallery calibrate --save "
+                     "writes a calibrated copy)",
+                  model);
     rc = 0;
 
 done:

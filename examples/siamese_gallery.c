@@ -5,15 +5,18 @@
  *   siamese-gallery enrol MODEL FOLDER|ZIP OUT.gallery [--append]
  *   siamese-gallery identify MODEL GALLERY IMAGE.png... [--top K]
  *   siamese-gallery identify MODEL GALLERY IMAGE.png... --verify LABEL [--threshold T]
- *   siamese-gallery calibrate MODEL FOLDER|ZIP [--pairs N] [--far F]
+ *   siamese-gallery calibrate MODEL FOLDER|ZIP [--pairs N] [--far F] [--save OUT.safetensors]
  *   siamese-gallery list MODEL GALLERY
  *
  * MODEL is a file written by siamese-train. A folder or zip holds Alphabet/character/NAME.png
  * (the Omniglot layout) or label/NAME.png; any PNG works (made grey, resized to the model's
  * input). `calibrate` scores random pairs of a labelled folder (other classes than the
  * gallery's, ideally) and prints the equal-error-rate threshold and the threshold for a target
- * false-accept rate, for --threshold. */
+ * false-accept rate, for --threshold; with --save it first fits Platt scaling on those pairs
+ * (sm_calibrate_fit), folds it into the head (sm_head_calibrate) and writes the calibrated model,
+ * whose score 0.5 is then the balanced decision point: --verify's default threshold. */
 #include <getopt.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,7 +28,9 @@
 typedef struct options {
     const char *backend;
     int threads, top, append, pairs;
+    int threshold_set; /* --threshold given */
     const char *verify;
+    const char *save; /* calibrate --save */
     double threshold, far;
     uint64_t seed;
 } options;
@@ -38,7 +43,7 @@ static void usage(FILE *f)
         "  siamese-gallery enrol MODEL FOLDER|ZIP OUT.gallery [--append]\n"
         "  siamese-gallery identify MODEL GALLERY IMAGE.png... [--top K]\n"
         "  siamese-gallery identify MODEL GALLERY IMAGE.png... --verify LABEL [--threshold T]\n"
-        "  siamese-gallery calibrate MODEL FOLDER|ZIP [--pairs N] [--far F]\n"
+        "  siamese-gallery calibrate MODEL FOLDER|ZIP [--pairs N] [--far F] [--save OUT]\n"
         "  siamese-gallery list MODEL GALLERY\n"
         "\n"
         "enrol      embeds every PNG of FOLDER or ZIP (Alphabet/character/*.png or label/*.png;\n"
@@ -48,10 +53,16 @@ static void usage(FILE *f)
         "           a label's score is the mean over its enrolled examples; tied labels share a\n"
         "           rank, marked '='\n"
         "  --verify LABEL  instead answers accept or reject for each image claimed to be LABEL:\n"
-        "           accept when its score >= --threshold (default 0.5; take one from calibrate)\n"
+        "           accept when its score >= --threshold (default 0.5: the balanced decision\n"
+        "           point of a calibrated model; on one that is not, take one from calibrate)\n"
         "calibrate  scores --pairs random pairs (default 2000) of a labelled FOLDER or ZIP and\n"
         "           prints the equal error rate with its threshold, and the threshold for a\n"
         "           false-accept rate of at most --far (default 0.01)\n"
+        "  --save OUT  first fits Platt scaling on those pairs (the two kinds weighing\n"
+        "           equally), folds it into the head and writes the calibrated model to OUT\n"
+        "           (a .safetensors file): its score 0.5 is the balanced decision point, and\n"
+        "           the thresholds printed are its. Enrol galleries with OUT: one enrolled with\n"
+        "           MODEL does not load with it (the head, and so the fingerprint, differ)\n"
         "list       prints the gallery's labels and how many examples each has\n"
         "\n"
         "Options: --backend auto|cpu|cpu-dnnl|cuda (default auto), --threads N (0 = all cores),\n"
@@ -91,6 +102,23 @@ static int model_open(const options *o, const char *path, model *m)
     if (c != 1)
         return cli_error(1, "the model takes %d-channel images; PNGs are read as grey ones", c);
     return 0;
+}
+
+/* Whether 0.5 is the model's calibrated decision point, in words. */
+static void print_calibration(const model *m, const char *path)
+{
+    int calibrated = 0;
+    double scale = 1, shift = 0;
+    size_t pairs = 0;
+    sm_head_calibration(m->head, &calibrated, &scale, &shift, &pairs);
+    if (calibrated)
+        printf("model %s: calibrated (Platt scaling, scale %.6g, shift %+.6g, fitted on %zu "
+               "pairs): a score >= 0.5 reads \"same\"\n",
+               path, scale, shift, pairs);
+    else
+        printf("model %s: not calibrated: 0.5 is not a calibrated decision point (--save "
+               "writes a calibrated copy)\n",
+               path);
 }
 
 static int cmd_enrol(const options *o, char **args)
@@ -179,6 +207,14 @@ static int cmd_identify(const options *o, char **args, int n_images)
                        o->verify, args[1]);
         goto done;
     }
+    int calibrated = 0;
+    sm_head_calibration(m.head, &calibrated, NULL, NULL, NULL);
+    if (o->verify && !o->threshold_set && !calibrated)
+        cli_error(0,
+                  "note: '%s' is not calibrated, so the default threshold 0.5 is not a "
+                  "calibrated decision point: calibrate it (siamese-gallery calibrate MODEL "
+                  "FOLDER --save OUT) or give --threshold",
+                  args[0]);
     img = malloc((size_t)m.h * (size_t)m.w * sizeof *img);
     mt = malloc((size_t)o->top * sizeof *mt);
     if (!img || !mt) {
@@ -224,30 +260,59 @@ static int cmd_calibrate(const options *o, char **args)
     sm_dataset *ds = NULL;
     sm_roc *roc = NULL;
     float *scores = NULL, *labels = NULL;
+    const size_t n = (size_t)o->pairs;
     sm_status st;
     if (rc) goto done;
+    print_calibration(&m, args[0]);
     sm_dataset_options dopt = SM_DATASET_OPTIONS_INIT;
     dopt.resize = 1;
     if ((st = sm_dataset_open_with(args[1], m.h, m.w, NULL, 0, &dopt, &ds))) {
         rc = cli_fail(st, "cannot open '%s' (Alphabet/character/*.png)", args[1]);
         goto done;
     }
-    scores = malloc((size_t)o->pairs * sizeof *scores);
-    labels = malloc((size_t)o->pairs * sizeof *labels);
+    scores = malloc(n * sizeof *scores);
+    labels = malloc(n * sizeof *labels);
     if (!scores || !labels) {
         rc = cli_error(1, "out of memory");
         goto done;
     }
-    if ((st = sm_verification_scores(m.subnet, m.head, ds, (size_t)o->pairs, o->seed, scores,
-                                     labels)) ||
-        (st = sm_roc_create((size_t)o->pairs, scores, labels, &roc))) {
+    printf("%d random pairs of %s (%zu classes)\n", o->pairs, args[1], sm_dataset_num_classes(ds));
+    if (o->save) {
+        /* the fit takes the head's logits (`scores` holds them for now), then the same pairs
+         * are scored again by the calibrated model */
+        double scale = 1, shift = 0;
+        if ((st = sm_verification_logits(m.subnet, m.head, ds, n, o->seed, scores, labels)) ||
+            (st = sm_calibrate_fit(n, scores, labels, &scale, &shift)) ||
+            (st = sm_head_calibrate(m.head, scale, shift, n))) {
+            rc = cli_fail(st, "cannot calibrate on pairs of '%s'", args[1]);
+            goto done;
+        }
+        if ((st = sm_model_save(m.subnet, m.head, o->save))) {
+            rc = cli_fail(st, "cannot write '%s'", o->save);
+            goto done;
+        }
+        printf("Platt scaling (the two kinds of pair weighing equally): score = sigmoid(%.6g z "
+               "%c %.6g) of the head's logit z, folded into the head; wrote %s: its score 0.5 "
+               "is the balanced decision point (enrol galleries with it)\n",
+               scale, shift < 0 ? '-' : '+', fabs(shift), o->save);
+    }
+    if ((st = sm_verification_scores(m.subnet, m.head, ds, n, o->seed, scores, labels)) ||
+        (st = sm_roc_create(n, scores, labels, &roc))) {
         rc = cli_fail(st, "cannot score pairs of '%s'", args[1]);
         goto done;
+    }
+    size_t same = 0, same_in = 0, diff_in = 0;
+    for (size_t i = 0; i < n; i++) {
+        same += labels[i] == 1.0f;
+        same_in += labels[i] == 1.0f && scores[i] >= 0.5f;
+        diff_in += labels[i] == 0.0f && scores[i] >= 0.5f;
     }
     double eer, t_eer, t, far, frr;
     sm_roc_eer(roc, &eer, &t_eer);
     sm_roc_threshold_at_far(roc, o->far, &t, &far, &frr);
-    printf("%d random pairs of %s (%zu classes)\n", o->pairs, args[1], sm_dataset_num_classes(ds));
+    printf("%s at threshold 0.5: FAR %.2f %%, FRR %.2f %%\n", o->save ? o->save : args[0],
+           100.0 * (double)diff_in / (double)(n - same),
+           100.0 * (double)(same - same_in) / (double)same);
     printf("equal error rate: %.2f %% at threshold %.6g\n", 100 * eer, t_eer);
     printf("false-accept rate <= %.2f %%: threshold %.6g (FAR %.2f %%, FRR %.2f %%)\n",
            100 * o->far, t, 100 * far, 100 * frr);
@@ -276,6 +341,7 @@ int main(int argc, char **argv)
         O_PAIRS,
         O_FAR,
         O_SEED,
+        O_SAVE,
         O_HELP
     };
     static const struct option longs[] = {
@@ -288,10 +354,11 @@ int main(int argc, char **argv)
         {"pairs", required_argument, NULL, O_PAIRS},
         {"far", required_argument, NULL, O_FAR},
         {"seed", required_argument, NULL, O_SEED},
+        {"save", required_argument, NULL, O_SAVE},
         {"help", no_argument, NULL, O_HELP},
         {NULL, 0, NULL, 0},
     };
-    int c, threshold_set = 0;
+    int c;
     long long seed = 1;
     while ((c = getopt_long(argc, argv, "h", longs, NULL)) != -1) {
         int ok = 1;
@@ -303,11 +370,12 @@ int main(int argc, char **argv)
         case O_VERIFY: o.verify = optarg; break;
         case O_THRESHOLD:
             ok = cli_parse_double("threshold", optarg, 0, 0, 1, &o.threshold);
-            threshold_set = 1;
+            o.threshold_set = 1;
             break;
         case O_PAIRS: ok = cli_parse_int("pairs", optarg, 2, 10000000, &o.pairs); break;
         case O_FAR: ok = cli_parse_double("far", optarg, 0, 0, 1, &o.far); break;
         case O_SEED: ok = cli_parse_ll("seed", optarg, 0, 0x7fffffffffffffffLL, &seed); break;
+        case O_SAVE: o.save = optarg; break;
         case 'h':
         case O_HELP: usage(stdout); return 0;
         default: usage(stderr); return 2;
@@ -318,8 +386,10 @@ int main(int argc, char **argv)
     int n = argc - optind;
     char **args = argv + optind + 1;
     const char *cmd = n > 0 ? argv[optind] : "";
-    if (threshold_set && !o.verify)
+    if (o.threshold_set && !o.verify)
         return cli_error(2, "--threshold is for --verify LABEL (identify)");
+    if (o.save && strcmp(cmd, "calibrate") != 0)
+        return cli_error(2, "--save is for calibrate");
     if (!strcmp(cmd, "enrol") && n == 4) return cmd_enrol(&o, args);
     if (!strcmp(cmd, "identify") && n >= 4) return cmd_identify(&o, args, n - 3);
     if (!strcmp(cmd, "calibrate") && n == 3) return cmd_calibrate(&o, args);

@@ -293,6 +293,7 @@ static int parse_options(int argc, char **argv, options *o)
         {"val-episodes", required_argument, NULL, O_SEL},
         {"patience", required_argument, NULL, O_SEL},
         {"resize-images", no_argument, NULL, O_SEL},
+        {"no-calibrate", no_argument, NULL, O_SEL},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -972,13 +973,63 @@ static void draw_data_figures(run *r)
                FIGURE_EVERY_SECONDS);
 }
 
-/* With --val-alphabets, the verification threshold is chosen where the validation alphabets'
- * pairs have equal false-accept and false-reject rates (the model selected on them): a
- * choice made on background alphabets only. P x K training moves the scores of dissimilar
- * pairs far below 0.5, so the fixed 0.5 cut undersells such a model. */
+enum { CALIBRATION_PAIRS = 2000 };
+
+/* With --val-alphabets (unless --no-calibrate): Platt scaling, fitted on the head's logits of
+ * random pairs of the validation alphabets with the two kinds of pair weighing equally, is
+ * folded into the head (sm_calibrate_fit, sm_head_calibrate), so that the selected model's
+ * score 0.5 is the balanced decision point: P x K training moves the scores of dissimilar
+ * pairs far below 0.5, and the fixed 0.5 cut undersells such a model. The calibrated model is
+ * saved over OUT/best.safetensors (the model the final evaluation uses: the best check's
+ * weights, or the last step's when no check ran); OUT/model.safetensors stays the last step's
+ * state as trained, for --resume. A fit the pairs cannot give (say, a model that ranks
+ * different-class pairs higher) leaves the model uncalibrated, with a note. */
+static int calibrate_model(run *r)
+{
+    const char *best = r->o.sel.best_path;
+    float *logits = malloc(CALIBRATION_PAIRS * sizeof *logits);
+    float *labels = malloc(CALIBRATION_PAIRS * sizeof *labels);
+    double scale = 1, shift = 0;
+    sm_status st = logits && labels ? sm_verification_logits(r->subnet, r->head, r->o.sel.val,
+                                                             CALIBRATION_PAIRS,
+                                                             r->o.seed + 0xca1bULL, logits, labels)
+                                    : SM_ERR_NOMEM;
+    if (st) {
+        free(logits);
+        free(labels);
+        return cli_fail(st, "cannot score the validation alphabets' pairs for calibration");
+    }
+    st = sm_calibrate_fit(CALIBRATION_PAIRS, logits, labels, &scale, &shift);
+    free(logits);
+    free(labels);
+    if (st == SM_ERR_INVALID_ARG || st == SM_ERR_NUMERIC) {
+        printf("calibration: none: %s; the model stays uncalibrated (0.5 is not a calibrated "
+               "decision point)\n",
+               sm_last_error());
+        return 0;
+    }
+    if (st || (st = sm_head_calibrate(r->head, scale, shift, CALIBRATION_PAIRS)))
+        return cli_fail(st, "cannot calibrate the model");
+    printf("calibration: Platt scaling on %d random pairs of the validation alphabets (the two "
+           "kinds weighing equally): score = sigmoid(%.6g z %c %.6g) of the head's logit z, "
+           "folded into the head: a score >= 0.5 now reads \"same\"\n",
+           CALIBRATION_PAIRS, scale, shift < 0 ? '-' : '+', fabs(shift));
+    if ((st = sm_trainer_save(r->trainer, best)))
+        return cli_fail(st, "cannot save the calibrated model as '%s'", best);
+    printf("saved the calibrated model as %s (%s; %s stays the last step's uncalibrated state, "
+           "for --resume)\n",
+           best,
+           r->o.sel.best >= 0 ? "the best checkpoint" : "the last step's weights: no check ran",
+           r->model_path);
+    return 0;
+}
+
+/* With --val-alphabets, the verification threshold is also chosen where the validation
+ * alphabets' pairs have equal false-accept and false-reject rates (the model selected on
+ * them): a choice made on background alphabets only, reported beside the cut at 0.5. */
 static int calibrate_threshold(run *r)
 {
-    enum { PAIRS = 2000 };
+    enum { PAIRS = CALIBRATION_PAIRS };
     float *scores = malloc(PAIRS * sizeof *scores), *labels = malloc(PAIRS * sizeof *labels);
     sm_roc *roc = NULL;
     double eer = 0, t = 0.5;
@@ -1077,6 +1128,7 @@ static int run_all(run *r)
     if ((rc = train(r))) return rc;
     if (r->d.rank != 0) return 0; /* rank 0 evaluates, once */
     if ((rc = selection_finish(&o->sel, r->trainer, &r->eval))) return rc;
+    if (o->sel.val && !o->sel.no_calibrate && (rc = calibrate_model(r))) return rc;
     if (o->sel.val && !o->eval.threshold_from && (rc = calibrate_threshold(r))) return rc;
 
     if (r->figures) {

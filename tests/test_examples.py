@@ -104,6 +104,9 @@ with tempfile.TemporaryDirectory(prefix="siamese-examples.") as tmp:
               + (re.search(r"^backend: .*", so, re.M) or re.search("", "")).group(0))
     check(re.search(r"^\(i\) +random-pair verification: [0-9.]+ %", so, re.M) is not None,
           "reports (i) verification on its own line")
+    check(re.search(r"^\(i\) .*\n(    .*\n)*    cut at 0\.5; the model is not calibrated, so 0\.5 is where its "
+                    r"training loss put the cut", so, re.M) is not None,
+          "says that 0.5 is not a calibrated cut without --val-alphabets")
     check(re.search(r"^    equal error rate [0-9.]+ % at threshold [0-9.e+-]+; for a false-accept rate "
                     r"of at most 1 %: threshold", so, re.M) is not None,
           "reports the equal error rate and the threshold for 1 % FAR under (i)")
@@ -258,6 +261,8 @@ with tempfile.TemporaryDirectory(prefix="siamese-examples.") as tmp:
         rc, so, se = run("siamese-compare", model, os.path.join(tmp, a), os.path.join(tmp, b))
         check(rc == 0 and answer.match(so) is not None,
               f"siamese-compare {a} {b}: rc {rc}, '{so.strip()}' {se.strip()}")
+        check(se.startswith("siamese-compare: note: ") and "is not calibrated" in se,
+              f"siamese-compare notes an uncalibrated model's 0.5 ({se.strip()})")
 
     # --- siamese-eval on a generated dataset and generated runs -------------------------------
     data = os.path.join(tmp, "data")

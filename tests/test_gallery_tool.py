@@ -3,7 +3,8 @@
 """siamese-gallery as a user runs it (suite "examples"): enrol a label/*.png folder and an
 Omniglot-layout zip, list, identify with --top, verify at thresholds, --append, calibrate on a
 labelled folder; and clear refusals: a gallery of another model, a damaged gallery file, a label
-not enrolled, bad arguments. Two tiny models trained for a few steps by siamese-train.
+not enrolled, bad arguments; calibrate --save writes a calibrated model whose 0.5 is --verify's
+default. Two tiny models trained for a few steps by siamese-train.
 
 Usage (tests/meson.build): test_gallery_tool.py BUILD_EXAMPLES_DIR
 """
@@ -112,8 +113,55 @@ with tempfile.TemporaryDirectory(prefix="siamese-gallery.") as tmp:
     # calibrate on a labelled folder
     rc, so, se = run("siamese-gallery", "calibrate", model, omni, "--pairs", "200")
     check(rc == 0 and re.search(r"^equal error rate: [0-9.]+ % at threshold [0-9.e+-]+$", so, re.M)
-          and re.search(r"^false-accept rate <= 1\.00 %: threshold ", so, re.M),
+          and re.search(r"^false-accept rate <= 1\.00 %: threshold ", so, re.M)
+          and re.search(r"^model .*: not calibrated: 0\.5 is not a calibrated decision point",
+                        so, re.M) and re.search(r"at threshold 0\.5: FAR [0-9.]+ %, FRR", so),
           f"calibrate prints the EER and a threshold ({so.strip()}) {se.strip()}")
+    rc, so, se = run("siamese-gallery", "identify", model, gal, query, "--verify", "bob")
+    check(rc == 0 and "note: " in se and "is not calibrated" in se,
+          f"--verify at the default 0.5 on an uncalibrated model: a note ({se.strip()})")
+
+    # calibrate --save: Platt scaling folded into a copy of the model, whose 0.5 is then the
+    # balanced decision point and --verify's default. These models trained for 3 steps rank
+    # pairs by chance: one whose logits rank different-class pairs higher is refused (no file),
+    # and the first that ranks them right is calibrated.
+    calibrated, source = os.path.join(tmp, "calibrated.safetensors"), None
+    for cand in (model, other):
+        rc, so, se = run("siamese-gallery", "calibrate", cand, omni, "--pairs", "200", "--save",
+                         calibrated)
+        if rc != 0:
+            check(rc == 1 and "do not rank same-class pairs above different-class ones" in se
+                  and not os.path.exists(calibrated),
+                  f"calibrate --save refuses a model that ranks pairs the wrong way ({se.strip()})")
+            continue
+        source = cand
+        check(re.search(r"^Platt scaling \(the two kinds of pair weighing equally\): score = "
+                        r"sigmoid\([0-9.e+-]+ z [+-] [0-9.e+-]+\) of the head's logit z, folded "
+                        r"into the head; wrote .*calibrated\.safetensors", so, re.M) and
+              os.path.isfile(calibrated) and
+              re.search(r"^.*calibrated\.safetensors at threshold 0\.5: FAR", so, re.M),
+              f"calibrate --save writes a calibrated model {so.strip()} {se.strip()}")
+        break
+    check(source is not None, "one of the two models can be calibrated")
+    gal_src = os.path.join(tmp, "source.gallery")
+    run("siamese-gallery", "enrol", source or model, people, gal_src)
+    rc, so, se = run("siamese-gallery", "calibrate", calibrated, omni, "--pairs", "200")
+    check(rc == 0 and re.search(r"^model .*: calibrated \(Platt scaling, scale [0-9.e+-]+, shift "
+                                r"[+-][0-9.e+-]+, fitted on 200 pairs\): a score >= 0\.5 reads "
+                                r"\"same\"", so, re.M),
+          f"a calibrated model says so ({so.strip()}) {se.strip()}")
+    rc, so, se = run("siamese-gallery", "identify", calibrated, gal_src, query, "--verify", "bob")
+    check(rc != 0 and "another model" in se,
+          f"a gallery enrolled with the uncalibrated model does not load with the calibrated one "
+          f"(rc {rc}) {se.strip()}")
+    gal_c = os.path.join(tmp, "calibrated.gallery")
+    rc, so, se = run("siamese-gallery", "enrol", calibrated, people, gal_c)
+    rc2, so2, se2 = run("siamese-gallery", "identify", calibrated, gal_c, query, "--verify", "bob")
+    check(rc == 0 and rc2 == 0 and "threshold 0.5)" in so2 and "note" not in se2,
+          f"--verify on a calibrated model: 0.5, no note (rc {rc2}) {so2.strip()} {se2.strip()}")
+    rc, so, se = run("siamese-compare", calibrated, query, query)
+    check(rc == 0 and re.match(r"^[01]\.[0-9]{4} same\n$", so) and se == "",
+          f"siamese-compare on a calibrated model: no note ({so.strip()}) {se.strip()}")
 
     # refusals: clear messages, nonzero exits, no crash
     bad = os.path.join(tmp, "bad.gallery")
@@ -127,6 +175,7 @@ with tempfile.TemporaryDirectory(prefix="siamese-gallery.") as tmp:
         (["identify", model, bad, query], "damaged"),
         (["identify", model, gal, query, "--verify", "dave"], "not enrolled"),
         (["identify", model, gal, query, "--threshold", "0.3"], "--threshold is for --verify"),
+        (["list", model, gal, "--save", "x.safetensors"], "--save is for calibrate"),
         (["identify", model, gal, query, "--verify", "bob", "--threshold", "2"], "threshold"),
         (["identify", model, gal, os.path.join(tmp, "none.png")], "cannot read the image"),
         (["enrol", model, os.path.join(tmp, "src", "00.png") + "x", gal], "cannot enrol"),

@@ -3,7 +3,9 @@
 """siamese-train's honest selection (suite "examples"; examples/selection.h): --val-alphabets
 holds background alphabets out of training, validates 20-way one-shot on them, keeps
 OUT/best.safetensors, stops after --patience checks, evaluates the best checkpoint, and reads
-the evaluation set only at the end; --resize-images opens 40x40 files for a 20x20 arch; bad
+the evaluation set only at the end; calibrates the selected model on the validation alphabets
+(Platt scaling folded into the head, saved over best.safetensors) unless --no-calibrate, and
+reports verification at 0.5 and at the validation alphabets' equal-error threshold; --resize-images opens 40x40 files for a 20x20 arch; bad
 options get clear messages.
 
 Usage (tests/meson.build): test_selection.py BUILD_EXAMPLES_DIR
@@ -64,11 +66,14 @@ def make_tree(root, alphabets, classes, size):
                           glyph(size, a * classes + c, i))
 
 
-def safetensors_iteration(path):
+def safetensors_meta(path):
     with open(path, "rb") as f:
         n = struct.unpack("<Q", f.read(8))[0]
-        meta = json.loads(f.read(n)).get("__metadata__", {})
-    return int(meta["iteration"])
+        return json.loads(f.read(n)).get("__metadata__", {})
+
+
+def safetensors_iteration(path):
+    return int(safetensors_meta(path)["iteration"])
 
 
 with tempfile.TemporaryDirectory(prefix="siamese-selection.") as tmp:
@@ -104,8 +109,16 @@ with tempfile.TemporaryDirectory(prefix="siamese-selection.") as tmp:
     # The same seed holds out the same alphabets; training never sees them (the library's
     # split, tests/test_select.c, checks that image by image).
     rc2, so2, _ = run(*base, "--iterations", "1", "--validate-every", "1", "--val-alphabets",
-                      "2", "--out", os.path.join(tmp, "o1"))
+                      "2", "--no-calibrate", "--out", os.path.join(tmp, "o1"))
     check(rc2 == 0 and m is not None and m.group(0) in so2, "same --seed, same held-out alphabets")
+    # --no-calibrate: best.safetensors as selected, 0.5 said to be uncalibrated, the equal-error
+    # threshold still reported
+    check("calibration:" not in so2 and "calibration" not in
+          safetensors_meta(os.path.join(tmp, "o1", "best.safetensors")) and
+          re.search(r"^    cut at 0\.5; the model is not calibrated", so2, re.M) is not None and
+          re.search(r"^    at threshold [0-9.e+-]+ \(the validation alphabets' equal error "
+                    r"rate\) instead of 0\.5: ", so2, re.M) is not None,
+          f"--no-calibrate leaves the model uncalibrated ({so2[-700:]})")
     lines = re.findall(r"^validation one-shot at step (\d+): ([0-9.]+) % \(20-way 1-shot within "
                        r"alphabets, 3 episodes of the validation alphabets; chance 5\.0 %\)", se,
                        re.M)
@@ -145,6 +158,44 @@ with tempfile.TemporaryDirectory(prefix="siamese-selection.") as tmp:
           f"final evaluation equals siamese-eval of best.safetensors ({ver and ver.group(0)} / "
           f"{ver_eval and ver_eval.group(0)})")
 
+    # calibration: Platt scaling on the validation alphabets' pairs, after the best checkpoint is
+    # loaded and before the evaluation set is read; saved over best.safetensors (still the best
+    # step's, now calibrated); model.safetensors, the resume point, stays as trained
+    cal = re.search(r"^calibration: Platt scaling on 2000 random pairs of the validation "
+                    r"alphabets \(the two kinds weighing equally\): score = sigmoid\(([0-9.e+-]+) "
+                    r"z ([+-]) ([0-9.e+-]+)\) of the head's logit z, folded into the head", so, re.M)
+    check(cal is not None and
+          so.find("best checkpoint:") < cal.start() < so.find("\nevaluation on "),
+          f"calibrates the selected model on the validation alphabets ({so[-1500:]})")
+    check(f"saved the calibrated model as {best} (the best checkpoint; " in so,
+          "says where the calibrated model is")
+    meta = safetensors_meta(best)
+    check(cal is not None and meta.get("calibration") == "platt" and
+          meta.get("calibration_pairs") == "2000" and
+          abs(float(meta.get("calibration_scale", "nan")) - float(cal.group(1))) <=
+          1e-5 * float(cal.group(1)) and safetensors_iteration(best) == best_step and
+          "calibration" not in safetensors_meta(os.path.join(out, "model.safetensors")),
+          f"best.safetensors records the calibration, model.safetensors does not ({meta})")
+    check(re.search(r"^\(i\) .*\n(    .*\n)*    cut at 0\.5, the calibrated decision point "
+                    r"\(Platt scaling folded into the head: scale [0-9.e+-]+, shift [+-][0-9.e+-]+, "
+                    r"fitted on 2000 pairs\)\n    at threshold [0-9.e+-]+ \(the validation "
+                    r"alphabets' equal error rate\) instead of 0\.5: [0-9.]+ %", so, re.M) is not None,
+          "verification on the evaluation set at the calibrated 0.5 and at the equal-error "
+          "threshold")
+    check("cut at 0.5, the calibrated decision point" in p.stdout,
+          "siamese-eval reads best.safetensors as calibrated")
+    # no validation check: the last step's weights are calibrated and saved as best
+    out_n = os.path.join(tmp, "out_n")
+    rc, so, se = run(*base, "--iterations", "2", "--validate-every", "0", "--val-alphabets", "2",
+                     "--out", out_n)
+    best_n = os.path.join(out_n, "best.safetensors")
+    check(rc == 0 and f"saved the calibrated model as {best_n} (the last step's weights: no "
+          "check ran;" in so and os.path.isfile(best_n) and
+          safetensors_meta(best_n).get("calibration") == "platt" and
+          safetensors_iteration(best_n) == 2,
+          f"--validate-every 0: the last step's weights calibrated as best.safetensors (rc {rc}) "
+          f"{so[-500:]} {se[-300:]}")
+
     # --- a broken evaluation set fails only after training (it is not read before) -----------
     broken = os.path.join(tmp, "broken_eval")
     make_tree(broken, ["Omega", "Psi"], 20, 20)
@@ -178,7 +229,8 @@ with tempfile.TemporaryDirectory(prefix="siamese-selection.") as tmp:
     with open(os.path.join(out_r, "loss.csv")) as f:
         header = f.readline().strip()
     check(rc == 0 and header == "iteration,loss,elapsed_s,val_accuracy" and
-          not os.path.exists(os.path.join(out_r, "best.safetensors")),
+          not os.path.exists(os.path.join(out_r, "best.safetensors")) and
+          "calibration:" not in so,
           f"without --val-alphabets nothing changes (rc {rc}) {se[-200:]}")
 
     # --- bad options -------------------------------------------------------------------------
@@ -190,6 +242,7 @@ with tempfile.TemporaryDirectory(prefix="siamese-selection.") as tmp:
         (["--val-alphabets", "2", "--val-episodes", "0"], "--val-episodes wants"),
         (["--patience", "3"], "--patience needs --val-alphabets"),
         (["--val-episodes", "3"], "--val-episodes needs --val-alphabets"),
+        (["--no-calibrate"], "--no-calibrate needs --val-alphabets"),
         (["--val-alphabets", "2", "--patience", "-1"], "--patience wants"),
         (["--val-alphabets", "2", "--patience", "2", "--validate-every", "0"],
          "--patience needs validation checks"),

@@ -88,6 +88,41 @@ SM_API sm_status sm_verification_scores(const sm_subnet *subnet, const sm_head *
                                         const sm_dataset *ds, size_t n_pairs, uint64_t seed,
                                         float *scores, float *labels);
 
+/** The head's logits (sm_predict_pairs_logits) and labels (1 = same class, 0 = different) of
+ *  the `n_pairs` pairs that sm_verification_scores scores for the same `seed`, into `logits`
+ *  and `labels` (n_pairs floats each): the labelled pairs sm_calibrate_fit takes. Statuses as
+ *  sm_verification_accuracy. Since 0.4. */
+SM_API sm_status sm_verification_logits(const sm_subnet *subnet, const sm_head *head,
+                                        const sm_dataset *ds, size_t n_pairs, uint64_t seed,
+                                        float *logits, float *labels);
+
+/* ---------------------------------------------------------------------------------------------
+ * Calibration: a score where 0.5 reads "same" (since 0.4)
+ *
+ * A head trained on P x K batches (or with any loss that weighs the two kinds of pair unlike
+ * the pairs it will judge) puts its scores where its loss put them: different-class pairs far
+ * below 0.5, and the best cut near 0.001. Platt scaling fits sigmoid(A z + B) to labelled
+ * pairs' logits z; sm_head_calibrate (siamese/network.h) folds A and B into the head, after
+ * which a score >= 0.5 is the balanced decision. docs/evaluation.md, "Calibration".
+ * ------------------------------------------------------------------------------------------- */
+
+/** Fits Platt scaling to `n` labelled pairs: logits[i] the head's logit of pair i
+ *  (sm_verification_logits, sm_predict_pairs_logits), labels[i] 1 (same class) or 0
+ *  (different). Finds *scale = A > 0 and *shift = B minimising the binary cross-entropy of
+ *  sigmoid(A z + B) against Platt's smoothed targets ((N+ + 1) / (N+ + 2) for same-class
+ *  pairs, 1 / (N- + 2) for different-class ones), each class weighing half of the loss
+ *  whatever its count, so sigmoid(A z + B) = 0.5 is the balanced decision point; by Newton's
+ *  method in double (Lin, Lin and Weng's robust version of Platt's fit). Logits rather than
+ *  scores: a score is exactly 1 in float once z passes about 17 (exactly 0 below about
+ *  -104), where the logit still says how far. Fit on pairs of classes not used in training (held-out alphabets).
+ *  Only reads its arguments; thread-safe. Statuses: SM_ERR_INVALID_ARG (NULL, n < 2, a logit
+ *  not finite, a label not 0 or 1, no pair of one kind, all logits equal, or a fit whose scale
+ *  is not above 0: logits that rank different-class pairs higher; naming the index or the
+ *  counts), SM_ERR_NUMERIC (Newton's method did not converge). The outputs are written only
+ *  on success. Since 0.4. */
+SM_API sm_status sm_calibrate_fit(size_t n, const float *logits, const float *labels,
+                                  double *scale, double *shift);
+
 /* ---------------------------------------------------------------------------------------------
  * ROC curves and calibrated thresholds (since 0.3)
  *

@@ -125,7 +125,8 @@ SM_API sm_status sm_gallery_identify_embeddings(const sm_gallery *gallery, size_
 /** Verification: the score of `image` against `label` (the mean over its examples, as in
  *  identification) into `*score`, and `*accept` = 1 when score >= threshold, else 0. Take the
  *  threshold from sm_roc_eer or sm_roc_threshold_at_far on validation pairs; 0.5 is the
- *  uncalibrated cut. Either output may be NULL; neither is written on failure. Statuses:
+ *  balanced decision point of a calibrated model (sm_head_calibrate, since 0.4), and only the
+ *  training loss's cut on one that is not. Either output may be NULL; neither is written on failure. Statuses:
  *  SM_ERR_INVALID_ARG (NULL image, a label that is not enrolled, a threshold outside [0, 1] or
  *  NaN, a bad pixel), SM_ERR_NUMERIC (as sm_gallery_identify: a non-finite feature vector or
  *  score), SM_ERR_NOMEM, SM_ERR_DEVICE. */

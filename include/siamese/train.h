@@ -204,7 +204,9 @@ SM_API int64_t sm_trainer_iteration(const sm_trainer *trainer);
  *  the same to the caller, so after SM_ERR_DEVICE do not step on or save over the last good
  *  checkpoint: reload it with sm_trainer_load (which restores subnet, head, Adam state and
  *  sampler together), or, if the device keeps failing, into a model and trainer on a new
- *  backend. */
+ *  backend. Since 0.4 a step whose update starts also clears the head's calibration
+ *  (sm_head_calibrate): the weights it was fitted on have moved, so the model reads as
+ *  uncalibrated until it is calibrated again. */
 SM_API sm_status sm_train_step(sm_trainer *trainer, float *loss);
 /** One iteration on pairs the caller provides (left[i], right[i], labels[i] in [0, 1], 1 =
  *  similar), each image of the subnet's input shape. Does not advance the sampler.
@@ -215,7 +217,8 @@ SM_API sm_status sm_train_step_batch(sm_trainer *trainer, size_t n_pairs, const 
 
 /** Saves everything needed to resume exactly (subnet, head, Adam moments and hyperparameters,
  *  iteration, sampler RNG state, batch sizes; since 0.2 the augmentation setting and its RNG
- *  state; since 0.3 the gradient shards) as one safetensors file, atomically (temporary file,
+ *  state; since 0.3 the gradient shards; since 0.4 the head's calibration, when it has one) as
+ *  one safetensors file, atomically (temporary file,
  *  fsync, rename): a failure leaves any existing file untouched, and SM_OK means the new file
  *  is in place (a folder that cannot be synced after the rename is a warning through the log
  *  callback: the rename may not survive a power loss). Temporary files that killed saves of
@@ -224,8 +227,9 @@ SM_API sm_status sm_train_step_batch(sm_trainer *trainer, size_t n_pairs, const 
  *  (siamese/comm.h), rank 0 writes and the other ranks return SM_OK without writing. */
 SM_API sm_status sm_trainer_save(const sm_trainer *trainer, const char *path);
 /** Restores a file written by sm_trainer_save into this trainer. The file must match the
- *  subnet's architecture (SM_ERR_SHAPE otherwise); a model-only file is SM_ERR_FORMAT. Other
- *  statuses as sm_model_load. On any error nothing in memory changed. Modifies the subnet,
+ *  subnet's architecture (SM_ERR_SHAPE otherwise); a model-only file is SM_ERR_FORMAT. The
+ *  head's calibration becomes the file's (none when the file has none). Other statuses as
+ *  sm_model_load. On any error nothing in memory changed. Modifies the subnet,
  *  head and Adam state as sm_train_step does (same threading rules). */
 SM_API sm_status sm_trainer_load(sm_trainer *trainer, const char *path);
 

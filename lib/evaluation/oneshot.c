@@ -7,6 +7,7 @@
  * 20-way episode is then 40 forward passes instead of 800. The order of the episode RNG draws
  * below fixes what a seed gives: do not reorder them. */
 #include <math.h>
+#include <stdbool.h>
 #include <string.h>
 
 #include "common/alloc.h"
@@ -110,10 +111,11 @@ SM_API const char *sm_eval_kind_name(sm_eval_kind kind)
 
 /* The pairs of sm_sampler_create(ds, seed), scored in chunks: tallied against `threshold`
  * (a pair is "same" when score >= threshold) and, when `all_scores` is set, copied out with
- * their labels. */
+ * their labels. With `as_logits` the head's logits are computed and copied out instead of the
+ * scores, and nothing is tallied. */
 static sm_status verify_pairs(const char *fn, const sm_subnet *subnet, const sm_head *head,
                               const sm_dataset *ds, size_t n_pairs, uint64_t seed, double threshold,
-                              sm__tally *t, float *all_scores, float *all_labels)
+                              bool as_logits, sm__tally *t, float *all_scores, float *all_labels)
 {
     SM_CHECK_ARG(ds, "%s: dataset is NULL", fn);
     SM_CHECK_ARG(n_pairs >= 1 && (uint64_t)n_pairs <= ((uint64_t)1 << 32),
@@ -131,8 +133,10 @@ static sm_status verify_pairs(const char *fn, const sm_subnet *subnet, const sm_
     for (size_t done = 0; done < n_pairs && st == SM_OK;) {
         size_t n = n_pairs - done < chunk ? n_pairs - done : chunk;
         st = sm_sampler_next(smp, n, left, right, labels, NULL, NULL);
-        if (st == SM_OK) st = sm_predict_pairs(subnet, head, n, left, right, scores);
-        for (size_t i = 0; i < n && st == SM_OK; i++) {
+        if (st == SM_OK)
+            st = as_logits ? sm_predict_pairs_logits(subnet, head, n, left, right, scores)
+                           : sm_predict_pairs(subnet, head, n, left, right, scores);
+        for (size_t i = 0; i < n && st == SM_OK && !as_logits; i++) {
             /* round(score), halves up, at the default threshold 0.5 */
             float pred = (double)scores[i] >= threshold ? 1.0f : 0.0f;
             t->trials++;
@@ -167,8 +171,8 @@ SM_API sm_status sm_verification_accuracy_at(const sm_subnet *subnet, const sm_h
     SM_CHECK_ARG(threshold >= 0.0 && threshold <= 1.0,
                  "sm_verification_accuracy_at: threshold %g outside [0, 1]", threshold);
     sm__tally t = {0};
-    SM_TRY(verify_pairs("sm_verification_accuracy", subnet, head, ds, n_pairs, seed, threshold, &t,
-                        NULL, NULL));
+    SM_TRY(verify_pairs("sm_verification_accuracy", subnet, head, ds, n_pairs, seed, threshold,
+                        false, &t, NULL, NULL));
     sm__tally_result(&t, SM_EVAL_VERIFICATION, 2, 0, 1, result);
     return SM_OK;
 }
@@ -179,8 +183,18 @@ SM_API sm_status sm_verification_scores(const sm_subnet *subnet, const sm_head *
 {
     SM_CHECK_ARG(scores && labels, "sm_verification_scores: NULL argument");
     sm__tally t = {0};
-    return verify_pairs("sm_verification_scores", subnet, head, ds, n_pairs, seed, 0.5, &t, scores,
-                        labels);
+    return verify_pairs("sm_verification_scores", subnet, head, ds, n_pairs, seed, 0.5, false, &t,
+                        scores, labels);
+}
+
+SM_API sm_status sm_verification_logits(const sm_subnet *subnet, const sm_head *head,
+                                        const sm_dataset *ds, size_t n_pairs, uint64_t seed,
+                                        float *logits, float *labels)
+{
+    SM_CHECK_ARG(logits && labels, "sm_verification_logits: NULL argument");
+    sm__tally t = {0};
+    return verify_pairs("sm_verification_logits", subnet, head, ds, n_pairs, seed, 0.5, true, &t,
+                        logits, labels);
 }
 
 /* ------------------------------------------------------------------ embedding */

@@ -48,12 +48,23 @@ struct sm_subnet {
     float *grads;  /* backend buffer, allocated by the first trainer; NULL before */
 };
 
+/* A Platt calibration folded into a head's weights (sm_head_calibrate, since 0.4): the head's
+ * logit is `scale` z + `shift`, z being the logit of the weights before any fold. The weights are
+ * the source of truth; this records what was folded, for the checkpoint's metadata and
+ * sm_head_calibration. A training step clears it (train/adam.c). */
+typedef struct sm__calibration {
+    bool on;
+    double scale, shift;
+    size_t pairs; /* labelled pairs the last fit saw (0: not said) */
+} sm__calibration;
+
 struct sm_head {
     sm_backend *be;
     size_t dim;
     size_t n_params; /* dim weights then one bias */
     float *params;   /* backend buffer */
     float *grads;    /* backend buffer, allocated by the first trainer; NULL before */
+    sm__calibration cal;
 };
 
 /* How one layer runs, decided once per workspace (sm__workspace_create) so that forward and
@@ -116,6 +127,10 @@ sm_status sm__subnet_backward(sm_subnet *s, sm__workspace *ws, size_t n);
 /* Images per sm_embed call when the core embeds many (one-shot evaluation): the backend's
  * preference. */
 size_t sm__subnet_embed_chunk(const sm_subnet *s);
+
+/* The checks of sm_head_calibrate on a scale and shift, for the checkpoint reader too: scale
+ * finite and > 0, shift finite. 1 when they hold. */
+bool sm__calibration_valid(double scale, double shift);
 
 /* Head forward for `pairs` pairs: feat holds 2*pairs sigmoid features (lefts, then rights);
  * diff (pairs x dim) and logits (pairs) receive the results. */

@@ -81,18 +81,19 @@ SM_API sm_status sm_embed(const sm_subnet *s, size_t n, const float *images, flo
     return st;
 }
 
-SM_API sm_status sm_predict_pairs(const sm_subnet *s, const sm_head *h, size_t n, const float *a,
-                                  const float *b_img, float *scores)
+/* The pairs' scores, or with `logits` their logits w . |F1 - F2| + b (the sigmoid left out). */
+static sm_status predict(const char *fn, const sm_subnet *s, const sm_head *h, size_t n,
+                         const float *a, const float *b_img, bool logits, float *out)
 {
-    SM_CHECK_ARG(s && h && a && b_img && scores, "sm_predict_pairs: NULL argument");
+    SM_CHECK_ARG(s && h && a && b_img && out, "%s: NULL argument", fn);
     SM_RETURN_IF(h->dim != sm_subnet_feature_dim(s), SM_ERR_SHAPE,
                  "head takes %zu features, the subnet gives %zu", h->dim, sm_subnet_feature_dim(s));
-    SM_CHECK_ARG(s->be == h->be, "sm_predict_pairs: subnet and head are on different backends");
+    SM_CHECK_ARG(s->be == h->be, "%s: subnet and head are on different backends", fn);
     if (n == 0) return SM_OK;
     const sm_backend_ops *ops = s->be->ops;
     void *ctx = s->be->ctx;
     const size_t in = sm__arch_in_size(&s->arch), d = h->dim;
-    SM_TRY(check_count("sm_predict_pairs", n, in, 1));
+    SM_TRY(check_count(fn, n, in, 1));
     const size_t chunk = n < predict_chunk(s) ? n : predict_chunk(s);
     predict_bufs b;
     SM_TRY(bufs_create(s, 2 * chunk, chunk, &b));
@@ -107,11 +108,24 @@ SM_API sm_status sm_predict_pairs(const sm_subnet *s, const sm_head *h, size_t n
         if (st == SM_OK) st = ops->sigmoid_fwd(ctx, 2 * p * d, b.ws.act[s->arch.n_layers], b.feat);
         if (st == SM_OK) st = sm__head_logits(h, p, b.feat, b.diff, b.logits);
         /* the score is the plain sigmoid; the clip only guards the training loss's logs */
-        if (st == SM_OK) st = ops->sigmoid_fwd(ctx, p, b.logits, b.scores);
-        if (st == SM_OK) st = ops->download(ctx, scores + off, b.scores, p * sizeof(float));
+        if (st == SM_OK && !logits) st = ops->sigmoid_fwd(ctx, p, b.logits, b.scores);
+        if (st == SM_OK)
+            st = ops->download(ctx, out + off, logits ? b.logits : b.scores, p * sizeof(float));
     }
     bufs_destroy(s, &b);
     return st;
+}
+
+SM_API sm_status sm_predict_pairs(const sm_subnet *s, const sm_head *h, size_t n, const float *a,
+                                  const float *b_img, float *scores)
+{
+    return predict("sm_predict_pairs", s, h, n, a, b_img, false, scores);
+}
+
+SM_API sm_status sm_predict_pairs_logits(const sm_subnet *s, const sm_head *h, size_t n,
+                                         const float *a, const float *b_img, float *logits)
+{
+    return predict("sm_predict_pairs_logits", s, h, n, a, b_img, true, logits);
 }
 
 SM_API sm_status sm_predict_pair(const sm_subnet *s, const sm_head *h, const float *a,

@@ -172,6 +172,8 @@ sm_status sm__adam_apply(sm_adam *a)
      * eps not rescaled; f = 1 without a schedule, and lr * 1 is lr exactly */
     double step =
         a->lr * f * sqrt(1.0 - pow(a->beta2, (double)t)) / (1.0 - pow(a->beta1, (double)t));
+    /* the weights move: a calibration folded into them (sm_head_calibrate) no longer holds */
+    a->head->cal = (sm__calibration){0};
     SM_TRY(update_subnet(a, (float)step));
     /* the head: dim weights, then the bias (never decayed) */
     const sm_head *h = a->head;

@@ -70,9 +70,16 @@ typedef struct ck_file {
     size_t size;
     sm__st_file st;
     int is_trainer;
-    const char *arch; /* metadata value, owned by st */
-    ck_state state;   /* trainer files only */
+    const char *arch;    /* metadata value, owned by st */
+    sm__calibration cal; /* since 0.4; off when the file has none */
+    ck_state state;      /* trainer files only */
 } ck_file;
+
+/* The calibration keys (since 0.4): all or none; none is an uncalibrated head, as in every
+ * older file. */
+static const char *const cal_keys[] = {"calibration", "calibration_scale", "calibration_shift",
+                                       "calibration_pairs"};
+#define CAL_KEYS (sizeof cal_keys / sizeof cal_keys[0])
 
 /* ------------------------------------------------------------------ helpers */
 
@@ -322,6 +329,12 @@ static sm_status save(const sm_subnet *s, const sm_head *h, const sm_trainer *tr
         meta_add(&m, "format_version", CK_VERSION_TEXT);
         meta_add(&m, "kind", tr ? "trainer" : "model");
         meta_add(&m, "arch", arch);
+        if (h->cal.on) { /* what sm_head_calibrate folded into the head's weights */
+            meta_add(&m, cal_keys[0], "platt");
+            meta_addf_double(&m, cal_keys[1], h->cal.scale, c_loc);
+            meta_addf_double(&m, cal_keys[2], h->cal.shift, c_loc);
+            meta_addf_u64(&m, cal_keys[3], (uint64_t)h->cal.pairs);
+        }
         if (tr) {
             uint64_t ss[4] = {0, 0, 0, 0};
             if (tr->sampler) sm__sampler_get_state(tr->sampler, ss);
@@ -537,6 +550,54 @@ static sm_status read_state(ck_file *f, const char *path)
     return st;
 }
 
+/* A finite number written by meta_addf_double: an optional '-', then digits, '.', an
+ * exponent; nothing else (no "inf", "nan", hex or spaces). */
+static sm_status read_real(const char *path, const char *key, const char *v, locale_t c_loc,
+                           double *out)
+{
+    const char *d = v + (*v == '-');
+    char *end = NULL;
+    locale_t old = uselocale(c_loc);
+    const double x = strtod(v, &end);
+    uselocale(old);
+    SM_RETURN_IF(!(*d >= '0' && *d <= '9') || strspn(d, "0123456789.eE+-") != strlen(d) ||
+                     !end || *end || !isfinite(x),
+                 SM_ERR_FORMAT, "checkpoint '%s': %s '%.40s' is not a finite decimal number",
+                 path, key, v);
+    *out = x;
+    return SM_OK;
+}
+
+static sm_status read_calibration(ck_file *f, const char *path)
+{
+    const char *v[CAL_KEYS];
+    size_t have = 0;
+    for (size_t i = 0; i < CAL_KEYS; i++) have += (v[i] = meta_value(f, cal_keys[i])) != NULL;
+    if (have == 0) return SM_OK;
+    SM_RETURN_IF(have != CAL_KEYS, SM_ERR_FORMAT,
+                 "checkpoint '%s' has %zu of the %zu calibration keys (all or none)", path, have,
+                 CAL_KEYS);
+    SM_RETURN_IF(strcmp(v[0], "platt") != 0, SM_ERR_FORMAT,
+                 "checkpoint '%s': unknown calibration method '%.40s' (this libsiamese knows "
+                 "'platt')",
+                 path, v[0]);
+    locale_t c_loc = newlocale(LC_NUMERIC_MASK, "C", (locale_t)0);
+    if (!c_loc) return sm__fail(SM_ERR_NOMEM, "out of memory reading '%s'", path);
+    double scale = 0, shift = 0;
+    uint64_t pairs = 0;
+    sm_status st = read_real(path, cal_keys[1], v[1], c_loc, &scale);
+    if (st == SM_OK) st = read_real(path, cal_keys[2], v[2], c_loc, &shift);
+    freelocale(c_loc);
+    if (st == SM_OK && !sm__calibration_valid(scale, shift))
+        st = sm__fail(SM_ERR_FORMAT, "checkpoint '%s': %s '%.40s' is not above 0", path,
+                      cal_keys[1], v[1]);
+    if (st == SM_OK && (!parse_dec_u64(v[3], &pairs) || (uint64_t)(size_t)pairs != pairs))
+        st = sm__fail(SM_ERR_FORMAT, "checkpoint '%s': %s '%.40s' is not an integer", path,
+                      cal_keys[3], v[3]);
+    if (st == SM_OK) f->cal = (sm__calibration){true, scale, shift, (size_t)pairs};
+    return st;
+}
+
 static void file_free(ck_file *f)
 {
     sm__st_file_free(&f->st);
@@ -579,6 +640,7 @@ static sm_status file_read(const char *path, ck_file *f)
             st = sm__fail(SM_ERR_FORMAT, "checkpoint '%s': unknown kind '%.20s'", path, kind);
     }
     if (st == SM_OK) st = need_meta(f, path, "arch", &f->arch);
+    if (st == SM_OK) st = read_calibration(f, path);
     if (st == SM_OK && f->is_trainer) st = read_state(f, path);
     if (st != SM_OK) file_free(f);
     return st;
@@ -692,6 +754,7 @@ SM_API sm_status sm_model_load(sm_backend *backend, const char *path, sm_subnet 
         bufs_for(s, h, NULL, &b);
         st = upload_tensors(&f, &l, &b, 1, NULL);
     }
+    if (st == SM_OK) h->cal = f.cal;
     sm__free(l.t);
     sm_arch_destroy(arch);
     file_free(&f);
@@ -757,6 +820,7 @@ SM_API sm_status sm_trainer_load(sm_trainer *t, const char *path)
                             s->setting[i]);
         t->iteration = s->iteration;
         t->seed = s->seed;
+        t->head->cal = f.cal;
         if (t->sampler && s->has_sampler) sm__sampler_set_state(t->sampler, s->sampler);
         if (s->has_augment) memcpy(t->aug_rng.s, s->augment_state, sizeof t->aug_rng.s);
         else sm__rng_seed(&t->aug_rng, sm__augment_seed(s->seed));
