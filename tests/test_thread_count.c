@@ -93,6 +93,42 @@ static void same_bits(sm_backend_kind kind, const int *threads, int n)
     sm_dataset_destroy(ds);
 }
 
+static size_t threads_of_this_process(void)
+{
+    FILE *f = fopen("/proc/self/status", "r");
+    char line[256];
+    size_t n = 0;
+    while (f && fgets(line, sizeof line, f))
+        if (sscanf(line, "Threads: %zu", &n) == 1) break;
+    if (f) fclose(f);
+    return n;
+}
+
+/* Run first, before anything in this process has started OpenMP: a backend set to one thread
+ * must run on one. oneDNN fixes a primitive's thread count when it creates it, and cpu-dnnl
+ * used to create its convolutions while sizing the trainer's workspace, before it had told
+ * OpenMP the count: every step then ran on OpenMP's default team (here all cores), whose
+ * workers spun beside the caller's other work. */
+static void cpu_dnnl_at_one_thread_starts_no_other(void **state)
+{
+    (void)state;
+    if (sm_backend_probe(SM_BACKEND_CPU_DNNL) != SM_OK) {
+        fprintf(stderr, "SKIPPED: cpu-dnnl is not available here (%s)\n", sm_last_error());
+        skip();
+    }
+    size_t before = threads_of_this_process();
+    if (before == 0) {
+        fprintf(stderr, "SKIPPED: no /proc/self/status to count threads\n");
+        skip();
+    }
+    sm_dataset *ds = NULL;
+    assert_int_equal(sm_dataset_create_synthetic(24, 6, 28, 28, 5, &ds), SM_OK);
+    outcome o = train_at(SM_BACKEND_CPU_DNNL, 1, ds);
+    free(o.features);
+    sm_dataset_destroy(ds);
+    assert_int_equal(threads_of_this_process(), before);
+}
+
 static void cpu_blas(void **state)
 {
     (void)state;
@@ -114,6 +150,7 @@ static void cpu_dnnl(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(cpu_dnnl_at_one_thread_starts_no_other),
         cmocka_unit_test(cpu_blas),
         cmocka_unit_test(cpu_dnnl),
     };

@@ -36,6 +36,7 @@ typedef struct plan_arg {
 struct conv_plan {
     conv_plan *next;
     int op, precision; /* precision: sm_precision */
+    int threads;       /* oneDNN fixes a primitive's thread count when it is created */
     sm_conv_shape s;   /* s.n: images per execution */
     dnnl_primitive_t prim;
     plan_arg args[4];
@@ -253,10 +254,15 @@ static sm_status plan_create(dnnl_ctx *c, int op, int precision, const sm_conv_s
 /* The cached plan of (op, shape) with s->n images per execution, created on first use. */
 static sm_status plan_get(dnnl_ctx *c, int op, const sm_conv_shape *s, conv_plan **out)
 {
+    /* oneDNN reads the calling thread's OpenMP thread count when it creates a primitive and
+     * keeps it: a plan first made while sizing a workspace, before any op had set the count,
+     * ran every later step on OpenMP's default team whatever the backend's setting */
+    const int threads = smd_threads();
+    omp_set_num_threads(threads);
     pthread_mutex_lock(&c->lock);
     conv_plan *p = c->plans;
-    while (p && !(p->op == op && p->precision == c->precision && p->s.n == s->n &&
-                  smd_same_layer(&p->s, s)))
+    while (p && !(p->op == op && p->precision == c->precision && p->threads == threads &&
+                  p->s.n == s->n && smd_same_layer(&p->s, s)))
         p = p->next;
     sm_status st = SM_OK;
     if (!p) {
@@ -264,6 +270,7 @@ static sm_status plan_get(dnnl_ctx *c, int op, const sm_conv_shape *s, conv_plan
          * threads must not both add the same plan */
         st = plan_create(c, op, c->precision, s, &p);
         if (st == SM_OK) {
+            p->threads = threads;
             p->next = c->plans;
             c->plans = p;
         }

@@ -345,6 +345,7 @@ static int chunk_of(const sm_conv_shape *s) { return s->n < FFT_CHUNK ? s->n : F
 
 sm_status smd_fft_workspace(void *ctx, const sm_conv_shape *s, size_t *bytes)
 {
+    omp_set_num_threads(smd_threads()); /* dnnl_sgemm's team: the backend's count */
     fft_plan *p;
     SMD_TRY(plan_get(ctx, s, &p));
     *bytes = ws_bytes_for(p, chunk_of(s));
@@ -458,6 +459,7 @@ static void call_end(fft_call *c)
 sm_status smd_fft_fwd(void *ctx, const sm_conv_shape *s, const float *x, const float *w,
                       const float *b, float *y, void *ws, size_t ws_bytes)
 {
+    omp_set_num_threads(smd_threads()); /* dnnl_sgemm's team: the backend's count */
     (void)smd_ws_touch(ctx);
     if (s->n <= 0) return SM_OK;
     fft_call c;
@@ -486,6 +488,7 @@ sm_status smd_fft_fwd(void *ctx, const sm_conv_shape *s, const float *x, const f
 sm_status smd_fft_bwd_data(void *ctx, const sm_conv_shape *s, const float *dy, const float *w,
                            float *dx, void *ws, size_t ws_bytes)
 {
+    omp_set_num_threads(smd_threads()); /* dnnl_sgemm's team: the backend's count */
     const uint64_t seq = smd_ws_touch(ctx);
     if (s->n <= 0) return SM_OK;
     fft_call c;
@@ -511,6 +514,7 @@ sm_status smd_fft_bwd_data(void *ctx, const sm_conv_shape *s, const float *dy, c
 sm_status smd_fft_bwd_filter(void *ctx, const sm_conv_shape *s, const float *x, const float *dy,
                              float *dw, float *db, void *ws, size_t ws_bytes)
 {
+    omp_set_num_threads(smd_threads()); /* dnnl_sgemm's team: the backend's count */
     const uint64_t seq = smd_ws_touch(ctx);
     if (s->n <= 0) return SM_OK;
     fft_call c;
