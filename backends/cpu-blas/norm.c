@@ -19,6 +19,40 @@ typedef struct gn_job {
     float *y, *stats, *dx, *dgamma, *dbeta;
 } gn_job;
 
+/* Sums in LANES independent double accumulators, combined in a fixed order at the end: one
+ * accumulator made every add wait for the last (a chain of 4-cycle adds), which cost a quarter
+ * of a preset step with three gn layers; eight chains run at the loads' pace and vectorise. The
+ * order depends on the length only, so the bits still do not depend on the thread count. */
+enum { LANES = 8 };
+
+static double combine(const double *acc, double tail)
+{
+    return ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7])) + tail;
+}
+
+static double sum_of(const float *x, size_t n)
+{
+    double acc[LANES] = {0}, tail = 0.0;
+    size_t i = 0;
+    for (; i + LANES <= n; i += LANES)
+        for (size_t k = 0; k < LANES; k++) acc[k] += x[i + k];
+    for (; i < n; i++) tail += x[i];
+    return combine(acc, tail);
+}
+
+static double squares_about(const float *x, size_t n, double mean)
+{
+    double acc[LANES] = {0}, tail = 0.0;
+    size_t i = 0;
+    for (; i + LANES <= n; i += LANES)
+        for (size_t k = 0; k < LANES; k++) {
+            const double d = x[i + k] - mean;
+            acc[k] += d * d;
+        }
+    for (; i < n; i++) tail += (x[i] - mean) * (x[i] - mean);
+    return combine(acc, tail);
+}
+
 static size_t grain_for(size_t unit_floats)
 {
     return unit_floats >= GRAIN_FLOATS ? 1 : GRAIN_FLOATS / (unit_floats ? unit_floats : 1);
@@ -32,14 +66,8 @@ static void fwd_range(void *p, size_t begin, size_t end)
     for (size_t u = begin; u < end; u++) { /* u = image * groups + group */
         const float *xg = j->x + u * m;
         float *yg = j->y + u * m;
-        double sum = 0.0;
-        for (size_t i = 0; i < m; i++) sum += xg[i];
-        const double mean = sum / (double)m;
-        double sq = 0.0;
-        for (size_t i = 0; i < m; i++) {
-            const double d = xg[i] - mean;
-            sq += d * d;
-        }
+        const double mean = sum_of(xg, m) / (double)m;
+        const double sq = squares_about(xg, m, mean);
         const double rstd = 1.0 / sqrt(sq / (double)m + s->eps);
         j->stats[2 * u] = (float)mean;
         j->stats[2 * u + 1] = (float)rstd;
@@ -67,13 +95,19 @@ sm_status sm__cpu_groupnorm_fwd(void *ctx, const sm_norm_shape *s, const float *
 static void plane_sums(const float *x, const float *dy, size_t hw, double mean, double rstd,
                        double *sdy, double *sdyx)
 {
-    double a = 0.0, b = 0.0;
-    for (size_t i = 0; i < hw; i++) {
-        a += dy[i];
-        b += dy[i] * ((x[i] - mean) * rstd);
+    double a[LANES] = {0}, b[LANES] = {0}, ta = 0.0, tb = 0.0;
+    size_t i = 0;
+    for (; i + LANES <= hw; i += LANES)
+        for (size_t k = 0; k < LANES; k++) {
+            a[k] += dy[i + k];
+            b[k] += dy[i + k] * ((x[i + k] - mean) * rstd);
+        }
+    for (; i < hw; i++) {
+        ta += dy[i];
+        tb += dy[i] * ((x[i] - mean) * rstd);
     }
-    *sdy = a;
-    *sdyx = b;
+    *sdy = combine(a, ta);
+    *sdyx = combine(b, tb);
 }
 
 /* d(input) per (image, group): dx = rstd (gamma dy - mean(gamma dy) - xhat mean(gamma dy xhat)) */
