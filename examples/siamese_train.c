@@ -57,7 +57,7 @@ typedef struct options {
     /* 0.3 training recipe options (issue 11) */
     double neg_same_alphabet;
     int alphabet_balanced;
-    int rotate_classes; /* --rotate-classes (0.4) */
+    int rotate_classes;              /* --rotate-classes (0.4) */
     long long pk_classes, pk_images; /* 0: random pairs */
     int pk_loss;                     /* sm_pk_loss */
     int synthetic_asked;             /* a --synthetic-* option was given: no looking for Omniglot */

@@ -315,8 +315,7 @@ sm_status sm__sampler_next_classes(sm_sampler *s, size_t n, float *left, float *
 SM_API sm_status sm_sampler_next(sm_sampler *s, size_t n, float *left, float *right, float *labels,
                                  size_t *left_index, size_t *right_index)
 {
-    return sm__sampler_next_classes(s, n, left, right, labels, left_index, right_index, NULL,
-                                    NULL);
+    return sm__sampler_next_classes(s, n, left, right, labels, left_index, right_index, NULL, NULL);
 }
 
 void sm__sampler_get_state(const sm_sampler *s, uint64_t state[4])

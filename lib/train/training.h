@@ -85,9 +85,9 @@ struct sm_trainer {
     /* sampling options and P x K batches (since 0.3; all off by default) */
     double neg_same_alphabet; /* fraction of negatives within the alphabet, 0 = off */
     bool alphabet_balanced;
-    int64_t pk_classes; /* P; 0 = random pairs */
-    int64_t pk_images;  /* K */
-    int64_t pk_loss;    /* sm_pk_loss */
+    int64_t pk_classes;   /* P; 0 = random pairs */
+    int64_t pk_images;    /* K */
+    int64_t pk_loss;      /* sm_pk_loss */
     bool rotated_classes; /* since 0.4: each class's 90, 180 and 270 degree turns are classes */
     /* backend buffers for a whole P x K batch at once (pk_buf.pairs = ceil(P K / 2)), made by
      * its first step when it fits SM__PK_ONE_PASS_BYTES and is larger than `buf` */
