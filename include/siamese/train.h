@@ -232,14 +232,14 @@ SM_API sm_status sm_train_step_batch(sm_trainer *trainer, size_t n_pairs, const 
                                      const float *right, const float *labels, float *loss);
 
 /** Saves everything needed to resume exactly (subnet, head, Adam moments and hyperparameters,
- *  iteration, sampler RNG state, batch sizes; since 0.2 the augmentation setting and its RNG
- *  state; since 0.3 the gradient shards) as one safetensors file, atomically (temporary file,
- *  fsync, rename): a failure leaves any existing file untouched, and SM_OK means the new file
- *  is in place (a folder that cannot be synced after the rename is a warning through the log
- *  callback: the rename may not survive a power loss). Temporary files that killed saves of
+ *  iteration, sampler RNG state, batch sizes; since 0.2 the augmentation setting and its RNG state;
+ *  since 0.3 the gradient shards; since 0.4 rotated classes) as one safetensors file, atomically
+ *  (temporary file, fsync, rename): a failure leaves any existing file untouched, and SM_OK means
+ *  the new file is in place (a folder that cannot be synced after the rename is a warning through
+ *  the log callback: the rename may not survive a power loss). Temporary files that killed saves of
  *  this library left beside `path` are removed, and no other file (docs/checkpoint-format.md).
- *  Health reports' smoothed loss is not saved: it starts afresh after a load. With a communicator attached
- *  (siamese/comm.h), rank 0 writes and the other ranks return SM_OK without writing. */
+ *  Health reports' smoothed loss is not saved: it starts afresh after a load. With a communicator
+ *  attached (siamese/comm.h), rank 0 writes and the other ranks return SM_OK without writing. */
 SM_API sm_status sm_trainer_save(const sm_trainer *trainer, const char *path);
 /** Restores a file written by sm_trainer_save into this trainer. The file must match the
  *  subnet's architecture (SM_ERR_SHAPE otherwise); a model-only file is SM_ERR_FORMAT. Other
