@@ -7,7 +7,8 @@
  *      handwriting-like glyphs;
  *   2. create the twin subnetwork (default: Koch et al. 2015), the head, Adam and a trainer;
  *   3. train for --iterations steps of --batch random pairs (optionally distorted, --augment;
- *      or P x K batches, --pk; sampling options --neg-same-alphabet, --alphabet-balanced),
+ *      or P x K batches, --pk; sampling options --neg-same-alphabet, --alphabet-balanced,
+ *      --rotate-classes),
  *      with a live progress line, a validation measurement and health warnings every so often,
  *      OUT/loss.csv, checkpoints to OUT/model.safetensors and the figures in OUT/figures;
  *   4. evaluate on the evaluation set (alphabets never seen in training): docs/reference.md's three
@@ -56,6 +57,7 @@ typedef struct options {
     /* 0.3 training recipe options (issue 11) */
     double neg_same_alphabet;
     int alphabet_balanced;
+    int rotate_classes;              /* --rotate-classes (0.4) */
     long long pk_classes, pk_images; /* 0: random pairs */
     int pk_loss;                     /* sm_pk_loss */
     int synthetic_asked;             /* a --synthetic-* option was given: no looking for Omniglot */
@@ -128,6 +130,12 @@ static void usage(FILE *f)
         "  --alphabet-balanced  draw each class (of a pair or a P x K batch) by first choosing\n"
         "                       an alphabet uniformly, then a class in it (default: classes\n"
         "                       uniformly, so big alphabets dominate)\n"
+        "  --rotate-classes     make each training character's 90, 180 and 270 degree\n"
+        "                       rotations classes of their own (4x the classes, as most\n"
+        "                       few-shot Omniglot results train; a rotated alphabet counts\n"
+        "                       as an alphabet of its own for the two options above;\n"
+        "                       square images only; validation and evaluation images are\n"
+        "                       not rotated; default off)\n"
         "  --pk P,K             instead of --batch random pairs, each step takes K images of\n"
         "                       each of P classes, runs each image through the twin once and\n"
         "                       trains the head on all P*K*(P*K-1)/2 pairs of them (P >= 2,\n"
@@ -223,6 +231,7 @@ static int parse_options(int argc, char **argv, options *o)
         O_TIME_LIMIT,
         O_NEG_SAME_ALPHABET,
         O_ALPHABET_BALANCED,
+        O_ROTATE_CLASSES,
         O_PK,
         O_PK_LOSS,
         O_WARMUP,
@@ -273,6 +282,7 @@ static int parse_options(int argc, char **argv, options *o)
         {"augment", no_argument, NULL, O_AUGMENT},
         {"neg-same-alphabet", required_argument, NULL, O_NEG_SAME_ALPHABET},
         {"alphabet-balanced", no_argument, NULL, O_ALPHABET_BALANCED},
+        {"rotate-classes", no_argument, NULL, O_ROTATE_CLASSES},
         {"pk", required_argument, NULL, O_PK},
         {"pk-loss", required_argument, NULL, O_PK_LOSS},
         {"figures", required_argument, NULL, O_FIGURES},
@@ -325,6 +335,7 @@ static int parse_options(int argc, char **argv, options *o)
             else return cli_error(2, "--init wants reference or he, got '%s'", optarg);
             break;
         case O_ALPHABET_BALANCED: o->alphabet_balanced = 1; break;
+        case O_ROTATE_CLASSES: o->rotate_classes = 1; break;
         case O_NEG_SAME_ALPHABET:
             if (!cli_parse_double("neg-same-alphabet", optarg, 0.0, 0, 1.0, &o->neg_same_alphabet))
                 return 2;
@@ -676,6 +687,8 @@ static int set_trainer_params(run *r)
              sm_trainer_set_real(r->trainer, SM_TRAINER_NEG_SAME_ALPHABET, o->neg_same_alphabet)) ||
         (st = sm_trainer_set_param(r->trainer, SM_TRAINER_ALPHABET_BALANCED, o->alphabet_balanced)))
         return cli_fail(st, "cannot set the sampling options");
+    if ((st = sm_trainer_set_param(r->trainer, SM_TRAINER_ROTATED_CLASSES, o->rotate_classes)))
+        return cli_fail(st, "cannot use --rotate-classes");
     /* K before P: P x K is checked against the current other value */
     if ((st = sm_trainer_set_param(r->trainer, SM_TRAINER_PK_CLASSES, 0)) ||
         (o->pk_classes &&
@@ -799,6 +812,10 @@ static int train(run *r)
     if (o->neg_same_alphabet > 0 || o->alphabet_balanced)
         printf("  sampling: %g of the negatives within the alphabet, alphabet-balanced %s\n",
                o->neg_same_alphabet, o->alphabet_balanced ? "on" : "off");
+    if (o->rotate_classes)
+        printf("  rotated classes on: each character also turned by 90, 180 and 270 degrees, "
+               "%zu -> %zu training classes (validation and evaluation images unrotated)\n",
+               sm_dataset_num_classes(r->train), 4 * sm_dataset_num_classes(r->train));
     if (show_lr) {
         printf("learning-rate schedule: warm-up %.0f steps, then ", warmup);
         if (sched == SM_ADAM_SCHEDULE_COSINE && o->cosine_by_time)

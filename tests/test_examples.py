@@ -171,6 +171,16 @@ with tempfile.TemporaryDirectory(prefix="siamese-examples.") as tmp:
                 ["--neg-same-alphabet", "1.5"]):
         rc, so, se = run("siamese-train", *base, *bad, "--out", os.path.join(tmp, "bad"))
         check(rc == 2 and bad[0] in se, f"{bad} is refused (rc {rc}) {se[-200:]}")
+    # --rotate-classes (0.4): 4x the training classes, with --pk and held-out alphabets (1 of the
+    # 3 synthetic alphabets: 20 training classes -> 80), and a resume of it
+    out_rot = os.path.join(tmp, "out-rot")
+    rot = ["--rotate-classes", "--pk", "4,2", "--val-alphabets", "1", "--no-figures",
+           "--validate-every", "0", "--episodes", "0", "--out", out_rot]
+    rc, so, se = run("siamese-train", *base, "--iterations", "2", *rot)
+    check(rc == 0 and "rotated classes on: each character also turned by 90, 180 and 270 degrees, "
+          "20 -> 80 training classes" in so, f"--rotate-classes trains (rc {rc}) {so[-400:]} {se[-300:]}")
+    rc, so, se = run("siamese-train", *base, "--iterations", "3", "--resume", *rot)
+    check(rc == 0 and "resumed from" in so, f"--rotate-classes --resume (rc {rc}) {se[-300:]}")
     rc, so, se = run("siamese-train", *base, "--iterations", "2", "--pk", "4,5", "--no-figures",
                      "--validate-every", "0", "--episodes", "0", "--out", os.path.join(tmp, "out-pk-bad"))
     check(rc != 0 and "largest class has 4" in se, f"--pk 4,5 on 4-image classes: {se[-300:]}")

@@ -120,6 +120,24 @@ typedef enum sm_trainer_param {
                                    SM_ERR_DATASET (and the reason) */
     SM_TRAINER_PK_IMAGES = 22, /* K: images per class in a P x K batch, 2..4096, default 4 */
     SM_TRAINER_PK_LOSS = 23,   /* an sm_pk_loss, default SM_PK_LOSS_BCE_BALANCED */
+    /* Since 0.4: rotated classes, 0 = off (the default) / 1 = on, as most few-shot Omniglot
+       results train (964 background characters give 3856 classes). On, sm_train_step samples
+       from 4 classes per dataset class: the class itself and its images turned by 90, 180
+       and 270 degrees counterclockwise (numpy.rot90(image, r), an exact permutation of the
+       pixels), each a class of its own: a pair is similar only for the same class turned the
+       same way, and the same character turned another way is a negative. A P x K batch draws
+       its P distinct classes among all 4 C of them (K images of each, all turned alike).
+       Class ids: v in [0, 4 C) is dataset class v mod C turned by v / C quarter turns. The
+       alphabet options above treat each (alphabet, rotation) as an alphabet of its own (a
+       turned script is another script): SM_TRAINER_ALPHABET_BALANCED chooses among 4 A
+       alphabets, and SM_TRAINER_NEG_SAME_ALPHABET's within-alphabet negatives have the same
+       turn. The turn comes before SM_TRAINER_AUGMENT's distortion, which draws as before. Only
+       training sampling changes: validation (sm_trainer_set_validation) and evaluation use
+       the images as they are. Off, the draws are exactly those of earlier versions (same
+       seed, same bytes). Square images only: setting 1 when the subnet's input is not square
+       is SM_ERR_SHAPE (and a checkpoint that sets it makes the first step SM_ERR_SHAPE).
+       Saved in checkpoints */
+    SM_TRAINER_ROTATED_CLASSES = 24,
     /* since 0.3: data-parallel training (siamese/comm.h) */
     SM_TRAINER_GRAD_SHARDS = 30 /* K: the batch's pairs in K groups whose gradients are summed
                                    in group order, 1..1024, default 1 (the whole batch at
@@ -216,15 +234,15 @@ SM_API sm_status sm_train_step_batch(sm_trainer *trainer, size_t n_pairs, const 
                                      const float *right, const float *labels, float *loss);
 
 /** Saves everything needed to resume exactly (subnet, head, Adam moments and hyperparameters,
- *  iteration, sampler RNG state, batch sizes; since 0.2 the augmentation setting and its RNG
- *  state; since 0.3 the gradient shards; since 0.4 the head's calibration, when it has one) as
- *  one safetensors file, atomically (temporary file,
- *  fsync, rename): a failure leaves any existing file untouched, and SM_OK means the new file
- *  is in place (a folder that cannot be synced after the rename is a warning through the log
- *  callback: the rename may not survive a power loss). Temporary files that killed saves of
+ *  iteration, sampler RNG state, batch sizes; since 0.2 the augmentation setting and its RNG state;
+ *  since 0.3 the gradient shards; since 0.4 rotated classes and the head's calibration, when it
+ *  has one) as one safetensors file, atomically (temporary file, fsync, rename): a failure leaves
+ *  any existing file untouched, and SM_OK means the new file is in place (a folder that cannot be
+ *  synced after the rename is a warning through the log callback: the rename may not survive a
+ *  power loss). Temporary files that killed saves of
  *  this library left beside `path` are removed, and no other file (docs/checkpoint-format.md).
- *  Health reports' smoothed loss is not saved: it starts afresh after a load. With a communicator attached
- *  (siamese/comm.h), rank 0 writes and the other ranks return SM_OK without writing. */
+ *  Health reports' smoothed loss is not saved: it starts afresh after a load. With a communicator
+ *  attached (siamese/comm.h), rank 0 writes and the other ranks return SM_OK without writing. */
 SM_API sm_status sm_trainer_save(const sm_trainer *trainer, const char *path);
 /** Restores a file written by sm_trainer_save into this trainer. The file must match the
  *  subnet's architecture (SM_ERR_SHAPE otherwise); a model-only file is SM_ERR_FORMAT. The

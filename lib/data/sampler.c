@@ -20,7 +20,14 @@
  *    (partial Fisher-Yates, or alphabet-balanced without replacement), then K distinct images
  *    of each (partial Fisher-Yates over the class's images). With negatives within the
  *    alphabet (f > 0): first a uniform double u; if u < f, an alphabet uniform among those
- *    with >= P eligible classes, and the P classes by partial Fisher-Yates within it. */
+ *    with >= P eligible classes, and the P classes by partial Fisher-Yates within it.
+ *  - rotated classes (since 0.4, sm__sampler_set_rotated): the sampler sees 4 C classes for the
+ *    dataset's C: class v is the dataset's class v mod C turned by r = v / C quarter turns
+ *    counterclockwise (numpy.rot90(image, r)), every image drawn for it so turned; class v's
+ *    alphabet is r A + (its class's alphabet), A the dataset's alphabets (a turned script is a
+ *    script of its own, for both options above). Everything above then runs on these classes
+ *    and alphabets as it does on the dataset's: the draws are the same kind, only over more
+ *    classes, and off (the default) they are exactly the draws without it. */
 #include "data/sampler.h"
 
 #include <stdbool.h>
@@ -41,6 +48,9 @@ struct sm_sampler {
     /* options (since 0.3) */
     double neg_same_alphabet; /* 0 = off */
     bool alphabet_balanced;
+    /* rotated classes (since 0.4): 4 turns of each class, else 1; the lists below are of the
+     * sampler's classes v < turns x C and alphabets < turns x A (the comment at the top) */
+    size_t turns, indexed_turns; /* wanted, and what the lists were built for */
     /* per-alphabet class lists, rebuilt with `multi`: classes of alphabet a are
      * by_alpha[alpha_start[a] .. alpha_start[a + 1]), those with >= 2 images
      * multi_by_alpha[multi_start[a] .. multi_start[a + 1]); alphabets having any class:
@@ -66,11 +76,24 @@ static sm_status grow(size_t **p, size_t *cap, size_t need)
     return SM_OK;
 }
 
+/* The sampler's classes and alphabets (the comment at the top): without rotated classes the
+ * dataset's, with them 4 times as many. */
+static size_t n_classes(const sm_sampler *s) { return s->ds->n_classes * s->indexed_turns; }
+static size_t n_alphabets(const sm_sampler *s) { return s->ds->n_alphabets * s->indexed_turns; }
+static const sm__class *class_of(const sm_sampler *s, size_t v)
+{
+    return &s->ds->classes[v % s->ds->n_classes];
+}
+static unsigned turn_of(const sm_sampler *s, size_t v) { return (unsigned)(v / s->ds->n_classes); }
+static size_t alphabet_of(const sm_sampler *s, size_t v)
+{
+    return turn_of(s, v) * s->ds->n_alphabets + class_of(s, v)->alphabet;
+}
+
 /* The per-alphabet lists (counting sort by alphabet; classes stay increasing within one). */
 static sm_status index_alphabets(sm_sampler *s)
 {
-    const sm_dataset *ds = s->ds;
-    const size_t na = ds->n_alphabets, nc = ds->n_classes;
+    const size_t na = n_alphabets(s), nc = n_classes(s);
     const size_t need = (na > nc ? na : nc) + 1;
     if (need > s->cap_alpha) {
         size_t **arrays[] = {&s->by_alpha,    &s->alpha_start, &s->multi_by_alpha,
@@ -84,8 +107,8 @@ static sm_status index_alphabets(sm_sampler *s)
     memset(s->alpha_start, 0, (na + 1) * sizeof *s->alpha_start);
     memset(s->multi_start, 0, (na + 1) * sizeof *s->multi_start);
     for (size_t c = 0; c < nc; c++) {
-        s->alpha_start[ds->classes[c].alphabet + 1]++;
-        if (ds->classes[c].n_images >= 2) s->multi_start[ds->classes[c].alphabet + 1]++;
+        s->alpha_start[alphabet_of(s, c) + 1]++;
+        if (class_of(s, c)->n_images >= 2) s->multi_start[alphabet_of(s, c) + 1]++;
     }
     s->n_alpha_any = s->n_alpha_multi = 0;
     for (size_t a = 0; a < na; a++) {
@@ -96,9 +119,9 @@ static sm_status index_alphabets(sm_sampler *s)
     }
     /* place each class at its alphabet's cursor, then shift the cursors back to the starts */
     for (size_t c = 0; c < nc; c++) {
-        size_t a = ds->classes[c].alphabet;
+        size_t a = alphabet_of(s, c);
         s->by_alpha[s->alpha_start[a]++] = c;
-        if (ds->classes[c].n_images >= 2) s->multi_by_alpha[s->multi_start[a]++] = c;
+        if (class_of(s, c)->n_images >= 2) s->multi_by_alpha[s->multi_start[a]++] = c;
     }
     for (size_t a = na; a > 0; a--) {
         s->alpha_start[a] = s->alpha_start[a - 1];
@@ -108,7 +131,8 @@ static sm_status index_alphabets(sm_sampler *s)
     return SM_OK;
 }
 
-/* Lists the classes that can give a similar pair; redone if images were added since. */
+/* Lists the classes that can give a similar pair; redone if images were added since, or if
+ * rotated classes were switched. */
 static sm_status index_classes(sm_sampler *s)
 {
     const sm_dataset *ds = s->ds;
@@ -116,25 +140,44 @@ static sm_status index_classes(sm_sampler *s)
         return sm__fail(SM_ERR_DATASET,
                         "pair sampling needs at least two classes, the dataset has %zu",
                         ds->n_classes);
-    if (ds->n_classes > s->cap_multi) {
+    SM_RETURN_IF(s->turns > 1 && ds->height != ds->width, SM_ERR_SHAPE,
+                 "rotated classes need square images, the dataset's are %dx%d (width x height)",
+                 ds->width, ds->height);
+    s->indexed_turns = 0; /* until the lists are complete */
+    const size_t nc = ds->n_classes * s->turns;
+    if (nc > s->cap_multi) {
         size_t bytes;
-        if (!sm__mul_size(ds->n_classes, sizeof *s->multi, &bytes))
-            return sm__fail(SM_ERR_LIMIT, "too many classes: %zu", ds->n_classes);
+        if (!sm__mul_size(nc, sizeof *s->multi, &bytes))
+            return sm__fail(SM_ERR_LIMIT, "too many classes: %zu", nc);
         size_t *p = sm__realloc(s->multi, bytes);
         if (!p) return sm__fail(SM_ERR_NOMEM, "out of memory creating a pair sampler");
         s->multi = p;
-        s->cap_multi = ds->n_classes;
+        s->cap_multi = nc;
     }
+    s->indexed_turns = s->turns;
     size_t n = 0;
-    for (size_t c = 0; c < ds->n_classes; c++)
-        if (ds->classes[c].n_images >= 2) s->multi[n++] = c;
-    if (n == 0)
+    for (size_t c = 0; c < nc; c++)
+        if (class_of(s, c)->n_images >= 2) s->multi[n++] = c;
+    if (n == 0) {
+        s->indexed_turns = 0;
         return sm__fail(SM_ERR_DATASET, "pair sampling needs a class with at least two images, "
                                         "the dataset has none");
+    }
     s->n_multi = n;
-    SM_TRY(index_alphabets(s));
+    sm_status st = index_alphabets(s);
+    if (st != SM_OK) {
+        s->indexed_turns = 0;
+        return st;
+    }
     s->seen_images = ds->n_images;
     return SM_OK;
+}
+
+/* The lists are current: built for the dataset's images and the rotation setting. */
+static sm_status ensure_indexed(sm_sampler *s)
+{
+    if (s->ds->n_images == s->seen_images && s->turns == s->indexed_turns) return SM_OK;
+    return index_classes(s);
 }
 
 SM_API sm_status sm_sampler_create(const sm_dataset *ds, uint64_t seed, sm_sampler **out)
@@ -143,6 +186,7 @@ SM_API sm_status sm_sampler_create(const sm_dataset *ds, uint64_t seed, sm_sampl
     sm_sampler *s = sm__calloc(1, sizeof *s);
     if (!s) return sm__fail(SM_ERR_NOMEM, "out of memory creating a pair sampler");
     s->ds = ds;
+    s->turns = 1;
     sm__rng_seed(&s->rng, seed);
     sm_status st = index_classes(s);
     if (st != SM_OK) {
@@ -172,29 +216,31 @@ static size_t balanced_class(sm_sampler *s, const size_t *alphas, size_t n_alpha
     return list[start[a] + sm__rng_below(&s->rng, start[a + 1] - start[a])];
 }
 
-/* The next pair's dataset indices and label. */
-static void draw_pair(sm_sampler *s, size_t *a, size_t *b, float *label)
+/* The next pair's dataset indices, classes (the sampler's, see the top) and label. */
+static void draw_pair(sm_sampler *s, size_t *a, size_t *b, size_t *cls_a, size_t *cls_b,
+                      float *label)
 {
-    const sm_dataset *ds = s->ds;
     sm__rng *r = &s->rng;
+    const size_t nc = n_classes(s);
     if (sm__rng_u64(r) >> 63) {
         size_t cls = s->alphabet_balanced ? balanced_class(s, s->alpha_multi, s->n_alpha_multi,
                                                            s->multi_by_alpha, s->multi_start)
                                           : s->multi[sm__rng_below(r, s->n_multi)];
-        const sm__class *c = &ds->classes[cls];
+        const sm__class *c = class_of(s, cls);
         size_t i = (size_t)sm__rng_below(r, c->n_images);
         size_t j = (size_t)sm__rng_below(r, c->n_images - 1);
         if (j >= i) j++;
         *a = c->images[i];
         *b = c->images[j];
+        *cls_a = *cls_b = cls;
         *label = 1.0f;
     } else {
         size_t ca = s->alphabet_balanced ? balanced_class(s, s->alpha_any, s->n_alpha_any,
                                                           s->by_alpha, s->alpha_start)
-                                         : (size_t)sm__rng_below(r, ds->n_classes);
+                                         : (size_t)sm__rng_below(r, nc);
         size_t cb;
         bool same = s->neg_same_alphabet > 0.0 && sm__rng_uniform(r) < s->neg_same_alphabet;
-        size_t al = ds->classes[ca].alphabet;
+        size_t al = alphabet_of(s, ca);
         size_t lo = s->alpha_start[al], cnt = s->alpha_start[al + 1] - lo;
         if (same && cnt >= 2) {
             /* classes of the alphabet are increasing: skip ca's position */
@@ -208,24 +254,39 @@ static void draw_pair(sm_sampler *s, size_t *a, size_t *b, float *label)
                 cb = balanced_class(s, s->alpha_any, s->n_alpha_any, s->by_alpha, s->alpha_start);
             } while (cb == ca);
         } else {
-            cb = (size_t)sm__rng_below(r, ds->n_classes - 1);
+            cb = (size_t)sm__rng_below(r, nc - 1);
             if (cb >= ca) cb++;
         }
-        const sm__class *x = &ds->classes[ca], *y = &ds->classes[cb];
+        const sm__class *x = class_of(s, ca), *y = class_of(s, cb);
         *a = x->images[sm__rng_below(r, x->n_images)];
         *b = y->images[sm__rng_below(r, y->n_images)];
+        *cls_a = ca, *cls_b = cb;
         *label = 0.0f;
     }
 }
 
-static void to_float(const sm_dataset *ds, size_t index, float *dst)
+/* Image `index` as floats in [0, 1], turned by `turns` quarter turns counterclockwise (square
+ * images; numpy.rot90(image, turns)): output pixel (y, x) is source pixel
+ *   0: (y, x);  1: (x, n-1-y);  2: (n-1-y, n-1-x);  3: (n-1-x, y). */
+static void to_float(const sm_dataset *ds, size_t index, unsigned turns, float *dst)
 {
     const uint8_t *src = ds->pixels + index * ds->pixels_per_image;
-    for (size_t i = 0; i < ds->pixels_per_image; i++) dst[i] = (float)src[i] / 255.0f;
+    if (turns == 0) {
+        for (size_t i = 0; i < ds->pixels_per_image; i++) dst[i] = (float)src[i] / 255.0f;
+        return;
+    }
+    const size_t n = (size_t)ds->width, m = n - 1;
+    for (size_t y = 0; y < n; y++)
+        for (size_t x = 0; x < n; x++) {
+            size_t sy = turns == 1 ? x : turns == 2 ? m - y : m - x;
+            size_t sx = turns == 1 ? m - y : turns == 2 ? m - x : y;
+            dst[y * n + x] = (float)src[sy * n + sx] / 255.0f;
+        }
 }
 
-SM_API sm_status sm_sampler_next(sm_sampler *s, size_t n, float *left, float *right, float *labels,
-                                 size_t *left_index, size_t *right_index)
+sm_status sm__sampler_next_classes(sm_sampler *s, size_t n, float *left, float *right,
+                                   float *labels, size_t *left_index, size_t *right_index,
+                                   size_t *left_class, size_t *right_class)
 {
     SM_CHECK_ARG(s, "sm_sampler_next: sampler is NULL");
     if (n == 0) return SM_OK;
@@ -235,18 +296,26 @@ SM_API sm_status sm_sampler_next(sm_sampler *s, size_t n, float *left, float *ri
                      sm__mul_size(total, sizeof(float), &total) &&
                      sm__mul_size(n, sizeof(size_t), &total),
                  "sm_sampler_next: %zu pairs is more than any buffer can hold", n);
-    if (s->ds->n_images != s->seen_images) SM_TRY(index_classes(s));
+    SM_TRY(ensure_indexed(s));
 
     size_t hw = s->ds->pixels_per_image;
     for (size_t k = 0; k < n; k++) {
-        size_t a, b;
-        draw_pair(s, &a, &b, &labels[k]);
-        to_float(s->ds, a, left + k * hw);
-        to_float(s->ds, b, right + k * hw);
+        size_t a, b, ca, cb;
+        draw_pair(s, &a, &b, &ca, &cb, &labels[k]);
+        to_float(s->ds, a, turn_of(s, ca), left + k * hw);
+        to_float(s->ds, b, turn_of(s, cb), right + k * hw);
         if (left_index) left_index[k] = a;
         if (right_index) right_index[k] = b;
+        if (left_class) left_class[k] = ca;
+        if (right_class) right_class[k] = cb;
     }
     return SM_OK;
+}
+
+SM_API sm_status sm_sampler_next(sm_sampler *s, size_t n, float *left, float *right, float *labels,
+                                 size_t *left_index, size_t *right_index)
+{
+    return sm__sampler_next_classes(s, n, left, right, labels, left_index, right_index, NULL, NULL);
 }
 
 void sm__sampler_get_state(const sm_sampler *s, uint64_t state[4])
@@ -265,15 +334,18 @@ void sm__sampler_set_options(sm_sampler *s, double neg_same_alphabet, bool alpha
     s->alphabet_balanced = alphabet_balanced;
 }
 
+void sm__sampler_set_rotated(sm_sampler *s, bool rotated) { s->turns = rotated ? 4 : 1; }
+
 /* Removes element i of a list of n by moving the last one into its place. */
 static void take(size_t *list, size_t *n, size_t i) { list[i] = list[--*n]; }
 
-sm_status sm__sampler_next_pk(sm_sampler *s, size_t p, size_t k, float *images, size_t *index)
+sm_status sm__sampler_next_pk_classes(sm_sampler *s, size_t p, size_t k, float *images,
+                                      size_t *index, size_t *classes)
 {
     const sm_dataset *ds = s->ds;
     sm__rng *r = &s->rng;
-    if (ds->n_images != s->seen_images) SM_TRY(index_classes(s));
-    const size_t na = ds->n_alphabets, nc = ds->n_classes;
+    SM_TRY(ensure_indexed(s));
+    const size_t na = n_alphabets(s), nc = n_classes(s);
     size_t cap = s->pk_cap_classes;
     SM_TRY(grow(&s->pk_classes, &cap, nc + 1));
     s->pk_cap_classes = cap;
@@ -283,19 +355,23 @@ sm_status sm__sampler_next_pk(sm_sampler *s, size_t p, size_t k, float *images, 
     SM_TRY(grow(&s->pk_alphas, &capc, na + 1));
     s->pk_cap_alpha = capa;
     size_t biggest = 0;
-    for (size_t c = 0; c < nc; c++)
+    for (size_t c = 0; c < ds->n_classes; c++)
         if (ds->classes[c].n_images > biggest) biggest = ds->classes[c].n_images;
     SM_RETURN_IF(k > biggest, SM_ERR_DATASET,
                  "P x K batch: K = %zu images per class, but the largest class has %zu", k,
                  biggest);
-    SM_RETURN_IF(p * k > ds->n_images, SM_ERR_DATASET,
-                 "P x K batch: P x K = %zu images, the dataset has %zu", p * k, ds->n_images);
+    /* with rotated classes, each image stands for 4 */
+    const size_t n_images = ds->n_images * s->indexed_turns;
+    SM_RETURN_IF(p * k > n_images, SM_ERR_DATASET,
+                 "P x K batch: P x K = %zu images, the dataset has %zu%s", p * k, n_images,
+                 s->indexed_turns > 1 ? " (its rotations counted)" : "");
     /* eligible classes (>= k images), grouped by alphabet, increasing within each */
     size_t n_elig = 0;
     for (size_t a = 0; a < na; a++) {
         s->pk_start[a] = n_elig;
         for (size_t i = s->alpha_start[a]; i < s->alpha_start[a + 1]; i++)
-            if (ds->classes[s->by_alpha[i]].n_images >= k) s->pk_classes[n_elig++] = s->by_alpha[i];
+            if (class_of(s, s->by_alpha[i])->n_images >= k)
+                s->pk_classes[n_elig++] = s->by_alpha[i];
         s->pk_count[a] = n_elig - s->pk_start[a];
     }
     SM_RETURN_IF(n_elig < p, SM_ERR_DATASET,
@@ -349,16 +425,22 @@ sm_status sm__sampler_next_pk(sm_sampler *s, size_t p, size_t k, float *images, 
             s->pk_classes[j] = s->pk_classes[q];
             s->pk_classes[q] = cls;
         }
-        const sm__class *c = &ds->classes[cls];
+        const sm__class *c = class_of(s, cls);
         memcpy(s->pk_images, c->images, c->n_images * sizeof *c->images);
         for (size_t i = 0; i < k; i++) {
             size_t j = i + (size_t)sm__rng_below(r, c->n_images - i);
             size_t img = s->pk_images[j];
             s->pk_images[j] = s->pk_images[i];
             s->pk_images[i] = img;
-            if (images) to_float(ds, img, images + (q * k + i) * hw);
+            if (images) to_float(ds, img, turn_of(s, cls), images + (q * k + i) * hw);
             if (index) index[q * k + i] = img;
+            if (classes) classes[q * k + i] = cls;
         }
     }
     return SM_OK;
+}
+
+sm_status sm__sampler_next_pk(sm_sampler *s, size_t p, size_t k, float *images, size_t *index)
+{
+    return sm__sampler_next_pk_classes(s, p, k, images, index, NULL);
 }

@@ -24,4 +24,18 @@ void sm__sampler_set_options(sm_sampler *s, double neg_same_alphabet, bool alpha
  * The RNG advances only on success. p, k >= 1. */
 sm_status sm__sampler_next_pk(sm_sampler *s, size_t p, size_t k, float *images, size_t *index);
 
+/* Rotated classes (since 0.4, off by default; lib/data/sampler.c describes them): the sampler's
+ * classes are 4 per dataset class, class v the dataset's class v mod C (C classes) turned by
+ * v / C quarter turns counterclockwise, its alphabet (v / C) A + the class's (A alphabets).
+ * Takes effect at the next draw, which fails with SM_ERR_SHAPE when the images are not square. */
+void sm__sampler_set_rotated(sm_sampler *s, bool rotated);
+/* sm_sampler_next, also giving each image's class as the sampler sees it (left_class and
+ * right_class may be NULL; without rotated classes the dataset's class). */
+sm_status sm__sampler_next_classes(sm_sampler *s, size_t n, float *left, float *right,
+                                   float *labels, size_t *left_index, size_t *right_index,
+                                   size_t *left_class, size_t *right_class);
+/* sm__sampler_next_pk, also giving each image's class as the sampler sees it (may be NULL). */
+sm_status sm__sampler_next_pk_classes(sm_sampler *s, size_t p, size_t k, float *images,
+                                      size_t *index, size_t *classes);
+
 #endif

@@ -824,8 +824,7 @@ SM_API sm_status sm_trainer_load(sm_trainer *t, const char *path)
         if (t->sampler && s->has_sampler) sm__sampler_set_state(t->sampler, s->sampler);
         if (s->has_augment) memcpy(t->aug_rng.s, s->augment_state, sizeof t->aug_rng.s);
         else sm__rng_seed(&t->aug_rng, sm__augment_seed(s->seed));
-        if (t->sampler)
-            sm__sampler_set_options(t->sampler, t->neg_same_alphabet, t->alphabet_balanced);
+        sm__trainer_sampler_options(t);
     }
     sm__free(l.t);
     sm__free(mine);

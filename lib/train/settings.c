@@ -74,6 +74,9 @@ const sm__setting sm__settings[] = {
             SM_PK_LOSS_BCE_BALANCED, SM_PK_LOSS_BCE_BALANCED),
     TRAINER("grad_shards", "gradient shards", SM__API_PARAM, SM_TRAINER_GRAD_SHARDS, shards,
             SM__T_I64, 1, SM__MAX_GRAD_SHARDS, false, 3, 1, 1),
+    /* format 4 (0.4); absent: off, as every file from before it */
+    TRAINER("rotated_classes", "rotated classes", SM__API_PARAM, SM_TRAINER_ROTATED_CLASSES,
+            rotated_classes, SM__T_BOOL, 0, 1, false, 4, 0, 0),
 };
 const size_t sm__n_settings = sizeof sm__settings / sizeof *sm__settings;
 _Static_assert(sizeof sm__settings / sizeof *sm__settings <= SM__MAX_SETTINGS,

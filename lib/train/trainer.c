@@ -163,10 +163,22 @@ static sm_status set_setting(sm_trainer *t, const sm__setting *row, double v)
                      (int64_t)v % sm_comm_size(t->comm) == 0,
                  "gradient shards %lld: the communicator's %d ranks must divide it", (long long)v,
                  t->comm ? sm_comm_size(t->comm) : 1);
+    /* rotated classes turn images by quarter turns: square ones only (the dataset's images are
+     * the subnet's input, sm_trainer_create checked it) */
+    const sm_arch *a = &t->subnet->arch;
+    SM_RETURN_IF(key == SM_TRAINER_ROTATED_CLASSES && v != 0 && a->in_h != a->in_w, SM_ERR_SHAPE,
+                 "rotated classes need square images, the subnet takes %dx%d (width x height)",
+                 a->in_w, a->in_h);
     sm__setting_put(row, t, v);
-    if (t->sampler) /* the sampling options live in the sampler too */
-        sm__sampler_set_options(t->sampler, t->neg_same_alphabet, t->alphabet_balanced);
+    sm__trainer_sampler_options(t);
     return SM_OK;
+}
+
+void sm__trainer_sampler_options(sm_trainer *t)
+{
+    if (!t->sampler) return;
+    sm__sampler_set_options(t->sampler, t->neg_same_alphabet, t->alphabet_balanced);
+    sm__sampler_set_rotated(t->sampler, t->rotated_classes);
 }
 
 SM_API sm_status sm_trainer_set_param(sm_trainer *t, sm_trainer_param key, int64_t value)

@@ -85,9 +85,10 @@ struct sm_trainer {
     /* sampling options and P x K batches (since 0.3; all off by default) */
     double neg_same_alphabet; /* fraction of negatives within the alphabet, 0 = off */
     bool alphabet_balanced;
-    int64_t pk_classes; /* P; 0 = random pairs */
-    int64_t pk_images;  /* K */
-    int64_t pk_loss;    /* sm_pk_loss */
+    int64_t pk_classes;   /* P; 0 = random pairs */
+    int64_t pk_images;    /* K */
+    int64_t pk_loss;      /* sm_pk_loss */
+    bool rotated_classes; /* since 0.4: each class's 90, 180 and 270 degree turns are classes */
     /* backend buffers for a whole P x K batch at once (pk_buf.pairs = ceil(P K / 2)), made by
      * its first step when it fits SM__PK_ONE_PASS_BYTES and is larger than `buf` */
     sm__step_buffers pk_buf;
@@ -129,6 +130,10 @@ uint64_t sm__augment_seed(uint64_t trainer_seed);
 /* After a successful step: updates the smoothed loss and sends a health report when one is
  * due (lib/train/health.c). */
 void sm__health_after_step(sm_trainer *t, float loss);
+
+/* Passes the sampling options (neg_same_alphabet, alphabet_balanced, rotated_classes) on to
+ * the sampler, when there is one. */
+void sm__trainer_sampler_options(sm_trainer *t);
 
 /* Sets batch size and micro-batch together, all or nothing (for checkpoint loading). */
 sm_status sm__trainer_resize(sm_trainer *t, int64_t batch, int64_t micro);
