@@ -528,9 +528,10 @@ static void test_training_step_clears(void **state)
     assert_calibration(e->h, 0, 1.0, 0.0, 0);
     /* sm_train_step_batch too */
     assert_int_equal(sm_head_calibrate(e->h, 3.0, 0.5, 10), SM_OK);
-    float *l = calloc(2 * 144, sizeof *l), lab[2] = {1, 0};
+    /* two pairs: two left images, then two right ones */
+    float *l = calloc(4 * 144, sizeof *l), lab[2] = {1, 0};
     assert_non_null(l);
-    assert_int_equal(sm_train_step_batch(t, 2, l, l + 144, lab, &loss), SM_OK);
+    assert_int_equal(sm_train_step_batch(t, 2, l, l + 2 * 144, lab, &loss), SM_OK);
     assert_calibration(e->h, 0, 1.0, 0.0, 0);
     /* a saved trainer after the step has no calibration keys */
     const char *path = path_in(e, "trainer.safetensors");
