@@ -593,6 +593,9 @@ static int open_data(options *o, int h, int w, sm_dataset **train, sm_dataset **
 typedef struct health_state {
     double val_accuracy; /* latest measurement, -1 before the first */
     int fresh;           /* measured at the step that just ended: goes into the CSV row */
+    /* the softmax P x K loss ranks pairs but leaves the score's 0.5 anywhere: the health
+     * check's accuracy at 0.5 says nothing until the model is calibrated after training */
+    int score_uncalibrated;
 } health_state;
 
 static void on_health(void *user, const sm_health *h)
@@ -602,11 +605,14 @@ static void on_health(void *user, const sm_health *h)
         hs->val_accuracy = h->val_accuracy;
         hs->fresh = 1;
         fprintf(stderr,
-                "%svalidation at step %lld: %.1f %% of %llu held-out pairs right "
+                "%svalidation at step %lld: %.1f %% of %llu held-out pairs right at 0.5%s "
                 "(chance 50 %%; scores average %.2f, spread %.3f); smoothed loss %.4f\n",
                 cli_progress_open ? "\n" : "", (long long)h->iteration, 100.0 * h->val_accuracy,
-                (unsigned long long)h->val_pairs, h->val_score_mean, h->val_score_std,
-                (double)h->smoothed_loss);
+                (unsigned long long)h->val_pairs,
+                hs->score_uncalibrated ? ", which the softmax loss does not train (the saved "
+                                         "model is calibrated after training)"
+                                       : "",
+                h->val_score_mean, h->val_score_std, (double)h->smoothed_loss);
         cli_progress_open = 0;
     }
     if (h->flags & SM_HEALTH_VALIDATION_FAILED) {
@@ -709,6 +715,7 @@ static int setup_health(run *r)
     options *o = &r->o;
     if (r->d.rank != 0) return 0; /* rank 0 reports; health never changes the training */
     r->health.val_accuracy = -1.0;
+    r->health.score_uncalibrated = r->o.pk_classes && r->o.pk_loss == SM_PK_LOSS_SOFTMAX;
     long long every = o->validate_every;
     if (every < 0) every = o->iterations / 20 > 0 ? o->iterations / 20 : 1;
     int rc =
@@ -750,7 +757,8 @@ static void draw_loss(run *r, int64_t it, double per_step)
                        (long long)it, el, limit, per_step)
             : snprintf(sub, sizeof sub, "step %lld of %lld, %s elapsed, %.3f s/step", (long long)it,
                        (long long)r->o.iterations, el, per_step);
-    if (r->health.val_accuracy >= 0 && len > 0 && (size_t)len < sizeof sub)
+    if (r->health.val_accuracy >= 0 && !r->health.score_uncalibrated && len > 0 &&
+        (size_t)len < sizeof sub)
         snprintf(sub + len, sizeof sub - (size_t)len, ", held-out verification %.1f %%",
                  100.0 * r->health.val_accuracy);
     if (fig_loss(r->fig_loss, "Training loss", sub, &d)) {
@@ -896,7 +904,7 @@ static int train(run *r)
                 snprintf(lr_now, sizeof lr_now, "  lr %.3g", cur);
             cli_duration(el, sizeof el, elapsed);
             cli_duration(eta, sizeof eta, left);
-            if (r->health.val_accuracy >= 0)
+            if (r->health.val_accuracy >= 0 && !r->health.score_uncalibrated)
                 snprintf(val, sizeof val, "  held-out %.1f %%", 100.0 * r->health.val_accuracy);
             fprintf(stderr,
                     "%s%*lld/%lld  loss %.4f (avg %.4f)%s%s  elapsed %s  ETA %s  %.3f s/step%s",
@@ -1007,10 +1015,10 @@ static int calibrate_model(run *r)
     float *logits = malloc(CALIBRATION_PAIRS * sizeof *logits);
     float *labels = malloc(CALIBRATION_PAIRS * sizeof *labels);
     double scale = 1, shift = 0;
-    sm_status st = logits && labels ? sm_verification_logits(r->subnet, r->head, r->o.sel.val,
-                                                             CALIBRATION_PAIRS,
-                                                             r->o.seed + 0xca1bULL, logits, labels)
-                                    : SM_ERR_NOMEM;
+    sm_status st = logits && labels
+                       ? sm_verification_logits(r->subnet, r->head, r->o.sel.val, CALIBRATION_PAIRS,
+                                                r->o.seed + 0xca1bULL, logits, labels)
+                       : SM_ERR_NOMEM;
     if (st) {
         free(logits);
         free(labels);
