@@ -167,3 +167,16 @@ def test_source_checkout_finds_build_folder(tmp_path):
     assert p.returncode == 0, p.stderr
     assert os.path.dirname(p.stdout.strip()) == os.path.join(os.path.abspath(SOURCE), "build",
                                                              "lib")
+
+
+def test_train_laptop_example_runs(tmp_path):
+    """examples/python/train_laptop.py, for a second on a small synthetic set."""
+    script = os.path.join(SOURCE, "examples", "python", "train_laptop.py")
+    p = subprocess.run([sys.executable, script, "--minutes", "0.01", "--synthetic-classes", "20",
+                        "--synthetic-images", "4", "--eval-pairs", "40", "--no-plot", "--out",
+                        str(tmp_path / "o")], env=env(), cwd=tmp_path, capture_output=True,
+                       text=True, timeout=120)
+    assert p.returncode == 0, p.stderr
+    assert re.search(r"\] step \d+  loss [0-9.]+", p.stdout)
+    assert "verification on held-out classes" in p.stdout
+    assert (tmp_path / "o" / "model.safetensors").exists()
