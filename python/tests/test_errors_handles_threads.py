@@ -108,6 +108,12 @@ def test_error_detail_is_per_thread(tmp_path):
     assert bad == []
 
 
+def test_a_call_the_library_lacks_raises_unsupported():
+    from siamese import _lib
+    with pytest.raises(siamese.UnsupportedError, match="sm_from_the_future"):
+        _lib._Missing("sm_from_the_future")(1, 2)
+
+
 def _counts():
     gc.collect()
     return siamese.live_handles()
@@ -168,10 +174,13 @@ def test_garbage_collector_frees_in_any_order(dataset):
     # a cycle through a Python callback: the collector still frees it
     be = siamese.Backend("cpu", threads=1)
     m = siamese.Model.create(be, TINY, seed=1)
-    tr = siamese.Trainer(m, dataset)
-    tr.set_progress(lambda it, loss: tr)  # trainer -> callback -> trainer
-    tr.step()
-    del be, m, tr
+
+    def make_cycle():
+        holder = [siamese.Trainer(m, dataset)]
+        holder[0].set_progress(lambda it, loss: holder)  # trainer -> callback -> trainer
+        holder[0].step()
+    make_cycle()
+    del be, m
     assert _counts() == base
 
 
