@@ -180,7 +180,7 @@ def test_garbage_collector_frees_in_any_order(dataset):
         holder[0].set_progress(lambda it, loss: holder)  # trainer -> callback -> trainer
         holder[0].step()
     make_cycle()
-    del be, m
+    be = m = None  # noqa: F841 - the last references
     assert _counts() == base
 
 
