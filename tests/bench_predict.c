@@ -23,7 +23,7 @@
     do {                                                                                           \
         sm_status st_ = (call);                                                                    \
         if (st_ != SM_OK) {                                                                        \
-            fprintf(stderr, "bench_predict: %s: %s: %s\n", #call, sm_status_name(st_),            \
+            fprintf(stderr, "bench_predict: %s: %s: %s\n", #call, sm_status_name(st_),             \
                     sm_last_error());                                                              \
             exit(1);                                                                               \
         }                                                                                          \
@@ -97,7 +97,8 @@ int main(int argc, char **argv)
     double med = reps % 2 ? t[reps / 2] : 0.5 * (t[reps / 2 - 1] + t[reps / 2]);
     uint64_t hash = 1469598103934665603ULL; /* FNV-1a over the scores' bytes */
     const unsigned char *p = (const unsigned char *)scores;
-    for (size_t i = 0; i < (size_t)pairs * sizeof *scores; i++) hash = (hash ^ p[i]) * 1099511628211ULL;
+    for (size_t i = 0; i < (size_t)pairs * sizeof *scores; i++)
+        hash = (hash ^ p[i]) * 1099511628211ULL;
     printf("predict %d pairs (%s, %s, %d threads): median %.3f ms over %d calls\n", pairs,
            arch_text, sm_backend_name(be), sm_backend_get_threads(be), med * 1e3, reps);
     printf("RESULT what=predict backend=%s pairs=%d ms=%.4f hash=%016llx\n", sm_backend_name(be),
