@@ -21,13 +21,13 @@
 #   --no-chroot       stop after the build and lintian (no mmdebstrap)
 #   --mirror URL      the chroot's Debian mirror (default: mmdebstrap's, deb.debian.org)
 #   --keep            keep the work folder (printed at the end)
-# Needs root for the chroot (mmdebstrap --mode=root) and the packages of
-# `scripts/setup-debian.sh --tests` plus debhelper, dh-python, help2man, lintian, mmdebstrap and
-# mpi-default-dev; it says which are missing. Exit status 0 only when every step passed.
+# Needs root, or sudo without a password, for the chroot (mmdebstrap --mode=root), the Debian
+# mirror, and the packages `scripts/setup-debian.sh --packaging` installs (it says which are
+# missing). Exit status 0 only when every step passed.
 set -euo pipefail
 
 usage() { sed -n '3,27s/^# \{0,1\}//p' "$0"; }
-profiles='' chroot_test=1 mirror='' keep=0 out=''
+profiles='' chroot_test=1 mirror='' keep=0 out='' asroot=()
 while [ $# -gt 0 ]; do
     case $1 in
         --profiles) profiles=${2:?--profiles needs a list}; shift ;;
@@ -50,11 +50,17 @@ start=$(date +%s)
 stamp() { printf '%dm%02ds' $((($(date +%s) - start) / 60)) $((($(date +%s) - start) % 60)); }
 
 for tool in dpkg-buildpackage dh lintian help2man; do
-    command -v "$tool" >/dev/null || die "no $tool: apt-get install debhelper dh-python help2man lintian mmdebstrap"
+    command -v "$tool" >/dev/null || die "no $tool: scripts/setup-debian.sh --packaging"
 done
 if [ "$chroot_test" = 1 ]; then
-    command -v mmdebstrap >/dev/null || die "no mmdebstrap (apt-get install mmdebstrap), or --no-chroot"
-    [ "$(id -u)" = 0 ] || die "the chroot test needs root (mmdebstrap --mode=root), or --no-chroot"
+    command -v mmdebstrap >/dev/null ||
+        die "no mmdebstrap: scripts/setup-debian.sh --packaging (or --no-chroot)"
+    # root for mmdebstrap --mode=root: ours, or sudo's without a password (CI users)
+    if [ "$(id -u)" != 0 ]; then
+        sudo -n true 2>/dev/null ||
+            die "the chroot needs root or sudo without a password (or --no-chroot)"
+        asroot=(sudo -n)
+    fi
 fi
 
 mkdir -p "$out"
@@ -84,10 +90,26 @@ say "source copied to $tree ($(stamp))"
     { cat "$work/source.log" >&2; die "dpkg-source -b failed"; }
 
 # --- 2. the packages --------------------------------------------------------------------------
+# debian/control's Build-Depends are all in scripts/setup-debian.sh's lists (the one list of
+# packages; --packaging installs them), the virtual ones by the package that provides them.
+listed=" $("$src/scripts/setup-debian.sh" --list --tests --packaging |
+    sed 's/^[a-z]*: //' | tr '\n' ' ') "
+build_depends() {
+    sed -n '/^Build-Depends:/,/^[A-Z][A-Za-z-]*:/{/^Standards-Version:/d; s/^Build-Depends://; p}' \
+        "$tree/debian/control" | grep -v '^ *#' | tr ',' '\n' | awk '{print $1}' |
+        sed 's/:any$//; s/^debhelper-compat$/debhelper/; s/^dh-sequence-python3$/dh-python/'
+}
+unlisted=''
+for dep in $(build_depends); do
+    case $listed in *" $dep "*) ;; *) unlisted="$unlisted $dep" ;; esac
+done
+[ -z "$unlisted" ] ||
+    die "debian/control Build-Depends on$unlisted: add to scripts/setup-debian.sh's packaging list"
 (cd "$tree" && dpkg-checkbuilddeps ${profiles:+-P"$profiles"}) ||
-    die "missing build dependencies (above): apt-get install them (scripts/setup-debian.sh --tests installs most)"
+    die "missing build dependencies (above): scripts/setup-debian.sh --packaging"
 say "dpkg-buildpackage -us -uc -b${profiles:+ -P$profiles} (log: $work/build.log)"
-if ! (cd "$tree" && dpkg-buildpackage -us -uc -b ${profiles:+-P"$profiles"}) >"$work/build.log" 2>&1; then
+if ! (cd "$tree" && dpkg-buildpackage -us -uc -b ${profiles:+-P"$profiles"}) \
+        >"$work/build.log" 2>&1; then
     tail -n 60 "$work/build.log" >&2
     keep=1
     die "dpkg-buildpackage failed (last lines above; whole log in $work/build.log)"
@@ -127,9 +149,8 @@ if [ "$chroot_test" = 1 ]; then
     # --format=null: mmdebstrap makes the chroot in a temporary folder, mounts what the hooks
     # need (/proc, /dev), unmounts and deletes it itself, also when a hook fails.
     # shellcheck disable=SC2016 # $1 is mmdebstrap's (the chroot's root) in each hook
-    mmdebstrap --mode=root --format=null --variant=apt --include="$extra" \
+    "${asroot[@]}" mmdebstrap --mode=root --format=null --variant=apt --include="$extra" \
         --customize-hook="cp -r '$work/chroot-in' \"\$1/tmp/in\"" \
-        --customize-hook='DEBIAN_FRONTEND=noninteractive chroot "$1" sh -c "apt-get install -y -q --no-install-recommends /tmp/in/*.deb"' \
         --customize-hook='chroot "$1" /tmp/in/debs-chroot-tests.sh /tmp/in' \
         "$suite" /dev/null ${mirror:+"$mirror"} >"$work/chroot.log" 2>&1 || chroot_rc=$?
     say "chroot test $([ $chroot_rc = 0 ] && echo passed || echo FAILED) ($(stamp))"
