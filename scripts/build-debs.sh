@@ -76,9 +76,12 @@ version=$(python3 "$src/scripts/version.py")
 tree=$work/libsiamese-$version
 mkdir -p "$tree"
 if git -C "$src" rev-parse --is-inside-work-tree >/dev/null 2>&1; then
-    # what a commit would hold plus new files, without build folders or ignored outputs
+    # what a commit would hold plus new files, without ignored outputs, deleted files or build
+    # folders git does not ignore (a top folder holding meson-private: obj-*, a mybuild/)
     (cd "$src" && git ls-files -z --cached --others --exclude-standard |
-        xargs -0 sh -c 'for f; do [ -e "$f" ] && printf "%s\0" "$f"; done' sh |
+        xargs -0 sh -c 'for f; do
+            [ -e "$f" ] && ! [ -d "${f%%/*}/meson-private" ] && printf "%s\0" "$f"
+        done; true' sh |
         tar --null -T - -cf -) | tar -xf - -C "$tree"
 else
     tar -C "$src" --exclude='./build*' --exclude=./obj-* -cf - . | tar -xf - -C "$tree"
