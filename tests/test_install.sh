@@ -6,11 +6,15 @@
 #    through `pkg-config --cflags --libs siamese`, and runs against the installed library;
 #  - libsiamese.so exports exactly the sm_* names of lib/libsiamese.map, nothing else;
 #  - its soname is libsiamese.so.<SM_ABI_MAJOR>;
-#  - the installed example programs start.
+#  - the installed example programs start;
+#  - the Python package is in PYDIR/siamese with _build_config.py naming the soname, and
+#    imports against the installed library (when PYTHON has numpy).
 # Usage (from tests/meson.build): test_install.sh MESON BUILD_ROOT SOURCE_ROOT PREFIX LIBDIR
+#                                 [PYTHON PYDIR]
 set -eu
 
-meson_cmd=$1 build_root=$2 source_root=$3 prefix=$4 libdir=$5
+meson_cmd=$1 build_root=$2 source_root=$3 prefix=$4 libdir=$5 python=${6:-} pydir=${7:-}
+pydir=${pydir%/}
 case $libdir in /*) ;; *) libdir=$prefix/$libdir ;; esac
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/siamese-install.XXXXXX")
@@ -115,4 +119,27 @@ for prog in siamese-train siamese-compare siamese-eval siamese-gallery; do
         LD_LIBRARY_PATH=$ilib "$iprefix/bin/$prog" --help >/dev/null || fail "$prog --help"
     fi
 done
+# The Python package (python/meson.build): every module of python/siamese/ installed, the
+# generated _build_config.py beside them, and `import siamese` against the installed library
+# (found by its soname through the loader: LIBDIR/SONAME is not there under DESTDIR).
+if [ -n "$pydir" ]; then
+    ipy=$dest$pydir/siamese
+    for f in "$source_root"/python/siamese/*.py; do
+        [ -f "$ipy/$(basename "$f")" ] || fail "python/siamese/$(basename "$f") is not installed in $pydir/siamese (python/meson.build)"
+    done
+    grep -q "^SONAME = \"libsiamese.so.$abi\"" "$ipy/_build_config.py" ||
+        fail "$pydir/siamese/_build_config.py does not name libsiamese.so.$abi"
+    if "$python" -c 'import numpy' 2>/dev/null; then
+        out=$(cd "$tmp" && env -u SIAMESE_LIBRARY PYTHONPATH="$dest$pydir" LD_LIBRARY_PATH="$ilib" \
+            "$python" -c 'import siamese; print(siamese.__file__); print(siamese.version()); print(siamese.Backend("cpu").name)') ||
+            fail "the installed Python package does not import"
+        echo "$out" | head -1 | grep -q "^$ipy/__init__.py" ||
+            fail "imported $(echo "$out" | head -1), not the installed package"
+        [ "$(echo "$out" | sed -n 2p)" = "$hdr_version" ] ||
+            fail "the installed package loaded libsiamese $(echo "$out" | sed -n 2p), expected $hdr_version"
+        echo "python: $pydir/siamese imports (libsiamese $hdr_version)"
+    else
+        echo "note: $python has no numpy: the installed Python package was not imported"
+    fi
+fi
 echo "install: OK"

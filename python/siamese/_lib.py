@@ -11,7 +11,6 @@ library calls at once where the C thread rules allow it.
 """
 from __future__ import annotations
 
-import ctypes
 import types
 from ctypes import (CFUNCTYPE, POINTER, Structure, c_char_p, c_double, c_float, c_int,
                     c_int64, c_size_t, c_uint, c_uint32, c_uint64, c_void_p)

@@ -84,7 +84,11 @@ def to_c(s: Setting, value: Any) -> float:
         return float(distort_mask(value))
     if s.kind == "bool":
         return float(bool(value))
-    return float(value)
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise InvalidArgumentError(f"{s.name}: wants a number, got {value!r}",
+                                   function="set") from None
 
 
 def from_c(s: Setting, value: float) -> Any:

@@ -15,7 +15,7 @@ TINY = "1x16x16:conv4k3,relu,pool2,flatten,fc8"
 SOURCE = os.environ.get("SIAMESE_TEST_SOURCE",
                         os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(
                             __file__)))))
-BUILD = os.environ.get("SIAMESE_TEST_BUILD", os.path.join(SOURCE, "build"))
+BUILD = os.path.abspath(os.environ.get("SIAMESE_TEST_BUILD", os.path.join(SOURCE, "build")))
 
 
 @pytest.fixture(scope="session")

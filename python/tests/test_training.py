@@ -55,6 +55,10 @@ def test_step_and_settings(backend, dataset):
         tr.pk_loss = "hinge"
     with pytest.raises(siamese.InvalidArgumentError):
         tr.adam.set("batch_size", 3)
+    with pytest.raises(siamese.InvalidArgumentError, match="wants a number"):
+        tr.adam_lr = "fast"
+    with pytest.raises(siamese.InvalidArgumentError, match="whole number"):
+        tr.batch_size = 8.5
     tr.close()
     m.close()
 
