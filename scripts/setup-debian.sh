@@ -8,6 +8,8 @@
 #                                      valgrind, ABI check, fuzz smoke test, API reference,
 #                                      Open MPI for the data-parallel tests, MPICH's headers,
 #                                      pytest for the Python package's tests)
+#   scripts/setup-debian.sh --packaging  ... and build the Debian packages (debian/'s
+#                                      Build-Depends, lintian, mmdebstrap: scripts/build-debs.sh)
 #   scripts/setup-debian.sh --list     print the packages it would need, install nothing
 #
 # A no-op (no apt-get at all) when every package is installed already. Optional parts are
@@ -22,13 +24,17 @@ required=(meson ninja-build gcc libc6-dev pkg-config python3
 optional=(libdnnl-dev libcairo2-dev fonts-dejavu-core python3-numpy)
 tests=(libcmocka-dev valgrind g++ binutils clang libclang-rt-14-dev abigail-tools doxygen
        openmpi-bin libopenmpi-dev libmpich-dev python3-pytest)
+# debian/control's Build-Depends beyond the lists above, and the tools of scripts/build-debs.sh
+packaging=(debhelper dh-python help2man lintian mmdebstrap mpi-default-dev libcmocka-dev
+           libcairo2-dev python3-numpy python3-pytest)
 
 list_only=0
 for arg in "$@"; do
     case $arg in
         --tests) required+=("${tests[@]}") ;;
+        --packaging) required+=("${packaging[@]}") ;;
         --list) list_only=1 ;;
-        -h|--help) sed -n '2,17s/^# \{0,1\}//p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,19s/^# \{0,1\}//p' "$0"; exit 0 ;;
         *) echo "setup-debian.sh: unknown option '$arg' (see --help)" >&2; exit 2 ;;
     esac
 done
