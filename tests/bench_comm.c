@@ -9,7 +9,11 @@
  *   alone:         bench_comm local N MB REPS    sm_comm_local_create: N ranks on threads
  * MB is each rank's whole buffer (55.4 for the Koch network's exchange at 2 ranks: the
  * all-to-all sends half of it, the all-gather's result is all of it). Prints from rank 0:
- *   RESULT comm=C ranks=N op=alltoall mb=M ms=T sent_mb_per_s=R */
+ *   RESULT comm=C ranks=N op=alltoall mb=M ms=T sent_mb_per_s=R
+ * and then op=exchange: the whole gradient exchange (lib/comm/grad_exchange.c, K = N shards,
+ * not overlapped) of a gradient of 2 x MB (110.8: Koch's 27.7 M floats) in buckets of
+ * BUCKET bytes (a last argument; default the trainer's), slicing and folding included; its
+ * rate counts the bytes a rank sends in the all-to-alls and all-gathers, as bench_dist's. */
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,6 +21,8 @@
 #include <time.h>
 
 #include "comm/comm_impl.h"
+#include "comm/grad_exchange.h"
+#include "train/training.h"
 #include "siamese/comm_mpi.h"
 
 static double now_s(void)
@@ -29,8 +35,10 @@ static double now_s(void)
 typedef struct job {
     sm_comm *comm; /* NULL: raw MPI */
     int rank, size, reps;
-    size_t bytes; /* per rank: the whole buffer */
-    double best[2];
+    size_t bytes;    /* per rank: the whole buffer */
+    uint64_t bucket; /* the exchange's */
+    double best[3];  /* all-to-all, all-gather, exchange */
+    uint64_t exchange_sent;
     int failed;
 } job;
 
@@ -72,6 +80,33 @@ static void *run(void *arg)
         }
     free(send);
     free(recv);
+    /* the exchange of a gradient of 2 x bytes, this rank's one shard */
+    const size_t g = 2 * j->bytes / sizeof(float);
+    float *part = j->comm && !j->failed ? malloc(g * sizeof(float)) : NULL;
+    j->best[2] = 1e30;
+    if (!part) return NULL;
+    for (size_t e = 0; e < g; e++) part[e] = (float)(e % 1000) * 1e-3f;
+    sm__grad_exchange x;
+    memset(&x, 0, sizeof x);
+    const double loss = 1.0;
+    for (int r = 0; r <= j->reps && !j->failed; r++) {
+        const float *folded;
+        double sum;
+        uint64_t b0, b1;
+        sm_comm_stats(j->comm, &b0, NULL);
+        if (barrier(j) != 0) j->failed = 1;
+        const double t0 = now_s();
+        if (sm__grad_exchange_begin(&x, j->comm, (size_t)j->size, g, part, j->bucket, false) !=
+                SM_OK ||
+            sm__grad_exchange_finish(&x, &loss, &folded, &sum) != SM_OK)
+            j->failed = 1;
+        const double t = now_s() - t0;
+        sm_comm_stats(j->comm, &b1, NULL);
+        j->exchange_sent = b1 - b0;
+        if (r > 0 && t < j->best[2]) j->best[2] = t;
+    }
+    sm__grad_exchange_free(&x);
+    free(part);
     return NULL;
 }
 
@@ -82,12 +117,18 @@ static void print(const char *name, const job *j)
     for (int op = 0; op < 2; op++)
         printf("RESULT comm=%s ranks=%d op=%s mb=%.1f ms=%.2f sent_mb_per_s=%.0f\n", name, j->size,
                ops[op], (double)j->bytes / 1e6, 1e3 * j->best[op], sent / j->best[op] / 1e6);
+    if (j->comm)
+        printf("RESULT comm=%s ranks=%d op=exchange mb=%.1f bucket=%llu ms=%.2f "
+               "sent_mb_per_s=%.0f\n",
+               name, j->size, 2 * (double)j->bytes / 1e6, (unsigned long long)j->bucket,
+               1e3 * j->best[2], (double)j->exchange_sent / j->best[2] / 1e6);
 }
 
 int main(int argc, char **argv)
 {
     if (argc < 4) {
-        fprintf(stderr, "usage: bench_comm mpi|module|raw MB REPS | bench_comm local N MB REPS\n");
+        fprintf(stderr, "usage: bench_comm mpi|module|raw MB REPS [BUCKET] | "
+                        "bench_comm local N MB REPS [BUCKET]\n");
         return 2;
     }
     const char *mode = argv[1];
@@ -100,7 +141,8 @@ int main(int argc, char **argv)
         if (n < 1 || n > 16 || sm_comm_local_create(n, c) != SM_OK) return 1;
         for (int r = 0; r < n; r++) {
             jobs[r] = (job){.comm = c[r], .rank = r, .size = n, .reps = atoi(argv[4]),
-                            .bytes = (size_t)(atof(argv[3]) * 1e6)};
+                            .bytes = (size_t)(atof(argv[3]) * 1e6),
+                            .bucket = argc > 5 ? strtoull(argv[5], NULL, 10) : SM__EXCHANGE_BUCKET_DEFAULT};
             pthread_create(&th[r], NULL, run, &jobs[r]);
         }
         int failed = 0;
@@ -111,7 +153,8 @@ int main(int argc, char **argv)
     }
     int level;
     MPI_Init_thread(&argc, &argv, MPI_THREAD_SERIALIZED, &level);
-    job j = {.reps = atoi(argv[3]), .bytes = (size_t)(atof(argv[2]) * 1e6)};
+    job j = {.reps = atoi(argv[3]), .bytes = (size_t)(atof(argv[2]) * 1e6),
+             .bucket = argc > 4 ? strtoull(argv[4], NULL, 10) : SM__EXCHANGE_BUCKET_DEFAULT};
     sm_status st = SM_OK;
     if (strcmp(mode, "mpi") == 0) st = sm_comm_from_mpi(MPI_COMM_WORLD, &j.comm);
     else if (strcmp(mode, "module") == 0) st = sm_comm_open("mpi", NULL, -1, &j.comm);

@@ -64,7 +64,13 @@ typedef struct sm_comm_mpi_state {
  * per call), so pauses of up to 1 ms between calls held it to about 90 MB/s. */
 #define SM_COMM_MPI__SPIN_BYTES ((size_t)65536)
 
-/* Polls `req` until done or the deadline; `pause`: sleep a little between polls. */
+/* A wait polls without pausing for this long before it sleeps between polls: a peer a few
+ * hundred microseconds behind (the ranks of one exchange, one bucket after another) is met
+ * without a sleep, whose wake-up costs milliseconds on a busy machine. */
+#define SM_COMM_MPI__SPIN_NS ((int64_t)300000)
+
+/* Polls `req` until done or the deadline; `pause`: after SM_COMM_MPI__SPIN_NS, sleep a little
+ * between polls. */
 static inline sm_comm_result sm_comm_mpi__wait(sm_comm_mpi_state *s, MPI_Request *req, int rc,
                                                int64_t deadline_ns, int pause)
 {
@@ -72,18 +78,20 @@ static inline sm_comm_result sm_comm_mpi__wait(sm_comm_mpi_state *s, MPI_Request
         s->failed = 1;
         return SM_COMM_FAILED;
     }
-    for (unsigned attempt = 0;; attempt++) {
+    const int64_t spin_until = SM_COMM_MPI_CLOCK_NS() + SM_COMM_MPI__SPIN_NS;
+    for (unsigned attempt = 0;;) {
         int done = 0;
         if (MPI_Test(req, &done, MPI_STATUS_IGNORE) != MPI_SUCCESS) {
             s->failed = 1;
             return SM_COMM_FAILED;
         }
         if (done) return SM_COMM_OK;
-        if (SM_COMM_MPI_CLOCK_NS() >= deadline_ns) {
+        const int64_t now = SM_COMM_MPI_CLOCK_NS();
+        if (now >= deadline_ns) {
             s->failed = 1;
             return SM_COMM_TIMEOUT;
         }
-        if (pause) SM_COMM_MPI_BACKOFF(attempt);
+        if (pause && now >= spin_until) SM_COMM_MPI_BACKOFF(attempt++);
     }
 }
 
