@@ -105,7 +105,8 @@ static void *rank_main(void *arg)
     j->st_step = SM_OK;
     for (int s = 0; s < j->steps && j->st_attach == SM_OK && j->st_step == SM_OK; s++) {
         /* what an earlier step left in the exchange's buffers must not reach this one's */
-        if (j->stale_exchange && s > 0) memset(m.tr->sh_x.send, 0xff, m.tr->sh_x.cap_block);
+        if (j->stale_exchange && s > 0 && m.tr->sh_x.send) /* alone, there is none */
+            memset(m.tr->sh_x.send, 0xff, m.tr->sh_x.cap_block);
         double t0 = now_s();
         j->st_step = sm_train_step(m.tr, &j->losses[s]);
         j->t_step = now_s() - t0;
