@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: MIT
 # The data-parallel benchmark of docs/distributed.md, on one machine:
-#  1. the collectives alone (tests/bench_comm): the all-to-all and all-gather of a 55.4 MB
-#     buffer per rank (the Koch network's exchange at 2 ranks) through Open MPI's shared memory,
-#     with single-copy (CMA, where this machine allows it) and without, and through the
+#  1. the collectives alone (tests/bench_comm): the all-to-all and all-gather of the Koch
+#     network's exchange at 2 ranks (a 110.8 MB buffer per rank, 55.4 MB sent), and the whole
+#     exchange (the two in 4 MiB buckets, with slicing and folding), through Open MPI's shared
+#     memory with single copy (CMA, where this machine allows it) and without, and through the
 #     in-process communicator; bytes sent per rank and second;
 #  2. the laptop and Koch architectures at batch 180 (tests/bench_dist): N = 1 process of 2
 #     threads (K = 1) against N = 2 ranks of 1 thread (K = 2), those with the exchange
@@ -39,16 +40,16 @@ fi
 export OMPI_MCA_btl_vader_single_copy_mechanism=$copy
 echo "Open MPI shared memory single copy: $copy"
 
-echo "== 1. the collectives alone, 55.4 MB per rank"
+echo "== 1. the collectives alone: 110.8 MB buffers, 55.4 MB sent per rank"
 mechs=$copy
 [ "$copy" = cma ] && mechs="cma none"
 for mech in $mechs; do
     for mode in raw mpi; do # MPI's own blocking calls; the adapter's (the trainer's) polled ones
         OMPI_MCA_btl_vader_single_copy_mechanism=$mech "$mpirun" -np 2 --bind-to core \
-            "$comm_exe" "$mode" 55.4 5 | grep RESULT | sed "s/^RESULT /RESULT single_copy=$mech /"
+            "$comm_exe" "$mode" 110.8 5 | grep RESULT | sed "s/^RESULT /RESULT single_copy=$mech /"
     done
 done
-"$comm_exe" local 2 55.4 5 | grep RESULT
+"$comm_exe" local 2 110.8 5 | grep RESULT
 
 echo "== 2. steps at batch 180, N = 1 x 2 threads against N = 2 x 1 thread"
 for arch in laptop koch; do

@@ -7,11 +7,12 @@
  *                  bench_comm module MB REPS     sm_comm_open("mpi")
  *                  bench_comm raw MB REPS        MPI_Alltoall / MPI_Allgather themselves
  *   alone:         bench_comm local N MB REPS    sm_comm_local_create: N ranks on threads
- * MB is each rank's whole buffer (55.4 for the Koch network's exchange at 2 ranks: the
- * all-to-all sends half of it, the all-gather's result is all of it). Prints from rank 0:
+ * MB is each rank's whole buffer: 110.8 for the Koch network's exchange at 2 ranks, whose
+ * all-to-all sends half of it (55.4 MB) and whose all-gather's result is all of it. Prints
+ * from rank 0:
  *   RESULT comm=C ranks=N op=alltoall mb=M ms=T sent_mb_per_s=R
  * and then op=exchange: the whole gradient exchange (lib/comm/grad_exchange.c, K = N shards,
- * not overlapped) of a gradient of 2 x MB (110.8: Koch's 27.7 M floats) in buckets of
+ * not overlapped) of a gradient of MB (110.8: Koch's 27.7 M floats) in buckets of
  * BUCKET bytes (a last argument; default the trainer's), slicing and folding included; its
  * rate counts the bytes a rank sends in the all-to-alls and all-gathers, as bench_dist's. */
 #include <pthread.h>
@@ -80,8 +81,8 @@ static void *run(void *arg)
         }
     free(send);
     free(recv);
-    /* the exchange of a gradient of 2 x bytes, this rank's one shard */
-    const size_t g = 2 * j->bytes / sizeof(float);
+    /* the exchange of a gradient of `bytes`, this rank's one shard */
+    const size_t g = j->bytes / sizeof(float);
     float *part = j->comm && !j->failed ? malloc(g * sizeof(float)) : NULL;
     j->best[2] = 1e30;
     if (!part) return NULL;
@@ -120,7 +121,7 @@ static void print(const char *name, const job *j)
     if (j->comm)
         printf("RESULT comm=%s ranks=%d op=exchange mb=%.1f bucket=%llu ms=%.2f "
                "sent_mb_per_s=%.0f\n",
-               name, j->size, 2 * (double)j->bytes / 1e6, (unsigned long long)j->bucket,
+               name, j->size, (double)j->bytes / 1e6, (unsigned long long)j->bucket,
                1e3 * j->best[2], (double)j->exchange_sent / j->best[2] / 1e6);
 }
 
