@@ -139,8 +139,8 @@ SM_API int sm_comm_failed(const sm_comm *comm);
  *  that called into the library, and the exchange follows the backward pass. Default:
  *  sm_comm_create 0; sm_comm_local_create 1; sm_comm_open("mpi") and sm_comm_from_mpi 1 where
  *  MPI runs at MPI_THREAD_SERIALIZED or above (the "mpi" module asks for it when it initialises
- *  MPI itself), else 0; sm_comm_open("nccl") 1. Results do not depend on it. Set it before
- *  the first step. sm_comm_set_serialized: SM_ERR_INVALID_ARG (NULL, `yes` not 0 or 1).
+ *  MPI itself), else 0; sm_comm_open("nccl") 1. Results do not depend on it. It takes effect
+ *  at a trainer's next step. sm_comm_set_serialized: SM_ERR_INVALID_ARG (NULL, `yes` not 0 or 1).
  *  sm_comm_serialized: 0 or 1, -1 for NULL. Since 0.5. */
 SM_API sm_status sm_comm_set_serialized(sm_comm *comm, int yes);
 SM_API int sm_comm_serialized(const sm_comm *comm);
