@@ -63,7 +63,7 @@ for arch in laptop koch; do
         -v pon="$(field exposed_pct "$on")" -v roff="$(field exchange_mb_s "$off")" \
         -v ron="$(field exchange_mb_s "$on")" -v arch="$arch" 'BEGIN {
         printf "%s: step time N = 2 / N = 1: %.3f without overlap, %.3f with; overlap on / off: %.3f\n", arch, off / one, on / one, on / off
-        printf "%s: exposed exchange %.1f ms (%.2f %%) without overlap, %.1f ms (%.2f %%) with: %.1f times less\n", arch, eoff, poff, eon, pon, (eon > 0 ? eoff / eon : 0)
+        printf "%s: exposed exchange %.1f ms (%.2f %%) without overlap, %.1f ms (%.2f %%) with (off / on: %.1f)\n", arch, eoff, poff, eon, pon, (eon > 0 ? eoff / eon : 0)
         if (arch == "koch") {
             printf "goal: exposed exchange <= 2 %% of a Koch step: %.2f %% without overlap (%s), %.2f %% with (%s)\n", poff, (poff <= 2 ? "met" : "NOT met"), pon, (pon <= 2 ? "met" : "NOT met")
             printf "goal: effective exchange >= 2000 MB/s: %.0f MB/s without overlap (%s), %.0f with (%s)\n", roff, (roff >= 2000 ? "met" : "NOT met"), ron, (ron >= 2000 ? "met" : "NOT met")
