@@ -35,6 +35,10 @@ sm_status dm_create(dm_model *m, const char *arch, int64_t batch, int64_t micro,
     if (st == SM_OK) st = sm_trainer_set_param(m->tr, SM_TRAINER_MICRO_BATCH, micro);
     if (st == SM_OK) st = sm_trainer_set_param(m->tr, SM_TRAINER_GRAD_SHARDS, shards);
     if (st == SM_OK) st = sm_trainer_set_param(m->tr, SM_TRAINER_AUGMENT, augment);
+    /* the MPI script's runs in small buckets of the exchange (test_dist_mpi.sh) */
+    const char *bucket = getenv("SIAMESE_TEST_DM_BUCKET");
+    if (st == SM_OK && bucket)
+        st = sm_trainer_set_param(m->tr, SM_TRAINER_EXCHANGE_BUCKET, atoll(bucket));
     if (st != SM_OK) dm_destroy(m);
     return st;
 }

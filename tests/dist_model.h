@@ -29,7 +29,8 @@ extern sm_backend_kind dm_backend;
 
 /* Backend dm_backend (on the CPU: one thread, convolutions AUTO); the arch text ("koch" for the reference network); a
  * synthetic dataset at the arch's input size; subnet and head initialised from `init_seed`;
- * trainer seed 7, learning rate 1e-3. */
+ * trainer seed 7, learning rate 1e-3; SM_TRAINER_EXCHANGE_BUCKET from the environment's
+ * SIAMESE_TEST_DM_BUCKET when set. */
 sm_status dm_create(dm_model *m, const char *arch, int64_t batch, int64_t micro, int64_t shards,
                     unsigned augment, uint64_t init_seed);
 void dm_destroy(dm_model *m);

@@ -8,6 +8,9 @@
  *                                     "status SM_ERR_COMM after <s> s" then exit 3
  *   kill                              rank 1 dies (SIGKILL) after one step; the others step on
  *   save PATH STEPS / resume PATH STEPS  (tiny arch, K = 4) save after STEPS, or load then step
+ * --serialized (before the mode) initialises MPI at MPI_THREAD_SERIALIZED rather than
+ * FUNNELED, so that the adapter's communicator lets the exchange overlap the backward pass;
+ * train then also prints, from rank 0, "overlap 1" (it did) or "overlap 0".
  * Exit status: 0 on success, 3 on SM_ERR_COMM, 1 on other failures. */
 #include <signal.h>
 #include <stdio.h>
@@ -18,8 +21,9 @@
 
 #include "siamese/comm_mpi.h"
 #include "dist_model.h"
+#include "train/training.h"
 
-static int rank = 0, use_module = 0;
+static int rank = 0, use_module = 0, serialized = 0;
 
 static int fail(const char *what, sm_status st)
 {
@@ -61,6 +65,7 @@ static int train(int argc, char **argv, int solo)
     for (int s = 0; s < steps && st == SM_OK; s++) st = sm_train_step(m.tr, &loss);
     if (st != SM_OK) return fail("step", st);
     report(&m, loss);
+    if (!solo && rank == 0) printf("overlap %d\n", m.tr->sh_x.overlap ? 1 : 0);
     dm_destroy(&m);
     sm_comm_destroy(c);
     return 0;
@@ -126,15 +131,17 @@ static int save_resume(const char *path, int steps, int resume)
 
 int main(int argc, char **argv)
 {
-    if (argc > 1 && strcmp(argv[1], "--module") == 0) {
-        use_module = 1;
-        argv++, argc--;
+    for (; argc > 1 && strncmp(argv[1], "--", 2) == 0; argv++, argc--) {
+        if (strcmp(argv[1], "--module") == 0) use_module = 1;
+        else if (strcmp(argv[1], "--serialized") == 0) serialized = 1;
+        else return 2;
     }
     if (argc < 2) return 2;
     if (strcmp(argv[1], "solo") == 0) return train(argc, argv, 1);
     int level, inited = 0;
     if (!use_module) {
-        MPI_Init_thread(&argc, &argv, MPI_THREAD_FUNNELED, &level);
+        MPI_Init_thread(&argc, &argv, serialized ? MPI_THREAD_SERIALIZED : MPI_THREAD_FUNNELED,
+                        &level);
         inited = 1;
         MPI_Comm_rank(MPI_COMM_WORLD, &rank);
     } else {

@@ -46,6 +46,10 @@ typedef struct rank_job {
     const char *arch;   /* default DM_ARCH_TINY */
     int plain;          /* no augmentation (SM_DISTORT_ALL otherwise) */
     int stale_exchange; /* before every step but the first: NaN bytes in the send blocks */
+    int64_t bucket;     /* SM_TRAINER_EXCHANGE_BUCKET when > 0 (-1: 0, one bucket) */
+    int overlap;        /* SM_TRAINER_EXCHANGE_OVERLAP: 0 default (on), 1 on, -1 off; 2: on for
+                           rank 0 only */
+    int overlapped;     /* result: the last step's exchange ran on the exchange's thread */
     /* results */
     sm_status st_attach, st_step, st_again;
     double t_step; /* seconds in the failing step */
@@ -61,10 +65,14 @@ typedef struct rank_job {
 static size_t padding_nonzero(const sm_trainer *t)
 {
     const size_t g = t->subnet->n_params + t->head->n_params;
-    const size_t nr = t->comm ? (size_t)sm_comm_size(t->comm) : 1, l = (g + nr - 1) / nr;
+    const size_t nr = t->comm ? (size_t)sm_comm_size(t->comm) : 1;
+    /* the last bucket's slices (the whole gradient's when it is one bucket) reach past g */
+    const size_t top = t->sh_x.n_buckets ? (t->sh_x.n_buckets - 1) * t->sh_x.bucket : 0;
+    const size_t l = (g - top + nr - 1) / nr;
     const unsigned char *pad = (const unsigned char *)(t->sh_x.full + g);
     size_t bad = 0;
-    for (size_t i = 0; t->sh_x.full && i < (nr * l - g) * sizeof(float); i++) bad += pad[i] != 0;
+    for (size_t i = 0; t->sh_x.full && i < (top + nr * l - g) * sizeof(float); i++)
+        bad += pad[i] != 0;
     return bad;
 }
 
@@ -86,12 +94,19 @@ static void *rank_main(void *arg)
         return NULL;
     }
     if (j->comm && j->timeout_s > 0) sm_comm_set_timeout(j->comm, j->timeout_s);
+    if (j->bucket)
+        sm_trainer_set_param(m.tr, SM_TRAINER_EXCHANGE_BUCKET, j->bucket > 0 ? j->bucket : 0);
+    if (j->overlap)
+        sm_trainer_set_param(m.tr, SM_TRAINER_EXCHANGE_OVERLAP,
+                             j->overlap == 1 || (j->overlap == 2 && j->comm &&
+                                                 sm_comm_rank(j->comm) == 0));
     j->st_attach = j->comm ? sm_trainer_attach_comm(m.tr, j->comm) : SM_OK;
     if (j->st_attach != SM_OK) snprintf(j->msg, sizeof j->msg, "%s", sm_last_error());
     j->st_step = SM_OK;
     for (int s = 0; s < j->steps && j->st_attach == SM_OK && j->st_step == SM_OK; s++) {
         /* what an earlier step left in the exchange's buffers must not reach this one's */
-        if (j->stale_exchange && s > 0) memset(m.tr->sh_x.send, 0xff, m.tr->sh_x.cap_block);
+        if (j->stale_exchange && s > 0 && m.tr->sh_x.send) /* alone, there is none */
+            memset(m.tr->sh_x.send, 0xff, m.tr->sh_x.cap_block);
         double t0 = now_s();
         j->st_step = sm_train_step(m.tr, &j->losses[s]);
         j->t_step = now_s() - t0;
@@ -109,6 +124,7 @@ static void *rank_main(void *arg)
     if (j->st_step == SM_OK && !j->load && sm_trainer_iteration(m.tr) != j->steps)
         j->st_step = SM_ERR_INTERNAL;
     j->pad_nonzero = padding_nonzero(m.tr);
+    j->overlapped = m.tr->sh_x.overlap;
     dm_params(&m, &j->params, &j->n);
     dm_destroy(&m);
     return NULL;
@@ -173,6 +189,42 @@ static void test_bit_identical_over_ranks(void **state)
     assert_int_equal(one[0].st_step, SM_OK);
     assert_memory_not_equal(one[0].params, ref[0].params, ref[0].n * sizeof(float));
     free_jobs(one, 1);
+    free_jobs(ref, 1);
+}
+
+/* Buckets of 16 floats (about 30 for this model) to one, with the exchange's thread, without,
+ * and on some ranks only: the parameters of one trainer, bit for bit. */
+static void test_buckets_and_overlap_bit_identical(void **state)
+{
+    (void)state;
+    rank_job ref[1], jobs[4];
+    rank_job tmpl = {.steps = STEPS, .init_seed = 5};
+    run_ranks(0, ref, &tmpl);
+    assert_int_equal(ref[0].st_step, SM_OK);
+    const struct {
+        int64_t bucket;
+        int overlap;
+    } cases[] = {{64, 1}, {64, -1}, {-1, 1}, {1000, 2}, {68, 1}};
+    for (size_t c = 0; c < sizeof cases / sizeof *cases; c++)
+        for (int n = 2; n <= 4; n *= 2) {
+            rank_job t = tmpl;
+            t.bucket = cases[c].bucket, t.overlap = cases[c].overlap;
+            run_ranks(n, jobs, &t);
+            for (int r = 0; r < n; r++) {
+                assert_int_equal(jobs[r].st_attach, SM_OK);
+                assert_int_equal(jobs[r].st_step, SM_OK);
+                assert_int_equal(jobs[r].overlapped,
+                                 t.overlap == 1 || (t.overlap == 2 && r == 0));
+                assert_memory_equal(jobs[r].params, ref[0].params, ref[0].n * sizeof(float));
+                assert_memory_equal(jobs[r].losses, ref[0].losses, STEPS * sizeof(float));
+                assert_int_equal(jobs[r].pad_nonzero, 0);
+            }
+            printf("N = %d, buckets of %lld bytes (0: one), overlap %s: bit-identical to one "
+                   "trainer\n",
+                   n, (long long)(t.bucket > 0 ? t.bucket : 0),
+                   t.overlap == 1 ? "on" : t.overlap == 2 ? "rank 0" : "off");
+            free_jobs(jobs, n);
+        }
     free_jobs(ref, 1);
 }
 
@@ -533,6 +585,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_collectives),
         cmocka_unit_test(test_bit_identical_over_ranks),
+        cmocka_unit_test(test_buckets_and_overlap_bit_identical),
         cmocka_unit_test(test_attach_shares_rank0_state),
         cmocka_unit_test(test_mismatch_refused_on_every_rank),
         cmocka_unit_test(test_stalled_rank_times_out),

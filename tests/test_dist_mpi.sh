@@ -3,11 +3,14 @@
 # Data-parallel training over MPI (Open MPI's mpirun, ranks on this machine, oversubscribed):
 #  1. a small architecture, K = 4 shards, 6 steps: mpirun -np 1, 2, 4 (and -np 2 through the
 #     comm-mpi module) give the parameters of one process with no communicator, bit for bit;
-#  2. one step of the Koch et al. network (batch 4, K = 4): -np 2 equals one process, on
+#     so do -np 2 and 4 with the exchange overlapped (MPI_THREAD_SERIALIZED, and the module)
+#     in 64-byte buckets; under MPI_THREAD_FUNNELED the exchange does not overlap;
+#  2. one step of the Koch et al. network (batch 4, K = 4), overlapped in the default buckets:
+#     -np 2 equals one process, on
 #     cpu-blas and, where its module loads, on cpu-dnnl with the default (AUTO) convolutions,
 #     whose layers include FFT ones: every rank must choose as the single process did;
-#  3. a stalled rank: the others get SM_ERR_COMM within the timeout + 1 s, later calls return
-#     at once, and the job ends non-zero;
+#  3. a stalled rank (the survivors' exchanges on their threads): the others get SM_ERR_COMM
+#     within the timeout + 1 s, later calls return at once, and the job ends non-zero;
 #  4. a killed rank: the job ends non-zero within a bounded time (wrapped in `timeout`);
 #  5. saved at -np 2 after 3 steps, resumed at -np 1 and -np 4 for 3 more: equal to 6 steps of
 #     one process.
@@ -33,6 +36,14 @@ check_equal() { # name file reference
     fi
 }
 
+check_overlap() { # name file 0|1: whether rank 0's exchange ran on its thread
+    if grep -q "^overlap $3\$" "$2"; then
+        echo "ok: $1: overlap $3"
+    else
+        echo "FAIL: $1: expected 'overlap $3'"; cat "$2"; fails=$((fails + 1))
+    fi
+}
+
 tiny="1x12x12:conv4k3,relu,pool2,conv4k3,relu,flatten,fc8"
 # 1. small architecture
 "$exe" solo "$tiny" 6 24 4 4 > "$tmp/solo"
@@ -42,8 +53,18 @@ for np in 1 2 4; do
     run "$np" "$exe" train "$tiny" 6 24 4 4 > "$tmp/np$np" 2>&1 || true
     check_equal "mpirun -np $np, adapter" "$tmp/np$np" "$ref"
 done
+check_overlap "mpirun -np 2, adapter, MPI_THREAD_FUNNELED" "$tmp/np2" 0
 run 2 "$exe" --module train "$tiny" 6 24 4 4 > "$tmp/mod2" 2>&1 || true
 check_equal "mpirun -np 2, comm-mpi module" "$tmp/mod2" "$ref"
+check_overlap "mpirun -np 2, comm-mpi module" "$tmp/mod2" 1
+# the exchange's thread, in buckets of 16 floats (about 30 for this model)
+for np in 2 4; do
+    SIAMESE_TEST_DM_BUCKET=64 run "$np" "$exe" --serialized train "$tiny" 6 24 4 4 > "$tmp/ser$np" 2>&1 || true
+    check_equal "mpirun -np $np, adapter, MPI_THREAD_SERIALIZED, 64-byte buckets" "$tmp/ser$np" "$ref"
+    check_overlap "mpirun -np $np, adapter, MPI_THREAD_SERIALIZED" "$tmp/ser$np" 1
+done
+SIAMESE_TEST_DM_BUCKET=64 run 2 "$exe" --module train "$tiny" 6 24 4 4 > "$tmp/modb2" 2>&1 || true
+check_equal "mpirun -np 2, comm-mpi module, 64-byte buckets" "$tmp/modb2" "$ref"
 
 # 2. one Koch step
 if [ "$quick" != quick ]; then
@@ -52,8 +73,10 @@ if [ "$quick" != quick ]; then
     kref=$(hash_of "$tmp/ksolo")
     echo "one process, Koch, K = 4, one step of 4 pairs: $kref"
     # -np 2 only: -np 1 and 4 are the small architecture's (a Koch rank costs seconds of set-up)
-    run 2 "$exe" train koch 1 4 1 4 > "$tmp/knp2" 2>&1 || true
-    check_equal "Koch, mpirun -np 2" "$tmp/knp2" "$kref"
+    # overlapped, in the default 4 MiB buckets (27 for Koch's 111 MB)
+    run 2 "$exe" --serialized train koch 1 4 1 4 > "$tmp/knp2" 2>&1 || true
+    check_equal "Koch, mpirun -np 2, overlapped" "$tmp/knp2" "$kref"
+    check_overlap "Koch, mpirun -np 2" "$tmp/knp2" 1
     if SIAMESE_TEST_DM_BACKEND=cpu-dnnl "$exe" solo koch 1 4 1 4 > "$tmp/kdsolo" 2>&1; then
         kdref=$(hash_of "$tmp/kdsolo")
         echo "one process, Koch on cpu-dnnl (AUTO), K = 4, one step of 4 pairs: $kdref"
@@ -68,7 +91,7 @@ fi
 # 3. a stalled rank
 t0=$(date +%s%N)
 set +e
-timeout 60 "$mpirun" --oversubscribe -np 3 "$exe" stall 2 > "$tmp/stall" 2>&1
+timeout 60 "$mpirun" --oversubscribe -np 3 "$exe" --serialized stall 2 > "$tmp/stall" 2>&1
 rc=$?
 set -e
 el=$(awk -v a="$t0" -v b="$(date +%s%N)" 'BEGIN { printf "%.1f", (b - a) / 1e9 }')

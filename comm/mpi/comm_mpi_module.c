@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /* libsiamese-comm-mpi.so: sm_comm_open("mpi", ...) (include/siamese/comm.h). The header-only
  * adapter <siamese/comm_mpi.h> over MPI_COMM_WORLD, compiled against the MPI found at build
- * time; MPI is initialised here when the host has not (MPI_THREAD_FUNNELED) and finalised again
- * when the communicator is destroyed. The module does not link libsiamese: the library hands
+ * time; MPI is initialised here when the host has not (asking for MPI_THREAD_SERIALIZED, so that
+ * a trainer's exchange thread may run the collectives) and finalised again when the
+ * communicator is destroyed. The module does not link libsiamese: the library hands
  * it its clock and back-off. */
 #include <stdio.h>
 #include <time.h>
@@ -31,7 +32,7 @@ static void module_backoff(unsigned attempt)
 __attribute__((visibility("default"))) int sm_comm_module_entry(const sm_comm_module_args *args,
                                                                 sm_comm_ops *ops, void **user)
 {
-    if (!args || args->abi != SM_COMM_MODULE_ABI) return -1;
+    if (!args || args->abi != SM_COMM_MODULE_ABI || !args->serialized) return -1;
     int inited = 0, finalized = 0, level = 0;
     MPI_Initialized(&inited);
     MPI_Finalized(&finalized);
@@ -39,7 +40,7 @@ __attribute__((visibility("default"))) int sm_comm_module_entry(const sm_comm_mo
         snprintf(args->err, args->err_cap, "MPI was finalised already");
         return -1;
     }
-    if (!inited && MPI_Init_thread(NULL, NULL, MPI_THREAD_FUNNELED, &level) != MPI_SUCCESS) {
+    if (!inited && MPI_Init_thread(NULL, NULL, MPI_THREAD_SERIALIZED, &level) != MPI_SUCCESS) {
         snprintf(args->err, args->err_cap, "MPI_Init_thread failed");
         return -1;
     }
@@ -53,5 +54,8 @@ __attribute__((visibility("default"))) int sm_comm_module_entry(const sm_comm_mo
         return -1;
     }
     ((sm_comm_mpi_state *)*user)->finalize = !inited;
+    /* the level MPI gives (a host that initialised MPI chose it): the trainer's exchange thread
+     * may call the collectives only under MPI_THREAD_SERIALIZED or above */
+    *args->serialized = sm_comm_mpi_serialized();
     return 0;
 }

@@ -26,6 +26,7 @@ typedef struct nccl_state {
     unsigned char *dev; /* staging: send then receive */
     size_t cap;
     int rank, size;
+    int device; /* made current by every collective: any thread may call them */
     int failed, aborted;
 } nccl_state;
 
@@ -119,6 +120,8 @@ static sm_comm_result run(nccl_state *s, issue_fn issue, const void *send, size_
                           void *recv, size_t out_bytes, size_t bytes, int root, int64_t deadline_ns)
 {
     if (s->failed) return SM_COMM_FAILED;
+    /* the calling thread may be another than last time (the trainer's exchange thread) */
+    if (cudaSetDevice(s->device) != cudaSuccess) return SM_COMM_FAILED;
     if (reserve(s, in_bytes + out_bytes + 1) != 0) return SM_COMM_FAILED;
     unsigned char *din = s->dev, *dout = s->dev + in_bytes;
     if (in_bytes &&
@@ -230,7 +233,7 @@ static void n_destroy(void *u)
 __attribute__((visibility("default"))) int sm_comm_module_entry(const sm_comm_module_args *args,
                                                                 sm_comm_ops *ops, void **user)
 {
-    if (!args || args->abi != SM_COMM_MODULE_ABI) return -1;
+    if (!args || args->abi != SM_COMM_MODULE_ABI || !args->serialized) return -1;
     if (!args->bootstrap_bcast) {
         snprintf(args->err, args->err_cap, "no bootstrap communicator");
         return -1;
@@ -252,7 +255,7 @@ __attribute__((visibility("default"))) int sm_comm_module_entry(const sm_comm_mo
         snprintf(args->err, args->err_cap, "out of memory");
         return -1;
     }
-    s->rank = args->bootstrap_rank, s->size = args->bootstrap_size;
+    s->rank = args->bootstrap_rank, s->size = args->bootstrap_size, s->device = dev;
     ncclUniqueId id;
     memset(&id, 0, sizeof id);
     ncclResult_t nr = ncclSuccess;
@@ -307,5 +310,6 @@ __attribute__((visibility("default"))) int sm_comm_module_entry(const sm_comm_mo
     ops->abort = n_abort;
     ops->destroy = n_destroy;
     *user = s;
+    *args->serialized = 1; /* each call makes its device current; NCCL and CUDA allow any thread */
     return 0;
 }

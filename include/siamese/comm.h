@@ -35,8 +35,12 @@
  * status and restart the job from its last checkpoint.
  *
  * Threads: a communicator is used by one thread at a time (the one stepping its trainer);
- * sm_comm_rank, sm_comm_size and sm_comm_failed may be called from any thread. Each rank of a
- * local communicator is used by its own thread. */
+ * sm_comm_rank, sm_comm_size, sm_comm_failed and sm_comm_serialized may be called from any
+ * thread. Each rank of a local communicator is used by its own thread. A communicator that
+ * allows it (sm_comm_set_serialized) is used during sm_train_step by the trainer's exchange
+ * thread instead, which overlaps the gradient exchange with the backward pass
+ * (SM_TRAINER_EXCHANGE_OVERLAP): the host makes no call on it, nor on its transport, while a
+ * step runs. */
 #ifndef SIAMESE_COMM_H
 #define SIAMESE_COMM_H
 
@@ -67,7 +71,9 @@ typedef enum sm_comm_result {
  *  on CLOCK_MONOTONIC in nanoseconds (clock_gettime(CLOCK_MONOTONIC)): a callback returns
  *  SM_COMM_TIMEOUT rather than block past it. A callback that returned something other than
  *  SM_COMM_OK is not called again (the communicator is failed). `user` is the pointer given to
- *  sm_comm_create. Callbacks are called on the thread that calls into the library. */
+ *  sm_comm_create. Callbacks are called on the thread that calls into the library, or, once
+ *  the host allowed it with sm_comm_set_serialized, on a trainer's exchange thread (never two
+ *  at once). */
 typedef struct sm_comm_ops {
     size_t struct_size; /* sizeof(sm_comm_ops) as the host compiled it */
     uint32_t version;   /* SM_COMM_OPS_VERSION */
@@ -126,6 +132,18 @@ SM_API int sm_comm_size(const sm_comm *comm);
 /** 1 once the communicator has failed (a collective timed out or failed), else 0; -1 for
  *  NULL. */
 SM_API int sm_comm_failed(const sm_comm *comm);
+/** Whether the callbacks may be called from a thread of the library's, one call at a time and
+ *  never while the host's thread is in one (MPI's MPI_THREAD_SERIALIZED): 1 lets a trainer
+ *  attached to the communicator run its gradient exchange on its own thread, overlapped with
+ *  the backward pass (SM_TRAINER_EXCHANGE_OVERLAP); with 0 every callback runs on the thread
+ *  that called into the library, and the exchange follows the backward pass. Default:
+ *  sm_comm_create 0; sm_comm_local_create 1; sm_comm_open("mpi") and sm_comm_from_mpi 1 where
+ *  MPI runs at MPI_THREAD_SERIALIZED or above (the "mpi" module asks for it when it initialises
+ *  MPI itself), else 0; sm_comm_open("nccl") 1. Results do not depend on it. It takes effect
+ *  at a trainer's next step. sm_comm_set_serialized: SM_ERR_INVALID_ARG (NULL, `yes` not 0 or 1).
+ *  sm_comm_serialized: 0 or 1, -1 for NULL. Since 0.5. */
+SM_API sm_status sm_comm_set_serialized(sm_comm *comm, int yes);
+SM_API int sm_comm_serialized(const sm_comm *comm);
 /** The deadline of each collective, in seconds after it starts: (0, 1e6], default 300.
  *  Every rank should use the same. SM_ERR_INVALID_ARG. */
 SM_API sm_status sm_comm_set_timeout(sm_comm *comm, double seconds);

@@ -6,7 +6,7 @@
  * Open MPI's and MPICH's MPI_Comm differ (a pointer, an int) and libsiamese itself is built
  * against neither. Works with any MPI 3 library (Open MPI 4+, MPICH 3.2+).
  *
- *     MPI_Init_thread(&argc, &argv, MPI_THREAD_FUNNELED, &level);
+ *     MPI_Init_thread(&argc, &argv, MPI_THREAD_SERIALIZED, &level);
  *     sm_comm *comm;
  *     if (sm_comm_from_mpi(MPI_COMM_WORLD, &comm) != SM_OK) { ... sm_last_error() ... }
  *     sm_trainer_attach_comm(trainer, comm);   (every rank)
@@ -18,9 +18,11 @@
  * MPI cannot cancel a collective: after SM_ERR_COMM the pending one is abandoned, the
  * duplicate is not freed (that could block), and the host should end the job (MPI_Abort, or
  * exit with a non-zero status: mpirun then ends the other ranks). Each call moves at most
- * INT_MAX bytes per rank (a broadcast any size); larger is SM_COMM_FAILED. Call the
- * collectives from the thread that MPI's thread level allows (the one that stepped the
- * trainer under MPI_THREAD_FUNNELED: the main thread). C++ hosts of Open MPI 4 may define
+ * INT_MAX bytes per rank (a broadcast any size); larger is SM_COMM_FAILED. Threads: under
+ * MPI_THREAD_SERIALIZED (or MULTIPLE) a trainer runs its gradient exchange on a thread of its
+ * own, overlapped with the backward pass (SM_TRAINER_EXCHANGE_OVERLAP; since 0.5), and the host
+ * must make no MPI call while sm_train_step runs; under MPI_THREAD_FUNNELED the collectives run
+ * on the thread that steps the trainer (the main thread), not overlapped. C++ hosts of Open MPI 4 may define
  * OMPI_SKIP_MPICXX (MPICH: MPICH_SKIP_MPICXX) to leave out MPI's deprecated C++ bindings. */
 #ifndef SIAMESE_COMM_MPI_H
 #define SIAMESE_COMM_MPI_H
@@ -55,26 +57,52 @@ typedef struct sm_comm_mpi_state {
     int finalize;  /* MPI_Finalize at destroy (the comm-mpi module, when it initialised) */
 } sm_comm_mpi_state;
 
+/* Collectives of at least this many bytes per rank wait for every rank in a barrier first
+ * (polled with pauses, as a rank may wait long for a slower one), and then poll the transfer
+ * itself without pausing: MPI moves a large message only while MPI_Test is called (Open MPI's
+ * shared memory without single-copy passes it in 32 KiB fragments, one exchange of fragments
+ * per call), so pauses of up to 1 ms between calls held it to about 90 MB/s. */
+#define SM_COMM_MPI__SPIN_BYTES ((size_t)65536)
+
+/* A wait polls without pausing for this long before it sleeps between polls: a peer a few
+ * hundred microseconds behind (the ranks of one exchange, one bucket after another) is met
+ * without a sleep, whose wake-up costs milliseconds on a busy machine. */
+#define SM_COMM_MPI__SPIN_NS ((int64_t)300000)
+
+/* Polls `req` until done or the deadline; `pause`: after SM_COMM_MPI__SPIN_NS, sleep a little
+ * between polls. */
 static inline sm_comm_result sm_comm_mpi__wait(sm_comm_mpi_state *s, MPI_Request *req, int rc,
-                                               int64_t deadline_ns)
+                                               int64_t deadline_ns, int pause)
 {
     if (rc != MPI_SUCCESS) {
         s->failed = 1;
         return SM_COMM_FAILED;
     }
-    for (unsigned attempt = 0;; attempt++) {
+    const int64_t spin_until = SM_COMM_MPI_CLOCK_NS() + SM_COMM_MPI__SPIN_NS;
+    for (unsigned attempt = 0;;) {
         int done = 0;
         if (MPI_Test(req, &done, MPI_STATUS_IGNORE) != MPI_SUCCESS) {
             s->failed = 1;
             return SM_COMM_FAILED;
         }
         if (done) return SM_COMM_OK;
-        if (SM_COMM_MPI_CLOCK_NS() >= deadline_ns) {
+        const int64_t now = SM_COMM_MPI_CLOCK_NS();
+        if (now >= deadline_ns) {
             s->failed = 1;
             return SM_COMM_TIMEOUT;
         }
-        SM_COMM_MPI_BACKOFF(attempt);
+        if (pause && now >= spin_until) SM_COMM_MPI_BACKOFF(attempt++);
     }
+}
+
+/* Before a large collective: every rank is there (see SM_COMM_MPI__SPIN_BYTES). */
+static inline sm_comm_result sm_comm_mpi__arrive(sm_comm_mpi_state *s, size_t bytes,
+                                                 int64_t deadline_ns)
+{
+    if (bytes < SM_COMM_MPI__SPIN_BYTES) return SM_COMM_OK;
+    MPI_Request req;
+    int rc = MPI_Ibarrier(s->comm, &req);
+    return sm_comm_mpi__wait(s, &req, rc, deadline_ns, 1);
 }
 
 static inline sm_comm_result sm_comm_mpi__allgather(void *user, const void *send, void *recv,
@@ -82,9 +110,11 @@ static inline sm_comm_result sm_comm_mpi__allgather(void *user, const void *send
 {
     sm_comm_mpi_state *s = (sm_comm_mpi_state *)user;
     if (bytes > SM_COMM_MPI__MAX_COUNT) return SM_COMM_FAILED;
+    sm_comm_result r = sm_comm_mpi__arrive(s, bytes, deadline_ns);
+    if (r != SM_COMM_OK) return r;
     MPI_Request req;
     int rc = MPI_Iallgather(send, (int)bytes, MPI_BYTE, recv, (int)bytes, MPI_BYTE, s->comm, &req);
-    return sm_comm_mpi__wait(s, &req, rc, deadline_ns);
+    return sm_comm_mpi__wait(s, &req, rc, deadline_ns, bytes < SM_COMM_MPI__SPIN_BYTES);
 }
 
 static inline sm_comm_result sm_comm_mpi__alltoall(void *user, const void *send, void *recv,
@@ -92,9 +122,11 @@ static inline sm_comm_result sm_comm_mpi__alltoall(void *user, const void *send,
 {
     sm_comm_mpi_state *s = (sm_comm_mpi_state *)user;
     if (bytes > SM_COMM_MPI__MAX_COUNT) return SM_COMM_FAILED;
+    sm_comm_result r = sm_comm_mpi__arrive(s, bytes, deadline_ns);
+    if (r != SM_COMM_OK) return r;
     MPI_Request req;
     int rc = MPI_Ialltoall(send, (int)bytes, MPI_BYTE, recv, (int)bytes, MPI_BYTE, s->comm, &req);
-    return sm_comm_mpi__wait(s, &req, rc, deadline_ns);
+    return sm_comm_mpi__wait(s, &req, rc, deadline_ns, bytes < SM_COMM_MPI__SPIN_BYTES);
 }
 
 static inline sm_comm_result sm_comm_mpi__broadcast(void *user, void *buf, size_t bytes, int root,
@@ -104,8 +136,10 @@ static inline sm_comm_result sm_comm_mpi__broadcast(void *user, void *buf, size_
     for (size_t off = 0; off < bytes || (bytes == 0 && off == 0);) {
         size_t n = bytes - off < SM_COMM_MPI__MAX_COUNT ? bytes - off : SM_COMM_MPI__MAX_COUNT;
         MPI_Request req;
+        sm_comm_result r = sm_comm_mpi__arrive(s, n, deadline_ns);
+        if (r != SM_COMM_OK) return r;
         int rc = MPI_Ibcast((char *)buf + off, (int)n, MPI_BYTE, root, s->comm, &req);
-        sm_comm_result r = sm_comm_mpi__wait(s, &req, rc, deadline_ns);
+        r = sm_comm_mpi__wait(s, &req, rc, deadline_ns, n < SM_COMM_MPI__SPIN_BYTES);
         if (r != SM_COMM_OK || bytes == 0) return r;
         off += n;
     }
@@ -152,9 +186,21 @@ static inline int sm_comm_mpi_ops(MPI_Comm comm, sm_comm_ops *ops, void **user)
     return 0;
 }
 
+/** 1 when MPI runs at MPI_THREAD_SERIALIZED or MPI_THREAD_MULTIPLE (MPI_Query_thread), so that
+ *  the callbacks may be called from the trainer's exchange thread (sm_comm_set_serialized), else
+ *  0. Since 0.5. */
+static inline int sm_comm_mpi_serialized(void)
+{
+    int level = MPI_THREAD_SINGLE;
+    return MPI_Query_thread(&level) == MPI_SUCCESS && level >= MPI_THREAD_SERIALIZED;
+}
+
 /** A communicator over a duplicate of `comm` (collective over `comm`). The host keeps
- *  `comm`; destroy the result with sm_comm_destroy before MPI_Finalize. SM_ERR_COMM (an MPI
- *  call failed), otherwise as sm_comm_create. */
+ *  `comm`; destroy the result with sm_comm_destroy before MPI_Finalize. Where MPI was
+ *  initialised at MPI_THREAD_SERIALIZED or above, the communicator allows the exchange thread
+ *  (sm_comm_set_serialized, since 0.5): the host then makes no MPI call of its own while a
+ *  trainer attached to it steps. SM_ERR_COMM (an MPI call failed), otherwise as
+ *  sm_comm_create. */
 static inline sm_status sm_comm_from_mpi(MPI_Comm comm, sm_comm **out)
 {
     sm_comm_ops ops;
@@ -163,6 +209,7 @@ static inline sm_status sm_comm_from_mpi(MPI_Comm comm, sm_comm **out)
     if (sm_comm_mpi_ops(comm, &ops, &user) != 0) return SM_ERR_COMM;
     sm_status st = sm_comm_create(&ops, user, out);
     if (st != SM_OK) sm_comm_mpi__destroy(user);
+    if (st == SM_OK && sm_comm_mpi_serialized()) st = sm_comm_set_serialized(*out, 1);
     return st;
 }
 

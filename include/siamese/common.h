@@ -59,7 +59,8 @@ typedef enum sm_log_level {
 } sm_log_level;
 
 /** Receives the library's log messages. `message` is valid only during the call. May be called
- *  from any thread that calls into the library. */
+ *  from any thread that calls into the library, and (since 0.5) from a trainer's exchange
+ *  thread (siamese/comm.h, sm_comm_set_serialized). */
 typedef void (*sm_log_fn)(void *user, sm_log_level level, const char *message);
 
 /** Installs a process-wide log callback (NULL: discard messages, the default). Messages below

@@ -139,13 +139,28 @@ typedef enum sm_trainer_param {
        Saved in checkpoints */
     SM_TRAINER_ROTATED_CLASSES = 24,
     /* since 0.3: data-parallel training (siamese/comm.h) */
-    SM_TRAINER_GRAD_SHARDS = 30 /* K: the batch's pairs in K groups whose gradients are summed
+    SM_TRAINER_GRAD_SHARDS = 30, /* K: the batch's pairs in K groups whose gradients are summed
                                    in group order, 1..1024, default 1 (the whole batch at
                                    once, as before). A communicator's N ranks split the groups
                                    (N must divide K), and every N dividing K gives the same
                                    parameters bit for bit. A step needs at least K pairs
                                    (SM_ERR_STATE otherwise); P x K steps need K = 1. Saved in
                                    checkpoints */
+    /* Since 0.5: how the ranks exchange gradients (docs/distributed.md). Neither changes the
+       results: the sums are element by element, in shard order, however they are cut. Both
+       saved in checkpoints. */
+    SM_TRAINER_EXCHANGE_BUCKET = 31, /* bytes per bucket of the gradient exchange: the gradient
+                                   travels in pieces of this size (rounded down to a multiple
+                                   of 4 x the ranks), the last layers' first, each as soon as
+                                   the backward pass has finished it. 0 = the whole gradient
+                                   in one piece; else 64..2^40; default 4194304 (4 MiB). Every
+                                   rank must use the same (compared at attach) */
+    SM_TRAINER_EXCHANGE_OVERLAP = 32 /* 1 (default) / 0: run the exchange on a thread of the
+                                   trainer's, overlapped with the rest of the backward pass,
+                                   where the communicator allows it (sm_comm_set_serialized)
+                                   and there are several ranks; 0, or a communicator that does
+                                   not allow it: after the backward pass, on the stepping
+                                   thread. Ranks may differ */
 } sm_trainer_param;
 
 /** The loss of a P x K step (since 0.3). Similar pairs are far fewer than dissimilar ones

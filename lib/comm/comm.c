@@ -69,6 +69,16 @@ SM_API int sm_comm_rank(const sm_comm *c) { return c ? c->ops.rank : -1; }
 SM_API int sm_comm_size(const sm_comm *c) { return c ? c->ops.size : -1; }
 SM_API int sm_comm_failed(const sm_comm *c) { return c ? atomic_load(&c->failed) : -1; }
 
+SM_API sm_status sm_comm_set_serialized(sm_comm *c, int yes)
+{
+    SM_CHECK_ARG(c, "sm_comm_set_serialized: communicator is NULL");
+    SM_CHECK_ARG(yes == 0 || yes == 1, "sm_comm_set_serialized: %d is neither 0 nor 1", yes);
+    atomic_store(&c->serialized, yes);
+    return SM_OK;
+}
+
+SM_API int sm_comm_serialized(const sm_comm *c) { return c ? atomic_load(&c->serialized) : -1; }
+
 SM_API sm_status sm_comm_set_timeout(sm_comm *c, double seconds)
 {
     SM_CHECK_ARG(c, "sm_comm_set_timeout: communicator is NULL");

@@ -15,6 +15,7 @@ struct sm_comm {
     void *user;
     int64_t timeout_ns;
     _Atomic int failed;
+    _Atomic int serialized; /* the callbacks may run on the trainer's exchange thread */
     char why[384]; /* the first failure, repeated by every later call */
     uint64_t bytes_sent, ns_in;
 };

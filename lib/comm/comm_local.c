@@ -221,6 +221,8 @@ SM_API sm_status sm_comm_local_create(int size, sm_comm **out)
             g->refs++;
         }
         st = r ? sm_comm_create(&ops, r, &out[made]) : SM_ERR_NOMEM;
+        /* a rank is used by one thread at a time, whichever: the exchange's may overlap */
+        if (st == SM_OK) atomic_store(&out[made]->serialized, 1);
         if (st != SM_OK) {
             if (r) {
                 g->refs--;

@@ -55,6 +55,7 @@ SM_API sm_status sm_comm_open(const char *name, sm_comm *bootstrap, int device, 
         return sm__fail(SM_ERR_BACKEND_UNAVAILABLE, "'%s' has no sm_comm_module_entry", path);
     }
     char err[512] = "";
+    int serialized = 0;
     sm_comm_module_args args = {
         .abi = SM_COMM_MODULE_ABI,
         .device = device,
@@ -64,6 +65,7 @@ SM_API sm_status sm_comm_open(const char *name, sm_comm *bootstrap, int device, 
         .bootstrap_size = bootstrap ? sm_comm_size(bootstrap) : 1,
         .err = err,
         .err_cap = sizeof err,
+        .serialized = &serialized,
     };
     sm_comm_ops ops;
     void *user = NULL;
@@ -72,5 +74,6 @@ SM_API sm_status sm_comm_open(const char *name, sm_comm *bootstrap, int device, 
         return sm__fail(SM_ERR_COMM, "comm-%s: %s", name, err[0] ? err : "setup failed");
     sm_status st = sm_comm_create(&ops, user, out);
     if (st != SM_OK && ops.destroy) ops.destroy(user);
+    if (st == SM_OK) atomic_store(&(*out)->serialized, serialized == 1);
     return st;
 }

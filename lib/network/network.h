@@ -119,10 +119,21 @@ size_t sm__workspace_image_bytes(const sm_subnet *s);
 /* Forward n <= ws->cap images already in ws->act[0]; the raw output (pre-sigmoid) ends in
  * ws->act[n_layers]. */
 sm_status sm__subnet_forward(const sm_subnet *s, sm__workspace *ws, size_t n);
+/* Told by a backward pass as it goes (the data-parallel exchange sends what is final while
+ * the rest is computed): after each layer with parameters, the subnet's gradients [from,
+ * n_params) take nothing more from this pass (`from` is that layer's first parameter, and only
+ * decreases). A status other than SM_OK ends the pass with it. */
+typedef struct sm__grads_hook {
+    sm_status (*done)(void *user, size_t from);
+    void *user;
+} sm__grads_hook;
+
 /* Backward (training workspace) from d(output), which the caller leaves in ws->grad_a
  * (n x output size), after sm__subnet_forward on the same n images: accumulates parameter
- * gradients into s->grads; clobbers grad_a and grad_b (and so the outputs not kept). */
-sm_status sm__subnet_backward(sm_subnet *s, sm__workspace *ws, size_t n);
+ * gradients into s->grads; clobbers grad_a and grad_b (and so the outputs not kept). `hook`
+ * (NULL: none) hears of each layer's finished gradients. */
+sm_status sm__subnet_backward(sm_subnet *s, sm__workspace *ws, size_t n,
+                              const sm__grads_hook *hook);
 
 /* Images per sm_embed call when the core embeds many (one-shot evaluation): the backend's
  * preference. */

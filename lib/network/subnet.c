@@ -388,7 +388,8 @@ sm_status sm__subnet_forward(const sm_subnet *s, sm__workspace *ws, size_t n)
     return SM_OK;
 }
 
-sm_status sm__subnet_backward(sm_subnet *s, sm__workspace *ws, size_t n)
+sm_status sm__subnet_backward(sm_subnet *s, sm__workspace *ws, size_t n,
+                              const sm__grads_hook *hook)
 {
     const sm_backend_ops *ops = s->be->ops;
     void *ctx = s->be->ctx;
@@ -403,6 +404,7 @@ sm_status sm__subnet_backward(sm_subnet *s, sm__workspace *ws, size_t n)
         case SM_LAYER_CONV: {
             sm_conv_shape cs = conv_shape(l, n);
             SM_TRY(ops->conv_bwd_filter(ctx, &cs, x, g, dw, db, ws->conv_ws, ws->conv_ws_bytes));
+            if (hook) SM_TRY(hook->done(hook->user, l->w_off));
             if (p->passes_grad)
                 SM_TRY(ops->conv_bwd_data(ctx, &cs, g, w, other, ws->conv_ws, ws->conv_ws_bytes));
             break;
@@ -425,14 +427,17 @@ sm_status sm__subnet_backward(sm_subnet *s, sm__workspace *ws, size_t n)
             sm_norm_shape ns = norm_shape(l, n);
             SM_TRY(ops->groupnorm_bwd(ctx, &ns, x, g, w, ws->stats[i],
                                       p->passes_grad ? other : NULL, dw, db));
+            if (hook) SM_TRY(hook->done(hook->user, l->w_off));
             break;
         }
         case SM_LAYER_FLATTEN: break;
         case SM_LAYER_FC:
-            /* dW += g^T x; db += colsum(g); dx = g W */
+            /* dW += g^T x; db += colsum(g); then the hook (the parameter gradients are done),
+             * then dx = g W */
             SM_TRY(ops->gemm(ctx, true, false, l->out_c, l->in_c, (int)n, 1.0f, g, l->out_c, x,
                              l->in_c, 1.0f, dw, l->in_c));
             SM_TRY(ops->bias_grad(ctx, (int)n, l->out_c, g, db));
+            if (hook) SM_TRY(hook->done(hook->user, l->w_off));
             if (p->passes_grad)
                 SM_TRY(ops->gemm(ctx, false, false, (int)n, l->in_c, l->out_c, 1.0f, g, l->out_c, w,
                                  l->in_c, 0.0f, other, l->in_c));

@@ -10,7 +10,7 @@
 
 #include "siamese/siamese.h"
 
-#define SM_COMM_MODULE_ABI 1
+#define SM_COMM_MODULE_ABI 2
 
 typedef struct sm_comm_module_args {
     uint32_t abi; /* SM_COMM_MODULE_ABI */
@@ -21,6 +21,11 @@ typedef struct sm_comm_module_args {
     int bootstrap_rank, bootstrap_size;
     char *err; /* receives why on failure */
     size_t err_cap;
+    /* since ABI 2: the module sets *serialized to 1 when its callbacks may be called from a
+     * thread other than the one that opened it, one call at a time (MPI_THREAD_SERIALIZED), so
+     * that the trainer's exchange thread can overlap the gradient exchange with backward; it
+     * starts at 0 */
+    int *serialized;
 } sm_comm_module_args;
 
 /* Fills `ops` (struct_size, version, rank, size and the callbacks) and `*user`; 0 on success,

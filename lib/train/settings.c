@@ -28,6 +28,15 @@
             false, false, zero_ok_, since_, absent_, NULL, true, dflt_                             \
     }
 
+/* A trainer setting that changes neither the bits nor what the ranks send: not compared at
+ * attach (TRAINER's other fields) */
+#define TRAINER_LOCAL(key_, what_, api_, api_key, field, type_, lo_, hi_, zero_ok_, since_,       \
+                      absent_, dflt_)                                                              \
+    {                                                                                              \
+        key_, what_, SM__SET_TRAINER, api_, api_key, offsetof(sm_trainer, field), type_, lo_, hi_, \
+            false, false, zero_ok_, since_, absent_, NULL, false, dflt_                            \
+    }
+
 const sm__setting sm__settings[] = {
     ADAM("adam_lr", "learning rate", SM_ADAM_LEARNING_RATE, lr, SM__T_DOUBLE, 0, true, 1, false, 1,
          0, NULL, 6e-5),
@@ -77,6 +86,12 @@ const sm__setting sm__settings[] = {
     /* format 4 (0.4); absent: off, as every file from before it */
     TRAINER("rotated_classes", "rotated classes", SM__API_PARAM, SM_TRAINER_ROTATED_CLASSES,
             rotated_classes, SM__T_BOOL, 0, 1, false, 4, 0, 0),
+    /* 0.5: the exchange's buckets (the ranks must cut alike: compared) and its thread (not) */
+    TRAINER("exchange_bucket_bytes", "gradient exchange bucket bytes", SM__API_PARAM,
+            SM_TRAINER_EXCHANGE_BUCKET, exchange_bucket, SM__T_I64, 64, 1099511627776.0, true, 5,
+            SM__EXCHANGE_BUCKET_DEFAULT, SM__EXCHANGE_BUCKET_DEFAULT),
+    TRAINER_LOCAL("exchange_overlap", "overlapped gradient exchange", SM__API_PARAM,
+                  SM_TRAINER_EXCHANGE_OVERLAP, exchange_overlap, SM__T_BOOL, 0, 1, false, 5, 1, 1),
 };
 const size_t sm__n_settings = sizeof sm__settings / sizeof *sm__settings;
 _Static_assert(sizeof sm__settings / sizeof *sm__settings <= SM__MAX_SETTINGS,

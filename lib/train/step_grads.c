@@ -63,7 +63,8 @@ static sm_status inject_fault(sm_trainer *t, int kind, double *total)
 }
 
 sm_status sm__trainer_grads_part(sm_trainer *t, size_t n, size_t scale_n, const float *left,
-                                 const float *right, const float *labels, double *sum)
+                                 const float *right, const float *labels, double *sum,
+                                 const sm__grads_hook *last)
 {
     sm_subnet *s = t->subnet;
     sm_head *h = t->head;
@@ -93,9 +94,12 @@ sm_status sm__trainer_grads_part(sm_trainer *t, size_t n, size_t scale_n, const 
         SM_TRY(ops->download(ctx, &part, b->loss_sum, sizeof part));
         total += part;
 
+        /* the last micro-batch finishes the gradients, the head's first */
+        const sm__grads_hook *hook = off + p == n ? last : NULL;
         SM_TRY(sm__head_backward(h, p, b->feat, b->diff, b->dlogits, b->ddiff, b->dfeat));
+        if (hook) SM_TRY(hook->done(hook->user, s->n_params));
         SM_TRY(ops->sigmoid_bwd(ctx, 2 * p * d, b->feat, b->dfeat, b->ws.grad_a));
-        SM_TRY(sm__subnet_backward(s, &b->ws, 2 * p));
+        SM_TRY(sm__subnet_backward(s, &b->ws, 2 * p, hook));
     }
     *sum = total;
     return SM_OK;
@@ -125,6 +129,6 @@ sm_status sm__trainer_compute_grads(sm_trainer *t, size_t n, const float *left, 
 {
     if (t->shards > 1 || t->comm) return sm__shards_grads(t, n, left, right, labels, loss);
     double total;
-    SM_TRY(sm__trainer_grads_part(t, n, n, left, right, labels, &total));
+    SM_TRY(sm__trainer_grads_part(t, n, n, left, right, labels, &total, NULL));
     return sm__trainer_check_finite(t, total / (double)n, loss);
 }

@@ -249,7 +249,7 @@ static sm_status compute_grads_pk(sm_trainer *t, size_t p, size_t k, const float
         SM_TRY(ops->sigmoid_fwd(ctx, c * d, b->ws.act[nl], b->feat));
         SM_TRY(ops->upload(ctx, b->dfeat, t->pk_dfeat + off * d, c * d * sizeof(float)));
         SM_TRY(ops->sigmoid_bwd(ctx, c * d, b->feat, b->dfeat, b->ws.grad_a));
-        SM_TRY(sm__subnet_backward(s, &b->ws, c));
+        SM_TRY(sm__subnet_backward(s, &b->ws, c, NULL));
     }
     return sm__trainer_check_finite(t, total, loss);
 }

@@ -20,6 +20,8 @@
 #define SM__MAX_PK_IMAGES   4096  /* P x K */
 #define SM__MAX_GRAD_SHARDS 1024  /* K gradient shards */
 #define SM__MAX_VAL_PAIRS   65536 /* validation pairs (sm_trainer_set_validation) */
+/* SM_TRAINER_EXCHANGE_BUCKET's default (docs/distributed.md measures 1 to 64 MiB) */
+#define SM__EXCHANGE_BUCKET_DEFAULT 4194304
 /* A P x K batch whose training workspace (sm__workspace_image_bytes per image) fits this runs
  * every image through the twin once forward and once backward; a larger one runs in the
  * trainer's micro-batch chunks, forward twice (trainer_pk.c). A rule of the batch's shape, so
@@ -105,6 +107,8 @@ struct sm_trainer {
     /* data-parallel training (since 0.3, train/trainer_shards.c) */
     int64_t shards; /* K gradient shards, 1 = the whole batch at once */
     sm_comm *comm;  /* borrowed; NULL = alone */
+    int64_t exchange_bucket; /* since 0.5: bytes per bucket of the exchange, 0 = one bucket */
+    bool exchange_overlap;   /* since 0.5: the exchange's thread, where the communicator allows */
     float *sh_part; /* host: this rank's K/N shard gradients, G floats each */
     size_t sh_cap_part;
     sm__grad_exchange sh_x; /* the exchange's buffers */
@@ -151,9 +155,13 @@ sm_status sm__trainer_compute_grads_pk(sm_trainer *t, size_t p, size_t k, const 
                                        int loss_mode, float *loss);
 /* Forward + backward over the n pairs at left/right/labels: gradients zeroed, then accumulated
  * in micro-batches from the first pair, the loss's gradient scaled by 1 / scale_n; `*sum`
- * receives the sum of the pairs' losses (unscaled). No finiteness check. */
+ * receives the sum of the pairs' losses (unscaled). No finiteness check. `last` (NULL: none)
+ * hears, during the last micro-batch's backward, which gradients are final, in the
+ * coordinates of the flat gradient (the subnet's n_params floats, then the head's): `from` =
+ * the subnet's n_params once the head's are, then each subnet layer's first parameter. */
 sm_status sm__trainer_grads_part(sm_trainer *t, size_t n, size_t scale_n, const float *left,
-                                 const float *right, const float *labels, double *sum);
+                                 const float *right, const float *labels, double *sum,
+                                 const sm__grads_hook *last);
 /* The loss (`total`, already the mean) and the gradients in subnet/head grads must be finite;
  * writes *loss. */
 sm_status sm__trainer_check_finite(sm_trainer *t, double total, float *loss);
