@@ -259,6 +259,8 @@ COMM: Dict[str, Proto] = {
     "sm_comm_size": (c_int, [c_handle]),
     "sm_comm_failed": (c_int, [c_handle]),
     "sm_comm_set_timeout": (c_status, [c_handle, c_double]),
+    "sm_comm_set_serialized": (c_status, [c_handle, c_int]),
+    "sm_comm_serialized": (c_int, [c_handle]),
     "sm_comm_broadcast": (c_status, [c_handle, c_void_p, c_size_t, c_int]),
     "sm_comm_allgather": (c_status, [c_handle, c_void_p, c_void_p, c_size_t]),
     "sm_comm_barrier": (c_status, [c_handle]),

@@ -63,6 +63,21 @@ class Comm(Handle):
         with self._use() as (p,):
             check(F.sm_comm_set_timeout(p, seconds), "sm_comm_set_timeout")
 
+    @property
+    def serialized(self) -> bool:
+        """Whether a trainer's exchange thread may use this communicator during a step
+        (sm_comm_serialized): then the gradient exchange overlaps the backward pass."""
+        with self._use() as (p,):
+            return F.sm_comm_serialized(p) == 1
+
+    @serialized.setter
+    def serialized(self, yes: bool) -> None:
+        """Allows (True) or forbids the exchange thread (sm_comm_set_serialized): allow it only
+        when the transport may be called from another thread, one call at a time, and the host
+        makes no call on it while a step runs."""
+        with self._use() as (p,):
+            check(F.sm_comm_set_serialized(p, 1 if yes else 0), "sm_comm_set_serialized")
+
     def barrier(self) -> None:
         with self._use() as (p,):
             check(F.sm_comm_barrier(p), "sm_comm_barrier")

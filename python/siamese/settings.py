@@ -56,6 +56,10 @@ TABLE = (
     Setting("pk_loss", PARAM, 23, "enum", PK_LOSSES, "bce, bce-unweighted or softmax"),
     Setting("grad_shards", PARAM, 30, "int", doc="gradient shards, default 1"),
     Setting("rotated_classes", PARAM, 24, "bool", doc="rotations as classes of their own"),
+    Setting("exchange_bucket_bytes", PARAM, 31, "int",
+            doc="bytes per bucket of the gradient exchange, 0 = one bucket, default 4 MiB"),
+    Setting("exchange_overlap", PARAM, 32, "bool",
+            doc="overlap the gradient exchange with backward (default True)"),
 )
 
 BY_NAME: Dict[str, Setting] = {s.name: s for s in TABLE}

@@ -161,6 +161,10 @@ def test_data_parallel_on_threads(backend, dataset):
         try:
             _, tr = ranks[i]
             comms[i].set_timeout(60)
+            assert comms[i].serialized  # local ranks allow the exchange thread
+            comms[i].serialized = False
+            assert not comms[i].serialized
+            comms[i].serialized = True
             tr.attach_comm(comms[i])
             out[i] = [tr.step() for _ in range(2)]
             got = comms[i].allgather(bytes([i]) * 3)
@@ -205,7 +209,7 @@ def test_settings_table_matches_the_library(dataset):
     enum = {k: int(v) for k, v in re.findall(r"\b(SM_[A-Z0-9_]+) = (\d+)", headers)}
     rows = re.findall(r'ADAM\("(\w+)",[^,]+,\s*(SM_\w+)', src)
     rows += [(k, key) for k, api, key in
-             re.findall(r'TRAINER\("(\w+)",\s*"[^"]*",\s*(SM__API_\w+),\s*(SM_\w+)', src)]
+             re.findall(r'TRAINER(?:_LOCAL)?\("(\w+)",\s*"[^"]*",\s*(SM__API_\w+),\s*(SM_\w+)', src)]
     assert len(rows) >= 22
     c_names = set()
     for name, key in rows:
@@ -213,7 +217,7 @@ def test_settings_table_matches_the_library(dataset):
         assert row is not None, f"setting '{name}' of settings.c is not in settings.TABLE"
         assert row.key == enum[key], name
         c_names.add(name)
-    for name, api, _key in re.findall(r'TRAINER\("(\w+)",\s*"[^"]*",\s*(SM__API_\w+),\s*(SM_\w+)',
+    for name, api, _key in re.findall(r'TRAINER(?:_LOCAL)?\("(\w+)",\s*"[^"]*",\s*(SM__API_\w+),\s*(SM_\w+)',
                                       src):
         want = {"SM__API_PARAM": settings.PARAM, "SM__API_REAL": settings.REAL}[api]
         assert settings.BY_NAME[name].api == want, name
