@@ -4,7 +4,7 @@
 #define SIAMESE_VERSION_H
 
 #define SM_VERSION_MAJOR 0
-#define SM_VERSION_MINOR 2
+#define SM_VERSION_MINOR 5
 #define SM_VERSION_PATCH 0
 
 /* Bumped only when the ABI breaks; it is the soname's number. */
