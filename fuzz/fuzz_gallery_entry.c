@@ -92,7 +92,7 @@ int sm_fuzz_gallery(const uint8_t *data, size_t size)
     if (sm__st_parse(data, size, &f) != SM_OK) {
         /* the loader must refuse what the parser refuses, with a documented status */
         sm_gallery *g = NULL;
-        sm_status st = sm__gallery_load_buffer(sub, head, data, size, "fuzz", &g);
+        sm_status st = sm__gallery_load_buffer(sub, head, data, size, "fuzz", NULL, NULL, NULL, &g);
         sm_gallery_destroy(g);
         return st == SM_OK || !load_ok(st);
     }
@@ -103,7 +103,7 @@ int sm_fuzz_gallery(const uint8_t *data, size_t size)
         patch(copy, size, &f, model_id);
         sm_gallery *g = NULL;
         uint64_t saved = sm_get_limit(SM_LIMIT_FILE_BYTES);
-        sm_status st = sm__gallery_load_buffer(sub, head, copy, size, "fuzz", &g);
+        sm_status st = sm__gallery_load_buffer(sub, head, copy, size, "fuzz", NULL, NULL, NULL, &g);
         sm_set_limit(SM_LIMIT_FILE_BYTES, saved);
         bad = st == SM_OK ? (!g || check_loaded(g)) : !load_ok(st);
         sm_gallery_destroy(g);

@@ -51,10 +51,49 @@ typedef struct sm_gallery_match {
 
 /** Creates an empty gallery for the model `subnet` + `head` (borrowed: they must outlive the
  *  gallery and must not train meanwhile). Reads the model's parameters once to fingerprint it
- *  (sm_gallery_load checks a file against that fingerprint). Statuses: SM_ERR_INVALID_ARG
- *  (NULL, subnet and head on different backends), SM_ERR_SHAPE (a head of another width),
- *  SM_ERR_NOMEM, SM_ERR_DEVICE. */
+ *  (sm_gallery_load checks a file against that fingerprint). Features are stored as float32
+ *  (SM_STORAGE_F32). Statuses: SM_ERR_INVALID_ARG (NULL, subnet and head on different
+ *  backends), SM_ERR_SHAPE (a head of another width), SM_ERR_NOMEM, SM_ERR_DEVICE. */
 SM_API sm_status sm_gallery_create(const sm_subnet *subnet, const sm_head *head, sm_gallery **out);
+
+/** How a gallery stores its enrolled feature vectors (since 0.5): chosen at creation
+ *  (sm_gallery_create_with) and kept in its file. Only the stored copy of an enrolled vector
+ *  is rounded: queries stay float32, and every score is computed in float32 with float32 sums
+ *  in the same order whatever the storage (docs/gallery.md, "How the search runs"). Features
+ *  lie in [0, 1]. */
+typedef enum sm_storage_type {
+    SM_STORAGE_F32 = 0,  /* 4 bytes a feature: exact (the default, and all there was before 0.5) */
+    SM_STORAGE_BF16 = 1, /* 2 bytes: bfloat16, rounded to nearest (8 significant bits: a
+                          * relative error of at most 2^-9) */
+    SM_STORAGE_F16 = 2,  /* 2 bytes: IEEE 754 half, rounded to nearest (11 significant bits:
+                          * at most 2^-12 relative; absolute 2^-25 below 2^-14) */
+    SM_STORAGE_U8 = 3,   /* 1 byte a feature and 8 a vector: 256 levels from the vector's own
+                          * minimum to its maximum (an error of at most half a level) */
+} sm_storage_type;
+
+/** Options of sm_gallery_create_with (since 0.5). The caller sets `struct_size` to
+ *  sizeof(sm_gallery_options) (SM_GALLERY_OPTIONS_INIT does it, every other field 0, which is
+ *  what sm_gallery_create does); the library reads only the fields that fit in it and counts
+ *  the others as 0, so later versions can append fields without breaking older callers. */
+typedef struct sm_gallery_options {
+    size_t struct_size;      /* set by the caller */
+    sm_storage_type storage; /* how enrolled features are stored */
+} sm_gallery_options;
+
+#define SM_GALLERY_OPTIONS_INIT                                                                    \
+    {                                                                                              \
+        sizeof(sm_gallery_options), SM_STORAGE_F32                                                 \
+    }
+
+/** sm_gallery_create with options (NULL: exactly sm_gallery_create). A reduced storage takes
+ *  2 (BF16, F16) or about 1 (U8) byte per feature instead of 4, so a search that is bound by
+ *  reading the gallery runs up to 2 or 4 times faster; docs/gallery.md measures how often the
+ *  top labels change. Statuses as sm_gallery_create, and SM_ERR_INVALID_ARG for a struct_size
+ *  under sizeof(size_t) or an unknown storage type. Since 0.5. */
+SM_API sm_status sm_gallery_create_with(const sm_subnet *subnet, const sm_head *head,
+                                        const sm_gallery_options *options, sm_gallery **out);
+/** The gallery's storage type; SM_STORAGE_F32 for NULL. Since 0.5. */
+SM_API sm_storage_type sm_gallery_storage(const sm_gallery *gallery);
 /** Frees a gallery and its backend buffers. NULL: no-op. */
 SM_API void sm_gallery_destroy(sm_gallery *gallery);
 
@@ -150,6 +189,41 @@ SM_API sm_status sm_gallery_save(const sm_gallery *gallery, const char *path);
  *  SM_ERR_INVALID_ARG, SM_ERR_NOMEM, SM_ERR_DEVICE. *out is written only on success. */
 SM_API sm_status sm_gallery_load(const sm_subnet *subnet, const sm_head *head, const char *path,
                                  sm_gallery **out);
+
+/** Options of sm_gallery_load_with (since 0.5), struct_size-versioned as sm_gallery_options
+ *  (SM_GALLERY_LOAD_OPTIONS_INIT: what sm_gallery_load does). */
+typedef struct sm_gallery_load_options {
+    size_t struct_size; /* set by the caller */
+    int no_map;         /* 1: read the file into memory and copy its rows, never map it */
+    int skip_row_check; /* 1: do not read the feature rows at load: their checksum and range
+                         * are not checked (everything else is, including the file's checksum
+                         * with the rows' recorded checksum standing for them); a damaged row
+                         * then goes unnoticed (docs/gallery.md, "Mapped files") */
+} sm_gallery_load_options;
+
+#define SM_GALLERY_LOAD_OPTIONS_INIT                                                               \
+    {                                                                                              \
+        sizeof(sm_gallery_load_options), 0, 0                                                      \
+    }
+
+/** sm_gallery_load with options (NULL: exactly sm_gallery_load). On a backend whose buffers are
+ *  host memory (cpu, cpu-dnnl) the file is mapped read-only and its feature rows are searched
+ *  in place, without a copy, when it allows (rows aligned in the file, as files written since
+ *  0.5 have them; a little-endian machine); otherwise, and with no_map, it is read and copied
+ *  as before 0.5. A mapped gallery copies its rows into memory of its own on its first
+ *  modification (enrol, remove), and drops the mapping then. The file must not be rewritten in
+ *  place while mapped (a program that truncates it makes a later search crash with SIGBUS);
+ *  sm_gallery_save replaces files atomically, so saving over the mapped file itself is safe.
+ *  With skip_row_check, loading reads only the header and the labels: a gallery of any size
+ *  loads in milliseconds, and its rows are read as searches touch them. Statuses as
+ *  sm_gallery_load, and SM_ERR_INVALID_ARG for a struct_size under sizeof(size_t) or a flag
+ *  other than 0 or 1. Since 0.5. */
+SM_API sm_status sm_gallery_load_with(const sm_subnet *subnet, const sm_head *head,
+                                      const char *path, const sm_gallery_load_options *options,
+                                      sm_gallery **out);
+/** 1 when the gallery's feature rows are a mapped file's (sm_gallery_load_with), else 0 (NULL
+ *  included). Since 0.5. */
+SM_API int sm_gallery_is_mapped(const sm_gallery *gallery);
 
 #ifdef __cplusplus
 }
