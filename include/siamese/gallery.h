@@ -64,9 +64,9 @@ SM_API sm_status sm_gallery_create(const sm_subnet *subnet, const sm_head *head,
 typedef enum sm_storage_type {
     SM_STORAGE_F32 = 0,  /* 4 bytes a feature: exact (the default, and all there was before 0.5) */
     SM_STORAGE_BF16 = 1, /* 2 bytes: bfloat16, rounded to nearest (8 significant bits: a
-                          * relative error of at most 2^-9) */
+                          * relative error below 2^-8) */
     SM_STORAGE_F16 = 2,  /* 2 bytes: IEEE 754 half, rounded to nearest (11 significant bits:
-                          * at most 2^-12 relative; absolute 2^-25 below 2^-14) */
+                          * below 2^-11 relative; at most 2^-25 absolute below 2^-14) */
     SM_STORAGE_U8 = 3,   /* 1 byte a feature and 8 a vector: 256 levels from the vector's own
                           * minimum to its maximum (an error of at most half a level) */
 } sm_storage_type;
