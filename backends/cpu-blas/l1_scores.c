@@ -56,7 +56,8 @@ typedef struct l1_job {
     int isa;
 } l1_job;
 
-/* The fold of the sixteen lanes (backend_plugin.h), in plain float adds. */
+/* The fold of the sixteen lanes (backend_plugin.h), in plain float adds (the SIMD paths do the
+ * same adds in registers: fold_avx2). */
 static inline float fold16(const float a[LANES])
 {
     float b[8], c[4];
@@ -139,6 +140,16 @@ static float pair_c(const l1_job *j, const float *q, const uint8_t *g, float sc,
 
 enum { QT2 = 2, RT2 = 2 };
 
+/* fold16 on lanes 0-7 (lo) and 8-15 (hi) in registers: the same adds in the same order
+ * (a_j = lo_j + hi_j; b_j = a_j + a_(j+4); c_j = b_j + b_(j+2); c_0 + c_1). */
+T_AVX2 static INL float fold_avx2(__m256 lo, __m256 hi)
+{
+    __m256 a = _mm256_add_ps(lo, hi);
+    __m128 b = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
+    __m128 c = _mm_add_ps(b, _mm_movehl_ps(b, b));
+    return _mm_cvtss_f32(_mm_add_ss(c, _mm_shuffle_ps(c, c, 1)));
+}
+
 /* Eight elements of a row from p (element 0 at p), as floats. */
 T_AVX2 static INL __m256 dec8_avx2(sm_rows_dtype dt, const uint8_t *p, __m256 sc, __m256 off)
 {
@@ -199,12 +210,7 @@ T_AVX2 static INL void tile_avx2_body(sm_rows_dtype dt, int nq, size_t dim, size
         chunk_avx2(dt, nq, es, wt, qp, 0, gp, 0, sc, off, acc);
     }
     for (int i = 0; i < nq; i++)
-        for (int r = 0; r < RT2; r++) {
-            float lanes[LANES];
-            _mm256_storeu_ps(lanes, acc[i][r][0]);
-            _mm256_storeu_ps(lanes + 8, acc[i][r][1]);
-            res[i * RT2 + r] = fold16(lanes);
-        }
+        for (int r = 0; r < RT2; r++) res[i * RT2 + r] = fold_avx2(acc[i][r][0], acc[i][r][1]);
 }
 
 #define TILE_CASES(BODY, NQ)                                                                       \
@@ -283,9 +289,10 @@ T_AVX512 static INL void tile_avx512_body(sm_rows_dtype dt, int nq, size_t dim, 
     }
     for (int i = 0; i < nq; i++)
         for (int r = 0; r < RT5; r++) {
-            float lanes[LANES];
-            _mm512_storeu_ps(lanes, acc[i][r]);
-            res[i * RT5 + r] = fold16(lanes);
+            const __m512 a = acc[i][r];
+            res[i * RT5 + r] =
+                fold_avx2(_mm512_castps512_ps256(a),
+                          _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(a), 1)));
         }
 }
 
