@@ -221,7 +221,8 @@ typedef struct shape {
 } shape;
 
 static const shape shapes[] = {
-    {1, 1, 1}, {3, 5, 7}, {9, 13, 16}, {6, 19, 33}, {17, 22, 130}, {5, 9, 4096}, {64, 11, 65},
+    {1, 1, 1},     {3, 5, 7},    {9, 13, 16},  {6, 19, 33},
+    {17, 22, 130}, {5, 9, 4096}, {64, 11, 65}, {7, 70, 700},
 };
 
 static void test_cpu_paths_agree(void **state)
