@@ -36,10 +36,12 @@
 #define L1_X86 0
 #endif
 
-#define L2_BUDGET  ((size_t)256 << 10) /* bytes of rows per block: stays in a core's L2 */
-#define MAX_BLOCK  1024                /* rows per block, for short rows */
-#define GRAIN_WORK ((size_t)1 << 21)   /* element pairs a thread should get at least */
-enum { LANES = 16, ROW_ALIGN = 4 };    /* rows per block: a multiple of every RT */
+#define L2_BUDGET        ((size_t)256 << 10) /* bytes of rows per block: stays in a core's L2 */
+#define MAX_BLOCK        1024                /* rows per block, for short rows */
+#define GRAIN_WORK       ((size_t)1 << 21)   /* element pairs a thread should get at least */
+#define PREFETCH_ROW_MAX 4096                /* rows this short are prefetched by hand */
+#define PREFETCH_TILES   2                   /* how many row tiles ahead */
+enum { LANES = 16, ROW_ALIGN = 4 };          /* rows per block: a multiple of every RT */
 
 /* ------------------------------------------------------------------ shared pieces */
 
@@ -350,7 +352,7 @@ static void run_blocks(void *arg, size_t b0, size_t b1)
 {
     const l1_job *j = arg;
     const sm_l1_shape *s = j->s;
-    const size_t dim = s->dim, es = j->es;
+    const size_t dim = s->dim, es = j->es, row_bytes = dim * es;
     const float bias = j->w[dim];
     int qt, rt;
     tile_shape(j->isa, &qt, &rt);
@@ -367,6 +369,14 @@ static void run_blocks(void *arg, size_t b0, size_t b1)
                 /* a short tile repeats its last row: the same sums, stored once */
                 for (int r = 0; r < rt; r++)
                     g[r] = row_at(j, i + (size_t)(r < nr ? r : nr - 1), &sc[r], &off[r]);
+                /* short rows: the tile's few lines per row are too short a stream for the
+                 * hardware prefetchers, so ask for the rows PREFETCH_TILES tiles ahead */
+                if (row_bytes <= PREFETCH_ROW_MAX)
+                    for (size_t k = i + PREFETCH_TILES * (size_t)rt;
+                         k < i + (PREFETCH_TILES + 1) * (size_t)rt && k < i1; k++) {
+                        const uint8_t *p = j->rows + (j->idx ? (size_t)j->idx[k] : k) * row_bytes;
+                        for (size_t l = 0; l < row_bytes; l += 64) __builtin_prefetch(p + l, 0, 3);
+                    }
 #if L1_X86
                 if (j->isa == SM__L1_ISA_AVX512)
                     tile_avx512(s->dtype, nq, dim, es, j->w, qp, g, sc, off, res);

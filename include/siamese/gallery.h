@@ -4,11 +4,14 @@
  * be?"), saved to and loaded from files. Part of the API <siamese/siamese.h> includes. Since 0.3.
  *
  * A gallery belongs to one model (a subnet and a head, borrowed): each enrolled image is embedded
- * once, on the model's backend, and its feature vector is kept there. A query is embedded once
- * and scored against every enrolled example in one batched product through the head,
- * score = sigmoid(w . |F_query - F_example| + b), the score of sm_predict_pair. A label's score
- * is the mean of its examples' scores: the rule of the k-shot evaluation (sm_oneshot_episodes),
- * so a label enrolled with k examples is a k-shot class.
+ * once, on the model's backend, and its feature vector is kept there (since 0.5 in a storage
+ * type of the caller's choice: sm_gallery_create_with). A query is embedded once and scored
+ * against every enrolled example, score = sigmoid(w . |F_query - F_example| + b), the score of
+ * sm_predict_pair (to float rounding: the gallery sums in an order of its own, the same for any
+ * batch, thread count and backend, so a query gets the same bits alone or in a batch). A batch
+ * of queries passes over the gallery once. A label's score is the mean of its examples' scores:
+ * the rule of the k-shot evaluation (sm_oneshot_episodes), so a label enrolled with k examples
+ * is a k-shot class.
  *
  * Ties are reported, never broken by order: every match says its rank (1 + the number of labels
  * with a strictly higher score, so tied labels share a rank) and how many labels of the whole
@@ -17,7 +20,7 @@
  *
  * Threads, as for prediction: calls that take a const gallery (identify, verify, save, counts,
  * names) only read it and the model, each with its own scratch memory: any number of threads
- * may run them at once. Calls that take a non-const gallery (enrol, remove) modify it: no other
+ * may run them at once (on a mapped gallery too, sm_gallery_load_with). Calls that take a non-const gallery (enrol, remove) modify it: no other
  * thread may use that gallery during the call. The model must not train or load while a
  * gallery over it is used; a model changed after enrolment makes the gallery's embeddings stale
  * (save then reload it: the load refuses the file, see sm_gallery_load).
@@ -146,8 +149,11 @@ SM_API double sm_gallery_bytes_per_example(const sm_gallery *gallery);
 
 /** Identifies `n_queries` images (C*H*W floats each, values in [0, 1]): for each, the `k` labels
  *  with the highest scores, best first (ties as the header says), into matches[q * k ...].
- *  `*n_found` (optional) receives min(k, num_labels): the matches written per query. Memory
- *  is bounded whatever the gallery's size. Only reads the gallery (threads above); `matches`
+ *  `*n_found` (optional) receives min(k, num_labels): the matches written per query. The
+ *  queries are scored in groups, each passing over the gallery once, so a batch is much faster
+ *  per query than single calls; every query gets exactly the matches it gets alone. Scratch
+ *  memory is bounded whatever the number of queries and the gallery's size (besides the
+ *  answers: n_queries x k matches). Only reads the gallery (threads above); `matches`
  *  is written only on success. Statuses: SM_ERR_INVALID_ARG (NULL, k or n_queries 0, a bad
  *  pixel), SM_ERR_NUMERIC (a model with non-finite parameters: the subnet embeds a query as a
  *  feature vector that is not finite, or the head gives a score that is not, naming the image
@@ -172,15 +178,17 @@ SM_API sm_status sm_gallery_identify_embeddings(const sm_gallery *gallery, size_
 SM_API sm_status sm_gallery_verify(const sm_gallery *gallery, const char *label, const float *image,
                                    double threshold, double *score, int *accept);
 
-/** Saves the gallery (feature vectors, labels, the model's fingerprint and architecture) as a
- *  safetensors file (docs/gallery.md gives the format), atomically: a failure leaves any
+/** Saves the gallery (feature vectors in its storage type, labels, the model's fingerprint and
+ *  architecture) as a safetensors file (docs/gallery.md gives the format; F32 galleries stay
+ *  readable by 0.3 and 0.4, the other storage types need 0.5), atomically: a failure leaves any
  *  existing file untouched, and SM_OK means the new file is in place (a folder that cannot be
  *  synced after the rename is a warning through the log callback, not a failure). An empty
  *  gallery saves (and loads) fine. Only reads the gallery.
  *  Statuses: SM_ERR_INVALID_ARG, SM_ERR_IO (naming the path), SM_ERR_NOMEM, SM_ERR_DEVICE. */
 SM_API sm_status sm_gallery_save(const sm_gallery *gallery, const char *path);
 /** Loads a gallery saved by sm_gallery_save for the model `subnet` + `head` (borrowed, as
- *  sm_gallery_create). The file must have been enrolled with exactly this model (the same
+ *  sm_gallery_create), in the storage type it was saved in; on a CPU backend the file is mapped
+ *  and searched in place (sm_gallery_load_with, since 0.5), after its checks. The file must have been enrolled with exactly this model (the same
  *  architecture and parameters, checked by fingerprint): a gallery is never used with another
  *  model. Statuses: SM_ERR_IO (missing, unreadable), SM_ERR_FORMAT (damaged, truncated,
  *  checksum mismatch, values out of range, labels that are not UTF-8 or repeated),
