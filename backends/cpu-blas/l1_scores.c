@@ -30,6 +30,7 @@
 #include "parallel.h"
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#include <cpuid.h>
 #include <immintrin.h>
 #define L1_X86 1
 #else
@@ -317,9 +318,11 @@ int sm__cpu_l1_isa(void)
 {
     int best = SM__L1_ISA_C;
 #if L1_X86
-    __builtin_cpu_init();
-    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-        __builtin_cpu_supports("f16c")) {
+    /* libgcc's constructor has read the CPU's features by now (__builtin_cpu_init is only for
+     * code that runs before it): these are reads of that table, safe from any thread */
+    unsigned a, b, c, d; /* F16C by cpuid: not every compiler's __builtin_cpu_supports knows it */
+    const int f16c = __get_cpuid(1, &a, &b, &c, &d) && (c & bit_F16C);
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && f16c) {
         best = SM__L1_ISA_AVX2;
         if (__builtin_cpu_supports("avx512f")) best = SM__L1_ISA_AVX512;
     }
