@@ -243,8 +243,8 @@ static void test_codecs(void **state)
     sm__storage_encode(SM_STORAGE_F16, 1, M, x, enc, NULL);
     sm__storage_decode(SM_STORAGE_F16, 1, M, enc, NULL, y);
 #if defined(__x86_64__)
-    unsigned a, b, c, d;
-    if (__get_cpuid(1, &a, &b, &c, &d) && (c & bit_F16C))
+    unsigned r1, r2, r3, r4;
+    if (__get_cpuid(1, &r1, &r2, &r3, &r4) && (r3 & bit_F16C))
         for (size_t i = 0; i < M; i++) {
             uint16_t h;
             memcpy(&h, enc + 2 * i, 2);
