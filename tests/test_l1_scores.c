@@ -291,7 +291,7 @@ static void test_bad_shapes(void **state)
     sm_backend *be = NULL;
     assert_int_equal(sm_backend_create(SM_BACKEND_CPU, &be), SM_OK);
     float q[4] = {0}, w[5] = {0}, out[4];
-    uint8_t rows[4] = {0};
+    float rows[4] = {0}; /* one row of 4 floats */
     sm_l1_shape s = {1, 1, 4, SM_ROWS_F32, 1};
     assert_int_equal(sm__be_l1_scores(be, &s, q, rows, NULL, NULL, w, out), SM_OK);
     s.ld_out = 0;
