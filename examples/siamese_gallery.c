@@ -2,7 +2,7 @@
 /* siamese-gallery: enrol images into a gallery file and identify or verify new images against
  * it, using only <siamese/siamese.h> (include/siamese/gallery.h; docs/gallery.md).
  *
- *   siamese-gallery enrol MODEL FOLDER|ZIP OUT.gallery [--append]
+ *   siamese-gallery enrol MODEL FOLDER|ZIP OUT.gallery [--append] [--storage f32|bf16|f16|u8]
  *   siamese-gallery identify MODEL GALLERY IMAGE.png... [--top K]
  *   siamese-gallery identify MODEL GALLERY IMAGE.png... --verify LABEL [--threshold T]
  *   siamese-gallery calibrate MODEL FOLDER|ZIP [--pairs N] [--far F] [--save OUT.safetensors]
@@ -28,6 +28,7 @@
 typedef struct options {
     const char *backend;
     int threads, top, append, pairs;
+    int storage;       /* enrol --storage: an sm_storage_type, or -1 (not given) */
     int threshold_set; /* --threshold given */
     const char *verify;
     const char *save; /* calibrate --save */
@@ -40,7 +41,7 @@ static void usage(FILE *f)
     fprintf(
         f,
         "Usage:\n"
-        "  siamese-gallery enrol MODEL FOLDER|ZIP OUT.gallery [--append]\n"
+        "  siamese-gallery enrol MODEL FOLDER|ZIP OUT.gallery [--append] [--storage S]\n"
         "  siamese-gallery identify MODEL GALLERY IMAGE.png... [--top K]\n"
         "  siamese-gallery identify MODEL GALLERY IMAGE.png... --verify LABEL [--threshold T]\n"
         "  siamese-gallery calibrate MODEL FOLDER|ZIP [--pairs N] [--far F] [--save OUT]\n"
@@ -49,6 +50,10 @@ static void usage(FILE *f)
         "enrol      embeds every PNG of FOLDER or ZIP (Alphabet/character/*.png or label/*.png;\n"
         "           the label is the last two folders, or the one) with MODEL (a file written by\n"
         "           siamese-train) and writes the gallery file; --append adds to an existing one\n"
+        "  --storage f32|bf16|f16|u8  how a new gallery keeps its feature vectors: f32 (the\n"
+        "           default, exact), bf16 or f16 (half the bytes), u8 (a quarter: 256 levels\n"
+        "           per vector); smaller galleries search faster, and rarely change the top\n"
+        "           label (docs/gallery.md)\n"
         "identify   prints, for each image, the K labels with the highest scores (default 5):\n"
         "           a label's score is the mean over its enrolled examples; tied labels share a\n"
         "           rank, marked '='\n"
@@ -70,6 +75,8 @@ static void usage(FILE *f)
         "Any PNG works: it is made grey (colour and transparency over white) and resized to the\n"
         "model's input size.\n");
 }
+
+static const char *const storage_names[] = {"f32", "bf16", "f16", "u8"};
 
 /* The model and its input size. */
 typedef struct model {
@@ -128,10 +135,17 @@ static int cmd_enrol(const options *o, char **args)
     sm_gallery *g = NULL;
     sm_status st = SM_OK;
     if (rc) goto done;
+    sm_gallery_options go = SM_GALLERY_OPTIONS_INIT;
+    if (o->storage >= 0) go.storage = (sm_storage_type)o->storage;
     if (o->append && cli_file_exists(args[2])) st = sm_gallery_load(m.subnet, m.head, args[2], &g);
-    else st = sm_gallery_create(m.subnet, m.head, &g);
+    else st = sm_gallery_create_with(m.subnet, m.head, &go, &g);
     if (st) {
         rc = cli_fail(st, "cannot %s the gallery '%s'", o->append ? "open" : "create", args[2]);
+        goto done;
+    }
+    if (o->storage >= 0 && sm_gallery_storage(g) != go.storage) {
+        rc = cli_error(1, "'%s' stores its vectors as %s: --storage cannot change that", args[2],
+                       storage_names[sm_gallery_storage(g)]);
         goto done;
     }
     size_t n = 0;
@@ -146,9 +160,9 @@ static int cmd_enrol(const options *o, char **args)
         goto done;
     }
     printf("enrolled %zu images of %s in %.1f s; %s holds %zu examples of %zu labels "
-           "(%.0f bytes per example in memory)\n",
+           "(%s, %.0f bytes per example in memory)\n",
            n, args[1], dt, args[2], sm_gallery_num_examples(g), sm_gallery_num_labels(g),
-           sm_gallery_bytes_per_example(g));
+           storage_names[sm_gallery_storage(g)], sm_gallery_bytes_per_example(g));
 done:
     sm_gallery_destroy(g);
     model_close(&m);
@@ -164,8 +178,8 @@ static int cmd_list(const options *o, char **args)
     if (!rc && (st = sm_gallery_load(m.subnet, m.head, args[1], &g)))
         rc = cli_fail(st, "cannot open the gallery '%s'", args[1]);
     if (!rc) {
-        printf("%zu examples of %zu labels\n", sm_gallery_num_examples(g),
-               sm_gallery_num_labels(g));
+        printf("%zu examples of %zu labels, stored as %s\n", sm_gallery_num_examples(g),
+               sm_gallery_num_labels(g), storage_names[sm_gallery_storage(g)]);
         for (size_t l = 0; l < sm_gallery_num_labels(g); l++)
             printf("%6zu  %s\n", sm_gallery_label_examples(g, l), sm_gallery_label_name(g, l));
     }
@@ -329,8 +343,13 @@ int main(int argc, char **argv)
 {
     cli_prog = "siamese-gallery";
     cli_show_library_warnings();
-    options o = {
-        .backend = "auto", .top = 5, .threshold = 0.5, .pairs = 2000, .far = 0.01, .seed = 1};
+    options o = {.backend = "auto",
+                 .top = 5,
+                 .threshold = 0.5,
+                 .pairs = 2000,
+                 .far = 0.01,
+                 .seed = 1,
+                 .storage = -1};
     enum {
         O_BACKEND = 1,
         O_THREADS,
@@ -342,6 +361,7 @@ int main(int argc, char **argv)
         O_FAR,
         O_SEED,
         O_SAVE,
+        O_STORAGE,
         O_HELP
     };
     static const struct option longs[] = {
@@ -355,6 +375,7 @@ int main(int argc, char **argv)
         {"far", required_argument, NULL, O_FAR},
         {"seed", required_argument, NULL, O_SEED},
         {"save", required_argument, NULL, O_SAVE},
+        {"storage", required_argument, NULL, O_STORAGE},
         {"help", no_argument, NULL, O_HELP},
         {NULL, 0, NULL, 0},
     };
@@ -376,6 +397,14 @@ int main(int argc, char **argv)
         case O_FAR: ok = cli_parse_double("far", optarg, 0, 0, 1, &o.far); break;
         case O_SEED: ok = cli_parse_ll("seed", optarg, 0, 0x7fffffffffffffffLL, &seed); break;
         case O_SAVE: o.save = optarg; break;
+        case O_STORAGE:
+            for (int t = 0; t < 4; t++)
+                if (!strcmp(optarg, storage_names[t])) o.storage = t;
+            if (o.storage < 0) {
+                cli_error(0, "--storage takes f32, bf16, f16 or u8, not '%s'", optarg);
+                ok = 0;
+            }
+            break;
         case 'h':
         case O_HELP: usage(stdout); return 0;
         default: usage(stderr); return 2;
@@ -388,8 +417,8 @@ int main(int argc, char **argv)
     const char *cmd = n > 0 ? argv[optind] : "";
     if (o.threshold_set && !o.verify)
         return cli_error(2, "--threshold is for --verify LABEL (identify)");
-    if (o.save && strcmp(cmd, "calibrate") != 0)
-        return cli_error(2, "--save is for calibrate");
+    if (o.save && strcmp(cmd, "calibrate") != 0) return cli_error(2, "--save is for calibrate");
+    if (o.storage >= 0 && strcmp(cmd, "enrol") != 0) return cli_error(2, "--storage is for enrol");
     if (!strcmp(cmd, "enrol") && n == 4) return cmd_enrol(&o, args);
     if (!strcmp(cmd, "identify") && n >= 4) return cmd_identify(&o, args, n - 3);
     if (!strcmp(cmd, "calibrate") && n == 3) return cmd_calibrate(&o, args);

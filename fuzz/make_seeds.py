@@ -133,25 +133,50 @@ def checkpoint(arch, trainer=False):
     return bytes(blob)
 
 
-def gallery(example_labels, names, dim=3, arch="1x4x4:flatten,fc3", version="1"):
-    """A gallery file (lib/gallery/gallery_file.c) for `arch`; model_id is a placeholder the fuzz entry
-    patches to its model's fingerprint, then the checksum."""
+def gallery(example_labels, names, dim=3, arch="1x4x4:flatten,fc3", version="1", storage=None):
+    """A gallery file (lib/gallery/gallery_file.c) for `arch`, its rows stored as `storage`
+    (None: a file of 0.4, float32 without the storage and rows_crc32 metadata); model_id is a
+    placeholder the fuzz entry patches to its model's fingerprint, then the checksums."""
     n = len(example_labels)
-    emb = struct.pack("<%df" % (n * dim), *[((i * 5) % 9) / 8.0 for i in range(n * dim)])
+    vals = [((i * 5) % 9) / 8.0 for i in range(n * dim)]
+    scales = b""
+    if storage in (None, "f32"):
+        dtype, emb = "F32", struct.pack("<%df" % (n * dim), *vals)
+    elif storage == "bf16":
+        dtype = "BF16"
+        emb = struct.pack("<%dH" % (n * dim),
+                          *[struct.unpack("<I", struct.pack("<f", v))[0] >> 16 for v in vals])
+    elif storage == "f16":
+        dtype, emb = "F16", struct.pack("<%de" % (n * dim), *vals)
+    else:  # u8: per row, its minimum and (max - min) / 255
+        dtype, emb = "U8", b""
+        for r in range(n):
+            row = vals[r * dim:(r + 1) * dim]
+            lo, hi = min(row), max(row)
+            scale = struct.unpack("<f", struct.pack("<f", (hi - lo) / 255.0))[0]
+            emb += bytes(round((v - lo) / scale) if scale else 0 for v in row)
+            scales += struct.pack("<2f", lo, scale)
     lab = struct.pack("<%dI" % n, *example_labels)
     txt = b"".join(name.encode() + b"\0" for name in names)
-    header = {"embeddings": {"dtype": "F32", "shape": [n, dim],
-                             "data_offsets": [0, len(emb)]},
-              "example_label": {"dtype": "U32", "shape": [n],
-                                "data_offsets": [len(emb), len(emb) + len(lab)]},
-              "label_names": {"dtype": "U8", "shape": [len(txt)],
-                              "data_offsets": [len(emb) + len(lab), len(emb) + len(lab) + len(txt)]},
-              "__metadata__": {"format": "libsiamese-gallery", "format_version": version,
-                               "arch": arch, "feature_dim": str(dim),
-                               "model_id": "0" * 16, "crc32": "00000000"}}
+    tensors, off = {}, 0
+    for name, tdtype, shape, blob in (("embeddings", dtype, [n, dim], emb),
+                                      ("embedding_scales", "F32", [n, 2], scales),
+                                      ("example_label", "U32", [n], lab),
+                                      ("label_names", "U8", [len(txt)], txt)):
+        if name == "embedding_scales" and storage != "u8":
+            continue
+        tensors[name] = {"dtype": tdtype, "shape": shape, "data_offsets": [off, off + len(blob)]}
+        off += len(blob)
+    meta = {"format": "libsiamese-gallery", "format_version": version, "arch": arch,
+            "feature_dim": str(dim), "model_id": "0" * 16}
+    if storage is not None:
+        meta["storage"] = storage
+        meta["rows_crc32"] = "%08x" % (zlib.crc32(emb) & 0xFFFFFFFF)
+    meta["crc32"] = "00000000"
+    header = dict(tensors, __metadata__=meta)
     text = json.dumps(header, separators=(",", ":")).encode()
-    text += b" " * (-len(text) % 8)
-    blob = bytearray(struct.pack("<Q", len(text)) + text + emb + lab + txt)
+    text += b" " * (-(len(text) + 8) % 64 if storage is not None else -len(text) % 8)
+    blob = bytearray(struct.pack("<Q", len(text)) + text + emb + scales + lab + txt)
     pos = blob.index(b'"crc32":"00000000"') + len(b'"crc32":"')
     blob[pos:pos + 8] = b"%08x" % (zlib.crc32(bytes(blob)) & 0xFFFFFFFF)
     return bytes(blob)
@@ -232,7 +257,8 @@ def hostile():
             "header-claims-4TiB.gallery": huge_header,
             "labels-not-in-first-use-order.gallery": gallery([1, 0], ["a", "b"]),
             "label-not-utf8.gallery": gallery([0], ["ok"]).replace(b"ok\0", b"o\xff\0"),
-            "newer-version.gallery": gallery([0], ["a"], version="2"),
+            "newer-version.gallery": gallery([0], ["a"], version="3", storage="f32"),
+            "v1-claims-bf16.gallery": gallery([0], ["a"], version="1", storage="bf16"),
         },
         "oneshot_runs": {
             "labels-2MiB-one-line.zip": runs_zip(1, labels=b"a" * (2 << 20)),
@@ -315,6 +341,10 @@ def main(root):
             "three-labels.gallery": gallery([0, 0, 1, 2, 1], ["Latin/a", "Latin/b", "caf\u00e9"]),
             "one-example.gallery": gallery([0], ["x"]),
             "empty.gallery": gallery([], []),
+            "f32-aligned.gallery": gallery([0, 1, 1], ["a", "b"], storage="f32"),
+            "bf16.gallery": gallery([0, 1, 1], ["a", "b"], version="2", storage="bf16"),
+            "f16.gallery": gallery([0, 0, 1], ["a", "b"], version="2", storage="f16"),
+            "u8.gallery": gallery([0, 1, 2, 1], ["a", "b", "c"], version="2", storage="u8"),
         },
         "arch_text": {
             "koch.txt": b"koch",

@@ -46,6 +46,8 @@ typedef struct results {
     float *params;              /* subnet ++ head after three steps (malloc'd) */
     sm_gallery_match gm[2 * 2]; /* a gallery over the loaded model, saved and loaded */
     size_t g_examples, g_labels, g_removed;
+    sm_gallery_match gm8[2]; /* a u8 gallery, loaded mapped without the rows' check */
+    size_t g8_examples;
 } results;
 
 typedef struct cycle {
@@ -193,6 +195,22 @@ static void run_cycle(cycle *c, results *r)
            sm_gallery_remove(g2, "first", &r->g_removed));
     r->g_examples = sm_gallery_num_examples(g2);
     r->g_labels = sm_gallery_num_labels(g2);
+    /* a u8 gallery (its scales grow and copy with its rows), loaded without the rows' check
+     * (mapped), enrolled into (the copy on first write) */
+    sm_gallery *g8 = NULL, *g9 = NULL;
+    sm_gallery_options go = SM_GALLERY_OPTIONS_INIT;
+    go.storage = SM_STORAGE_U8;
+    sm_gallery_load_options lo = SM_GALLERY_LOAD_OPTIONS_INIT;
+    lo.skip_row_check = 1;
+    CALL_OUT(c, &g8, sm_gallery_create_with(s2, h2, &go, &g8));
+    CALL_X(c, (void *)NULL, assert_int_equal(sm_gallery_num_examples(g8), 0),
+           sm_gallery_enrol(g8, "first", 2, left));
+    CALL(c, sm_gallery_save(g8, c->gallery_path));
+    CALL_OUT(c, &g9, sm_gallery_load_with(s2, h2, c->gallery_path, &lo, &g9));
+    CALL(c, sm_gallery_identify(g9, 2, right, 1, r->gm8, NULL));
+    CALL_X(c, (void *)NULL, assert_int_equal(sm_gallery_num_examples(g9), 2),
+           sm_gallery_enrol(g9, "second", 1, right));
+    r->g8_examples = sm_gallery_num_examples(g9);
 
     r->n_params = s->n_params + h->n_params;
     r->params = malloc(r->n_params * sizeof *r->params);
@@ -201,6 +219,8 @@ static void run_cycle(cycle *c, results *r)
     assert_int_equal(sm__head_read_params(h, r->params + s->n_params), SM_OK);
 
     sm__alloc_fail_after(-1);
+    sm_gallery_destroy(g9);
+    sm_gallery_destroy(g8);
     sm_gallery_destroy(g2);
     sm_gallery_destroy(g);
     sm_arch_destroy(arch2);
@@ -233,6 +253,9 @@ static void assert_same_results(const results *ref, const results *r, long n)
     assert_memory_equal(ref->gm, r->gm, sizeof r->gm);
     assert_true(ref->g_examples == r->g_examples && ref->g_labels == r->g_labels &&
                 ref->g_removed == r->g_removed);
+    assert_memory_equal(ref->gm8, r->gm8, sizeof r->gm8);
+    assert_int_equal(ref->g8_examples, 3);
+    assert_int_equal(r->g8_examples, 3);
 }
 
 static void clean_dir(const char *dir)

@@ -1,11 +1,11 @@
 /* SPDX-License-Identifier: MIT */
-/* The cuda backend against cpu-blas (the reference), on a GPU: every vtable op on random inputs,
- * then whole networks (loss and every gradient at the same weights and batch, a small
- * architecture, one with GroupNorm layers and Koch's at a small batch, with micro-batches so that a smaller last chunk
- * runs on the workspace of a larger one), a few Adam steps, and checkpoints saved on one backend
- * and loaded on the other. Float32 (TF32 off) must agree to a relative error well under 1e-3;
- * what TF32 changes is printed, not asserted tightly. Without a usable GPU: exit 77 (skip) with
- * the reason, never a pass. */
+/* The cuda backend against cpu-blas (the reference), on a GPU: every vtable op on random inputs
+ * (the gallery's l1_scores bit for bit), then whole networks (loss and every gradient at the same
+ * weights and batch, a small architecture, one with GroupNorm layers and Koch's at a small batch,
+ * with micro-batches so that a smaller last chunk runs on the workspace of a larger one), a few
+ * Adam steps, and checkpoints saved on one backend and loaded on the other. Float32 (TF32 off)
+ * must agree to a relative error well under 1e-3; what TF32 changes is printed, not asserted
+ * tightly. Without a usable GPU: exit 77 (skip) with the reason, never a pass. */
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -343,6 +343,52 @@ static void bias_and_head_ops(void **state)
     free(hy), free(hb), free(hz);
 }
 
+/* Gallery scores (l1_scores): the kernel keeps the CPU's summation order, so the bits must be
+ * equal (tolerance 0), for every storage type, a dimension with a tail, and a row list. */
+static void l1_scores_op(void **state)
+{
+    (void)state;
+    static const size_t shapes[][3] = {{7, 45, 100}, {5, 33, 4096}, {1, 1, 3}};
+    for (size_t k = 0; k < sizeof shapes / sizeof *shapes; k++)
+        for (int dt = SM_ROWS_F32; dt <= SM_ROWS_U8; dt++) {
+            const size_t nq = shapes[k][0], n = shapes[k][1], dim = shapes[k][2];
+            const size_t es = dt == SM_ROWS_F32 ? 4 : dt == SM_ROWS_U8 ? 1 : 2;
+            float *hq = rnd(nq * dim, 0, 1), *hw = rnd(dim + 1, -1, 1),
+                  *hqp = rnd(2 * n, 0, 0.003f);
+            uint8_t *hr = malloc(n * dim * es);
+            int32_t *hidx = malloc(n * sizeof *hidx);
+            assert_true(hr && hidx);
+            for (size_t i = 0; i < n * dim; i++) {
+                float f = urand(0, 1);
+                uint32_t b;
+                memcpy(&b, &f, 4);
+                uint16_t h = dt == SM_ROWS_BF16 ? (uint16_t)(b >> 16) : (uint16_t)(b % 0x3c01);
+                if (dt == SM_ROWS_F32) memcpy(hr + 4 * i, &f, 4);
+                else if (dt == SM_ROWS_U8) hr[i] = (uint8_t)b;
+                else memcpy(hr + 2 * i, &h, 2);
+            }
+            for (size_t i = 0; i < n; i++) hidx[i] = (int32_t)(n - 1 - i);
+            twin q = both(hq, nq * dim * 4), w = both(hw, (dim + 1) * 4), qp = both(hqp, 2 * n * 4);
+            twin r = both(hr, n * dim * es), idx = both(hidx, n * 4), o = both(NULL, nq * n * 4);
+            for (int sub = 0; sub < 2; sub++) {
+                sm_l1_shape s = {nq, n, dim, (sm_rows_dtype)dt, n};
+                assert_int_equal(
+                    OPS(cpu)->l1_scores(cpu->ctx, &s, q.c, r.c, qp.c, sub ? idx.c : NULL, w.c, o.c),
+                    SM_OK);
+                assert_int_equal(
+                    OPS(gpu)->l1_scores(gpu->ctx, &s, q.g, r.g, qp.g, sub ? idx.g : NULL, w.g, o.g),
+                    SM_OK);
+                char what[64];
+                snprintf(what, sizeof what, "l1_scores %zux%zux%zu type %d%s", nq, n, dim, dt,
+                         sub ? " (list)" : "");
+                check_close(what, o.c, o.g, nq * n, 0);
+            }
+            twin *all[] = {&q, &w, &qp, &r, &idx, &o};
+            for (size_t i = 0; i < sizeof all / sizeof *all; i++) twin_free(all[i]);
+            free(hq), free(hw), free(hqp), free(hr), free(hidx);
+        }
+}
+
 static void bce_op(void **state)
 {
     (void)state;
@@ -603,6 +649,7 @@ int main(void)
         cmocka_unit_test(eltwise_ops),
         cmocka_unit_test(gemm_ops),
         cmocka_unit_test(bias_and_head_ops),
+        cmocka_unit_test(l1_scores_op),
         cmocka_unit_test(bce_op),
         cmocka_unit_test(adam_and_finite_ops),
         cmocka_unit_test(small_network),

@@ -108,7 +108,20 @@ with tempfile.TemporaryDirectory(prefix="siamese-gallery.") as tmp:
     check(rc == 0 and "holds 17 examples of 7 labels" in so,
           f"enrol --append an Omniglot zip ({so.strip()}) {se.strip()}")
     rc, so, se = run("siamese-gallery", "list", model, gal)
-    check("Greek/char3" in so, "labels of a zip are Alphabet/character")
+    check("Greek/char3" in so and "stored as f32" in so, "labels of a zip are Alphabet/character")
+
+    # a gallery stored as u8 answers (this barely trained model's scores differ in the sixth
+    # digit, too close for the best label to be compared with f32's); --append keeps its storage
+    gal8 = os.path.join(tmp, "people-u8.gallery")
+    rc, so, se = run("siamese-gallery", "enrol", model, people, gal8, "--storage", "u8")
+    check(rc == 0 and "(u8, " in so, f"enrol --storage u8 ({so.strip()}) {se.strip()}")
+    rc, so, se = run("siamese-gallery", "list", model, gal8)
+    check(rc == 0 and "9 examples of 3 labels, stored as u8" in so, f"list says u8 ({so.strip()})")
+    rc, so, se = run("siamese-gallery", "identify", model, gal8, query, "--top", "3")
+    check(rc == 0 and len(re.findall(r"^  [0-9]=? +[0-9.]+  (alice|bob|carol)", so, re.M)) == 3,
+          f"identify in a u8 gallery ({so.strip()}) {se.strip()}")
+    rc, so, se = run("siamese-gallery", "enrol", model, omni, gal8, "--append", "--storage", "f16")
+    check(rc != 0 and "cannot change" in se, f"--append cannot change the storage ({se.strip()})")
 
     # calibrate on a labelled folder
     rc, so, se = run("siamese-gallery", "calibrate", model, omni, "--pairs", "200")
@@ -176,6 +189,8 @@ with tempfile.TemporaryDirectory(prefix="siamese-gallery.") as tmp:
         (["identify", model, gal, query, "--verify", "dave"], "not enrolled"),
         (["identify", model, gal, query, "--threshold", "0.3"], "--threshold is for --verify"),
         (["list", model, gal, "--save", "x.safetensors"], "--save is for calibrate"),
+        (["list", model, gal, "--storage", "u8"], "--storage is for enrol"),
+        (["enrol", model, people, gal, "--storage", "f64"], "--storage takes"),
         (["identify", model, gal, query, "--verify", "bob", "--threshold", "2"], "threshold"),
         (["identify", model, gal, os.path.join(tmp, "none.png")], "cannot read the image"),
         (["enrol", model, os.path.join(tmp, "src", "00.png") + "x", gal], "cannot enrol"),

@@ -70,7 +70,7 @@ static const sm_backend_ops cpu_blas_ops = {
     .name = "cpu-blas",
     .kind = SM_BACKEND_CPU,
     /* chunk sizes: the dispatch defaults (16 pairs, 64 images), measured on this backend */
-    .props = {.honours = SM_BACKEND_HONOURS_THREADS},
+    .props = {.honours = SM_BACKEND_HONOURS_THREADS, .host_memory = 1},
     .probe = cpu_probe,
     .init = cpu_init,
     .destroy = cpu_destroy,
@@ -100,6 +100,7 @@ static const sm_backend_ops cpu_blas_ops = {
     .bias_grad = sm__cpu_bias_grad,
     .absdiff_fwd = sm__cpu_absdiff_fwd,
     .absdiff_bwd = sm__cpu_absdiff_bwd,
+    .l1_scores = sm__cpu_l1_scores, /* l1_scores.c: AVX-512, AVX2 or C, the same bits */
     .bce_fwd_bwd = sm__cpu_bce_fwd_bwd,
     .adam_update = sm__cpu_adam_update,
     .all_finite = sm__cpu_all_finite,

@@ -56,6 +56,14 @@ sm_status sm__cpu_all_finite(void *ctx, size_t n, const float *x, bool *finite);
 sm_status sm__cpu_absdiff_fwd(void *ctx, size_t n, const float *a, const float *b, float *d);
 sm_status sm__cpu_absdiff_bwd(void *ctx, size_t n, const float *a, const float *b, const float *dd,
                               float *da, float *db);
+/* The l1_scores slot (l1_scores.c), and the instruction set it runs on here: the best of
+ * SM__L1_ISA_* the CPU has, or a lower one named by SIAMESE_L1_ISA (c, avx2, avx512). */
+sm_status sm__cpu_l1_scores(void *ctx, const sm_l1_shape *s, const float *queries,
+                            const void *rows, const float *row_qp, const int32_t *row_index,
+                            const float *w, float *out);
+enum { SM__L1_ISA_C = 0, SM__L1_ISA_AVX2 = 1, SM__L1_ISA_AVX512 = 2 };
+int sm__cpu_l1_isa(void);
+
 sm_status sm__cpu_bce_fwd_bwd(void *ctx, int n, const float *logits, const float *labels,
                               float scale, float *scores, float *loss_sum, float *dlogits);
 

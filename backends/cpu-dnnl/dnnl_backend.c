@@ -176,7 +176,8 @@ static const sm_backend_ops be_ops = {
     .kind = SM_BACKEND_CPU_DNNL,
     /* chunk sizes: the dispatch defaults (16 pairs, 64 images), measured on this backend */
     .props = {.honours = SM_BACKEND_HONOURS_THREADS | SM_BACKEND_HONOURS_CONV_ALGO |
-                         SM_BACKEND_HONOURS_PRECISION},
+                         SM_BACKEND_HONOURS_PRECISION,
+              .host_memory = 1},
     .probe = be_probe,
     .init = be_init,
     .destroy = be_destroy,
@@ -206,6 +207,7 @@ static const sm_backend_ops be_ops = {
     .bias_grad = sm__cpu_bias_grad,
     .absdiff_fwd = sm__cpu_absdiff_fwd,
     .absdiff_bwd = sm__cpu_absdiff_bwd,
+    .l1_scores = sm__cpu_l1_scores, /* cpu-blas's loop: the same bits */
     .bce_fwd_bwd = sm__cpu_bce_fwd_bwd,
     .adam_update = sm__cpu_adam_update,
     .all_finite = sm__cpu_all_finite,

@@ -226,6 +226,7 @@ static const sm_backend_ops cuda_ops = {
     .bias_grad = smc_bias_grad,
     .absdiff_fwd = smc_absdiff_fwd,
     .absdiff_bwd = smc_absdiff_bwd,
+    .l1_scores = smc_l1_scores, /* own kernel: the CPU's summation order, the same bits */
     .bce_fwd_bwd = smc_bce_fwd_bwd,
     .adam_update = smc_adam_update,
     .all_finite = smc_all_finite,

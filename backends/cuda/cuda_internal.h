@@ -102,6 +102,9 @@ sm_status smc_bias_grad(void *ctx, int rows, int cols, const float *dy, float *d
 sm_status smc_absdiff_fwd(void *ctx, size_t n, const float *a, const float *b, float *d);
 sm_status smc_absdiff_bwd(void *ctx, size_t n, const float *a, const float *b, const float *dd,
                           float *da, float *db);
+sm_status smc_l1_scores(void *ctx, const sm_l1_shape *s, const float *queries, const void *rows,
+                        const float *row_qp, const int32_t *row_index, const float *w,
+                        float *out);
 sm_status smc_bce_fwd_bwd(void *ctx, int n, const float *logits, const float *labels, float scale,
                           float *scores, float *loss_sum, float *dlogits);
 sm_status smc_adam_update(void *ctx, size_t n, float *p, const float *g, float *m, float *v,

@@ -6,6 +6,8 @@
 #include <cfloat>
 #include <cstdint>
 
+#include <cuda_fp16.h>
+
 #include "kernels.h"
 
 namespace
@@ -280,6 +282,70 @@ __global__ void groupnorm_bwd_data(int c, size_t hw, int groups, const float *x,
     }
 }
 
+// l1_scores (backend_plugin.h): the head's logit of queries against gallery rows, in the one
+// summation order every backend keeps, so the GPU gives the CPU's bits. A block is 16 lanes x 8
+// groups of threads; each group scores a tile of 4 queries x 4 rows, lane j accumulating the
+// d = j mod 16 in increasing d with __fmaf_rn (the CPU's fmaf: one rounding), in registers.
+// The lanes then meet in shared memory and each thread folds one (query, row) pair in the
+// fixed order. The queries of a block are shared by its 8 groups (through L1); consecutive
+// lanes read consecutive features, so a row's step is one 64-byte transaction.
+constexpr int kL1Lanes = 16, kL1Groups = 8, kL1QT = 4, kL1RT = 4;
+
+template <int DT>
+__device__ float l1_decode(const unsigned char *row, size_t d, float sc, float off)
+{
+    if (DT == 0) return reinterpret_cast<const float *>(row)[d];
+    if (DT == 1)
+        return __uint_as_float((unsigned)reinterpret_cast<const unsigned short *>(row)[d] << 16);
+    if (DT == 2) return __half2float(reinterpret_cast<const __half *>(row)[d]);
+    return __fmaf_rn((float)row[d], sc, off);
+}
+
+template <int DT>
+__global__ void l1_scores(size_t nq, size_t nr, size_t dim, size_t row_bytes, size_t ld,
+                          const float *q, const unsigned char *rows, const float *qp,
+                          const int32_t *idx, const float *w, float *out)
+{
+    __shared__ float red[kL1Groups][kL1QT * kL1RT][kL1Lanes + 1]; // +1: no bank conflicts
+    const int lane = threadIdx.x, grp = threadIdx.y;
+    const size_t q0 = (size_t)blockIdx.y * kL1QT;
+    const size_t i0 = ((size_t)blockIdx.x * kL1Groups + grp) * kL1RT;
+    const float *qr[kL1QT];
+    const unsigned char *gr[kL1RT];
+    float sc[kL1RT], off[kL1RT], acc[kL1QT][kL1RT];
+    // a tile past the end repeats the last query or row: computed, never stored
+    for (int i = 0; i < kL1QT; i++) qr[i] = q + (q0 + i < nq ? q0 + i : nq - 1) * dim;
+    for (int r = 0; r < kL1RT; r++) {
+        size_t ii = i0 + r < nr ? i0 + r : nr - 1, rr = idx ? (size_t)idx[ii] : ii;
+        gr[r] = rows + rr * row_bytes;
+        off[r] = qp ? qp[2 * rr] : 0.0f;
+        sc[r] = qp ? qp[2 * rr + 1] : 1.0f;
+    }
+    for (int i = 0; i < kL1QT; i++)
+        for (int r = 0; r < kL1RT; r++) acc[i][r] = 0.0f;
+    for (size_t d = lane; d < dim; d += kL1Lanes) {
+        const float wv = w[d];
+        float g[kL1RT];
+        for (int r = 0; r < kL1RT; r++) g[r] = l1_decode<DT>(gr[r], d, sc[r], off[r]);
+        for (int i = 0; i < kL1QT; i++) {
+            const float qv = qr[i][d];
+            for (int r = 0; r < kL1RT; r++)
+                acc[i][r] = __fmaf_rn(wv, fabsf(__fsub_rn(qv, g[r])), acc[i][r]);
+        }
+    }
+    for (int i = 0; i < kL1QT; i++)
+        for (int r = 0; r < kL1RT; r++) red[grp][i * kL1RT + r][lane] = acc[i][r];
+    __syncthreads();
+    // the 16 pairs of a group, one per lane: fold (j, j+8), (j, j+4), (j, j+2), (0, 1), + b
+    const float *a = red[grp][lane];
+    float b[8], c[4];
+    for (int j = 0; j < 8; j++) b[j] = __fadd_rn(a[j], a[j + 8]);
+    for (int j = 0; j < 4; j++) c[j] = __fadd_rn(b[j], b[j + 4]);
+    const float sum = __fadd_rn(__fadd_rn(c[0], c[2]), __fadd_rn(c[1], c[3]));
+    const size_t qi = q0 + lane / kL1RT, ri = i0 + lane % kL1RT;
+    if (qi < nq && ri < nr) out[qi * ld + ri] = __fadd_rn(sum, w[dim]);
+}
+
 } // namespace
 
 extern "C" {
@@ -405,6 +471,40 @@ cudaError_t smk_groupnorm_bwd_data(cudaStream_t st, int n, int c, size_t hw, int
     if (units && hw)
         groupnorm_bwd_data<<<units, kThreads, 0, st>>>(c, hw, groups, x, dy, gamma, stats, dx);
     return cudaGetLastError();
+}
+
+cudaError_t smk_l1_scores(cudaStream_t st, size_t nq, size_t nr, size_t dim, int dtype, size_t ld,
+                          const float *q, const void *rows, const float *qp, const int32_t *idx,
+                          const float *w, float *out)
+{
+    const size_t es = dtype == 0 ? 4 : dtype == 3 ? 1 : 2, per_block = (size_t)kL1Groups * kL1RT;
+    const dim3 threads(kL1Lanes, kL1Groups);
+    const unsigned char *g = static_cast<const unsigned char *>(rows);
+    // at most 65535 query tiles per launch (the grid's y limit)
+    for (size_t q0 = 0; q0 < nq; q0 += (size_t)65535 * kL1QT) {
+        const size_t m = nq - q0 < (size_t)65535 * kL1QT ? nq - q0 : (size_t)65535 * kL1QT;
+        const dim3 grid((unsigned)((nr + per_block - 1) / per_block),
+                        (unsigned)((m + kL1QT - 1) / kL1QT));
+        const float *qq = q + q0 * dim;
+        float *o = out + q0 * ld;
+        switch (dtype) {
+        case 0:
+            l1_scores<0><<<grid, threads, 0, st>>>(m, nr, dim, dim * es, ld, qq, g, qp, idx, w, o);
+            break;
+        case 1:
+            l1_scores<1><<<grid, threads, 0, st>>>(m, nr, dim, dim * es, ld, qq, g, qp, idx, w, o);
+            break;
+        case 2:
+            l1_scores<2><<<grid, threads, 0, st>>>(m, nr, dim, dim * es, ld, qq, g, qp, idx, w, o);
+            break;
+        default:
+            l1_scores<3><<<grid, threads, 0, st>>>(m, nr, dim, dim * es, ld, qq, g, qp, idx, w, o);
+            break;
+        }
+        cudaError_t e = cudaGetLastError();
+        if (e != cudaSuccess) return e;
+    }
+    return cudaSuccess;
 }
 
 } // extern "C"

@@ -24,6 +24,11 @@ cudaError_t smk_absdiff_bwd(cudaStream_t st, size_t n, const float *a, const flo
                             const float *dd, float *da, float *db);
 cudaError_t smk_bce_fwd_bwd(cudaStream_t st, int n, const float *logits, const float *labels,
                             float scale, float *scores, float *loss_sum, float *dlogits);
+/* l1_scores (backend_plugin.h) for nq queries against nr rows of dtype (sm_rows_dtype),
+ * row_index `idx` or NULL, logits into out (row stride ld); qp: U8 rows' (offset, scale). */
+cudaError_t smk_l1_scores(cudaStream_t st, size_t nq, size_t nr, size_t dim, int dtype, size_t ld,
+                          const float *q, const void *rows, const float *qp, const int32_t *idx,
+                          const float *w, float *out);
 /* wd: classic L2 decay (g + wd p); 0 runs the kernel without it. */
 cudaError_t smk_adam(cudaStream_t st, size_t n, float *p, const float *g, float *m, float *v,
                      float step, float b1, float b2, float eps, float wd);

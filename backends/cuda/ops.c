@@ -112,6 +112,15 @@ sm_status smc_absdiff_bwd(void *ctx, size_t n, const float *a, const float *b, c
                "absdiff backward kernel");
 }
 
+sm_status smc_l1_scores(void *ctx, const sm_l1_shape *s, const float *queries, const void *rows,
+                        const float *row_qp, const int32_t *row_index, const float *w, float *out)
+{
+    SMC_LAUNCH(smk_l1_scores(((cuda_ctx *)ctx)->stream, s->n_queries, s->n_rows, s->dim,
+                             (int)s->dtype, s->ld_out, queries, rows,
+                             s->dtype == SM_ROWS_U8 ? row_qp : NULL, row_index, w, out),
+               "l1_scores kernel");
+}
+
 sm_status smc_bce_fwd_bwd(void *ctx, int n, const float *logits, const float *labels, float scale,
                           float *scores, float *loss_sum, float *dlogits)
 {

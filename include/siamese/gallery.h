@@ -4,11 +4,14 @@
  * be?"), saved to and loaded from files. Part of the API <siamese/siamese.h> includes. Since 0.3.
  *
  * A gallery belongs to one model (a subnet and a head, borrowed): each enrolled image is embedded
- * once, on the model's backend, and its feature vector is kept there. A query is embedded once
- * and scored against every enrolled example in one batched product through the head,
- * score = sigmoid(w . |F_query - F_example| + b), the score of sm_predict_pair. A label's score
- * is the mean of its examples' scores: the rule of the k-shot evaluation (sm_oneshot_episodes),
- * so a label enrolled with k examples is a k-shot class.
+ * once, on the model's backend, and its feature vector is kept there (since 0.5 in a storage
+ * type of the caller's choice: sm_gallery_create_with). A query is embedded once and scored
+ * against every enrolled example, score = sigmoid(w . |F_query - F_example| + b), the score of
+ * sm_predict_pair (to float rounding: the gallery sums in an order of its own, the same for any
+ * batch, thread count and backend, so a query gets the same bits alone or in a batch). A batch
+ * of queries passes over the gallery once. A label's score is the mean of its examples' scores:
+ * the rule of the k-shot evaluation (sm_oneshot_episodes), so a label enrolled with k examples
+ * is a k-shot class.
  *
  * Ties are reported, never broken by order: every match says its rank (1 + the number of labels
  * with a strictly higher score, so tied labels share a rank) and how many labels of the whole
@@ -17,7 +20,7 @@
  *
  * Threads, as for prediction: calls that take a const gallery (identify, verify, save, counts,
  * names) only read it and the model, each with its own scratch memory: any number of threads
- * may run them at once. Calls that take a non-const gallery (enrol, remove) modify it: no other
+ * may run them at once (on a mapped gallery too, sm_gallery_load_with). Calls that take a non-const gallery (enrol, remove) modify it: no other
  * thread may use that gallery during the call. The model must not train or load while a
  * gallery over it is used; a model changed after enrolment makes the gallery's embeddings stale
  * (save then reload it: the load refuses the file, see sm_gallery_load).
@@ -51,10 +54,49 @@ typedef struct sm_gallery_match {
 
 /** Creates an empty gallery for the model `subnet` + `head` (borrowed: they must outlive the
  *  gallery and must not train meanwhile). Reads the model's parameters once to fingerprint it
- *  (sm_gallery_load checks a file against that fingerprint). Statuses: SM_ERR_INVALID_ARG
- *  (NULL, subnet and head on different backends), SM_ERR_SHAPE (a head of another width),
- *  SM_ERR_NOMEM, SM_ERR_DEVICE. */
+ *  (sm_gallery_load checks a file against that fingerprint). Features are stored as float32
+ *  (SM_STORAGE_F32). Statuses: SM_ERR_INVALID_ARG (NULL, subnet and head on different
+ *  backends), SM_ERR_SHAPE (a head of another width), SM_ERR_NOMEM, SM_ERR_DEVICE. */
 SM_API sm_status sm_gallery_create(const sm_subnet *subnet, const sm_head *head, sm_gallery **out);
+
+/** How a gallery stores its enrolled feature vectors (since 0.5): chosen at creation
+ *  (sm_gallery_create_with) and kept in its file. Only the stored copy of an enrolled vector
+ *  is rounded: queries stay float32, and every score is computed in float32 with float32 sums
+ *  in the same order whatever the storage (docs/gallery.md, "How the search runs"). Features
+ *  lie in [0, 1]. */
+typedef enum sm_storage_type {
+    SM_STORAGE_F32 = 0,  /* 4 bytes a feature: exact (the default, and all there was before 0.5) */
+    SM_STORAGE_BF16 = 1, /* 2 bytes: bfloat16, rounded to nearest (8 significant bits: a
+                          * relative error below 2^-8) */
+    SM_STORAGE_F16 = 2,  /* 2 bytes: IEEE 754 half, rounded to nearest (11 significant bits:
+                          * below 2^-11 relative; at most 2^-25 absolute below 2^-14) */
+    SM_STORAGE_U8 = 3,   /* 1 byte a feature and 8 a vector: 256 levels from the vector's own
+                          * minimum to its maximum (an error of at most half a level) */
+} sm_storage_type;
+
+/** Options of sm_gallery_create_with (since 0.5). The caller sets `struct_size` to
+ *  sizeof(sm_gallery_options) (SM_GALLERY_OPTIONS_INIT does it, every other field 0, which is
+ *  what sm_gallery_create does); the library reads only the fields that fit in it and counts
+ *  the others as 0, so later versions can append fields without breaking older callers. */
+typedef struct sm_gallery_options {
+    size_t struct_size;      /* set by the caller */
+    sm_storage_type storage; /* how enrolled features are stored */
+} sm_gallery_options;
+
+#define SM_GALLERY_OPTIONS_INIT                                                                    \
+    {                                                                                              \
+        sizeof(sm_gallery_options), SM_STORAGE_F32                                                 \
+    }
+
+/** sm_gallery_create with options (NULL: exactly sm_gallery_create). A reduced storage takes
+ *  2 (BF16, F16) or about 1 (U8) byte per feature instead of 4, so a search that is bound by
+ *  reading the gallery runs up to 2 or 4 times faster; docs/gallery.md measures how often the
+ *  top labels change. Statuses as sm_gallery_create, and SM_ERR_INVALID_ARG for a struct_size
+ *  under sizeof(size_t) or an unknown storage type. Since 0.5. */
+SM_API sm_status sm_gallery_create_with(const sm_subnet *subnet, const sm_head *head,
+                                        const sm_gallery_options *options, sm_gallery **out);
+/** The gallery's storage type; SM_STORAGE_F32 for NULL. Since 0.5. */
+SM_API sm_storage_type sm_gallery_storage(const sm_gallery *gallery);
 /** Frees a gallery and its backend buffers. NULL: no-op. */
 SM_API void sm_gallery_destroy(sm_gallery *gallery);
 
@@ -107,8 +149,11 @@ SM_API double sm_gallery_bytes_per_example(const sm_gallery *gallery);
 
 /** Identifies `n_queries` images (C*H*W floats each, values in [0, 1]): for each, the `k` labels
  *  with the highest scores, best first (ties as the header says), into matches[q * k ...].
- *  `*n_found` (optional) receives min(k, num_labels): the matches written per query. Memory
- *  is bounded whatever the gallery's size. Only reads the gallery (threads above); `matches`
+ *  `*n_found` (optional) receives min(k, num_labels): the matches written per query. The
+ *  queries are scored in groups, each passing over the gallery once, so a batch is much faster
+ *  per query than single calls; every query gets exactly the matches it gets alone. Scratch
+ *  memory is bounded whatever the number of queries and the gallery's size (besides the
+ *  answers: n_queries x k matches). Only reads the gallery (threads above); `matches`
  *  is written only on success. Statuses: SM_ERR_INVALID_ARG (NULL, k or n_queries 0, a bad
  *  pixel), SM_ERR_NUMERIC (a model with non-finite parameters: the subnet embeds a query as a
  *  feature vector that is not finite, or the head gives a score that is not, naming the image
@@ -133,15 +178,17 @@ SM_API sm_status sm_gallery_identify_embeddings(const sm_gallery *gallery, size_
 SM_API sm_status sm_gallery_verify(const sm_gallery *gallery, const char *label, const float *image,
                                    double threshold, double *score, int *accept);
 
-/** Saves the gallery (feature vectors, labels, the model's fingerprint and architecture) as a
- *  safetensors file (docs/gallery.md gives the format), atomically: a failure leaves any
+/** Saves the gallery (feature vectors in its storage type, labels, the model's fingerprint and
+ *  architecture) as a safetensors file (docs/gallery.md gives the format; F32 galleries stay
+ *  readable by 0.3 and 0.4, the other storage types need 0.5), atomically: a failure leaves any
  *  existing file untouched, and SM_OK means the new file is in place (a folder that cannot be
  *  synced after the rename is a warning through the log callback, not a failure). An empty
  *  gallery saves (and loads) fine. Only reads the gallery.
  *  Statuses: SM_ERR_INVALID_ARG, SM_ERR_IO (naming the path), SM_ERR_NOMEM, SM_ERR_DEVICE. */
 SM_API sm_status sm_gallery_save(const sm_gallery *gallery, const char *path);
 /** Loads a gallery saved by sm_gallery_save for the model `subnet` + `head` (borrowed, as
- *  sm_gallery_create). The file must have been enrolled with exactly this model (the same
+ *  sm_gallery_create), in the storage type it was saved in; on a CPU backend the file is mapped
+ *  and searched in place (sm_gallery_load_with, since 0.5), after its checks. The file must have been enrolled with exactly this model (the same
  *  architecture and parameters, checked by fingerprint): a gallery is never used with another
  *  model. Statuses: SM_ERR_IO (missing, unreadable), SM_ERR_FORMAT (damaged, truncated,
  *  checksum mismatch, values out of range, labels that are not UTF-8 or repeated),
@@ -150,6 +197,41 @@ SM_API sm_status sm_gallery_save(const sm_gallery *gallery, const char *path);
  *  SM_ERR_INVALID_ARG, SM_ERR_NOMEM, SM_ERR_DEVICE. *out is written only on success. */
 SM_API sm_status sm_gallery_load(const sm_subnet *subnet, const sm_head *head, const char *path,
                                  sm_gallery **out);
+
+/** Options of sm_gallery_load_with (since 0.5), struct_size-versioned as sm_gallery_options
+ *  (SM_GALLERY_LOAD_OPTIONS_INIT: what sm_gallery_load does). */
+typedef struct sm_gallery_load_options {
+    size_t struct_size; /* set by the caller */
+    int no_map;         /* 1: read the file into memory and copy its rows, never map it */
+    int skip_row_check; /* 1: do not read the feature rows at load: their checksum and range
+                         * are not checked (everything else is, including the file's checksum
+                         * with the rows' recorded checksum standing for them); a damaged row
+                         * then goes unnoticed (docs/gallery.md, "Mapped files") */
+} sm_gallery_load_options;
+
+#define SM_GALLERY_LOAD_OPTIONS_INIT                                                               \
+    {                                                                                              \
+        sizeof(sm_gallery_load_options), 0, 0                                                      \
+    }
+
+/** sm_gallery_load with options (NULL: exactly sm_gallery_load). On a backend whose buffers are
+ *  host memory (cpu, cpu-dnnl) the file is mapped read-only and its feature rows are searched
+ *  in place, without a copy, when it allows (rows aligned in the file, as files written since
+ *  0.5 have them; a little-endian machine); otherwise, and with no_map, it is read and copied
+ *  as before 0.5. A mapped gallery copies its rows into memory of its own on its first
+ *  modification (enrol, remove), and drops the mapping then. The file must not be rewritten in
+ *  place while mapped (a program that truncates it makes a later search crash with SIGBUS);
+ *  sm_gallery_save replaces files atomically, so saving over the mapped file itself is safe.
+ *  With skip_row_check, loading reads only the header and the labels: a gallery of any size
+ *  loads in milliseconds, and its rows are read as searches touch them. Statuses as
+ *  sm_gallery_load, and SM_ERR_INVALID_ARG for a struct_size under sizeof(size_t) or a flag
+ *  other than 0 or 1. Since 0.5. */
+SM_API sm_status sm_gallery_load_with(const sm_subnet *subnet, const sm_head *head,
+                                      const char *path, const sm_gallery_load_options *options,
+                                      sm_gallery **out);
+/** 1 when the gallery's feature rows are a mapped file's (sm_gallery_load_with), else 0 (NULL
+ *  included). Since 0.5. */
+SM_API int sm_gallery_is_mapped(const sm_gallery *gallery);
 
 #ifdef __cplusplus
 }

@@ -282,6 +282,21 @@ SM_API sm_status sm_backend_get_option(const sm_backend *be, sm_backend_option k
     return sm__fail(SM_ERR_INVALID_ARG, "sm_backend_get_option: unknown option %d", (int)key);
 }
 
+sm_status sm__be_l1_scores(sm_backend *be, const sm_l1_shape *s, const float *queries,
+                           const void *rows, const float *row_qp, const int32_t *row_index,
+                           const float *w, float *out)
+{
+    SM_CHECK_ARG(s->n_queries >= 1 && s->n_rows >= 1 && s->dim >= 1 && s->ld_out >= s->n_rows,
+                 "l1_scores: bad shape (%zu queries, %zu rows, %zu dims, ld_out %zu)", s->n_queries,
+                 s->n_rows, s->dim, s->ld_out);
+    SM_CHECK_ARG(s->dtype >= SM_ROWS_F32 && s->dtype <= SM_ROWS_U8, "l1_scores: row type %d",
+                 (int)s->dtype);
+    SM_CHECK_ARG(s->dtype != SM_ROWS_U8 || row_qp, "l1_scores: u8 rows need their scales");
+    SM_RETURN_IF(!be->ops->l1_scores, SM_ERR_UNSUPPORTED,
+                 "the %s backend has no l1_scores op (gallery search)", be->ops->name);
+    return be->ops->l1_scores(be->ctx, s, queries, rows, row_qp, row_index, w, out);
+}
+
 sm_status sm__be_alloc_floats(sm_backend *be, size_t n, float **out)
 {
     size_t bytes;

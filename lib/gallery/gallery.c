@@ -98,7 +98,8 @@ typedef struct growth {
     size_t cap_labels;
     uint32_t *hash; /* a larger table, or NULL */
     size_t hash_cap;
-    float *feat; /* a larger backend buffer (rows copied), or NULL */
+    void *rows; /* a larger backend buffer (rows copied), or NULL */
+    float *qp;  /* and its U8 scales */
     uint32_t *example_label;
     size_t cap;
 } growth;
@@ -109,7 +110,8 @@ static void growth_free(sm_gallery *g, growth *w)
     sm__free(w->labels);
     sm__free(w->label_n);
     sm__free(w->hash);
-    sm__be_free(g->be, w->feat);
+    sm__be_free(g->be, w->rows);
+    sm__be_free(g->be, w->qp);
     sm__free(w->example_label);
 }
 
@@ -135,33 +137,74 @@ static sm_status grow_labels(sm_gallery *g, const char *label, growth *w)
     return SM_OK;
 }
 
-/* A backend buffer of `cap` rows holding the current ones, copied through a bounded host
- * buffer so that growing never needs a third copy of the rows. */
-static sm_status grow_rows(sm_gallery *g, size_t need, growth *w)
+/* Copies `bytes` from one backend buffer (or the mapped file) to another through a bounded host
+ * buffer, so that growing never needs a third copy of the rows. */
+static sm_status copy_through_host(sm_gallery *g, void *dst, const void *src, size_t bytes)
 {
-    size_t cap = g->cap ? g->cap : 64, floats;
-    while (cap < need) cap *= 2;
-    SM_RETURN_IF(!sm__mul_size(cap, g->dim, &floats), SM_ERR_LIMIT,
-                 "a gallery of %zu examples is too large", cap);
-    w->cap = cap;
-    if (!(w->example_label = sm__malloc(cap * sizeof *w->example_label)))
-        return sm__fail(SM_ERR_NOMEM, "out of memory growing a gallery");
-    if (g->n) memcpy(w->example_label, g->example_label, g->n * sizeof *w->example_label);
-    SM_TRY(sm__be_alloc_floats(g->be, floats, &w->feat));
-    const size_t total = g->n * g->dim, step = total < ID_CHUNK ? total : ID_CHUNK;
-    float *host = total ? sm__malloc(step * sizeof *host) : NULL;
+    const size_t step = bytes < ID_CHUNK * sizeof(float) ? bytes : ID_CHUNK * sizeof(float);
+    uint8_t *host = bytes ? sm__malloc(step) : NULL;
     sm_status st =
-        total && !host ? sm__fail(SM_ERR_NOMEM, "out of memory growing a gallery") : SM_OK;
-    for (size_t off = 0; off < total && st == SM_OK; off += step) {
-        size_t m = total - off < step ? total - off : step;
-        st = g->be->ops->download(g->be->ctx, host, g->feat + off, m * sizeof *host);
-        if (st == SM_OK) st = g->be->ops->upload(g->be->ctx, w->feat + off, host, m * sizeof *host);
+        bytes && !host ? sm__fail(SM_ERR_NOMEM, "out of memory growing a gallery") : SM_OK;
+    for (size_t off = 0; off < bytes && st == SM_OK; off += step) {
+        size_t m = bytes - off < step ? bytes - off : step;
+        st = g->map ? (memcpy(host, (const uint8_t *)src + off, m), SM_OK)
+                    : g->be->ops->download(g->be->ctx, host, (const uint8_t *)src + off, m);
+        if (st == SM_OK) st = g->be->ops->upload(g->be->ctx, (uint8_t *)dst + off, host, m);
     }
     sm__free(host);
     return st;
 }
 
-sm_status sm__gallery_append(sm_gallery *g, const char *label, size_t n, const float *feat)
+/* A backend buffer of at least `need` rows (doubling from cap) holding the current ones. */
+static sm_status grow_rows(sm_gallery *g, size_t need, growth *w)
+{
+    size_t cap = g->cap && !g->map ? g->cap : 64, bytes;
+    while (cap < need) cap *= 2;
+    SM_RETURN_IF(!sm__mul_size(cap, g->row_bytes, &bytes), SM_ERR_LIMIT,
+                 "a gallery of %zu examples is too large", cap);
+    w->cap = cap;
+    if (!(w->example_label = sm__malloc(cap * sizeof *w->example_label)))
+        return sm__fail(SM_ERR_NOMEM, "out of memory growing a gallery");
+    if (g->n) memcpy(w->example_label, g->example_label, g->n * sizeof *w->example_label);
+    void *p;
+    SM_TRY(g->be->ops->alloc(g->be->ctx, bytes, &p));
+    w->rows = p;
+    if (g->storage == SM_STORAGE_U8) {
+        SM_TRY(sm__be_alloc_floats(g->be, 2 * cap, &w->qp));
+        SM_TRY(copy_through_host(g, w->qp, g->qp, 2 * g->n * sizeof(float)));
+    }
+    return copy_through_host(g, w->rows, g->rows, g->n * g->row_bytes);
+}
+
+/* Puts the grown rows in place (nothing here can fail). */
+static void commit_rows(sm_gallery *g, growth *w)
+{
+    if (!w->rows) return;
+    if (g->map) {
+        sm__file_unmap(g->map);
+        g->map = NULL;
+        sm__be_free(g->be, g->qp); /* a mapped gallery's scales are a buffer of its own */
+    } else {
+        sm__be_free(g->be, g->rows);
+        sm__be_free(g->be, g->qp);
+    }
+    sm__free(g->example_label);
+    g->rows = w->rows, g->qp = w->qp, g->example_label = w->example_label, g->cap = w->cap;
+    w->rows = NULL, w->qp = NULL, w->example_label = NULL;
+}
+
+sm_status sm__gallery_own_rows(sm_gallery *g, size_t cap)
+{
+    if (!g->map) return SM_OK;
+    growth w = {0};
+    sm_status st = grow_rows(g, cap > g->n ? cap : g->n, &w);
+    if (st == SM_OK) commit_rows(g, &w);
+    growth_free(g, &w);
+    return st;
+}
+
+sm_status sm__gallery_append_stored(sm_gallery *g, const char *label, size_t n, const void *rows,
+                                    const float *qp)
 {
     SM_RETURN_IF(n > SM__GALLERY_MAX_EXAMPLES - g->n, SM_ERR_LIMIT,
                  "a gallery holds at most 2^31 - 1 examples");
@@ -170,20 +213,22 @@ sm_status sm__gallery_append(sm_gallery *g, const char *label, size_t n, const f
     sm_status st = SM_OK;
     if (idx == SIZE_MAX && grow_labels(g, label, &w) != SM_OK)
         st = sm__fail(SM_ERR_NOMEM, "out of memory adding a gallery label");
-    if (st == SM_OK && g->n + n > g->cap) st = grow_rows(g, g->n + n, &w);
-    float *dst = w.feat ? w.feat : g->feat;
-    if (st == SM_OK)
-        st = g->be->ops->upload(g->be->ctx, dst + g->n * g->dim, feat, n * g->dim * sizeof *feat);
+    /* a mapped gallery is read-only: its first modification copies the rows; NULL rows are
+     * a mapped gallery's own, being labelled as it loads (gallery_file.c) */
+    const int in_place = rows == NULL;
+    if (st == SM_OK && !in_place && (g->n + n > g->cap || g->map)) st = grow_rows(g, g->n + n, &w);
+    uint8_t *dst = w.rows ? w.rows : g->rows;
+    float *dqp = w.rows ? w.qp : g->qp;
+    if (st == SM_OK && !in_place)
+        st = g->be->ops->upload(g->be->ctx, dst + g->n * g->row_bytes, rows, n * g->row_bytes);
+    if (st == SM_OK && !in_place && g->storage == SM_STORAGE_U8)
+        st = g->be->ops->upload(g->be->ctx, dqp + 2 * g->n, qp, 2 * n * sizeof *qp);
     if (st != SM_OK) {
         growth_free(g, &w);
         return st;
     }
     /* commit: nothing below can fail */
-    if (w.feat) {
-        sm__be_free(g->be, g->feat);
-        sm__free(g->example_label);
-        g->feat = w.feat, g->example_label = w.example_label, g->cap = w.cap;
-    }
+    commit_rows(g, &w);
     if (w.labels) {
         sm__free(g->labels);
         sm__free(g->label_n);
@@ -205,6 +250,26 @@ sm_status sm__gallery_append(sm_gallery *g, const char *label, size_t n, const f
     return SM_OK;
 }
 
+sm_status sm__gallery_append(sm_gallery *g, const char *label, size_t n, const float *feat)
+{
+    if (g->storage == SM_STORAGE_F32) return sm__gallery_append_stored(g, label, n, feat, NULL);
+    size_t bytes;
+    SM_RETURN_IF(!sm__mul_size(n, g->row_bytes, &bytes), SM_ERR_LIMIT,
+                 "%zu feature vectors are more than any buffer can hold", n);
+    uint8_t *rows = sm__malloc(bytes ? bytes : 1);
+    float *qp = g->storage == SM_STORAGE_U8 ? sm__malloc(2 * n * sizeof *qp) : NULL;
+    sm_status st = rows && (qp || g->storage != SM_STORAGE_U8)
+                       ? SM_OK
+                       : sm__fail(SM_ERR_NOMEM, "out of memory enrolling %zu vectors", n);
+    if (st == SM_OK) {
+        sm__storage_encode(g->storage, n, g->dim, feat, rows, qp);
+        st = sm__gallery_append_stored(g, label, n, rows, qp);
+    }
+    sm__free(rows);
+    sm__free(qp);
+    return st;
+}
+
 void sm__gallery_truncate(sm_gallery *g, size_t n_examples, size_t n_labels)
 {
     for (size_t i = n_examples; i < g->n; i++) g->label_n[g->example_label[i]]--;
@@ -222,7 +287,8 @@ void sm__gallery_truncate(sm_gallery *g, size_t n_examples, size_t n_labels)
 
 /* ------------------------------------------------------------------ lifecycle */
 
-sm_status sm__gallery_new(const sm_subnet *s, const sm_head *h, sm_gallery **out)
+sm_status sm__gallery_new(const sm_subnet *s, const sm_head *h, sm_storage_type storage,
+                          sm_gallery **out)
 {
     sm_gallery *g = sm__calloc(1, sizeof *g);
     if (!g) return sm__fail(SM_ERR_NOMEM, "out of memory creating a gallery");
@@ -230,6 +296,8 @@ sm_status sm__gallery_new(const sm_subnet *s, const sm_head *h, sm_gallery **out
     g->head = h;
     g->be = s->be;
     g->dim = h->dim;
+    g->storage = storage;
+    g->row_bytes = g->dim * sm__storage_elem(storage);
     sm_status st = sm__arch_text(&s->arch, &g->arch);
     if (st == SM_OK) st = sm__model_id(s, h, &g->model_id);
     if (st != SM_OK) {
@@ -242,19 +310,48 @@ sm_status sm__gallery_new(const sm_subnet *s, const sm_head *h, sm_gallery **out
 
 SM_API sm_status sm_gallery_create(const sm_subnet *subnet, const sm_head *head, sm_gallery **out)
 {
+    return sm_gallery_create_with(subnet, head, NULL, out);
+}
+
+SM_API sm_status sm_gallery_create_with(const sm_subnet *subnet, const sm_head *head,
+                                        const sm_gallery_options *options, sm_gallery **out)
+{
     SM_CHECK_ARG(subnet && head && out, "sm_gallery_create: NULL argument");
     SM_CHECK_ARG(subnet->be == head->be, "sm_gallery_create: subnet and head are on different "
                                          "backends");
     SM_RETURN_IF(head->dim != sm_subnet_feature_dim(subnet), SM_ERR_SHAPE,
                  "sm_gallery_create: the head takes %zu features, the subnet gives %zu", head->dim,
                  sm_subnet_feature_dim(subnet));
-    return sm__gallery_new(subnet, head, out);
+    sm_gallery_options o = SM_GALLERY_OPTIONS_INIT;
+    if (options) {
+        SM_CHECK_ARG(options->struct_size >= sizeof(size_t),
+                     "sm_gallery_create_with: options->struct_size %zu too small (set it to "
+                     "sizeof(sm_gallery_options), or use SM_GALLERY_OPTIONS_INIT)",
+                     options->struct_size);
+        /* fields past the caller's struct_size (an older caller) count as 0 */
+        memset(&o, 0, sizeof o);
+        memcpy(&o, options, options->struct_size < sizeof o ? options->struct_size : sizeof o);
+    }
+    SM_CHECK_ARG(sm__storage_name(o.storage) != NULL,
+                 "sm_gallery_create_with: unknown storage type %d (SM_STORAGE_F32, _BF16, _F16 "
+                 "or _U8)",
+                 (int)o.storage);
+    return sm__gallery_new(subnet, head, o.storage, out);
 }
+
+SM_API sm_storage_type sm_gallery_storage(const sm_gallery *g)
+{
+    return g ? g->storage : SM_STORAGE_F32;
+}
+
+SM_API int sm_gallery_is_mapped(const sm_gallery *g) { return g && g->map ? 1 : 0; }
 
 SM_API void sm_gallery_destroy(sm_gallery *g)
 {
     if (!g) return;
-    sm__be_free(g->be, g->feat);
+    if (g->map) sm__file_unmap(g->map);
+    else sm__be_free(g->be, g->rows);
+    sm__be_free(g->be, g->qp);
     for (size_t i = 0; i < g->n_labels; i++) sm__free(g->labels[i]);
     sm__free(g->labels);
     sm__free(g->label_n);
@@ -276,13 +373,19 @@ size_t sm__gallery_first_bad(size_t count, const float *f)
 sm_status sm__gallery_embed(const sm_gallery *g, const char *fn, size_t n, const float *images,
                             float *feat)
 {
+    return sm__gallery_embed_at(g, fn, 0, n, images, feat);
+}
+
+sm_status sm__gallery_embed_at(const sm_gallery *g, const char *fn, size_t first, size_t n,
+                               const float *images, float *feat)
+{
     const size_t in = sm__arch_in_size(&g->subnet->arch), d = g->dim;
     for (size_t i = 0; i < n; i++)
         for (size_t k = 0; k < in; k++) {
             float v = images[i * in + k];
             SM_CHECK_ARG(v >= 0.0f && v <= 1.0f,
-                         "%s: image %zu has the value %g at pixel %zu, expected [0, 1]", fn, i,
-                         (double)v, k);
+                         "%s: image %zu has the value %g at pixel %zu, expected [0, 1]", fn,
+                         first + i, (double)v, k);
         }
     SM_TRY(sm_embed(g->subnet, n, images, feat));
     /* The pixels are good, so a bad feature is the model's: a sigmoid of finite activations
@@ -291,7 +394,7 @@ sm_status sm__gallery_embed(const sm_gallery *g, const char *fn, size_t n, const
     SM_RETURN_IF(bad != SIZE_MAX, SM_ERR_NUMERIC,
                  "%s: the model embeds image %zu as a feature vector holding %g at %zu, not in "
                  "[0, 1]: the subnet's parameters are not finite",
-                 fn, bad / d, (double)feat[bad], bad % d);
+                 fn, first + bad / d, (double)feat[bad], bad % d);
     return SM_OK;
 }
 
@@ -350,26 +453,36 @@ SM_API sm_status sm_gallery_remove(sm_gallery *g, const char *label, size_t *rem
         if (removed) *removed = 0;
         return SM_OK;
     }
+    /* a mapped gallery copies its rows first: the file's pages are read-only */
+    SM_TRY(sm__gallery_own_rows(g, g->n));
     /* Compact on the host, then write back: the device buffer is replaced only on success. */
-    const size_t d = g->dim, gone = g->label_n[idx], keep = g->n - gone;
+    const size_t rb = g->row_bytes, gone = g->label_n[idx], keep = g->n - gone;
+    const int u8 = g->storage == SM_STORAGE_U8;
     size_t cap = 16;
     while (cap < 2 * g->n_labels) cap *= 2;
-    float *host = sm__malloc((g->n ? g->n : 1) * d * sizeof *host);
+    uint8_t *host = sm__malloc((g->n ? g->n : 1) * rb);
+    float *qp = u8 ? sm__malloc((g->n ? g->n : 1) * 2 * sizeof *qp) : NULL;
     uint32_t *t = sm__calloc(cap, sizeof *t);
-    if (!host || !t) {
-        sm__free(host), sm__free(t);
+    if (!host || !t || (u8 && !qp)) {
+        sm__free(host), sm__free(qp), sm__free(t);
         return sm__fail(SM_ERR_NOMEM, "sm_gallery_remove: out of memory");
     }
-    sm_status st = g->be->ops->download(g->be->ctx, host, g->feat, g->n * d * sizeof *host);
+    sm_status st = g->be->ops->download(g->be->ctx, host, g->rows, g->n * rb);
+    if (st == SM_OK && u8) st = g->be->ops->download(g->be->ctx, qp, g->qp, 2 * g->n * sizeof *qp);
     size_t w = 0;
     for (size_t i = 0; i < g->n && st == SM_OK; i++)
         if (g->example_label[i] != idx) {
-            if (w != i) memmove(host + w * d, host + i * d, d * sizeof *host);
+            if (w != i) {
+                memmove(host + w * rb, host + i * rb, rb);
+                if (u8) qp[2 * w] = qp[2 * i], qp[2 * w + 1] = qp[2 * i + 1];
+            }
             w++;
         }
-    if (st == SM_OK && keep)
-        st = g->be->ops->upload(g->be->ctx, g->feat, host, keep * d * sizeof *host);
+    if (st == SM_OK && keep) st = g->be->ops->upload(g->be->ctx, g->rows, host, keep * rb);
+    if (st == SM_OK && keep && u8)
+        st = g->be->ops->upload(g->be->ctx, g->qp, qp, 2 * keep * sizeof *qp);
     sm__free(host);
+    sm__free(qp);
     if (st != SM_OK) {
         sm__free(t);
         return st;
@@ -420,7 +533,8 @@ SM_API size_t sm_gallery_find_label(const sm_gallery *g, const char *label)
 SM_API double sm_gallery_bytes_per_example(const sm_gallery *g)
 {
     if (!g || g->n == 0) return 0.0;
-    double bytes = (double)g->cap * ((double)g->dim * sizeof(float) + sizeof(uint32_t));
+    const double scales = g->storage == SM_STORAGE_U8 ? 2 * sizeof(float) : 0;
+    double bytes = (double)g->cap * ((double)g->row_bytes + scales + sizeof(uint32_t));
     for (size_t l = 0; l < g->n_labels; l++) bytes += (double)strlen(g->labels[l]) + 1;
     bytes += (double)g->cap_labels * (sizeof(char *) + sizeof(size_t)) +
              (double)g->hash_cap * sizeof(uint32_t);

@@ -1,90 +1,29 @@
 /* SPDX-License-Identifier: MIT */
-/* Gallery search: a query's feature vector against every enrolled one, as one batched product
- * through the head on the model's backend, in row chunks that bound the scratch memory:
- *   diff = |Q - G_chunk| (Q: the query repeated on each row), logits = diff w, then over all
- *   rows logits += b and scores = sigmoid(logits): the ops of sm_predict_pairs' head.
- * Then, on the host, each label's score is the mean of its examples' scores (in double, as the
+/* Identification and verification. Queries are scored against the enrolled examples by
+ * sm__gallery_score (gallery_score.c: the head's logit of every pair by the backend's l1_scores
+ * op, then the sigmoid), in groups of queries that bound the scratch memory whatever their
+ * number and the gallery's size; each group passes over the gallery once. Then, on the host,
+ * each label's score is the mean of its examples' scores (in double, in example order, as the
  * k-shot evaluation combines a class's supports), and the top k are picked with their ties.
- * Every score is checked first: one NaN would compare false against every other, so the top k
- * and the tie counts would be garbage, and a query is refused rather than answered so. */
+ * Every score is checked first (sm__gallery_score): one NaN would compare false against every
+ * other, so the top k and the tie counts would be garbage, and a query is refused rather than
+ * answered so. A score does not depend on how many queries came with it, nor on the backend's
+ * thread count: the same query gets the same answer alone or in a batch. */
 #include <string.h>
 
 #include "common/alloc.h"
 #include "common/error.h"
 #include "gallery/gallery.h"
 
-#define CHUNK_FLOATS ((size_t)1 << 20) /* floats per diff chunk: 4 MiB */
+#define GROUP_SCORES ((size_t)1 << 23) /* scores per group of queries: 32 MiB of floats */
+#define MAX_GROUP    256               /* queries per group, for small galleries */
 
-typedef struct search_bufs {
-    size_t rows;            /* rows per chunk */
-    float *qrep_host;       /* rows x dim */
-    float *qrep, *diff;     /* backend: rows x dim each */
-    float *logits, *scores; /* backend: n each */
-    float *host_scores;     /* n */
-    double *label_score;    /* n_labels */
-} search_bufs;
-
-static void bufs_free(const sm_gallery *g, search_bufs *b)
+/* Each label's mean score from the examples' scores (n floats) into s (n_labels). */
+static void label_means(const sm_gallery *g, const float *scores, double *s)
 {
-    sm__free(b->qrep_host);
-    sm__be_free(g->be, b->qrep);
-    sm__be_free(g->be, b->diff);
-    sm__be_free(g->be, b->logits);
-    sm__be_free(g->be, b->scores);
-    sm__free(b->host_scores);
-    sm__free(b->label_score);
-}
-
-static sm_status bufs_alloc(const sm_gallery *g, search_bufs *b)
-{
-    memset(b, 0, sizeof *b);
-    size_t rows = CHUNK_FLOATS / g->dim;
-    if (rows < 1) rows = 1;
-    if (rows > g->n) rows = g->n;
-    b->rows = rows;
-    b->qrep_host = sm__malloc(rows * g->dim * sizeof(float));
-    b->host_scores = sm__malloc(g->n * sizeof(float));
-    b->label_score = sm__malloc(g->n_labels * sizeof(double));
-    sm_status st = b->qrep_host && b->host_scores && b->label_score
-                       ? SM_OK
-                       : sm__fail(SM_ERR_NOMEM, "out of memory searching a gallery");
-    if (st == SM_OK) st = sm__be_alloc_floats(g->be, rows * g->dim, &b->qrep);
-    if (st == SM_OK) st = sm__be_alloc_floats(g->be, rows * g->dim, &b->diff);
-    if (st == SM_OK) st = sm__be_alloc_floats(g->be, g->n, &b->logits);
-    if (st == SM_OK) st = sm__be_alloc_floats(g->be, g->n, &b->scores);
-    if (st != SM_OK) bufs_free(g, b);
-    return st;
-}
-
-/* Every example's score against the query `q` (host, dim floats, in [0, 1]) into b->host_scores,
- * then every label's mean into b->label_score. */
-static sm_status score_query(const char *fn, const sm_gallery *g, search_bufs *b, const float *q)
-{
-    const sm_backend_ops *ops = g->be->ops;
-    void *ctx = g->be->ctx;
-    const size_t d = g->dim, rows = b->rows;
-    const float *w = g->head->params;
-    for (size_t r = 0; r < rows; r++) memcpy(b->qrep_host + r * d, q, d * sizeof *q);
-    SM_TRY(ops->upload(ctx, b->qrep, b->qrep_host, rows * d * sizeof(float)));
-    for (size_t off = 0; off < g->n; off += rows) {
-        size_t m = g->n - off < rows ? g->n - off : rows;
-        SM_TRY(ops->absdiff_fwd(ctx, m * d, b->qrep, g->feat + off * d, b->diff));
-        SM_TRY(ops->gemm(ctx, false, false, (int)m, 1, (int)d, 1.0f, b->diff, (int)d, w, 1, 0.0f,
-                         b->logits + off, 1));
-    }
-    SM_TRY(ops->bias_add(ctx, (int)g->n, 1, w + d, b->logits));
-    SM_TRY(ops->sigmoid_fwd(ctx, g->n, b->logits, b->scores));
-    SM_TRY(ops->download(ctx, b->host_scores, b->scores, g->n * sizeof(float)));
-    /* the query and the rows are in [0, 1], so a score outside it is the head's */
-    size_t bad = sm__gallery_first_bad(g->n, b->host_scores);
-    SM_RETURN_IF(bad != SIZE_MAX, SM_ERR_NUMERIC,
-                 "%s: the head scores example %zu (label '%.80s') %g, not in [0, 1]: the head's "
-                 "parameters are not finite",
-                 fn, bad, g->labels[g->example_label[bad]], (double)b->host_scores[bad]);
-    memset(b->label_score, 0, g->n_labels * sizeof(double));
-    for (size_t i = 0; i < g->n; i++) b->label_score[g->example_label[i]] += b->host_scores[i];
-    for (size_t l = 0; l < g->n_labels; l++) b->label_score[l] /= (double)g->label_n[l];
-    return SM_OK;
+    memset(s, 0, g->n_labels * sizeof *s);
+    for (size_t i = 0; i < g->n; i++) s[g->example_label[i]] += scores[i];
+    for (size_t l = 0; l < g->n_labels; l++) s[l] /= (double)g->label_n[l];
 }
 
 /* a before b: the higher score, then the smaller name (display order within a tie). */
@@ -121,6 +60,20 @@ static void top_k(const sm_gallery *g, const double *s, size_t k, sm_gallery_mat
     }
 }
 
+/* Queries [q0, q0 + m) as feature vectors: the caller's, or embedded into `feat`. */
+static sm_status group_features(const char *fn, const sm_gallery *g, const float *data,
+                                int is_images, size_t q0, size_t m, float *feat, const float **out)
+{
+    if (!is_images) {
+        *out = data + q0 * g->dim;
+        return SM_OK;
+    }
+    const size_t in = sm__arch_in_size(&g->subnet->arch);
+    SM_TRY(sm__gallery_embed_at(g, fn, q0, m, data + q0 * in, feat));
+    *out = feat;
+    return SM_OK;
+}
+
 static sm_status identify(const char *fn, const sm_gallery *g, size_t n_queries, const float *data,
                           int is_images, size_t k, sm_gallery_match *matches, size_t *n_found)
 {
@@ -133,35 +86,40 @@ static sm_status identify(const char *fn, const sm_gallery *g, size_t n_queries,
                      sm__mul_size(n_queries, g->dim * sizeof(float), &total),
                  "%s: %zu queries is more than any buffer can hold", fn, n_queries);
     const size_t d = g->dim, kk = k < g->n_labels ? k : g->n_labels;
-    float *feat = NULL;
-    if (is_images) {
-        feat = sm__malloc(n_queries * d * sizeof *feat);
-        if (!feat) return sm__fail(SM_ERR_NOMEM, "%s: out of memory", fn);
-        sm_status st = sm__gallery_embed(g, fn, n_queries, data, feat);
-        if (st != SM_OK) {
-            sm__free(feat);
-            return st;
-        }
-    } else {
+    if (!is_images) {
         size_t bad = sm__gallery_first_bad(n_queries * d, data);
         SM_CHECK_ARG(bad == SIZE_MAX,
                      "%s: query %zu has the value %g at %zu, expected [0, 1] (NaN and "
                      "infinities are refused)",
                      fn, bad / d, (double)data[bad], bad % d);
     }
+    size_t group = GROUP_SCORES / g->n;
+    if (group > MAX_GROUP) group = MAX_GROUP;
+    if (group < 1) group = 1;
+    if (group > n_queries) group = n_queries;
     /* the answers go to the caller's array only once every query is done */
     sm_gallery_match *out = sm__malloc(n_queries * k * sizeof *out);
-    search_bufs b;
-    sm_status st = out ? bufs_alloc(g, &b) : sm__fail(SM_ERR_NOMEM, "%s: out of memory", fn);
-    const int have_bufs = out && st == SM_OK;
-    for (size_t q = 0; q < n_queries && st == SM_OK; q++) {
-        st = score_query(fn, g, &b, (is_images ? feat : data) + q * d);
-        if (st == SM_OK) top_k(g, b.label_score, kk, out + q * k);
+    float *scores = sm__malloc(group * g->n * sizeof *scores);
+    double *label_score = sm__malloc(g->n_labels * sizeof *label_score);
+    float *feat = is_images ? sm__malloc(group * d * sizeof *feat) : NULL;
+    sm_status st = out && scores && label_score && (feat || !is_images)
+                       ? SM_OK
+                       : sm__fail(SM_ERR_NOMEM, "%s: out of memory", fn);
+    for (size_t q0 = 0; q0 < n_queries && st == SM_OK; q0 += group) {
+        const size_t m = n_queries - q0 < group ? n_queries - q0 : group;
+        const float *fq = NULL;
+        st = group_features(fn, g, data, is_images, q0, m, feat, &fq);
+        if (st == SM_OK) st = sm__gallery_score(g, fn, m, fq, 0, NULL, scores);
+        for (size_t i = 0; i < m && st == SM_OK; i++) {
+            label_means(g, scores + i * g->n, label_score);
+            top_k(g, label_score, kk, out + (q0 + i) * k);
+        }
     }
-    if (have_bufs) bufs_free(g, &b);
     for (size_t q = 0; q < n_queries && st == SM_OK; q++)
         memcpy(matches + q * k, out + q * k, kk * sizeof *out);
     sm__free(out);
+    sm__free(scores);
+    sm__free(label_score);
     sm__free(feat);
     if (st == SM_OK && n_found) *n_found = kk;
     return st;
@@ -181,6 +139,8 @@ SM_API sm_status sm_gallery_identify_embeddings(const sm_gallery *g, size_t n_qu
                     n_found);
 }
 
+/* A claim is scored against the label's examples only; their mean, summed in example order,
+ * is bit for bit the label's score in identification. */
 SM_API sm_status sm_gallery_verify(const sm_gallery *g, const char *label, const float *image,
                                    double threshold, double *score, int *accept)
 {
@@ -189,20 +149,24 @@ SM_API sm_status sm_gallery_verify(const sm_gallery *g, const char *label, const
                  "sm_gallery_verify: threshold %g outside [0, 1]", threshold);
     size_t idx = sm_gallery_find_label(g, label);
     SM_CHECK_ARG(idx != SIZE_MAX, "sm_gallery_verify: the label '%.80s' is not enrolled", label);
-    float *feat = sm__malloc(g->dim * sizeof *feat);
-    if (!feat) return sm__fail(SM_ERR_NOMEM, "sm_gallery_verify: out of memory");
-    sm_status st = sm__gallery_embed(g, "sm_gallery_verify", 1, image, feat);
-    search_bufs b;
-    if (st == SM_OK) st = bufs_alloc(g, &b);
+    const size_t cnt = g->label_n[idx];
+    float *feat = sm__malloc(g->dim * sizeof *feat), *scores = sm__malloc(cnt * sizeof *scores);
+    uint32_t *rows = sm__malloc(cnt * sizeof *rows);
+    sm_status st =
+        feat && scores && rows ? SM_OK : sm__fail(SM_ERR_NOMEM, "sm_gallery_verify: out of memory");
+    for (size_t i = 0, j = 0; i < g->n && st == SM_OK; i++)
+        if (g->example_label[i] == idx) rows[j++] = (uint32_t)i;
+    if (st == SM_OK) st = sm__gallery_embed(g, "sm_gallery_verify", 1, image, feat);
+    if (st == SM_OK) st = sm__gallery_score(g, "sm_gallery_verify", 1, feat, cnt, rows, scores);
     if (st == SM_OK) {
-        st = score_query("sm_gallery_verify", g, &b, feat);
-        if (st == SM_OK) {
-            double s = b.label_score[idx];
-            if (score) *score = s;
-            if (accept) *accept = s >= threshold;
-        }
-        bufs_free(g, &b);
+        double s = 0.0;
+        for (size_t j = 0; j < cnt; j++) s += scores[j];
+        s /= (double)cnt;
+        if (score) *score = s;
+        if (accept) *accept = s >= threshold;
     }
     sm__free(feat);
+    sm__free(scores);
+    sm__free(rows);
     return st;
 }

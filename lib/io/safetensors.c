@@ -167,8 +167,18 @@ sm_status sm__st_build_header(const sm__st_out_tensor *tensors, size_t n_tensors
                               sm__st_out_meta *meta, size_t n_meta, uint8_t **out, size_t *out_len,
                               uint64_t *data_size)
 {
+    return sm__st_build_header_aligned(tensors, n_tensors, meta, n_meta, 8, out, out_len,
+                                       data_size);
+}
+
+sm_status sm__st_build_header_aligned(const sm__st_out_tensor *tensors, size_t n_tensors,
+                                      sm__st_out_meta *meta, size_t n_meta, size_t align,
+                                      uint8_t **out, size_t *out_len, uint64_t *data_size)
+{
     SM_CHECK_ARG(out && out_len && data_size && (tensors || !n_tensors) && (meta || !n_meta),
                  "sm__st_build_header: NULL argument");
+    SM_CHECK_ARG(align >= 8 && align <= 4096 && (align & (align - 1)) == 0,
+                 "sm__st_build_header: alignment %zu is not a power of 2 in 8..4096", align);
     growbuf b = {0};
     sm_status st = SM_OK;
     uint64_t off = 0;
@@ -217,8 +227,8 @@ sm_status sm__st_build_header(const sm__st_out_tensor *tensors, size_t n_tensors
         off += bytes;
     }
     gb_puts(&b, "}");
-    /* Pad so the data region starts 8-aligned in the file (and in a buffer read whole). */
-    while (!b.nomem && b.len % 8 != 0) gb_puts(&b, " "); /* a failed put adds nothing */
+    /* Pad so the data region starts aligned in the file (and in a buffer read whole). */
+    while (!b.nomem && b.len % align != 0) gb_puts(&b, " "); /* a failed put adds nothing */
     if (st == SM_OK && b.nomem) st = sm__fail(SM_ERR_NOMEM, "out of memory building a header");
     if (st == SM_OK && (uint64_t)(b.len - 8) > SM__ST_MAX_HEADER)
         st = sm__fail(SM_ERR_LIMIT, "safetensors header of %zu bytes exceeds the limit", b.len);
@@ -748,4 +758,10 @@ uint32_t sm__crc32_update(uint32_t crc, const uint8_t *p, size_t n)
         n -= k;
     }
     return (uint32_t)c;
+}
+
+uint32_t sm__crc32_combine(uint32_t crc_a, uint32_t crc_b, uint64_t len_b)
+{
+    /* z_off_t is 64-bit where files of more than 2 GiB exist (LP64, or _FILE_OFFSET_BITS=64) */
+    return (uint32_t)crc32_combine(crc_a, crc_b, (z_off_t)len_b);
 }

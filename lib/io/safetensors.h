@@ -71,6 +71,12 @@ typedef struct sm__st_out_meta {
 sm_status sm__st_build_header(const sm__st_out_tensor *tensors, size_t n_tensors,
                               sm__st_out_meta *meta, size_t n_meta, uint8_t **out, size_t *out_len,
                               uint64_t *data_size);
+/* The same with the data region starting at a multiple of `align` bytes in the file (a power of
+ * 2, at least 8): the header is padded with more spaces, which readers allow. Galleries align
+ * their feature rows so that a mapped file can be used in place. */
+sm_status sm__st_build_header_aligned(const sm__st_out_tensor *tensors, size_t n_tensors,
+                                      sm__st_out_meta *meta, size_t n_meta, size_t align,
+                                      uint8_t **out, size_t *out_len, uint64_t *data_size);
 
 /* ---- reading ---- */
 
@@ -111,5 +117,8 @@ const sm__st_kv *sm__st_meta(const sm__st_file *f, const char *key);
 
 /* zlib's CRC-32 of n bytes continued from `crc` (0 to start), for any n. */
 uint32_t sm__crc32_update(uint32_t crc, const uint8_t *p, size_t n);
+/* The CRC-32 of A then B from crc_a (of A) and crc_b (of B, `len_b` bytes): zlib's
+ * crc32_combine, without reading either. */
+uint32_t sm__crc32_combine(uint32_t crc_a, uint32_t crc_b, uint64_t len_b);
 
 #endif

@@ -29,8 +29,9 @@
  * settings slots (set_threads, get_threads, set_option, get_option) may be NULL; the `copy`
  * slot, which the core never called, is gone. adam_update takes a weight-decay coefficient
  * (per-layer L2, 0.3). 3 is unreleased, so these all count as 3.
- * 4: the groupnorm_fwd and groupnorm_bwd slots (GroupNorm layers, 0.4). */
-#define SM_BACKEND_ABI_VERSION 4
+ * 4: the groupnorm_fwd and groupnorm_bwd slots (GroupNorm layers, 0.4).
+ * 5: the l1_scores slot (gallery search, 0.5) and props.host_memory. */
+#define SM_BACKEND_ABI_VERSION 5
 
 /* What a backend tells the core about itself, so that no file outside the dispatch layer needs
  * to know which backend it runs on. A zero field means "the default": sm__backend_props
@@ -41,6 +42,9 @@ typedef struct sm_backend_props {
                         * images) */
     int embed_images;  /* images per sm_embed call when the core embeds a dataset (default 64) */
     unsigned honours;  /* SM_BACKEND_HONOURS_* bits: the settings that change what it does */
+    int host_memory;   /* 1: buffers are plain host memory, and ops accept any host pointer in
+                        * their place (the core then hands them a mapped file's rows); 0: they
+                        * are the backend's own (device memory) */
 } sm_backend_props;
 
 /* A setting the backend does not honour is accepted by the dispatch layer and has no effect
@@ -80,6 +84,23 @@ typedef struct sm_norm_shape {
     int groups;     /* divides c: a group is c / groups consecutive channels of one image */
     double eps;     /* added to the variance (1e-5, PyTorch's default) */
 } sm_norm_shape;
+
+/* How the rows of l1_scores are stored (the gallery's storage types, siamese/gallery.h). */
+typedef enum sm_rows_dtype {
+    SM_ROWS_F32 = 0,  /* float */
+    SM_ROWS_BF16 = 1, /* uint16: the upper half of a float's bits */
+    SM_ROWS_F16 = 2,  /* uint16: IEEE 754 binary16 */
+    SM_ROWS_U8 = 3,   /* uint8 u, decoded as fmaf(u, scale, offset) with the row's pair */
+} sm_rows_dtype;
+
+/* One l1_scores call's shapes. */
+typedef struct sm_l1_shape {
+    size_t n_queries; /* Q >= 1 */
+    size_t n_rows;    /* rows scored (>= 1) */
+    size_t dim;       /* features per vector (>= 1) */
+    sm_rows_dtype dtype;
+    size_t ld_out; /* out's row stride, >= n_rows */
+} sm_l1_shape;
 
 typedef struct sm_backend_ops {
     int abi_version;
@@ -167,6 +188,20 @@ typedef struct sm_backend_ops {
     sm_status (*absdiff_fwd)(void *ctx, size_t n, const float *a, const float *b, float *d);
     sm_status (*absdiff_bwd)(void *ctx, size_t n, const float *a, const float *b, const float *dd,
                              float *da, float *db);
+    /* The head's logit of every (query, row) pair, for gallery search:
+     *   out[q * ld_out + i] = sum_d w[d] |queries[q * dim + d] - row_r[d]| + w[dim]
+     * with r = row_index[i] (a buffer of n_rows int32), or r = i when row_index is NULL. Row r
+     * is dim elements of s->dtype at rows + r * dim * (element size); U8 rows decode element
+     * u as fmaf(u, row_qp[2 r + 1], row_qp[2 r]) (scale, offset; row_qp is NULL otherwise).
+     * Exact: every backend sums in this one order, so the bits do not depend on the backend,
+     * Q, the row subset, the thread count or the instruction set. Sixteen lanes j = 0..15,
+     * lane j over the d = j mod 16 in increasing order, from +0:
+     *   acc_j = fmaf(w[d], |q[d] - row[d]|, acc_j)  (one rounding: a fused multiply-add);
+     * then folded: a_j = acc_j + acc_(j+8) (j < 8), b_j = a_j + a_(j+4) (j < 4),
+     * c_j = b_j + b_(j+2) (j < 2), out = (c_0 + c_1) + w[dim]. */
+    sm_status (*l1_scores)(void *ctx, const sm_l1_shape *s, const float *queries,
+                           const void *rows, const float *row_qp, const int32_t *row_index,
+                           const float *w, float *out);
     /* Fused sigmoid + clipped BCE for n logits: scores[i] = sigmoid(z), clipped to
      * [eps, 1 - eps] (eps = 2^-23); loss_sum[0] = sum of the per-pair losses (one float);
      * dlogits[i] = scale * dL_i/dz_i (0 where the clip is active). dlogits may be NULL. */

@@ -289,6 +289,14 @@ cudaError_t smk_absdiff_bwd(cudaStream_t st, size_t n, const float *a, const flo
     (void)st, (void)n, (void)a, (void)b, (void)dd, (void)da, (void)db;
     KERNEL("smk_absdiff_bwd");
 }
+cudaError_t smk_l1_scores(cudaStream_t st, size_t nq, size_t nr, size_t dim, int dtype, size_t ld,
+                          const float *q, const void *rows, const float *qp, const int32_t *idx,
+                          const float *w, float *out)
+{
+    (void)st, (void)nq, (void)nr, (void)dim, (void)dtype, (void)ld, (void)q, (void)rows, (void)qp;
+    (void)idx, (void)w, (void)out;
+    KERNEL("smk_l1_scores");
+}
 cudaError_t smk_bce_fwd_bwd(cudaStream_t st, int n, const float *logits, const float *labels,
                             float scale, float *scores, float *loss_sum, float *dlogits)
 {
