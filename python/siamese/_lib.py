@@ -51,6 +51,14 @@ class HealthC(Structure):
                 ("message", c_char_p)]
 
 
+class GalleryOptionsC(Structure):
+    _fields_ = [("struct_size", c_size_t), ("storage", c_int)]
+
+
+class GalleryLoadOptionsC(Structure):
+    _fields_ = [("struct_size", c_size_t), ("no_map", c_int), ("skip_row_check", c_int)]
+
+
 class GalleryMatchC(Structure):
     """sm_gallery_match (siamese/gallery.h): a fixed POD."""
     _fields_ = [("label", c_size_t), ("score", c_double), ("rank", c_size_t),
@@ -230,6 +238,12 @@ EVALUATION: Dict[str, Proto] = {
 
 GALLERY: Dict[str, Proto] = {
     "sm_gallery_create": (c_status, [c_handle, c_handle, POINTER(c_handle)]),
+    "sm_gallery_create_with": (c_status, [c_handle, c_handle, POINTER(GalleryOptionsC),
+                                          POINTER(c_handle)]),
+    "sm_gallery_storage": (c_int, [c_handle]),
+    "sm_gallery_load_with": (c_status, [c_handle, c_handle, c_char_p,
+                                        POINTER(GalleryLoadOptionsC), POINTER(c_handle)]),
+    "sm_gallery_is_mapped": (c_int, [c_handle]),
     "sm_gallery_destroy": (None, [c_handle]),
     "sm_gallery_enrol": (c_status, [c_handle, c_char_p, c_size_t, c_fptr]),
     "sm_gallery_enrol_embeddings": (c_status, [c_handle, c_char_p, c_size_t, c_fptr]),
@@ -332,5 +346,6 @@ def c_text(s: str) -> bytes:
 
 
 __all__ = ["lib", "path", "F", "fns", "text", "last_error", "c_path", "c_text", "c_status",
-           "EvalResultC", "DatasetOptionsC", "HealthC", "GalleryMatchC", "LOG_FN",
+           "EvalResultC", "DatasetOptionsC", "HealthC", "GalleryMatchC", "GalleryOptionsC",
+           "GalleryLoadOptionsC", "LOG_FN",
            "PROGRESS_FN", "HEALTH_FN", "c_uint32", "TABLES", "NOT_BOUND"]

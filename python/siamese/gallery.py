@@ -8,12 +8,13 @@ _arrays and checks the status with ``check(status, "sm_gallery_...")``.
 """
 from __future__ import annotations
 
-from ctypes import byref, c_double, c_int, c_size_t, c_void_p
+from ctypes import byref, c_double, c_int, c_size_t, c_void_p, sizeof
 from typing import Any, List, NamedTuple, Optional, Tuple
 
 from . import _arrays
 from ._handles import Handle, check
-from ._lib import F, GalleryMatchC, c_path, c_text, text
+from ._lib import (F, GalleryLoadOptionsC, GalleryMatchC, GalleryOptionsC, c_path, c_text,
+                   text)
 from .data import SIZE_MAX, PathLike
 from .model import Model
 
@@ -27,19 +28,33 @@ class Match(NamedTuple):
     tied: int  # labels of the gallery with exactly this score (1: no tie)
 
 
+# sm_storage_type: how enrolled feature vectors are stored (siamese/gallery.h)
+STORAGE = {"f32": 0, "bf16": 1, "f16": 2, "u8": 3}
+_STORAGE_NAMES = {v: k for k, v in STORAGE.items()}
+
+
 class Gallery(Handle):
     """Enrolled examples of one model (borrowed: it lives while the gallery does, and must not
-    train meanwhile). ``Gallery(model)`` or ``Gallery.load(model, path)``.
+    train meanwhile). ``Gallery(model)``, ``Gallery(model, storage="bf16")`` or
+    ``Gallery.load(model, path)``.
 
     Threads: identify, verify, save and the counts only read it: any number of threads at once
     (the GIL is released during each call). enrol* and remove modify it: no other thread may
     use it meanwhile.
     """
 
-    def __init__(self, model: Model) -> None:
+    def __init__(self, model: Model, storage: str = "f32") -> None:
+        """``storage``: "f32" (exact, the default), "bf16", "f16" or "u8" (reduced: smaller and
+        faster to search, scores within the type's rounding; sm_gallery_create_with)."""
+        if storage not in STORAGE:
+            from .errors import InvalidArgumentError
+            raise InvalidArgumentError(f"Gallery: storage {storage!r} is not one of "
+                                       f"{', '.join(STORAGE)}", function="sm_gallery_create_with")
+        opts = GalleryOptionsC(sizeof(GalleryOptionsC), STORAGE[storage])
         out = c_void_p()
         with model._use() as (s, h):
-            check(F.sm_gallery_create(s, h, byref(out)), "sm_gallery_create")
+            check(F.sm_gallery_create_with(s, h, byref(opts), byref(out)),
+                  "sm_gallery_create_with")
         self._setup(model, out.value)
 
     def _setup(self, model: Model, ptr: int) -> None:
@@ -47,14 +62,35 @@ class Gallery(Handle):
         self._own(self._resource("Gallery", ptr, F.sm_gallery_destroy, [model]))
 
     @classmethod
-    def load(cls, model: Model, path: PathLike) -> "Gallery":
-        """A gallery file enrolled with exactly this model (sm_gallery_load)."""
+    def load(cls, model: Model, path: PathLike, *, no_map: bool = False,
+             skip_row_check: bool = False) -> "Gallery":
+        """A gallery file enrolled with exactly this model. On a CPU backend the file's rows are
+        mapped and searched in place unless ``no_map``; ``skip_row_check`` does not read the rows
+        at load (sm_gallery_load, or sm_gallery_load_with when an option is set)."""
         out = c_void_p()
         with model._use() as (s, h):
-            check(F.sm_gallery_load(s, h, c_path(path), byref(out)), "sm_gallery_load")
+            if no_map or skip_row_check:
+                opts = GalleryLoadOptionsC(sizeof(GalleryLoadOptionsC), int(no_map),
+                                           int(skip_row_check))
+                check(F.sm_gallery_load_with(s, h, c_path(path), byref(opts), byref(out)),
+                      "sm_gallery_load_with")
+            else:
+                check(F.sm_gallery_load(s, h, c_path(path), byref(out)), "sm_gallery_load")
         g = cls.__new__(cls)
         g._setup(model, out.value)
         return g
+
+    @property
+    def storage(self) -> str:
+        """How enrolled features are stored: "f32", "bf16", "f16" or "u8" (sm_gallery_storage)."""
+        with self._use() as (g,):
+            return _STORAGE_NAMES.get(F.sm_gallery_storage(g), "f32")
+
+    @property
+    def is_mapped(self) -> bool:
+        """Whether the rows are a mapped file's (sm_gallery_is_mapped)."""
+        with self._use() as (g,):
+            return F.sm_gallery_is_mapped(g) == 1
 
     def save(self, path: PathLike) -> None:
         """Atomically (sm_gallery_save)."""

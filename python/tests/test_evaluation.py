@@ -110,3 +110,38 @@ def test_gallery(trained, dataset, png_tree, tmp_path):
     other = siamese.Model.create(m.backend, str(m.arch), seed=99)
     with pytest.raises(siamese.ShapeError, match="SM_ERR_SHAPE"):
         siamese.Gallery.load(other, path)
+
+
+def test_gallery_storage_and_mapping(trained, dataset, tmp_path):
+    """Reduced storage types, mapped files and the load options (0.5)."""
+    m, _ = trained
+    with siamese.Gallery(m) as g:
+        assert g.storage == "f32" and not g.is_mapped
+        for c in range(4):
+            g.enrol(f"c{c}", dataset.images(range(4 * c, 4 * c + 3)))
+        exact = g.identify(dataset.images([1, 5]), k=4)
+        path = tmp_path / "f32.gallery"
+        g.save(path)
+    with siamese.Gallery.load(m, path) as mapped:
+        assert mapped.is_mapped == (m.backend.name != "cuda")
+        assert mapped.identify(dataset.images([1, 5]), k=4) == exact
+    with siamese.Gallery.load(m, path, no_map=True) as copied:
+        assert not copied.is_mapped
+        assert copied.identify(dataset.images([1, 5]), k=4) == exact
+    with siamese.Gallery.load(m, path, skip_row_check=True) as lazy:
+        assert lazy.identify(dataset.images([1, 5]), k=4) == exact
+    for storage in ("bf16", "f16", "u8"):
+        with siamese.Gallery(m, storage=storage) as r:
+            assert r.storage == storage
+            for c in range(4):
+                r.enrol(f"c{c}", dataset.images(range(4 * c, 4 * c + 3)))
+            top = r.identify(dataset.images([1, 5]), k=4)
+            for got, want in zip(top, exact):  # within the type's rounding of the exact scores
+                assert [x.label for x in got][:1] == [x.label for x in want][:1]
+                assert abs(got[0].score - want[0].score) < 0.02
+            p = tmp_path / f"{storage}.gallery"
+            r.save(p)
+            with siamese.Gallery.load(m, p) as back:
+                assert back.storage == storage and back.identify(dataset.images([1, 5]), 4) == top
+    with pytest.raises(siamese.InvalidArgumentError):
+        siamese.Gallery(m, storage="f64")
