@@ -339,6 +339,17 @@ static void test_errors(void **state)
     assert_int_equal(sm_gallery_index_info(ix, &st), SM_OK);
     assert_int_equal(st.candidates, 256);
     assert_int_equal(st.effort, 77); /* past its size: not written */
+    /* search parameters after the build */
+    assert_int_equal(sm_gallery_index_set_search(ix, 8, 4), SM_OK); /* efSearch raised to 8 */
+    st.struct_size = sizeof st;
+    assert_int_equal(sm_gallery_index_info(ix, &st), SM_OK);
+    assert_true(st.candidates == 8 && st.effort == 8);
+    assert_int_equal(sm_gallery_index_set_search(ix, 0, 0), SM_OK);
+    assert_int_equal(sm_gallery_index_info(ix, &st), SM_OK);
+    assert_true(st.candidates == 256 && st.effort == 512);
+    assert_int_equal(sm_gallery_index_set_search(ix, 65537, 0), SM_ERR_INVALID_ARG);
+    assert_int_equal(sm_gallery_index_set_search(ix, 1, 65537), SM_ERR_INVALID_ARG);
+    assert_int_equal(sm_gallery_index_set_search(NULL, 1, 1), SM_ERR_INVALID_ARG);
     st.struct_size = 0;
     assert_int_equal(sm_gallery_index_info(ix, &st), SM_ERR_INVALID_ARG);
     assert_int_equal(sm_gallery_index_info(NULL, &st), SM_ERR_INVALID_ARG);

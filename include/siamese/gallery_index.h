@@ -28,8 +28,9 @@
  *
  * Threads: building reads the gallery (no other thread may modify it meanwhile). Queries read
  * the index and the gallery: any number of threads may query at once (the module runs their
- * index searches one at a time, and the exact scoring in parallel). An index is not saved to
- * files: build it after sm_gallery_load.
+ * index searches one at a time, and the exact scoring in parallel); sm_gallery_index_set_search
+ * modifies the index (no query meanwhile). An index is not saved to files: build it after
+ * sm_gallery_load.
  *
  * Determinism: with build_threads 1 (the default) the same gallery and options give the same
  * index, and so the same answers, run after run. Every query on one index gives the same answer
@@ -118,6 +119,12 @@ SM_API sm_status sm_gallery_index_build(const sm_gallery *gallery,
                                         sm_gallery_index **out);
 /** Frees an index. NULL: no-op. */
 SM_API void sm_gallery_index_destroy(sm_gallery_index *index);
+
+/** Changes the search parameters of a built index, as the options' `candidates` and `effort`
+ *  (0: their defaults): to trade recall for speed without building again. Modifies the index:
+ *  no query may run on it meanwhile. SM_ERR_INVALID_ARG (NULL, a value outside its range). */
+SM_API sm_status sm_gallery_index_set_search(sm_gallery_index *index, uint32_t candidates,
+                                             uint32_t effort);
 
 /** Fills `stats` (as far as its struct_size reaches). SM_ERR_INVALID_ARG (NULL, struct_size
  *  under sizeof(size_t)). */

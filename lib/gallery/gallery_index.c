@@ -19,6 +19,27 @@
 
 /* ------------------------------------------------------------------ options */
 
+/* The search parameters with their defaults resolved (candidates, then effort: HNSW's efSearch,
+ * at least the candidates; IVF's lists probed, at most `lists`), or SM_ERR_INVALID_ARG. */
+static sm_status search_params(const char *fn, int32_t kind, uint32_t lists, uint32_t *candidates,
+                               uint32_t *effort)
+{
+    if (*candidates == 0) *candidates = 256;
+    SM_CHECK_ARG(*candidates <= MAX_SEARCH, "%s: candidates %u outside 1 .. %u", fn, *candidates,
+                 MAX_SEARCH);
+    if (kind == SM_GALLERY_INDEX_HNSW) {
+        if (*effort == 0) *effort = 2 * *candidates < MAX_SEARCH ? 2 * *candidates : MAX_SEARCH;
+        SM_CHECK_ARG(*effort <= MAX_SEARCH, "%s: effort (efSearch) %u outside 1 .. %u", fn,
+                     *effort, MAX_SEARCH);
+        if (*effort < *candidates) *effort = *candidates;
+    } else {
+        if (*effort == 0) *effort = lists < 32 ? lists : 32;
+        SM_CHECK_ARG(*effort <= lists, "%s: effort (lists probed) %u outside 1 .. %u", fn,
+                     *effort, lists);
+    }
+    return SM_OK;
+}
+
 /* The options with every default resolved, or SM_ERR_INVALID_ARG naming the first bad one. */
 static sm_status resolve(const sm_gallery_index_options *in, size_t n, sm_gallery_index_options *o)
 {
@@ -39,9 +60,6 @@ static sm_status resolve(const sm_gallery_index_options *in, size_t n, sm_galler
                  "%s: kind %d is none of SM_GALLERY_INDEX_HNSW (1), SM_GALLERY_INDEX_IVF (2)", fn,
                  (int)o->kind);
     SM_CHECK_ARG(o->reserved0 == 0, "%s: reserved0 is %u, it must be 0", fn, o->reserved0);
-    if (o->candidates == 0) o->candidates = 256;
-    SM_CHECK_ARG(o->candidates <= MAX_SEARCH, "%s: candidates %u outside 1 .. %u", fn,
-                 o->candidates, MAX_SEARCH);
     if (o->build_threads == 0) o->build_threads = 1;
     SM_CHECK_ARG(o->build_threads <= 1024, "%s: build_threads %u outside 1 .. 1024", fn,
                  o->build_threads);
@@ -56,11 +74,6 @@ static sm_status resolve(const sm_gallery_index_options *in, size_t n, sm_galler
         SM_CHECK_ARG(o->hnsw_ef_construction <= MAX_SEARCH,
                      "%s: hnsw_ef_construction %u outside 1 .. %u", fn, o->hnsw_ef_construction,
                      MAX_SEARCH);
-        if (o->effort == 0) o->effort = 2 * o->candidates < MAX_SEARCH ? 2 * o->candidates
-                                                                        : MAX_SEARCH;
-        SM_CHECK_ARG(o->effort <= MAX_SEARCH, "%s: effort (efSearch) %u outside 1 .. %u", fn,
-                     o->effort, MAX_SEARCH);
-        if (o->effort < o->candidates) o->effort = o->candidates;
     } else {
         SM_CHECK_ARG(o->hnsw_m == 0 && o->hnsw_ef_construction == 0,
                      "%s: hnsw_m and hnsw_ef_construction are for HNSW: 0 for an IVF index", fn);
@@ -70,11 +83,8 @@ static sm_status resolve(const sm_gallery_index_options *in, size_t n, sm_galler
         }
         SM_CHECK_ARG(o->ivf_lists <= n, "%s: ivf_lists %u outside 1 .. %zu (the examples)", fn,
                      o->ivf_lists, n);
-        if (o->effort == 0) o->effort = o->ivf_lists < 32 ? o->ivf_lists : 32;
-        SM_CHECK_ARG(o->effort <= o->ivf_lists, "%s: effort (lists probed) %u outside 1 .. %u",
-                     fn, o->effort, o->ivf_lists);
     }
-    return SM_OK;
+    return search_params(fn, o->kind, o->ivf_lists, &o->candidates, &o->effort);
 }
 
 /* ------------------------------------------------------------------ helpers */
@@ -227,6 +237,17 @@ SM_API void sm_gallery_index_destroy(sm_gallery_index *ix)
     sm__free(ix->label_start);
     sm__free(ix->label_examples);
     sm__free(ix);
+}
+
+SM_API sm_status sm_gallery_index_set_search(sm_gallery_index *ix, uint32_t candidates,
+                                             uint32_t effort)
+{
+    SM_CHECK_ARG(ix, "sm_gallery_index_set_search: NULL argument");
+    SM_TRY(search_params("sm_gallery_index_set_search", ix->kind, ix->ivf_lists, &candidates,
+                         &effort));
+    ix->candidates = candidates;
+    ix->effort = effort;
+    return SM_OK;
 }
 
 SM_API sm_status sm_gallery_index_info(const sm_gallery_index *ix, sm_gallery_index_stats *stats)
