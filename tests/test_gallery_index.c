@@ -22,6 +22,7 @@
 #include <string.h>
 #include <cmocka.h>
 
+#include "common/alloc.h"
 #include "network/network.h"
 #include "siamese/siamese.h"
 
@@ -407,6 +408,47 @@ static void test_errors(void **state)
     model_close(&m);
 }
 
+/* Every allocation of the library failing in turn, through a build, a query and a query that
+ * widens: each call says SM_ERR_NOMEM or succeeds, and nothing of the library's leaks. */
+static void test_alloc_fail(void **state)
+{
+    (void)state;
+    model m;
+    model_open(&m, 4);
+    sm_gallery *g;
+    assert_int_equal(sm_gallery_create(m.sub, m.head, &g), SM_OK);
+    float f[60 * D];
+    for (int i = 0; i < 60 * D; i++) f[i] = urand();
+    for (int l = 0; l < 12; l++) {
+        char name[16];
+        snprintf(name, sizeof name, "l%02d", l);
+        assert_int_equal(sm_gallery_enrol_embeddings(g, name, 5, f + l * 5 * D), SM_OK);
+    }
+    for (int kind = SM_GALLERY_INDEX_HNSW; kind <= SM_GALLERY_INDEX_IVF; kind++) {
+        sm_gallery_index_options o = SM_GALLERY_INDEX_OPTIONS_INIT;
+        o.kind = kind;
+        o.candidates = 2; /* k 4 needs more: the query widens */
+        for (long n = 0;; n++) {
+            const long live = sm__alloc_live();
+            sm_gallery_index *ix = NULL;
+            sm_gallery_match r[2 * 4];
+            sm__alloc_fail_after(n);
+            sm_status st = sm_gallery_index_build(g, &o, &ix), st2 = SM_ERR_NOMEM;
+            if (st == SM_OK) st2 = sm_gallery_index_identify_embeddings(ix, 2, f, 4, r, NULL);
+            sm__alloc_fail_after(-1);
+            assert_true(st == SM_OK || st == SM_ERR_NOMEM);
+            assert_true(st2 == SM_OK || st2 == SM_ERR_NOMEM);
+            if (st != SM_OK) assert_null(ix);
+            sm_gallery_index_destroy(ix);
+            assert_int_equal(sm__alloc_live(), live);
+            if (st2 == SM_OK) break;
+            assert_true(n < 1000);
+        }
+    }
+    sm_gallery_destroy(g);
+    model_close(&m);
+}
+
 /* SIAMESE_BACKEND_DIR points where no module is (tests/meson.build): the index is refused as a
  * missing backend module is, and the exact search goes on. */
 static void test_missing_module(void **state)
@@ -447,6 +489,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_agrees_with_exact), cmocka_unit_test(test_images),
         cmocka_unit_test(test_positive_weights),  cmocka_unit_test(test_deterministic),
         cmocka_unit_test(test_widening),          cmocka_unit_test(test_errors),
+        cmocka_unit_test(test_alloc_fail),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
