@@ -18,6 +18,7 @@
  *   bench_gallery_index [--sizes 100000,1000000] [--arch laptop] [--per 5] [--queries 400]
  *                       [--exact-queries 100] [--kinds hnsw,ivf] [--hnsw 64:128,128:256,256:512]
  *                       [--ivf 256:16,256:32,256:64] [--build-threads 1] [--threads N]
+ *                       [--hnsw-build M:efConstruction (0:0, the defaults 32:80)]
  *                       [--latent 16] [--noise 0.05] [--positive 0.1] [--seed 1]
  *
  * --hnsw and --ivf list search settings as candidates:effort (HNSW efSearch, IVF lists probed),
@@ -64,7 +65,7 @@ static int fail(sm_status st, const char *what)
 typedef struct config {
     size_t per, queries, exact_queries, latent;
     double noise, positive;
-    uint32_t build_threads;
+    uint32_t build_threads, hnsw_m, hnsw_efc;
     uint64_t seed;
     char hnsw[256], ivf[256], kinds[64];
 } config;
@@ -110,6 +111,7 @@ static int run_kind(sm_gallery *g, int kind, const char *settings, const config 
     sm_gallery_index_options o = SM_GALLERY_INDEX_OPTIONS_INIT;
     o.kind = kind;
     o.build_threads = cf->build_threads;
+    if (kind == SM_GALLERY_INDEX_HNSW) o.hnsw_m = cf->hnsw_m, o.hnsw_ef_construction = cf->hnsw_efc;
     sm_gallery_index *ix;
     double t0 = now();
     sm_status st = sm_gallery_index_build(g, &o, &ix);
@@ -252,6 +254,7 @@ int main(int argc, char **argv)
         else if (!strcmp(k, "--hnsw")) snprintf(cf.hnsw, sizeof cf.hnsw, "%s", v);
         else if (!strcmp(k, "--ivf")) snprintf(cf.ivf, sizeof cf.ivf, "%s", v);
         else if (!strcmp(k, "--build-threads")) cf.build_threads = (uint32_t)atoi(v);
+        else if (!strcmp(k, "--hnsw-build")) sscanf(v, "%u:%u", &cf.hnsw_m, &cf.hnsw_efc);
         else if (!strcmp(k, "--threads")) threads = atoi(v);
         else if (!strcmp(k, "--latent")) cf.latent = strtoull(v, NULL, 10);
         else if (!strcmp(k, "--noise")) cf.noise = atof(v);
