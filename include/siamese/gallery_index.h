@@ -132,11 +132,12 @@ SM_API sm_status sm_gallery_index_info(const sm_gallery_index *index,
                                        sm_gallery_index_stats *stats);
 
 /** sm_gallery_identify through the index: the `k` best labels among those the candidates name
- *  (read the header), with their exact scores. `*n_found` (optional) receives the matches
- *  written per query: min(k, labels named) for the query that names the fewest (rows of the
- *  others are written as far as that). Statuses as sm_gallery_identify, and SM_ERR_STATE (the
- *  gallery changed since the build: build the index again), SM_ERR_INTERNAL (the index library
- *  failed). */
+ *  (read the header), with their exact scores, into matches[q * k ...]. A query whose
+ *  candidates name fewer than min(k, labels) labels asks the index again for twice as many,
+ *  and so on up to the gallery's size (then every label is scored): `*n_found` (optional)
+ *  receives min(k, labels), as from sm_gallery_identify. Statuses as sm_gallery_identify, and
+ *  SM_ERR_STATE (the gallery changed since the build: build the index again), SM_ERR_INTERNAL
+ *  (the index library failed, saying why). */
 SM_API sm_status sm_gallery_index_identify(const sm_gallery_index *index, size_t n_queries,
                                            const float *queries, size_t k,
                                            sm_gallery_match *matches, size_t *n_found);
