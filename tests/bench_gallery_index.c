@@ -19,6 +19,12 @@
  *                       [--exact-queries 100] [--kinds hnsw,ivf] [--hnsw 64:128,128:256,256:512]
  *                       [--ivf 256:16,256:32,256:64] [--build-threads 1] [--threads N]
  *                       [--hnsw-build M:efConstruction (0:0, the defaults 32:80)]
+ *   bench_gallery_index --omniglot MODEL [--per 15] [--queries N] ...
+ *
+ * --omniglot: real embeddings instead, of a model trained by siamese-train (MODEL, its
+ * model.safetensors): every image of $SIAMESE_OMNIGLOT_DIR's images_background.zip and
+ * images_evaluation.zip embedded, each character's first --per drawers enrolled, the others
+ * queries (a loud skip without the variable).
  *                       [--latent 16] [--noise 0.05] [--positive 0.1] [--seed 1]
  *
  * --hnsw and --ivf list search settings as candidates:effort (HNSW efSearch, IVF lists probed),
@@ -156,6 +162,8 @@ static int run_kind(sm_gallery *g, int kind, const char *settings, const config 
     return 0;
 }
 
+static int compare(sm_gallery *g, const float *q, const config *cf);
+
 static int run_size(sm_backend *be, const char *arch_name, size_t n, const config *cf)
 {
     sm_arch *arch = NULL;
@@ -171,8 +179,7 @@ static int run_size(sm_backend *be, const char *arch_name, size_t n, const confi
                  malloc(d * sizeof(double)), malloc(cf->latent * sizeof(double))};
     float *w = malloc((d + 1) * sizeof *w), *c = malloc(d * sizeof *c);
     float *rows = malloc(cf->per * d * sizeof *rows), *q = malloc(cf->queries * d * sizeof *q);
-    sm_gallery_match *exact = malloc(cf->exact_queries * 5 * sizeof *exact);
-    if (!lm.a || !lm.c || !lm.z || !w || !c || !rows || !q || !exact)
+    if (!lm.a || !lm.c || !lm.z || !w || !c || !rows || !q)
         return fail(SM_ERR_NOMEM, "buffers");
     rng_state = cf->seed * 0x2545F4914F6CDD1Dull | 1;
     for (size_t i = 0; i < d * cf->latent; i++) lm.a[i] = 1.5 * gauss() / sqrt((double)cf->latent);
@@ -212,9 +219,21 @@ static int run_size(sm_backend *be, const char *arch_name, size_t n, const confi
     }
     printf("\n%s (%zu features), %zu examples, %zu labels of %zu, enrolled in %.1f s\n",
            arch_name, d, n, n_labels, cf->per, now() - t0);
+    int rc = compare(g, q, cf);
+    sm_gallery_destroy(g);
+    sm_head_destroy(head);
+    sm_subnet_destroy(sub);
+    free(lm.a), free(lm.c), free(lm.z), free(w), free(c), free(rows), free(q);
+    return rc;
+}
 
-    t0 = now();
-    st = sm_gallery_identify_embeddings(g, cf->exact_queries, q, 5, exact, NULL);
+/* The exact top 5 of the first exact_queries of `q`, then every kind and setting asked for. */
+static int compare(sm_gallery *g, const float *q, const config *cf)
+{
+    sm_gallery_match *exact = malloc(cf->exact_queries * 5 * sizeof *exact);
+    if (!exact) return fail(SM_ERR_NOMEM, "buffers");
+    double t0 = now();
+    sm_status st = sm_gallery_identify_embeddings(g, cf->exact_queries, q, 5, exact, NULL);
     double t_exact = now() - t0;
     if (st) return fail(st, "sm_gallery_identify_embeddings");
     double exact_qps = (double)cf->exact_queries / t_exact;
@@ -236,10 +255,81 @@ static int run_size(sm_backend *be, const char *arch_name, size_t n, const confi
         else if (!strcmp(k, "ivf"))
             rc = run_kind(g, SM_GALLERY_INDEX_IVF, cf->ivf, cf, q, exact, exact_qps);
     }
+    free(exact);
+    return rc;
+}
+
+/* Real embeddings: a trained model (`path`, sm_model_save's file) embeds every image of
+ * Omniglot's background and evaluation sets ($SIAMESE_OMNIGLOT_DIR); each character's first
+ * `per` images (drawers) are enrolled under its name, the others are the queries. */
+static int run_omniglot(sm_backend *be, const char *path, const config *cf_in)
+{
+    const char *dir = getenv("SIAMESE_OMNIGLOT_DIR");
+    if (!dir || !*dir) {
+        printf("\nSKIP the Omniglot run: SIAMESE_OMNIGLOT_DIR is not set (a folder with "
+               "images_background.zip and images_evaluation.zip)\n");
+        return 0;
+    }
+    sm_subnet *sub = NULL;
+    sm_head *head = NULL;
+    sm_status st = sm_model_load(be, path, &sub, &head);
+    if (st) return fail(st, path);
+    sm_gallery *g = NULL;
+    if ((st = sm_gallery_create(sub, head, &g))) return fail(st, "sm_gallery_create");
+    const size_t d = sm_subnet_feature_dim(sub), batch = 64, px = 105 * 105;
+    size_t n_q = 0, cap_q = 16384;
+    float *img = malloc(batch * px * sizeof *img), *feat = malloc(batch * d * sizeof *feat);
+    float *q = malloc(cap_q * d * sizeof *q);
+    if (!img || !feat || !q) return fail(SM_ERR_NOMEM, "buffers");
+    double t0 = now();
+    const char *sets[2] = {"images_background.zip", "images_evaluation.zip"};
+    for (int si = 0; si < 2; si++) {
+        char file[4096];
+        snprintf(file, sizeof file, "%s/%s", dir, sets[si]);
+        sm_dataset *ds = NULL;
+        if ((st = sm_dataset_open(file, 105, 105, NULL, 0, &ds))) return fail(st, file);
+        size_t n = sm_dataset_num_images(ds), *seen = calloc(sm_dataset_num_classes(ds), sizeof *seen);
+        if (!seen) return fail(SM_ERR_NOMEM, "buffers");
+        for (size_t off = 0; off < n; off += batch) {
+            size_t m = n - off < batch ? n - off : batch;
+            for (size_t i = 0; i < m; i++)
+                if ((st = sm_dataset_get_image(ds, off + i, img + i * px))) return fail(st, "image");
+            if ((st = sm_embed(sub, m, img, feat))) return fail(st, "sm_embed");
+            for (size_t i = 0; i < m; i++) {
+                size_t c = sm_dataset_image_class(ds, off + i);
+                if (seen[c]++ < cf_in->per) {
+                    if ((st = sm_gallery_enrol_embeddings(g, sm_dataset_class_name(ds, c), 1,
+                                                          feat + i * d)))
+                        return fail(st, "sm_gallery_enrol_embeddings");
+                } else if (n_q < cap_q) {
+                    memcpy(q + n_q++ * d, feat + i * d, d * sizeof *q);
+                }
+            }
+        }
+        free(seen);
+        sm_dataset_destroy(ds);
+    }
+    /* the queries in a fixed shuffled order, so that the first ones span every alphabet */
+    rng_state = cf_in->seed * 0x2545F4914F6CDD1Dull | 1;
+    for (size_t i = n_q; i > 1; i--) {
+        size_t j = (size_t)(urand() * (double)i) % i;
+        for (size_t k = 0; k < d; k++) {
+            float t = q[(i - 1) * d + k];
+            q[(i - 1) * d + k] = q[j * d + k], q[j * d + k] = t;
+        }
+    }
+    config cf = *cf_in;
+    if (cf.queries > n_q) cf.queries = n_q;
+    if (cf.exact_queries > cf.queries) cf.exact_queries = cf.queries;
+    printf("\nOmniglot (background + evaluation) embedded by %s (%zu features): %zu examples "
+           "(%zu labels, the first %zu drawers each), %zu queries (the other drawers); %.0f s\n",
+           path, d, sm_gallery_num_examples(g), sm_gallery_num_labels(g), cf.per, n_q,
+           now() - t0);
+    int rc = compare(g, q, &cf);
+    free(img), free(feat), free(q);
     sm_gallery_destroy(g);
     sm_head_destroy(head);
     sm_subnet_destroy(sub);
-    free(lm.a), free(lm.c), free(lm.z), free(w), free(c), free(rows), free(q), free(exact);
     return rc;
 }
 
@@ -250,7 +340,7 @@ int main(int argc, char **argv)
     snprintf(cf.hnsw, sizeof cf.hnsw, "64:128,128:256,256:512");
     snprintf(cf.ivf, sizeof cf.ivf, "256:16,256:32,256:64");
     snprintf(cf.kinds, sizeof cf.kinds, "hnsw,ivf");
-    char sizes_text[256] = "100000,1000000", arch[64] = "laptop";
+    char sizes_text[256] = "100000,1000000", arch[64] = "laptop", omniglot[4096] = "";
     int threads = 0;
     for (int i = 1; i + 1 < argc; i += 2) {
         const char *k = argv[i], *v = argv[i + 1];
@@ -269,6 +359,7 @@ int main(int argc, char **argv)
         else if (!strcmp(k, "--noise")) cf.noise = atof(v);
         else if (!strcmp(k, "--positive")) cf.positive = atof(v);
         else if (!strcmp(k, "--seed")) cf.seed = strtoull(v, NULL, 10);
+        else if (!strcmp(k, "--omniglot")) snprintf(omniglot, sizeof omniglot, "%s", v);
         else {
             fprintf(stderr, "bench_gallery_index: unknown option %s (see the file's header)\n", k);
             return 2;
@@ -295,9 +386,14 @@ int main(int argc, char **argv)
            "%zu\n",
            cf.exact_queries, cf.queries);
     int rc = 0;
-    for (char *save = NULL, *t = strtok_r(sizes_text, ",", &save); t && !rc;
-         t = strtok_r(NULL, ",", &save))
-        rc = run_size(be, arch, (size_t)strtoull(t, NULL, 10), &cf);
+    if (omniglot[0]) {
+        if (cf.per == 5) cf.per = 15; /* of Omniglot's 20 drawers, unless --per says */
+        rc = run_omniglot(be, omniglot, &cf);
+    } else {
+        for (char *save = NULL, *t = strtok_r(sizes_text, ",", &save); t && !rc;
+             t = strtok_r(NULL, ",", &save))
+            rc = run_size(be, arch, (size_t)strtoull(t, NULL, 10), &cf);
+    }
     sm_backend_destroy(be);
     return rc;
 }
