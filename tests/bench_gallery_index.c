@@ -276,7 +276,12 @@ static int run_omniglot(sm_backend *be, const char *path, const config *cf_in)
     if (st) return fail(st, path);
     sm_gallery *g = NULL;
     if ((st = sm_gallery_create(sub, head, &g))) return fail(st, "sm_gallery_create");
-    const size_t d = sm_subnet_feature_dim(sub), batch = 64, px = 105 * 105;
+    sm_arch *arch = NULL;
+    int c_in = 0, h = 0, w = 0;
+    if ((st = sm_subnet_get_arch(sub, &arch))) return fail(st, "sm_subnet_get_arch");
+    sm_arch_input_shape(arch, &c_in, &h, &w);
+    sm_arch_destroy(arch);
+    const size_t d = sm_subnet_feature_dim(sub), batch = 64, px = (size_t)c_in * h * w;
     size_t n_q = 0, cap_q = 16384;
     float *img = malloc(batch * px * sizeof *img), *feat = malloc(batch * d * sizeof *feat);
     float *q = malloc(cap_q * d * sizeof *q);
@@ -287,7 +292,9 @@ static int run_omniglot(sm_backend *be, const char *path, const config *cf_in)
         char file[4096];
         snprintf(file, sizeof file, "%s/%s", dir, sets[si]);
         sm_dataset *ds = NULL;
-        if ((st = sm_dataset_open(file, 105, 105, NULL, 0, &ds))) return fail(st, file);
+        sm_dataset_options o = SM_DATASET_OPTIONS_INIT;
+        o.resize = 1; /* to the model's input, as siamese-train --resize-images */
+        if ((st = sm_dataset_open_with(file, h, w, NULL, 0, &o, &ds))) return fail(st, file);
         size_t n = sm_dataset_num_images(ds), *seen = calloc(sm_dataset_num_classes(ds), sizeof *seen);
         if (!seen) return fail(SM_ERR_NOMEM, "buffers");
         for (size_t off = 0; off < n; off += batch) {
