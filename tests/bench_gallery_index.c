@@ -386,9 +386,11 @@ int main(int argc, char **argv)
     if (st) return fail(st, "cpu backend");
     if (threads) sm_backend_set_threads(be, threads);
     printf("gallery search through a candidate index against exact search, %s backend, %d "
-           "threads, top 5; labels: latent %zu, noise %.3f, %.0f %% positive weights\n",
-           sm_backend_name(be), sm_backend_get_threads(be), cf.latent, cf.noise,
-           100 * cf.positive);
+           "threads, top 5\n",
+           sm_backend_name(be), sm_backend_get_threads(be));
+    if (!omniglot[0])
+        printf("synthetic labels: latent %zu, noise %.3f, %.0f %% positive weights\n", cf.latent,
+               cf.noise, 100 * cf.positive);
     printf("recall@5 and top-1 over the first %zu queries (the exact search's), queries/s over "
            "%zu\n",
            cf.exact_queries, cf.queries);
