@@ -15,13 +15,14 @@
 # A no-op (no apt-get at all) when every package is installed already. Optional parts are
 # installed when Debian has them and said in one line each when it does not; they never fail
 # the set-up: oneDNN (the faster cpu-dnnl backend), cairo (the examples' figures), NumPy (the
-# Python package, python/siamese, needs it; without it the package's test is a skip). The CUDA
-# toolkit is not a Debian package here: it is looked for, and its absence said in one line.
+# Python package, python/siamese, needs it; without it the package's test is a skip), Faiss and
+# g++ (the index-faiss module: approximate search of large galleries). The CUDA toolkit is not a
+# Debian package here: it is looked for, and its absence said in one line.
 set -euo pipefail
 
 required=(meson ninja-build gcc libc6-dev pkg-config python3
           libopenblas-dev libspng-dev libzip-dev zlib1g-dev)
-optional=(libdnnl-dev libcairo2-dev fonts-dejavu-core python3-numpy)
+optional=(libdnnl-dev libcairo2-dev fonts-dejavu-core python3-numpy libfaiss-dev g++)
 tests=(libcmocka-dev valgrind g++ binutils clang libclang-rt-14-dev abigail-tools doxygen
        openmpi-bin libopenmpi-dev libmpich-dev python3-pytest)
 # debian/control's Build-Depends beyond the lists above, and the tools of scripts/build-debs.sh
@@ -34,7 +35,7 @@ for arg in "$@"; do
         --tests) required+=("${tests[@]}") ;;
         --packaging) required+=("${packaging[@]}") ;;
         --list) list_only=1 ;;
-        -h|--help) sed -n '2,19s/^# \{0,1\}//p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,20s/^# \{0,1\}//p' "$0"; exit 0 ;;
         *) echo "setup-debian.sh: unknown option '$arg' (see --help)" >&2; exit 2 ;;
     esac
 done
@@ -99,6 +100,7 @@ for p in "${missing_optional[@]}"; do
         case $p in
             libdnnl-dev) echo "setup: no oneDNN package (libdnnl-dev): no cpu-dnnl backend (optional)" ;;
             libcairo2-dev) echo "setup: no cairo package (libcairo2-dev): examples draw no figures (optional)" ;;
+            libfaiss-dev) echo "setup: no Faiss package (libfaiss-dev): no index-faiss module, galleries are searched exactly (optional)" ;;
             *) echo "setup: no package $p (optional)" ;;
         esac
     fi

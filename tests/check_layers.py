@@ -9,7 +9,7 @@
 Rules: a file in lib/<layer>/ includes headers of its own layer, of the layers the table in
 lib/README.md allows it, and public ones (siamese/...), always written from lib/ ("io/png.h");
 the rules themselves must have no cycle; no header includes itself through others; backend and
-communicator modules include only their plug-in header, public headers and their own (cpu-dnnl
+communicator and index modules include only their plug-in header, public headers and their own (cpu-dnnl
 also backends/cpu-blas's two shared headers); cpu-blas, linked into the core, also
 common/alloc.h, common/error.h and backend/backend.h; examples only public headers and their own.
 """
@@ -66,7 +66,7 @@ def cycle_in(graph):
 def sources(root, top):
     for d, _, files in os.walk(os.path.join(root, top)):
         for f in sorted(files):
-            if f.endswith((".c", ".h", ".cu")):
+            if f.endswith((".c", ".h", ".cu", ".cpp")):
                 yield os.path.relpath(os.path.join(d, f), root)
 
 
@@ -124,6 +124,7 @@ def check(root):
                                "backend/backend.h"})
     only(os.path.join("comm", "mpi"), {"comm_plugin.h"})
     only(os.path.join("comm", "nccl"), {"comm_plugin.h"})
+    only(os.path.join("index", "faiss"), {"index_plugin.h"})
     only("examples", set())
     return errors
 
@@ -136,10 +137,11 @@ def self_test(root):
         ("lib/network/arch.c", '#include "dataset.h"', "not written from lib/"),
         ("backends/cpu-dnnl/conv_fft.c", '#include "network/network.h"', "not allowed here"),
         ("comm/mpi/comm_mpi_module.c", '#include "comm/comm_impl.h"', "not allowed here"),
+        ("index/faiss/index_faiss.cpp", '#include "gallery/gallery.h"', "not allowed here"),
     ]
     failures = 0
     with tempfile.TemporaryDirectory() as tmp:
-        for top in ("lib", "backends", "comm", "examples"):
+        for top in ("lib", "backends", "comm", "index", "examples"):
             shutil.copytree(os.path.join(root, top), os.path.join(tmp, top))
         errors = check(tmp)
         print(("ok  " if not errors else "FAIL") + " the copy passes before planting")

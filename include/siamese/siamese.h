@@ -13,6 +13,8 @@
  *  - siamese/evaluation.h: verification accuracy, N-way episodes, the official one-shot runs,
  *    ROC curves and calibrated thresholds;
  *  - siamese/gallery.h: galleries of enrolled examples: identification, verification, files;
+ *  - siamese/gallery_index.h: approximate identification for large galleries through a
+ *    candidate index (HNSW, IVF) and exact scores of the labels it proposes;
  *  - siamese/comm.h: communicators for data-parallel training over several processes (MPI,
  *    NCCL, host callbacks, threads); the trainer's gradient shards;
  *  - siamese/status.h and siamese/version.h: the status codes and the version macros.
@@ -66,6 +68,7 @@
 #include "siamese/data.h"
 #include "siamese/evaluation.h"
 #include "siamese/gallery.h"
+#include "siamese/gallery_index.h"
 #include "siamese/network.h"
 #include "siamese/train.h"
 #include "siamese/comm.h"

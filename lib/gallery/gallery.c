@@ -247,6 +247,7 @@ sm_status sm__gallery_append_stored(sm_gallery *g, const char *label, size_t n, 
     for (size_t i = 0; i < n; i++) g->example_label[g->n + i] = (uint32_t)idx;
     g->n += n;
     g->label_n[idx] += n;
+    g->generation++;
     return SM_OK;
 }
 
@@ -273,6 +274,7 @@ sm_status sm__gallery_append(sm_gallery *g, const char *label, size_t n, const f
 void sm__gallery_truncate(sm_gallery *g, size_t n_examples, size_t n_labels)
 {
     for (size_t i = n_examples; i < g->n; i++) g->label_n[g->example_label[i]]--;
+    if (n_examples != g->n || n_labels != g->n_labels) g->generation++;
     g->n = n_examples;
     for (size_t l = n_labels; l < g->n_labels; l++) sm__free(g->labels[l]);
     if (n_labels == g->n_labels) return;
@@ -506,6 +508,7 @@ SM_API sm_status sm_gallery_remove(sm_gallery *g, const char *label, size_t *rem
     sm__free(g->hash);
     g->hash = t;
     g->hash_cap = cap;
+    g->generation++;
     if (removed) *removed = gone;
     return SM_OK;
 }

@@ -42,6 +42,9 @@ struct sm_gallery {
     size_t n_labels, cap_labels;
     uint32_t *hash; /* open addressing: label index + 1, 0 = empty; hash_cap a power of 2 */
     size_t hash_cap;
+
+    uint64_t generation; /* counts the changes of the examples and labels: an index built at
+                            one generation refuses queries at another (gallery_index.h) */
 };
 
 /* A 64-bit fingerprint of a model: FNV-1a over its architecture text, then every parameter of
