@@ -70,10 +70,12 @@ static void model_close(model *m)
 static float centres[LABELS][D];
 
 /* LABELS labels "label0000".., PER examples each: a centre in [0.1, 0.9]^D, noise +-0.02. */
-static sm_gallery *clustered_gallery(const model *m)
+static sm_gallery *clustered_gallery_as(const model *m, sm_storage_type storage)
 {
     sm_gallery *g;
-    assert_int_equal(sm_gallery_create(m->sub, m->head, &g), SM_OK);
+    sm_gallery_options go = SM_GALLERY_OPTIONS_INIT;
+    go.storage = storage;
+    assert_int_equal(sm_gallery_create_with(m->sub, m->head, &go, &g), SM_OK);
     for (int l = 0; l < LABELS; l++) {
         float x[PER * D];
         for (int j = 0; j < D; j++) centres[l][j] = 0.1f + 0.8f * urand();
@@ -87,6 +89,11 @@ static sm_gallery *clustered_gallery(const model *m)
     return g;
 }
 
+static sm_gallery *clustered_gallery(const model *m)
+{
+    return clustered_gallery_as(m, SM_STORAGE_F32);
+}
+
 /* NQ queries, each near a label's centre (noise +-0.05). */
 static void queries(float *q)
 {
@@ -96,12 +103,51 @@ static void queries(float *q)
     }
 }
 
+/* The candidates' labels are re-scored with the gallery's own kernel: the same bits as the exact
+ * search, whatever the storage type, and from a mapped file's rows too. */
+static void test_storage_types_and_mapped_files(void **state)
+{
+    (void)state;
+    model m;
+    model_open(&m, 0);
+    static float q[NQ * D];
+    const char *path = "test_gallery_index.gallery";
+    for (int t = SM_STORAGE_F32; t <= SM_STORAGE_U8; t++) {
+        sm_gallery *made = clustered_gallery_as(&m, (sm_storage_type)t);
+        queries(q);
+        assert_int_equal(sm_gallery_save(made, path), SM_OK);
+        sm_gallery *g;
+        assert_int_equal(sm_gallery_load(m.sub, m.head, path, &g), SM_OK);
+        assert_int_equal(sm_gallery_storage(g), t);
+        assert_int_equal(sm_gallery_is_mapped(g), 1);
+        sm_gallery *pair[2] = {made, g};
+        for (int which = 0; which < 2; which++) {
+            sm_gallery_match want[NQ * K], got[NQ * K];
+            assert_int_equal(sm_gallery_identify_embeddings(pair[which], NQ, q, K, want, NULL),
+                             SM_OK);
+            sm_gallery_index_options o = SM_GALLERY_INDEX_OPTIONS_INIT;
+            sm_gallery_index *ix;
+            assert_int_equal(sm_gallery_index_build(pair[which], &o, &ix), SM_OK);
+            assert_int_equal(sm_gallery_index_identify_embeddings(ix, NQ, q, K, got, NULL), SM_OK);
+            for (size_t i = 0; i < (size_t)NQ * K; i++) {
+                assert_int_equal(got[i].label, want[i].label);
+                assert_true(got[i].score == want[i].score);
+            }
+            sm_gallery_index_destroy(ix);
+        }
+        sm_gallery_destroy(g);
+        sm_gallery_destroy(made);
+    }
+    remove(path);
+    model_close(&m);
+}
+
 static void assert_same_as_exact(const sm_gallery_match *got, const sm_gallery_match *want,
                                  size_t n)
 {
     for (size_t i = 0; i < n; i++) {
         assert_int_equal(got[i].label, want[i].label);
-        assert_true(fabs(got[i].score - want[i].score) < 1e-6);
+        assert_true(got[i].score == want[i].score); /* the gallery's kernel: the same bits */
         assert_int_equal(got[i].rank, want[i].rank);
         assert_int_equal(got[i].tied, want[i].tied);
     }
@@ -490,6 +536,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_positive_weights),  cmocka_unit_test(test_deterministic),
         cmocka_unit_test(test_widening),          cmocka_unit_test(test_errors),
         cmocka_unit_test(test_alloc_fail),
+        cmocka_unit_test(test_storage_types_and_mapped_files),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -5,8 +5,8 @@
  * go into the index, scaled by |w_d|, so that the module's L1 distance between a query and an
  * example is the part of the logit that falls with distance; the others (w_d > 0 raise the
  * score with distance, w_d == 0 do nothing) are left to the exact scoring of
- * gallery_index_search.c. The gallery's rows are read through the backend's download op in
- * bounded chunks, projected, and handed to the module, which keeps its own copy. */
+ * gallery_index_search.c. The gallery's rows (any storage type, mapped or not) are read in
+ * bounded chunks, decoded, projected, and handed to the module, which keeps its own copy. */
 #include <math.h>
 #include <string.h>
 
@@ -161,16 +161,30 @@ static sm_status build_module_index(sm_gallery_index *ix, const sm_gallery_index
     SM_RETURN_IF(!sm__mul_size(g->n, ix->n_idx * sizeof(float), &bytes), SM_ERR_LIMIT,
                  "sm_gallery_index_build: %zu examples is more than any buffer can hold", g->n);
     const size_t chunk = g->n < CHUNK_ROWS ? g->n : CHUNK_ROWS;
+    const int u8 = g->storage == SM_STORAGE_U8;
     float *rows = sm__malloc(bytes), *host = sm__malloc(chunk * g->dim * sizeof *host);
-    sm_status st =
-        rows && host ? SM_OK : sm__fail(SM_ERR_NOMEM, "sm_gallery_index_build: out of memory");
+    void *stored = sm__malloc(chunk * g->row_bytes);
+    float *qp = u8 ? sm__malloc(2 * chunk * sizeof *qp) : NULL;
+    sm_status st = rows && host && stored && (qp || !u8)
+                       ? SM_OK
+                       : sm__fail(SM_ERR_NOMEM, "sm_gallery_index_build: out of memory");
     for (size_t off = 0; off < g->n && st == SM_OK; off += chunk) {
         size_t m = g->n - off < chunk ? g->n - off : chunk;
-        st = g->be->ops->download(g->be->ctx, host, g->feat + off * g->dim,
-                                  m * g->dim * sizeof *host);
-        if (st == SM_OK) sm__index_project(ix, m, host, rows + off * ix->n_idx);
+        /* the rows in their storage type (a mapped file's are host memory), then decoded */
+        const uint8_t *src = (const uint8_t *)g->rows + off * g->row_bytes;
+        if (g->map) memcpy(stored, src, m * g->row_bytes);
+        else st = g->be->ops->download(g->be->ctx, stored, src, m * g->row_bytes);
+        if (st == SM_OK && u8) {
+            if (g->map) memcpy(qp, g->qp + 2 * off, 2 * m * sizeof *qp);
+            else st = g->be->ops->download(g->be->ctx, qp, g->qp + 2 * off, 2 * m * sizeof *qp);
+        }
+        if (st != SM_OK) break;
+        sm__storage_decode(g->storage, m, g->dim, stored, qp, host);
+        sm__index_project(ix, m, host, rows + off * ix->n_idx);
     }
     sm__free(host);
+    sm__free(stored);
+    sm__free(qp);
     if (st == SM_OK) {
         sm_index_build_args a = {
             .abi = SM_INDEX_MODULE_ABI,

@@ -6,11 +6,10 @@
  * examples in example order (double), as gallery_search.c scores the whole gallery. The top k
  * of the named labels, with ranks and ties among them, is the answer.
  *
- * The exact scoring here is a plain loop over rows read through the backend's download op (on
- * the CPU backends that is host memory); it is written to be replaced by the gallery's own
- * scoring kernel. Each logit is summed in double in dimension order and rounded to float before
- * the bias and the sigmoid, so a label's score can differ from sm_gallery_identify's in the
- * last bits of a float (that one sums in OpenBLAS's order).
+ * The exact scores come from the gallery's own kernel (sm__gallery_score, one call per query over
+ * the examples of every label it names), which gives each pair the bits a full search gives it;
+ * a label's mean is summed in double in example order as gallery_search.c sums it, so a label's
+ * score here is bit-identical to sm_gallery_identify's, whatever the storage type.
  *
  * A query whose candidates name fewer labels than the answer needs (min(k, labels)) asks the
  * index again for twice as many, and so on; at the gallery's size it scores every label. */
@@ -22,7 +21,6 @@
 #include "gallery/gallery_index.h"
 
 #define BATCH_IDS ((size_t)1 << 16) /* ids per batch of queries handed to the module */
-#define RUN_ROWS ((size_t)64)       /* rows per download while scoring */
 
 typedef struct scratch {
     size_t batch;       /* queries per module call */
@@ -38,7 +36,9 @@ typedef struct scratch {
     uint32_t *stamp;    /* per label: 1 + the last query that named it */
     uint32_t query_tag; /* the tag of the query being answered */
     double *score;      /* per named label */
-    float *rows;        /* RUN_ROWS x dim */
+    uint32_t *list;     /* the named labels' examples, label after label, list_cap entries */
+    float *pair;        /* their pair scores */
+    size_t list_cap;
 } scratch;
 
 static void scratch_free(scratch *s)
@@ -52,7 +52,8 @@ static void scratch_free(scratch *s)
     sm__free(s->named);
     sm__free(s->stamp);
     sm__free(s->score);
-    sm__free(s->rows);
+    sm__free(s->list);
+    sm__free(s->pair);
 }
 
 static sm_status scratch_alloc(const sm_gallery_index *ix, size_t n_queries, size_t kk,
@@ -69,8 +70,7 @@ static sm_status scratch_alloc(const sm_gallery_index *ix, size_t n_queries, siz
     s->named = sm__malloc(nl * sizeof *s->named);
     s->stamp = sm__calloc(nl, sizeof *s->stamp);
     s->score = sm__malloc(nl * sizeof *s->score);
-    s->rows = sm__malloc(RUN_ROWS * ix->dim * sizeof *s->rows);
-    if (s->qproj && s->ids && s->dist && s->best && s->named && s->stamp && s->score && s->rows)
+    if (s->qproj && s->ids && s->dist && s->best && s->named && s->stamp && s->score)
         return SM_OK;
     scratch_free(s);
     return SM_ERR_NOMEM;
@@ -146,42 +146,37 @@ static sm_status widen(const sm_gallery_index *ix, const char *fn, scratch *s, c
 
 /* ------------------------------------------------------------------ exact scores */
 
-static float sigmoidf_stable(float x)
+/* Every named label's score against the query q (dim floats): the mean over all its examples,
+ * from one sm__gallery_score call over their rows. */
+static sm_status score_named(const sm_gallery_index *ix, const char *fn, scratch *s,
+                             const float *q)
 {
-    /* as the backends' sigmoid_fwd: exp of a negative argument only */
-    if (x >= 0.0f) return 1.0f / (1.0f + expf(-x));
-    float e = expf(x);
-    return e / (1.0f + e);
-}
-
-/* Label l's score against the query q (dim floats): the mean over all its examples. */
-static sm_status score_label(const sm_gallery_index *ix, const char *fn, scratch *s,
-                             const float *q, uint32_t l, double *out)
-{
-    const sm_gallery *g = ix->g;
-    const size_t d = ix->dim, first = ix->label_start[l], last = ix->label_start[l + 1];
-    const float *w = ix->w;
-    double sum = 0.0;
-    for (size_t i = first; i < last;) {
-        /* a run of consecutive examples, read in one download */
-        size_t e0 = ix->label_examples[i], m = 1;
-        while (i + m < last && m < RUN_ROWS && ix->label_examples[i + m] == e0 + m) m++;
-        SM_TRY(g->be->ops->download(g->be->ctx, s->rows, g->feat + e0 * d,
-                                    m * d * sizeof *s->rows));
-        for (size_t r = 0; r < m; r++) {
-            const float *f = s->rows + r * d;
-            double acc = 0.0;
-            for (size_t j = 0; j < d; j++) acc += (double)w[j] * fabs((double)q[j] - f[j]);
-            float score = sigmoidf_stable((float)acc + w[d]);
-            SM_RETURN_IF(!(score >= 0.0f && score <= 1.0f), SM_ERR_NUMERIC,
-                         "%s: the head scores example %zu (label '%.80s') %g, not in [0, 1]: "
-                         "the head's parameters are not finite",
-                         fn, e0 + r, g->labels[l], (double)score);
-            sum += score;
-        }
-        i += m;
+    size_t total = 0;
+    for (size_t j = 0; j < s->n_named; j++)
+        total += ix->label_start[s->named[j] + 1] - ix->label_start[s->named[j]];
+    if (total > s->list_cap) {
+        uint32_t *list = sm__realloc(s->list, total * sizeof *list);
+        if (list) s->list = list;
+        float *pair = list ? sm__realloc(s->pair, total * sizeof *pair) : NULL;
+        if (pair) s->pair = pair;
+        if (!list || !pair) return sm__fail(SM_ERR_NOMEM, "%s: out of memory", fn);
+        s->list_cap = total;
     }
-    *out = sum / (double)(last - first);
+    size_t at = 0;
+    for (size_t j = 0; j < s->n_named; j++) {
+        const size_t first = ix->label_start[s->named[j]], last = ix->label_start[s->named[j] + 1];
+        memcpy(s->list + at, ix->label_examples + first, (last - first) * sizeof *s->list);
+        at += last - first;
+    }
+    SM_TRY(sm__gallery_score(ix->g, fn, 1, q, total, s->list, s->pair));
+    at = 0;
+    for (size_t j = 0; j < s->n_named; j++) {
+        const size_t cnt = ix->label_start[s->named[j] + 1] - ix->label_start[s->named[j]];
+        double sum = 0.0; /* in example order, as gallery_search.c */
+        for (size_t i = 0; i < cnt; i++) sum += s->pair[at + i];
+        s->score[j] = sum / (double)cnt;
+        at += cnt;
+    }
     return SM_OK;
 }
 
@@ -227,8 +222,7 @@ static sm_status answer(const sm_gallery_index *ix, const char *fn, scratch *s, 
 {
     name_labels(ix, s, ids, ix->candidates);
     if (s->n_named < kk) SM_TRY(widen(ix, fn, s, qproj, kk));
-    for (size_t j = 0; j < s->n_named; j++)
-        SM_TRY(score_label(ix, fn, s, q, s->named[j], &s->score[j]));
+    SM_TRY(score_named(ix, fn, s, q));
     top_k(ix, s, kk, out);
     return SM_OK;
 }
