@@ -38,7 +38,7 @@ from .errors import (BackendUnavailableError, ClosedError, CommError, DatasetErr
                      VersionError)
 from .evaluation import (EvalResult, OneshotRuns, Roc, calibrate_fit, oneshot_episodes,
                          verification_accuracy, verification_logits, verification_scores)
-from .gallery import Gallery, Match
+from .gallery import Gallery, GalleryIndex, Match, index_available
 from .library import (abi_version, get_limit, library_path, log_to_logging,
                       set_limit, set_log_callback, status_name, status_str, version,
                       version_number)
@@ -60,7 +60,8 @@ log_to_logging("warn")
 __all__ = [
     "Adam", "Arch", "Backend", "BackendUnavailableError", "Calibration", "ClosedError", "Comm",
     "CommError", "Dataset", "DatasetError", "DeviceError", "Error", "EvalResult",
-    "FileIOError", "FormatError", "Gallery", "Head", "Health", "InternalError",
+    "FileIOError", "FormatError", "Gallery", "GalleryIndex", "index_available", "Head",
+    "Health", "InternalError",
     "InvalidArgumentError", "LimitError", "Match", "Model", "NumericError", "OneshotRuns",
     "OutOfMemoryError", "Pairs", "Roc", "Sampler", "ShapeError", "StateError", "Subnet",
     "Trainer", "UnknownStatusError", "UnsupportedError", "VersionError", "abi_version",

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import types
 from ctypes import (CFUNCTYPE, POINTER, Structure, c_char_p, c_double, c_float, c_int,
-                    c_int64, c_size_t, c_uint, c_uint32, c_uint64, c_void_p)
+                    c_int32, c_int64, c_size_t, c_uint, c_uint32, c_uint64, c_void_p)
 from typing import Any, Callable, Dict, List, Tuple
 
 from . import _loader
@@ -57,6 +57,20 @@ class GalleryOptionsC(Structure):
 
 class GalleryLoadOptionsC(Structure):
     _fields_ = [("struct_size", c_size_t), ("no_map", c_int), ("skip_row_check", c_int)]
+
+
+class GalleryIndexOptionsC(Structure):
+    _fields_ = [("struct_size", c_size_t), ("kind", c_int32), ("candidates", c_uint32),
+                ("effort", c_uint32), ("hnsw_m", c_uint32), ("hnsw_ef_construction", c_uint32),
+                ("ivf_lists", c_uint32), ("build_threads", c_uint32), ("reserved0", c_uint32),
+                ("seed", c_uint64)]
+
+
+class GalleryIndexStatsC(Structure):
+    _fields_ = [("struct_size", c_size_t), ("kind", c_int32), ("candidates", c_uint32),
+                ("effort", c_uint32), ("ivf_lists", c_uint32), ("examples", c_size_t),
+                ("dims_indexed", c_size_t), ("dims_positive", c_size_t),
+                ("positive_weight", c_double), ("bytes", c_size_t)]
 
 
 class GalleryMatchC(Structure):
@@ -262,6 +276,16 @@ GALLERY: Dict[str, Proto] = {
     "sm_gallery_verify": (c_status, [c_handle, c_char_p, c_fptr, c_double, POINTER(c_double),
                                      POINTER(c_int)]),
     "sm_gallery_save": (c_status, [c_handle, c_char_p]),
+    "sm_gallery_index_available": (c_status, []),
+    "sm_gallery_index_build": (c_status, [c_handle, POINTER(GalleryIndexOptionsC),
+                                          POINTER(c_handle)]),
+    "sm_gallery_index_destroy": (None, [c_handle]),
+    "sm_gallery_index_set_search": (c_status, [c_handle, c_uint32, c_uint32]),
+    "sm_gallery_index_info": (c_status, [c_handle, POINTER(GalleryIndexStatsC)]),
+    "sm_gallery_index_identify": (c_status, [c_handle, c_size_t, c_fptr, c_size_t, c_void_p,
+                                             c_sizep]),
+    "sm_gallery_index_identify_embeddings": (c_status, [c_handle, c_size_t, c_fptr, c_size_t,
+                                                        c_void_p, c_sizep]),
     "sm_gallery_load": (c_status, [c_handle, c_handle, c_char_p, POINTER(c_handle)]),
 }
 
@@ -347,5 +371,5 @@ def c_text(s: str) -> bytes:
 
 __all__ = ["lib", "path", "F", "fns", "text", "last_error", "c_path", "c_text", "c_status",
            "EvalResultC", "DatasetOptionsC", "HealthC", "GalleryMatchC", "GalleryOptionsC",
-           "GalleryLoadOptionsC", "LOG_FN",
+           "GalleryLoadOptionsC", "GalleryIndexOptionsC", "GalleryIndexStatsC", "LOG_FN",
            "PROGRESS_FN", "HEALTH_FN", "c_uint32", "TABLES", "NOT_BOUND"]

@@ -9,12 +9,12 @@ _arrays and checks the status with ``check(status, "sm_gallery_...")``.
 from __future__ import annotations
 
 from ctypes import byref, c_double, c_int, c_size_t, c_void_p, sizeof
-from typing import Any, List, NamedTuple, Optional, Tuple
+from typing import Any, Dict, List, NamedTuple, Optional, Tuple
 
 from . import _arrays
 from ._handles import Handle, check
-from ._lib import (F, GalleryLoadOptionsC, GalleryMatchC, GalleryOptionsC, c_path, c_text,
-                   text)
+from ._lib import (F, GalleryIndexOptionsC, GalleryIndexStatsC, GalleryLoadOptionsC,
+                   GalleryMatchC, GalleryOptionsC, c_path, c_text, text)
 from .data import SIZE_MAX, PathLike
 from .model import Model
 
@@ -203,3 +203,84 @@ class Gallery(Handle):
         if self.closed:
             return "<siamese.Gallery closed>"
         return f"<siamese.Gallery {len(self)} labels, {self.num_examples} examples>"
+
+
+# sm_gallery_index_kind
+INDEX_KINDS = {"hnsw": 1, "ivf": 2}
+
+
+def index_available() -> bool:
+    """Whether the index module (index-faiss) can be loaded here (sm_gallery_index_available)."""
+    return F.sm_gallery_index_available() == 0
+
+
+class GalleryIndex(Handle):
+    """An approximate candidate index over a gallery (siamese/gallery_index.h, since 0.5): the
+    index proposes examples, and the labels they name are scored exactly (the same scores as
+    Gallery.identify). ``GalleryIndex(gallery, kind="hnsw", candidates=0, ...)``: 0 means the
+    option's default. The gallery is borrowed and must not change while the index is used (a
+    query on a changed gallery raises StateError: build the index again).
+
+    Threads: identify* only read it (any number of threads at once); set_search modifies it.
+    """
+
+    def __init__(self, gallery: Gallery, kind: str = "hnsw", *, candidates: int = 0,
+                 effort: int = 0, hnsw_m: int = 0, hnsw_ef_construction: int = 0,
+                 ivf_lists: int = 0, build_threads: int = 0, seed: int = 0) -> None:
+        if kind not in INDEX_KINDS:
+            from .errors import InvalidArgumentError
+            raise InvalidArgumentError(f"GalleryIndex: kind {kind!r} is not one of "
+                                       f"{', '.join(INDEX_KINDS)}",
+                                       function="sm_gallery_index_build")
+        o = GalleryIndexOptionsC(sizeof(GalleryIndexOptionsC), INDEX_KINDS[kind], candidates,
+                                 effort, hnsw_m, hnsw_ef_construction, ivf_lists, build_threads,
+                                 0, seed)
+        out = c_void_p()
+        with gallery._use() as (g,):
+            check(F.sm_gallery_index_build(g, byref(o), byref(out)), "sm_gallery_index_build")
+        self.gallery = gallery
+        self._own(self._resource("GalleryIndex", out.value, F.sm_gallery_index_destroy,
+                                 [gallery]))
+
+    def set_search(self, candidates: int = 0, effort: int = 0) -> None:
+        """Candidates and effort of queries from now on (sm_gallery_index_set_search)."""
+        with self._use() as (ix,):
+            check(F.sm_gallery_index_set_search(ix, candidates, effort),
+                  "sm_gallery_index_set_search")
+
+    @property
+    def info(self) -> Dict[str, Any]:
+        """What was built (sm_gallery_index_info): kind, candidates, effort, ivf_lists,
+        examples, dims_indexed, dims_positive, positive_weight, bytes."""
+        st = GalleryIndexStatsC()
+        st.struct_size = sizeof(GalleryIndexStatsC)
+        with self._use() as (ix,):
+            check(F.sm_gallery_index_info(ix, byref(st)), "sm_gallery_index_info")
+        d = {name: getattr(st, name) for name, _ in GalleryIndexStatsC._fields_[1:]}
+        d["kind"] = {v: k for k, v in INDEX_KINDS.items()}.get(st.kind, st.kind)
+        return d
+
+    def identify(self, queries: Any, k: int = 5) -> List[List[Match]]:
+        """Gallery.identify through the index (sm_gallery_index_identify)."""
+        shape = self.gallery.model.input_shape
+        a = _arrays.floats(queries, "sm_gallery_index_identify")
+        if a.shape in ((shape[1], shape[2]), shape):
+            a = a.reshape((1,) + shape)
+        a, n = _arrays.batch(a, shape, "sm_gallery_index_identify")
+        return self._search("sm_gallery_index_identify", a, n, k)
+
+    def identify_embeddings(self, features: Any, k: int = 5) -> List[List[Match]]:
+        """identify() from feature vectors (sm_gallery_index_identify_embeddings)."""
+        a, n = _arrays.vectors(features, self.gallery.model.feature_dim,
+                               "sm_gallery_index_identify_embeddings")
+        return self._search("sm_gallery_index_identify_embeddings", a, n, k)
+
+    def _search(self, fn: str, a: Any, n: int, k: int) -> List[List[Match]]:
+        matches = (GalleryMatchC * (max(n, 1) * max(k, 1)))()
+        found = c_size_t()
+        with self._use(self.gallery) as (ix, g):
+            check(getattr(F, fn)(ix, n, a.ctypes.data, k, matches, byref(found)), fn)
+            names = [text(F.sm_gallery_label_name(g, i)) for i in range(len(self.gallery))]
+        per = int(found.value)
+        return [[Match(names[m.label], int(m.label), float(m.score), int(m.rank), int(m.tied))
+                 for m in matches[q * k:q * k + per]] for q in range(n)]

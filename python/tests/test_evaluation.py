@@ -145,3 +145,34 @@ def test_gallery_storage_and_mapping(trained, dataset, tmp_path):
                 assert back.storage == storage and back.identify(dataset.images([1, 5]), 4) == top
     with pytest.raises(siamese.InvalidArgumentError):
         siamese.Gallery(m, storage="f64")
+
+
+def test_gallery_index(trained, dataset):
+    """The candidate index (0.5): the same matches as the exact search on a small gallery."""
+    m, _ = trained
+    if not siamese.index_available():
+        pytest.skip("SKIP: the index-faiss module is not built here (Debian libfaiss-dev)")
+    with siamese.Gallery(m) as g:
+        for c in range(6):
+            g.enrol(f"c{c}", dataset.images(range(4 * c, 4 * c + 3)))
+        queries = m.embed(dataset.images([1, 5, 9, 13]))
+        exact = g.identify_embeddings(queries, k=3)
+        for kind in ("hnsw", "ivf"):
+            try:
+                ix = (siamese.GalleryIndex(g, kind, ivf_lists=2, effort=2) if kind == "ivf"
+                      else siamese.GalleryIndex(g, kind))
+            except siamese.UnsupportedError:
+                pytest.skip("SKIP: this head has no negative weight")
+            with ix:
+                assert ix.info["kind"] == kind and ix.info["examples"] == 18
+                assert ix.identify_embeddings(queries, k=3) == exact
+                assert ix.identify(dataset.images([1, 5, 9, 13]), k=3) == exact
+                ix.set_search(candidates=8)
+                assert ix.info["candidates"] == 8
+        g.enrol("c6", dataset.images([30]))
+        with siamese.GalleryIndex(g) as ix:
+            g.enrol("c7", dataset.images([31]))
+            with pytest.raises(siamese.StateError, match="SM_ERR_STATE"):
+                ix.identify_embeddings(queries)
+        with pytest.raises(siamese.InvalidArgumentError):
+            siamese.GalleryIndex(g, "lsh")
