@@ -22,5 +22,10 @@ if dpkg-query -W -f='${Status}' python3-siamese 2>/dev/null | grep -q 'ok instal
     echo "== python3-siamese"
     python3 -c 'import siamese; print("import siamese:", siamese.__file__)
 print("siamese.version():", siamese.version())'
+    if dpkg-query -W -f='${Status}' libsiamese-index-faiss 2>/dev/null | grep -q 'ok installed'; then
+        # the core finds the index module in the packaged layout (<libdir>/libsiamese/)
+        python3 -c 'import siamese; assert siamese.index_available(), "index-faiss not found"
+print("siamese.index_available(): True")'
+    fi
 fi
 echo "== all passed"
