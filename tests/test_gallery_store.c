@@ -527,7 +527,8 @@ static void rewrite(const char *src, const char *dst, size_t extra, const char *
     if (storage) { /* insert "storage":"..." after the first '{' of the metadata */
         char ins[64];
         int k = snprintf(ins, sizeof ins, "\"storage\":\"%s\",", storage);
-        char *at = strstr(json, "\"format\"");
+        char *at = memmem(json, jl, "\"format\"", 8); /* the header is not NUL-terminated */
+        assert_non_null(at);
         memmove(at + k, at, jl - (size_t)(at - json));
         memcpy(at, ins, (size_t)k);
         jl += (size_t)k;
