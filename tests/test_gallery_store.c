@@ -527,7 +527,9 @@ static void rewrite(const char *src, const char *dst, size_t extra, const char *
     if (storage) { /* insert "storage":"..." after the first '{' of the metadata */
         char ins[64];
         int k = snprintf(ins, sizeof ins, "\"storage\":\"%s\",", storage);
-        char *at = memmem(json, jl, "\"format\"", 8); /* the header is not NUL-terminated */
+        char *at = NULL; /* "format" in the header, which is not NUL-terminated */
+        for (size_t i = 0; i + 8 <= jl && !at; i++)
+            if (memcmp(json + i, "\"format\"", 8) == 0) at = json + i;
         assert_non_null(at);
         memmove(at + k, at, jl - (size_t)(at - json));
         memcpy(at, ins, (size_t)k);
