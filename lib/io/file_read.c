@@ -17,18 +17,15 @@
 #define O_CLOEXEC 0
 #endif
 
-sm_status sm__file_read_all(const char *path, uint64_t max_size, const char *limit_name,
-                            uint8_t **out, size_t *size)
+sm_status sm__file_open_sized(const char *path, uint64_t max_size, const char *limit_name,
+                              int *fd_out, size_t *size)
 {
-    SM_CHECK_ARG(path && out && size, "sm__file_read_all: NULL argument");
     int fd;
     do fd = open(path, O_RDONLY | O_CLOEXEC);
     while (fd < 0 && errno == EINTR);
     if (fd < 0) return sm__fail(SM_ERR_IO, "cannot open '%s': %s", path, strerror(errno));
     struct stat sb;
     sm_status st = SM_OK;
-    uint8_t *buf = NULL;
-    size_t n = 0, got = 0;
     if (fstat(fd, &sb) != 0) {
         st = sm__fail(SM_ERR_IO, "cannot stat '%s': %s", path, strerror(errno));
     } else if (!S_ISREG(sb.st_mode)) {
@@ -42,11 +39,26 @@ sm_status sm__file_read_all(const char *path, uint64_t max_size, const char *lim
                             path, (intmax_t)sb.st_size, limit_name, max_size, limit_name)
                  : sm__fail(SM_ERR_LIMIT, "'%s' is %jd bytes, more than the limit of %" PRIu64,
                             path, (intmax_t)sb.st_size, max_size);
-    } else {
-        n = (size_t)sb.st_size;
-        buf = sm__malloc(n ? n : 1);
-        if (!buf) st = sm__fail(SM_ERR_NOMEM, "out of memory reading '%s' (%zu bytes)", path, n);
     }
+    if (st != SM_OK) {
+        close(fd);
+        return st;
+    }
+    *fd_out = fd;
+    *size = (size_t)sb.st_size;
+    return SM_OK;
+}
+
+sm_status sm__file_read_all(const char *path, uint64_t max_size, const char *limit_name,
+                            uint8_t **out, size_t *size)
+{
+    SM_CHECK_ARG(path && out && size, "sm__file_read_all: NULL argument");
+    int fd;
+    size_t n, got = 0;
+    SM_TRY(sm__file_open_sized(path, max_size, limit_name, &fd, &n));
+    sm_status st = SM_OK;
+    uint8_t *buf = sm__malloc(n ? n : 1);
+    if (!buf) st = sm__fail(SM_ERR_NOMEM, "out of memory reading '%s' (%zu bytes)", path, n);
     while (st == SM_OK && got < n) {
         size_t chunk = n - got < ((size_t)1 << 30) ? n - got : ((size_t)1 << 30);
         ssize_t r = read(fd, buf + got, chunk);

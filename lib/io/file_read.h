@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* Private: reading a whole file, the one way the library does it. */
+/* Private: reading a whole file, the one way the library does it (and opening one to map it). */
 #ifndef SM_LIB_IO_FILE_READ_H
 #define SM_LIB_IO_FILE_READ_H
 
@@ -7,6 +7,13 @@
 #include <stdint.h>
 
 #include "siamese/siamese.h"
+
+/* Opens a regular file of at most `max_size` bytes for reading: *fd (close it) and its *size.
+ * The checks and messages both whole-file readers (this one and io/file_map.h) give: SM_ERR_IO
+ * (missing, unreadable, not a regular file), SM_ERR_LIMIT (as below); nothing stays open on
+ * failure. */
+sm_status sm__file_open_sized(const char *path, uint64_t max_size, const char *limit_name,
+                              int *fd, size_t *size);
 
 /* Reads a whole regular file of at most `max_size` bytes into a fresh sm__malloc'd buffer (free
  * with sm__free). SM_ERR_IO (missing, unreadable, not a regular file, shrank while read),
