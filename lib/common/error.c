@@ -3,6 +3,7 @@
 
 #include <stdarg.h>
 #include <stdio.h>
+#include <string.h>
 
 static _Thread_local char last_error[1024];
 
@@ -94,4 +95,19 @@ SM_API const char *sm_status_str(sm_status status)
     case SM_ERR_UNSUPPORTED: return "not supported by this backend or machine";
     }
     return "unknown status";
+}
+
+sm_status sm__read_options(const char *fn, const char *type, const char *init, void *dst,
+                           size_t dst_size, const void *src)
+{
+    if (!src) return SM_OK;
+    size_t have;
+    memcpy(&have, src, sizeof have); /* every options struct starts with its struct_size */
+    SM_CHECK_ARG(have >= sizeof(size_t),
+                 "%s: options->struct_size %zu too small (set it to sizeof(%s), or use %s)", fn,
+                 have, type, init);
+    memset(dst, 0, dst_size);
+    memcpy(dst, src, have < dst_size ? have : dst_size);
+    memcpy(dst, &dst_size, sizeof dst_size);
+    return SM_OK;
 }

@@ -47,4 +47,12 @@ extern const int sm__try_traces;
 
 #define SM_CHECK_ARG(cond, ...) SM_RETURN_IF(!(cond), SM_ERR_INVALID_ARG, __VA_ARGS__)
 
+/* Reads a caller's struct_size-versioned options struct (`src`, NULL allowed) into `dst`
+ * (`dst_size` bytes, holding the defaults on entry): with src, fields past the caller's
+ * struct_size (an older caller) count as 0 and dst's struct_size becomes dst_size.
+ * SM_ERR_INVALID_ARG naming `fn` when src's struct_size is under sizeof(size_t) (`type` and
+ * `init` name the struct and its initialiser in the message). */
+sm_status sm__read_options(const char *fn, const char *type, const char *init, void *dst,
+                           size_t dst_size, const void *src);
+
 #endif

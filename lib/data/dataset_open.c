@@ -281,13 +281,9 @@ SM_API sm_status sm_dataset_open_with(const char *path, int height, int width,
                                       const sm_dataset_options *options, sm_dataset **out)
 {
     if (!options) return sm_dataset_open(path, height, width, alphabets, n_alphabets, out);
-    SM_CHECK_ARG(options->struct_size >= sizeof(size_t),
-                 "sm_dataset_open_with: options->struct_size %zu too small (set it to "
-                 "sizeof(sm_dataset_options): SM_DATASET_OPTIONS_INIT)",
-                 options->struct_size);
-    /* Fields past the caller's struct_size (an older caller) count as 0. */
     sm_dataset_options o = SM_DATASET_OPTIONS_INIT;
-    memcpy(&o, options, options->struct_size < sizeof o ? options->struct_size : sizeof o);
+    SM_TRY(sm__read_options("sm_dataset_open_with", "sm_dataset_options", "SM_DATASET_OPTIONS_INIT",
+                            &o, sizeof o, options));
     SM_CHECK_ARG(o.resize == 0 || o.resize == 1, "sm_dataset_open_with: resize is %d (0 or 1)",
                  o.resize);
     SM_CHECK_ARG(o.n_exclude == 0 || o.exclude, "sm_dataset_open_with: exclude is NULL");

@@ -382,12 +382,9 @@ SM_API sm_status sm_oneshot_runs_open_with(const char *path, int height, int wid
                                            const sm_dataset_options *options, sm_oneshot_runs **out)
 {
     if (!options) return sm_oneshot_runs_open(path, height, width, out);
-    SM_CHECK_ARG(options->struct_size >= sizeof(size_t),
-                 "sm_oneshot_runs_open_with: options->struct_size %zu too small (set it to "
-                 "sizeof(sm_dataset_options): SM_DATASET_OPTIONS_INIT)",
-                 options->struct_size);
     sm_dataset_options o = SM_DATASET_OPTIONS_INIT;
-    memcpy(&o, options, options->struct_size < sizeof o ? options->struct_size : sizeof o);
+    SM_TRY(sm__read_options("sm_oneshot_runs_open_with", "sm_dataset_options",
+                            "SM_DATASET_OPTIONS_INIT", &o, sizeof o, options));
     SM_CHECK_ARG(o.resize == 0 || o.resize == 1, "sm_oneshot_runs_open_with: resize is %d (0 or 1)",
                  o.resize);
     SM_CHECK_ARG(o.n_exclude == 0,

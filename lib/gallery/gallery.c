@@ -325,15 +325,8 @@ SM_API sm_status sm_gallery_create_with(const sm_subnet *subnet, const sm_head *
                  "sm_gallery_create: the head takes %zu features, the subnet gives %zu", head->dim,
                  sm_subnet_feature_dim(subnet));
     sm_gallery_options o = SM_GALLERY_OPTIONS_INIT;
-    if (options) {
-        SM_CHECK_ARG(options->struct_size >= sizeof(size_t),
-                     "sm_gallery_create_with: options->struct_size %zu too small (set it to "
-                     "sizeof(sm_gallery_options), or use SM_GALLERY_OPTIONS_INIT)",
-                     options->struct_size);
-        /* fields past the caller's struct_size (an older caller) count as 0 */
-        memset(&o, 0, sizeof o);
-        memcpy(&o, options, options->struct_size < sizeof o ? options->struct_size : sizeof o);
-    }
+    SM_TRY(sm__read_options("sm_gallery_create_with", "sm_gallery_options",
+                            "SM_GALLERY_OPTIONS_INIT", &o, sizeof o, options));
     SM_CHECK_ARG(sm__storage_name(o.storage) != NULL,
                  "sm_gallery_create_with: unknown storage type %d (SM_STORAGE_F32, _BF16, _F16 "
                  "or _U8)",

@@ -454,14 +454,9 @@ SM_API sm_status sm_gallery_load_with(const sm_subnet *subnet, const sm_head *he
                  "sm_gallery_load: the head takes %zu features, the subnet gives %zu", head->dim,
                  sm_subnet_feature_dim(subnet));
     sm_gallery_load_options o = SM_GALLERY_LOAD_OPTIONS_INIT;
+    SM_TRY(sm__read_options("sm_gallery_load_with", "sm_gallery_load_options",
+                            "SM_GALLERY_LOAD_OPTIONS_INIT", &o, sizeof o, options));
     if (options) {
-        SM_CHECK_ARG(options->struct_size >= sizeof(size_t),
-                     "sm_gallery_load_with: options->struct_size %zu too small (set it to "
-                     "sizeof(sm_gallery_load_options), or use SM_GALLERY_LOAD_OPTIONS_INIT)",
-                     options->struct_size);
-        /* fields past the caller's struct_size (an older caller) count as 0 */
-        memset(&o, 0, sizeof o);
-        memcpy(&o, options, options->struct_size < sizeof o ? options->struct_size : sizeof o);
         SM_CHECK_ARG((o.no_map == 0 || o.no_map == 1) &&
                          (o.skip_row_check == 0 || o.skip_row_check == 1),
                      "sm_gallery_load_with: no_map and skip_row_check take 0 or 1");

@@ -46,15 +46,8 @@ static sm_status resolve(const sm_gallery_index_options *in, size_t n, sm_galler
     static const char fn[] = "sm_gallery_index_build";
     sm_gallery_index_options zero = SM_GALLERY_INDEX_OPTIONS_INIT;
     *o = zero;
-    if (in) {
-        SM_CHECK_ARG(in->struct_size >= sizeof(size_t),
-                     "%s: options->struct_size %zu too small (set it to "
-                     "sizeof(sm_gallery_index_options): SM_GALLERY_INDEX_OPTIONS_INIT)",
-                     fn, in->struct_size);
-        /* fields past the caller's struct_size (an older caller) count as 0 */
-        memcpy(o, in, in->struct_size < sizeof *o ? in->struct_size : sizeof *o);
-        o->struct_size = sizeof *o;
-    }
+    SM_TRY(sm__read_options(fn, "sm_gallery_index_options", "SM_GALLERY_INDEX_OPTIONS_INIT", o,
+                            sizeof *o, in));
     if (o->kind == 0) o->kind = SM_GALLERY_INDEX_HNSW;
     SM_CHECK_ARG(o->kind == SM_GALLERY_INDEX_HNSW || o->kind == SM_GALLERY_INDEX_IVF,
                  "%s: kind %d is none of SM_GALLERY_INDEX_HNSW (1), SM_GALLERY_INDEX_IVF (2)", fn,
